@@ -1,0 +1,38 @@
+# Paddock — the two commands a new user needs:
+#   make demo   bring up a local cluster (unless one is configured), install Paddock, run a sample AgentRun
+#   make test   run the whole test suite (unit, CRD drift, chart checks, e2e on the local cluster)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export PADDOCK_CACHE ?= /var/cache/paddock
+
+.PHONY: help demo test unit lint crds e2e cluster-up cluster-down images
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+demo: ## Run the main job end to end (local cluster, image, chart, sample AgentRun)
+	bash e2e/demo.sh
+
+test: ## Run every test: unit, CRD drift, chart checks, e2e on a real local cluster
+	bash e2e/test-all.sh
+
+unit: ## Unit tests, CRD drift test and lints only (no cluster)
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test --workspace --exclude paddock-e2e
+
+crds: ## Regenerate the CRD YAML from the Rust types (crds/generated and the chart)
+	cargo run -q -p paddock-crds --bin crdgen -- crds/generated/crds.yaml
+	cp crds/generated/crds.yaml charts/paddock/crds/crds.yaml
+
+e2e: ## The e2e suite only (brings the local cluster up if needed)
+	bash e2e/run-e2e.sh
+
+cluster-up: ## Bring up the local cluster (prints the kubeconfig path)
+	bash e2e/cluster/cluster.sh up
+
+cluster-down: ## Tear the local cluster down
+	bash e2e/cluster/cluster.sh down
+
+images: ## Build the runner and operator images and load them into the local cluster
+	bash e2e/build-images.sh

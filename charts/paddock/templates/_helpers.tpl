@@ -1,0 +1,64 @@
+{{/* Chart name, overridable. */}}
+{{- define "paddock.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Resource name prefix: fullnameOverride, else the release name (plus "-paddock" unless it
+already contains the chart name), at most 52 characters so suffixes fit in 63. */}}
+{{- define "paddock.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels on every resource. */}}
+{{- define "paddock.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "paddock.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: paddock
+{{- end -}}
+
+{{/* Selector labels of the operator pod (stable across upgrades). */}}
+{{- define "paddock.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "paddock.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{/* Name of the operator's ServiceAccount. */}}
+{{- define "paddock.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (printf "%s-operator" (include "paddock.fullname" .)) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Namespaces of the default RunnerPool, as a JSON list (use with fromJsonArray). Fails when
+a listed namespace is outside watchNamespace: the operator would never see that pool. */}}
+{{- define "paddock.poolNamespaces" -}}
+{{- $out := list -}}
+{{- if .Values.defaultPool.namespaces -}}
+{{- range .Values.defaultPool.namespaces -}}
+{{- if and $.Values.watchNamespace (ne . $.Values.watchNamespace) -}}
+{{- fail (printf "defaultPool.namespaces contains %q but the operator only watches watchNamespace %q" . $.Values.watchNamespace) -}}
+{{- end -}}
+{{- $out = append $out . -}}
+{{- end -}}
+{{- else if .Values.watchNamespace -}}
+{{- $out = list .Values.watchNamespace -}}
+{{- else -}}
+{{- $out = list .Release.Namespace -}}
+{{- end -}}
+{{- $out | uniq | toJson -}}
+{{- end -}}

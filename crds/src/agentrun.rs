@@ -1,0 +1,343 @@
+//! `AgentRun`: one agent task — a repository, an agent CLI, a prompt, a budget — run once in a
+//! sandboxed pod from a [`crate::RunnerPool`].
+
+use crate::condition::conditions_schema;
+use crate::events::{RunResult, Usage};
+use k8s_openapi::api::core::v1::EnvVar;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// Desired state of an AgentRun. Immutable once created, except `cancel` (a CEL rule on the
+/// CRD refuses other edits; the run's spec is the record of what was asked).
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "paddock.dev",
+    version = "v1alpha1",
+    kind = "AgentRun",
+    namespaced,
+    status = "AgentRunStatus",
+    shortname = "ar",
+    category = "paddock",
+    doc = "One coding-agent task run in a sandboxed pod.",
+    printcolumn(name = "Agent", type_ = "string", json_path = ".spec.agent.name"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Repo", type_ = "string", json_path = ".spec.repo.url", priority = 1),
+    printcolumn(name = "Diff", type_ = "string", json_path = ".status.result.diffstat"),
+    printcolumn(name = "Duration", type_ = "string", json_path = ".status.duration"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Succeeded\")].reason", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 52").message("AgentRun names are at most 52 characters (pods and branches are derived from them)"),
+)]
+#[x_kube(
+    validation = Rule::new("has(self.prompt) != has(self.promptFrom)").message("set exactly one of spec.prompt and spec.promptFrom"),
+    validation = Rule::new("oldSelf.cancel == true ? self.cancel == true : true").message("spec.cancel cannot be unset once set"),
+    validation = Rule::new("self.repo == oldSelf.repo && self.agent == oldSelf.agent && (has(self.prompt) ? has(oldSelf.prompt) && self.prompt == oldSelf.prompt : !has(oldSelf.prompt)) && (has(self.promptFrom) ? has(oldSelf.promptFrom) && self.promptFrom == oldSelf.promptFrom : !has(oldSelf.promptFrom)) && (has(self.runnerPoolRef) ? has(oldSelf.runnerPoolRef) && self.runnerPoolRef == oldSelf.runnerPoolRef : !has(oldSelf.runnerPoolRef)) && (has(self.budget) ? has(oldSelf.budget) && self.budget == oldSelf.budget : !has(oldSelf.budget)) && (has(self.approvals) ? has(oldSelf.approvals) && self.approvals == oldSelf.approvals : !has(oldSelf.approvals)) && (has(self.output) ? has(oldSelf.output) && self.output == oldSelf.output : !has(oldSelf.output))").message("spec is immutable after creation, except spec.cancel"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentRunSpec {
+    /// The repository to clone and the revision to start from.
+    pub repo: RepoSpec,
+    /// The agent CLI to run and how.
+    pub agent: AgentSpec,
+    /// The task, as given to the CLI's non-interactive prompt argument (at most 64 KiB).
+    /// Exactly one of `prompt` and `promptFrom`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub prompt: Option<String>,
+    /// The task, read from a ConfigMap key in the run's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_from: Option<ConfigMapKeyRef>,
+    /// The RunnerPool (same namespace) that runs this. Default: the pool named `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_pool_ref: Option<LocalObjectRef>,
+    /// Limits on the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetSpec>,
+    /// Human approvals the run must pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<ApprovalsSpec>,
+    /// What to do with the agent's changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputSpec>,
+    /// Set to `true` to cancel the run (like Tekton's `spec.status: Cancelled`): the pod is
+    /// stopped and the run ends `Cancelled`. Cannot be unset.
+    #[serde(default)]
+    pub cancel: bool,
+}
+
+/// The repository a run works on.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoSpec {
+    /// Clone URL: `https://`, `ssh://`, `git://` or `file://` (`ext::` and option-like URLs are
+    /// refused).
+    #[x_kube(validation = Rule::new("self.matches('^(https|http|ssh|git|file)://[^ ]+$')").message("repo.url must be an https://, http://, ssh://, git:// or file:// URL"))]
+    #[schemars(length(max = 2048))]
+    pub url: String,
+    /// Branch, tag or commit to start from. Default: the remote's HEAD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("!self.startsWith('-') && !self.contains('..') && self.matches('^[A-Za-z0-9._/@^~-]+$')").message("repo.revision must be a branch, tag or commit (no leading '-', no '..')"))]
+    #[schemars(length(max = 255))]
+    pub revision: Option<String>,
+    /// Secret (same namespace) with git credentials: key `token` (https), or `username` and
+    /// `password`, or `ssh-privatekey` and `known_hosts`. Mounted only into the trusted clone and
+    /// gateway containers, never into the agent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<LocalObjectRef>,
+    /// Sub-directory of the repository the agent starts in (relative, no `..`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.split('/').exists(p, p == '..')").message("repo.workdir must be a relative path inside the repository"))]
+    #[schemars(length(max = 255))]
+    pub workdir: Option<String>,
+}
+
+/// Agent CLIs Paddock has an adapter for.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentName {
+    /// Anthropic's Claude Code (`claude -p … --output-format stream-json`).
+    #[default]
+    ClaudeCode,
+    /// OpenAI's Codex CLI (`codex exec --json`).
+    Codex,
+    /// `sh -c <prompt>`: the prompt is a shell script (for scripted tasks and tests).
+    Shell,
+}
+
+impl AgentName {
+    /// The name as written in manifests (`claude-code`, `codex`, `shell`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentName::ClaudeCode => "claude-code",
+            AgentName::Codex => "codex",
+            AgentName::Shell => "shell",
+        }
+    }
+}
+
+/// The agent CLI to run.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSpec {
+    /// Which CLI: `claude-code`, `codex` or `shell`.
+    pub name: AgentName,
+    /// Model name passed to the CLI's `--model`/`-m` flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub model: Option<String>,
+    /// Extra CLI arguments, appended after Paddock's own (never interpreted by a shell).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub args: Vec<String>,
+    /// Environment for the agent container. Credentials (API keys) must come from Secrets by
+    /// `valueFrom.secretKeyRef`: a literal `value` is refused for names that look like
+    /// credentials (`*KEY*`, `*TOKEN*`, `*SECRET*`, `*PASSWORD*`). Values from Secrets are
+    /// redacted from every output Paddock persists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(e, !has(e.value) || !e.name.upperAscii().matches('KEY|TOKEN|SECRET|PASSWORD'))").message("credentials in spec.agent.env must use valueFrom.secretKeyRef, not a literal value"))]
+    #[schemars(length(max = 64))]
+    pub env: Vec<EnvVar>,
+}
+
+/// Limits on a run.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetSpec {
+    /// Wall-clock limit from pod start, as a Go duration (`30m`, `1h`). Enforced by the pod's
+    /// `activeDeadlineSeconds` and by the operator's own deadline. Default: 1h. At most 24h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) > duration('0s') && duration(self) <= duration('24h')").message("budget.timeout must be a duration between 1s and 24h"))]
+    pub timeout: Option<String>,
+    /// Most agent turns (Claude Code `--max-turns`). 1..=1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_turns: Option<u32>,
+}
+
+/// Approvals a run must pass.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalsSpec {
+    /// Plan review: no pod starts until an ApprovalGate of stage `BeforeStart` is approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_start: Option<GatePolicy>,
+}
+
+/// Who may decide a gate, and how many approvals it needs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GatePolicy {
+    /// Users and groups allowed to decide. Empty: anyone with RBAC `patch` on the gate.
+    #[serde(default)]
+    pub approvers: Approvers,
+    /// Approvals needed (1..=10; default 1). One Reject decides the gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub quorum: Option<u32>,
+}
+
+/// A list of Kubernetes users and groups (as the API server authenticates them).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Approvers {
+    /// User names (e.g. `alice@example.com`, `system:serviceaccount:ns:name`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    /// Group names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// What happens to the agent's changes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputSpec {
+    /// Branch to commit to. Default `paddock/<run name>`. Must be a valid git branch name that
+    /// does not start with `-`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("!self.startsWith('-') && !self.startsWith('/') && !self.contains('..') && !self.endsWith('.lock') && !self.endsWith('/') && self.matches('^[A-Za-z0-9._/-]+$')").message("output.branch must be a valid git branch name (no leading '-', no '..')"))]
+    #[schemars(length(max = 200))]
+    pub branch: Option<String>,
+    /// Push the branch to `repo.url` after committing. Default false.
+    #[serde(default)]
+    pub push: bool,
+    /// Commit message. Default `paddock: <run>` and the prompt's first line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub commit_message: Option<String>,
+}
+
+/// Reference to an object by name in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectRef {
+    /// Object name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Reference to one key of a ConfigMap in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeyRef {
+    /// ConfigMap name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key in its `data`.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Lifecycle phase of an AgentRun, a summary of its conditions for humans and printer columns.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Accepted, not yet scheduled.
+    Pending,
+    /// Waiting for capacity in its pool (`maxConcurrentRuns`).
+    Queued,
+    /// Waiting for a human decision on an ApprovalGate.
+    AwaitingApproval,
+    /// The runner pod exists and has not finished.
+    Running,
+    /// The agent finished and its changes are committed.
+    Succeeded,
+    /// A step failed, or the spec is invalid.
+    Failed,
+    /// `spec.cancel` was set before the run ended.
+    Cancelled,
+    /// `spec.budget.timeout` passed before the run ended.
+    TimedOut,
+    /// A required approval was rejected.
+    Rejected,
+}
+
+impl Phase {
+    /// Whether the run has ended (no further transitions).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Phase::Succeeded | Phase::Failed | Phase::Cancelled | Phase::TimedOut | Phase::Rejected
+        )
+    }
+}
+
+/// Observed state of an AgentRun.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentRunStatus {
+    /// Summary of the conditions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Conditions (metav1.Condition): `Succeeded` (Unknown while the run goes on, then True or
+    /// False with reason `Succeeded`, `Failed`, `TimedOut`, `Cancelled`, `Rejected`,
+    /// `InvalidSpec`), `Queued`, `AwaitingApproval`, `Running`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The runner pod's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    /// 1-based position in the pool's queue while `Queued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
+    /// Name of the ApprovalGate the run is waiting on, while `AwaitingApproval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_name: Option<String>,
+    /// When the runner pod was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// `completionTime - startTime` (or so far), rounded to seconds, e.g. `1m12s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// Runner events seen so far and the latest one, as a rolling summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// What the run produced, once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<ResultStatus>,
+    /// Token and cost usage reported by the agent CLI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// Rolling summary of the runner's event stream.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// Highest event sequence number processed.
+    pub events: u64,
+    /// Tool calls seen.
+    #[serde(default)]
+    pub tool_calls: u32,
+    /// One-line description of the latest event (redacted, at most 256 bytes).
+    #[serde(default)]
+    pub last_event: String,
+}
+
+/// `status.result`: what the run produced, with references to the artifacts kept after the
+/// pod is gone.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultStatus {
+    /// The runner's result (commit, branch, diff counts, summary, usage).
+    #[serde(flatten)]
+    pub run: RunResult,
+    /// `+insertions/-deletions` for the printer column, e.g. `+12/-3`.
+    #[serde(default)]
+    pub diffstat: String,
+    /// ConfigMap (same namespace, owned by the run) holding the patch: key `patch.gz` in
+    /// `binaryData` (gzip of the unified diff). `kubectl paddock diff` reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_ref: Option<String>,
+    /// ConfigMap holding the run's event log: key `events.jsonl` (runner event lines,
+    /// redacted, at most 512 KiB, oldest lines dropped first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_ref: Option<String>,
+}

@@ -1,0 +1,136 @@
+//! `ApprovalGate`: one decision a human must take before a run goes on. Created by the
+//! operator, owned by its AgentRun; humans append decisions to `spec.decisions`.
+
+use crate::agentrun::{Approvers, LocalObjectRef};
+use crate::condition::conditions_schema;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// Desired state of a gate: what is asked, who may decide, and the decisions taken so far.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "paddock.dev",
+    version = "v1alpha1",
+    kind = "ApprovalGate",
+    namespaced,
+    status = "ApprovalGateStatus",
+    shortname = "gate",
+    category = "paddock",
+    doc = "A decision a human must take before an AgentRun goes on.",
+    printcolumn(name = "Run", type_ = "string", json_path = ".spec.runRef.name"),
+    printcolumn(name = "Stage", type_ = "string", json_path = ".spec.stage"),
+    printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
+    printcolumn(name = "Approvals", type_ = "integer", json_path = ".status.approvals"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(
+    validation = Rule::new("self.runRef == oldSelf.runRef && self.stage == oldSelf.stage && self.request == oldSelf.request && self.approvers == oldSelf.approvers && self.quorum == oldSelf.quorum").message("only spec.decisions may change, by appending"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalGateSpec {
+    /// The AgentRun this gate belongs to.
+    pub run_ref: LocalObjectRef,
+    /// When in the run the gate stands.
+    pub stage: GateStage,
+    /// What the approver is asked to approve.
+    pub request: GateRequest,
+    /// Who may decide. Empty: anyone allowed by RBAC to patch the gate.
+    #[serde(default)]
+    pub approvers: Approvers,
+    /// Approvals needed (1..=10). One Reject decides the gate.
+    #[schemars(range(min = 1, max = 10))]
+    pub quorum: u32,
+    /// Decisions, appended by humans (`kubectl patch --type=json` with
+    /// `{"op":"add","path":"/spec/decisions/-","value":{…}}`). Append-only: earlier entries
+    /// cannot be changed or removed.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("size(self) >= size(oldSelf) && oldSelf.all(d, d in self)").message("spec.decisions is append-only"))]
+    #[schemars(length(max = 32))]
+    pub decisions: Vec<Decision>,
+}
+
+/// Stage of a run a gate stands at.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateStage {
+    /// Plan review: no pod until approved.
+    BeforeStart,
+}
+
+impl GateStage {
+    /// The stage name as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateStage::BeforeStart => "BeforeStart",
+        }
+    }
+}
+
+/// What a gate asks.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GateRequest {
+    /// One-paragraph summary for the approver (agent, repo, revision, the prompt's start).
+    #[schemars(length(max = 4096))]
+    pub summary: String,
+}
+
+/// One human decision.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// The deciding user, as the API server authenticates them.
+    #[schemars(length(min = 1, max = 253))]
+    pub approver: String,
+    /// `Approve` or `Reject`.
+    pub decision: Verdict,
+    /// Optional comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub comment: Option<String>,
+}
+
+/// A decision's verdict.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let the run go on.
+    Approve,
+    /// Stop the run (it ends `Rejected`).
+    Reject,
+}
+
+/// State of a gate.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateState {
+    /// Waiting for decisions.
+    Pending,
+    /// Quorum reached.
+    Approved,
+    /// A Reject was recorded.
+    Rejected,
+}
+
+/// Observed state of a gate.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalGateStatus {
+    /// Pending, Approved or Rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<GateState>,
+    /// Approve decisions counted (from allowed approvers, one per approver).
+    #[serde(default)]
+    pub approvals: u32,
+    /// Who decided the gate (the last counted decision), once decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// When the gate was decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<Time>,
+    /// Conditions: `Decided` (False while pending; True with reason `Approved` or `Rejected`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

@@ -1,0 +1,101 @@
+//! `RunnerPool`: where and how runs execute — the runner image, the pod settings merged under
+//! Paddock's hardened defaults, and how many runs may go at once.
+
+use crate::condition::conditions_schema;
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Desired state of a pool.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "paddock.dev",
+    version = "v1alpha1",
+    kind = "RunnerPool",
+    namespaced,
+    status = "RunnerPoolStatus",
+    shortname = "pool",
+    category = "paddock",
+    doc = "Where and how AgentRuns execute.",
+    printcolumn(name = "Image", type_ = "string", json_path = ".spec.template.image", priority = 1),
+    printcolumn(name = "Max", type_ = "integer", json_path = ".spec.maxConcurrentRuns"),
+    printcolumn(name = "Running", type_ = "integer", json_path = ".status.running"),
+    printcolumn(name = "Queued", type_ = "integer", json_path = ".status.queued"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerPoolSpec {
+    /// Pod settings for the pool's runner pods, merged under the hardened defaults.
+    pub template: RunnerTemplate,
+    /// Agent CLIs the pool's image provides (`claude-code`, `codex`, `shell`). Empty: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<crate::AgentName>,
+    /// Most runs of this pool with a pod at once; further runs wait `Queued` in creation order.
+    /// Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_concurrent_runs: Option<u32>,
+}
+
+/// The parts of a runner pod a pool may set. Security settings are not among them: every
+/// runner pod runs with the restricted Pod Security profile.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerTemplate {
+    /// Runner image (contains `paddock-runner` and the agent CLIs).
+    #[schemars(length(min = 1, max = 1024))]
+    pub image: String,
+    /// `Always`, `IfNotPresent` or `Never`. Default `IfNotPresent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self in ['Always', 'IfNotPresent', 'Never']").message("imagePullPolicy must be Always, IfNotPresent or Never"))]
+    pub image_pull_policy: Option<String>,
+    /// Resources of the agent container. Default: requests 100m CPU / 256Mi, limits 2 CPU / 4Gi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// RuntimeClass for stronger isolation (gVisor, Kata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class_name: Option<String>,
+    /// Node selector for runner pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations for runner pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Extra environment for the agent container (e.g. model base URLs; credentials by
+    /// `secretKeyRef` only). A run's `spec.agent.env` wins on name clashes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(e, !has(e.value) || !e.name.upperAscii().matches('KEY|TOKEN|SECRET|PASSWORD'))").message("credentials in template.env must use valueFrom.secretKeyRef, not a literal value"))]
+    pub env: Vec<EnvVar>,
+    /// Extra labels for runner pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations for runner pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Observed state of a pool.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerPoolStatus {
+    /// Runs of this pool with a pod that has not finished.
+    #[serde(default)]
+    pub running: u32,
+    /// Runs of this pool waiting for capacity.
+    #[serde(default)]
+    pub queued: u32,
+    /// Conditions: `Ready` (True when the pool accepts runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

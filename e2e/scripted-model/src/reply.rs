@@ -1,0 +1,188 @@
+//! Protocol-independent planning of one answer: which turn to play and what it contains.
+
+use std::time::Duration;
+
+use crate::script::{Script, Usage};
+use crate::tools::{resolve, OfferedTool, ToolCall};
+
+/// The text answered to side requests (requests that offer no tools: titles, summaries,
+/// commit messages, quota probes). It does not consume a scripted turn.
+pub const SIDE_TEXT: &str = "Scripted session";
+
+/// What a request is parsed into, whatever its protocol.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedRequest {
+    /// The `model` field (empty when absent).
+    pub model: String,
+    /// Whether the client asked for SSE streaming.
+    pub stream: bool,
+    /// Tools offered by the request, in order.
+    pub tools: Vec<OfferedTool>,
+    /// Assistant turns already in the history (runs of consecutive assistant items).
+    pub history_turns: usize,
+}
+
+/// Which kind of answer a [`Reply`] is, for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// A side request without tools; no turn consumed.
+    Side,
+    /// Scripted turn `index` (0-based).
+    Scripted(usize),
+    /// Past the script's end (`index` = history turns); answers the final text.
+    Final(usize),
+}
+
+/// One planned answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The kind of answer.
+    pub kind: ReplyKind,
+    /// Assistant text, if any.
+    pub text: Option<String>,
+    /// The tool call, if any (then the stop reason is "tool use").
+    pub tool: Option<ToolCall>,
+    /// Reported token usage.
+    pub usage: Usage,
+    /// Delay before the content.
+    pub sleep: Duration,
+}
+
+impl Reply {
+    /// The short plain-text answer to a side request.
+    pub fn side() -> Reply {
+        Reply {
+            kind: ReplyKind::Side,
+            text: Some(SIDE_TEXT.to_string()),
+            tool: None,
+            usage: Usage::side_request(),
+            sleep: Duration::ZERO,
+        }
+    }
+
+    /// A one-line description for the request log: `tool=<name>`, `text`, or `side`.
+    pub fn describe(&self) -> String {
+        let kind = match self.kind {
+            ReplyKind::Side => "side".to_string(),
+            ReplyKind::Scripted(i) => format!("turn={i}"),
+            ReplyKind::Final(i) => format!("turn={i}(final)"),
+        };
+        let choice = match &self.tool {
+            Some(t) => format!("tool={}", t.name),
+            None => "tool=none".to_string(),
+        };
+        format!("{kind} {choice} sleep_ms={}", self.sleep.as_millis())
+    }
+}
+
+/// Counts the assistant turns in a history given, for each item in order, whether it is an
+/// assistant item. Consecutive assistant items (e.g. a text message followed by a function
+/// call) form one turn.
+pub fn count_assistant_turns(is_assistant: impl IntoIterator<Item = bool>) -> usize {
+    let mut turns = 0;
+    let mut previous = false;
+    for a in is_assistant {
+        if a && !previous {
+            turns += 1;
+        }
+        previous = a;
+    }
+    turns
+}
+
+/// Plans the answer to a request with tools, playing turn `history_turns` of `script`.
+/// When the turn's action matches no offered tool, the answer is a text explaining that
+/// (and ends the turn), so the mismatch shows in the CLI's output.
+pub fn plan(script: &Script, history_turns: usize, offered: &[OfferedTool]) -> Reply {
+    let Some(turn) = script.turn(history_turns) else {
+        return Reply {
+            kind: ReplyKind::Final(history_turns),
+            text: Some(script.final_text.clone()),
+            tool: None,
+            usage: Usage {
+                output_tokens: 5,
+                ..Usage::default()
+            },
+            sleep: Duration::ZERO,
+        };
+    };
+    let mut text = turn.text.clone();
+    let tool = match turn.tool.as_ref().map(|a| resolve(a, offered)) {
+        None => None,
+        Some(Ok(call)) => Some(call),
+        Some(Err(reason)) => {
+            tracing::warn!("{reason}");
+            text = Some(match text {
+                Some(t) => format!("{t}\n{reason}"),
+                None => reason,
+            });
+            None
+        }
+    };
+    Reply {
+        kind: ReplyKind::Scripted(history_turns),
+        text,
+        tool,
+        usage: turn.usage.unwrap_or_default(),
+        sleep: Duration::from_millis(turn.sleep_ms.unwrap_or(0)),
+    }
+}
+
+/// Splits `s` into pieces of at most `n` characters (at least one piece, possibly empty), so
+/// text arrives in several deltas like a real stream.
+pub fn chunks(s: &str, n: usize) -> Vec<String> {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.is_empty() {
+        return vec![String::new()];
+    }
+    chars.chunks(n.max(1)).map(|c| c.iter().collect()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::Script;
+    use serde_json::json;
+
+    #[test]
+    fn counts_runs_of_assistant_items() {
+        assert_eq!(count_assistant_turns([]), 0);
+        assert_eq!(count_assistant_turns([false]), 0);
+        assert_eq!(count_assistant_turns([false, true, false]), 1);
+        assert_eq!(count_assistant_turns([false, true, true, false, true]), 2);
+        assert_eq!(count_assistant_turns([true, false, true, true]), 2);
+    }
+
+    #[test]
+    fn plans_turns_then_final_text() {
+        let s = Script::parse(
+            "t",
+            "t.json",
+            r#"[{"text":"a","tool":{"shell":"ls"},"sleep_ms":3},{"text":"b"}]"#,
+        )
+        .unwrap();
+        let bash = vec![OfferedTool {
+            name: "Bash".into(),
+            schema: json!({"properties": {"command": {}}}),
+        }];
+        let r0 = plan(&s, 0, &bash);
+        assert_eq!(r0.kind, ReplyKind::Scripted(0));
+        assert_eq!(r0.tool.as_ref().unwrap().name, "Bash");
+        assert_eq!(r0.sleep, Duration::from_millis(3));
+        let r1 = plan(&s, 1, &bash);
+        assert_eq!((r1.text.as_deref(), r1.tool.is_none()), (Some("b"), true));
+        let r2 = plan(&s, 2, &bash);
+        assert_eq!(r2.kind, ReplyKind::Final(2));
+        assert_eq!(r2.text.as_deref(), Some("Done."));
+        // No usable tool: the reason becomes text and no call is made.
+        let r = plan(&s, 0, &[]);
+        assert!(r.tool.is_none());
+        assert!(r.text.unwrap().contains("no tool for action shell"));
+    }
+
+    #[test]
+    fn chunks_keep_all_characters() {
+        assert_eq!(chunks("", 3), vec![""]);
+        assert_eq!(chunks("héllo", 2), vec!["hé", "ll", "o"]);
+    }
+}

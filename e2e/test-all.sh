@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# `make test`: everything, in order of cost. Fails on the first failing layer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source e2e/lib.sh
+step "toolchain and host packages"; ensure_host_deps
+step "unit tests, CRD drift test, lints"; make --no-print-directory unit
+if [ -x charts/paddock/test.sh ]; then step "chart checks"; bash charts/paddock/test.sh; fi
+if [ "${PADDOCK_SKIP_E2E:-}" = 1 ]; then echo "PADDOCK_SKIP_E2E=1: skipping the e2e suite"; exit 0; fi
+if [ -f e2e/run-e2e.sh ]; then step "e2e suite on a real cluster"; bash e2e/run-e2e.sh; fi

@@ -1,0 +1,76 @@
+//! What every reconcile gets: the client, the events recorder, the metrics, the caches and the
+//! operator's in-memory bookkeeping (log followers, admissions not yet visible in the cache).
+
+use crate::metrics::Metrics;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource};
+use paddock_crds::AgentRun;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// Field manager of the AgentRun controller's server-side applies (pods, gates, status).
+pub const MANAGER_AGENTRUN: &str = "paddock.dev/agentrun";
+/// Field manager of the log followers' `status.progress` applies.
+pub const MANAGER_PROGRESS: &str = "paddock.dev/agentrun-progress";
+/// Field manager of the ApprovalGate controller.
+pub const MANAGER_GATE: &str = "paddock.dev/approvalgate";
+/// Field manager of the RunnerPool controller.
+pub const MANAGER_POOL: &str = "paddock.dev/runnerpool";
+
+/// Process-wide state shared with the HTTP endpoints.
+#[derive(Default)]
+pub struct State {
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// Set once the controllers' caches are synced.
+    pub ready: AtomicBool,
+}
+
+/// Context passed to every AgentRun reconcile.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// Shared process state (metrics).
+    pub state: Arc<State>,
+    /// Cache of all AgentRuns (the controller's reflector store), for queue decisions.
+    pub runs: Store<AgentRun>,
+    /// Runs admitted (pod created) that the cache may not show yet, keyed `namespace/name`;
+    /// the mutex also serializes admission decisions so `maxConcurrentRuns` is never exceeded.
+    pub admissions: Mutex<HashSet<String>>,
+    /// Running log followers, keyed by run UID.
+    pub followers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+impl Context {
+    /// Builds a context; `runs` is the AgentRun controller's store.
+    pub fn new(client: Client, state: Arc<State>, runs: Store<AgentRun>, reporter: Reporter) -> Self {
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            state,
+            runs,
+            admissions: Mutex::new(HashSet::new()),
+            followers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Publishes a Kubernetes Event on `obj`; failures are logged, never fatal (an Event is
+    /// evidence, not state).
+    pub async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
+        let ev = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(paddock_crds::events::truncate(&note, 1000)),
+            action: reason.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "failed to publish event");
+        }
+    }
+}

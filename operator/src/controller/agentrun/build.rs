@@ -1,0 +1,446 @@
+//! Pure builders: the runner pod and the BeforeStart gate of an AgentRun. No I/O; every
+//! function here is table-tested.
+//!
+//! The pod has two trust zones sharing only the `workspace` volume:
+//! - init container `clone` (trusted: may mount the git credentials) clones the repo and adds the
+//!   worktree on the run's branch;
+//! - native sidecar `gateway` (init container with `restartPolicy: Always`; trusted: git
+//!   credentials) pushes the branch when the runner asks;
+//! - container `agent` (untrusted) runs the agent CLI through `paddock-runner run`: no Kubernetes
+//!   credentials (`automountServiceAccountToken: false`), no git credentials.
+//!
+//! Every container runs under the restricted Pod Security profile.
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapKeySelector, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext,
+    PodSpec, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+use paddock_crds::{AgentRun, ApprovalGate, ApprovalGateSpec, GatePolicy, GateRequest, GateStage, RunnerPool};
+use std::collections::BTreeMap;
+
+/// Default `spec.budget.timeout` (seconds).
+pub const DEFAULT_TIMEOUT_SECS: u64 = 3600;
+/// UID and GID the runner containers run as (the image's `paddock` user).
+pub const RUNNER_UID: i64 = 1000;
+/// Where the git credentials Secret is mounted in the trusted containers.
+pub const GIT_CREDENTIALS_DIR: &str = "/var/run/paddock/git";
+
+/// Why a pod cannot be built from a run and its pool.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BuildError {
+    /// `spec.budget.timeout` is not a Go duration.
+    #[error("spec.budget.timeout {0:?} is not a duration like 30m or 1h")]
+    BadTimeout(String),
+    /// The pool does not offer the run's agent.
+    #[error("RunnerPool {pool} does not provide agent {agent} (it provides: {offered})")]
+    AgentNotInPool {
+        /// Pool name.
+        pool: String,
+        /// Requested agent.
+        agent: String,
+        /// Agents the pool lists.
+        offered: String,
+    },
+}
+
+/// Name of the pool a run uses (`spec.runnerPoolRef.name`, default `default`).
+pub fn pool_name(run: &AgentRun) -> &str {
+    run.spec
+        .runner_pool_ref
+        .as_ref()
+        .map(|r| r.name.as_str())
+        .unwrap_or("default")
+}
+
+/// Name of the run's pod for `attempt` (1-based): `<run>-<attempt>`.
+pub fn pod_name(run: &AgentRun, attempt: u32) -> String {
+    format!("{}-{attempt}", run.metadata.name.as_deref().unwrap_or_default())
+}
+
+/// Name of the run's BeforeStart gate: `<run>-before-start`.
+pub fn gate_name(run: &AgentRun) -> String {
+    format!("{}-before-start", run.metadata.name.as_deref().unwrap_or_default())
+}
+
+/// Branch the run commits to: `spec.output.branch`, default `paddock/<run>`.
+pub fn branch(run: &AgentRun) -> String {
+    run.spec
+        .output
+        .as_ref()
+        .and_then(|o| o.branch.clone())
+        .unwrap_or_else(|| format!("paddock/{}", run.metadata.name.as_deref().unwrap_or_default()))
+}
+
+/// The run's time limit in seconds (`spec.budget.timeout`, default [`DEFAULT_TIMEOUT_SECS`]).
+///
+/// # Errors
+/// [`BuildError::BadTimeout`] when the duration does not parse (the CRD's CEL rule normally
+/// refuses it first).
+pub fn timeout_secs(run: &AgentRun) -> Result<u64, BuildError> {
+    match run.spec.budget.as_ref().and_then(|b| b.timeout.as_deref()) {
+        None => Ok(DEFAULT_TIMEOUT_SECS),
+        Some(s) => {
+            let d: kube::core::Duration = s.parse().map_err(|_| BuildError::BadTimeout(s.to_string()))?;
+            if d.is_negative() {
+                return Err(BuildError::BadTimeout(s.to_string()));
+            }
+            Ok(std::time::Duration::from(d).as_secs().max(1))
+        }
+    }
+}
+
+/// Owner reference making `run` the controller of an object (garbage-collected with it).
+pub fn owner_ref(run: &AgentRun) -> OwnerReference {
+    // controller_owner_ref is Some for any object read from the API (it has a uid).
+    let mut o = run.controller_owner_ref(&()).unwrap_or_default();
+    o.block_owner_deletion = Some(true);
+    o
+}
+
+fn labels(run: &AgentRun, pool: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "paddock-runner".into()),
+        ("app.kubernetes.io/managed-by".into(), "paddock".into()),
+        (
+            paddock_crds::LABEL_RUN.into(),
+            run.metadata.name.clone().unwrap_or_default(),
+        ),
+        (paddock_crds::LABEL_POOL.into(), pool.into()),
+    ])
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    }
+}
+
+fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+        .collect()
+}
+
+/// The restricted-profile container security context
+/// (<https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted>).
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUNNER_UID),
+        run_as_group: Some(RUNNER_UID),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Names of the env vars whose value comes from a Secret: the runner redacts their values
+/// from everything it reports.
+pub fn secret_env_names(vars: &[EnvVar]) -> Vec<String> {
+    vars.iter()
+        .filter(|e| e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).is_some())
+        .map(|e| e.name.clone())
+        .collect()
+}
+
+/// Merges env lists: later lists win on name clashes; order of first appearance is kept.
+fn merge_env(lists: &[&[EnvVar]]) -> Vec<EnvVar> {
+    let mut out: Vec<EnvVar> = Vec::new();
+    for list in lists {
+        for e in *list {
+            match out.iter_mut().find(|o| o.name == e.name) {
+                Some(slot) => *slot = e.clone(),
+                None => out.push(e.clone()),
+            }
+        }
+    }
+    out
+}
+
+/// Builds the runner pod of `run` (attempt `attempt`) from its pool.
+///
+/// # Errors
+/// [`BuildError`] when the run asks for what the pool cannot give.
+pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod, BuildError> {
+    let run_name = run.metadata.name.clone().unwrap_or_default();
+    let namespace = run.metadata.namespace.clone().unwrap_or_default();
+    let pool_name = pool.metadata.name.clone().unwrap_or_default();
+    let tpl = &pool.spec.template;
+    if !pool.spec.agents.is_empty() && !pool.spec.agents.contains(&run.spec.agent.name) {
+        return Err(BuildError::AgentNotInPool {
+            pool: pool_name,
+            agent: run.spec.agent.name.as_str().into(),
+            offered: pool
+                .spec
+                .agents
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let timeout = timeout_secs(run)?;
+    let branch = branch(run);
+    let image = tpl.image.clone();
+    let pull = Some(tpl.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into()));
+    let creds = run.spec.repo.credentials_secret_ref.as_ref().map(|r| r.name.clone());
+
+    let repo_env = vec![
+        env("PADDOCK_REPO_URL", run.spec.repo.url.clone()),
+        env("PADDOCK_REVISION", run.spec.repo.revision.clone().unwrap_or_default()),
+        env("PADDOCK_BRANCH", branch.clone()),
+        env("PADDOCK_RUN", run_name.clone()),
+        env("PADDOCK_NAMESPACE", namespace.clone()),
+    ];
+    let mut trusted_mounts = vec![
+        mount("workspace", "/workspace", false),
+        mount("tmp", "/tmp", false),
+        mount("home", "/home/paddock", false),
+    ];
+    if creds.is_some() {
+        trusted_mounts.push(mount("git-credentials", GIT_CREDENTIALS_DIR, true));
+    }
+    let small = Some(ResourceRequirements {
+        requests: Some(quantities(&[("cpu", "50m"), ("memory", "64Mi")])),
+        limits: Some(quantities(&[("cpu", "1"), ("memory", "512Mi")])),
+        ..Default::default()
+    });
+
+    let clone = Container {
+        name: "clone".into(),
+        image: Some(image.clone()),
+        image_pull_policy: pull.clone(),
+        args: Some(vec!["clone".into()]),
+        env: Some(repo_env.clone()),
+        volume_mounts: Some(trusted_mounts.clone()),
+        security_context: Some(restricted()),
+        resources: small.clone(),
+        termination_message_policy: Some("File".into()),
+        ..Default::default()
+    };
+    let gateway = Container {
+        name: "gateway".into(),
+        image: Some(image.clone()),
+        image_pull_policy: pull.clone(),
+        args: Some(vec!["gateway".into()]),
+        env: Some(repo_env.clone()),
+        volume_mounts: Some(trusted_mounts),
+        security_context: Some(restricted()),
+        resources: small,
+        restart_policy: Some("Always".into()),
+        ..Default::default()
+    };
+
+    let prompt = match (&run.spec.prompt, &run.spec.prompt_from) {
+        (_, Some(from)) => EnvVar {
+            name: "PADDOCK_PROMPT".into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                config_map_key_ref: Some(ConfigMapKeySelector {
+                    name: from.name.clone(),
+                    key: from.key.clone(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+        },
+        (Some(p), None) => env("PADDOCK_PROMPT", p.clone()),
+        (None, None) => env("PADDOCK_PROMPT", ""),
+    };
+    let user_env = merge_env(&[&tpl.env, &run.spec.agent.env]);
+    let mut paddock_env = vec![
+        env("PADDOCK_AGENT", run.spec.agent.name.as_str()),
+        prompt,
+        env("PADDOCK_BRANCH", branch),
+        env("PADDOCK_RUN", run_name.clone()),
+        env("PADDOCK_NAMESPACE", namespace.clone()),
+        env(
+            "PADDOCK_PUSH",
+            run.spec.output.as_ref().map(|o| o.push).unwrap_or(false).to_string(),
+        ),
+        env("PADDOCK_REDACT_ENV", secret_env_names(&user_env).join(",")),
+        env("HOME", "/home/paddock"),
+    ];
+    if let Some(m) = &run.spec.agent.model {
+        paddock_env.push(env("PADDOCK_MODEL", m.clone()));
+    }
+    if !run.spec.agent.args.is_empty() {
+        // A JSON array of strings always serializes.
+        paddock_env.push(env(
+            "PADDOCK_AGENT_ARGS",
+            serde_json::to_string(&run.spec.agent.args).unwrap_or_default(),
+        ));
+    }
+    if let Some(w) = &run.spec.repo.workdir {
+        paddock_env.push(env("PADDOCK_WORKDIR", w.clone()));
+    }
+    if let Some(t) = run.spec.budget.as_ref().and_then(|b| b.max_turns) {
+        paddock_env.push(env("PADDOCK_MAX_TURNS", t.to_string()));
+    }
+    if let Some(m) = run.spec.output.as_ref().and_then(|o| o.commit_message.clone()) {
+        paddock_env.push(env("PADDOCK_COMMIT_MESSAGE", m));
+    }
+    // User env first so that Paddock's own variables cannot be overridden by a run.
+    let agent_env = merge_env(&[&user_env, &paddock_env]);
+
+    let agent = Container {
+        name: "agent".into(),
+        image: Some(image),
+        image_pull_policy: pull,
+        args: Some(vec!["run".into()]),
+        env: Some(agent_env),
+        volume_mounts: Some(vec![
+            mount("workspace", "/workspace", false),
+            mount("tmp", "/tmp", false),
+            mount("home", "/home/paddock", false),
+        ]),
+        security_context: Some(restricted()),
+        resources: Some(tpl.resources.clone().unwrap_or(ResourceRequirements {
+            requests: Some(quantities(&[("cpu", "100m"), ("memory", "256Mi")])),
+            limits: Some(quantities(&[("cpu", "2"), ("memory", "4Gi")])),
+            ..Default::default()
+        })),
+        termination_message_policy: Some("File".into()),
+        ..Default::default()
+    };
+
+    let mut volumes = vec![
+        Volume {
+            name: "workspace".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+        Volume {
+            name: "home".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+    ];
+    if let Some(secret) = creds {
+        volumes.push(Volume {
+            name: "git-credentials".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+
+    let mut pod_labels = tpl.labels.clone();
+    pod_labels.extend(labels(run, &pool_name));
+    Ok(Pod {
+        metadata: ObjectMeta {
+            name: Some(pod_name(run, attempt)),
+            namespace: Some(namespace),
+            labels: Some(pod_labels),
+            annotations: (!tpl.annotations.is_empty()).then(|| tpl.annotations.clone()),
+            owner_references: Some(vec![owner_ref(run)]),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            active_deadline_seconds: Some(timeout as i64),
+            termination_grace_period_seconds: Some(30),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUNNER_UID),
+                run_as_group: Some(RUNNER_UID),
+                fs_group: Some(RUNNER_UID),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    localhost_profile: None,
+                }),
+                ..Default::default()
+            }),
+            init_containers: Some(vec![clone, gateway]),
+            containers: vec![agent],
+            volumes: Some(volumes),
+            runtime_class_name: tpl.runtime_class_name.clone(),
+            node_selector: (!tpl.node_selector.is_empty()).then(|| tpl.node_selector.clone()),
+            tolerations: (!tpl.tolerations.is_empty()).then(|| tpl.tolerations.clone()),
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+/// Builds the BeforeStart ApprovalGate of `run` from its policy.
+pub fn build_gate(run: &AgentRun, policy: &GatePolicy) -> ApprovalGate {
+    let prompt = run
+        .spec
+        .prompt
+        .as_deref()
+        .map(|p| paddock_crds::events::truncate(p, 2048))
+        .unwrap_or_else(|| {
+            run.spec
+                .prompt_from
+                .as_ref()
+                .map(|f| format!("(prompt from ConfigMap {} key {})", f.name, f.key))
+                .unwrap_or_default()
+        });
+    let summary = format!(
+        "Run {} wants to start agent {} on {} at {}.\nPrompt: {}",
+        run.metadata.name.as_deref().unwrap_or_default(),
+        run.spec.agent.name.as_str(),
+        run.spec.repo.url,
+        run.spec.repo.revision.as_deref().unwrap_or("HEAD"),
+        prompt
+    );
+    let mut gate = ApprovalGate::new(
+        &gate_name(run),
+        ApprovalGateSpec {
+            run_ref: paddock_crds::LocalObjectRef {
+                name: run.metadata.name.clone().unwrap_or_default(),
+            },
+            stage: GateStage::BeforeStart,
+            request: GateRequest {
+                summary: paddock_crds::events::truncate(&summary, 4096),
+            },
+            approvers: policy.approvers.clone(),
+            quorum: policy.quorum.unwrap_or(1),
+            decisions: vec![],
+        },
+    );
+    gate.metadata.namespace = run.metadata.namespace.clone();
+    gate.metadata.owner_references = Some(vec![owner_ref(run)]);
+    gate.metadata.labels = Some(BTreeMap::from([
+        (
+            paddock_crds::LABEL_RUN.into(),
+            run.metadata.name.clone().unwrap_or_default(),
+        ),
+        (paddock_crds::LABEL_STAGE.into(), GateStage::BeforeStart.as_str().into()),
+    ]));
+    gate
+}

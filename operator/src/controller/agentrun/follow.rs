@@ -1,0 +1,218 @@
+//! Live progress: while a runner pod runs, a follower task streams its `agent` container log,
+//! turns the runner's notable events into Kubernetes Events on the AgentRun (at a bounded rate)
+//! and keeps `status.progress` up to date (at most every [`PROGRESS_INTERVAL`]).
+//!
+//! A follower is an optimisation for latency, not a source of truth: the final status and the
+//! stored log are computed from the finished pod. After an operator restart the follower starts
+//! again and skips events already counted in `status.progress.events`.
+
+use crate::context::{Context, MANAGER_PROGRESS};
+use futures::{AsyncBufReadExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, LogParams, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use paddock_crds::events::{parse_line, truncate, RunnerEvent, StepStatus};
+use paddock_crds::{AgentRun, Progress};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Least time between two `status.progress` writes.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+/// Token bucket for agent Events: burst size.
+const EVENT_BURST: f64 = 10.0;
+/// Token bucket for agent Events: tokens per second.
+const EVENT_RATE: f64 = 1.0;
+
+/// The Kubernetes Event (type, reason, note) a runner event becomes, if any. Pure.
+pub fn event_for(ev: &RunnerEvent) -> Option<(EventType, &'static str, String)> {
+    Some(match ev {
+        RunnerEvent::AgentStarted { agent, model, .. } => (
+            EventType::Normal,
+            "AgentStarted",
+            format!(
+                "{agent} started{}",
+                model.as_deref().map(|m| format!(" with model {m}")).unwrap_or_default()
+            ),
+        ),
+        RunnerEvent::ToolCall { name, input, .. } => (
+            EventType::Normal,
+            "ToolCall",
+            format!("{name}: {}", truncate(input, 400)),
+        ),
+        RunnerEvent::PermissionDenied { name, input } => (
+            EventType::Warning,
+            "PermissionDenied",
+            format!("{name} refused: {}", truncate(input, 400)),
+        ),
+        RunnerEvent::Error { message } => (EventType::Warning, "AgentError", truncate(message, 800)),
+        RunnerEvent::Step {
+            step,
+            status: StepStatus::Failed,
+            message,
+        } => (
+            EventType::Warning,
+            "StepFailed",
+            format!("{}: {}", step.as_str(), truncate(message, 800)),
+        ),
+        RunnerEvent::Step {
+            step,
+            status: StepStatus::Succeeded,
+            ..
+        } => (
+            EventType::Normal,
+            "StepSucceeded",
+            format!("{} succeeded", step.as_str()),
+        ),
+        _ => return None,
+    })
+}
+
+/// One-line description of an event for `status.progress.lastEvent`. Pure.
+pub fn describe(ev: &RunnerEvent) -> String {
+    let s = match ev {
+        RunnerEvent::Message { text } => format!("message: {text}"),
+        RunnerEvent::ToolCall { name, input, .. } => format!("tool_call {name}: {input}"),
+        RunnerEvent::ToolResult { is_error, .. } => format!("tool_result{}", if *is_error { " (error)" } else { "" }),
+        RunnerEvent::Step { step, status, .. } => format!("step {} {:?}", step.as_str(), status).to_lowercase(),
+        other => other.type_name().to_string(),
+    };
+    truncate(&s.replace('\n', " "), 256)
+}
+
+/// Starts a follower for `run`'s pod unless one is already running.
+pub async fn ensure_follower(ctx: &Arc<Context>, run: &AgentRun, pod: &str) {
+    let Some(uid) = run.metadata.uid.clone() else { return };
+    let mut followers = ctx.followers.lock().await;
+    if followers.get(&uid).is_some_and(|h| !h.is_finished()) {
+        return;
+    }
+    let ctx2 = ctx.clone();
+    let run2 = run.clone();
+    let pod = pod.to_string();
+    followers.insert(
+        uid,
+        tokio::spawn(async move {
+            if let Err(e) = follow(ctx2, run2, pod).await {
+                tracing::debug!(error = %e, "log follower ended");
+            }
+        }),
+    );
+}
+
+/// Stops the follower of the run with `uid`, if any.
+pub async fn stop_follower(ctx: &Context, uid: &str) {
+    if let Some(h) = ctx.followers.lock().await.remove(uid) {
+        h.abort();
+    }
+}
+
+async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result<()> {
+    let ns = run.metadata.namespace.clone().unwrap_or_default();
+    let name = run.metadata.name.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let runs: Api<AgentRun> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut progress = run.status.as_ref().and_then(|s| s.progress.clone()).unwrap_or_default();
+    let already = progress.events;
+    let lp = LogParams {
+        container: Some("agent".into()),
+        follow: true,
+        ..Default::default()
+    };
+    let mut lines = pods.log_stream(&pod, &lp).await?.lines();
+    let mut tokens = EVENT_BURST;
+    let mut last_refill = Instant::now();
+    let mut last_write = Instant::now() - PROGRESS_INTERVAL;
+    let mut dirty = false;
+    while let Some(line) = lines.try_next().await? {
+        let Some(ev) = parse_line(&line) else { continue };
+        if ev.seq <= already {
+            continue;
+        }
+        progress.events = ev.seq;
+        if matches!(ev.event, RunnerEvent::ToolCall { .. }) {
+            progress.tool_calls += 1;
+        }
+        if !matches!(ev.event, RunnerEvent::Patch { .. }) {
+            progress.last_event = describe(&ev.event);
+        }
+        dirty = true;
+        tokens = (tokens + last_refill.elapsed().as_secs_f64() * EVENT_RATE).min(EVENT_BURST);
+        last_refill = Instant::now();
+        if let Some((t, reason, note)) = event_for(&ev.event) {
+            if tokens >= 1.0 {
+                tokens -= 1.0;
+                ctx.publish(&run, t, reason, note).await;
+            }
+        }
+        if last_write.elapsed() >= PROGRESS_INTERVAL {
+            write_progress(&runs, &name, &progress).await;
+            last_write = Instant::now();
+            dirty = false;
+        }
+    }
+    if dirty {
+        write_progress(&runs, &name, &progress).await;
+    }
+    Ok(())
+}
+
+async fn write_progress(runs: &Api<AgentRun>, name: &str, progress: &Progress) {
+    let patch = serde_json::json!({
+        "apiVersion": "paddock.dev/v1alpha1",
+        "kind": "AgentRun",
+        "status": { "progress": progress },
+    });
+    if let Err(e) = runs
+        .patch_status(
+            name,
+            &PatchParams::apply(MANAGER_PROGRESS).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        tracing::debug!(run = name, error = %e, "progress write failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paddock_crds::events::Step;
+
+    #[test]
+    fn notable_events_become_kubernetes_events() {
+        let call = RunnerEvent::ToolCall {
+            id: "1".into(),
+            name: "Write".into(),
+            input: "{\"file_path\":\"a\"}".into(),
+        };
+        assert_eq!(
+            event_for(&call).map(|e| (e.1, e.2)),
+            Some(("ToolCall", "Write: {\"file_path\":\"a\"}".to_string()))
+        );
+        let failed = RunnerEvent::Step {
+            step: Step::Push,
+            status: StepStatus::Failed,
+            message: "denied".into(),
+        };
+        assert_eq!(
+            event_for(&failed).map(|e| (e.0, e.1)),
+            Some((EventType::Warning, "StepFailed"))
+        );
+        assert!(event_for(&RunnerEvent::Message { text: "x".into() }).is_none());
+        assert!(event_for(&RunnerEvent::Log {
+            stream: "stderr".into(),
+            text: "x".into()
+        })
+        .is_none());
+    }
+
+    #[test]
+    fn describe_is_one_bounded_line() {
+        let d = describe(&RunnerEvent::Message {
+            text: format!("a\nb{}", "x".repeat(1000)),
+        });
+        assert!(!d.contains('\n'));
+        assert!(d.len() <= 256);
+    }
+}

@@ -1,0 +1,184 @@
+//! The ApprovalGate controller: counts the decisions humans appended to `spec.decisions` and
+//! records the gate's state. Pure decision logic in [`compute_state`]; identity checks (that
+//! `approver` is the requesting user) are the ValidatingAdmissionPolicy's job, at admission.
+
+use crate::context::{Context, MANAGER_GATE};
+use crate::error::{Error, Result};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use paddock_crds::condition::{set_condition, FALSE, TRUE};
+use paddock_crds::{ApprovalGate, ApprovalGateSpec, ApprovalGateStatus, GateState, Verdict};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Controller name used in metrics and logs.
+pub const CONTROLLER: &str = "approvalgate";
+
+/// The gate's state from its decisions. Pure.
+///
+/// Only decisions by listed approvers count (any user when `approvers` is empty; group
+/// membership cannot be seen here, so a decision by a user not listed by name counts when groups
+/// are listed — the admission policy has already checked the group). Each approver counts once;
+/// a Reject decides the gate; `quorum` distinct approvals approve it.
+/// Returns (state, approvals counted, the deciding approver).
+pub fn compute_state(spec: &ApprovalGateSpec) -> (GateState, u32, Option<String>) {
+    let listed = |who: &str| {
+        (spec.approvers.users.is_empty() && spec.approvers.groups.is_empty())
+            || spec.approvers.users.iter().any(|u| u == who)
+            || !spec.approvers.groups.is_empty()
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for d in &spec.decisions {
+        if !listed(&d.approver) || seen.contains(&d.approver.as_str()) {
+            continue;
+        }
+        seen.push(&d.approver);
+        if d.decision == Verdict::Reject {
+            return (GateState::Rejected, (seen.len() - 1) as u32, Some(d.approver.clone()));
+        }
+        if seen.len() as u32 >= spec.quorum.max(1) {
+            return (GateState::Approved, seen.len() as u32, Some(d.approver.clone()));
+        }
+    }
+    (GateState::Pending, seen.len() as u32, None)
+}
+
+/// Reconciles one gate: computes its state and writes status when it changed.
+///
+/// # Errors
+/// Transient API errors.
+pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.state.metrics.reconcile(CONTROLLER);
+    let ns = gate
+        .metadata
+        .namespace
+        .clone()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = gate.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    let old = gate.status.clone().unwrap_or_default();
+    if matches!(old.state, Some(GateState::Approved | GateState::Rejected)) {
+        return Ok(Action::await_change());
+    }
+    let (state, approvals, by) = compute_state(&gate.spec);
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let mut st = ApprovalGateStatus {
+        state: Some(state),
+        approvals,
+        observed_generation: gate.metadata.generation,
+        ..old.clone()
+    };
+    let (cstatus, reason, message) = match state {
+        GateState::Pending => (
+            FALSE,
+            "Pending",
+            format!("{approvals} of {} approvals", gate.spec.quorum),
+        ),
+        GateState::Approved => (
+            TRUE,
+            "Approved",
+            format!("approved by {}", by.clone().unwrap_or_default()),
+        ),
+        GateState::Rejected => (
+            TRUE,
+            "Rejected",
+            format!("rejected by {}", by.clone().unwrap_or_default()),
+        ),
+    };
+    set_condition(
+        &mut st.conditions,
+        "Decided",
+        cstatus,
+        reason,
+        &message,
+        gate.metadata.generation,
+        now.clone(),
+    );
+    if state != GateState::Pending {
+        st.decided_by = by;
+        st.decided_at = Some(now);
+    }
+    if st != old {
+        let api: Api<ApprovalGate> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = serde_json::json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "ApprovalGate", "status": st});
+        api.patch_status(&name, &PatchParams::apply(MANAGER_GATE).force(), &Patch::Apply(&patch))
+            .await?;
+        if old.approvals != approvals || old.state != st.state {
+            let t = if state == GateState::Rejected {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            ctx.publish(gate.as_ref(), t, reason, message).await;
+        }
+    }
+    Ok(Action::await_change())
+}
+
+/// Requeues failed reconciles with a short backoff and counts them.
+pub fn error_policy(_gate: Arc<ApprovalGate>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.state.metrics.error(CONTROLLER, error.reason());
+    Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paddock_crds::{Approvers, Decision, GateRequest, GateStage, LocalObjectRef};
+
+    fn spec(quorum: u32, users: &[&str], decisions: &[(&str, Verdict)]) -> ApprovalGateSpec {
+        ApprovalGateSpec {
+            run_ref: LocalObjectRef { name: "r".into() },
+            stage: GateStage::BeforeStart,
+            request: GateRequest::default(),
+            approvers: Approvers {
+                users: users.iter().map(|s| s.to_string()).collect(),
+                groups: vec![],
+            },
+            quorum,
+            decisions: decisions
+                .iter()
+                .map(|(a, d)| Decision {
+                    approver: a.to_string(),
+                    decision: *d,
+                    comment: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn decisions_table() {
+        use Verdict::*;
+        let cases = [
+            (spec(1, &[], &[]), GateState::Pending, 0),
+            (spec(1, &[], &[("alice", Approve)]), GateState::Approved, 1),
+            (
+                spec(2, &[], &[("alice", Approve), ("alice", Approve)]),
+                GateState::Pending,
+                1,
+            ),
+            (
+                spec(2, &[], &[("alice", Approve), ("bob", Approve)]),
+                GateState::Approved,
+                2,
+            ),
+            (
+                spec(2, &[], &[("alice", Approve), ("bob", Reject)]),
+                GateState::Rejected,
+                1,
+            ),
+            (spec(1, &["alice"], &[("mallory", Approve)]), GateState::Pending, 0),
+            (
+                spec(1, &["alice"], &[("mallory", Reject), ("alice", Approve)]),
+                GateState::Approved,
+                1,
+            ),
+        ];
+        for (i, (s, state, n)) in cases.into_iter().enumerate() {
+            let (got, count, _) = compute_state(&s);
+            assert_eq!((got, count), (state, n), "case {i}");
+        }
+    }
+}

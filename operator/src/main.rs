@@ -1,0 +1,160 @@
+//! `paddock-operator`: runs the AgentRun, ApprovalGate and RunnerPool controllers, and serves
+//! `/metrics`, `/healthz` and `/readyz`. `paddock-operator crd` prints the CRDs.
+#![forbid(unsafe_code)]
+
+mod context;
+mod controller;
+mod error;
+mod http;
+mod metrics;
+
+use clap::{Parser, Subcommand};
+use context::{Context, State};
+use controller::{agentrun, approvalgate, runnerpool};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{watcher, Controller};
+use kube::{Api, Client};
+use paddock_crds::{AgentRun, ApprovalGate, Phase, RunnerPool};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "paddock-operator",
+    version,
+    about = "Runs coding agents as governed Kubernetes workloads"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controllers (the default).
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crd,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Address of the metrics and health endpoints.
+    #[arg(long, env = "PADDOCK_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "PADDOCK_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "PADDOCK_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Crd) => {
+            print!("{}", paddock_crds::crds_yaml()?);
+            return Ok(());
+        }
+        Some(Command::Run(a)) => a,
+        None => match Cli::parse_from(["paddock-operator", "run"]).command {
+            Some(Command::Run(a)) => a,
+            _ => unreachable!("`run` parses as the run command"),
+        },
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
+    if args.log_format == "json" {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+
+    let client = Client::try_default().await?;
+    let state = Arc::new(State::default());
+    let reporter = Reporter {
+        controller: "paddock-operator".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ns = args.namespace.clone();
+
+    let runs = Controller::new(api::<AgentRun>(&client, &ns), watcher::Config::default().any_semantic());
+    let store = runs.store();
+    let ctx = Arc::new(Context::new(client.clone(), state.clone(), store.clone(), reporter));
+    let pool_store = store.clone();
+    let runs = runs
+        .owns(
+            api::<Pod>(&client, &ns),
+            watcher::Config::default().labels(paddock_crds::LABEL_RUN),
+        )
+        .owns(api::<ApprovalGate>(&client, &ns), watcher::Config::default())
+        .watches(
+            api::<RunnerPool>(&client, &ns),
+            watcher::Config::default(),
+            move |pool: RunnerPool| {
+                // A pool appearing or changing wakes the runs waiting for it.
+                let pns = pool.metadata.namespace.clone();
+                let pname = pool.metadata.name.clone().unwrap_or_default();
+                pool_store
+                    .state()
+                    .into_iter()
+                    .filter(|r| r.metadata.namespace == pns && agentrun::build::pool_name(r) == pname)
+                    .filter(|r| !r.status.as_ref().and_then(|s| s.phase).is_some_and(Phase::is_terminal))
+                    .map(|r| ObjectRef::from_obj(r.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(agentrun::reconcile, agentrun::error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let gates = Controller::new(api::<ApprovalGate>(&client, &ns), watcher::Config::default())
+        .shutdown_on_signal()
+        .run(approvalgate::reconcile, approvalgate::error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let pools = Controller::new(api::<RunnerPool>(&client, &ns), watcher::Config::default())
+        .watches(
+            api::<AgentRun>(&client, &ns),
+            watcher::Config::default(),
+            |run: AgentRun| {
+                let ns = run.metadata.namespace.clone().unwrap_or_default();
+                Some(ObjectRef::<RunnerPool>::new(agentrun::build::pool_name(&run)).within(&ns))
+            },
+        )
+        .shutdown_on_signal()
+        .run(runnerpool::reconcile, runnerpool::error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let ready_state = state.clone();
+    let ready = async move {
+        if store.wait_until_ready().await.is_ok() {
+            ready_state.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!("caches synced; controllers running");
+        }
+    };
+    let server = http::serve(args.metrics_addr, state.clone());
+    tracing::info!(addr = %args.metrics_addr, namespace = ns.as_deref().unwrap_or("<all>"), "paddock-operator starting");
+    tokio::select! {
+        _ = async { tokio::join!(runs, gates, pools, ready) } => {},
+        r = server => r?,
+    }
+    Ok(())
+}

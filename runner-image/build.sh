@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# Daemonless build of Paddock's runner image (no Docker, no buildkit, no containerd needed).
+#
+# Reads the one list of contents, runner-image/contents.env, and writes an image archive
+# (an OCI image layout that is also a docker-archive: index.json + manifest.json with RepoTags,
+# loadable by `ctr images import`, `docker load`, `podman load`, skopeo). Prints the archive's
+# path on stdout; progress goes to stderr.
+#
+# Layers:
+#   1. base  — Debian minbase + DEBIAN_PACKAGES + NPM_PACKAGES + the runner user. Built with
+#              mmdebstrap and the host's npm, then cached as an OCI layout under
+#              $PADDOCK_IMAGE_CACHE/base-<key> (key = sha256 of contents.env and of the base
+#              recipe in this file). A warm build reuses it as is.
+#   2. top   — /usr/local/bin/paddock-runner only; rebuilt every time (seconds).
+#
+# Usage: runner-image/build.sh [--runner PATH] [--out PATH] [--import] [--rebuild-base]
+#   --runner PATH     paddock-runner binary to put in the image
+#                     (default: <repo>/target/release/paddock-runner)
+#   --out PATH        where to write the archive
+#                     (default: $PADDOCK_IMAGE_CACHE/images/<name>_<tag>.tar)
+#   --import          also load the archive into containerd's k8s.io namespace and check that
+#                     containerd lists it under IMAGE_NAME:IMAGE_TAG. Socket: $CONTAINERD_ADDRESS,
+#                     else $PADDOCK_CONTAINERD_ADDRESS, else the e2e cluster's
+#                     (/run/paddock-cluster/containerd/containerd.sock, imported through
+#                     e2e/cluster/import-image.sh), else /run/containerd/containerd.sock
+#   --rebuild-base    ignore the cached base layer and build it again
+# Env: PADDOCK_IMAGE_CACHE (default /var/cache/paddock/runner-image), PADDOCK_DEBIAN_MIRROR and
+#      PADDOCK_DEBIAN_SECURITY_MIRROR (default: the URIs in /etc/apt/sources.list.d/debian.sources,
+#      else deb.debian.org), CONTAINERD_ADDRESS.
+# Needs root (mmdebstrap root mode, chroot, file ownership). Installs mmdebstrap, umoci and jq
+# with apt-get when they are missing.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+CONTENTS="$HERE/contents.env"
+CACHE="${PADDOCK_IMAGE_CACHE:-/var/cache/paddock/runner-image}"
+RUNNER_BIN="$REPO/target/release/paddock-runner"
+OUT=""
+DO_IMPORT=0
+REBUILD_BASE=0
+START_SECONDS=$SECONDS
+
+log() { printf '[runner-image +%ss] %s\n' "$((SECONDS - START_SECONDS))" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runner) RUNNER_BIN="${2:?--runner needs a path}"; shift 2 ;;
+    --out) OUT="${2:?--out needs a path}"; shift 2 ;;
+    --import) DO_IMPORT=1; shift ;;
+    --rebuild-base) REBUILD_BASE=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    *) die "unknown argument: $1 (see --help)" ;;
+  esac
+done
+
+[ "$(id -u)" = 0 ] || die "run as root (mmdebstrap root mode, chroot, ownership of image files)"
+[ -f "$CONTENTS" ] || die "missing $CONTENTS"
+[ -x "$RUNNER_BIN" ] || die "runner binary $RUNNER_BIN not found or not executable \
+(cargo build --release -p paddock-runner, or pass --runner PATH)"
+
+# shellcheck source=contents.env
+. "$CONTENTS"
+: "${IMAGE_NAME:?} ${IMAGE_TAG:?} ${DEBIAN_SUITE:?} ${DEBIAN_PACKAGES:?} ${RUNNER_USER:?} ${RUNNER_UID:?}"
+NPM_PACKAGES="${NPM_PACKAGES:-}"
+IMAGE_REF="$IMAGE_NAME:$IMAGE_TAG"
+[ -n "$OUT" ] || OUT="$CACHE/images/$(printf '%s' "$IMAGE_NAME" | tr '/' '_')_$IMAGE_TAG.tar"
+
+# Image config (not part of the cached base: changing it costs a warm build only).
+IMAGE_PATH_ENV="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+IMAGE_HOME="/home/$RUNNER_USER"
+
+need_tools() {
+  local missing=()
+  command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+  command -v umoci >/dev/null || missing+=(umoci)
+  command -v jq >/dev/null || missing+=(jq)
+  command -v npm >/dev/null || die "npm is needed on the host (it installs NPM_PACKAGES)"
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]} with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2
+  fi
+}
+
+# Debian mirrors: the host's configured ones if it has a deb822 sources file, else deb.debian.org.
+debian_mirrors() {
+  local sources=/etc/apt/sources.list.d/debian.sources main="" security=""
+  if [ -f "$sources" ]; then
+    main="$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' "$sources")"
+    security="$(awk '/^URIs:/ && $2 ~ /security/ {print $2; exit}' "$sources")"
+  fi
+  MIRROR="${PADDOCK_DEBIAN_MIRROR:-${main:-http://deb.debian.org/debian}}"
+  SECURITY_MIRROR="${PADDOCK_DEBIAN_SECURITY_MIRROR:-${security:-http://deb.debian.org/debian-security}}"
+}
+
+# ---- base recipe: everything in this function is part of the cache key -------------------
+# $1 = empty work dir. Leaves an OCI layout at $1/oci with tag "base" holding one layer.
+build_base() {
+  local work="$1" rootfs="$1/rootfs"
+  debian_mirrors
+  log "base: mmdebstrap $DEBIAN_SUITE minbase + $DEBIAN_PACKAGES (mirror $MIRROR)"
+  mmdebstrap --quiet --mode=root --variant=minbase --format=directory \
+    --include="$(printf '%s' "$DEBIAN_PACKAGES" | tr -s ' ' ',')" \
+    --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/info/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    "$DEBIAN_SUITE" "$rootfs" \
+    "deb $MIRROR $DEBIAN_SUITE main" \
+    "deb $MIRROR $DEBIAN_SUITE-updates main" \
+    "deb $SECURITY_MIRROR $DEBIAN_SUITE-security main" >&2
+
+  if [ -n "$NPM_PACKAGES" ]; then
+    log "base: npm install -g $NPM_PACKAGES (host npm $(npm --version), cache $CACHE/npm)"
+    # The host's npm installs into the image's /usr/local; npm tarballs stay in $CACHE/npm.
+    # npm >= 11.x skips install scripts of global packages unless allowed by name; the CLIs
+    # need theirs (claude's postinstall puts its native binary in place). Older npm ignores
+    # the unknown option.
+    # shellcheck disable=SC2086
+    npm install --global --prefix "$rootfs/usr/local" --cache "$CACHE/npm" \
+      --omit=dev --no-audit --no-fund --no-update-notifier --loglevel=warn \
+      --allow-scripts="$(printf '%s' "$NPM_PACKAGES" | tr -s ' ' ',')" \
+      $NPM_PACKAGES >&2
+    chown -R 0:0 "$rootfs/usr/local"
+  fi
+
+  log "base: user $RUNNER_USER ($RUNNER_UID:$RUNNER_UID), /workspace"
+  chroot "$rootfs" groupadd --gid "$RUNNER_UID" "$RUNNER_USER"
+  chroot "$rootfs" useradd --uid "$RUNNER_UID" --gid "$RUNNER_UID" --create-home \
+    --home-dir "/home/$RUNNER_USER" --shell /bin/bash "$RUNNER_USER"
+  install -d -m 0755 -o "$RUNNER_UID" -g "$RUNNER_UID" "$rootfs/workspace"
+  install -d -m 0755 "$rootfs/usr/local/bin"
+
+  # Nothing host-specific or transient in the layer.
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/var/log/*.log \
+    "$rootfs"/var/log/apt/* "$rootfs"/root/.npm "$rootfs"/tmp/* "$rootfs"/var/tmp/* \
+    "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/lib/dpkg/*-old
+  : > "$rootfs/etc/machine-id"
+  find "$rootfs/dev" -mindepth 1 -delete
+
+  smoke_test "$rootfs"
+
+  log "base: layer tar ($(du -sh "$rootfs" | cut -f1) rootfs)"
+  tar --create --file="$work/base.tar" --directory="$rootfs" --numeric-owner --sort=name \
+    --xattrs --xattrs-include='security.capability' .
+  rm -rf "$rootfs"
+  log "base: OCI layout (umoci gzips the layer)"
+  umoci init --layout "$work/oci"
+  umoci new --image "$work/oci:base"
+  umoci raw add-layer --image "$work/oci:base" --history.created_by \
+    "paddock runner-image/build.sh base: $DEBIAN_SUITE minbase, $DEBIAN_PACKAGES, $NPM_PACKAGES" \
+    "$work/base.tar"
+  rm -f "$work/base.tar"
+}
+
+# Each npm CLI's binary must start as the runner user in the new rootfs, with a read-only
+# root: the HOME and /tmp of the pod are fresh writable dirs, everything else is not.
+smoke_test() {
+  local rootfs="$1" pkg bin
+  for pkg in $NPM_PACKAGES; do
+    pkg="${pkg%@*}"
+    for bin in $(node -e 'const b=require(process.argv[1]).bin||{};
+        console.log(typeof b==="string"?"":Object.keys(b).join(" "))' \
+        "$rootfs/usr/local/lib/node_modules/$pkg/package.json"); do
+      log "base: smoke test: $bin --version (uid $RUNNER_UID, read-only root)"
+      unshare --mount --pid --fork sh -euc '
+        r="$1"
+        mount --bind "$r" "$r"; mount -o remount,bind,ro "$r"
+        mount -t proc proc "$r/proc"
+        mount -t tmpfs -o mode=1777 tmpfs "$r/tmp"
+        mount -t tmpfs -o "mode=0755,uid=$2,gid=$2" tmpfs "$r/home/$3"
+        exec chroot --userspec="$2:$2" "$r" env -i "HOME=/home/$3" "$4" \
+          DISABLE_AUTOUPDATER=1 DISABLE_TELEMETRY=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
+          sh -c "cd /workspace && exec $5 --version"
+      ' sh "$rootfs" "$RUNNER_UID" "$RUNNER_USER" "$IMAGE_PATH_ENV" "$bin" </dev/null >&2 \
+        || die "$bin --version failed in the image rootfs"
+    done
+  done
+}
+# ---- end of base recipe -------------------------------------------------------------------
+
+need_tools
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.lock"
+flock 9
+
+KEY="$( { cat "$CONTENTS"; declare -f build_base smoke_test debian_mirrors; } | sha256sum | cut -c1-16)"
+BASE="$CACHE/base-$KEY"
+WORK="$(mktemp -d "$CACHE/work.XXXXXX")"
+cleanup() {
+  # A failed smoke test can leave nothing mounted (its mounts live in a private namespace).
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [ "$REBUILD_BASE" = 1 ] && [ -d "$BASE" ]; then
+  log "--rebuild-base: dropping $BASE"
+  rm -rf "$BASE"
+fi
+if [ -f "$BASE/oci/index.json" ]; then
+  log "base layer cached: $BASE (key $KEY)"
+else
+  log "base layer not cached (key $KEY): cold build"
+  mkdir -p "$WORK/base"
+  build_base "$WORK/base"
+  rm -rf "$BASE.tmp" && mv "$WORK/base" "$BASE.tmp" && mv "$BASE.tmp" "$BASE"
+  for old in "$CACHE"/base-*; do
+    [ "$old" = "$BASE" ] || { log "removing stale base cache $old"; rm -rf "$old"; }
+  done
+  log "base layer cached: $BASE"
+fi
+
+# ---- top layer + config (every build) ------------------------------------------------------
+# Blobs are content-addressed and never rewritten by umoci: hard links are safe and instant.
+mkdir -p "$WORK/oci"
+cp -al "$BASE/oci/blobs" "$WORK/oci/blobs"
+cp "$BASE/oci/index.json" "$BASE/oci/oci-layout" "$WORK/oci/"
+
+log "top: paddock-runner layer from $RUNNER_BIN ($(du -h "$RUNNER_BIN" | cut -f1))"
+install -D -m 0755 "$RUNNER_BIN" "$WORK/top/usr/local/bin/paddock-runner"
+tar --create --file="$WORK/top.tar" --directory="$WORK/top" --numeric-owner \
+  --owner=0 --group=0 ./usr/local/bin/paddock-runner
+umoci raw add-layer --image "$WORK/oci:base" --tag "$IMAGE_TAG" \
+  --history.created_by "paddock runner-image/build.sh top: /usr/local/bin/paddock-runner" \
+  "$WORK/top.tar"
+umoci config --image "$WORK/oci:$IMAGE_TAG" --no-history \
+  --config.user "$RUNNER_UID:$RUNNER_UID" \
+  --config.workingdir /workspace \
+  --config.entrypoint /usr/local/bin/paddock-runner \
+  --clear=config.cmd \
+  --clear=config.env \
+  --config.env "$IMAGE_PATH_ENV" \
+  --config.env "HOME=$IMAGE_HOME" \
+  --config.env "DISABLE_TELEMETRY=1" \
+  --config.env "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1" \
+  --config.env "DISABLE_AUTOUPDATER=1" \
+  --config.label "io.paddock.contents-sha256=$(sha256sum "$CONTENTS" | cut -d' ' -f1)" \
+  --config.label "io.paddock.npm-packages=$NPM_PACKAGES"
+
+# The archive is the OCI layout as is (gzip layers, no re-compression: a warm build only tars
+# it) plus a docker-archive manifest.json naming the same blobs, the layout `docker save` writes
+# since Docker 25. containerd (`ctr images import`) reads index.json and its
+# io.containerd.image.name annotation; `docker load`/`podman load` read manifest.json RepoTags.
+MANIFEST_DESC="$(jq -c --arg t "$IMAGE_TAG" \
+  '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $t)' \
+  "$WORK/oci/index.json")"
+MANIFEST_BLOB="$WORK/oci/blobs/sha256/$(jq -r '.digest | sub("^sha256:"; "")' <<<"$MANIFEST_DESC")"
+jq --argjson d "$MANIFEST_DESC" --arg ref "$IMAGE_REF" --arg t "$IMAGE_TAG" -n '{
+    schemaVersion: 2,
+    mediaType: "application/vnd.oci.image.index.v1+json",
+    manifests: [$d | .annotations = {
+      "io.containerd.image.name": $ref,
+      "org.opencontainers.image.ref.name": $t }] }' > "$WORK/oci/index.json.new"
+mv "$WORK/oci/index.json.new" "$WORK/oci/index.json"
+jq --arg ref "$IMAGE_REF" '[{
+    Config: ("blobs/sha256/" + (.config.digest | sub("^sha256:"; ""))),
+    RepoTags: [$ref],
+    Layers: [.layers[].digest | "blobs/sha256/" + sub("^sha256:"; "")] }]' \
+  "$MANIFEST_BLOB" > "$WORK/oci/manifest.json"
+LAYER_COUNT="$(jq '.layers | length' "$MANIFEST_BLOB")"
+# Only the blobs this image references (not the cached base tag's manifest and config).
+mapfile -t BLOBS < <(jq -r '.config.digest, .layers[].digest' "$MANIFEST_BLOB" \
+  | sed 's|^sha256:|blobs/sha256/|'; echo "${MANIFEST_BLOB#"$WORK/oci/"}")
+
+log "archive: $OUT ($LAYER_COUNT layers) as $IMAGE_REF"
+mkdir -p "$(dirname "$OUT")"
+tar --create --file="$OUT.tmp" --directory="$WORK/oci" --numeric-owner --owner=0 --group=0 \
+  --mode='a+r' oci-layout index.json manifest.json "${BLOBS[@]}"
+mv "$OUT.tmp" "$OUT"
+log "archive: $(du -h "$OUT" | cut -f1) (image $(jq -r .config.digest "$MANIFEST_BLOB"))"
+
+if [ "$DO_IMPORT" = 1 ]; then
+  # Socket: $CONTAINERD_ADDRESS, else the e2e cluster's (cluster.sh env), else the default.
+  CLUSTER_SOCK="${PADDOCK_CLUSTER_RUN:-/run/paddock-cluster}/containerd/containerd.sock"
+  if [ -z "${CONTAINERD_ADDRESS:-}" ]; then
+    if [ -n "${PADDOCK_CONTAINERD_ADDRESS:-}" ]; then CONTAINERD_ADDRESS="$PADDOCK_CONTAINERD_ADDRESS"
+    elif [ -S "$CLUSTER_SOCK" ]; then CONTAINERD_ADDRESS="$CLUSTER_SOCK"
+    else CONTAINERD_ADDRESS=/run/containerd/containerd.sock
+    fi
+  fi
+  export CONTAINERD_ADDRESS
+  [ -S "$CONTAINERD_ADDRESS" ] || die "no containerd socket at $CONTAINERD_ADDRESS (set CONTAINERD_ADDRESS)"
+  if [ -x "$REPO/e2e/cluster/import-image.sh" ] && [ "$CONTAINERD_ADDRESS" = "$CLUSTER_SOCK" ]; then
+    log "import: e2e/cluster/import-image.sh (containerd $CONTAINERD_ADDRESS)"
+    "$REPO/e2e/cluster/import-image.sh" "$OUT" >&2
+  else
+    log "import: ctr -n k8s.io images import (containerd $CONTAINERD_ADDRESS)"
+    ctr --address "$CONTAINERD_ADDRESS" -n k8s.io images import "$OUT" >&2
+  fi
+  ctr --address "$CONTAINERD_ADDRESS" -n k8s.io images ls -q | grep -qxF "$IMAGE_REF" \
+    || die "containerd (k8s.io) does not list $IMAGE_REF after the import"
+  log "import: containerd k8s.io lists $IMAGE_REF"
+fi
+
+log "done"
+printf '%s\n' "$OUT"

@@ -1,0 +1,320 @@
+//! Agent adapters: how each CLI is invoked and how its output maps to [`RunnerEvent`]s.
+//!
+//! The CLI runs in the worktree (or `PADDOCK_WORKDIR` inside it) with stdin closed, in its own
+//! process group, and the prompt passed as one argv element — never through a shell, except
+//! for the `shell` agent, which is exactly `sh -c "$PADDOCK_PROMPT"`:
+//! - `claude-code`: `claude -p --output-format stream-json --verbose --permission-mode
+//!   acceptEdits [--model m] [--max-turns n] <args…> -- <prompt>` ([`claude`]).
+//! - `codex`: `codex exec --json --skip-git-repo-check -s workspace-write [-m m] [-c …provider
+//!   overrides when OPENAI_BASE_URL is set] <args…> -- <prompt>` with `CODEX_HOME=$HOME/.codex`
+//!   ([`codex`]).
+//! - `shell`: `sh -c <prompt>`; each output line is a `log` event ([`shell`]).
+//!
+//! The prompt goes after `--` so a prompt starting with `-` (or a variadic option among the
+//! extra args) can never be read as an option. `PADDOCK_AGENT_BIN` replaces the program name
+//! of `claude-code`/`codex` (tests replay recorded streams with it).
+
+pub mod claude;
+pub mod codex;
+pub mod process;
+pub mod shell;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use paddock_crds::events::RunnerEvent;
+
+use crate::config::Env;
+
+/// The agent CLIs the runner can drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentKind {
+    /// Anthropic's Claude Code (`claude`).
+    ClaudeCode,
+    /// OpenAI's Codex CLI (`codex`).
+    Codex,
+    /// `sh -c <prompt>`: for tests, demos and scripted jobs.
+    Shell,
+}
+
+impl AgentKind {
+    /// The adapter name (`claude-code`, `codex`, `shell`), as in `spec.agent` and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentKind::ClaudeCode => "claude-code",
+            AgentKind::Codex => "codex",
+            AgentKind::Shell => "shell",
+        }
+    }
+}
+
+impl FromStr for AgentKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "claude-code" => Ok(AgentKind::ClaudeCode),
+            "codex" => Ok(AgentKind::Codex),
+            "shell" => Ok(AgentKind::Shell),
+            other => Err(format!(
+                "unknown agent {other:?} (expected claude-code, codex or shell)"
+            )),
+        }
+    }
+}
+
+/// What to run: the adapter and its inputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentSpec {
+    /// Which adapter.
+    pub kind: AgentKind,
+    /// The task, verbatim.
+    pub prompt: String,
+    /// Model name passed to the CLI, if any.
+    pub model: Option<String>,
+    /// Extra CLI arguments (`PADDOCK_AGENT_ARGS`), placed before the prompt.
+    pub args: Vec<String>,
+    /// Turn limit (Claude Code `--max-turns`; Codex has no such flag and ignores it).
+    pub max_turns: Option<u32>,
+}
+
+/// A fully built command line (pure data; see [`build_invocation`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invocation {
+    /// Program (looked up in `PATH`).
+    pub program: String,
+    /// Arguments after the program name.
+    pub args: Vec<String>,
+    /// Variables added to the inherited environment.
+    pub env: Vec<(String, String)>,
+    /// Directories to create before starting (e.g. `CODEX_HOME`).
+    pub create_dirs: Vec<PathBuf>,
+}
+
+/// Builds the command line for `spec` given the container environment.
+pub fn build_invocation(spec: &AgentSpec, env: &Env) -> Invocation {
+    let bin = |default: &str| env.get("PADDOCK_AGENT_BIN").unwrap_or(default).to_string();
+    match spec.kind {
+        AgentKind::Shell => Invocation {
+            program: "sh".into(),
+            args: vec!["-c".into(), spec.prompt.clone()],
+            env: Vec::new(),
+            create_dirs: Vec::new(),
+        },
+        AgentKind::ClaudeCode => {
+            let mut args: Vec<String> = [
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--permission-mode",
+                "acceptEdits",
+            ]
+            .map(String::from)
+            .to_vec();
+            if let Some(m) = &spec.model {
+                args.extend(["--model".into(), m.clone()]);
+            }
+            if let Some(n) = spec.max_turns {
+                args.extend(["--max-turns".into(), n.to_string()]);
+            }
+            args.extend(spec.args.iter().cloned());
+            args.extend(["--".into(), spec.prompt.clone()]);
+            let mut extra = Vec::new();
+            for (k, v) in [
+                ("DISABLE_TELEMETRY", "1"),
+                ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+            ] {
+                if env.get(k).is_none() {
+                    extra.push((k.to_string(), v.to_string()));
+                }
+            }
+            Invocation {
+                program: bin("claude"),
+                args,
+                env: extra,
+                create_dirs: Vec::new(),
+            }
+        }
+        AgentKind::Codex => {
+            let mut args: Vec<String> = ["exec", "--json", "--skip-git-repo-check", "-s", "workspace-write"]
+                .map(String::from)
+                .to_vec();
+            if let Some(m) = &spec.model {
+                args.extend(["-m".into(), m.clone()]);
+            }
+            if let Some(base) = env.get("OPENAI_BASE_URL") {
+                // TOML basic strings accept JSON string escapes.
+                let base = serde_json::to_string(base).unwrap_or_else(|_| "\"\"".into());
+                for kv in [
+                    "model_provider=\"paddock\"".to_string(),
+                    "model_providers.paddock.name=\"paddock\"".to_string(),
+                    format!("model_providers.paddock.base_url={base}"),
+                    "model_providers.paddock.wire_api=\"responses\"".to_string(),
+                    "model_providers.paddock.env_key=\"OPENAI_API_KEY\"".to_string(),
+                ] {
+                    args.extend(["-c".into(), kv]);
+                }
+            }
+            args.extend(spec.args.iter().cloned());
+            args.extend(["--".into(), spec.prompt.clone()]);
+            let home = PathBuf::from(env.get("HOME").unwrap_or("/home/paddock"));
+            let codex_home = env
+                .get("CODEX_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join(".codex"));
+            Invocation {
+                program: bin("codex"),
+                args,
+                env: vec![("CODEX_HOME".into(), codex_home.to_string_lossy().into_owned())],
+                create_dirs: vec![codex_home],
+            }
+        }
+    }
+}
+
+/// Turns one CLI's output lines into events. Implementations are pure (no I/O) so they are
+/// tested line by line on recorded streams.
+pub trait StreamMapper: Send {
+    /// Events for one stdout line (without its newline). Lines that are not the CLI's JSON
+    /// become `log` events on `stdout`.
+    fn stdout_line(&mut self, line: &str) -> Vec<RunnerEvent>;
+
+    /// Events for one stderr line: a `log` event on `stderr`.
+    fn stderr_line(&mut self, line: &str) -> Vec<RunnerEvent> {
+        log_event("stderr", line)
+    }
+
+    /// Events after the CLI exited (e.g. Codex's `final`).
+    fn finish(&mut self) -> Vec<RunnerEvent> {
+        Vec::new()
+    }
+}
+
+/// A `log` event for a non-blank line, nothing for a blank one.
+pub fn log_event(stream: &str, line: &str) -> Vec<RunnerEvent> {
+    if line.trim().is_empty() {
+        Vec::new()
+    } else {
+        vec![RunnerEvent::Log {
+            stream: stream.into(),
+            text: line.to_string(),
+        }]
+    }
+}
+
+/// The mapper for `kind`; `model` is the configured model (Codex does not report one).
+pub fn mapper_for(kind: AgentKind, model: Option<String>) -> Box<dyn StreamMapper> {
+    match kind {
+        AgentKind::ClaudeCode => Box::new(claude::ClaudeMapper::default()),
+        AgentKind::Codex => Box::new(codex::CodexMapper::new(model)),
+        AgentKind::Shell => Box::new(shell::ShellMapper),
+    }
+}
+
+/// Compact JSON of a value, or the string itself when it is a JSON string.
+pub(crate) fn compact(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: AgentKind) -> AgentSpec {
+        AgentSpec {
+            kind,
+            prompt: "-rf do it".into(),
+            model: Some("m1".into()),
+            args: vec!["--allowedTools".into(), "Bash".into()],
+            max_turns: Some(3),
+        }
+    }
+
+    #[test]
+    fn claude_command_line() {
+        let inv = build_invocation(
+            &spec(AgentKind::ClaudeCode),
+            &Env::from_pairs([("DISABLE_TELEMETRY", "0")]),
+        );
+        assert_eq!(inv.program, "claude");
+        assert_eq!(
+            inv.args,
+            [
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--permission-mode",
+                "acceptEdits",
+                "--model",
+                "m1",
+                "--max-turns",
+                "3",
+                "--allowedTools",
+                "Bash",
+                "--",
+                "-rf do it"
+            ]
+        );
+        assert_eq!(
+            inv.env,
+            vec![("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".to_string(), "1".to_string())]
+        );
+    }
+
+    #[test]
+    fn codex_command_line() {
+        let env = Env::from_pairs([("HOME", "/h"), ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")]);
+        let inv = build_invocation(&spec(AgentKind::Codex), &env);
+        assert_eq!(inv.program, "codex");
+        assert_eq!(
+            inv.args,
+            [
+                "exec",
+                "--json",
+                "--skip-git-repo-check",
+                "-s",
+                "workspace-write",
+                "-m",
+                "m1",
+                "-c",
+                "model_provider=\"paddock\"",
+                "-c",
+                "model_providers.paddock.name=\"paddock\"",
+                "-c",
+                "model_providers.paddock.base_url=\"http://127.0.0.1:9/v1\"",
+                "-c",
+                "model_providers.paddock.wire_api=\"responses\"",
+                "-c",
+                "model_providers.paddock.env_key=\"OPENAI_API_KEY\"",
+                "--allowedTools",
+                "Bash",
+                "--",
+                "-rf do it"
+            ]
+        );
+        assert_eq!(inv.env, vec![("CODEX_HOME".to_string(), "/h/.codex".to_string())]);
+        assert_eq!(inv.create_dirs, vec![PathBuf::from("/h/.codex")]);
+        let plain = build_invocation(&spec(AgentKind::Codex), &Env::from_pairs([("HOME", "/h")]));
+        assert!(!plain.args.iter().any(|a| a == "-c"));
+    }
+
+    #[test]
+    fn shell_command_line_and_bin_override() {
+        let inv = build_invocation(&spec(AgentKind::Shell), &Env::from_pairs([("PADDOCK_AGENT_BIN", "/x")]));
+        assert_eq!(
+            (inv.program.as_str(), inv.args.as_slice()),
+            ("sh", &["-c".to_string(), "-rf do it".to_string()][..])
+        );
+        let inv = build_invocation(
+            &spec(AgentKind::ClaudeCode),
+            &Env::from_pairs([("PADDOCK_AGENT_BIN", "/x")]),
+        );
+        assert_eq!(inv.program, "/x");
+    }
+}

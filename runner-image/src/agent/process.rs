@@ -1,0 +1,193 @@
+//! Runs an agent CLI as a child process: stdin closed, stdout and stderr read line by line
+//! (lossy UTF-8) and mapped to events as they arrive, in its own process group.
+//!
+//! Termination: when the `terminate` watch turns true (SIGTERM/SIGINT to the runner), SIGTERM
+//! goes to the CLI's process group; after [`TERM_GRACE`] the group gets SIGKILL. When the CLI
+//! exits, what is left of its group is killed and its pipes are drained for at most
+//! [`DRAIN_GRACE`] (a background process may hold them open).
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use paddock_crds::events::RunnerEvent;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep_until, Instant};
+
+use super::{Invocation, StreamMapper};
+
+/// Time between SIGTERM and SIGKILL to the CLI's process group.
+pub const TERM_GRACE: Duration = Duration::from_secs(5);
+/// Time the output pipes may stay open after the CLI exited.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// How the CLI ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+    /// It could not be started (message says why).
+    SpawnFailed(String),
+}
+
+/// What [`run_cli`] observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CliOutcome {
+    /// How the CLI ended.
+    pub exit: Exit,
+    /// The last non-blank stderr line (unredacted; the caller redacts).
+    pub last_stderr: Option<String>,
+    /// Whether the runner was asked to terminate while the CLI ran.
+    pub terminated: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+async fn read_lines<R: AsyncRead + Unpin>(r: R, stream: Stream, tx: mpsc::Sender<(Stream, String)>) {
+    let mut reader = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                let line = line.trim_end_matches(['\n', '\r']).to_string();
+                if tx.send((stream, line)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn signal_group(pgid: Option<Pid>, sig: Signal) {
+    if let Some(pgid) = pgid {
+        // ESRCH (the group is gone) is fine.
+        let _ = killpg(pgid, sig);
+    }
+}
+
+/// Runs `inv` in `cwd`, feeding every output line through `mapper` into `sink`, until the CLI
+/// exited and its output is drained. Never fails: a CLI that cannot start is reported as
+/// [`Exit::SpawnFailed`].
+pub async fn run_cli(
+    inv: &Invocation,
+    cwd: &Path,
+    mapper: &mut dyn StreamMapper,
+    terminate: &mut watch::Receiver<bool>,
+    mut sink: impl FnMut(RunnerEvent),
+) -> CliOutcome {
+    for dir in &inv.create_dirs {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let mut cmd = tokio::process::Command::new(&inv.program);
+    cmd.args(&inv.args)
+        .envs(inv.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return CliOutcome {
+                exit: Exit::SpawnFailed(format!("cannot start {}: {e}", inv.program)),
+                last_stderr: None,
+                terminated: false,
+            }
+        }
+    };
+    let pgid = child.id().and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw);
+    let (tx, mut rx) = mpsc::channel(256);
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(read_lines(out, Stream::Stdout, tx.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(read_lines(err, Stream::Stderr, tx.clone()));
+    }
+    drop(tx);
+
+    let mut last_stderr = None;
+    let mut handle = |stream: Stream, line: String, mapper: &mut dyn StreamMapper| {
+        let events = match stream {
+            Stream::Stdout => mapper.stdout_line(&line),
+            Stream::Stderr => {
+                if !line.trim().is_empty() {
+                    last_stderr = Some(line.clone());
+                }
+                mapper.stderr_line(&line)
+            }
+        };
+        events.into_iter().for_each(&mut sink);
+    };
+
+    let far = || Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let mut status = None;
+    let mut open = true;
+    let mut terminated = false;
+    let mut watching = true;
+    let mut kill_at: Option<Instant> = None;
+    let mut drain_until: Option<Instant> = None;
+    while status.is_none() || open {
+        tokio::select! {
+            line = rx.recv(), if open => match line {
+                Some((stream, line)) => handle(stream, line, mapper),
+                None => open = false,
+            },
+            st = child.wait(), if status.is_none() => {
+                status = Some(st);
+                kill_at = None;
+                // Reap what the CLI left behind in its group, then drain the pipes briefly.
+                signal_group(pgid, Signal::SIGKILL);
+                drain_until = Some(Instant::now() + DRAIN_GRACE);
+            },
+            r = terminate.wait_for(|t| *t), if watching && !terminated => {
+                if r.is_ok() {
+                    terminated = true;
+                    signal_group(pgid, Signal::SIGTERM);
+                    kill_at = Some(Instant::now() + TERM_GRACE);
+                } else {
+                    watching = false;
+                }
+            },
+            _ = sleep_until(kill_at.unwrap_or_else(far)), if kill_at.is_some() => {
+                signal_group(pgid, Signal::SIGKILL);
+                kill_at = None;
+            },
+            _ = sleep_until(drain_until.unwrap_or_else(far)), if drain_until.is_some() && open => {
+                while let Ok((stream, line)) = rx.try_recv() {
+                    handle(stream, line, mapper);
+                }
+                break;
+            },
+        }
+    }
+    mapper.finish().into_iter().for_each(&mut sink);
+    let exit = match status {
+        Some(Ok(st)) => match (st.code(), st.signal()) {
+            (Some(c), _) => Exit::Code(c),
+            (None, Some(s)) => Exit::Signal(s),
+            (None, None) => Exit::Code(-1),
+        },
+        Some(Err(e)) => Exit::SpawnFailed(format!("waiting for {} failed: {e}", inv.program)),
+        None => Exit::Code(-1),
+    };
+    CliOutcome {
+        exit,
+        last_stderr,
+        terminated,
+    }
+}

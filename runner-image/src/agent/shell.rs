@@ -1,0 +1,43 @@
+//! The `shell` adapter: `sh -c "$PADDOCK_PROMPT"`. Every stdout and stderr line becomes a `log`
+//! event (bounded by the emitter); there is no session, usage or final text. A non-zero exit
+//! code fails the run with `AgentFailed` (handled by [`crate::run`]).
+
+use paddock_crds::events::RunnerEvent;
+
+use super::{log_event, StreamMapper};
+
+/// Maps shell output lines to `log` events.
+#[derive(Debug, Default)]
+pub struct ShellMapper;
+
+impl StreamMapper for ShellMapper {
+    fn stdout_line(&mut self, line: &str) -> Vec<RunnerEvent> {
+        log_event("stdout", line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_become_logs() {
+        let mut m = ShellMapper;
+        assert_eq!(
+            m.stdout_line("hi"),
+            vec![RunnerEvent::Log {
+                stream: "stdout".into(),
+                text: "hi".into()
+            }]
+        );
+        assert_eq!(
+            m.stderr_line("oops"),
+            vec![RunnerEvent::Log {
+                stream: "stderr".into(),
+                text: "oops".into()
+            }]
+        );
+        assert_eq!(m.stdout_line("  "), vec![]);
+        assert_eq!(m.finish(), vec![]);
+    }
+}

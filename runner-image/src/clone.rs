@@ -1,0 +1,327 @@
+//! `paddock-runner clone` — the `clone` init container (trusted; holds the git credentials).
+//!
+//! Env: `PADDOCK_REPO_URL` (https://, http://, ssh://, git://, file://), `PADDOCK_REVISION`
+//! (branch, tag or commit; empty = the remote's HEAD), `PADDOCK_BRANCH` (the run's new branch),
+//! `PADDOCK_RUN`, `PADDOCK_NAMESPACE`; credentials as in [`crate::gitcreds`].
+//!
+//! Steps: validate (option-like or `ext::` URLs, bad revisions and branch names are refused) →
+//! init `/workspace/source` (non-bare, never checked out) → fetch all branches
+//! (`refs/remotes/origin/*`) and tags through an anonymous remote (credentials only in
+//! callbacks) → resolve the revision to a commit → create `refs/heads/$PADDOCK_BRANCH` there →
+//! add the worktree `/workspace/work` on it → record `origin` with the password-free URL and
+//! write `/workspace/.paddock/base-commit`. A previous attempt's `source`, `work` and `.paddock`
+//! are removed first, so a restarted init container starts clean.
+//!
+//! Output: `step` events for `clone`; on failure a `result` (reason `CloneFailed` or
+//! `InvalidConfig`, failed step `clone`), also written to the termination log, and exit 1.
+
+use std::path::Path;
+
+use git2::{AutotagOption, Direction, FetchOptions, Oid, ProxyOptions, Repository, WorktreeAddOptions};
+
+use crate::config::{validate_branch, ConfigError, Env};
+use crate::gitcreds::{CredentialError, GitCredentials, RepoUrl, UrlError};
+use crate::workspace::{Workspace, WORKTREE_NAME};
+
+/// Errors of the clone step.
+#[derive(Debug, thiserror::Error)]
+pub enum CloneError {
+    /// Invalid environment.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Invalid repository URL.
+    #[error("PADDOCK_REPO_URL is invalid: {0}")]
+    Url(#[from] UrlError),
+    /// Unreadable or unusable credentials.
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
+    /// Preparing the workspace failed.
+    #[error("workspace {path}: {source}")]
+    Io {
+        /// What was being prepared.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A git operation failed.
+    #[error("{what}: {source}")]
+    Git {
+        /// What was being done.
+        what: String,
+        /// libgit2's error.
+        source: git2::Error,
+    },
+    /// The revision names nothing in the repository.
+    #[error("revision {0:?} not found in the repository")]
+    RevisionNotFound(String),
+    /// The remote has no HEAD (an empty repository) and no revision was given.
+    #[error("the repository has no default branch (is it empty?)")]
+    NoDefaultBranch,
+}
+
+impl CloneError {
+    /// The result reason: `InvalidConfig` for bad input, `CloneFailed` otherwise.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CloneError::Config(_) | CloneError::Url(_) => "InvalidConfig",
+            _ => "CloneFailed",
+        }
+    }
+}
+
+fn git(what: impl Into<String>) -> impl FnOnce(git2::Error) -> CloneError {
+    let what = what.into();
+    move |source| CloneError::Git { what, source }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CloneError + '_ {
+    move |source| CloneError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Validated configuration of `clone`.
+#[derive(Clone, Debug)]
+pub struct CloneConfig {
+    /// Repository URL.
+    pub url: RepoUrl,
+    /// Revision to start from; `None` = the remote's HEAD.
+    pub revision: Option<String>,
+    /// The run's new branch.
+    pub branch: String,
+}
+
+/// Checks a revision: no leading `-`, no whitespace or control characters, at most 255 bytes.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming `PADDOCK_REVISION`.
+pub fn validate_revision(rev: &str) -> Result<(), ConfigError> {
+    if rev.starts_with('-') || rev.len() > 255 || rev.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::Invalid {
+            name: "PADDOCK_REVISION",
+            reason: "must be a branch, tag or commit (no leading '-', no spaces)".into(),
+        });
+    }
+    Ok(())
+}
+
+impl CloneConfig {
+    /// Reads and validates the `clone` environment.
+    ///
+    /// # Errors
+    /// [`CloneError::Config`] or [`CloneError::Url`].
+    pub fn from_env(env: &Env) -> Result<Self, CloneError> {
+        let url = RepoUrl::parse(
+            env.get("PADDOCK_REPO_URL")
+                .ok_or(ConfigError::Missing("PADDOCK_REPO_URL"))?,
+        )?;
+        let revision = env
+            .get("PADDOCK_REVISION")
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
+        if let Some(r) = &revision {
+            validate_revision(r)?;
+        }
+        let branch = env
+            .get("PADDOCK_BRANCH")
+            .ok_or(ConfigError::Missing("PADDOCK_BRANCH"))?
+            .to_string();
+        validate_branch(&branch)?;
+        Ok(Self { url, revision, branch })
+    }
+}
+
+/// What the clone produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cloned {
+    /// The commit the branch starts at.
+    pub commit: Oid,
+    /// The revision that was resolved (`PADDOCK_REVISION` or the remote's default branch).
+    pub resolved: String,
+}
+
+fn fetch_options<'a>(creds: &'a GitCredentials, url: &RepoUrl) -> FetchOptions<'a> {
+    let mut proxy = ProxyOptions::new();
+    proxy.auto();
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(creds.callbacks(url))
+        .proxy_options(proxy)
+        .download_tags(AutotagOption::None);
+    fo
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), CloneError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path).map_err(io(path)),
+        Ok(_) => std::fs::remove_file(path).map_err(io(path)),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Resolves `rev` after the fetch: `refs/heads/X` and `X` as `refs/remotes/origin/X`, then
+/// tags, then a commit id (fetched by id when the server allows and it is not present yet).
+fn resolve(repo: &Repository, rev: &str, fetch_by_id: impl FnOnce(&str)) -> Result<Oid, CloneError> {
+    let short = rev.strip_prefix("refs/heads/").unwrap_or(rev);
+    let candidates = [
+        format!("refs/remotes/origin/{short}"),
+        format!("refs/tags/{}", rev.strip_prefix("refs/tags/").unwrap_or(rev)),
+    ];
+    for name in &candidates {
+        if let Ok(r) = repo.find_reference(name) {
+            if let Ok(c) = r.peel_to_commit() {
+                return Ok(c.id());
+            }
+        }
+    }
+    let is_hex = rev.len() >= 4 && rev.len() <= 40 && rev.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_hex {
+        let lookup = |repo: &Repository| {
+            repo.revparse_single(rev)
+                .ok()
+                .and_then(|o| o.peel_to_commit().ok())
+                .map(|c| c.id())
+        };
+        if let Some(id) = lookup(repo) {
+            return Ok(id);
+        }
+        if rev.len() == 40 {
+            fetch_by_id(rev);
+            if let Some(id) = lookup(repo) {
+                return Ok(id);
+            }
+        }
+    }
+    Err(CloneError::RevisionNotFound(rev.to_string()))
+}
+
+/// Clones into `ws` per `cfg` (see the module docs).
+///
+/// # Errors
+/// [`CloneError`] for whatever failed; nothing is left half-configured that a retry would trip
+/// over (the next attempt removes it).
+pub fn clone_workspace(cfg: &CloneConfig, creds: &GitCredentials, ws: &Workspace) -> Result<Cloned, CloneError> {
+    creds.check_transport(&cfg.url)?;
+    for p in [ws.source(), ws.work(), ws.control()] {
+        remove_if_exists(&p)?;
+    }
+    std::fs::create_dir_all(ws.root()).map_err(io(ws.root()))?;
+    let source = ws.source();
+    let repo = Repository::init(&source).map_err(git("init /workspace/source"))?;
+
+    let default_branch = {
+        let mut remote = repo.remote_anonymous(cfg.url.as_str()).map_err(git("remote"))?;
+        let mut proxy = ProxyOptions::new();
+        proxy.auto();
+        let conn = remote
+            .connect_auth(Direction::Fetch, Some(creds.callbacks(&cfg.url)), Some(proxy))
+            .map_err(git(format!("connect to {}", cfg.url.sanitized())))?;
+        conn.default_branch()
+            .ok()
+            .and_then(|b| b.as_str().ok().map(str::to_string))
+    };
+
+    let mut remote = repo.remote_anonymous(cfg.url.as_str()).map_err(git("remote"))?;
+    remote
+        .fetch(
+            &["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+            Some(&mut fetch_options(creds, &cfg.url)),
+            None,
+        )
+        .map_err(git(format!("fetch {}", cfg.url.sanitized())))?;
+
+    let (commit, resolved) = match &cfg.revision {
+        Some(rev) => {
+            let id = resolve(&repo, rev, |sha| {
+                let _ = remote.fetch(&[sha], Some(&mut fetch_options(creds, &cfg.url)), None);
+            })?;
+            (id, rev.clone())
+        }
+        None => {
+            let head = default_branch.ok_or(CloneError::NoDefaultBranch)?;
+            let short = head.strip_prefix("refs/heads/").unwrap_or(&head).to_string();
+            let id = resolve(&repo, &head, |_| {}).map_err(|_| CloneError::NoDefaultBranch)?;
+            (id, short)
+        }
+    };
+    drop(remote);
+
+    let target = repo.find_commit(commit).map_err(git("find commit"))?;
+    let branch = repo
+        .branch(&cfg.branch, &target, false)
+        .map_err(git(format!("create branch {}", cfg.branch)))?;
+    repo.remote("origin", &cfg.url.sanitized())
+        .map_err(git("record origin"))?;
+    let mut opts = WorktreeAddOptions::new();
+    opts.reference(Some(branch.get()));
+    repo.worktree(WORKTREE_NAME, &ws.work(), Some(&opts))
+        .map_err(git("add worktree /workspace/work"))?;
+
+    std::fs::create_dir_all(ws.control()).map_err(io(&ws.control()))?;
+    std::fs::write(ws.base_commit_file(), format!("{commit}\n")).map_err(io(&ws.base_commit_file()))?;
+    Ok(Cloned { commit, resolved })
+}
+
+/// Runs the clone step with `env`, writing events to `out`; returns the exit code.
+pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
+    use crate::emit::Emitter;
+    use crate::run::{fail, finish, initial_result};
+    use paddock_crds::events::{RunnerEvent, Step, StepStatus};
+
+    let ws = Workspace::from_env(env);
+    let term_path = crate::config::termination_log(env);
+    let cfg = CloneConfig::from_env(env);
+    let creds = cfg
+        .as_ref()
+        .ok()
+        .map(|c| GitCredentials::load(&GitCredentials::dir_from_env(env), &c.url));
+    let mut secrets = env.secrets();
+    if let Some(Ok(c)) = &creds {
+        secrets.extend(c.secrets());
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+    let mut em = Emitter::new(out, secrets);
+    em.emit(RunnerEvent::Step {
+        step: Step::Clone,
+        status: StepStatus::Started,
+        message: String::new(),
+    });
+    let outcome = cfg.and_then(|cfg| {
+        let creds = creds.unwrap_or_else(|| Ok(GitCredentials::default()))?;
+        clone_workspace(&cfg, &creds, &ws).map(|c| (cfg, c))
+    });
+    match outcome {
+        Ok((cfg, cloned)) => {
+            let message = format!(
+                "cloned {} at {} ({}) into branch {}",
+                cfg.url.sanitized(),
+                cloned.resolved,
+                cloned.commit,
+                cfg.branch
+            );
+            em.emit(RunnerEvent::Step {
+                step: Step::Clone,
+                status: StepStatus::Succeeded,
+                message,
+            });
+            0
+        }
+        Err(e) => {
+            let message = e.to_string();
+            em.emit(RunnerEvent::Step {
+                step: Step::Clone,
+                status: StepStatus::Failed,
+                message: message.clone(),
+            });
+            let mut result = initial_result(env.get("PADDOCK_BRANCH").unwrap_or_default());
+            fail(&mut result, e.reason(), Some(Step::Clone), message);
+            finish(&mut em, result, &term_path)
+        }
+    }
+}
+
+/// Entry point of `paddock-runner clone`: returns the exit code.
+pub fn command() -> i32 {
+    run(&Env::from_process(), std::io::stdout())
+}

@@ -1,0 +1,79 @@
+//! `paddock-runner gateway` — the native sidecar (an init container with
+//! `restartPolicy: Always`), in the pod's trusted zone. Today it serves push requests; later
+//! tasks (model-API proxying, egress allow-listing, metering) are added as more services next
+//! to [`push::PushService`] in [`serve`].
+//!
+//! Env: `PADDOCK_REPO_URL`, `PADDOCK_BRANCH` (pushed as `refs/heads/$PADDOCK_BRANCH`),
+//! optional `PADDOCK_PUSH` (`false` refuses every request), `PADDOCK_REDACT_ENV`; credentials as
+//! in [`crate::gitcreds`]; `PADDOCK_GATEWAY_STATE_DIR` (default `$TMPDIR`) for its private
+//! scratch repository. It must not share that directory or `HOME` with the agent container.
+//!
+//! Exit: 0 on SIGTERM/SIGINT (the kubelet stops sidecars after the agent exits); 1 when its
+//! configuration is invalid.
+
+pub mod push;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::Env;
+use crate::workspace::Workspace;
+
+/// Errors that stop the gateway from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Invalid configuration.
+    #[error(transparent)]
+    Push(#[from] push::PushConfigError),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs the gateway's services until SIGTERM or SIGINT.
+///
+/// # Errors
+/// [`GatewayError`] when it cannot start.
+pub async fn serve(env: &Env) -> Result<(), GatewayError> {
+    let ws = Workspace::from_env(env);
+    let push = push::PushService::from_env(env, ws)?;
+    let mut term = signal(SignalKind::terminate()).map_err(GatewayError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(GatewayError::Signals)?;
+    eprintln!(
+        "paddock-runner gateway: serving push requests for branch {}",
+        push.branch()
+    );
+    tokio::select! {
+        _ = push.run() => {},
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    Ok(())
+}
+
+/// Entry point of `paddock-runner gateway`: isolates libgit2 from the agent-writable `HOME`,
+/// runs [`serve`] and returns the exit code.
+pub fn command() -> i32 {
+    let env = Env::from_process();
+    if let Err(e) = push::isolate_git_config(&env) {
+        eprintln!("paddock-runner gateway: {e}");
+        return 1;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("paddock-runner gateway: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(serve(&env)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("paddock-runner gateway: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! `paddock-runner`: the one program inside a Paddock runner pod.
+//!
+//! The operator builds the pod; this crate implements the runner's side of that contract. The
+//! pod has two trust zones that share only the `workspace` volume (an emptyDir mounted at
+//! `/workspace`, overridable with `PADDOCK_WORKSPACE` for tests). Every container runs as uid
+//! 1000 with `HOME=/home/paddock` and `/tmp` as emptyDirs; the root filesystem may be read-only.
+//!
+//! | container | command | trust | module |
+//! |---|---|---|---|
+//! | init `clone` | `paddock-runner clone` | trusted, holds git credentials | [`clone`] |
+//! | native sidecar `gateway` | `paddock-runner gateway` | trusted, holds git credentials | [`gateway`] |
+//! | main `agent` | `paddock-runner run` | untrusted, no credentials | [`run`] |
+//!
+//! Workspace layout (see [`workspace::Workspace`]):
+//! - `/workspace/source` — the clone (a non-bare repository with no checkout of its own); the
+//!   run's branch `refs/heads/$PADDOCK_BRANCH` lives here.
+//! - `/workspace/work` — a git worktree of `source` on the run's branch; the agent works here.
+//! - `/workspace/.paddock/` — control files: `base-commit` (the commit the run started from),
+//!   `push-request` (the commit SHA the agent side asks the gateway to push) and `push-result`
+//!   (`{"ok":bool,"message":str,"commit":str}` written by the gateway).
+//!
+//! Output: `clone` and `run` print only [`paddock_crds::events::EventLine`]s on stdout, one JSON
+//! object per line, `seq` from 1; every string is redacted of the run's secret values
+//! ([`paddock_crds::events::redact`]) and truncated ([`paddock_crds::events::MAX_TEXT_BYTES`]).
+//! `run` always ends with a `result` event and writes the same line (compact, at most 4096
+//! bytes) to `/dev/termination-log` (`PADDOCK_TERMINATION_LOG` overrides the path); `clone`
+//! does so only when it fails. Exit status: 0 when the run succeeded, 1 when it failed.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod clone;
+pub mod commit;
+pub mod config;
+pub mod diff;
+pub mod emit;
+pub mod gateway;
+pub mod gitcreds;
+pub mod push;
+pub mod run;
+pub mod workspace;
+
+/// Version of this binary (the crate version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,42 @@
+//! `paddock-runner`: see the library documentation ([`paddock_runner`]) for the pod contract.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+
+/// The program inside Paddock's runner pod. All configuration comes from the environment.
+#[derive(Parser, Debug)]
+#[command(name = "paddock-runner", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Init container `clone`: clone PADDOCK_REPO_URL and add the worktree on PADDOCK_BRANCH.
+    Clone,
+    /// Container `agent`: run the agent CLI, commit, diff, request the push, report the result.
+    Run,
+    /// Sidecar `gateway`: hold the git credentials and serve push requests until SIGTERM.
+    Gateway,
+    /// Print the version.
+    Version,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Clone => paddock_runner::clone::command(),
+        Command::Run => paddock_runner::run::command(),
+        Command::Gateway => paddock_runner::gateway::command(),
+        Command::Version => {
+            let (major, minor, rev) = git2::Version::get().libgit2_version();
+            println!(
+                "paddock-runner {} (libgit2 {major}.{minor}.{rev})",
+                paddock_runner::VERSION
+            );
+            0
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,342 @@
+//! `paddock-runner run` — the `agent` container (untrusted; holds no credentials).
+//!
+//! Env: `PADDOCK_AGENT` (`claude-code` | `codex` | `shell`), `PADDOCK_PROMPT`, optional
+//! `PADDOCK_MODEL`, `PADDOCK_AGENT_ARGS` (JSON array of strings), `PADDOCK_WORKDIR` (relative,
+//! inside the worktree), `PADDOCK_MAX_TURNS`, `PADDOCK_COMMIT_MESSAGE` (default `paddock: <run>`
+//! and the prompt's first line), `PADDOCK_GIT_AUTHOR_NAME`/`_EMAIL`, `PADDOCK_PUSH`
+//! (`true`/`false`), `PADDOCK_PUSH_TIMEOUT_SECS` (default 120), `PADDOCK_REDACT_ENV`
+//! (comma-separated names of variables whose values are secrets), `PADDOCK_BRANCH`,
+//! `PADDOCK_RUN`, `PADDOCK_NAMESPACE`, `PADDOCK_WORKSPACE`, `PADDOCK_TERMINATION_LOG`; plus the
+//! CLI's own variables, passed through.
+//!
+//! Steps (each reported by `step` events): **agent** ([`crate::agent`]; exit code ≠ 0, a
+//! signal, a CLI that cannot start, or a `final` event with `is_error` → `AgentFailed`) →
+//! **commit** ([`crate::commit`]; also after a failed or terminated agent, so what exists is
+//! reported) → **diff** ([`crate::diff`]; `patch` events) → **push** ([`crate::push`]; only when
+//! `PADDOCK_PUSH=true`, the run has not failed and there is a commit). The first failure sets
+//! the result's reason and `failedStep`; later errors become `error` events.
+//!
+//! SIGTERM/SIGINT (timeout, cancel): SIGTERM to the CLI's process group, SIGKILL after 5 s,
+//! then commit, diff and report with reason `Terminated` (no push).
+//!
+//! The last stdout line is the `result`; the same line goes to the termination log. Exit 0 when
+//! the run succeeded, 1 when it failed.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use git2::Oid;
+use paddock_crds::events::{EventLine, Outcome, RunResult, RunnerEvent, Step, StepStatus, Usage};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::agent::process::{run_cli, Exit};
+use crate::agent::{build_invocation, mapper_for};
+use crate::commit::{commit_worktree, CommitRequest};
+use crate::config::{resolve_workdir, termination_log, Env, RunConfig};
+use crate::diff::{compute_diff, encode_patch};
+use crate::emit::{termination_message, Emitter};
+use crate::push::{request_push, PushError};
+use crate::workspace::Workspace;
+
+/// A result before any step ran: `Succeeded`, nothing committed.
+pub fn initial_result(branch: &str) -> RunResult {
+    RunResult {
+        outcome: Outcome::Succeeded,
+        reason: "Succeeded".into(),
+        message: String::new(),
+        failed_step: None,
+        commit: None,
+        branch: branch.to_string(),
+        pushed: false,
+        files_changed: 0,
+        insertions: 0,
+        deletions: 0,
+        summary: None,
+        usage: Usage::default(),
+        patch_bytes: 0,
+        patch_truncated: false,
+        exit_code: None,
+    }
+}
+
+/// Marks `result` failed with `reason` at `step`, unless an earlier failure already did (the
+/// first failure wins). Returns whether it was recorded.
+pub fn fail(result: &mut RunResult, reason: &str, step: Option<Step>, message: impl Into<String>) -> bool {
+    if result.outcome == Outcome::Failed {
+        return false;
+    }
+    result.outcome = Outcome::Failed;
+    result.reason = reason.to_string();
+    result.failed_step = step.map(|s| s.as_str().to_string());
+    result.message = message.into();
+    true
+}
+
+/// Emits `result` as the final event, writes the termination message to `path` (errors
+/// ignored: stdout already has it) and returns the exit code (0 succeeded, 1 failed).
+pub fn finish<W: Write>(em: &mut Emitter<W>, result: RunResult, path: &Path) -> i32 {
+    let code = if result.outcome == Outcome::Succeeded { 0 } else { 1 };
+    if let Some(line) = em.emit(RunnerEvent::Result(result)) {
+        let _ = std::fs::write(path, termination_message(&line));
+    }
+    code
+}
+
+fn step<W: Write>(
+    em: &mut Emitter<W>,
+    step: Step,
+    status: StepStatus,
+    message: impl Into<String>,
+) -> Option<EventLine> {
+    em.emit(RunnerEvent::Step {
+        step,
+        status,
+        message: message.into(),
+    })
+}
+
+/// A watch that turns true on SIGTERM or SIGINT (the sender lives in a background task).
+fn termination_watch() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    tokio::spawn(async move {
+        match (term, int) {
+            (Ok(mut t), Ok(mut i)) => {
+                tokio::select! {
+                    _ = t.recv() => {},
+                    _ = i.recv() => {},
+                }
+                let _ = tx.send(true);
+            }
+            _ => eprintln!("paddock-runner: cannot install signal handlers"),
+        }
+        // Keep the sender alive so receivers never see a closed channel.
+        std::future::pending::<()>().await;
+    });
+    rx
+}
+
+fn read_base(ws: &Workspace) -> Option<Oid> {
+    std::fs::read_to_string(ws.base_commit_file())
+        .ok()
+        .and_then(|s| Oid::from_str(s.trim()).ok())
+}
+
+/// Runs the whole `run` pipeline, writing events to `out`; returns the exit code.
+pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
+    let mut em = Emitter::new(out, env.secrets());
+    let term_path = termination_log(env);
+    let mut result = initial_result(env.get("PADDOCK_BRANCH").unwrap_or_default());
+    let cfg = match RunConfig::from_env(env) {
+        Ok(c) => c,
+        Err(e) => {
+            fail(&mut result, "InvalidConfig", None, e.to_string());
+            return finish(&mut em, result, &term_path);
+        }
+    };
+    let ws = Workspace::from_env(env);
+    let cwd = match resolve_workdir(&ws.work(), cfg.workdir.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            fail(&mut result, "InvalidConfig", None, e.to_string());
+            return finish(&mut em, result, &cfg.termination_log);
+        }
+    };
+    let mut term = termination_watch();
+
+    // 1. agent
+    let agent = cfg.agent.kind.as_str();
+    step(&mut em, Step::Agent, StepStatus::Started, agent);
+    let inv = build_invocation(&cfg.agent, env);
+    let mut mapper = mapper_for(cfg.agent.kind, cfg.agent.model.clone());
+    let mut final_event: Option<(String, bool)> = None;
+    let mut usage: Option<Usage> = None;
+    let outcome = run_cli(&inv, &cwd, mapper.as_mut(), &mut term, |ev| {
+        match &ev {
+            RunnerEvent::Final { text, is_error } => final_event = Some((text.clone(), *is_error)),
+            RunnerEvent::Usage(u) => usage = Some(u.clone()),
+            _ => {}
+        }
+        em.emit(ev);
+    })
+    .await;
+    if let Some(u) = usage {
+        result.usage = u;
+    }
+    let final_error = final_event.as_ref().is_some_and(|(_, e)| *e);
+    result.summary = final_event.map(|(t, _)| t).filter(|t| !t.is_empty());
+    let stderr_tail = outcome
+        .last_stderr
+        .as_deref()
+        .map(|l| format!(": {l}"))
+        .unwrap_or_default();
+    let agent_failure = if outcome.terminated {
+        Some((
+            "Terminated",
+            format!("terminated while {agent} was running (SIGTERM); reporting what it left"),
+        ))
+    } else {
+        match &outcome.exit {
+            Exit::SpawnFailed(m) => Some(("AgentFailed", m.clone())),
+            Exit::Code(0) if final_error => Some((
+                "AgentFailed",
+                format!(
+                    "{agent} reported failure: {}",
+                    result.summary.as_deref().unwrap_or("(no message)")
+                ),
+            )),
+            Exit::Code(0) => None,
+            Exit::Code(c) => Some(("AgentFailed", format!("{agent} exited with exit code {c}{stderr_tail}"))),
+            Exit::Signal(s) => Some(("AgentFailed", format!("{agent} was killed by signal {s}{stderr_tail}"))),
+        }
+    };
+    if let Exit::Code(c) = outcome.exit {
+        result.exit_code = Some(c);
+    }
+    match agent_failure {
+        Some((reason, message)) => {
+            step(&mut em, Step::Agent, StepStatus::Failed, message.clone());
+            fail(&mut result, reason, Some(Step::Agent), message);
+        }
+        None => {
+            step(&mut em, Step::Agent, StepStatus::Succeeded, "");
+        }
+    }
+
+    // 2. commit
+    step(&mut em, Step::Commit, StepStatus::Started, "");
+    let run_ref = format!("{}/{}", cfg.namespace, cfg.run);
+    let message = crate::emit::clean(&cfg.commit_message, em.secrets());
+    let req = CommitRequest {
+        branch: &cfg.branch,
+        base: read_base(&ws),
+        message: &message,
+        author_name: &cfg.author_name,
+        author_email: &cfg.author_email,
+        run_ref: &run_ref,
+    };
+    let committed = tokio::task::block_in_place(|| commit_worktree(&ws.work(), &req));
+    let committed = match committed {
+        Ok(c) => {
+            let msg = c
+                .commit
+                .map(|id| format!("committed {id}"))
+                .unwrap_or_else(|| "no changes".into());
+            step(&mut em, Step::Commit, StepStatus::Succeeded, msg);
+            result.commit = c.commit.map(|id| id.to_string());
+            Some(c)
+        }
+        Err(e) => {
+            step(&mut em, Step::Commit, StepStatus::Failed, e.to_string());
+            if !fail(&mut result, "CommitFailed", Some(Step::Commit), e.to_string()) {
+                em.emit(RunnerEvent::Error {
+                    message: format!("commit: {e}"),
+                });
+            }
+            None
+        }
+    };
+
+    // 3. diff
+    if let Some(commit) = committed.as_ref().and_then(|c| c.commit) {
+        step(&mut em, Step::Diff, StepStatus::Started, "");
+        let base = committed.as_ref().and_then(|c| c.base);
+        let secrets = em.secrets().to_vec();
+        let diffed = tokio::task::block_in_place(|| compute_diff(&ws.work(), base, commit))
+            .and_then(|d| encode_patch(&d.patch, &secrets).map(|p| (d, p)));
+        match diffed {
+            Ok((d, p)) => {
+                result.files_changed = d.files_changed;
+                result.insertions = d.insertions;
+                result.deletions = d.deletions;
+                result.patch_bytes = p.patch_bytes;
+                result.patch_truncated = p.truncated;
+                for ev in p.events {
+                    em.emit(ev);
+                }
+                step(
+                    &mut em,
+                    Step::Diff,
+                    StepStatus::Succeeded,
+                    format!(
+                        "{} files changed, {} insertions(+), {} deletions(-)",
+                        d.files_changed, d.insertions, d.deletions
+                    ),
+                );
+            }
+            Err(e) => {
+                step(&mut em, Step::Diff, StepStatus::Failed, e.to_string());
+                if !fail(&mut result, "DiffFailed", Some(Step::Diff), e.to_string()) {
+                    em.emit(RunnerEvent::Error {
+                        message: format!("diff: {e}"),
+                    });
+                }
+            }
+        }
+    }
+
+    // 4. push
+    if cfg.push && result.outcome == Outcome::Succeeded {
+        if let Some(commit) = result.commit.clone() {
+            step(&mut em, Step::Push, StepStatus::Started, "");
+            let timeout = Duration::from_secs(cfg.push_timeout_secs);
+            match request_push(&ws, &commit, timeout, &mut term).await {
+                Ok(m) => {
+                    result.pushed = true;
+                    step(&mut em, Step::Push, StepStatus::Succeeded, m);
+                }
+                Err(e) => {
+                    step(&mut em, Step::Push, StepStatus::Failed, e.to_string());
+                    let reason = if matches!(e, PushError::Terminated) {
+                        "Terminated"
+                    } else {
+                        "PushFailed"
+                    };
+                    fail(&mut result, reason, Some(Step::Push), e.to_string());
+                }
+            }
+        }
+    }
+
+    if result.outcome == Outcome::Succeeded {
+        result.message = match &result.commit {
+            Some(c) => format!(
+                "committed {} on {}: {} files changed, +{} -{}{}",
+                &c[..c.len().min(12)],
+                cfg.branch,
+                result.files_changed,
+                result.insertions,
+                result.deletions,
+                if result.pushed { ", pushed" } else { "" }
+            ),
+            None => "the agent changed nothing".into(),
+        };
+    }
+    finish(&mut em, result, &cfg.termination_log)
+}
+
+/// Entry point of `paddock-runner run`: returns the exit code.
+pub fn command() -> i32 {
+    let env = Env::from_process();
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(run(&env, std::io::stdout())),
+        Err(e) => {
+            let mut em = Emitter::new(std::io::stdout(), env.secrets());
+            let mut result = initial_result(env.get("PADDOCK_BRANCH").unwrap_or_default());
+            fail(
+                &mut result,
+                "AgentFailed",
+                Some(Step::Agent),
+                format!("cannot start the runtime: {e}"),
+            );
+            finish(&mut em, result, &termination_log(&env))
+        }
+    }
+}

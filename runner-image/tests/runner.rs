@@ -1,0 +1,892 @@
+//! End-to-end tests of the real `paddock-runner` binary against real git repositories in temp
+//! directories: `clone` (file:// URLs), `run` (the `shell` agent and recorded CLI streams
+//! replayed by a script), and `gateway` pushing to a bare origin.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use git2::{Oid, Repository, Signature};
+use paddock_crds::events::{parse_line, EventLine, Outcome, RunResult, RunnerEvent, Step, StepStatus};
+use paddock_runner::diff::decode_patch;
+
+const BIN: &str = env!("CARGO_BIN_EXE_paddock-runner");
+const BRANCH: &str = "paddock/r1";
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let f = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(f.home()).unwrap();
+        f
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    fn ws(&self) -> PathBuf {
+        self.path("workspace")
+    }
+    fn home(&self) -> PathBuf {
+        self.path("home")
+    }
+    fn work(&self) -> PathBuf {
+        self.ws().join("work")
+    }
+    fn term_log(&self) -> PathBuf {
+        self.path("termination-log")
+    }
+
+    /// A command with a clean environment pointing at this fixture.
+    fn cmd(&self, sub: &str, env: &[(&str, &str)]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg(sub)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
+            .env("HOME", self.home())
+            .env("PADDOCK_WORKSPACE", self.ws())
+            .env("PADDOCK_TERMINATION_LOG", self.term_log())
+            .env("PADDOCK_GIT_CREDENTIALS_DIR", self.path("no-creds"))
+            .env("PADDOCK_BRANCH", BRANCH)
+            .env("PADDOCK_RUN", "r1")
+            .env("PADDOCK_NAMESPACE", "team-a")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn clone(&self, url: &str, env: &[(&str, &str)]) -> Output {
+        let mut all = vec![("PADDOCK_REPO_URL", url)];
+        all.extend_from_slice(env);
+        self.cmd("clone", &all).output().unwrap()
+    }
+
+    fn run(&self, prompt: &str, env: &[(&str, &str)]) -> Output {
+        let mut all = vec![("PADDOCK_AGENT", "shell"), ("PADDOCK_PROMPT", prompt)];
+        all.extend_from_slice(env);
+        self.cmd("run", &all).output().unwrap()
+    }
+}
+
+fn sig() -> Signature<'static> {
+    Signature::new(
+        "Origin Author",
+        "origin@example.com",
+        &git2::Time::new(1_700_000_000, 0),
+    )
+    .unwrap()
+}
+
+/// Writes `files` (path → content; `None` deletes) and commits them on HEAD.
+fn commit_files(repo: &Repository, files: &[(&str, Option<&str>)], msg: &str) -> Oid {
+    let root = repo.workdir().unwrap().to_path_buf();
+    let mut index = repo.index().unwrap();
+    for (p, content) in files {
+        match content {
+            Some(c) => {
+                std::fs::write(root.join(p), c).unwrap();
+                index.add_path(Path::new(p)).unwrap();
+            }
+            None => {
+                std::fs::remove_file(root.join(p)).unwrap();
+                index.remove_path(Path::new(p)).unwrap();
+            }
+        }
+    }
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+    repo.commit(Some("HEAD"), &sig(), &sig(), msg, &tree, &parents).unwrap()
+}
+
+/// A non-bare origin on `main` with README.md, old.txt and a .gitignore for `*.log`.
+fn make_origin(path: &Path) -> (Repository, Oid) {
+    let repo = Repository::init(path).unwrap();
+    repo.set_head("refs/heads/main").unwrap();
+    let first = commit_files(
+        &repo,
+        &[
+            ("README.md", Some("hello\n")),
+            ("old.txt", Some("old line\n")),
+            (".gitignore", Some("*.log\n")),
+        ],
+        "initial",
+    );
+    (repo, first)
+}
+
+fn url(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+fn events(out: &Output) -> Vec<EventLine> {
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    let lines: Vec<EventLine> = stdout
+        .lines()
+        .map(|l| {
+            parse_line(l).unwrap_or_else(|| {
+                panic!(
+                    "stdout line is not an event: {l:?}\nstderr: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+        })
+        .collect();
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l.seq, i as u64 + 1, "seq must count from 1 without gaps");
+        assert_eq!(l.v, 1);
+    }
+    lines
+}
+
+fn result_of(lines: &[EventLine]) -> RunResult {
+    match &lines.last().expect("no events").event {
+        RunnerEvent::Result(r) => r.clone(),
+        other => panic!("last event is not the result: {other:?}"),
+    }
+}
+
+fn patch_of(lines: &[EventLine]) -> String {
+    let chunks: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| match &l.event {
+            RunnerEvent::Patch { data, .. } => Some(data.as_str()),
+            _ => None,
+        })
+        .collect();
+    String::from_utf8(decode_patch(chunks).unwrap()).unwrap()
+}
+
+fn has_step(lines: &[EventLine], step: Step, status: StepStatus) -> bool {
+    lines
+        .iter()
+        .any(|l| matches!(&l.event, RunnerEvent::Step { step: s, status: st, .. } if *s == step && *st == status))
+}
+
+fn cloned(f: &Fixture, origin_url: &str) {
+    let out = f.clone(origin_url, &[]);
+    assert!(
+        out.status.success(),
+        "clone failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = events(&out);
+    assert!(has_step(&lines, Step::Clone, StepStatus::Succeeded));
+}
+
+#[test]
+fn clone_run_commit_diff_and_result() {
+    let f = Fixture::new();
+    let (_origin, first) = make_origin(&f.path("origin"));
+    cloned(&f, &url(&f.path("origin")));
+    assert_eq!(std::fs::read_to_string(f.work().join("README.md")).unwrap(), "hello\n");
+    assert_eq!(
+        std::fs::read_to_string(f.ws().join(".paddock/base-commit"))
+            .unwrap()
+            .trim(),
+        first.to_string()
+    );
+
+    let prompt = "printf 'hello\\nworld\\n' > README.md && echo new > added.txt && rm old.txt && echo junk > debug.log && echo done";
+    let out = f.run(prompt, &[]);
+    let lines = events(&out);
+    let r = result_of(&lines);
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+    assert!(out.status.success());
+    assert_eq!(r.reason, "Succeeded");
+    assert_eq!((r.files_changed, r.insertions, r.deletions), (3, 2, 1), "{r:?}");
+    assert_eq!(r.branch, BRANCH);
+    assert_eq!(r.exit_code, Some(0));
+    assert!(!r.pushed);
+    assert!(lines.iter().any(|l| l.event
+        == RunnerEvent::Log {
+            stream: "stdout".into(),
+            text: "done".into()
+        }));
+    for s in [Step::Agent, Step::Commit, Step::Diff] {
+        assert!(has_step(&lines, s, StepStatus::Succeeded), "{s:?}");
+    }
+
+    // The commit: on the run's branch, parent = the start commit, trailer, default author.
+    let sha = r.commit.clone().expect("a commit");
+    let repo = Repository::open(f.ws().join("source")).unwrap();
+    let branch_tip = repo.refname_to_id(&format!("refs/heads/{BRANCH}")).unwrap();
+    assert_eq!(branch_tip.to_string(), sha);
+    let c = repo.find_commit(branch_tip).unwrap();
+    assert_eq!(c.parent_id(0).unwrap(), first);
+    assert_eq!(c.author().name().ok(), Some("Paddock Agent"));
+    assert_eq!(c.author().email().ok(), Some("agent@paddock.dev"));
+    let msg = c.message().unwrap();
+    assert!(msg.starts_with("paddock: r1\n\nprintf"), "{msg}");
+    // git itself must see the trailer.
+    let trailers = Command::new("git")
+        .args([
+            "-C",
+            f.work().to_str().unwrap(),
+            "log",
+            "-1",
+            "--format=%(trailers:key=Paddock-Run,valueonly)",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&trailers.stdout).trim(), "team-a/r1");
+    let tree = c.tree().unwrap();
+    assert!(tree.get_name("added.txt").is_some());
+    assert!(tree.get_name("old.txt").is_none(), "deletion staged");
+    assert!(tree.get_name("debug.log").is_none(), ".gitignore respected");
+
+    // The patch reassembles to the diff of the change.
+    let patch = patch_of(&lines);
+    assert!(patch.contains("diff --git a/README.md b/README.md"), "{patch}");
+    assert!(patch.contains("\n+world\n"), "{patch}");
+    assert!(patch.contains("\n+new\n"), "{patch}");
+    assert!(patch.contains("deleted file mode"), "{patch}");
+    assert_eq!(r.patch_bytes, patch.len() as u64);
+    assert!(!r.patch_truncated);
+
+    // The termination message is the result line.
+    let term: RunResult = serde_json::from_str(&std::fs::read_to_string(f.term_log()).unwrap()).unwrap();
+    assert_eq!(term, r);
+}
+
+#[test]
+fn no_change_succeeds_without_commit() {
+    let f = Fixture::new();
+    make_origin(&f.path("origin"));
+    cloned(&f, &url(&f.path("origin")));
+    let out = f.run("echo looked around; cat README.md >/dev/null", &[]);
+    let lines = events(&out);
+    let r = result_of(&lines);
+    assert_eq!(r.outcome, Outcome::Succeeded);
+    assert_eq!(r.commit, None);
+    assert_eq!(r.files_changed, 0);
+    assert!(!lines.iter().any(|l| matches!(l.event, RunnerEvent::Patch { .. })));
+    assert!(out.status.success());
+}
+
+#[test]
+fn failing_shell_reports_exit_code() {
+    let f = Fixture::new();
+    make_origin(&f.path("origin"));
+    cloned(&f, &url(&f.path("origin")));
+    let out = f.run("echo partial > partial.txt; echo 'it broke' >&2; exit 3", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let lines = events(&out);
+    let r = result_of(&lines);
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert_eq!(r.reason, "AgentFailed");
+    assert_eq!(r.failed_step.as_deref(), Some("agent"));
+    assert_eq!(r.exit_code, Some(3));
+    assert!(r.message.contains("exit code 3"), "{}", r.message);
+    assert!(r.message.contains("it broke"), "{}", r.message);
+    assert!(lines.iter().any(|l| l.event
+        == RunnerEvent::Log {
+            stream: "stderr".into(),
+            text: "it broke".into()
+        }));
+    // What the agent left is still committed and reported.
+    assert!(r.commit.is_some());
+    assert!(patch_of(&lines).contains("+partial"));
+    let term: RunResult = serde_json::from_str(&std::fs::read_to_string(f.term_log()).unwrap()).unwrap();
+    assert_eq!(term.reason, "AgentFailed");
+}
+
+#[test]
+fn secrets_never_leave_the_runner() {
+    let f = Fixture::new();
+    make_origin(&f.path("origin"));
+    cloned(&f, &url(&f.path("origin")));
+    let secret = "sk-ant-test-0123456789abcdef";
+    let out = f.run(
+        "echo \"key=$ANTHROPIC_API_KEY\"; echo \"$ANTHROPIC_API_KEY\" > leaked.txt; echo \"stderr $ANTHROPIC_API_KEY\" >&2; exit 1",
+        &[("ANTHROPIC_API_KEY", secret), ("PADDOCK_REDACT_ENV", "OPENAI_API_KEY,ANTHROPIC_API_KEY")],
+    );
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(!stdout.contains(secret), "secret on stdout");
+    assert!(!stdout.contains("0123456789abcdef"));
+    assert!(stdout.contains("key=[REDACTED]"), "{stdout}");
+    let term = std::fs::read_to_string(f.term_log()).unwrap();
+    assert!(!term.contains(secret));
+    let lines = events(&out);
+    let r = result_of(&lines);
+    assert!(r.message.contains("stderr [REDACTED]"), "{}", r.message);
+    let patch = patch_of(&lines);
+    assert!(patch.contains("+[REDACTED]"), "{patch}");
+    assert!(!patch.contains(secret));
+}
+
+#[test]
+fn option_like_branch_is_refused() {
+    let f = Fixture::new();
+    make_origin(&f.path("origin"));
+    for branch in ["-f", "--force", "a..b", "x y"] {
+        let out = f.clone(&url(&f.path("origin")), &[("PADDOCK_BRANCH", branch)]);
+        assert_eq!(out.status.code(), Some(1), "{branch}");
+        let r = result_of(&events(&out));
+        assert_eq!(
+            (r.reason.as_str(), r.failed_step.as_deref()),
+            ("InvalidConfig", Some("clone")),
+            "{branch}"
+        );
+        assert!(r.message.contains("PADDOCK_BRANCH"), "{}", r.message);
+        assert!(!f.ws().join("source").exists());
+    }
+    let out = f.run("true", &[("PADDOCK_BRANCH", "-f")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(result_of(&events(&out)).reason, "InvalidConfig");
+}
+
+#[test]
+fn ext_and_option_urls_are_refused() {
+    let f = Fixture::new();
+    let pwned = f.path("pwned");
+    for bad in [
+        format!("ext::sh -c touch% {}", pwned.display()),
+        "--upload-pack=touch /tmp/x".to_string(),
+        "fd::3".into(),
+    ] {
+        let out = f.clone(&bad, &[]);
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        let r = result_of(&events(&out));
+        assert_eq!(r.reason, "InvalidConfig", "{bad}");
+        assert!(r.message.contains("remote helper"), "{}", r.message);
+    }
+    assert!(!pwned.exists());
+}
+
+#[test]
+fn clone_failure_is_reported() {
+    let f = Fixture::new();
+    let out = f.clone(&url(&f.path("does-not-exist")), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let r = result_of(&events(&out));
+    assert_eq!(
+        (r.reason.as_str(), r.failed_step.as_deref()),
+        ("CloneFailed", Some("clone"))
+    );
+    assert!(std::fs::read_to_string(f.term_log()).unwrap().contains("CloneFailed"));
+}
+
+#[test]
+fn clone_resolves_tags_commits_and_branches() {
+    let f = Fixture::new();
+    let (origin, first) = make_origin(&f.path("origin"));
+    origin
+        .tag_lightweight("v1", &origin.find_object(first, None).unwrap(), false)
+        .unwrap();
+    let second = commit_files(&origin, &[("README.md", Some("second\n"))], "second");
+    let c2 = origin.find_commit(second).unwrap();
+    origin.branch("feature", &c2, false).unwrap();
+    let third = commit_files(&origin, &[("README.md", Some("third\n"))], "third");
+    for (rev, want, readme) in [
+        ("", third, "third\n"),
+        ("v1", first, "hello\n"),
+        ("feature", second, "second\n"),
+        ("refs/heads/feature", second, "second\n"),
+        (&first.to_string()[..], first, "hello\n"),
+        (&second.to_string()[..10], second, "second\n"),
+    ] {
+        let out = f.clone(&url(&f.path("origin")), &[("PADDOCK_REVISION", rev)]);
+        assert!(out.status.success(), "{rev}: {}", String::from_utf8_lossy(&out.stdout));
+        let base = std::fs::read_to_string(f.ws().join(".paddock/base-commit")).unwrap();
+        assert_eq!(base.trim(), want.to_string(), "{rev}");
+        assert_eq!(
+            std::fs::read_to_string(f.work().join("README.md")).unwrap(),
+            readme,
+            "{rev}"
+        );
+        let work = Repository::open(f.work()).unwrap();
+        assert_eq!(
+            work.head().unwrap().name().ok(),
+            Some(&format!("refs/heads/{BRANCH}")[..])
+        );
+        // The recorded origin URL holds no credential and no worktree config leaks one.
+        let cfg = std::fs::read_to_string(f.ws().join("source/.git/config")).unwrap();
+        assert!(cfg.contains(&url(&f.path("origin"))));
+    }
+    let out = f.clone(&url(&f.path("origin")), &[("PADDOCK_REVISION", "no-such-branch")]);
+    assert_eq!(out.status.code(), Some(1));
+    let r = result_of(&events(&out));
+    assert_eq!(r.reason, "CloneFailed");
+    assert!(r.message.contains("no-such-branch"), "{}", r.message);
+}
+
+#[test]
+fn workdir_must_stay_inside_the_worktree() {
+    let f = Fixture::new();
+    make_origin(&f.path("origin"));
+    cloned(&f, &url(&f.path("origin")));
+    let out = f.run("pwd > where.txt", &[("PADDOCK_WORKDIR", "../source")]);
+    let r = result_of(&events(&out));
+    assert_eq!(r.reason, "InvalidConfig");
+    assert!(r.message.contains("PADDOCK_WORKDIR"));
+    let out = f.run("pwd > where.txt", &[("PADDOCK_WORKDIR", "sub/dir")]);
+    let r = result_of(&events(&out));
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+    let where_ = std::fs::read_to_string(f.work().join("sub/dir/where.txt")).unwrap();
+    assert!(where_.trim().ends_with("work/sub/dir"), "{where_}");
+}
+
+fn spawn_gateway(f: &Fixture, origin_url: &str) -> Child {
+    f.cmd(
+        "gateway",
+        &[
+            ("PADDOCK_REPO_URL", origin_url),
+            ("PADDOCK_GATEWAY_STATE_DIR", f.path("gw").to_str().unwrap()),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap()
+}
+
+fn stop(mut child: Child) -> std::process::ExitStatus {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "process did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A bare origin made from a fresh non-bare one.
+fn make_bare_origin(f: &Fixture) -> (PathBuf, Oid) {
+    let (_, first) = make_origin(&f.path("seed"));
+    let bare = f.path("origin.git");
+    let st = Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(f.path("seed"))
+        .arg(&bare)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    (bare, first)
+}
+
+#[test]
+fn gateway_pushes_the_branch_to_origin() {
+    let f = Fixture::new();
+    let (bare, _) = make_bare_origin(&f);
+    cloned(&f, &url(&bare));
+    let gw = spawn_gateway(&f, &url(&bare));
+    let out = f.run(
+        "echo pushed > pushed.txt",
+        &[("PADDOCK_PUSH", "true"), ("PADDOCK_PUSH_TIMEOUT_SECS", "20")],
+    );
+    let lines = events(&out);
+    let r = result_of(&lines);
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+    assert!(r.pushed);
+    assert!(has_step(&lines, Step::Push, StepStatus::Succeeded));
+    let origin = Repository::open_bare(&bare).unwrap();
+    let tip = origin.refname_to_id(&format!("refs/heads/{BRANCH}")).unwrap();
+    assert_eq!(Some(tip.to_string()), r.commit);
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f.ws().join(".paddock/push-result")).unwrap()).unwrap();
+    assert_eq!(result["ok"], true);
+    assert!(!f.ws().join(".paddock/push-request").exists());
+    let st = stop(gw);
+    assert_eq!(st.code(), Some(0), "gateway exits 0 on SIGTERM");
+}
+
+#[test]
+fn gateway_refuses_non_fast_forward() {
+    let f = Fixture::new();
+    let (bare, _) = make_bare_origin(&f);
+    cloned(&f, &url(&bare));
+    // Someone else already pushed an unrelated history to the run's branch.
+    let other = Repository::init(f.path("other")).unwrap();
+    let c = commit_files(&other, &[("x.txt", Some("x\n"))], "unrelated");
+    let st = Command::new("git")
+        .args(["-C", f.path("other").to_str().unwrap(), "push", "-q", &url(&bare)])
+        .arg(format!("{c}:refs/heads/{BRANCH}"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let gw = spawn_gateway(&f, &url(&bare));
+    let out = f.run(
+        "echo mine > mine.txt",
+        &[("PADDOCK_PUSH", "true"), ("PADDOCK_PUSH_TIMEOUT_SECS", "20")],
+    );
+    let r = result_of(&events(&out));
+    assert_eq!(
+        (r.reason.as_str(), r.failed_step.as_deref()),
+        ("PushFailed", Some("push")),
+        "{r:?}"
+    );
+    assert!(!r.pushed);
+    let origin = Repository::open_bare(&bare).unwrap();
+    assert_eq!(
+        origin.refname_to_id(&format!("refs/heads/{BRANCH}")).unwrap(),
+        c,
+        "origin untouched"
+    );
+    stop(gw);
+}
+
+#[test]
+fn push_without_gateway_times_out() {
+    let f = Fixture::new();
+    make_origin(&f.path("origin"));
+    cloned(&f, &url(&f.path("origin")));
+    let out = f.run(
+        "echo x > x.txt",
+        &[("PADDOCK_PUSH", "true"), ("PADDOCK_PUSH_TIMEOUT_SECS", "1")],
+    );
+    let r = result_of(&events(&out));
+    assert_eq!(
+        (r.reason.as_str(), r.failed_step.as_deref()),
+        ("PushFailed", Some("push"))
+    );
+    assert!(r.message.contains("within 1 s"), "{}", r.message);
+    assert!(r.commit.is_some());
+}
+
+#[test]
+fn sigterm_stops_the_agent_and_reports_what_exists() {
+    let f = Fixture::new();
+    make_origin(&f.path("origin"));
+    cloned(&f, &url(&f.path("origin")));
+    let child = f
+        .cmd(
+            "run",
+            &[
+                ("PADDOCK_AGENT", "shell"),
+                (
+                    "PADDOCK_PROMPT",
+                    "echo partial > partial.txt; sleep 60; echo never > never.txt",
+                ),
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f.work().join("partial.txt").exists() {
+        assert!(Instant::now() < deadline, "agent never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let lines = events(&out);
+    let r = result_of(&lines);
+    assert_eq!(
+        (r.reason.as_str(), r.failed_step.as_deref()),
+        ("Terminated", Some("agent")),
+        "{r:?}"
+    );
+    assert!(r.commit.is_some());
+    let patch = patch_of(&lines);
+    assert!(patch.contains("+partial"));
+    assert!(!f.work().join("never.txt").exists());
+}
+
+/// Writes an executable script that records its argv and prints `fixture` as the CLI would.
+fn fake_cli(f: &Fixture, fixture: &Path, exit: i32) -> PathBuf {
+    let script = f.path("fake-cli");
+    let body = format!(
+        "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > {argv}\necho edited > hello.txt\ncat {fixture}\necho 'some warning' >&2\nexit {exit}\n",
+        argv = f.path("argv").display(),
+        fixture = fixture.display()
+    );
+    std::fs::write(&script, body).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+fn fixture_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+#[test]
+fn claude_code_stream_drives_the_result() {
+    let f = Fixture::new();
+    make_origin(&f.path("origin"));
+    cloned(&f, &url(&f.path("origin")));
+    let script = fake_cli(&f, &fixture_path("claude-code-sample.jsonl"), 0);
+    let out = f
+        .cmd(
+            "run",
+            &[
+                ("PADDOCK_AGENT", "claude-code"),
+                ("PADDOCK_PROMPT", "-p create hello.txt"),
+                ("PADDOCK_MODEL", "claude-sonnet-4-5"),
+                ("PADDOCK_MAX_TURNS", "4"),
+                ("PADDOCK_AGENT_ARGS", r#"["--allowedTools","Bash"]"#),
+                ("PADDOCK_AGENT_BIN", script.to_str().unwrap()),
+            ],
+        )
+        .output()
+        .unwrap();
+    let argv = std::fs::read_to_string(f.path("argv")).unwrap();
+    assert_eq!(
+        argv.lines().collect::<Vec<_>>(),
+        [
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--permission-mode",
+            "acceptEdits",
+            "--model",
+            "claude-sonnet-4-5",
+            "--max-turns",
+            "4",
+            "--allowedTools",
+            "Bash",
+            "--",
+            "-p create hello.txt"
+        ]
+    );
+    let lines = events(&out);
+    let r = result_of(&lines);
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+    assert_eq!(r.summary.as_deref(), Some("Created hello.txt."));
+    assert_eq!(
+        (
+            r.usage.input_tokens,
+            r.usage.output_tokens,
+            r.usage.turns,
+            r.usage.cost_usd
+        ),
+        (310, 50, 3, Some(0.0123))
+    );
+    assert_eq!(r.files_changed, 1);
+    let types: Vec<&str> = lines.iter().map(|l| l.event.type_name()).collect();
+    assert_eq!(
+        types,
+        [
+            "step",
+            "agent_started",
+            "message",
+            "tool_call",
+            "tool_result",
+            "tool_call",
+            "permission_denied",
+            "tool_result",
+            "log",
+            "message",
+            "usage",
+            "final",
+            "log",
+            "step",
+            "step",
+            "step",
+            "step",
+            "patch",
+            "step",
+            "result"
+        ]
+    );
+}
+
+#[test]
+fn claude_code_error_result_fails_the_run() {
+    let f = Fixture::new();
+    make_origin(&f.path("origin"));
+    cloned(&f, &url(&f.path("origin")));
+    let fixture = f.path("err.jsonl");
+    std::fs::write(
+        &fixture,
+        r#"{"type":"result","subtype":"error_during_execution","is_error":true,"num_turns":1,"result":"API Error: 500","usage":{"input_tokens":3,"output_tokens":1}}"#,
+    )
+    .unwrap();
+    let script = fake_cli(&f, &fixture, 0);
+    let out = f
+        .cmd(
+            "run",
+            &[
+                ("PADDOCK_AGENT", "claude-code"),
+                ("PADDOCK_PROMPT", "x"),
+                ("PADDOCK_AGENT_BIN", script.to_str().unwrap()),
+            ],
+        )
+        .output()
+        .unwrap();
+    let r = result_of(&events(&out));
+    assert_eq!(
+        (r.reason.as_str(), r.failed_step.as_deref()),
+        ("AgentFailed", Some("agent"))
+    );
+    assert!(r.message.contains("API Error: 500"), "{}", r.message);
+    assert_eq!(r.exit_code, Some(0));
+}
+
+#[test]
+fn codex_stream_and_missing_cli() {
+    let f = Fixture::new();
+    make_origin(&f.path("origin"));
+    cloned(&f, &url(&f.path("origin")));
+    let script = fake_cli(&f, &fixture_path("codex-sample.jsonl"), 0);
+    let out = f
+        .cmd(
+            "run",
+            &[
+                ("PADDOCK_AGENT", "codex"),
+                ("PADDOCK_PROMPT", "make hello"),
+                ("PADDOCK_AGENT_BIN", script.to_str().unwrap()),
+                ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1"),
+            ],
+        )
+        .output()
+        .unwrap();
+    let r = result_of(&events(&out));
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+    assert_eq!(r.summary.as_deref(), Some("Created hello.txt."));
+    assert_eq!(
+        (r.usage.input_tokens, r.usage.output_tokens, r.usage.turns),
+        (1500, 100, 2)
+    );
+    assert!(f.home().join(".codex").is_dir(), "CODEX_HOME created");
+    let argv = std::fs::read_to_string(f.path("argv")).unwrap();
+    assert!(
+        argv.contains("model_providers.paddock.base_url=\"http://127.0.0.1:1/v1\"\n"),
+        "{argv}"
+    );
+    assert!(argv.ends_with("--\nmake hello\n"), "{argv}");
+
+    let out = f
+        .cmd(
+            "run",
+            &[
+                ("PADDOCK_AGENT", "codex"),
+                ("PADDOCK_PROMPT", "x"),
+                ("PADDOCK_AGENT_BIN", "/nonexistent/codex"),
+            ],
+        )
+        .output()
+        .unwrap();
+    let r = result_of(&events(&out));
+    assert_eq!(r.reason, "AgentFailed");
+    assert!(r.message.contains("cannot start /nonexistent/codex"), "{}", r.message);
+}
+
+#[test]
+fn log_events_are_bounded() {
+    let f = Fixture::new();
+    make_origin(&f.path("origin"));
+    cloned(&f, &url(&f.path("origin")));
+    let out = f.run("i=0; while [ $i -lt 1000 ]; do echo line $i; i=$((i+1)); done", &[]);
+    let lines = events(&out);
+    let logs: Vec<&EventLine> = lines
+        .iter()
+        .filter(|l| matches!(l.event, RunnerEvent::Log { .. }))
+        .collect();
+    assert_eq!(logs.len(), 201);
+    assert_eq!(
+        logs[200].event,
+        RunnerEvent::Log {
+            stream: "stdout".into(),
+            text: "…more lines omitted".into()
+        }
+    );
+    assert_eq!(result_of(&lines).outcome, Outcome::Succeeded);
+}
+
+#[test]
+fn version_prints() {
+    let out = Command::new(BIN).arg("version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("paddock-runner {}", env!("CARGO_PKG_VERSION"))));
+}
+
+#[test]
+fn gateway_checks_the_request_against_the_branch() {
+    use paddock_runner::config::Env;
+    use paddock_runner::gateway::push::PushService;
+    use paddock_runner::workspace::Workspace;
+
+    let f = Fixture::new();
+    let (bare, first) = make_bare_origin(&f);
+    cloned(&f, &url(&bare));
+    let ws = Workspace::new(f.ws());
+    let env = |push: &str| {
+        Env::from_pairs([
+            ("PADDOCK_REPO_URL", url(&bare)),
+            ("PADDOCK_BRANCH", BRANCH.to_string()),
+            ("PADDOCK_PUSH", push.to_string()),
+            ("PADDOCK_GIT_CREDENTIALS_DIR", f.path("no-creds").display().to_string()),
+            ("PADDOCK_GATEWAY_STATE_DIR", f.path("gw").display().to_string()),
+        ])
+    };
+    let svc = PushService::from_env(&env("true"), ws.clone()).unwrap();
+    assert_eq!(svc.handle_once(), None, "no request, no result");
+
+    // A request for a commit that is not the branch tip is refused and answered.
+    let wrong = "0123456789012345678901234567890123456789";
+    std::fs::write(f.ws().join(".paddock/push-request"), wrong).unwrap();
+    let res = svc.handle_once().unwrap();
+    assert!(!res.ok);
+    assert!(res.message.contains("not the requested"), "{}", res.message);
+    assert_eq!(res.commit.as_deref(), Some(wrong));
+    assert!(!f.ws().join(".paddock/push-request").exists());
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f.ws().join(".paddock/push-result")).unwrap()).unwrap();
+    assert_eq!(written["ok"], false);
+
+    // Not a commit id at all.
+    std::fs::write(f.ws().join(".paddock/push-request"), "--force").unwrap();
+    assert!(svc.handle_once().unwrap().message.contains("not a commit id"));
+
+    // The right commit (the branch starts at `first`) is pushed …
+    std::fs::write(f.ws().join(".paddock/push-request"), first.to_string()).unwrap();
+    let res = svc.handle_once().unwrap();
+    assert!(res.ok, "{}", res.message);
+    let origin = Repository::open_bare(&bare).unwrap();
+    assert_eq!(origin.refname_to_id(&format!("refs/heads/{BRANCH}")).unwrap(), first);
+
+    // … unless pushing is disabled for the run.
+    let off = PushService::from_env(&env("false"), ws).unwrap();
+    std::fs::write(f.ws().join(".paddock/push-request"), first.to_string()).unwrap();
+    let res = off.handle_once().unwrap();
+    assert!(!res.ok);
+    assert!(res.message.contains("disabled"), "{}", res.message);
+}
+
+#[test]
+fn clone_never_prints_credentials() {
+    let f = Fixture::new();
+    let creds = f.path("creds");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(creds.join("token"), "ghp_testtoken1234567890\n").unwrap();
+    // Nothing listens on port 1: the clone fails after trying to connect.
+    let out = f.clone(
+        "https://someone:pw-secret-999@127.0.0.1:1/o/r.git",
+        &[("PADDOCK_GIT_CREDENTIALS_DIR", creds.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!(
+        "{}{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(f.term_log()).unwrap()
+    );
+    assert!(!all.contains("pw-secret-999"), "{all}");
+    assert!(!all.contains("ghp_testtoken"), "{all}");
+    let r = result_of(&events(&out));
+    assert_eq!(r.reason, "CloneFailed");
+    assert!(r.message.contains("https://127.0.0.1:1/o/r.git"), "{}", r.message);
+}
