@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source e2e/lib.sh
 step "toolchain and host packages"; ensure_host_deps
+step "agent CLIs on the host (scripted model endpoint tests)"; ensure_npm_clis
+export SCRIPTED_MODEL_REQUIRE_CLIS=1
 step "unit tests, CRD drift test, lints"; make --no-print-directory unit
 if [ -x charts/paddock/test.sh ]; then step "chart checks"; bash charts/paddock/test.sh; fi
 if [ "${PADDOCK_SKIP_E2E:-}" = 1 ]; then echo "PADDOCK_SKIP_E2E=1: skipping the e2e suite"; exit 0; fi

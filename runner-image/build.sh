@@ -13,7 +13,7 @@
 #              recipe in this file). A warm build reuses it as is.
 #   2. top   — /usr/local/bin/paddock-runner only; rebuilt every time (seconds).
 #
-# Usage: runner-image/build.sh [--runner PATH] [--out PATH] [--import] [--rebuild-base]
+# Usage: runner-image/build.sh [--runner PATH] [--out PATH] [--import] [--verify] [--rebuild-base]
 #   --runner PATH     paddock-runner binary to put in the image
 #                     (default: <repo>/target/release/paddock-runner)
 #   --out PATH        where to write the archive
@@ -23,6 +23,9 @@
 #                     else $PADDOCK_CONTAINERD_ADDRESS, else the e2e cluster's
 #                     (/run/paddock-cluster/containerd/containerd.sock, imported through
 #                     e2e/cluster/import-image.sh), else /run/containerd/containerd.sock
+#   --verify          after --import (implied), run `paddock-runner --version`, `git --version` and
+#                     each npm CLI's `--version` in the imported image with ctr: image user,
+#                     read-only root, no capabilities, seccomp, writable HOME, /tmp, /workspace
 #   --rebuild-base    ignore the cached base layer and build it again
 # Env: PADDOCK_IMAGE_CACHE (default /var/cache/paddock/runner-image), PADDOCK_DEBIAN_MIRROR and
 #      PADDOCK_DEBIAN_SECURITY_MIRROR (default: the URIs in /etc/apt/sources.list.d/debian.sources,
@@ -38,6 +41,7 @@ CACHE="${PADDOCK_IMAGE_CACHE:-/var/cache/paddock/runner-image}"
 RUNNER_BIN="$REPO/target/release/paddock-runner"
 OUT=""
 DO_IMPORT=0
+DO_VERIFY=0
 REBUILD_BASE=0
 START_SECONDS=$SECONDS
 
@@ -49,6 +53,7 @@ while [ $# -gt 0 ]; do
     --runner) RUNNER_BIN="${2:?--runner needs a path}"; shift 2 ;;
     --out) OUT="${2:?--out needs a path}"; shift 2 ;;
     --import) DO_IMPORT=1; shift ;;
+    --verify) DO_IMPORT=1; DO_VERIFY=1; shift ;;
     --rebuild-base) REBUILD_BASE=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -64,6 +69,12 @@ done
 . "$CONTENTS"
 : "${IMAGE_NAME:?} ${IMAGE_TAG:?} ${DEBIAN_SUITE:?} ${DEBIAN_PACKAGES:?} ${RUNNER_USER:?} ${RUNNER_UID:?}"
 NPM_PACKAGES="${NPM_PACKAGES:-}"
+for pkg in $NPM_PACKAGES; do
+  case "$pkg" in
+    ?*@[0-9]*) ;;
+    *) die "NPM_PACKAGES entry '$pkg' has no pinned version (name@x.y.z)" ;;
+  esac
+done
 IMAGE_REF="$IMAGE_NAME:$IMAGE_TAG"
 [ -n "$OUT" ] || OUT="$CACHE/images/$(printf '%s' "$IMAGE_NAME" | tr '/' '_')_$IMAGE_TAG.tar"
 
@@ -99,8 +110,13 @@ debian_mirrors() {
 build_base() {
   local work="$1" rootfs="$1/rootfs"
   debian_mirrors
-  log "base: mmdebstrap $DEBIAN_SUITE minbase + $DEBIAN_PACKAGES (mirror $MIRROR)"
-  mmdebstrap --quiet --mode=root --variant=minbase --format=directory \
+  log "base: mmdebstrap $DEBIAN_SUITE minbase + $DEBIAN_PACKAGES (mirror $MIRROR, .deb cache $CACHE/debs)"
+  mkdir -p "$CACHE/debs"
+  # .deb files are kept in $CACHE/debs between cold builds (apt re-downloads only new versions).
+  mmdebstrap --quiet --mode=root --variant=minbase --format=directory --skip=essential/unlink \
+    --setup-hook="mkdir -p \"\$1/var/cache/apt/archives\"" \
+    --setup-hook="sync-in '$CACHE/debs' /var/cache/apt/archives" \
+    --customize-hook="sync-out /var/cache/apt/archives '$CACHE/debs'" \
     --include="$(printf '%s' "$DEBIAN_PACKAGES" | tr -s ' ' ',')" \
     --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/info/*' \
@@ -165,10 +181,12 @@ smoke_test() {
         console.log(typeof b==="string"?"":Object.keys(b).join(" "))' \
         "$rootfs/usr/local/lib/node_modules/$pkg/package.json"); do
       log "base: smoke test: $bin --version (uid $RUNNER_UID, read-only root)"
+      # shellcheck disable=SC2016 # expanded by the inner sh
       unshare --mount --pid --fork sh -euc '
         r="$1"
         mount --bind "$r" "$r"; mount -o remount,bind,ro "$r"
         mount -t proc proc "$r/proc"
+        mount --rbind /dev "$r/dev"
         mount -t tmpfs -o mode=1777 tmpfs "$r/tmp"
         mount -t tmpfs -o "mode=0755,uid=$2,gid=$2" tmpfs "$r/home/$3"
         exec chroot --userspec="$2:$2" "$r" env -i "HOME=/home/$3" "$4" \
@@ -190,8 +208,12 @@ KEY="$( { cat "$CONTENTS"; declare -f build_base smoke_test debian_mirrors; } | 
 BASE="$CACHE/base-$KEY"
 WORK="$(mktemp -d "$CACHE/work.XXXXXX")"
 cleanup() {
-  # A failed smoke test can leave nothing mounted (its mounts live in a private namespace).
-  rm -rf "$WORK"
+  # The smoke test's mounts live in a private mount namespace, but an interrupted mmdebstrap
+  # can leave /proc, /sys or /dev mounted in the rootfs: unmount, and never cross into them.
+  { findmnt -rn -o TARGET | grep -F "$WORK/" | sort -r || true; } | while read -r m; do
+    umount -l "$m" || true
+  done
+  rm -rf --one-file-system "$WORK"
 }
 trap cleanup EXIT
 
@@ -254,7 +276,7 @@ jq --argjson d "$MANIFEST_DESC" --arg ref "$IMAGE_REF" --arg t "$IMAGE_TAG" -n '
       "io.containerd.image.name": $ref,
       "org.opencontainers.image.ref.name": $t }] }' > "$WORK/oci/index.json.new"
 mv "$WORK/oci/index.json.new" "$WORK/oci/index.json"
-jq --arg ref "$IMAGE_REF" '[{
+jq -c --arg ref "$IMAGE_REF" '[{
     Config: ("blobs/sha256/" + (.config.digest | sub("^sha256:"; ""))),
     RepoTags: [$ref],
     Layers: [.layers[].digest | "blobs/sha256/" + sub("^sha256:"; "")] }]' \
@@ -284,14 +306,48 @@ if [ "$DO_IMPORT" = 1 ]; then
   [ -S "$CONTAINERD_ADDRESS" ] || die "no containerd socket at $CONTAINERD_ADDRESS (set CONTAINERD_ADDRESS)"
   if [ -x "$REPO/e2e/cluster/import-image.sh" ] && [ "$CONTAINERD_ADDRESS" = "$CLUSTER_SOCK" ]; then
     log "import: e2e/cluster/import-image.sh (containerd $CONTAINERD_ADDRESS)"
-    "$REPO/e2e/cluster/import-image.sh" "$OUT" >&2
+    "$REPO/e2e/cluster/import-image.sh" "$OUT" >&2 || die "import: import-image.sh failed"
   else
     log "import: ctr -n k8s.io images import (containerd $CONTAINERD_ADDRESS)"
-    ctr --address "$CONTAINERD_ADDRESS" -n k8s.io images import "$OUT" >&2
+    ctr --address "$CONTAINERD_ADDRESS" -n k8s.io images import "$OUT" >&2 \
+      || die "import: ctr images import failed"
   fi
   ctr --address "$CONTAINERD_ADDRESS" -n k8s.io images ls -q | grep -qxF "$IMAGE_REF" \
     || die "containerd (k8s.io) does not list $IMAGE_REF after the import"
   log "import: containerd k8s.io lists $IMAGE_REF"
+fi
+
+if [ "$DO_VERIFY" = 1 ]; then
+  # Run the imported image the way a restricted pod would: image user, read-only root, no
+  # capabilities, RuntimeDefault-like seccomp, fresh writable HOME, /tmp and /workspace.
+  VERIFY_DIR="$WORK/verify"
+  mkdir -p "$VERIFY_DIR/home" "$VERIFY_DIR/tmp" "$VERIFY_DIR/workspace"
+  chown "$RUNNER_UID:$RUNNER_UID" "$VERIFY_DIR/home" "$VERIFY_DIR/workspace"
+  chmod 1777 "$VERIFY_DIR/tmp"
+  caps=()
+  for c in CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW SETGID SETUID SETFCAP SETPCAP \
+      NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE; do caps+=(--cap-drop "CAP_$c"); done
+  ctr_run() {
+    ctr --address "$CONTAINERD_ADDRESS" -n k8s.io run --rm --read-only --seccomp "${caps[@]}" \
+      --mount "type=bind,src=$VERIFY_DIR/home,dst=$IMAGE_HOME,options=rbind:rw" \
+      --mount "type=bind,src=$VERIFY_DIR/tmp,dst=/tmp,options=rbind:rw" \
+      --mount "type=bind,src=$VERIFY_DIR/workspace,dst=/workspace,options=rbind:rw" \
+      "$IMAGE_REF" "paddock-verify-$$-$1" "${@:2}" </dev/null 2>&1
+  }
+  # The npm CLIs are the links npm made in /usr/local/bin.
+  npm_bins="$(ctr_run 0 find /usr/local/bin -lname '../lib/node_modules/*' -printf '%f\n')" \
+    || die "verify: listing the npm CLIs in $IMAGE_REF failed: $npm_bins"
+  verify_cmds=("/usr/local/bin/paddock-runner --version" "git --version")
+  for bin in $npm_bins; do verify_cmds+=("$bin --version"); done
+  n=0
+  for cmd in "${verify_cmds[@]}"; do
+    [ -n "$cmd" ] || continue
+    n=$((n + 1))
+    # shellcheck disable=SC2086 # cmd is a command line of plain words
+    got="$(ctr_run "$n" $cmd)" \
+      || die "verify: '$cmd' failed in $IMAGE_REF: $got"
+    log "verify: $cmd -> $(printf '%s' "$got" | tail -n1)"
+  done
 fi
 
 log "done"

@@ -135,8 +135,7 @@ pub struct AgentSpec {
     /// credentials (`*KEY*`, `*TOKEN*`, `*SECRET*`, `*PASSWORD*`). Values from Secrets are
     /// redacted from every output Paddock persists.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(e, !has(e.value) || !e.name.upperAscii().matches('KEY|TOKEN|SECRET|PASSWORD'))").message("credentials in spec.agent.env must use valueFrom.secretKeyRef, not a literal value"))]
-    #[schemars(length(max = 64))]
+    #[schemars(schema_with = "crate::condition::env_schema")]
     pub env: Vec<EnvVar>,
 }
 

@@ -71,7 +71,7 @@ pub struct RunnerTemplate {
     /// Extra environment for the agent container (e.g. model base URLs; credentials by
     /// `secretKeyRef` only). A run's `spec.agent.env` wins on name clashes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(e, !has(e.value) || !e.name.upperAscii().matches('KEY|TOKEN|SECRET|PASSWORD'))").message("credentials in template.env must use valueFrom.secretKeyRef, not a literal value"))]
+    #[schemars(schema_with = "crate::condition::env_schema")]
     pub env: Vec<EnvVar>,
     /// Extra labels for runner pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

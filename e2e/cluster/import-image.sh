@@ -34,5 +34,5 @@ after=$(ctr_ images ls -q | sort)
 if tar -tf "$archive" manifest.json >/dev/null 2>&1; then
   tar -xOf "$archive" manifest.json | grep -o '"RepoTags":\[[^]]*\]' | grep -o '"[^"]*"' | grep -v RepoTags | tr -d '"'
 else
-  comm -13 <(echo "$before") <(echo "$after")
+  comm -13 <(echo "$before") <(echo "$after") | grep -v "^sha256:" || true
 fi

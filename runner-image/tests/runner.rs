@@ -890,3 +890,83 @@ fn clone_never_prints_credentials() {
     assert_eq!(r.reason, "CloneFailed");
     assert!(r.message.contains("https://127.0.0.1:1/o/r.git"), "{}", r.message);
 }
+
+/// The real Claude Code and Codex CLIs against the scripted model endpoint. Needs
+/// `PADDOCK_TEST_CLI_DIR` (a directory with `claude` and `codex`, e.g. an npm prefix's
+/// `node_modules/.bin`) and `SCRIPTED_MODEL_BIN` (the `scripted-model` binary); run with
+/// `cargo test -p paddock-runner -- --ignored real_clis`.
+#[test]
+#[ignore = "needs the agent CLIs and the scripted-model binary"]
+fn real_clis_against_scripted_model() {
+    use std::io::{BufRead, BufReader};
+    let cli_dir = std::env::var("PADDOCK_TEST_CLI_DIR").expect("PADDOCK_TEST_CLI_DIR");
+    let model_bin = std::env::var("SCRIPTED_MODEL_BIN").expect("SCRIPTED_MODEL_BIN");
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/scripts");
+    let mut model = Command::new(model_bin)
+        .args(["--listen", "127.0.0.1:0", "--scripts"])
+        .arg(&scripts)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(model.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "scripted-model exited");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let path = format!("{cli_dir}:{}", std::env::var("PATH").unwrap_or_default());
+    let secret = "sk-real-cli-secret-0987654321";
+    for (agent, base_var, base, key_var) in [
+        (
+            "claude-code",
+            "ANTHROPIC_BASE_URL",
+            format!("http://{addr}"),
+            "ANTHROPIC_API_KEY",
+        ),
+        (
+            "codex",
+            "OPENAI_BASE_URL",
+            format!("http://{addr}/v1"),
+            "OPENAI_API_KEY",
+        ),
+    ] {
+        let f = Fixture::new();
+        make_origin(&f.path("origin"));
+        cloned(&f, &url(&f.path("origin")));
+        let out = f
+            .cmd(
+                "run",
+                &[
+                    ("PATH", &path),
+                    ("PADDOCK_AGENT", agent),
+                    ("PADDOCK_PROMPT", "Create hello.txt"),
+                    ("PADDOCK_MODEL", "scripted-edit-file"),
+                    (base_var, &base),
+                    (key_var, secret),
+                    ("PADDOCK_REDACT_ENV", key_var),
+                ],
+            )
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!stdout.contains(secret), "{agent}");
+        let lines = events(&out);
+        let r = result_of(&lines);
+        assert_eq!(r.outcome, Outcome::Succeeded, "{agent}: {stdout}");
+        assert_eq!(r.summary.as_deref(), Some("I created hello.txt."), "{agent}");
+        assert_eq!((r.files_changed, r.insertions), (1, 1), "{agent}");
+        assert!(patch_of(&lines).contains("+Hello from the scripted model"), "{agent}");
+        assert!(lines.iter().any(|l| matches!(
+            &l.event,
+            RunnerEvent::AgentStarted {
+                session_id: Some(_),
+                ..
+            }
+        )));
+    }
+    let _ = model.kill();
+    let _ = model.wait();
+}

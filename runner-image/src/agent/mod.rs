@@ -5,7 +5,7 @@
 //! for the `shell` agent, which is exactly `sh -c "$PADDOCK_PROMPT"`:
 //! - `claude-code`: `claude -p --output-format stream-json --verbose --permission-mode
 //!   acceptEdits [--model m] [--max-turns n] <args…> -- <prompt>` ([`claude`]).
-//! - `codex`: `codex exec --json --skip-git-repo-check -s workspace-write [-m m] [-c …provider
+//! - `codex`: `codex exec --json --skip-git-repo-check -s danger-full-access [-m m] [-c …provider
 //!   overrides when OPENAI_BASE_URL is set] <args…> -- <prompt>` with `CODEX_HOME=$HOME/.codex`
 //!   ([`codex`]).
 //! - `shell`: `sh -c <prompt>`; each output line is a `log` event ([`shell`]).
@@ -137,7 +137,10 @@ pub fn build_invocation(spec: &AgentSpec, env: &Env) -> Invocation {
             }
         }
         AgentKind::Codex => {
-            let mut args: Vec<String> = ["exec", "--json", "--skip-git-repo-check", "-s", "workspace-write"]
+            // The pod is the sandbox: Codex's own (bubblewrap) sandbox cannot create namespaces
+            // under the restricted Pod Security profile (no capabilities, seccomp RuntimeDefault),
+            // so every command would fail with `-s workspace-write`.
+            let mut args: Vec<String> = ["exec", "--json", "--skip-git-repo-check", "-s", "danger-full-access"]
                 .map(String::from)
                 .to_vec();
             if let Some(m) = &spec.model {
@@ -279,7 +282,7 @@ mod tests {
                 "--json",
                 "--skip-git-repo-check",
                 "-s",
-                "workspace-write",
+                "danger-full-access",
                 "-m",
                 "m1",
                 "-c",

@@ -209,16 +209,22 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
     let creds = run.spec.repo.credentials_secret_ref.as_ref().map(|r| r.name.clone());
 
     let repo_env = vec![
+        env("HOME", "/tmp"),
+        env(
+            "PADDOCK_PUSH",
+            run.spec.output.as_ref().map(|o| o.push).unwrap_or(false).to_string(),
+        ),
         env("PADDOCK_REPO_URL", run.spec.repo.url.clone()),
         env("PADDOCK_REVISION", run.spec.repo.revision.clone().unwrap_or_default()),
         env("PADDOCK_BRANCH", branch.clone()),
         env("PADDOCK_RUN", run_name.clone()),
         env("PADDOCK_NAMESPACE", namespace.clone()),
     ];
+    // The trusted containers get their own /tmp (the gateway keeps its private copy of the branch
+    // there, and HOME points at it) and share no HOME with the agent.
     let mut trusted_mounts = vec![
         mount("workspace", "/workspace", false),
-        mount("tmp", "/tmp", false),
-        mount("home", "/home/paddock", false),
+        mount("trusted-tmp", "/tmp", false),
     ];
     if creds.is_some() {
         trusted_mounts.push(mount("git-credentials", GIT_CREDENTIALS_DIR, true));
@@ -343,6 +349,11 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
             empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Default::default()
         },
+        Volume {
+            name: "trusted-tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
     ];
     if let Some(secret) = creds {
         volumes.push(Volume {
@@ -443,4 +454,180 @@ pub fn build_gate(run: &AgentRun, policy: &GatePolicy) -> ApprovalGate {
         (paddock_crds::LABEL_STAGE.into(), GateStage::BeforeStart.as_str().into()),
     ]));
     gate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paddock_crds::{AgentName, RunnerPoolSpec, RunnerTemplate};
+    use serde_json::json;
+
+    fn run(spec: serde_json::Value) -> AgentRun {
+        let mut base =
+            json!({"repo": {"url": "https://example.com/r.git"}, "agent": {"name": "claude-code"}, "prompt": "do it"});
+        for (k, v) in spec.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        let mut r = AgentRun::new("r1", serde_json::from_value(base).unwrap());
+        r.metadata.namespace = Some("team".into());
+        r.metadata.uid = Some("uid-1".into());
+        r
+    }
+
+    fn pool(agents: Vec<AgentName>) -> RunnerPool {
+        let mut p = RunnerPool::new(
+            "default",
+            RunnerPoolSpec {
+                template: RunnerTemplate {
+                    image: "runner:1".into(),
+                    env: vec![
+                        env("ANTHROPIC_BASE_URL", "http://pool"),
+                        env("PADDOCK_AGENT", "shell"), // a pool cannot override Paddock's own variables
+                    ],
+                    ..Default::default()
+                },
+                agents,
+                max_concurrent_runs: None,
+            },
+        );
+        p.metadata.namespace = Some("team".into());
+        p
+    }
+
+    fn env_of(c: &Container) -> BTreeMap<String, EnvVar> {
+        c.env
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect()
+    }
+
+    #[test]
+    fn pod_is_hardened_and_wired() {
+        let r = run(json!({
+            "repo": {"url": "https://example.com/r.git", "revision": "v1", "credentialsSecretRef": {"name": "git"}, "workdir": "svc"},
+            "agent": {"name": "claude-code", "model": "m", "args": ["--verbose"],
+                      "env": [{"name": "ANTHROPIC_API_KEY", "valueFrom": {"secretKeyRef": {"name": "k", "key": "key"}}},
+                              {"name": "ANTHROPIC_BASE_URL", "value": "http://run"}]},
+            "budget": {"timeout": "10m", "maxTurns": 7},
+            "output": {"push": true, "branch": "feature/x"},
+        }));
+        let pod = build_pod(&r, &pool(vec![]), 1).unwrap();
+        assert_eq!(pod.metadata.name.as_deref(), Some("r1-1"));
+        assert_eq!(pod.metadata.owner_references.as_ref().unwrap()[0].uid, "uid-1");
+        assert_eq!(pod.metadata.labels.as_ref().unwrap()[paddock_crds::LABEL_RUN], "r1");
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert_eq!(spec.active_deadline_seconds, Some(600));
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        let inits = spec.init_containers.unwrap();
+        assert_eq!(
+            inits.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["clone", "gateway"]
+        );
+        assert_eq!(
+            inits[1].restart_policy.as_deref(),
+            Some("Always"),
+            "gateway is a native sidecar"
+        );
+        let agent = &spec.containers[0];
+        for c in inits.iter().chain([agent]) {
+            let sc = c.security_context.as_ref().unwrap();
+            assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+            assert_eq!(sc.run_as_non_root, Some(true), "{}", c.name);
+            assert_eq!(
+                sc.capabilities.as_ref().unwrap().drop.as_deref(),
+                Some(&["ALL".to_string()][..]),
+                "{}",
+                c.name
+            );
+            assert_eq!(
+                sc.seccomp_profile.as_ref().unwrap().type_,
+                "RuntimeDefault",
+                "{}",
+                c.name
+            );
+            assert!(c.resources.as_ref().unwrap().limits.is_some(), "{} has limits", c.name);
+        }
+        // Git credentials only in the trusted containers; the agent shares no /tmp with them.
+        let mounts = |c: &Container| {
+            c.volume_mounts
+                .clone()
+                .unwrap()
+                .into_iter()
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+        };
+        assert!(mounts(&inits[0]).contains(&"git-credentials".to_string()));
+        assert!(mounts(&inits[1]).contains(&"git-credentials".to_string()));
+        assert!(!mounts(agent).contains(&"git-credentials".to_string()));
+        assert!(!mounts(agent).contains(&"trusted-tmp".to_string()));
+        let e = env_of(agent);
+        assert_eq!(e["PADDOCK_AGENT"].value.as_deref(), Some("claude-code"));
+        assert_eq!(
+            e["ANTHROPIC_BASE_URL"].value.as_deref(),
+            Some("http://run"),
+            "the run's env wins over the pool's"
+        );
+        assert_eq!(e["PADDOCK_REDACT_ENV"].value.as_deref(), Some("ANTHROPIC_API_KEY"));
+        assert_eq!(e["PADDOCK_BRANCH"].value.as_deref(), Some("feature/x"));
+        assert_eq!(e["PADDOCK_WORKDIR"].value.as_deref(), Some("svc"));
+        assert_eq!(e["PADDOCK_MAX_TURNS"].value.as_deref(), Some("7"));
+        assert_eq!(e["PADDOCK_AGENT_ARGS"].value.as_deref(), Some(r#"["--verbose"]"#));
+        assert_eq!(e["PADDOCK_PUSH"].value.as_deref(), Some("true"));
+        assert_eq!(env_of(&inits[0])["PADDOCK_REVISION"].value.as_deref(), Some("v1"));
+        assert!(
+            !env_of(&inits[0]).contains_key("ANTHROPIC_API_KEY"),
+            "model keys stay out of the clone container"
+        );
+    }
+
+    #[test]
+    fn prompt_from_configmap_and_defaults() {
+        let r = run(json!({"prompt": null, "promptFrom": {"name": "cm", "key": "task"}}));
+        let pod = build_pod(&r, &pool(vec![]), 2).unwrap();
+        assert_eq!(pod.metadata.name.as_deref(), Some("r1-2"));
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.active_deadline_seconds, Some(DEFAULT_TIMEOUT_SECS as i64));
+        let e = env_of(&spec.containers[0]);
+        let cm = e["PADDOCK_PROMPT"]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .config_map_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!((cm.name.as_str(), cm.key.as_str()), ("cm", "task"));
+        assert_eq!(e["PADDOCK_BRANCH"].value.as_deref(), Some("paddock/r1"));
+        assert_eq!(e["PADDOCK_PUSH"].value.as_deref(), Some("false"));
+        assert!(
+            spec.volumes.unwrap().iter().all(|v| v.secret.is_none()),
+            "no credentials volume without a secret ref"
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let err = build_pod(
+            &run(json!({"agent": {"name": "codex"}})),
+            &pool(vec![AgentName::ClaudeCode]),
+            1,
+        )
+        .unwrap_err();
+        assert!(matches!(err, BuildError::AgentNotInPool { .. }), "{err}");
+        assert_eq!(timeout_secs(&run(json!({"budget": {"timeout": "1h30m"}}))), Ok(5400));
+        assert!(timeout_secs(&run(json!({"budget": {"timeout": "soon"}}))).is_err());
+    }
+
+    #[test]
+    fn gate_carries_the_request() {
+        let r = run(json!({"approvals": {"beforeStart": {"approvers": {"users": ["alice"]}, "quorum": 2}}}));
+        let g = build_gate(&r, r.spec.approvals.as_ref().unwrap().before_start.as_ref().unwrap());
+        assert_eq!(g.metadata.name.as_deref(), Some("r1-before-start"));
+        assert_eq!(g.spec.quorum, 2);
+        assert_eq!(g.spec.approvers.users, ["alice"]);
+        assert!(g.spec.request.summary.contains("do it"), "{}", g.spec.request.summary);
+        assert!(g.spec.decisions.is_empty());
+    }
 }

@@ -522,3 +522,53 @@ pub fn error_policy(run: Arc<AgentRun>, error: &Error, ctx: Arc<Context>) -> Act
     ctx.state.metrics.error(CONTROLLER, error.reason());
     Action::requeue(Duration::from_secs(5))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn run(name: &str, created: i64, phase: Option<Phase>, pod: bool) -> Arc<AgentRun> {
+        let mut r = AgentRun::new(
+            name,
+            serde_json::from_value(
+                serde_json::json!({"repo": {"url": "https://x/r.git"}, "agent": {"name": "shell"}, "prompt": "p"}),
+            )
+            .unwrap(),
+        );
+        r.metadata.namespace = Some("ns".into());
+        r.metadata.uid = Some(format!("uid-{name}"));
+        r.metadata.creation_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::from_second(created).unwrap()));
+        r.status = Some(AgentRunStatus {
+            phase,
+            pod_name: pod.then(|| format!("{name}-1")),
+            ..Default::default()
+        });
+        Arc::new(r)
+    }
+
+    #[test]
+    fn queue_positions() {
+        let runs = vec![
+            run("a", 1, Some(Phase::Running), true),
+            run("b", 2, Some(Phase::Queued), false),
+            run("c", 3, Some(Phase::Queued), false),
+            run("done", 0, Some(Phase::Succeeded), true),
+        ];
+        let none = HashSet::new();
+        // One slot, taken by a: b is first in line, c second.
+        assert_eq!(queue_position(&runs, &none, &runs[1], "default", 1), Some(1));
+        assert_eq!(queue_position(&runs, &none, &runs[2], "default", 1), Some(2));
+        // Two slots: b starts, c waits first in line.
+        assert_eq!(queue_position(&runs, &none, &runs[1], "default", 2), None);
+        assert_eq!(queue_position(&runs, &none, &runs[2], "default", 2), Some(1));
+        // b was just admitted but the cache does not show its pod yet: c still waits.
+        let admitted: HashSet<String> = ["ns/b".to_string()].into();
+        assert_eq!(queue_position(&runs, &admitted, &runs[2], "default", 2), Some(1));
+        // A new run not in the cache yet queues by its creation time.
+        let new = run("d", 0, None, false);
+        assert_eq!(queue_position(&runs, &none, &new, "default", 1), Some(1));
+        // Another pool's runs do not count.
+        assert_eq!(queue_position(&runs, &none, &runs[1], "other", 1), None);
+    }
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The e2e suite on a real local cluster: cluster up (or reuse), images built and loaded, Paddock
+# installed with its Helm chart, host services started (scripted model endpoint, git daemon),
+# then `cargo test -p paddock-e2e`. Env:
+#   PADDOCK_E2E_DOWN=1      tear the cluster down at the end (CI)
+#   PADDOCK_E2E_KEEP=1      keep the test namespaces
+#   PADDOCK_E2E_THREADS=N   tests in parallel (default 4)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source e2e/lib.sh
+source e2e/services.sh
+
+step "release build: paddock-runner, paddock-operator, scripted-model"
+cargo build --release -q -p paddock-runner -p paddock-operator -p scripted-model
+
+step "local cluster"
+KUBECONFIG=$(bash e2e/cluster/cluster.sh up | tail -n 1)
+export KUBECONFIG
+HOST_IP=$(bash e2e/cluster/cluster.sh host-ip)
+
+step "images"
+bash e2e/build-images.sh
+
+step "host services (scripted model, git daemon) on $HOST_IP"
+start_services "$HOST_IP"
+trap 'stop_services' EXIT
+
+step "install Paddock (helm)"
+install_paddock
+
+export PADDOCK_E2E_RUNNER_IMAGE=localhost/paddock/runner:dev
+export PADDOCK_E2E_MODEL_URL=$MODEL_URL PADDOCK_E2E_GIT_ROOT=$GIT_ROOT PADDOCK_E2E_GIT_URL=$GIT_URL
+step "e2e tests"
+rc=0
+cargo test -p paddock-e2e -- --test-threads="${PADDOCK_E2E_THREADS:-4}" || rc=$?
+if [ $rc -ne 0 ]; then
+  echo "---- operator log (last 80 lines) ----" >&2
+  kubectl -n paddock-system logs deploy/paddock-operator --tail=80 >&2 || true
+fi
+if [ "${PADDOCK_E2E_DOWN:-}" = 1 ]; then
+  step "cluster down"; stop_services; bash e2e/cluster/cluster.sh down
+fi
+step "e2e done (rc=$rc)"
+exit $rc

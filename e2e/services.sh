@@ -1,0 +1,55 @@
+# Host-side services the e2e suite and the demo need, reachable from pods at the cluster
+# bridge address: the scripted model endpoint (:18080) and a git daemon (:9418). Source it.
+PADDOCK_RUN_DIR=${PADDOCK_RUN_DIR:-/var/lib/paddock-e2e}
+GIT_ROOT=$PADDOCK_RUN_DIR/git
+MODEL_PORT=${PADDOCK_MODEL_PORT:-18080}
+
+# start_services HOST_IP: (re)starts both services bound to HOST_IP; sets MODEL_URL, GIT_URL.
+start_services() {
+  local ip=$1 repo
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  mkdir -p "$PADDOCK_RUN_DIR" "$GIT_ROOT"
+  stop_services
+  "$repo/target/release/scripted-model" --listen "$ip:$MODEL_PORT" --scripts "$repo/e2e/scripts" \
+    >"$PADDOCK_RUN_DIR/scripted-model.log" 2>&1 &
+  echo $! >"$PADDOCK_RUN_DIR/scripted-model.pid"
+  git daemon --reuseaddr --listen="$ip" --port=9418 --base-path="$GIT_ROOT" --export-all \
+    --enable=receive-pack --informative-errors "$GIT_ROOT" >"$PADDOCK_RUN_DIR/git-daemon.log" 2>&1 &
+  echo $! >"$PADDOCK_RUN_DIR/git-daemon.pid"
+  MODEL_URL="http://$ip:$MODEL_PORT"
+  GIT_URL="git://$ip"
+  local i
+  for i in $(seq 1 50); do
+    if curl -fsS "$MODEL_URL/healthz" >/dev/null 2>&1 && (exec 3<>"/dev/tcp/$ip/9418") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "host services did not come up; see $PADDOCK_RUN_DIR/*.log" >&2
+  return 1
+}
+
+# stop_services: stops what start_services started (idempotent).
+stop_services() {
+  local f
+  for f in "$PADDOCK_RUN_DIR"/scripted-model.pid "$PADDOCK_RUN_DIR"/git-daemon.pid; do
+    [ -f "$f" ] || continue
+    kill "$(cat "$f")" 2>/dev/null || true
+    rm -f "$f"
+  done
+  pkill -f "git-daemon .*--base-path=$GIT_ROOT" 2>/dev/null || true
+}
+
+# install_paddock [helm args...]: installs or upgrades the chart into paddock-system and waits
+# for the operator to be ready.
+install_paddock() {
+  local repo helm
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  helm=$(bash "$repo/e2e/cluster/build-binaries.sh" print-env | sed -n 's/^HELM_BIN=//p')/helm
+  "$helm" upgrade --install paddock "$repo/charts/paddock" -n paddock-system --create-namespace \
+    --set image.repository=localhost/paddock/operator --set image.tag=dev --set image.pullPolicy=IfNotPresent \
+    --set defaultPool.enabled=false "$@" >/dev/null
+  # A new operator binary under the same tag: restart so the pod runs it.
+  kubectl -n paddock-system rollout restart deploy/paddock-operator >/dev/null
+  kubectl -n paddock-system rollout status deploy/paddock-operator --timeout=120s
+}

@@ -1,0 +1,344 @@
+//! Harness for Paddock's e2e tests. Each test gets its own namespace ([`TestNs`]), deleted at
+//! the end unless `PADDOCK_E2E_KEEP=1`; on failure the namespace's pods and events are printed.
+//!
+//! The environment (set by `e2e/run-e2e.sh`):
+//! - `KUBECONFIG`: the cluster, with Paddock installed by its Helm chart;
+//! - `PADDOCK_E2E_RUNNER_IMAGE`: runner image present on the node;
+//! - `PADDOCK_E2E_MODEL_URL`: the scripted model endpoint as pods reach it (`http://<host>:<port>`);
+//! - `PADDOCK_E2E_GIT_ROOT` / `PADDOCK_E2E_GIT_URL`: a directory of bare repositories on the host
+//!   and the `git://` URL under which `git daemon` serves it to pods.
+#![forbid(unsafe_code)]
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use paddock_crds::{AgentRun, Phase, RunnerPool};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Reads a required environment variable.
+///
+/// # Errors
+/// When it is unset: the e2e suite must run through `e2e/run-e2e.sh`.
+pub fn env(name: &str) -> Result<String> {
+    std::env::var(name).with_context(|| format!("{name} is not set: run the e2e suite with `make e2e`"))
+}
+
+/// A namespace owned by one test.
+pub struct TestNs {
+    /// Client for the cluster.
+    pub client: Client,
+    /// Namespace name.
+    pub name: String,
+}
+
+impl TestNs {
+    /// Creates `paddock-e2e-<prefix>-<random>`.
+    ///
+    /// # Errors
+    /// API errors.
+    pub async fn new(prefix: &str) -> Result<Self> {
+        let client = Client::try_default().await?;
+        let name = format!("e2e-{prefix}-{:x}", rand_u32());
+        let ns: Namespace = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": name, "labels": {"paddock.dev/e2e": "true"}}}),
+        )?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await?;
+        // The default ServiceAccount must exist before pods can be created in the namespace.
+        let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &name);
+        let t0 = Instant::now();
+        while sas.get_opt("default").await?.is_none() {
+            if t0.elapsed() > Duration::from_secs(30) {
+                bail!("default ServiceAccount never appeared in {name}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(TestNs { client, name })
+    }
+
+    /// Typed API in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Applies a YAML/JSON manifest (one object) with server-side apply.
+    ///
+    /// # Errors
+    /// The API server's refusal, verbatim, so tests can assert on it.
+    pub async fn apply<K>(&self, obj: serde_json::Value) -> Result<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+    {
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .ok_or_else(|| anyhow!("manifest has no name"))?
+            .to_string();
+        Ok(self
+            .api::<K>()
+            .patch(&name, &PatchParams::apply("paddock-e2e").force(), &Patch::Apply(&obj))
+            .await?)
+    }
+
+    /// Creates a RunnerPool `name` with the e2e runner image and the scripted model's base URLs.
+    ///
+    /// # Errors
+    /// API errors.
+    pub async fn pool(&self, name: &str, max_concurrent: Option<u32>) -> Result<RunnerPool> {
+        let model = env("PADDOCK_E2E_MODEL_URL")?;
+        let mut spec = serde_json::json!({
+            "template": {
+                "image": env("PADDOCK_E2E_RUNNER_IMAGE")?,
+                "imagePullPolicy": "IfNotPresent",
+                "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+                "env": [
+                    {"name": "ANTHROPIC_BASE_URL", "value": model},
+                    {"name": "OPENAI_BASE_URL", "value": format!("{model}/v1")},
+                ],
+            },
+        });
+        if let Some(m) = max_concurrent {
+            spec["maxConcurrentRuns"] = m.into();
+        }
+        self.apply(serde_json::json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "RunnerPool", "metadata": {"name": name}, "spec": spec})).await
+    }
+
+    /// Creates an Opaque Secret with one key.
+    ///
+    /// # Errors
+    /// API errors.
+    pub async fn secret(&self, name: &str, key: &str, value: &str) -> Result<Secret> {
+        self.apply(serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}})).await
+    }
+
+    /// Waits until `run` satisfies `pred`, returning it; fails after `timeout` with the last
+    /// status seen.
+    ///
+    /// # Errors
+    /// Timeout or API errors.
+    pub async fn wait_run(
+        &self,
+        run: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&AgentRun) -> bool,
+    ) -> Result<AgentRun> {
+        let api = self.api::<AgentRun>();
+        let t0 = Instant::now();
+        loop {
+            let r = api.get(run).await?;
+            if pred(&r) {
+                return Ok(r);
+            }
+            if t0.elapsed() > timeout {
+                self.dump().await;
+                bail!(
+                    "timed out after {timeout:?} waiting for {run} to be {what}; status: {}",
+                    serde_json::to_string_pretty(&r.status)?
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits until `run` reaches a terminal phase.
+    ///
+    /// # Errors
+    /// Timeout or API errors.
+    pub async fn wait_finished(&self, run: &str, timeout: Duration) -> Result<AgentRun> {
+        self.wait_run(run, timeout, "finished", |r| phase(r).is_some_and(Phase::is_terminal))
+            .await
+    }
+
+    /// Events (events.k8s.io) about the object `name` in this namespace, as (reason, note).
+    ///
+    /// # Errors
+    /// API errors.
+    pub async fn events_for(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let evs = self.api::<Event>().list(&ListParams::default()).await?;
+        Ok(evs
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect())
+    }
+
+    /// Prints the namespace's pods and events (on failure).
+    pub async fn dump(&self) {
+        eprintln!("---- dump of namespace {} ----", self.name);
+        if let Ok(pods) = self.api::<Pod>().list(&ListParams::default()).await {
+            for p in pods.items {
+                eprintln!(
+                    "pod {}: {}",
+                    p.metadata.name.unwrap_or_default(),
+                    serde_json::to_string(&p.status).unwrap_or_default()
+                );
+            }
+        }
+        if let Ok(evs) = self.api::<Event>().list(&ListParams::default()).await {
+            for e in evs.items {
+                eprintln!(
+                    "event {} {}: {}",
+                    e.regarding.and_then(|r| r.name).unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    /// Deletes the namespace (unless `PADDOCK_E2E_KEEP=1`).
+    pub async fn cleanup(self) {
+        if std::env::var("PADDOCK_E2E_KEEP").as_deref() == Ok("1") {
+            return;
+        }
+        let _ = Api::<Namespace>::all(self.client.clone())
+            .delete(&self.name, &DeleteParams::background())
+            .await;
+    }
+}
+
+/// The run's phase.
+pub fn phase(r: &AgentRun) -> Option<Phase> {
+    r.status.as_ref().and_then(|s| s.phase)
+}
+
+/// (status, reason, message) of the run's condition `type_`.
+pub fn condition(r: &AgentRun, type_: &str) -> Option<(String, String, String)> {
+    let c = paddock_crds::condition::find_condition(r.status.as_ref()?.conditions.as_slice(), type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (t.subsec_nanos() ^ (std::process::id() << 8)).wrapping_mul(2654435761)
+}
+
+/// A bare git repository on the host, served to pods by `git daemon`.
+pub struct GitRepo {
+    /// Path of the bare repository.
+    pub path: PathBuf,
+    /// URL pods clone from.
+    pub url: String,
+}
+
+fn git(args: &[&str], dir: Option<&std::path::Path>) -> Result<String> {
+    let mut cmd = Command::new("git");
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    let out = cmd
+        .args([
+            "-c",
+            "user.name=e2e",
+            "-c",
+            "user.email=e2e@paddock.dev",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl GitRepo {
+    /// Creates a bare repository `<name>.git` with one commit on `main` holding `files`.
+    ///
+    /// # Errors
+    /// git failures.
+    pub fn create(name: &str, files: &[(&str, &str)]) -> Result<Self> {
+        let root = PathBuf::from(env("PADDOCK_E2E_GIT_ROOT")?);
+        let path = root.join(format!("{name}.git"));
+        let _ = std::fs::remove_dir_all(&path);
+        let work = root.join(format!(".work-{name}"));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work)?;
+        git(&["init", "-q"], Some(&work))?;
+        for (f, content) in files {
+            std::fs::write(work.join(f), content)?;
+        }
+        git(&["add", "-A"], Some(&work))?;
+        git(&["commit", "-qm", "initial commit"], Some(&work))?;
+        git(
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                work.to_str().unwrap_or_default(),
+                path.to_str().unwrap_or_default(),
+            ],
+            None,
+        )?;
+        std::fs::write(path.join("git-daemon-export-ok"), "")?;
+        // Let git daemon (which may run as another user) accept pushes.
+        git(&["config", "daemon.receivepack", "true"], Some(&path))?;
+        let _ = std::fs::remove_dir_all(&work);
+        let url = format!("{}/{name}.git", env("PADDOCK_E2E_GIT_URL")?);
+        Ok(GitRepo { path, url })
+    }
+
+    /// `git show <rev>:<file>` in the bare repository.
+    ///
+    /// # Errors
+    /// When the revision or file does not exist.
+    pub fn show(&self, rev: &str, file: &str) -> Result<String> {
+        git(
+            &[
+                "--git-dir",
+                self.path.to_str().unwrap_or_default(),
+                "show",
+                &format!("{rev}:{file}"),
+            ],
+            None,
+        )
+    }
+
+    /// `git log -1 --format=%B <rev>`.
+    ///
+    /// # Errors
+    /// When the revision does not exist.
+    pub fn message(&self, rev: &str) -> Result<String> {
+        git(
+            &[
+                "--git-dir",
+                self.path.to_str().unwrap_or_default(),
+                "log",
+                "-1",
+                "--format=%B",
+                rev,
+            ],
+            None,
+        )
+    }
+}
+
+/// Decompresses a gzip blob to text.
+///
+/// # Errors
+/// Invalid gzip.
+pub fn gunzip(data: &[u8]) -> Result<String> {
+    use std::io::Read;
+    let mut s = String::new();
+    flate2::read::GzDecoder::new(data).read_to_string(&mut s)?;
+    Ok(s)
+}

@@ -1,0 +1,431 @@
+//! End-to-end: real cluster, Paddock installed by its Helm chart, real runner image, real agent
+//! CLIs against the scripted model endpoint, real git. Each test owns a namespace.
+
+use anyhow::Result;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{ListParams, Patch, PatchParams};
+use paddock_crds::{AgentRun, ApprovalGate, Phase};
+use paddock_e2e::{condition, env, gunzip, phase, GitRepo, TestNs};
+use serde_json::json;
+use std::time::Duration;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn run_manifest(name: &str, spec: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun", "metadata": {"name": name}, "spec": spec})
+}
+
+/// A real agent CLI edits a file through the scripted model; the run ends Succeeded with the
+/// commit pushed, the diff recorded, and Events telling the story.
+async fn agent_edits_a_file(agent: &str, key_env: &str) -> Result<()> {
+    let ns = TestNs::new(agent).await?;
+    let repo = GitRepo::create(&format!("{}-{agent}", ns.name), &[("README.md", "# demo\n")])?;
+    ns.pool("default", None).await?;
+    ns.secret("model-key", "key", "sk-e2e-planted-model-key-0123456789")
+        .await?;
+    let name = format!("{agent}-edit");
+    ns.apply::<AgentRun>(run_manifest(
+        &name,
+        json!({
+            "repo": {"url": repo.url},
+            "agent": {"name": agent, "model": "scripted-edit-file",
+                      "env": [{"name": key_env, "valueFrom": {"secretKeyRef": {"name": "model-key", "key": "key"}}}]},
+            "prompt": "Create hello.txt with a greeting.",
+            "output": {"push": true},
+            "budget": {"timeout": "5m"},
+        }),
+    ))
+    .await?;
+    let run = ns.wait_finished(&name, RUN_TIMEOUT).await?;
+    let status = run.status.clone().unwrap_or_default();
+    if phase(&run) != Some(Phase::Succeeded) {
+        ns.dump().await;
+    }
+    assert_eq!(
+        phase(&run),
+        Some(Phase::Succeeded),
+        "status: {}",
+        serde_json::to_string_pretty(&status)?
+    );
+    let (s, reason, _) = condition(&run, "Succeeded").unwrap();
+    assert_eq!((s.as_str(), reason.as_str()), ("True", "Succeeded"));
+    let result = status.result.clone().expect("result");
+    assert_eq!(result.run.files_changed, 1, "{result:?}");
+    assert!(result.run.pushed, "branch pushed: {result:?}");
+    let branch = format!("paddock/{name}");
+    assert_eq!(result.run.branch, branch);
+    // The commit is in the repository, with the file the CLI's tool call wrote.
+    let content = repo.show(&branch, "hello.txt")?;
+    assert!(
+        content.contains("Hello from the scripted model"),
+        "hello.txt: {content:?}"
+    );
+    assert!(repo
+        .message(&branch)?
+        .contains(&format!("Paddock-Run: {}/{name}", ns.name)));
+    // The patch and the log outlive the pod.
+    let cms = ns.api::<ConfigMap>();
+    let patch_cm = cms.get(result.patch_ref.as_deref().expect("patchRef")).await?;
+    let patch = gunzip(&patch_cm.binary_data.unwrap()["patch.gz"].0)?;
+    assert!(patch.contains("+++ b/hello.txt"), "patch: {patch}");
+    let log = cms.get(result.log_ref.as_deref().expect("logRef")).await?.data.unwrap()["events.jsonl"].clone();
+    assert!(log.contains(r#""type":"tool_call""#), "log has the tool call: {log}");
+    assert!(
+        !log.contains("sk-e2e-planted-model-key"),
+        "the API key never reaches the log"
+    );
+    let events = ns.events_for(&name).await?;
+    let reasons: Vec<&str> = events.iter().map(|(r, _)| r.as_str()).collect();
+    for want in ["PodCreated", "Succeeded"] {
+        assert!(reasons.contains(&want), "event {want} in {reasons:?}");
+    }
+    assert!(
+        status.usage.as_ref().is_some_and(|u| u.output_tokens > 0),
+        "usage reported: {:?}",
+        status.usage
+    );
+    ns.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn claude_code_edits_a_file() -> Result<()> {
+    agent_edits_a_file("claude-code", "ANTHROPIC_API_KEY").await
+}
+
+#[tokio::test]
+async fn codex_edits_a_file() -> Result<()> {
+    agent_edits_a_file("codex", "OPENAI_API_KEY").await
+}
+
+#[tokio::test]
+async fn shell_failure_says_why() -> Result<()> {
+    let ns = TestNs::new("fail").await?;
+    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
+    ns.pool("default", None).await?;
+    ns.apply::<AgentRun>(run_manifest(
+        "fails",
+        json!({
+            "repo": {"url": repo.url}, "agent": {"name": "shell"},
+            "prompt": "echo working; echo 'tests are red' >&2; exit 3",
+        }),
+    ))
+    .await?;
+    let run = ns.wait_finished("fails", RUN_TIMEOUT).await?;
+    assert_eq!(phase(&run), Some(Phase::Failed));
+    let (s, reason, message) = condition(&run, "Succeeded").unwrap();
+    assert_eq!((s.as_str(), reason.as_str()), ("False", "AgentFailed"), "{message}");
+    assert!(
+        message.contains("agent") && message.contains('3'),
+        "message names the step and the exit code: {message}"
+    );
+    ns.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn timeout_ends_timed_out() -> Result<()> {
+    let ns = TestNs::new("timeout").await?;
+    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
+    ns.pool("default", None).await?;
+    ns.apply::<AgentRun>(run_manifest(
+        "slow",
+        json!({
+            "repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": "sleep 600",
+            "budget": {"timeout": "10s"},
+        }),
+    ))
+    .await?;
+    let run = ns.wait_finished("slow", RUN_TIMEOUT).await?;
+    assert_eq!(phase(&run), Some(Phase::TimedOut), "{:?}", run.status);
+    assert_eq!(condition(&run, "Succeeded").map(|c| c.1), Some("TimedOut".into()));
+    ns.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancel_stops_the_pod() -> Result<()> {
+    let ns = TestNs::new("cancel").await?;
+    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
+    ns.pool("default", None).await?;
+    ns.apply::<AgentRun>(run_manifest(
+        "long",
+        json!({
+            "repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": "echo started; sleep 600",
+        }),
+    ))
+    .await?;
+    ns.wait_run("long", RUN_TIMEOUT, "running", |r| {
+        condition(r, "Running").is_some_and(|c| c.1 == "AgentRunning")
+    })
+    .await?;
+    ns.api::<AgentRun>()
+        .patch(
+            "long",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"cancel": true}})),
+        )
+        .await?;
+    let run = ns.wait_finished("long", Duration::from_secs(60)).await?;
+    assert_eq!(phase(&run), Some(Phase::Cancelled));
+    // The pod goes away; the log stays readable.
+    let pods = ns.api::<Pod>();
+    let t0 = std::time::Instant::now();
+    while pods
+        .get_opt("long-1")
+        .await?
+        .is_some_and(|p| p.metadata.deletion_timestamp.is_none())
+    {
+        assert!(t0.elapsed() < Duration::from_secs(60), "pod not deleted");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let log = ns.api::<ConfigMap>().get("long-log").await?.data.unwrap()["events.jsonl"].clone();
+    assert!(log.contains("started"), "log of the cancelled run: {log}");
+    // Un-cancelling is refused by the API server.
+    let err = ns
+        .api::<AgentRun>()
+        .patch(
+            "long",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"cancel": false}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot be unset"), "{err}");
+    ns.cleanup().await;
+    Ok(())
+}
+
+async fn gated_run(decision: &str) -> Result<(TestNs, AgentRun)> {
+    let ns = TestNs::new(&format!("gate-{}", decision.to_lowercase())).await?;
+    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
+    ns.pool("default", None).await?;
+    ns.apply::<AgentRun>(run_manifest(
+        "gated",
+        json!({
+            "repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": "echo approved > approved.txt",
+            "approvals": {"beforeStart": {}},
+        }),
+    ))
+    .await?;
+    ns.wait_run("gated", RUN_TIMEOUT, "awaiting approval", |r| {
+        phase(r) == Some(Phase::AwaitingApproval)
+    })
+    .await?;
+    assert!(
+        ns.api::<Pod>().list(&ListParams::default()).await?.items.is_empty(),
+        "no pod before approval"
+    );
+    let gate = ns.api::<ApprovalGate>().get("gated-before-start").await?;
+    assert!(
+        gate.spec.request.summary.contains("approved.txt"),
+        "{}",
+        gate.spec.request.summary
+    );
+    ns.api::<ApprovalGate>()
+        .patch(
+            "gated-before-start",
+            &PatchParams::default(),
+            &Patch::<()>::Json(serde_json::from_value(json!([
+                {"op": "add", "path": "/spec/decisions/-", "value": {"approver": "kubernetes-admin", "decision": decision, "comment": "e2e"}}
+            ]))?),
+        )
+        .await?;
+    let run = ns.wait_finished("gated", RUN_TIMEOUT).await?;
+    Ok((ns, run))
+}
+
+#[tokio::test]
+async fn before_start_gate_approved() -> Result<()> {
+    let (ns, run) = gated_run("Approve").await?;
+    assert_eq!(phase(&run), Some(Phase::Succeeded), "{:?}", run.status);
+    assert_eq!(
+        condition(&run, "AwaitingApproval").map(|c| (c.0, c.1)),
+        Some(("False".into(), "Approved".into()))
+    );
+    let gate = ns.api::<ApprovalGate>().get("gated-before-start").await?;
+    assert_eq!(gate.status.and_then(|s| s.decided_by), Some("kubernetes-admin".into()));
+    ns.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn before_start_gate_rejected() -> Result<()> {
+    let (ns, run) = gated_run("Reject").await?;
+    assert_eq!(phase(&run), Some(Phase::Rejected), "{:?}", run.status);
+    assert_eq!(
+        condition(&run, "Succeeded").map(|c| (c.0, c.1)),
+        Some(("False".into(), "Rejected".into()))
+    );
+    assert!(
+        ns.api::<Pod>().list(&ListParams::default()).await?.items.is_empty(),
+        "no pod after a rejection"
+    );
+    // Decisions are append-only.
+    let err = ns
+        .api::<ApprovalGate>()
+        .patch(
+            "gated-before-start",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"decisions": []}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    ns.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn pool_limit_queues_the_second_run() -> Result<()> {
+    let ns = TestNs::new("queue").await?;
+    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
+    ns.pool("one", Some(1)).await?;
+    for name in ["first", "second"] {
+        ns.apply::<AgentRun>(run_manifest(name, json!({
+            "repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": format!("sleep 8; echo {name} > {name}.txt"),
+            "runnerPoolRef": {"name": "one"},
+        }))).await?;
+        tokio::time::sleep(Duration::from_millis(1100)).await; // distinct creation seconds
+    }
+    let second = ns
+        .wait_run("second", RUN_TIMEOUT, "queued", |r| phase(r) == Some(Phase::Queued))
+        .await?;
+    assert_eq!(second.status.as_ref().and_then(|s| s.queue_position), Some(1));
+    // While the first runs, the second has no pod; at no time do both run.
+    let runs = ns.api::<AgentRun>();
+    loop {
+        let first = runs.get("first").await?;
+        let second = runs.get("second").await?;
+        let both = [&first, &second].iter().all(|r| phase(r) == Some(Phase::Running));
+        assert!(!both, "maxConcurrentRuns 1 exceeded");
+        if phase(&first).is_some_and(Phase::is_terminal) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let second = ns.wait_finished("second", RUN_TIMEOUT).await?;
+    assert_eq!(phase(&second), Some(Phase::Succeeded));
+    assert_eq!(
+        condition(&second, "Queued").map(|c| (c.0, c.1)),
+        Some(("False".into(), "Admitted".into()))
+    );
+    let first = runs.get("first").await?;
+    let first_end = first.status.and_then(|s| s.completion_time).unwrap();
+    let second_start = second.status.and_then(|s| s.start_time).unwrap();
+    assert!(
+        second_start.0 >= first_end.0,
+        "second started {second_start:?} before first ended {first_end:?}"
+    );
+    ns.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_manifests_are_refused_by_the_api_server() -> Result<()> {
+    let ns = TestNs::new("bad").await?;
+    let base = json!({"repo": {"url": "https://example.com/x.git"}, "agent": {"name": "shell"}, "prompt": "true"});
+    let cases = [
+        (
+            "ext-url",
+            json!({"repo": {"url": "ext::sh -c touch% /tmp/pwned"}}),
+            "repo.url must be",
+        ),
+        (
+            "option-branch",
+            json!({"output": {"branch": "--upload-pack=evil"}}),
+            "output.branch",
+        ),
+        (
+            "unknown-agent",
+            json!({"agent": {"name": "hal9000"}}),
+            "Unsupported value",
+        ),
+        (
+            "literal-key",
+            json!({"agent": {"name": "shell", "env": [{"name": "OPENAI_API_KEY", "value": "sk-x"}]}}),
+            "secretKeyRef",
+        ),
+        (
+            "two-prompts",
+            json!({"promptFrom": {"name": "cm", "key": "k"}}),
+            "exactly one of spec.prompt",
+        ),
+        (
+            "absurd-timeout",
+            json!({"budget": {"timeout": "100000h"}}),
+            "budget.timeout",
+        ),
+    ];
+    for (name, overlay, want) in cases {
+        let mut spec = base.clone();
+        for (k, v) in overlay.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let err = ns.apply::<AgentRun>(run_manifest(name, spec)).await.unwrap_err();
+        assert!(err.to_string().contains(want), "{name}: expected {want:?} in {err}");
+    }
+    // A valid run may not change its prompt after creation.
+    ns.apply::<AgentRun>(run_manifest("ok", base.clone())).await?;
+    let err = ns
+        .api::<AgentRun>()
+        .patch(
+            "ok",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"prompt": "rm -rf /"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("immutable"), "{err}");
+    ns.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn planted_secret_never_persisted() -> Result<()> {
+    let ns = TestNs::new("secret").await?;
+    let planted = "planted-Secret-9f8e7d6c5b4a";
+    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
+    ns.pool("default", None).await?;
+    ns.secret("token", "value", planted).await?;
+    ns.apply::<AgentRun>(run_manifest("leaky", json!({
+        "repo": {"url": repo.url},
+        "agent": {"name": "shell", "env": [{"name": "MY_TOKEN", "valueFrom": {"secretKeyRef": {"name": "token", "key": "value"}}}]},
+        "prompt": "echo \"token is $MY_TOKEN\"; echo \"$MY_TOKEN\" >&2; echo \"$MY_TOKEN\" > leaked.txt",
+        "output": {"commitMessage": "leak attempt"},
+    }))).await?;
+    let run = ns.wait_finished("leaky", RUN_TIMEOUT).await?;
+    assert_eq!(phase(&run), Some(Phase::Succeeded), "{:?}", run.status);
+    let mut persisted = serde_json::to_string(&run)?;
+    for cm in ns.api::<ConfigMap>().list(&ListParams::default()).await?.items {
+        persisted.push_str(&serde_json::to_string(&cm.data)?);
+        if let Some(b) = cm.binary_data.as_ref().and_then(|b| b.get("patch.gz")) {
+            persisted.push_str(&gunzip(&b.0)?);
+        }
+    }
+    for (reason, note) in ns.events_for("leaky").await? {
+        persisted.push_str(&reason);
+        persisted.push_str(&note);
+    }
+    assert!(
+        persisted.contains("[REDACTED]"),
+        "the runner saw and redacted the secret"
+    );
+    assert!(!persisted.contains(planted), "planted secret found in persisted output");
+    ns.cleanup().await;
+    Ok(())
+}
+
+/// The environment is wired (catches a misconfigured run-e2e.sh before the slower tests fail).
+#[tokio::test]
+async fn environment_is_configured() -> Result<()> {
+    for v in [
+        "PADDOCK_E2E_RUNNER_IMAGE",
+        "PADDOCK_E2E_MODEL_URL",
+        "PADDOCK_E2E_GIT_ROOT",
+        "PADDOCK_E2E_GIT_URL",
+    ] {
+        env(v)?;
+    }
+    Ok(())
+}
