@@ -65,6 +65,32 @@ pub fn set_condition(
     true
 }
 
+/// JSON schema for a container env list (`[]core/v1.EnvVar`) with the bounds CEL cost
+/// estimation needs (at most 64 entries, names ≤ 253 bytes, values ≤ 32 KiB) and a rule that
+/// credentials come from Secrets: a literal `value` is refused for names containing `KEY`,
+/// `TOKEN`, `SECRET` or `PASSWORD` (any case).
+pub fn env_schema(generator: &mut schemars::generate::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<k8s_openapi::api::core::v1::EnvVar>>();
+    let obj = schema.ensure_object();
+    obj.insert("maxItems".into(), 64.into());
+    if let Some(props) = obj.get_mut("items").and_then(|i| i.get_mut("properties")) {
+        if let Some(name) = props.get_mut("name").and_then(|n| n.as_object_mut()) {
+            name.insert("maxLength".into(), 253.into());
+        }
+        if let Some(value) = props.get_mut("value").and_then(|n| n.as_object_mut()) {
+            value.insert("maxLength".into(), 32768.into());
+        }
+    }
+    obj.insert(
+        "x-kubernetes-validations".into(),
+        serde_json::json!([{
+            "rule": "self.all(e, !has(e.value) || !e.name.upperAscii().matches('KEY|TOKEN|SECRET|PASSWORD'))",
+            "message": "credentials in env must use valueFrom.secretKeyRef, not a literal value"
+        }]),
+    );
+    schema
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,30 +143,4 @@ mod tests {
         assert_eq!(c[0].last_transition_time, t(40));
         assert_eq!(c.len(), 1);
     }
-}
-
-/// JSON schema for a container env list (`[]core/v1.EnvVar`) with the bounds CEL cost
-/// estimation needs (at most 64 entries, names ≤ 253 bytes, values ≤ 32 KiB) and a rule that
-/// credentials come from Secrets: a literal `value` is refused for names containing `KEY`,
-/// `TOKEN`, `SECRET` or `PASSWORD` (any case).
-pub fn env_schema(generator: &mut schemars::generate::SchemaGenerator) -> schemars::Schema {
-    let mut schema = generator.subschema_for::<Vec<k8s_openapi::api::core::v1::EnvVar>>();
-    let obj = schema.ensure_object();
-    obj.insert("maxItems".into(), 64.into());
-    if let Some(props) = obj.get_mut("items").and_then(|i| i.get_mut("properties")) {
-        if let Some(name) = props.get_mut("name").and_then(|n| n.as_object_mut()) {
-            name.insert("maxLength".into(), 253.into());
-        }
-        if let Some(value) = props.get_mut("value").and_then(|n| n.as_object_mut()) {
-            value.insert("maxLength".into(), 32768.into());
-        }
-    }
-    obj.insert(
-        "x-kubernetes-validations".into(),
-        serde_json::json!([{
-            "rule": "self.all(e, !has(e.value) || !e.name.upperAscii().matches('KEY|TOKEN|SECRET|PASSWORD'))",
-            "message": "credentials in env must use valueFrom.secretKeyRef, not a literal value"
-        }]),
-    );
-    schema
 }
