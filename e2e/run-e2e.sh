@@ -32,7 +32,7 @@ export PADDOCK_E2E_RUNNER_IMAGE=localhost/paddock/runner:dev
 export PADDOCK_E2E_MODEL_URL=$MODEL_URL PADDOCK_E2E_GIT_ROOT=$GIT_ROOT PADDOCK_E2E_GIT_URL=$GIT_URL
 step "e2e tests"
 rc=0
-cargo test -p paddock-e2e -- --test-threads="${PADDOCK_E2E_THREADS:-4}" || rc=$?
+cargo test -p paddock-e2e --test e2e -- --test-threads="${PADDOCK_E2E_THREADS:-4}" || rc=$?
 if [ $rc -ne 0 ]; then
   echo "---- operator log (last 80 lines) ----" >&2
   kubectl -n paddock-system logs deploy/paddock-operator --tail=80 >&2 || true
