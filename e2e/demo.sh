@@ -116,11 +116,16 @@ echo; echo "Conditions:"
 kubectl -n $NS get ar $RUN -o jsonpath='{range .status.conditions[*]}  {.type}={.status} ({.reason}): {.message}{"\n"}{end}'
 echo; echo "Events:"
 kubectl -n $NS get events --field-selector involvedObject.name=$RUN --sort-by=.metadata.creationTimestamp \
-  -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.note --no-headers | sed 's/^/  /'
+  -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message --no-headers | sed 's/^/  /'
 echo; echo "Diffstat: $(kubectl -n $NS get ar $RUN -o jsonpath='{.status.result.diffstat} in {.status.result.filesChanged} file(s), commit {.status.result.commit}')"
 echo; echo "Branch paddock/$RUN in $GIT_ROOT/paddock.git (pushed by the gateway sidecar):"
 git --git-dir="$GIT_ROOT/paddock.git" log -1 --stat "paddock/$RUN" 2>/dev/null | sed 's/^/  /' || echo "  (branch not found)"
 echo
 printf 'Timing: apply -> pod Running %ss, apply -> %s %ss\n' "${t_running:-?}" "$phase" "$T_END"
-echo "Try: kubectl -n $NS get ar -w | kubectl -n $NS describe ar $RUN | kubectl -n $NS get cm $RUN-log -o jsonpath='{.data.events\.jsonl}'"
+cat <<EOT
+Try:
+  kubectl -n $NS get ar -w
+  kubectl -n $NS describe ar $RUN
+  kubectl -n $NS get cm $RUN-log -o jsonpath='{.data.events\.jsonl}'
+EOT
 [ "$phase" = Succeeded ]
