@@ -20,7 +20,7 @@ if [ -z "${PADDOCK_LOCAL_CLUSTER:-}" ] && { [ -n "${KUBECONFIG:-}" ] || kubectl 
    && kubectl version --request-timeout=5s >/dev/null 2>&1; then
   step "using the configured cluster ($(kubectl config current-context 2>/dev/null || echo "$KUBECONFIG"))"
   HOST_IP=${PADDOCK_HOST_IP:?set PADDOCK_HOST_IP to an address of this machine that pods can reach}
-  echo "load the images into that cluster yourself (e.g. kind load image-archive), see docs/getting-started.md" >&2
+  echo "load the images into that cluster yourself first (README: On a machine with Docker)" >&2
   LOCAL=0
 else
   step "local cluster (first run builds Kubernetes from source: ~15 min on 2 cores; then cached)"

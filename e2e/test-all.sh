@@ -7,6 +7,9 @@ step "toolchain and host packages"; ensure_host_deps
 step "agent CLIs on the host (scripted model endpoint tests)"; ensure_npm_clis
 export SCRIPTED_MODEL_REQUIRE_CLIS=1
 step "unit tests, CRD drift test, lints"; make --no-print-directory unit
-if [ -x charts/paddock/test.sh ]; then step "chart checks"; bash charts/paddock/test.sh; fi
+step "chart checks (helm lint, rendered manifests, RBAC rule by rule)"
+HELM="$(bash e2e/cluster/build-binaries.sh print-env | sed -n 's/^HELM_BIN=//p')/helm"
+bash e2e/cluster/build-binaries.sh helm
+HELM=$HELM bash charts/paddock/test.sh
 if [ "${PADDOCK_SKIP_E2E:-}" = 1 ]; then echo "PADDOCK_SKIP_E2E=1: skipping the e2e suite"; exit 0; fi
 if [ -f e2e/run-e2e.sh ]; then step "e2e suite on a real cluster"; bash e2e/run-e2e.sh; fi

@@ -292,7 +292,7 @@ pub struct AgentRunStatus {
     /// When the run ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
-    /// `completionTime - startTime` (or so far), rounded to seconds, e.g. `1m12s`.
+    /// `completionTime - startTime` in whole seconds, e.g. `1m12s`; set when the run ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
     /// Runner events seen so far and the latest one, as a rolling summary.

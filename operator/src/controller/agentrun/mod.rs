@@ -70,15 +70,10 @@ pub async fn reconcile(run: Arc<AgentRun>, ctx: Arc<Context>) -> Result<Action> 
     out.status.observed_generation = run.metadata.generation;
     step(&run, &ctx, &ns, &mut out).await?;
 
-    // Duration column: from start to completion (or to now while running).
-    if let Some(start) = &out.status.start_time {
-        let end = out.status.completion_time.clone().unwrap_or_else(now);
-        let secs = end.0.as_second() - start.0.as_second();
-        out.status.duration = Some(format_duration(secs));
-        if out.status.completion_time.is_none() && old.duration.is_some() {
-            // Don't write just because the clock moved; the column refreshes on real changes.
-            out.status.duration = old.duration.clone();
-        }
+    // Duration column: set once, when the run ends (a running run's age is the Age column;
+    // writing the clock every pass would make status churn).
+    if let (Some(start), Some(end)) = (&out.status.start_time, &out.status.completion_time) {
+        out.status.duration = Some(format_duration(end.0.as_second() - start.0.as_second()));
     }
 
     let mut new_status = out.status.clone();
