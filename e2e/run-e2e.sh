@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The e2e suite on a real local cluster: cluster up (or reuse), images built and loaded, Paddock
 # installed with its Helm chart, host services started (scripted model endpoint, git daemon),
-# then `cargo test -p paddock-e2e`. Env:
+# then `cargo test -p paddock-e2e --test e2e --test approvals --test plugin`. Env:
 #   PADDOCK_E2E_DOWN=1      tear the cluster down at the end (CI)
 #   PADDOCK_E2E_KEEP=1      keep the test namespaces
 #   PADDOCK_E2E_THREADS=N   tests in parallel (default 4)
@@ -12,6 +12,7 @@ source e2e/services.sh
 
 step "release build: paddock-runner, paddock-operator, scripted-model"
 cargo build --release -q -p paddock-runner -p paddock-operator -p scripted-model
+cargo build -q -p kubectl-paddock  # debug: tests/plugin.rs runs target/debug/kubectl-paddock
 
 step "local cluster"
 KUBECONFIG=$(bash e2e/cluster/cluster.sh up | tail -n 1)
@@ -32,7 +33,14 @@ export PADDOCK_E2E_RUNNER_IMAGE=localhost/paddock/runner:dev
 export PADDOCK_E2E_MODEL_URL=$MODEL_URL PADDOCK_E2E_GIT_ROOT=$GIT_ROOT PADDOCK_E2E_GIT_URL=$GIT_URL
 step "e2e tests"
 rc=0
-cargo test -p paddock-e2e --test e2e -- --test-threads="${PADDOCK_E2E_THREADS:-4}" || rc=$?
+E2E_LOG=$(mktemp "${TMPDIR:-/tmp}/paddock-e2e.XXXXXX")
+# Three test files (cargo prints one "test result:" line per file); the last line below totals them.
+cargo test -p paddock-e2e --test e2e --test approvals --test plugin -- --test-threads="${PADDOCK_E2E_THREADS:-4}" 2>&1 |
+  tee "$E2E_LOG" || rc=$?
+# The suite's closing line, in the plain "N passed, N failed" form.
+awk '/^test result:/ { files++; for (i = 1; i < NF; i++) { if ($(i+1) ~ /^(passed|failed);?$/) t[$(i+1)] += $i } }
+  END { f = t["failed;"] + 0; if (files < 3) f++; printf "e2e: %d passed, %d failed\n", t["passed;"], f }' "$E2E_LOG"
+rm -f "$E2E_LOG"
 if [ $rc -ne 0 ]; then
   echo "---- operator log (last 80 lines) ----" >&2
   kubectl -n paddock-system logs deploy/paddock-operator --tail=80 >&2 || true

@@ -230,7 +230,8 @@ def binding_ok(b, role):
 
 pools = kinds("RunnerPool")
 if scenario == "default":
-    expect_kinds({"ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Deployment": 1, "Service": 1, "RunnerPool": 1})
+    expect_kinds({"ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Deployment": 1, "Service": 1, "RunnerPool": 1,
+                  "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
     op = one("ClusterRole", "-operator")
     check(op and norm(op["rules"]) == EXPECTED_OPERATOR, f"{scenario}: operator ClusterRole has exactly the expected rules",
           str(op and norm(op["rules"])))
@@ -248,7 +249,7 @@ if scenario == "default":
           f"{scenario}: RunnerPool spec: runner:dev IfNotPresent, maxConcurrentRuns 4, all agents", str(p and p["spec"]))
 elif scenario == "watchns-servicemonitor":
     expect_kinds({"ServiceAccount": 1, "ClusterRole": 2, "Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1,
-                  "ServiceMonitor": 1, "RunnerPool": 1})
+                  "ServiceMonitor": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
     role = one("Role")
     check(role and role["metadata"]["namespace"] == "team-a" and norm(role["rules"]) == EXPECTED_OPERATOR,
           f"{scenario}: operator Role in team-a has exactly the expected rules")
@@ -257,9 +258,13 @@ elif scenario == "watchns-servicemonitor":
     check(not any(r["metadata"]["name"].endswith("-operator") for r in kinds("ClusterRole")), f"{scenario}: no operator ClusterRole")
     check(env.get("PADDOCK_WATCH_NAMESPACE", {}).get("value") == "team-a", f"{scenario}: PADDOCK_WATCH_NAMESPACE=team-a")
     check(len(pools) == 1 and pools[0]["metadata"]["namespace"] == "team-a", f"{scenario}: RunnerPool in the watched namespace")
+    vb = one("ValidatingAdmissionPolicyBinding")
+    check(vb and vb["spec"].get("matchResources") == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "team-a"}}},
+          f"{scenario}: approval policy bound to the watched namespace only", str(vb and vb["spec"].get("matchResources")))
 elif scenario == "pools-leases":
     expect_kinds({"ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
-                  "Deployment": 1, "Service": 1, "RunnerPool": 2})
+                  "Deployment": 1, "Service": 1, "RunnerPool": 2, "ValidatingAdmissionPolicy": 1,
+                  "ValidatingAdmissionPolicyBinding": 1})
     le = one("Role", "-leader-election")
     check(le and le["metadata"]["namespace"] == "paddock-system" and norm(le["rules"]) == EXPECTED_LEASES,
           f"{scenario}: leader-election Role: leases get/create/update in the release namespace")
@@ -277,6 +282,34 @@ elif scenario == "crds":
     names = sorted(d["metadata"]["name"] for d in kinds("CustomResourceDefinition"))
     check(names == ["agentruns.paddock.dev", "approvalgates.paddock.dev", "runnerpools.paddock.dev"],
           f"{scenario}: --include-crds renders the three CRDs", str(names))
+
+# The approval policy (templates/approval-policy.yaml): shape only; its CEL is proven on a real
+# cluster by e2e/tests/approvals.rs.
+vap, vapb = one("ValidatingAdmissionPolicy"), one("ValidatingAdmissionPolicyBinding")
+if vap:
+    ps = vap["spec"]
+    check(vap["apiVersion"] == "admissionregistration.k8s.io/v1" and ps.get("failurePolicy") == "Fail",
+          f"{scenario}: approval policy is admissionregistration.k8s.io/v1 with failurePolicy Fail")
+    check(ps.get("matchConstraints", {}).get("resourceRules") == [{"apiGroups": ["paddock.dev"], "apiVersions": ["*"],
+          "operations": ["UPDATE"], "resources": ["approvalgates"]}],
+          f"{scenario}: approval policy matches exactly UPDATE of approvalgates (not /status)", str(ps.get("matchConstraints")))
+    mcs = ps.get("matchConditions") or []
+    check(len(mcs) == 1 and "object.spec.decisions" in mcs[0]["expression"] and "oldObject.spec.decisions" in mcs[0]["expression"],
+          f"{scenario}: approval policy only evaluates updates that change spec.decisions", str(mcs))
+    vs = ps.get("validations") or []
+    check(len(vs) == 4 and all(v.get("message") and v.get("messageExpression") and v.get("reason") == "Forbidden" for v in vs),
+          f"{scenario}: approval policy has 4 validations, each with a message, messageExpression, reason Forbidden", str(vs)[:300])
+    allcel = " ".join(v["expression"] for v in vs) + " ".join(x["expression"] for x in ps.get("variables", []))
+    for needle in ("request.userInfo.username", "request.userInfo.groups", "system:serviceaccount:", "oldObject.status.state",
+                   "oldObject.spec.approvers.users", "oldObject.spec.approvers.groups"):
+        check(needle in allcel, f"{scenario}: approval policy CEL uses {needle}")
+    check(vapb and vapb["apiVersion"] == "admissionregistration.k8s.io/v1" and vapb["spec"].get("policyName") == vap["metadata"]["name"]
+          and vapb["spec"].get("validationActions") == ["Deny"],
+          f"{scenario}: approval policy binding names the policy, validationActions [Deny]", str(vapb and vapb["spec"]))
+    check(vapb and (scenario == "watchns-servicemonitor" or "matchResources" not in vapb["spec"]),
+          f"{scenario}: approval policy binding covers all namespaces unless watchNamespace is set")
+elif scenario != "crds":
+    check(scenario == "no-pool" and vapb is None, f"{scenario}: approval policy rendered (or no-pool: neither policy nor binding)")
 
 for good, desc, detail in results:
     print(("ok   - " if good else "FAIL - ") + desc + ("" if good or not detail else "\n    " + detail[:600]))
@@ -328,7 +361,8 @@ render pools-leases --set rbac.leaderElection=true --set 'defaultPool.namespaces
   --set defaultPool.image.repository=reg.test/runner --set defaultPool.image.tag=v1 \
   --set 'defaultPool.env[0].name=ANTHROPIC_BASE_URL' --set 'defaultPool.env[0].value=http://model.test:8080'
 checkyaml pools-leases
-render no-pool --set defaultPool.enabled=false --set rbac.aggregateToDefaultRoles=false --set metrics.service.enabled=false
+render no-pool --set defaultPool.enabled=false --set rbac.aggregateToDefaultRoles=false --set metrics.service.enabled=false \
+  --set approvalPolicy.enabled=false
 checkyaml no-pool
 render crds --include-crds
 checkyaml crds
@@ -498,6 +532,8 @@ if [ "$CLUSTER" = 1 ]; then
     check "CRDs established" k wait --for=condition=Established --timeout=60s \
       crd/agentruns.paddock.dev crd/approvalgates.paddock.dev crd/runnerpools.paddock.dev
     check "RunnerPool default exists in $NS" k -n "$NS" get runnerpool default
+    check "approval policy and its binding exist (policy CEL proven by e2e/tests/approvals.rs)" \
+      k get validatingadmissionpolicy,validatingadmissionpolicybinding "$REL-approval-gates"
     # The operator's permissions, as the API server's authorizer sees them.
     for spec in \
       "get agentruns.paddock.dev" "list agentruns.paddock.dev" "watch agentruns.paddock.dev" \

@@ -213,6 +213,24 @@ impl TestNs {
     }
 }
 
+/// The user name the API server authenticates `client` as (a SelfSubjectReview, i.e.
+/// `kubectl auth whoami`): what an ApprovalGate decision's `approver` must be, since the chart's
+/// admission policy refuses decisions in someone else's name.
+///
+/// # Errors
+/// API errors, or a review without a user name.
+pub async fn whoami(client: &Client) -> Result<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let review = Api::<SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await?;
+    review
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .ok_or_else(|| anyhow!("SelfSubjectReview returned no user name"))
+}
+
 /// The run's phase.
 pub fn phase(r: &AgentRun) -> Option<Phase> {
     r.status.as_ref().and_then(|s| s.phase)

@@ -5,7 +5,7 @@ use anyhow::Result;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{ListParams, Patch, PatchParams};
 use paddock_crds::{AgentRun, ApprovalGate, Phase};
-use paddock_e2e::{condition, env, gunzip, phase, GitRepo, TestNs};
+use paddock_e2e::{condition, env, gunzip, phase, whoami, GitRepo, TestNs};
 use serde_json::json;
 use std::time::Duration;
 
@@ -222,12 +222,14 @@ async fn gated_run(decision: &str) -> Result<(TestNs, AgentRun)> {
         "{}",
         gate.spec.request.summary
     );
+    // The chart's admission policy admits only decisions in the requester's own name.
+    let me = whoami(&ns.client).await?;
     ns.api::<ApprovalGate>()
         .patch(
             "gated-before-start",
             &PatchParams::default(),
             &Patch::<()>::Json(serde_json::from_value(json!([
-                {"op": "add", "path": "/spec/decisions/-", "value": {"approver": "kubernetes-admin", "decision": decision, "comment": "e2e"}}
+                {"op": "add", "path": "/spec/decisions/-", "value": {"approver": me, "decision": decision, "comment": "e2e"}}
             ]))?),
         )
         .await?;
@@ -244,7 +246,7 @@ async fn before_start_gate_approved() -> Result<()> {
         Some(("False".into(), "Approved".into()))
     );
     let gate = ns.api::<ApprovalGate>().get("gated-before-start").await?;
-    assert_eq!(gate.status.and_then(|s| s.decided_by), Some("kubernetes-admin".into()));
+    assert_eq!(gate.status.and_then(|s| s.decided_by), Some(whoami(&ns.client).await?));
     ns.cleanup().await;
     Ok(())
 }

@@ -1,0 +1,218 @@
+//! End-to-end for the `kubectl paddock` plugin: the real binary (`target/debug/kubectl-paddock`,
+//! built by `e2e/run-e2e.sh` or here if missing) against runs on the real cluster.
+
+use anyhow::{bail, Context as _, Result};
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use paddock_crds::{AgentRun, ApprovalGate, Phase, Verdict};
+use paddock_e2e::{condition, phase, GitRepo, TestNs};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn run_manifest(name: &str, spec: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun", "metadata": {"name": name}, "spec": spec})
+}
+
+/// The plugin binary, built with `cargo build -p kubectl-paddock` if it is not there yet.
+fn plugin_binary() -> Result<PathBuf> {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("target"));
+    let bin = target.join("debug").join("kubectl-paddock");
+    if !bin.exists() {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "kubectl-paddock"])
+            .current_dir(&repo)
+            .status()
+            .context("running cargo build -p kubectl-paddock")?;
+        if !st.success() || !bin.exists() {
+            bail!(
+                "cargo build -p kubectl-paddock failed ({st}); {} missing",
+                bin.display()
+            );
+        }
+    }
+    Ok(bin)
+}
+
+/// Output of one plugin invocation.
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn plugin(args: &[&str]) -> Result<Out> {
+    let out = Command::new(plugin_binary()?)
+        .args(args)
+        .env(
+            "KUBECONFIG",
+            std::env::var("KUBECONFIG").context("KUBECONFIG is not set")?,
+        )
+        .output()?;
+    let o = Out {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!(
+        "$ kubectl paddock {}\n{}{}(exit ok: {})",
+        args.join(" "),
+        o.stdout,
+        o.stderr,
+        o.ok
+    );
+    assert!(!o.stderr.contains("panicked"), "the plugin panicked: {}", o.stderr);
+    Ok(o)
+}
+
+fn ok(args: &[&str]) -> Result<String> {
+    let o = plugin(args)?;
+    if !o.ok {
+        bail!("kubectl paddock {args:?} failed: {}", o.stderr);
+    }
+    Ok(o.stdout)
+}
+
+fn fails(args: &[&str]) -> Result<String> {
+    let o = plugin(args)?;
+    if o.ok {
+        bail!("kubectl paddock {args:?} succeeded but should fail: {}", o.stdout);
+    }
+    Ok(o.stderr)
+}
+
+#[tokio::test]
+async fn plugin_approves_and_shows_diff_and_logs() -> Result<()> {
+    let ns = TestNs::new("plugin").await?;
+    let n = ns.name.as_str();
+    let repo = GitRepo::create(&format!("{n}-r"), &[("a.txt", "a\n")])?;
+    ns.pool("default", None).await?;
+    ns.apply::<AgentRun>(run_manifest(
+        "hi",
+        json!({
+            "repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": "echo hi > hi.txt",
+            "approvals": {"beforeStart": {}},
+        }),
+    ))
+    .await?;
+    // A second, ungated run that stays running: `logs` must read the live pod.
+    ns.apply::<AgentRun>(run_manifest(
+        "live",
+        json!({"repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": "echo live-line-42; sleep 600"}),
+    ))
+    .await?;
+    ns.wait_run("hi", RUN_TIMEOUT, "awaiting approval", |r| {
+        phase(r) == Some(Phase::AwaitingApproval)
+    })
+    .await?;
+
+    // Before approval: no pod, so no log and no patch; the gate is pending.
+    assert!(fails(&["logs", "hi", "-n", n])?.contains("no event log yet"));
+    assert!(fails(&["diff", "hi", "-n", n])?.contains("no patch yet"));
+    let gates = ok(&["gates", "-n", n])?;
+    assert!(gates.starts_with("NAME"), "{gates}");
+    let row = gates
+        .lines()
+        .find(|l| l.starts_with("hi-before-start "))
+        .unwrap_or_default();
+    for want in [" hi ", "BeforeStart", "Pending", "0/1"] {
+        assert!(row.contains(want), "{want:?} in gate row {row:?}");
+    }
+    assert!(fails(&["approve", "no-such-thing", "-n", n])?.contains("no ApprovalGate or AgentRun named"));
+
+    // Approve by run name, in the caller's own name.
+    let said = ok(&["approve", "hi", "-m", "ok", "-n", n])?;
+    assert!(said.contains("approvalgate/hi-before-start approved by"), "{said}");
+    let me = Api::<SelfSubjectReview>::all(ns.client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await?
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .unwrap_or_default();
+    assert!(!me.is_empty());
+    let gate = ns.api::<ApprovalGate>().get("hi-before-start").await?;
+    assert_eq!(gate.spec.decisions.len(), 1, "{:?}", gate.spec.decisions);
+    let d = &gate.spec.decisions[0];
+    assert_eq!(
+        (d.approver.as_str(), d.decision, d.comment.as_deref()),
+        (me.as_str(), Verdict::Approve, Some("ok"))
+    );
+
+    let run = ns.wait_finished("hi", RUN_TIMEOUT).await?;
+    assert_eq!(phase(&run), Some(Phase::Succeeded), "{:?}", run.status);
+    assert_eq!(
+        condition(&run, "AwaitingApproval").map(|c| c.1),
+        Some("Approved".into())
+    );
+
+    let diff = ok(&["diff", "hi", "-n", n])?;
+    assert!(diff.contains("+++ b/hi.txt"), "{diff}");
+    assert!(diff.contains("+hi"), "{diff}");
+
+    let logs = ok(&["logs", "hi", "-n", n])?;
+    for want in [
+        "step agent started",
+        "step agent succeeded",
+        "step commit succeeded",
+        "result Succeeded",
+    ] {
+        assert!(logs.contains(want), "{want:?} in logs:\n{logs}");
+    }
+    assert!(
+        logs.lines().all(|l| l.trim_start().starts_with('+')),
+        "every line has a relative time: {logs}"
+    );
+    let raw = ok(&["logs", "hi", "--raw", "-n", n])?;
+    assert_eq!(raw.lines().count(), logs.lines().count(), "one raw line per event");
+    for l in raw.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).with_context(|| format!("raw line {l:?}"))?;
+        assert_eq!(v["v"], 1, "{l}");
+    }
+
+    let runs = ok(&["runs", "-n", n])?;
+    let row = runs.lines().find(|l| l.starts_with("hi ")).unwrap_or_default();
+    for want in ["shell", "Succeeded", "+1/-0"] {
+        assert!(row.contains(want), "{want:?} in run row {row:?}\n{runs}");
+    }
+    let all = ok(&["runs", "-A"])?;
+    assert!(all.starts_with("NAMESPACE"), "{all}");
+    assert!(all.lines().any(|l| l.starts_with(n) && l.contains(" hi ")), "{all}");
+
+    // A decided gate refuses more decisions, by gate name or by run name.
+    assert!(fails(&["approve", "hi", "-n", n])?.contains("already"));
+    assert!(fails(&["reject", "hi-before-start", "-m", "too late", "-n", n])?.contains("already Approved"));
+    let gate = ns.api::<ApprovalGate>().get("hi-before-start").await?;
+    assert_eq!(gate.spec.decisions.len(), 1, "no decision appended to a decided gate");
+
+    // The live run has no log ConfigMap yet: `logs` reads the agent container.
+    ns.wait_run("live", RUN_TIMEOUT, "running", |r| {
+        condition(r, "Running").is_some_and(|c| c.1 == "AgentRunning")
+    })
+    .await?;
+    let t0 = std::time::Instant::now();
+    loop {
+        let o = plugin(&["logs", "live", "-n", n])?;
+        if o.ok && o.stdout.contains("live-line-42") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "live log never showed the line");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(fails(&["diff", "live", "-n", n])?.contains("no patch yet (phase Running)"));
+    ns.api::<AgentRun>()
+        .patch(
+            "live",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"cancel": true}})),
+        )
+        .await?;
+    ns.cleanup().await;
+    Ok(())
+}
