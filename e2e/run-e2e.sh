@@ -35,7 +35,7 @@ step "e2e tests"
 rc=0
 E2E_LOG=$(mktemp "${TMPDIR:-/tmp}/paddock-e2e.XXXXXX")
 # Three test files (cargo prints one "test result:" line per file); the last line below totals them.
-cargo test -p paddock-e2e --test e2e --test approvals --test plugin -- --test-threads="${PADDOCK_E2E_THREADS:-4}" 2>&1 |
+cargo test --no-fail-fast -p paddock-e2e --test e2e --test approvals --test plugin -- --test-threads="${PADDOCK_E2E_THREADS:-4}" 2>&1 |
   tee "$E2E_LOG" || rc=$?
 # The suite's closing line, in the plain "N passed, N failed" form.
 awk '/^test result:/ { files++; for (i = 1; i < NF; i++) { if ($(i+1) ~ /^(passed|failed);?$/) t[$(i+1)] += $i } }

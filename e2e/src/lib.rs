@@ -178,6 +178,26 @@ impl TestNs {
             .collect())
     }
 
+    /// Waits until Events with each of `reasons` exist for the object `name` (Events are
+    /// published asynchronously, after the status they describe), returning all (reason, note).
+    ///
+    /// # Errors
+    /// Timeout (listing the reasons seen) or API errors.
+    pub async fn wait_events(&self, name: &str, reasons: &[&str], timeout: Duration) -> Result<Vec<(String, String)>> {
+        let t0 = Instant::now();
+        loop {
+            let evs = self.events_for(name).await?;
+            if reasons.iter().all(|want| evs.iter().any(|(r, _)| r == want)) {
+                return Ok(evs);
+            }
+            if t0.elapsed() > timeout {
+                let seen: Vec<&str> = evs.iter().map(|(r, _)| r.as_str()).collect();
+                bail!("Events {reasons:?} for {name} not all seen within {timeout:?}; seen: {seen:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Prints the namespace's pods and events (on failure).
     pub async fn dump(&self) {
         eprintln!("---- dump of namespace {} ----", self.name);

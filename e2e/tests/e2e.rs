@@ -74,11 +74,13 @@ async fn agent_edits_a_file(agent: &str, key_env: &str) -> Result<()> {
         !log.contains("sk-e2e-planted-model-key"),
         "the API key never reaches the log"
     );
-    let events = ns.events_for(&name).await?;
-    let reasons: Vec<&str> = events.iter().map(|(r, _)| r.as_str()).collect();
-    for want in ["PodCreated", "Succeeded"] {
-        assert!(reasons.contains(&want), "event {want} in {reasons:?}");
-    }
+    // Transitions and the agent's own progress (from the runner's event stream) become Events.
+    ns.wait_events(
+        &name,
+        &["PodCreated", "AgentStarted", "ToolCall", "Succeeded"],
+        Duration::from_secs(15),
+    )
+    .await?;
     assert!(
         status.usage.as_ref().is_some_and(|u| u.output_tokens > 0),
         "usage reported: {:?}",
@@ -405,7 +407,7 @@ async fn planted_secret_never_persisted() -> Result<()> {
             persisted.push_str(&gunzip(&b.0)?);
         }
     }
-    for (reason, note) in ns.events_for("leaky").await? {
+    for (reason, note) in ns.wait_events("leaky", &["Succeeded"], Duration::from_secs(15)).await? {
         persisted.push_str(&reason);
         persisted.push_str(&note);
     }

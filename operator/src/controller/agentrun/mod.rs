@@ -32,6 +32,10 @@ fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
+/// Most runner events turned into Kubernetes Events when a run ends without its follower
+/// having reported them.
+const CATCH_UP_EVENTS: usize = 20;
+
 /// The attempt this version runs (retries come later; pods are named `<run>-<attempt>`).
 const ATTEMPT: u32 = 1;
 
@@ -453,9 +457,30 @@ async fn finish_from_pod(
         run.metadata.namespace.as_deref().unwrap_or_default(),
     );
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    if let Some(uid) = &run.metadata.uid {
+        follow::stop_follower(ctx, uid).await;
+    }
     let log = artifacts::fetch_pod_log(&pods, &pod_name).await;
     let parsed = artifacts::parse_log(&log);
     let (log_ref, patch_ref) = artifacts::apply_artifacts(&ctx.client, run, &parsed).await?;
+    // A short run can end before its log follower starts: publish the notable events it did not
+    // report (after the last one counted in status.progress), bounded, before the final Event.
+    // The Recorder folds an identical repeat into the existing Event (its count), not a new one.
+    let seen = run
+        .status
+        .as_ref()
+        .and_then(|s| s.progress.as_ref())
+        .map_or(0, |p| p.events);
+    let missed = parsed
+        .events
+        .iter()
+        .filter(|e| e.seq > seen)
+        .filter_map(|e| follow::event_for(&e.event));
+    out.events.extend(
+        missed
+            .take(CATCH_UP_EVENTS)
+            .map(|(t, reason, note)| (t, reason.to_string(), note)),
+    );
     let state = classify_pod(pod);
     let (phase, reason, message, result) = match (forced, state) {
         (Some(Phase::Cancelled), _) => (
@@ -496,9 +521,6 @@ async fn finish_from_pod(
         });
     } else {
         out.status.result = None;
-    }
-    if let Some(uid) = &run.metadata.uid {
-        follow::stop_follower(ctx, uid).await;
     }
     transition(run, out, phase, &reason, &message);
     Ok(())
