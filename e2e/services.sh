@@ -46,6 +46,8 @@ install_paddock() {
   local repo helm
   repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   helm=$(bash "$repo/e2e/cluster/build-binaries.sh" print-env | sed -n 's/^HELM_BIN=//p')/helm
+  # Helm installs crds/ once and never upgrades them: apply the current CRDs first.
+  kubectl apply --server-side --force-conflicts --field-manager=paddock-install -f "$repo/charts/paddock/crds/crds.yaml" >/dev/null
   "$helm" upgrade --install paddock "$repo/charts/paddock" -n paddock-system --create-namespace \
     --set image.repository=localhost/paddock/operator --set image.tag=dev --set image.pullPolicy=IfNotPresent \
     --set defaultPool.enabled=false "$@" >/dev/null

@@ -174,6 +174,13 @@ pub struct GatePolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10))]
     pub quorum: Option<u32>,
+    /// How long the gate waits (Go duration, 1s to 720h). Unset: forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('720h')").message("timeout must be a duration between 1s and 720h"))]
+    pub timeout: Option<String>,
+    /// What expiry decides: `Reject` (default) or `Approve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<crate::TimeoutAction>,
 }
 
 /// A list of Kubernetes users and groups (as the API server authenticates them).

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(
-    validation = Rule::new("self.runRef == oldSelf.runRef && self.stage == oldSelf.stage && self.request == oldSelf.request && self.approvers == oldSelf.approvers && self.quorum == oldSelf.quorum").message("only spec.decisions may change, by appending"),
+    validation = Rule::new("self.runRef == oldSelf.runRef && self.stage == oldSelf.stage && self.request == oldSelf.request && self.approvers == oldSelf.approvers && self.quorum == oldSelf.quorum && (has(self.timeout) ? has(oldSelf.timeout) && self.timeout == oldSelf.timeout : !has(oldSelf.timeout)) && (has(self.onTimeout) ? has(oldSelf.onTimeout) && self.onTimeout == oldSelf.onTimeout : !has(oldSelf.onTimeout))").message("only spec.decisions may change, by appending"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalGateSpec {
@@ -41,6 +41,16 @@ pub struct ApprovalGateSpec {
     /// Approvals needed (1..=10). One Reject decides the gate.
     #[schemars(range(min = 1, max = 10))]
     pub quorum: u32,
+    /// How long the gate waits for decisions, from its creation, as a Go duration (`30m`, `24h`;
+    /// 1s to 30 days). Unset: it never expires. A Warning Event `ExpiringSoon` precedes expiry
+    /// (a fifth of the timeout before, at most 10 minutes before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('720h')").message("timeout must be a duration between 1s and 720h"))]
+    pub timeout: Option<String>,
+    /// What expiry means: `Reject` (default; the run ends `Rejected`, reason `GateExpired`) or
+    /// `Approve` (the run goes on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<TimeoutAction>,
     /// Decisions, appended by humans (`kubectl patch --type=json` with
     /// `{"op":"add","path":"/spec/decisions/-","value":{…}}`). Append-only: earlier entries
     /// cannot be changed or removed.
@@ -90,6 +100,16 @@ pub struct Decision {
     pub comment: Option<String>,
 }
 
+/// What a gate's expiry decides.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TimeoutAction {
+    /// Expiry rejects: the run ends `Rejected` with reason `GateExpired`.
+    #[default]
+    Reject,
+    /// Expiry approves: the run goes on.
+    Approve,
+}
+
 /// A decision's verdict.
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -108,6 +128,8 @@ pub enum GateState {
     Approved,
     /// A Reject was recorded.
     Rejected,
+    /// `spec.timeout` passed without a decision; `spec.onTimeout` says what that means.
+    Expired,
 }
 
 /// Observed state of a gate.
@@ -123,10 +145,17 @@ pub struct ApprovalGateStatus {
     /// Who decided the gate (the last counted decision), once decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
-    /// When the gate was decided.
+    /// When the gate was decided (or expired).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<Time>,
-    /// Conditions: `Decided` (False while pending; True with reason `Approved` or `Rejected`).
+    /// When the gate expires (`creationTimestamp + spec.timeout`), while pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    /// Whether the `ExpiringSoon` warning Event was published.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expiry_warned: bool,
+    /// Conditions: `Decided` (False while pending; True with reason `Approved`, `Rejected` or
+    /// `Expired`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,

@@ -281,6 +281,52 @@ async fn before_start_gate_rejected() -> Result<()> {
 }
 
 #[tokio::test]
+async fn before_start_gate_expires() -> Result<()> {
+    let ns = TestNs::new("expire").await?;
+    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
+    ns.pool("default", None).await?;
+    ns.apply::<AgentRun>(run_manifest(
+        "expires",
+        json!({
+            "repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": "echo never > never.txt",
+            "approvals": {"beforeStart": {"timeout": "6s"}},
+        }),
+    ))
+    .await?;
+    ns.apply::<AgentRun>(run_manifest(
+        "auto",
+        json!({
+            "repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": "echo ok > ok.txt",
+            "approvals": {"beforeStart": {"timeout": "4s", "onTimeout": "Approve"}},
+        }),
+    ))
+    .await?;
+    // No decision: the gate warns, then expires, and the run ends Rejected without a pod.
+    let run = ns.wait_finished("expires", RUN_TIMEOUT).await?;
+    assert_eq!(phase(&run), Some(Phase::Rejected), "{:?}", run.status);
+    assert_eq!(condition(&run, "Succeeded").map(|c| c.1), Some("GateExpired".into()));
+    let gate = ns.api::<ApprovalGate>().get("expires-before-start").await?;
+    let st = gate.status.unwrap_or_default();
+    assert_eq!(st.state, Some(paddock_crds::GateState::Expired));
+    assert!(st.expires_at.is_some());
+    ns.wait_events(
+        "expires-before-start",
+        &["ExpiringSoon", "Expired"],
+        Duration::from_secs(15),
+    )
+    .await?;
+    assert!(
+        ns.api::<Pod>().get_opt("expires-1").await?.is_none(),
+        "no pod for an expired gate"
+    );
+    // onTimeout Approve: expiry lets the run go on.
+    let auto = ns.wait_finished("auto", RUN_TIMEOUT).await?;
+    assert_eq!(phase(&auto), Some(Phase::Succeeded), "{:?}", auto.status);
+    ns.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn pool_limit_queues_the_second_run() -> Result<()> {
     let ns = TestNs::new("queue").await?;
     let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;

@@ -289,7 +289,7 @@ pub fn check_can_decide(
 ) -> Result<(), PluginError> {
     let name = gate.metadata.name.clone().unwrap_or_default();
     let status = gate.status.clone().unwrap_or_default();
-    if let Some(state @ (GateState::Approved | GateState::Rejected)) = status.state {
+    if let Some(state @ (GateState::Approved | GateState::Rejected | GateState::Expired)) = status.state {
         return Err(PluginError::AlreadyDecided {
             gate: name,
             state: format!("{state:?}"),

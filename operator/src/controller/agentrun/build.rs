@@ -441,6 +441,8 @@ pub fn build_gate(run: &AgentRun, policy: &GatePolicy) -> ApprovalGate {
             },
             approvers: policy.approvers.clone(),
             quorum: policy.quorum.unwrap_or(1),
+            timeout: policy.timeout.clone(),
+            on_timeout: policy.on_timeout,
             decisions: vec![],
         },
     );

@@ -236,8 +236,20 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
             },
         };
         out.status.gate_name = Some(gname.clone());
+        let approve_on_expiry = gate.spec.on_timeout == Some(paddock_crds::TimeoutAction::Approve);
         match gate.status.as_ref().and_then(|s| s.state) {
             Some(GateState::Approved) => {}
+            Some(GateState::Expired) if approve_on_expiry => {}
+            Some(GateState::Expired) => {
+                transition(
+                    run,
+                    out,
+                    Phase::Rejected,
+                    "GateExpired",
+                    &format!("ApprovalGate {gname} expired without a decision (onTimeout Reject)"),
+                );
+                return Ok(());
+            }
             Some(GateState::Rejected) => {
                 let by = gate
                     .status

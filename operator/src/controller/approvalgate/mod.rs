@@ -58,10 +58,13 @@ pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Act
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = gate.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
     let old = gate.status.clone().unwrap_or_default();
-    if matches!(old.state, Some(GateState::Approved | GateState::Rejected)) {
+    if matches!(
+        old.state,
+        Some(GateState::Approved | GateState::Rejected | GateState::Expired)
+    ) {
         return Ok(Action::await_change());
     }
-    let (state, approvals, by) = compute_state(&gate.spec);
+    let (mut state, approvals, by) = compute_state(&gate.spec);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut st = ApprovalGateStatus {
         state: Some(state),
@@ -69,7 +72,47 @@ pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Act
         observed_generation: gate.metadata.generation,
         ..old.clone()
     };
+    // Expiry: only a pending gate with a timeout expires.
+    let mut action = Action::await_change();
+    let mut warning = None;
+    let schedule = gate
+        .spec
+        .timeout
+        .as_deref()
+        .and_then(|t| t.parse::<kube::core::Duration>().ok())
+        .and_then(|t| {
+            let created = gate.metadata.creation_timestamp.as_ref()?.0.as_second();
+            Some(expiry(created, std::time::Duration::from(t).as_secs() as i64))
+        });
+    if let (GateState::Pending, Some((expires, warn_at))) = (state, schedule) {
+        st.expires_at = k8s_openapi::jiff::Timestamp::from_second(expires).ok().map(Time);
+        let now_s = now.0.as_second();
+        if now_s >= expires {
+            state = GateState::Expired;
+            st.state = Some(state);
+        } else {
+            if now_s >= warn_at && !old.expiry_warned {
+                st.expiry_warned = true;
+                warning = Some(format!(
+                    "no decision yet; the gate expires in {}s (onTimeout {:?})",
+                    expires - now_s,
+                    gate.spec.on_timeout.unwrap_or_default()
+                ));
+            }
+            let next = if st.expiry_warned { expires } else { warn_at };
+            action = Action::requeue(Duration::from_secs((next - now_s).max(1) as u64));
+        }
+    }
     let (cstatus, reason, message) = match state {
+        GateState::Expired => (
+            TRUE,
+            "Expired",
+            format!(
+                "no decision within {}; onTimeout {:?}",
+                gate.spec.timeout.as_deref().unwrap_or_default(),
+                gate.spec.on_timeout.unwrap_or_default()
+            ),
+        ),
         GateState::Pending => (
             FALSE,
             "Pending",
@@ -104,8 +147,12 @@ pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Act
         let patch = serde_json::json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "ApprovalGate", "status": st});
         api.patch_status(&name, &PatchParams::apply(MANAGER_GATE).force(), &Patch::Apply(&patch))
             .await?;
+        if let Some(note) = warning {
+            ctx.publish(gate.as_ref(), EventType::Warning, "ExpiringSoon", note)
+                .await;
+        }
         if old.approvals != approvals || old.state != st.state {
-            let t = if state == GateState::Rejected {
+            let t = if matches!(state, GateState::Rejected | GateState::Expired) {
                 EventType::Warning
             } else {
                 EventType::Normal
@@ -113,7 +160,16 @@ pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Act
             ctx.publish(gate.as_ref(), t, reason, message).await;
         }
     }
-    Ok(Action::await_change())
+    Ok(action)
+}
+
+/// When a gate created at `created` (seconds since the epoch) with a timeout of `timeout`
+/// seconds expires, and when its `ExpiringSoon` warning is due: a fifth of the timeout before
+/// expiry, at most 10 minutes before. Returns (expires, warn_at), both in seconds since the
+/// epoch. Pure.
+pub fn expiry(created: i64, timeout: i64) -> (i64, i64) {
+    let lead = (timeout / 5).min(600);
+    (created + timeout, created + timeout - lead)
 }
 
 /// Requeues failed reconciles with a short backoff and counts them.
@@ -137,6 +193,8 @@ mod tests {
                 groups: vec![],
             },
             quorum,
+            timeout: None,
+            on_timeout: None,
             decisions: decisions
                 .iter()
                 .map(|(a, d)| Decision {
@@ -146,6 +204,13 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn expiry_schedule() {
+        assert_eq!(expiry(1000, 10), (1010, 1008));
+        assert_eq!(expiry(0, 86400), (86400, 86400 - 600));
+        assert_eq!(expiry(0, 1), (1, 1));
     }
 
     #[test]
