@@ -15,6 +15,29 @@ fn run_manifest(name: &str, spec: serde_json::Value) -> serde_json::Value {
     json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun", "metadata": {"name": name}, "spec": spec})
 }
 
+/// A namespace with the `default` pool and a one-file repository: what most tests start from.
+async fn setup(prefix: &str) -> Result<(TestNs, GitRepo)> {
+    let ns = TestNs::new(prefix).await?;
+    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
+    ns.pool("default", None).await?;
+    Ok((ns, repo))
+}
+
+/// Applies a `shell` AgentRun `name` on `repo` running `prompt`, with `extra` merged into its spec.
+async fn shell_run(
+    ns: &TestNs,
+    repo: &GitRepo,
+    name: &str,
+    prompt: &str,
+    extra: serde_json::Value,
+) -> Result<AgentRun> {
+    let mut spec = json!({"repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": prompt});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        spec[k] = v.clone();
+    }
+    ns.apply::<AgentRun>(run_manifest(name, spec)).await
+}
+
 /// A real agent CLI edits a file through the scripted model; the run ends Succeeded with the
 /// commit pushed, the diff recorded, and Events telling the story.
 async fn agent_edits_a_file(agent: &str, key_env: &str) -> Result<()> {
@@ -102,16 +125,14 @@ async fn codex_edits_a_file() -> Result<()> {
 
 #[tokio::test]
 async fn shell_failure_says_why() -> Result<()> {
-    let ns = TestNs::new("fail").await?;
-    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
-    ns.pool("default", None).await?;
-    ns.apply::<AgentRun>(run_manifest(
+    let (ns, repo) = setup("fail").await?;
+    shell_run(
+        &ns,
+        &repo,
         "fails",
-        json!({
-            "repo": {"url": repo.url}, "agent": {"name": "shell"},
-            "prompt": "echo working; echo 'tests are red' >&2; exit 3",
-        }),
-    ))
+        "echo working; echo 'tests are red' >&2; exit 3",
+        json!({}),
+    )
     .await?;
     let run = ns.wait_finished("fails", RUN_TIMEOUT).await?;
     assert_eq!(phase(&run), Some(Phase::Failed));
@@ -127,17 +148,8 @@ async fn shell_failure_says_why() -> Result<()> {
 
 #[tokio::test]
 async fn timeout_ends_timed_out() -> Result<()> {
-    let ns = TestNs::new("timeout").await?;
-    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
-    ns.pool("default", None).await?;
-    ns.apply::<AgentRun>(run_manifest(
-        "slow",
-        json!({
-            "repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": "sleep 600",
-            "budget": {"timeout": "10s"},
-        }),
-    ))
-    .await?;
+    let (ns, repo) = setup("timeout").await?;
+    shell_run(&ns, &repo, "slow", "sleep 600", json!({"budget": {"timeout": "10s"}})).await?;
     let run = ns.wait_finished("slow", RUN_TIMEOUT).await?;
     assert_eq!(phase(&run), Some(Phase::TimedOut), "{:?}", run.status);
     assert_eq!(condition(&run, "Succeeded").map(|c| c.1), Some("TimedOut".into()));
@@ -147,16 +159,8 @@ async fn timeout_ends_timed_out() -> Result<()> {
 
 #[tokio::test]
 async fn cancel_stops_the_pod() -> Result<()> {
-    let ns = TestNs::new("cancel").await?;
-    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
-    ns.pool("default", None).await?;
-    ns.apply::<AgentRun>(run_manifest(
-        "long",
-        json!({
-            "repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": "echo started; sleep 600",
-        }),
-    ))
-    .await?;
+    let (ns, repo) = setup("cancel").await?;
+    shell_run(&ns, &repo, "long", "echo started; sleep 600", json!({})).await?;
     ns.wait_run("long", RUN_TIMEOUT, "running", |r| {
         condition(r, "Running").is_some_and(|c| c.1 == "AgentRunning")
     })
@@ -199,16 +203,14 @@ async fn cancel_stops_the_pod() -> Result<()> {
 }
 
 async fn gated_run(decision: &str) -> Result<(TestNs, AgentRun)> {
-    let ns = TestNs::new(&format!("gate-{}", decision.to_lowercase())).await?;
-    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
-    ns.pool("default", None).await?;
-    ns.apply::<AgentRun>(run_manifest(
+    let (ns, repo) = setup(&format!("gate-{}", decision.to_lowercase())).await?;
+    shell_run(
+        &ns,
+        &repo,
         "gated",
-        json!({
-            "repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": "echo approved > approved.txt",
-            "approvals": {"beforeStart": {}},
-        }),
-    ))
+        "echo approved > approved.txt",
+        json!({"approvals": {"beforeStart": {}}}),
+    )
     .await?;
     ns.wait_run("gated", RUN_TIMEOUT, "awaiting approval", |r| {
         phase(r) == Some(Phase::AwaitingApproval)
@@ -282,24 +284,22 @@ async fn before_start_gate_rejected() -> Result<()> {
 
 #[tokio::test]
 async fn before_start_gate_expires() -> Result<()> {
-    let ns = TestNs::new("expire").await?;
-    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
-    ns.pool("default", None).await?;
-    ns.apply::<AgentRun>(run_manifest(
+    let (ns, repo) = setup("expire").await?;
+    shell_run(
+        &ns,
+        &repo,
         "expires",
-        json!({
-            "repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": "echo never > never.txt",
-            "approvals": {"beforeStart": {"timeout": "6s"}},
-        }),
-    ))
+        "echo never > never.txt",
+        json!({"approvals": {"beforeStart": {"timeout": "6s"}}}),
+    )
     .await?;
-    ns.apply::<AgentRun>(run_manifest(
+    shell_run(
+        &ns,
+        &repo,
         "auto",
-        json!({
-            "repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": "echo ok > ok.txt",
-            "approvals": {"beforeStart": {"timeout": "4s", "onTimeout": "Approve"}},
-        }),
-    ))
+        "echo ok > ok.txt",
+        json!({"approvals": {"beforeStart": {"timeout": "4s", "onTimeout": "Approve"}}}),
+    )
     .await?;
     // No decision: the gate warns, then expires, and the run ends Rejected without a pod.
     let run = ns.wait_finished("expires", RUN_TIMEOUT).await?;
