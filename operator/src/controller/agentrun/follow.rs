@@ -72,6 +72,9 @@ pub fn describe(ev: &RunnerEvent) -> String {
     let s = match ev {
         RunnerEvent::Message { text } => format!("message: {text}"),
         RunnerEvent::ToolCall { name, input, .. } => format!("tool_call {name}: {input}"),
+        RunnerEvent::Log { stream, text } => format!("{stream}: {text}"),
+        RunnerEvent::Error { message } => format!("error: {message}"),
+        RunnerEvent::Final { text, .. } => format!("final: {text}"),
         RunnerEvent::ToolResult { is_error, .. } => format!("tool_result{}", if *is_error { " (error)" } else { "" }),
         RunnerEvent::Step { step, status, .. } => format!("step {} {:?}", step.as_str(), status).to_lowercase(),
         other => other.type_name().to_string(),
@@ -212,7 +215,13 @@ mod tests {
         let d = describe(&RunnerEvent::Message {
             text: format!("a\nb{}", "x".repeat(1000)),
         });
+        assert!(d.starts_with("message: a b"), "{d}");
         assert!(!d.contains('\n'));
+        let log = RunnerEvent::Log {
+            stream: "stdout".into(),
+            text: "step 3".into(),
+        };
+        assert_eq!(describe(&log), "stdout: step 3");
         assert!(d.len() <= 256);
     }
 }
