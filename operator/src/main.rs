@@ -39,6 +39,13 @@ enum Command {
     Crd,
 }
 
+/// `run`'s arguments on their own, for when no subcommand is given.
+#[derive(Parser)]
+struct DefaultRun {
+    #[command(flatten)]
+    args: RunArgs,
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     /// Address of the metrics and health endpoints.
@@ -75,10 +82,8 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Run(a)) => a,
-        None => match Cli::parse_from(["paddock-operator", "run"]).command {
-            Some(Command::Run(a)) => a,
-            _ => unreachable!("`run` parses as the run command"),
-        },
+        // No subcommand: `run` with its defaults (and its environment variables).
+        None => DefaultRun::parse_from(["paddock-operator"]).args,
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
     if args.log_format == "json" {
