@@ -32,6 +32,8 @@ use serde::{Deserialize, Serialize};
 #[x_kube(
     validation = Rule::new("has(self.prompt) != has(self.promptFrom)").message("set exactly one of spec.prompt and spec.promptFrom"),
     validation = Rule::new("oldSelf.cancel == true ? self.cancel == true : true").message("spec.cancel cannot be unset once set"),
+    validation = Rule::new("!has(self.approvals) || !has(self.approvals.beforePush) || (has(self.output) && self.output.push == true)").message("spec.approvals.beforePush needs spec.output.push: true (there is nothing to approve without a push)"),
+    validation = Rule::new("!has(self.approvals) || !has(self.approvals.toolUse) || self.agent.name == 'claude-code'").message("spec.approvals.toolUse is supported for agent claude-code only (see docs/approvals.md)"),
     validation = Rule::new("self.repo == oldSelf.repo && self.agent == oldSelf.agent && (has(self.prompt) ? has(oldSelf.prompt) && self.prompt == oldSelf.prompt : !has(oldSelf.prompt)) && (has(self.promptFrom) ? has(oldSelf.promptFrom) && self.promptFrom == oldSelf.promptFrom : !has(oldSelf.promptFrom)) && (has(self.runnerPoolRef) ? has(oldSelf.runnerPoolRef) && self.runnerPoolRef == oldSelf.runnerPoolRef : !has(oldSelf.runnerPoolRef)) && (has(self.budget) ? has(oldSelf.budget) && self.budget == oldSelf.budget : !has(oldSelf.budget)) && (has(self.approvals) ? has(oldSelf.approvals) && self.approvals == oldSelf.approvals : !has(oldSelf.approvals)) && (has(self.output) ? has(oldSelf.output) && self.output == oldSelf.output : !has(oldSelf.output))").message("spec is immutable after creation, except spec.cancel"),
 )]
 #[serde(rename_all = "camelCase")]
@@ -161,6 +163,46 @@ pub struct ApprovalsSpec {
     /// Plan review: no pod starts until an ApprovalGate of stage `BeforeStart` is approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before_start: Option<GatePolicy>,
+    /// Diff-first review: after the agent finished and the work is committed, an ApprovalGate of
+    /// stage `BeforePush` carries the diffstat and the patch's ConfigMap; the branch is pushed
+    /// only once it is approved. Reject (or expiry with `onTimeout: Reject`) ends the run
+    /// `Rejected` with nothing pushed. Needs `output.push: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_push: Option<GatePolicy>,
+    /// Risky actions: a tool call the agent CLI would ask permission for and that matches one of
+    /// `rules` stops at an ApprovalGate of stage `ToolUse`; approve lets it run, reject makes the
+    /// CLI see a denial. Supported for `claude-code` (its `--permission-prompt-tool`, served by
+    /// the runner); see docs/approvals.md for what each CLI can gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_use: Option<ToolUsePolicy>,
+}
+
+/// Which tool calls need a human, and who decides them.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolUsePolicy {
+    /// Tool calls to gate (1..=32). A call that matches none of them and that the CLI would ask
+    /// about is denied, as it is without a human in the loop.
+    #[schemars(length(min = 1, max = 32))]
+    pub rules: Vec<ToolRule>,
+    /// Who decides, quorum, timeout (as for the other stages).
+    #[serde(flatten)]
+    pub gate: GatePolicy,
+}
+
+/// One tool-call pattern.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolRule {
+    /// Tool name as the CLI names it (`Bash`, `Write`, `Edit`, `WebFetch`, …), or `*` for any.
+    #[schemars(length(min = 1, max = 128))]
+    pub tool: String,
+    /// Shell-style glob (`*`, `?`, `[…]`; `*` also matches `/`) over the call's subject: the
+    /// command line for `Bash`, the file path for `Write`/`Edit`/`Read`, the URL for
+    /// `WebFetch`, else the input as compact JSON. Unset: every call of `tool`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub pattern: Option<String>,
 }
 
 /// Who may decide a gate, and how many approvals it needs.

@@ -65,6 +65,10 @@ pub struct ApprovalGateSpec {
 pub enum GateStage {
     /// Plan review: no pod until approved.
     BeforeStart,
+    /// Diff-first review: the run has committed; its branch is pushed only after approval.
+    BeforePush,
+    /// A risky tool call during the run (`spec.approvals.toolUse`); the agent waits for it.
+    ToolUse,
 }
 
 impl GateStage {
@@ -72,6 +76,8 @@ impl GateStage {
     pub fn as_str(self) -> &'static str {
         match self {
             GateStage::BeforeStart => "BeforeStart",
+            GateStage::BeforePush => "BeforePush",
+            GateStage::ToolUse => "ToolUse",
         }
     }
 }
@@ -83,6 +89,26 @@ pub struct GateRequest {
     /// One-paragraph summary for the approver (agent, repo, revision, the prompt's start).
     #[schemars(length(max = 4096))]
     pub summary: String,
+    /// `BeforePush`: the commit that would be pushed (40 hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub commit: Option<String>,
+    /// `BeforePush`: `+insertions/-deletions` and files changed, e.g. `3 files, +10/-2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub diffstat: Option<String>,
+    /// `BeforePush`: the ConfigMap holding the patch (`kubectl paddock diff <run>` prints it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub patch_ref: Option<String>,
+    /// `ToolUse`: the tool name as the agent CLI names it (`Bash`, `Write`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub tool: Option<String>,
+    /// `ToolUse`: the tool input (a command line or compact JSON, truncated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub input: Option<String>,
 }
 
 /// One human decision.

@@ -219,6 +219,39 @@ pub enum RunnerEvent {
         #[serde(default)]
         input: String,
     },
+    /// The runner stopped to ask a human (an ApprovalGate): before pushing, or before a tool
+    /// call that matches `spec.approvals.toolUse`. The operator creates the gate
+    /// `<run>-<id>` and writes the verdict to the pod annotation
+    /// `decision.paddock.dev/<id>` (`Approve` or `Reject`), which the runner reads from its
+    /// downward API volume.
+    ApprovalRequested {
+        /// Request id, unique in the attempt: `push`, or `tool-<n>` (n from 1). Lowercase
+        /// DNS-label characters only.
+        id: String,
+        /// `BeforePush` or `ToolUse`.
+        stage: String,
+        /// What the human is asked (truncated).
+        summary: String,
+        /// For `ToolUse`: the tool name as the CLI names it (`Bash`, `Write`, …).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool: Option<String>,
+        /// For `ToolUse`: the tool input, a command line or compact JSON (truncated).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<String>,
+        /// For `BeforePush`: the commit that would be pushed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+        /// For `BeforePush`: `N files, +I/-D`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        diffstat: Option<String>,
+    },
+    /// The runner read the verdict of an [`RunnerEvent::ApprovalRequested`].
+    ApprovalDecided {
+        /// The request's id.
+        id: String,
+        /// `Approve` or `Reject`.
+        verdict: String,
+    },
     /// Cumulative usage so far (the last one wins).
     Usage(Usage),
     /// The CLI or the runner reported an error that does not by itself end the run.
@@ -265,6 +298,8 @@ impl RunnerEvent {
             RunnerEvent::ToolCall { .. } => "tool_call",
             RunnerEvent::ToolResult { .. } => "tool_result",
             RunnerEvent::PermissionDenied { .. } => "permission_denied",
+            RunnerEvent::ApprovalRequested { .. } => "approval_requested",
+            RunnerEvent::ApprovalDecided { .. } => "approval_decided",
             RunnerEvent::Usage(_) => "usage",
             RunnerEvent::Error { .. } => "error",
             RunnerEvent::Log { .. } => "log",

@@ -65,6 +65,13 @@ fn errors(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<String> {
 fn agentrun_create_rules() {
     let schema = schema_of::<AgentRun>();
     assert_eq!(errors(&schema, &run(base_spec()), None), Vec::<String>::new());
+    // In-run approvals where they apply.
+    let mut gated = base_spec();
+    gated["agent"] = json!({"name": "claude-code"});
+    gated["output"] = json!({"push": true});
+    gated["approvals"] =
+        json!({"beforePush": {}, "toolUse": {"rules": [{"tool": "Bash", "pattern": "git push*"}], "quorum": 2}});
+    assert_eq!(errors(&schema, &run(gated), None), Vec::<String>::new());
 
     type Edit = Box<dyn Fn(&mut Value)>;
     let cases: Vec<(&str, Edit, &str)> = vec![
@@ -81,6 +88,21 @@ fn agentrun_create_rules() {
                 s["promptFrom"] = json!({"name": "c", "key": "k"});
             }),
             "exactly one of spec.prompt",
+        ),
+        (
+            "beforePush without push",
+            Box::new(|s: &mut Value| {
+                s["approvals"] = json!({"beforePush": {}});
+            }),
+            "beforePush needs spec.output.push",
+        ),
+        (
+            "toolUse on another agent",
+            Box::new(|s: &mut Value| {
+                s["agent"] = json!({"name": "codex"});
+                s["approvals"] = json!({"toolUse": {"rules": [{"tool": "Bash"}]}});
+            }),
+            "toolUse is supported for agent claude-code only",
         ),
         (
             "ext url",

@@ -313,6 +313,9 @@ impl GitRepo {
         std::fs::create_dir_all(&work)?;
         git(&["init", "-q"], Some(&work))?;
         for (f, content) in files {
+            if let Some(dir) = work.join(f).parent() {
+                std::fs::create_dir_all(dir)?;
+            }
             std::fs::write(work.join(f), content)?;
         }
         git(&["add", "-A"], Some(&work))?;

@@ -479,3 +479,143 @@ async fn environment_is_configured() -> Result<()> {
     }
     Ok(())
 }
+
+/// Appends `verdict` to `gate` in the caller's own name, the documented `kubectl patch` way.
+async fn decide(ns: &TestNs, gate: &str, verdict: &str) -> Result<()> {
+    let me = whoami(&ns.client).await?;
+    ns.api::<ApprovalGate>()
+        .patch(
+            gate,
+            &PatchParams::default(),
+            &Patch::<()>::Json(serde_json::from_value(json!([
+                {"op": "add", "path": "/spec/decisions/-", "value": {"approver": me, "decision": verdict, "comment": "e2e"}}
+            ]))?),
+        )
+        .await?;
+    Ok(())
+}
+
+/// BeforePush rejected: the run committed, but the branch never reaches the remote and the run
+/// ends Rejected.
+#[tokio::test]
+async fn before_push_gate_rejected() -> Result<()> {
+    let (ns, repo) = setup("push-rej").await?;
+    shell_run(
+        &ns,
+        &repo,
+        "nopush",
+        "echo unwanted > unwanted.txt",
+        json!({"output": {"push": true}, "approvals": {"beforePush": {}}}),
+    )
+    .await?;
+    ns.wait_run("nopush", RUN_TIMEOUT, "awaiting the push approval", |r| {
+        phase(r) == Some(Phase::AwaitingApproval)
+    })
+    .await?;
+    let gate = ns.api::<ApprovalGate>().get("nopush-push").await?;
+    let patch_ref = gate.spec.request.patch_ref.clone().expect("the gate links the patch");
+    let cm = ns.api::<ConfigMap>().get(&patch_ref).await?;
+    let gz = cm
+        .binary_data
+        .and_then(|d| d.get("patch.gz").cloned())
+        .expect("patch.gz");
+    assert!(gunzip(&gz.0)?.contains("+unwanted"), "the patch under review");
+    decide(&ns, "nopush-push", "Reject").await?;
+    let run = ns.wait_finished("nopush", RUN_TIMEOUT).await?;
+    assert_eq!(phase(&run), Some(Phase::Rejected), "{:?}", run.status);
+    assert_eq!(condition(&run, "Succeeded").map(|c| c.1), Some("Rejected".into()));
+    let result = run.status.and_then(|s| s.result).expect("result");
+    assert!(!result.run.pushed && result.run.commit.is_some(), "{result:?}");
+    assert!(repo.show("paddock/nopush", "unwanted.txt").is_err(), "never pushed");
+    ns.cleanup().await;
+    Ok(())
+}
+
+/// Runs the `tool-gate` script with Claude Code: it asks to run `git rm -r -q doomed`, which
+/// matches the run's toolUse rule; the run waits on `<name>-tool-1` until `verdict`. Returns the
+/// finished run.
+async fn tool_gated_run(ns: &TestNs, repo: &GitRepo, name: &str, verdict: &str) -> Result<AgentRun> {
+    ns.apply::<AgentRun>(run_manifest(
+        name,
+        json!({
+            "repo": {"url": repo.url},
+            "agent": {"name": "claude-code", "model": "scripted-tool-gate",
+                      "env": [{"name": "ANTHROPIC_API_KEY", "valueFrom": {"secretKeyRef": {"name": "model-key", "key": "key"}}}]},
+            "prompt": "Remove the doomed directory, then write notes.txt.",
+            "output": {"push": true},
+            "approvals": {"toolUse": {"rules": [{"tool": "Bash", "pattern": "git rm *"}]}},
+        }),
+    ))
+    .await?;
+    let gate_name = format!("{name}-tool-1");
+    let run = ns
+        .wait_run(name, RUN_TIMEOUT, "awaiting the tool approval", |r| {
+            phase(r) == Some(Phase::AwaitingApproval)
+        })
+        .await?;
+    assert_eq!(run.status.and_then(|s| s.gate_name), Some(gate_name.clone()));
+    let gate = ns.api::<ApprovalGate>().get(&gate_name).await?;
+    assert_eq!(gate.spec.stage, paddock_crds::GateStage::ToolUse);
+    assert_eq!(gate.spec.request.tool.as_deref(), Some("Bash"));
+    assert_eq!(gate.spec.request.input.as_deref(), Some("git rm -r -q doomed"));
+    let t0 = std::time::Instant::now();
+    decide(ns, &gate_name, verdict).await?;
+    ns.wait_run(name, RUN_TIMEOUT, "running again", |r| {
+        phase(r) != Some(Phase::AwaitingApproval)
+    })
+    .await?;
+    eprintln!(
+        "ToolUse {verdict}: decision → run left AwaitingApproval in {:?}",
+        t0.elapsed()
+    );
+    ns.wait_finished(name, RUN_TIMEOUT).await
+}
+
+/// ToolUse with Claude Code: a rejected `git rm` never runs and the CLI sees a denial; an
+/// approved one runs. The branch each run pushed proves it.
+#[tokio::test]
+async fn tool_use_gate_rejects_and_approves() -> Result<()> {
+    let ns = TestNs::new("tooluse").await?;
+    let repo = GitRepo::create(
+        &format!("{}-r", ns.name),
+        &[("README.md", "# gated\n"), ("doomed/keep.txt", "keep\n")],
+    )?;
+    ns.pool("default", None).await?;
+    ns.secret("model-key", "key", "sk-e2e-planted-model-key-0123456789")
+        .await?;
+
+    let rejected = tool_gated_run(&ns, &repo, "denied", "Reject").await?;
+    assert_eq!(phase(&rejected), Some(Phase::Succeeded), "{:?}", rejected.status);
+    let r = rejected.status.clone().and_then(|s| s.result).expect("result");
+    assert_eq!((r.run.files_changed, r.run.deletions), (1, 0), "only notes.txt: {r:?}");
+    assert_eq!(
+        repo.show("paddock/denied", "doomed/keep.txt")?,
+        "keep\n",
+        "git rm never ran"
+    );
+    assert!(repo.show("paddock/denied", "notes.txt").is_ok());
+    let log = ns.api::<ConfigMap>().get("denied-log").await?;
+    let events = log
+        .data
+        .and_then(|d| d.get("events.jsonl").cloned())
+        .unwrap_or_default();
+    assert!(
+        events.contains("a human rejected this call at ApprovalGate denied-tool-1"),
+        "the CLI got the denial: {events}"
+    );
+    assert!(events.contains("\"type\":\"approval_decided\""), "{events}");
+    ns.wait_events("denied", &["ApprovalRequested"], Duration::from_secs(30))
+        .await?;
+
+    let approved = tool_gated_run(&ns, &repo, "allowed", "Approve").await?;
+    assert_eq!(phase(&approved), Some(Phase::Succeeded), "{:?}", approved.status);
+    let r = approved.status.clone().and_then(|s| s.result).expect("result");
+    assert_eq!(
+        (r.run.files_changed, r.run.deletions),
+        (2, 1),
+        "notes.txt + doomed/keep.txt deleted: {r:?}"
+    );
+    assert!(repo.show("paddock/allowed", "doomed/keep.txt").is_err(), "git rm ran");
+    ns.cleanup().await;
+    Ok(())
+}

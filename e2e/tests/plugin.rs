@@ -216,3 +216,57 @@ async fn plugin_approves_and_shows_diff_and_logs() -> Result<()> {
     ns.cleanup().await;
     Ok(())
 }
+
+/// BeforePush with the plugin: the run commits, stops at `<run>-push`, `kubectl paddock diff`
+/// shows the patch under review while the branch is not on the remote; `kubectl paddock approve
+/// <run>` lets the push happen.
+#[tokio::test]
+async fn plugin_reviews_and_approves_a_push() -> Result<()> {
+    let ns = TestNs::new("plugin-push").await?;
+    let n = ns.name.as_str();
+    let repo = GitRepo::create(&format!("{n}-r"), &[("a.txt", "a\n")])?;
+    ns.pool("default", None).await?;
+    ns.apply::<AgentRun>(run_manifest(
+        "rev",
+        json!({
+            "repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": "echo reviewed > reviewed.txt",
+            "output": {"push": true}, "approvals": {"beforePush": {}},
+        }),
+    ))
+    .await?;
+    let run = ns
+        .wait_run("rev", RUN_TIMEOUT, "awaiting the push approval", |r| {
+            phase(r) == Some(Phase::AwaitingApproval)
+        })
+        .await?;
+    assert_eq!(run.status.and_then(|s| s.gate_name).as_deref(), Some("rev-push"));
+    let gate = ns.api::<ApprovalGate>().get("rev-push").await?;
+    assert_eq!(gate.spec.stage, paddock_crds::GateStage::BeforePush);
+    assert_eq!(gate.spec.request.diffstat.as_deref(), Some("1 files, +1/-0"));
+    assert!(gate.spec.request.commit.as_deref().is_some_and(|c| c.len() == 40));
+    assert!(
+        repo.show("paddock/rev", "reviewed.txt").is_err(),
+        "not pushed before approval"
+    );
+
+    let diff = ok(&["diff", "rev", "-n", n])?;
+    assert!(
+        diff.contains("+++ b/reviewed.txt") && diff.contains("+reviewed"),
+        "{diff}"
+    );
+    let gates = ok(&["gates", "-n", n])?;
+    let row = gates.lines().find(|l| l.starts_with("rev-push ")).unwrap_or_default();
+    assert!(row.contains("BeforePush") && row.contains("Pending"), "{gates}");
+
+    let t0 = std::time::Instant::now();
+    let said = ok(&["approve", "rev", "-m", "looks good", "-n", n])?;
+    assert!(said.contains("approvalgate/rev-push approved by"), "{said}");
+    let run = ns.wait_finished("rev", RUN_TIMEOUT).await?;
+    eprintln!("BeforePush: approve → run finished in {:?}", t0.elapsed());
+    assert_eq!(phase(&run), Some(Phase::Succeeded), "{:?}", run.status);
+    let result = run.status.and_then(|s| s.result).expect("result");
+    assert!(result.run.pushed, "{result:?}");
+    assert_eq!(repo.show("paddock/rev", "reviewed.txt")?, "reviewed\n");
+    ns.cleanup().await;
+    Ok(())
+}

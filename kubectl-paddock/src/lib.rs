@@ -373,6 +373,8 @@ pub fn describe_event(ev: &RunnerEvent) -> String {
             format!("{id} {} {}", if *is_error { "error" } else { "ok" }, one_line(output))
         }
         RunnerEvent::PermissionDenied { name, input } => format!("{name} {}", one_line(input)),
+        RunnerEvent::ApprovalRequested { id, stage, summary, .. } => format!("{id} {stage}: {}", one_line(summary)),
+        RunnerEvent::ApprovalDecided { id, verdict } => format!("{id} {verdict}"),
         RunnerEvent::Usage(u) => {
             let mut s = format!("in={} out={} turns={}", u.input_tokens, u.output_tokens, u.turns);
             if let Some(c) = u.cost_usd {

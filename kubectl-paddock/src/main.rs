@@ -241,17 +241,35 @@ async fn decide(client: &Client, ns: &str, args: &DecideArgs, verdict: Verdict) 
     ))
 }
 
+/// The patch ConfigMap a pending or decided BeforePush gate of run `name` points at, if any.
+async fn before_push_patch(client: &Client, ns: &str, name: &str) -> Result<Option<String>> {
+    let gates: Api<ApprovalGate> = Api::namespaced(client.clone(), ns);
+    let list = gates
+        .list(&ListParams::default().labels(&format!("{}={name}", paddock_crds::LABEL_RUN)))
+        .await
+        .context("listing ApprovalGates")?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|g| g.spec.stage == paddock_crds::GateStage::BeforePush && g.spec.run_ref.name == name)
+        .find_map(|g| g.spec.request.patch_ref))
+}
+
 async fn diff(client: &Client, ns: &str, name: &str) -> Result<String> {
     let run = get_run(client, ns, name).await?;
     let status = run.status.clone().unwrap_or_default();
     let patch_ref = match status.result.as_ref() {
-        None => {
-            return Err(PluginError::NoPatch {
-                run: name.into(),
-                why: format!("yet (phase {})", phase_of(&run)),
+        // Before the run ends, a BeforePush gate links the patch under review.
+        None => match before_push_patch(client, ns, name).await? {
+            Some(p) => p,
+            None => {
+                return Err(PluginError::NoPatch {
+                    run: name.into(),
+                    why: format!("yet (phase {})", phase_of(&run)),
+                }
+                .into())
             }
-            .into())
-        }
+        },
         Some(r) => r.patch_ref.clone().ok_or_else(|| PluginError::NoPatch {
             run: name.into(),
             why: format!(

@@ -191,6 +191,13 @@ pub struct RunConfig {
     pub push_timeout_secs: u64,
     /// Where to write the termination message (`PADDOCK_TERMINATION_LOG`).
     pub termination_log: PathBuf,
+    /// Whether the push waits for a `BeforePush` ApprovalGate (`PADDOCK_PUSH_APPROVAL`).
+    pub push_approval: bool,
+    /// `ToolUse` rules (`PADDOCK_TOOL_RULES`, a JSON array), when tool calls are gated.
+    pub tool_rules: Option<Vec<paddock_crds::ToolRule>>,
+    /// The downward API file of the pod's annotations, where verdicts appear
+    /// (`PADDOCK_DECISIONS_FILE`, default [`crate::approval::DEFAULT_DECISIONS_FILE`]).
+    pub decisions_file: PathBuf,
 }
 
 /// Default path of the container termination message.
@@ -284,7 +291,20 @@ impl RunConfig {
                 ConfigError::invalid("PADDOCK_PUSH_TIMEOUT_SECS", format!("expected seconds, got {raw:?}"))
             })?,
         };
+        let push_approval = parse_bool(env, "PADDOCK_PUSH_APPROVAL", false)?;
+        let tool_rules = match env.get("PADDOCK_TOOL_RULES") {
+            None => None,
+            Some(raw) => Some(serde_json::from_str::<Vec<paddock_crds::ToolRule>>(raw).map_err(|e| {
+                ConfigError::invalid("PADDOCK_TOOL_RULES", format!("expected a JSON array of rules: {e}"))
+            })?),
+        };
         Ok(RunConfig {
+            push_approval,
+            tool_rules,
+            decisions_file: PathBuf::from(
+                env.get("PADDOCK_DECISIONS_FILE")
+                    .unwrap_or(crate::approval::DEFAULT_DECISIONS_FILE),
+            ),
             agent: AgentSpec {
                 kind,
                 prompt,

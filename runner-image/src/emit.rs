@@ -57,6 +57,27 @@ pub fn sanitize(event: RunnerEvent, secrets: &[String]) -> RunnerEvent {
             name: c(name),
             input: c(input),
         },
+        RunnerEvent::ApprovalRequested {
+            id,
+            stage,
+            summary,
+            tool,
+            input,
+            commit,
+            diffstat,
+        } => RunnerEvent::ApprovalRequested {
+            id: c(id),
+            stage: c(stage),
+            summary: c(summary),
+            tool: tool.map(c),
+            input: input.map(c),
+            commit: commit.map(c),
+            diffstat: diffstat.map(c),
+        },
+        RunnerEvent::ApprovalDecided { id, verdict } => RunnerEvent::ApprovalDecided {
+            id: c(id),
+            verdict: c(verdict),
+        },
         RunnerEvent::Usage(u) => RunnerEvent::Usage(u),
         RunnerEvent::Error { message } => RunnerEvent::Error { message: c(message) },
         RunnerEvent::Log { stream, text } => RunnerEvent::Log {

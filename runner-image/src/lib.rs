@@ -10,6 +10,7 @@
 //! | init `clone` | `paddock-runner clone` | trusted, holds git credentials | [`clone`] |
 //! | native sidecar `gateway` | `paddock-runner gateway` | trusted, holds git credentials | [`gateway`] |
 //! | main `agent` | `paddock-runner run` | untrusted, no credentials | [`run`] |
+//! | (child of Claude Code) | `paddock-runner permission-prompt` | untrusted | [`mcp`] |
 //!
 //! Workspace layout (see [`workspace::Workspace`]):
 //! - `/workspace/source` — the clone (a non-bare repository with no checkout of its own); the
@@ -29,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod approval;
 pub mod clone;
 pub mod commit;
 pub mod config;
@@ -36,6 +38,7 @@ pub mod diff;
 pub mod emit;
 pub mod gateway;
 pub mod gitcreds;
+pub mod mcp;
 pub mod push;
 pub mod run;
 pub mod workspace;

@@ -31,7 +31,7 @@ use paddock_crds::events::{EventLine, Outcome, RunResult, RunnerEvent, Step, Ste
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
-use crate::agent::process::{run_cli, Exit};
+use crate::agent::process::{run_cli_with, Exit};
 use crate::agent::{build_invocation, mapper_for};
 use crate::commit::{commit_worktree, CommitRequest};
 use crate::config::{resolve_workdir, termination_log, Env, RunConfig};
@@ -125,6 +125,53 @@ fn read_base(ws: &Workspace) -> Option<Oid> {
         .and_then(|s| Oid::from_str(s.trim()).ok())
 }
 
+/// Asks for the `BeforePush` approval of `commit` and waits for the verdict. `Err((reason,
+/// message))` when the push must not happen: `Rejected`, `GateExpired` or `Terminated`.
+async fn await_push_approval<W: Write>(
+    em: &mut Emitter<W>,
+    cfg: &RunConfig,
+    result: &RunResult,
+    commit: &str,
+    term: &mut watch::Receiver<bool>,
+) -> Result<(), (&'static str, String)> {
+    let diffstat = format!(
+        "{} files, +{}/-{}",
+        result.files_changed, result.insertions, result.deletions
+    );
+    em.emit(RunnerEvent::ApprovalRequested {
+        id: "push".into(),
+        stage: "BeforePush".into(),
+        summary: format!(
+            "Push branch {} at {} ({diffstat}) to the repository?",
+            cfg.branch,
+            &commit[..commit.len().min(12)]
+        ),
+        tool: None,
+        input: None,
+        commit: Some(commit.to_string()),
+        diffstat: Some(diffstat),
+    });
+    let verdict = crate::approval::wait_verdict(&cfg.decisions_file, "push", term).await;
+    if let Some(v) = verdict {
+        em.emit(RunnerEvent::ApprovalDecided {
+            id: "push".into(),
+            verdict: v.as_str().into(),
+        });
+    }
+    match verdict {
+        Some(crate::approval::Verdict::Approve) => Ok(()),
+        Some(crate::approval::Verdict::Reject) => Err((
+            "Rejected",
+            format!("the push of {} was rejected; nothing was pushed", cfg.branch),
+        )),
+        Some(crate::approval::Verdict::Expired) => Err((
+            "GateExpired",
+            format!("nobody approved the push of {} in time; nothing was pushed", cfg.branch),
+        )),
+        None => Err(("Terminated", "terminated while waiting for the push approval".into())),
+    }
+}
+
 /// Runs the whole `run` pipeline, writing events to `out`; returns the exit code.
 pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
     let mut em = Emitter::new(out, env.secrets());
@@ -154,7 +201,13 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
     let mut mapper = mapper_for(cfg.agent.kind, cfg.agent.model.clone());
     let mut final_event: Option<(String, bool)> = None;
     let mut usage: Option<Usage> = None;
-    let outcome = run_cli(&inv, &cwd, mapper.as_mut(), &mut term, |ev| {
+    // ToolUse approvals: requests written by the MCP permission-prompt server become events.
+    let side = cfg.tool_rules.as_ref().map(|_| {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(crate::approval::watch_requests(crate::approval::requests_dir(&ws), tx));
+        rx
+    });
+    let outcome = run_cli_with(&inv, &cwd, mapper.as_mut(), &mut term, side, |ev| {
         match &ev {
             RunnerEvent::Final { text, is_error } => final_event = Some((text.clone(), *is_error)),
             RunnerEvent::Usage(u) => usage = Some(u.clone()),
@@ -278,10 +331,20 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
         }
     }
 
-    // 4. push
+    // 4. push (after a BeforePush approval when one is required)
     if cfg.push && result.outcome == Outcome::Succeeded {
         if let Some(commit) = result.commit.clone() {
             step(&mut em, Step::Push, StepStatus::Started, "");
+            if cfg.push_approval {
+                if let Err((reason, message)) = await_push_approval(&mut em, &cfg, &result, &commit, &mut term).await {
+                    step(&mut em, Step::Push, StepStatus::Failed, message.clone());
+                    fail(&mut result, reason, Some(Step::Push), message);
+                }
+            }
+        }
+    }
+    if cfg.push && result.outcome == Outcome::Succeeded {
+        if let Some(commit) = result.commit.clone() {
             let timeout = Duration::from_secs(cfg.push_timeout_secs);
             match request_push(&ws, &commit, timeout, &mut term).await {
                 Ok(m) => {

@@ -970,3 +970,72 @@ fn real_clis_against_scripted_model() {
     let _ = model.kill();
     let _ = model.wait();
 }
+
+/// BeforePush: the runner reports an `approval_requested` event with the commit and diffstat,
+/// waits for the verdict annotation, and pushes only on `Approve`; `Reject` leaves origin
+/// untouched and the result `Rejected`.
+#[test]
+fn push_waits_for_the_before_push_verdict() {
+    for (verdict, pushed) in [("Reject", false), ("Approve", true)] {
+        let f = Fixture::new();
+        let (bare, _) = make_bare_origin(&f);
+        cloned(&f, &url(&bare));
+        let gw = spawn_gateway(&f, &url(&bare));
+        let decisions = f.path("annotations");
+        let d = decisions.clone();
+        let verdict_line = format!("decision.paddock.dev/push=\"{verdict}\"\n");
+        let writer = std::thread::spawn(move || {
+            // Long enough that a runner that does not wait would already have pushed.
+            std::thread::sleep(Duration::from_millis(1500));
+            std::fs::write(&d, verdict_line).unwrap();
+        });
+        let t0 = Instant::now();
+        let out = f.run(
+            "echo reviewed > reviewed.txt",
+            &[
+                ("PADDOCK_PUSH", "true"),
+                ("PADDOCK_PUSH_APPROVAL", "true"),
+                ("PADDOCK_DECISIONS_FILE", decisions.to_str().unwrap()),
+                ("PADDOCK_PUSH_TIMEOUT_SECS", "20"),
+            ],
+        );
+        writer.join().unwrap();
+        assert!(
+            t0.elapsed() >= Duration::from_millis(1500),
+            "the runner waited for the verdict"
+        );
+        let lines = events(&out);
+        let r = result_of(&lines);
+        let asked = lines.iter().find_map(|l| match &l.event {
+            RunnerEvent::ApprovalRequested {
+                id,
+                stage,
+                commit,
+                diffstat,
+                ..
+            } => Some((id.clone(), stage.clone(), commit.clone(), diffstat.clone())),
+            _ => None,
+        });
+        assert_eq!(
+            asked,
+            Some((
+                "push".into(),
+                "BeforePush".into(),
+                r.commit.clone(),
+                Some("1 files, +1/-0".into())
+            ))
+        );
+        let origin = Repository::open_bare(&bare).unwrap();
+        let on_origin = origin.refname_to_id(&format!("refs/heads/{BRANCH}")).is_ok();
+        assert_eq!((r.pushed, on_origin), (pushed, pushed), "{verdict}: {r:?}");
+        if pushed {
+            assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+        } else {
+            assert_eq!(
+                (r.reason.as_str(), r.failed_step.as_deref()),
+                ("Rejected", Some("push"))
+            );
+        }
+        stop(gw);
+    }
+}

@@ -118,6 +118,28 @@ pub fn build_invocation(spec: &AgentSpec, env: &Env) -> Invocation {
             if let Some(n) = spec.max_turns {
                 args.extend(["--max-turns".into(), n.to_string()]);
             }
+            if let Some(rules) = env.get("PADDOCK_TOOL_RULES") {
+                // Tool calls that need permission go to the runner's MCP server (crate::mcp).
+                let mut server_env = serde_json::Map::new();
+                server_env.insert("PADDOCK_TOOL_RULES".into(), rules.into());
+                for k in ["PADDOCK_WORKSPACE", "PADDOCK_DECISIONS_FILE", "PADDOCK_RUN"] {
+                    if let Some(v) = env.get(k) {
+                        server_env.insert(k.into(), v.into());
+                    }
+                }
+                let config = serde_json::json!({"mcpServers": {"paddock": {
+                    "type": "stdio",
+                    "command": env.get("PADDOCK_RUNNER_BIN").unwrap_or("paddock-runner"),
+                    "args": ["permission-prompt"],
+                    "env": server_env,
+                }}});
+                args.extend([
+                    "--permission-prompt-tool".into(),
+                    "mcp__paddock__approve".into(),
+                    "--mcp-config".into(),
+                    config.to_string(),
+                ]);
+            }
             args.extend(spec.args.iter().cloned());
             args.extend(["--".into(), spec.prompt.clone()]);
             let mut extra = Vec::new();

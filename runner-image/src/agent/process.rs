@@ -86,6 +86,19 @@ pub async fn run_cli(
     cwd: &Path,
     mapper: &mut dyn StreamMapper,
     terminate: &mut watch::Receiver<bool>,
+    sink: impl FnMut(RunnerEvent),
+) -> CliOutcome {
+    run_cli_with(inv, cwd, mapper, terminate, None, sink).await
+}
+
+/// [`run_cli`] that also passes the events arriving on `side` to `sink`, in arrival order with
+/// the CLI's own, while the CLI runs (used for approval requests made by the CLI's children).
+pub async fn run_cli_with(
+    inv: &Invocation,
+    cwd: &Path,
+    mapper: &mut dyn StreamMapper,
+    terminate: &mut watch::Receiver<bool>,
+    mut side: Option<mpsc::Receiver<RunnerEvent>>,
     mut sink: impl FnMut(RunnerEvent),
 ) -> CliOutcome {
     for dir in &inv.create_dirs {
@@ -121,18 +134,22 @@ pub async fn run_cli(
     drop(tx);
 
     let mut last_stderr = None;
-    let mut handle = |stream: Stream, line: String, mapper: &mut dyn StreamMapper| {
-        let events = match stream {
-            Stream::Stdout => mapper.stdout_line(&line),
-            Stream::Stderr => {
-                if !line.trim().is_empty() {
-                    last_stderr = Some(line.clone());
+    // `stream` None: `line` is unused and `event` comes from the side channel.
+    let mut handle =
+        |stream: Option<Stream>, line: String, event: Option<RunnerEvent>, mapper: &mut dyn StreamMapper| {
+            let events = match stream {
+                Some(Stream::Stdout) => mapper.stdout_line(&line),
+                Some(Stream::Stderr) => {
+                    if !line.trim().is_empty() {
+                        last_stderr = Some(line.clone());
+                    }
+                    mapper.stderr_line(&line)
                 }
-                mapper.stderr_line(&line)
-            }
+                None => event.into_iter().collect(),
+            };
+            events.into_iter().for_each(&mut sink);
         };
-        events.into_iter().for_each(&mut sink);
-    };
+    let mut side_open = side.is_some();
 
     let far = || Instant::now() + Duration::from_secs(365 * 24 * 3600);
     let mut status = None;
@@ -144,8 +161,12 @@ pub async fn run_cli(
     while status.is_none() || open {
         tokio::select! {
             line = rx.recv(), if open => match line {
-                Some((stream, line)) => handle(stream, line, mapper),
+                Some((stream, line)) => handle(Some(stream), line, None, mapper),
                 None => open = false,
+            },
+            ev = async { side.as_mut()?.recv().await }, if side_open && status.is_none() => match ev {
+                Some(ev) => handle(None, String::new(), Some(ev), mapper),
+                None => side_open = false,
             },
             st = child.wait(), if status.is_none() => {
                 status = Some(st);
@@ -169,7 +190,7 @@ pub async fn run_cli(
             },
             _ = sleep_until(drain_until.unwrap_or_else(far)), if drain_until.is_some() && open => {
                 while let Ok((stream, line)) = rx.try_recv() {
-                    handle(stream, line, mapper);
+                    handle(Some(stream), line, None, mapper);
                 }
                 break;
             },

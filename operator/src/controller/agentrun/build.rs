@@ -12,8 +12,9 @@
 //! Every container runs under the restricted Pod Security profile.
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapKeySelector, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext,
-    PodSpec, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapKeySelector, Container, DownwardAPIVolumeFile, DownwardAPIVolumeSource,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSecurityContext, PodSpec,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -59,6 +60,11 @@ pub fn pool_name(run: &AgentRun) -> &str {
 pub fn pod_name(run: &AgentRun, attempt: u32) -> String {
     format!("{}-{attempt}", run.metadata.name.as_deref().unwrap_or_default())
 }
+
+/// Where the agent container sees the pod's annotations (a downward API volume).
+pub const DECISIONS_DIR: &str = "/etc/paddock/pod";
+/// The annotations file in [`DECISIONS_DIR`].
+pub const DECISIONS_FILE: &str = "/etc/paddock/pod/annotations";
 
 /// Name of the run's BeforeStart gate: `<run>-before-start`.
 pub fn gate_name(run: &AgentRun) -> String {
@@ -309,6 +315,19 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
     if let Some(m) = run.spec.output.as_ref().and_then(|o| o.commit_message.clone()) {
         paddock_env.push(env("PADDOCK_COMMIT_MESSAGE", m));
     }
+    // In-run approvals: verdicts arrive as pod annotations in a downward API file.
+    let approvals = run.spec.approvals.as_ref();
+    if approvals.is_some_and(|a| a.before_push.is_some()) {
+        paddock_env.push(env("PADDOCK_PUSH_APPROVAL", "true"));
+    }
+    if let Some(t) = approvals.and_then(|a| a.tool_use.as_ref()) {
+        // A list of plain structs always serializes.
+        paddock_env.push(env(
+            "PADDOCK_TOOL_RULES",
+            serde_json::to_string(&t.rules).unwrap_or_default(),
+        ));
+    }
+    paddock_env.push(env("PADDOCK_DECISIONS_FILE", DECISIONS_FILE));
     // User env first so that Paddock's own variables cannot be overridden by a run.
     let agent_env = merge_env(&[&user_env, &paddock_env]);
 
@@ -322,6 +341,7 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
             mount("workspace", "/workspace", false),
             mount("tmp", "/tmp", false),
             mount("home", "/home/paddock", false),
+            mount("podinfo", DECISIONS_DIR, true),
         ]),
         security_context: Some(restricted()),
         resources: Some(tpl.resources.clone().unwrap_or(ResourceRequirements {
@@ -352,6 +372,22 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
         Volume {
             name: "trusted-tmp".into(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+        // The pod's own annotations, where ApprovalGate verdicts appear (updated by the kubelet).
+        Volume {
+            name: "podinfo".into(),
+            downward_api: Some(DownwardAPIVolumeSource {
+                items: Some(vec![DownwardAPIVolumeFile {
+                    path: "annotations".into(),
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.annotations".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
             ..Default::default()
         },
     ];
@@ -429,16 +465,40 @@ pub fn build_gate(run: &AgentRun, policy: &GatePolicy) -> ApprovalGate {
         run.spec.repo.revision.as_deref().unwrap_or("HEAD"),
         prompt
     );
-    let mut gate = ApprovalGate::new(
+    new_gate(
+        run,
+        policy,
         &gate_name(run),
+        GateStage::BeforeStart,
+        GateRequest {
+            summary: paddock_crds::events::truncate(&summary, 4096),
+            ..Default::default()
+        },
+    )
+}
+
+/// Name of the gate for the runner's in-run request `id` (`push`, `tool-<n>`): `<run>-<id>`.
+pub fn request_gate_name(run: &AgentRun, id: &str) -> String {
+    format!("{}-{id}", run.metadata.name.as_deref().unwrap_or_default())
+}
+
+/// A gate of `run` named `name` at `stage`, asking `request`, decided per `policy`; owned by the
+/// run and labelled with its name and the stage.
+pub fn new_gate(
+    run: &AgentRun,
+    policy: &GatePolicy,
+    name: &str,
+    stage: GateStage,
+    request: GateRequest,
+) -> ApprovalGate {
+    let mut gate = ApprovalGate::new(
+        name,
         ApprovalGateSpec {
             run_ref: paddock_crds::LocalObjectRef {
                 name: run.metadata.name.clone().unwrap_or_default(),
             },
-            stage: GateStage::BeforeStart,
-            request: GateRequest {
-                summary: paddock_crds::events::truncate(&summary, 4096),
-            },
+            stage,
+            request,
             approvers: policy.approvers.clone(),
             quorum: policy.quorum.unwrap_or(1),
             timeout: policy.timeout.clone(),
@@ -453,7 +513,7 @@ pub fn build_gate(run: &AgentRun, policy: &GatePolicy) -> ApprovalGate {
             paddock_crds::LABEL_RUN.into(),
             run.metadata.name.clone().unwrap_or_default(),
         ),
-        (paddock_crds::LABEL_STAGE.into(), GateStage::BeforeStart.as_str().into()),
+        (paddock_crds::LABEL_STAGE.into(), stage.as_str().into()),
     ]));
     gate
 }

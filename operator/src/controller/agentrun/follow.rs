@@ -141,6 +141,28 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
         dirty = true;
         tokens = (tokens + last_refill.elapsed().as_secs_f64() * EVENT_RATE).min(EVENT_BURST);
         last_refill = Instant::now();
+        if let RunnerEvent::ApprovalRequested {
+            id,
+            stage,
+            summary,
+            tool,
+            input,
+            commit,
+            diffstat,
+        } = &ev.event
+        {
+            // Not rate-limited: the runner waits for this gate.
+            let req = super::approvals::Request {
+                id: id.clone(),
+                stage: stage.clone(),
+                summary: summary.clone(),
+                tool: tool.clone(),
+                input: input.clone(),
+                commit: commit.clone(),
+                diffstat: diffstat.clone(),
+            };
+            super::approvals::on_request(&ctx, &run, &pod, req).await;
+        }
         if let Some((t, reason, note)) = event_for(&ev.event) {
             if tokens >= 1.0 {
                 tokens -= 1.0;

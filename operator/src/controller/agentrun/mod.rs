@@ -2,6 +2,7 @@
 //! finished? → cancel? → resolve (pool, prompt) → approval gate → queue admission →
 //! build + apply the pod → status from the pod → artifacts → patch status on change.
 
+pub mod approvals;
 pub mod artifacts;
 pub mod build;
 pub mod follow;
@@ -423,15 +424,43 @@ async fn observe_pod(run: &AgentRun, ctx: &Arc<Context>, pods: &Api<Pod>, pod: &
             } else {
                 "PodStarting"
             };
-            // Keep the creation Event; record the agent start as its own transition.
-            set_phase(
-                &mut out.status,
-                Phase::Running,
-                reason,
-                &message,
-                run.metadata.generation,
-                &now(),
-            );
+            // In-run approvals: hand decided verdicts to the pod; show a pending gate.
+            let in_run_gates = run
+                .spec
+                .approvals
+                .as_ref()
+                .is_some_and(|a| a.before_push.is_some() || a.tool_use.is_some());
+            let pending = if in_run_gates && state == PodState::Running {
+                approvals::sync_verdicts(ctx, run, pod).await?
+            } else {
+                None
+            };
+            if let Some(g) = pending {
+                let gname = g.metadata.name.clone().unwrap_or_default();
+                let what = g.spec.request.summary.lines().next().unwrap_or_default().to_string();
+                out.status.gate_name = Some(gname.clone());
+                transition(
+                    run,
+                    out,
+                    Phase::AwaitingApproval,
+                    "GatePending",
+                    &format!(
+                        "waiting for a decision on ApprovalGate {gname} (stage {}): {}",
+                        g.spec.stage.as_str(),
+                        paddock_crds::events::truncate(&what, 200)
+                    ),
+                );
+            } else {
+                // Keep the creation Event; record the agent start as its own transition.
+                set_phase(
+                    &mut out.status,
+                    Phase::Running,
+                    reason,
+                    &message,
+                    run.metadata.generation,
+                    &now(),
+                );
+            }
             // The operator's own deadline, in case the kubelet's activeDeadlineSeconds did not fire.
             let limit = timeout_secs(run).unwrap_or(build::DEFAULT_TIMEOUT_SECS) as i64;
             let started = out

@@ -73,6 +73,13 @@ fn finished_from(container: &str, exit: i32, result: Option<RunResult>, kubelet_
             },
             result: Some(Box::new(r)),
         },
+        // A BeforePush gate said no (or expired): the run is Rejected, not Failed.
+        Some(r) if matches!(r.reason.as_str(), "Rejected" | "GateExpired") => PodState::Finished {
+            phase: Phase::Rejected,
+            reason: r.reason.clone(),
+            message: r.message.clone(),
+            result: Some(Box::new(r)),
+        },
         Some(r) => {
             let step = r.failed_step.clone().unwrap_or_else(|| container.to_string());
             PodState::Finished {

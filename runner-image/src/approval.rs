@@ -1,0 +1,343 @@
+//! Human approvals during a run: the `BeforePush` review and `ToolUse` gates.
+//!
+//! The agent container holds no Kubernetes credentials, so a request and its verdict travel
+//! through channels the pod already has:
+//! 1. **Request** — the runner prints an [`RunnerEvent::ApprovalRequested`] event on stdout (the
+//!    container log the operator follows). The operator creates the ApprovalGate
+//!    `<run>-<id>` from it.
+//! 2. **Verdict** — once the gate is decided, the operator sets the pod annotation
+//!    `decision.paddock.dev/<id>` to `Approve`, `Reject` or `Expired`. The kubelet projects the
+//!    pod's annotations into a downward API volume file (`PADDOCK_DECISIONS_FILE`, default
+//!    [`DEFAULT_DECISIONS_FILE`]), which the runner polls every [`POLL_INTERVAL`].
+//!
+//! `ToolUse` requests come from the MCP permission-prompt server ([`crate::mcp`]), a child of
+//! the agent CLI whose stdout belongs to the CLI. It writes `<id>.request.json` (a
+//! [`ToolRequest`]) and, once decided, `<id>.verdict` into [`requests_dir`]; the `run` process
+//! turns new files into events ([`watch_requests`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use paddock_crds::events::{truncate, RunnerEvent};
+use paddock_crds::ToolRule;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use crate::workspace::{write_atomic, Workspace};
+
+/// Prefix of the pod annotations that carry verdicts: `decision.paddock.dev/<id>`.
+pub const DECISION_PREFIX: &str = "decision.paddock.dev/";
+/// Where the operator's pod mounts the downward API file of the pod's annotations.
+pub const DEFAULT_DECISIONS_FILE: &str = "/etc/paddock/pod/annotations";
+/// How often verdicts and request files are polled.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Longest tool input (bytes) carried in a request.
+pub const MAX_INPUT_BYTES: usize = 2048;
+
+/// A gate's verdict as the operator writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on.
+    Approve,
+    /// Do not (the CLI sees a denial; a push does not happen).
+    Reject,
+    /// Nobody decided in time and the gate's `onTimeout` is `Reject`.
+    Expired,
+}
+
+impl Verdict {
+    /// Parses an annotation value (`Approve`, `Reject`, `Expired`).
+    pub fn parse(s: &str) -> Option<Verdict> {
+        match s.trim() {
+            "Approve" => Some(Verdict::Approve),
+            "Reject" => Some(Verdict::Reject),
+            "Expired" => Some(Verdict::Expired),
+            _ => None,
+        }
+    }
+
+    /// The annotation value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "Approve",
+            Verdict::Reject => "Reject",
+            Verdict::Expired => "Expired",
+        }
+    }
+}
+
+/// Parses the kubelet's downward API rendering of a map (`key="value"` per line, the value
+/// quoted as Go's `strconv.Quote` does). Lines that do not parse are skipped.
+pub fn parse_annotations(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let Some((key, raw)) = line.split_once('=') else {
+            continue;
+        };
+        let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+            continue;
+        };
+        let mut value = String::with_capacity(inner.len());
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                value.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('n') => value.push('\n'),
+                Some('t') => value.push('\t'),
+                Some('r') => value.push('\r'),
+                Some(other) => value.push(other),
+                None => {}
+            }
+        }
+        out.insert(key.to_string(), value);
+    }
+    out
+}
+
+/// The verdict for request `id` in the annotations file at `file`, if one is there yet.
+pub fn read_verdict(file: &Path, id: &str) -> Option<Verdict> {
+    let text = std::fs::read_to_string(file).ok()?;
+    parse_annotations(&text)
+        .get(&format!("{DECISION_PREFIX}{id}"))
+        .and_then(|v| Verdict::parse(v))
+}
+
+/// Waits for the verdict on request `id`. `None` when `terminate` turned true first.
+pub async fn wait_verdict(file: &Path, id: &str, terminate: &mut watch::Receiver<bool>) -> Option<Verdict> {
+    loop {
+        if let Some(v) = read_verdict(file, id) {
+            return Some(v);
+        }
+        if *terminate.borrow() {
+            return None;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL_INTERVAL) => {},
+            _ = terminate.changed() => {},
+        }
+    }
+}
+
+/// The part of a tool call a rule's pattern is matched against: the command line for `Bash`,
+/// the path for file tools, the URL for `WebFetch`, else the input as compact JSON.
+pub fn subject(tool: &str, input: &Value) -> String {
+    let field = |k: &str| input.get(k).and_then(Value::as_str).map(str::to_string);
+    let picked = match tool {
+        "Bash" => field("command"),
+        "Write" | "Edit" | "MultiEdit" | "Read" | "NotebookEdit" => {
+            field("file_path").or_else(|| field("notebook_path"))
+        }
+        "WebFetch" => field("url"),
+        "WebSearch" => field("query"),
+        _ => None,
+    };
+    picked.unwrap_or_else(|| input.to_string())
+}
+
+/// The first rule matching the call of `tool` with `input`, if any. Patterns are shell-style
+/// globs in which `*` also matches `/`; an invalid pattern matches only itself, literally.
+pub fn matching_rule<'r>(rules: &'r [ToolRule], tool: &str, input: &Value) -> Option<&'r ToolRule> {
+    let subject = subject(tool, input);
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: false,
+        require_literal_leading_dot: false,
+    };
+    rules.iter().find(|r| {
+        (r.tool == "*" || r.tool == tool)
+            && match &r.pattern {
+                None => true,
+                Some(p) => match glob::Pattern::new(p) {
+                    Ok(g) => g.matches_with(&subject, opts),
+                    Err(_) => p == &subject,
+                },
+            }
+    })
+}
+
+/// A `ToolUse` request as the MCP server writes it for the `run` process.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ToolRequest {
+    /// `tool-<n>`.
+    pub id: String,
+    /// Tool name (`Bash`, …).
+    pub tool: String,
+    /// The rule's subject of the call (command line, path, …), truncated.
+    pub input: String,
+    /// One line for the approver.
+    pub summary: String,
+}
+
+/// Directory of `ToolUse` request and verdict files: `<workspace>/.paddock/approvals`.
+pub fn requests_dir(ws: &Workspace) -> PathBuf {
+    ws.control().join("approvals")
+}
+
+/// Writes a new request for `tool` with `input` and returns it; its id is `tool-<n>` with `n`
+/// one more than the requests already in `dir`.
+///
+/// # Errors
+/// I/O errors creating the directory or the file.
+pub fn write_request(dir: &Path, tool: &str, input: &Value) -> std::io::Result<ToolRequest> {
+    std::fs::create_dir_all(dir)?;
+    let n = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".request.json"))
+        .count()
+        + 1;
+    let subject = truncate(&subject(tool, input), MAX_INPUT_BYTES);
+    let req = ToolRequest {
+        id: format!("tool-{n}"),
+        tool: tool.to_string(),
+        summary: truncate(&format!("{tool}: {subject}"), 1024),
+        input: subject,
+    };
+    let json = serde_json::to_vec(&req).map_err(std::io::Error::other)?;
+    write_atomic(&dir.join(format!("{}.request.json", req.id)), &json)?;
+    Ok(req)
+}
+
+/// Records the verdict on request `id` for the `run` process.
+///
+/// # Errors
+/// I/O errors writing the file.
+pub fn write_verdict(dir: &Path, id: &str, verdict: Verdict) -> std::io::Result<()> {
+    write_atomic(&dir.join(format!("{id}.verdict")), verdict.as_str().as_bytes())
+}
+
+/// Polls `dir` until `tx` is closed, sending an [`RunnerEvent::ApprovalRequested`] for each new
+/// request file and an [`RunnerEvent::ApprovalDecided`] for each new verdict file, in id order.
+pub async fn watch_requests(dir: PathBuf, tx: mpsc::Sender<RunnerEvent>) {
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".request.json") || n.ends_with(".verdict"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Requests before verdicts, lower ids first.
+        names.sort_by_key(|n| (n.ends_with(".verdict"), n.len(), n.clone()));
+        for name in names {
+            if seen.contains(&name) {
+                continue;
+            }
+            let Ok(raw) = std::fs::read_to_string(dir.join(&name)) else {
+                continue;
+            };
+            let ev = if let Some(id) = name.strip_suffix(".verdict") {
+                RunnerEvent::ApprovalDecided {
+                    id: id.to_string(),
+                    verdict: raw.trim().to_string(),
+                }
+            } else {
+                let Ok(req) = serde_json::from_str::<ToolRequest>(&raw) else {
+                    continue;
+                };
+                RunnerEvent::ApprovalRequested {
+                    id: req.id,
+                    stage: "ToolUse".into(),
+                    summary: req.summary,
+                    tool: Some(req.tool),
+                    input: Some(req.input),
+                    commit: None,
+                    diffstat: None,
+                }
+            };
+            seen.insert(name);
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL_INTERVAL) => {},
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rule(tool: &str, pattern: Option<&str>) -> ToolRule {
+        ToolRule {
+            tool: tool.into(),
+            pattern: pattern.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn kubelet_annotation_file_parses() {
+        let text = "decision.paddock.dev/push=\"Approve\"\nkubernetes.io/config.seen=\"2026-11-22T04:00:00Z\"\nx=\"a \\\"q\\\"\\nb\"\nbroken line\n";
+        let m = parse_annotations(text);
+        assert_eq!(m.get("decision.paddock.dev/push").map(String::as_str), Some("Approve"));
+        assert_eq!(m.get("x").map(String::as_str), Some("a \"q\"\nb"));
+        assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn verdict_is_read_per_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("annotations");
+        assert_eq!(read_verdict(&f, "push"), None);
+        std::fs::write(&f, "decision.paddock.dev/tool-1=\"Reject\"\n").unwrap();
+        assert_eq!(read_verdict(&f, "tool-1"), Some(Verdict::Reject));
+        assert_eq!(read_verdict(&f, "tool-2"), None);
+        std::fs::write(&f, "decision.paddock.dev/tool-2=\"maybe\"\n").unwrap();
+        assert_eq!(read_verdict(&f, "tool-2"), None);
+    }
+
+    #[test]
+    fn rules_match_the_subject_of_each_tool() {
+        let rules = vec![
+            rule("Bash", Some("git push*")),
+            rule("Bash", Some("rm -rf *")),
+            rule("Write", Some("/etc/*")),
+        ];
+        let bash = |c: &str| json!({"command": c});
+        assert!(matching_rule(&rules, "Bash", &bash("git push origin main")).is_some());
+        assert!(matching_rule(&rules, "Bash", &bash("rm -rf /tmp/x/y")).is_some());
+        assert!(matching_rule(&rules, "Bash", &bash("ls -la")).is_none());
+        assert!(matching_rule(&rules, "Bash", &bash("echo git push")).is_none());
+        assert!(matching_rule(&rules, "Write", &json!({"file_path": "/etc/passwd"})).is_some());
+        assert!(matching_rule(&rules, "Write", &json!({"file_path": "src/x.rs"})).is_none());
+        // A rule for another tool never matches.
+        assert!(matching_rule(&rules, "Edit", &json!({"file_path": "/etc/passwd"})).is_none());
+        let any = vec![rule("*", None)];
+        assert!(matching_rule(&any, "WebFetch", &json!({"url": "https://x"})).is_some());
+        let fetch = vec![rule("WebFetch", Some("https://*.example.com/*"))];
+        assert!(matching_rule(&fetch, "WebFetch", &json!({"url": "https://a.example.com/p"})).is_some());
+        assert!(matching_rule(&fetch, "WebFetch", &json!({"url": "https://evil.com/p"})).is_none());
+    }
+
+    #[tokio::test]
+    async fn request_files_become_events_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("approvals");
+        let a = write_request(&d, "Bash", &json!({"command": "git push"})).unwrap();
+        let b = write_request(&d, "Bash", &json!({"command": "rm -rf x"})).unwrap();
+        assert_eq!((a.id.as_str(), b.id.as_str()), ("tool-1", "tool-2"));
+        write_verdict(&d, "tool-1", Verdict::Reject).unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        let task = tokio::spawn(watch_requests(d.clone(), tx));
+        let mut got = vec![];
+        for _ in 0..3 {
+            got.push(rx.recv().await.unwrap().type_name());
+        }
+        assert_eq!(got, ["approval_requested", "approval_requested", "approval_decided"]);
+        drop(rx);
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
