@@ -11,5 +11,7 @@ step "chart checks (helm lint, rendered manifests, RBAC rule by rule)"
 HELM="$(bash e2e/cluster/build-binaries.sh print-env | sed -n 's/^HELM_BIN=//p')/helm"
 bash e2e/cluster/build-binaries.sh helm
 HELM=$HELM bash charts/paddock/test.sh
+step "observability checks (promtool rules and tests, dashboard PromQL, Argo CD Lua health checks)"
+HELM=$HELM bash charts/paddock/test-observability.sh | grep -v "^ok "
 if [ "${PADDOCK_SKIP_E2E:-}" = 1 ]; then echo "PADDOCK_SKIP_E2E=1: skipping the e2e suite"; exit 0; fi
 if [ -f e2e/run-e2e.sh ]; then step "e2e suite on a real cluster"; bash e2e/run-e2e.sh; fi

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Tests the Argo CD health checks (health-*.lua) with a real Lua interpreter: each sample object
+# in samples/<kind>-<case>.<ExpectedStatus>.json is run through health-<kind>.lua (run-health.lua
+# emulates Argo CD's call: the object as global `obj`, only base/string/table/math available),
+# and the returned status must equal the expected one, with a non-empty message that, when the
+# object has condition messages, includes one of them. Also checks argocd-cm-snippet.yaml is
+# what gen-snippet.sh generates from the scripts.
+#
+# Env: LUA (default: lua5.1, which Argo CD's gopher-lua matches, else lua5.4/lua); needs a JSON
+# module for it (Debian lua-dkjson or lua-cjson). Last line "N passed, N failed"; exit 0 when
+# everything passed.
+set -uo pipefail
+DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok   - $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
+
+LUA=${LUA:-}
+if [ -z "$LUA" ]; then
+  for l in lua5.1 lua5.4 lua5.3 lua; do
+    if command -v "$l" >/dev/null; then LUA=$l; break; fi
+  done
+fi
+if [ -z "$LUA" ] || ! "$LUA" -e 'if not pcall(require, "dkjson") then require("cjson") end' >/dev/null 2>&1; then
+  echo "no Lua interpreter with a JSON module (apt-get install lua5.1 lua-dkjson)"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+echo "# $("$LUA" -v 2>&1 | head -n 1)"
+
+valid="Healthy Progressing Degraded Suspended Missing Unknown"
+declare -A seen=()
+for sample in "$DIR"/samples/*.json; do
+  base=$(basename "$sample" .json)      # agentrun-queued.Progressing
+  want=${base##*.}                     # Progressing
+  case_name=${base%.*}                 # agentrun-queued
+  kind=${case_name%%-*}                # agentrun
+  script=$DIR/health-$kind.lua
+  seen[$kind:$want]=1
+  if [ ! -f "$script" ]; then bad "$case_name: no script health-$kind.lua"; continue; fi
+  if ! out=$("$LUA" "$DIR/run-health.lua" "$script" "$sample" 2>&1); then
+    bad "$case_name: script error: $(tail -n 3 <<<"$out" | tr '\n' ' ')"
+    continue
+  fi
+  IFS=$'\x1f' read -r got msg cmsgs <<<"$out"
+  if [[ " $valid " != *" $got "* ]]; then
+    bad "$case_name: status '$got' is not an Argo CD health status"
+  elif [ "$got" != "$want" ]; then
+    bad "$case_name: status $got, want $want (message: $msg)"
+  elif [ -z "${msg// /}" ]; then
+    bad "$case_name: $got with an empty message"
+  else
+    from_cond=1
+    if [ -n "$cmsgs" ]; then
+      from_cond=0
+      IFS='|' read -r -a arr <<<"$cmsgs"
+      for m in "${arr[@]}"; do [[ "$msg" == *"$m"* ]] && from_cond=1; done
+    fi
+    if [ "$from_cond" = 1 ]; then ok "$case_name: $got ($msg)"; else bad "$case_name: message '$msg' has none of the condition messages ($cmsgs)"; fi
+  fi
+done
+
+# Every status each script can map to has a sample.
+for need in agentrun:Progressing agentrun:Suspended agentrun:Healthy agentrun:Degraded \
+  approvalgate:Progressing approvalgate:Suspended approvalgate:Healthy approvalgate:Degraded \
+  runnerpool:Progressing runnerpool:Healthy runnerpool:Degraded; do
+  if [ -n "${seen[$need]:-}" ]; then ok "a sample covers $need"; else bad "no sample for $need"; fi
+done
+
+# The snippet is generated from the scripts.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cp "$DIR"/health-*.lua "$DIR/gen-snippet.sh" "$tmp/"
+if bash "$tmp/gen-snippet.sh" && cmp -s "$tmp/argocd-cm-snippet.yaml" "$DIR/argocd-cm-snippet.yaml"; then
+  ok "argocd-cm-snippet.yaml is up to date with health-*.lua (gen-snippet.sh)"
+else
+  bad "argocd-cm-snippet.yaml is out of date: run charts/paddock/argocd/gen-snippet.sh"
+fi
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
