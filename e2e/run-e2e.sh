@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The e2e suite on a real local cluster: cluster up (or reuse), images built and loaded, Paddock
 # installed with its Helm chart, host services started (scripted model endpoint, git daemon),
-# then `cargo test -p paddock-e2e --test e2e --test approvals --test plugin`. Env:
+# Prometheus started (e2e/prometheus.sh), then
+# `cargo test -p paddock-e2e --test e2e --test approvals --test plugin --test metrics`. Env:
 #   PADDOCK_E2E_DOWN=1      tear the cluster down at the end (CI)
 #   PADDOCK_E2E_KEEP=1      keep the test namespaces
 #   PADDOCK_E2E_THREADS=N   tests in parallel (default 4)
@@ -24,22 +25,24 @@ bash e2e/build-images.sh
 
 step "host services (scripted model, git daemon) on $HOST_IP"
 start_services "$HOST_IP"
-trap 'stop_services' EXIT
+PADDOCK_E2E_PROMETHEUS_URL=$(bash e2e/prometheus.sh start)  # scrapes the operator (tests/metrics.rs)
+trap 'stop_services; bash e2e/prometheus.sh stop' EXIT
 
 step "install Paddock (helm)"
 install_paddock
 
 export PADDOCK_E2E_RUNNER_IMAGE=localhost/paddock/runner:dev
 export PADDOCK_E2E_MODEL_URL=$MODEL_URL PADDOCK_E2E_GIT_ROOT=$GIT_ROOT PADDOCK_E2E_GIT_URL=$GIT_URL
+export PADDOCK_E2E_PROMETHEUS_URL
 step "e2e tests"
 rc=0
 E2E_LOG=$(mktemp "${TMPDIR:-/tmp}/paddock-e2e.XXXXXX")
-# Three test files (cargo prints one "test result:" line per file); the last line below totals them.
-cargo test --no-fail-fast -p paddock-e2e --test e2e --test approvals --test plugin -- --test-threads="${PADDOCK_E2E_THREADS:-4}" 2>&1 |
+# Four test files (cargo prints one "test result:" line per file); the last line below totals them.
+cargo test --no-fail-fast -p paddock-e2e --test e2e --test approvals --test plugin --test metrics -- --test-threads="${PADDOCK_E2E_THREADS:-4}" 2>&1 |
   tee "$E2E_LOG" || rc=$?
 # The suite's closing line, in the plain "N passed, N failed" form.
 awk '/^test result:/ { files++; for (i = 1; i < NF; i++) { if ($(i+1) ~ /^(passed|failed);?$/) t[$(i+1)] += $i } }
-  END { f = t["failed;"] + 0; if (files < 3) f++; printf "e2e: %d passed, %d failed\n", t["passed;"], f }' "$E2E_LOG"
+  END { f = t["failed;"] + 0; if (files < 4) f++; printf "e2e: %d passed, %d failed\n", t["passed;"], f }' "$E2E_LOG"
 rm -f "$E2E_LOG"
 if [ $rc -ne 0 ]; then
   echo "---- operator log (last 80 lines) ----" >&2

@@ -7,6 +7,7 @@ mod controller;
 mod error;
 mod http;
 mod metrics;
+mod observe;
 
 use clap::{Parser, Subcommand};
 use context::{Context, State};
@@ -57,6 +58,10 @@ struct RunArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "PADDOCK_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// Add a `namespace` label to the run and approval metrics (more series: one set per
+    /// namespace).
+    #[arg(long, env = "PADDOCK_METRICS_NAMESPACE_LABEL", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    metrics_namespace_label: bool,
 }
 
 fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
@@ -92,8 +97,11 @@ async fn main() -> anyhow::Result<()> {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
 
-    let client = Client::try_default().await?;
     let state = Arc::new(State::default());
+    // The client times every API request into paddock_kube_api_request_duration_seconds.
+    let client = kube::client::ClientBuilder::try_from(kube::Config::infer().await?)?
+        .with_layer(&metrics::KubeApiLayer::new(&state.metrics))
+        .build();
     let reporter = Reporter {
         controller: "paddock-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -155,10 +163,14 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("caches synced; controllers running");
         }
     };
+    // No leader election yet (issue 9): this replica runs the controllers.
+    state.metrics.leader.set(1);
+    let observer = observe::run(client.clone(), ns.clone(), state.clone(), args.metrics_namespace_label);
     let server = http::serve(args.metrics_addr, state.clone());
     tracing::info!(addr = %args.metrics_addr, namespace = ns.as_deref().unwrap_or("<all>"), "paddock-operator starting");
     tokio::select! {
         _ = async { tokio::join!(runs, gates, pools, ready) } => {},
+        _ = observer => {},
         r = server => r?,
     }
     Ok(())

@@ -99,26 +99,7 @@ pub async fn reconcile(run: Arc<AgentRun>, ctx: Arc<Context>) -> Result<Action> 
     for (t, reason, note) in out.events {
         ctx.publish(run.as_ref(), t, &reason, note).await;
     }
-    if new_status.phase.is_some_and(Phase::is_terminal) && !old.phase.is_some_and(Phase::is_terminal) {
-        record_completion(&ctx, &run, &new_status);
-    }
     Ok(out.action)
-}
-
-fn record_completion(ctx: &Context, run: &AgentRun, status: &AgentRunStatus) {
-    let labels = crate::metrics::OutcomeLabels {
-        agent: run.spec.agent.name.as_str().into(),
-        phase: status.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
-    };
-    ctx.state.metrics.runs_completed.get_or_create(&labels).inc();
-    if let (Some(s), Some(e)) = (&status.start_time, &status.completion_time) {
-        let secs = (e.0.as_millisecond() - s.0.as_millisecond()) as f64 / 1000.0;
-        ctx.state
-            .metrics
-            .run_duration
-            .get_or_create(&labels)
-            .observe(secs.max(0.0));
-    }
 }
 
 /// Moves `out.status` to `phase` and queues an Event when the phase or reason changed.
