@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export PADDOCK_CACHE ?= /var/cache/paddock
 
-.PHONY: help demo test unit lint crds e2e cluster-up cluster-down images
+.PHONY: help demo test unit lint crds e2e drills cluster-up cluster-down images
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ crds: ## Regenerate the CRD YAML from the Rust types (crds/generated and the cha
 
 e2e: ## The e2e suite only (brings the local cluster up if needed)
 	bash e2e/run-e2e.sh
+
+drills: ## Reliability drills on the local cluster (kills the operator leader; run alone, after `make e2e`)
+	bash e2e/drills.sh
 
 cluster-up: ## Bring up the local cluster (prints the kubeconfig path)
 	bash e2e/cluster/cluster.sh up

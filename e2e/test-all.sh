@@ -6,6 +6,9 @@ source e2e/lib.sh
 step "toolchain and host packages"; ensure_host_deps
 step "agent CLIs on the host (scripted model endpoint tests)"; ensure_npm_clis
 export SCRIPTED_MODEL_REQUIRE_CLIS=1
+step "OpenTelemetry Collector (for the OTLP export tests; built from its Go modules, cached)"
+bash e2e/cluster/build-binaries.sh otelcol
+export PADDOCK_REQUIRE_OTELCOL=1
 step "unit tests, CRD drift test, lints"; make --no-print-directory unit
 step "chart checks (helm lint, rendered manifests, RBAC rule by rule)"
 HELM="$(bash e2e/cluster/build-binaries.sh print-env | sed -n 's/^HELM_BIN=//p')/helm"

@@ -187,8 +187,17 @@ if dep:
     c = cs[0]
     env = {e["name"]: e for e in c.get("env", [])}
     sel = spec["selector"]["matchLabels"]
-    check(spec.get("replicas") == 1, f"{scenario}: operator has 1 replica")
-    check(spec.get("strategy", {}).get("type") == "Recreate", f"{scenario}: Recreate strategy (never two operators)")
+    if scenario == "ha":
+        check(spec.get("replicas") == 2, f"{scenario}: operator has 2 replicas")
+        check(spec.get("strategy") == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+              f"{scenario}: RollingUpdate maxSurge 1, maxUnavailable 0 (leader election)", str(spec.get("strategy")))
+        check(env.get("PADDOCK_LEADER_ELECT", {}).get("value") == "true", f"{scenario}: PADDOCK_LEADER_ELECT=true")
+    else:
+        check(spec.get("replicas") == 1, f"{scenario}: operator has 1 replica")
+        check(spec.get("strategy", {}).get("type") == "Recreate", f"{scenario}: Recreate strategy (never two operators)")
+        check(env.get("PADDOCK_LEADER_ELECT", {}).get("value") == "false", f"{scenario}: PADDOCK_LEADER_ELECT=false")
+    check(env.get("POD_NAMESPACE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace",
+          f"{scenario}: POD_NAMESPACE from fieldRef metadata.namespace (the Lease's namespace)")
     check(all(spec["template"]["metadata"]["labels"].get(k) == v for k, v in sel.items()),
           f"{scenario}: pod labels match the selector")
     check(len(cs) == 1 and c.get("args") == ["run"], f"{scenario}: one container, args [run]")
@@ -276,6 +285,20 @@ elif scenario == "pools-leases":
     check(t.get("template", {}).get("env") == [{"name": "ANTHROPIC_BASE_URL", "value": "http://model.test:8080"}],
           f"{scenario}: pool env passed through", str(t.get("template", {}).get("env")))
     check(t.get("template", {}).get("image") == "reg.test/runner:v1", f"{scenario}: pool image from values")
+elif scenario == "ha":
+    expect_kinds({"ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
+                  "Deployment": 1, "Service": 1, "RunnerPool": 1, "PodDisruptionBudget": 1,
+                  "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
+    le = one("Role", "-leader-election")
+    check(le and le["metadata"]["namespace"] == "paddock-system" and norm(le["rules"]) == EXPECTED_LEASES,
+          f"{scenario}: leaderElection.enabled grants the Lease Role: leases get/create/update in the release namespace")
+    check(binding_ok(one("RoleBinding", "-leader-election"), le), f"{scenario}: leader-election RoleBinding")
+    op = one("ClusterRole", "-operator")
+    check(op and norm(op["rules"]) == EXPECTED_OPERATOR, f"{scenario}: operator ClusterRole unchanged by leader election")
+    pdb = one("PodDisruptionBudget")
+    check(pdb and pdb["apiVersion"] == "policy/v1" and pdb["metadata"]["namespace"] == "paddock-system"
+          and pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": dep["spec"]["selector"]["matchLabels"]}},
+          f"{scenario}: PodDisruptionBudget maxUnavailable 1 selects the operator pods", str(pdb and pdb["spec"]))
 elif scenario == "no-pool":
     expect_kinds({"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Deployment": 1})
 elif scenario == "crds":
@@ -350,6 +373,8 @@ check "helm lint --strict (default values)" "$HELM" lint --strict "$CHART"
 check "helm lint --strict (watchNamespace, serviceMonitor, leases, pool list)" \
   "$HELM" lint --strict "$CHART" --set watchNamespace=team-a --set metrics.serviceMonitor.enabled=true \
   --set rbac.leaderElection=true --set 'defaultPool.namespaces={team-a}'
+check "helm lint --strict (HA: leaderElection, 2 replicas, PodDisruptionBudget)" \
+  "$HELM" lint --strict "$CHART" --set leaderElection.enabled=true --set replicaCount=2 --set podDisruptionBudget.enabled=true
 
 # ---------------------------------------------------------------- renders
 render default
@@ -364,6 +389,8 @@ checkyaml pools-leases
 render no-pool --set defaultPool.enabled=false --set rbac.aggregateToDefaultRoles=false --set metrics.service.enabled=false \
   --set approvalPolicy.enabled=false
 checkyaml no-pool
+render ha --set leaderElection.enabled=true --set replicaCount=2 --set podDisruptionBudget.enabled=true
+checkyaml ha
 render crds --include-crds
 checkyaml crds
 
@@ -374,6 +401,12 @@ check_fails "serviceMonitor without the Service is refused" "needs metrics.servi
   "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set metrics.serviceMonitor.enabled=true --set metrics.service.enabled=false
 check_fails "Kubernetes older than 1.33 is refused (kubeVersion)" "kubeVersion" \
   "$HELM" template paddock "$CHART" -n x --kube-version 1.32.5
+check_fails "replicaCount > 1 without leaderElection.enabled is refused" "needs leaderElection.enabled=true" \
+  "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set replicaCount=2
+check_fails "replicaCount 0 is refused" "replicaCount must be at least 1" \
+  "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set replicaCount=0
+check_fails "podDisruptionBudget with one replica is refused" "needs replicaCount >= 2" \
+  "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set leaderElection.enabled=true --set podDisruptionBudget.enabled=true
 check_fails "serviceAccount.create=false without a name is refused" "serviceAccount.name is required" \
   "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set serviceAccount.create=false
 

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("oldSelf.cancel == true ? self.cancel == true : true").message("spec.cancel cannot be unset once set"),
     validation = Rule::new("!has(self.approvals) || !has(self.approvals.beforePush) || (has(self.output) && self.output.push == true)").message("spec.approvals.beforePush needs spec.output.push: true (there is nothing to approve without a push)"),
     validation = Rule::new("!has(self.approvals) || !has(self.approvals.toolUse) || self.agent.name == 'claude-code'").message("spec.approvals.toolUse is supported for agent claude-code only (see docs/approvals.md)"),
-    validation = Rule::new("self.repo == oldSelf.repo && self.agent == oldSelf.agent && (has(self.prompt) ? has(oldSelf.prompt) && self.prompt == oldSelf.prompt : !has(oldSelf.prompt)) && (has(self.promptFrom) ? has(oldSelf.promptFrom) && self.promptFrom == oldSelf.promptFrom : !has(oldSelf.promptFrom)) && (has(self.runnerPoolRef) ? has(oldSelf.runnerPoolRef) && self.runnerPoolRef == oldSelf.runnerPoolRef : !has(oldSelf.runnerPoolRef)) && (has(self.budget) ? has(oldSelf.budget) && self.budget == oldSelf.budget : !has(oldSelf.budget)) && (has(self.approvals) ? has(oldSelf.approvals) && self.approvals == oldSelf.approvals : !has(oldSelf.approvals)) && (has(self.output) ? has(oldSelf.output) && self.output == oldSelf.output : !has(oldSelf.output))").message("spec is immutable after creation, except spec.cancel"),
+    validation = Rule::new("self.repo == oldSelf.repo && self.agent == oldSelf.agent && (has(self.prompt) ? has(oldSelf.prompt) && self.prompt == oldSelf.prompt : !has(oldSelf.prompt)) && (has(self.promptFrom) ? has(oldSelf.promptFrom) && self.promptFrom == oldSelf.promptFrom : !has(oldSelf.promptFrom)) && (has(self.runnerPoolRef) ? has(oldSelf.runnerPoolRef) && self.runnerPoolRef == oldSelf.runnerPoolRef : !has(oldSelf.runnerPoolRef)) && (has(self.budget) ? has(oldSelf.budget) && self.budget == oldSelf.budget : !has(oldSelf.budget)) && (has(self.approvals) ? has(oldSelf.approvals) && self.approvals == oldSelf.approvals : !has(oldSelf.approvals)) && (has(self.output) ? has(oldSelf.output) && self.output == oldSelf.output : !has(oldSelf.output)) && (has(self.retry) ? has(oldSelf.retry) && self.retry == oldSelf.retry : !has(oldSelf.retry))").message("spec is immutable after creation, except spec.cancel"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AgentRunSpec {
@@ -62,6 +62,11 @@ pub struct AgentRunSpec {
     /// What to do with the agent's changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputSpec>,
+    /// Retries of attempts that failed for reasons outside the agent's control (the pod was
+    /// deleted, evicted or lost with its node; the runner image could not be pulled). An
+    /// agent-declared failure (a non-zero exit, a failed step) is never retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
     /// Set to `true` to cancel the run (like Tekton's `spec.status: Cancelled`): the pod is
     /// stopped and the run ends `Cancelled`. Cannot be unset.
     #[serde(default)]
@@ -103,16 +108,24 @@ pub enum AgentName {
     ClaudeCode,
     /// OpenAI's Codex CLI (`codex exec --json`).
     Codex,
+    /// Qwen Code (`qwen -o stream-json --yolo`), over `OPENAI_BASE_URL` (Chat Completions).
+    QwenCode,
+    /// OpenCode (`opencode run --format json`), over `OPENAI_BASE_URL` (Chat Completions).
+    #[serde(rename = "opencode")]
+    OpenCode,
     /// `sh -c <prompt>`: the prompt is a shell script (for scripted tasks and tests).
     Shell,
 }
 
 impl AgentName {
-    /// The name as written in manifests (`claude-code`, `codex`, `shell`).
+    /// The name as written in manifests (`claude-code`, `codex`, `qwen-code`, `opencode`,
+    /// `shell`).
     pub fn as_str(self) -> &'static str {
         match self {
             AgentName::ClaudeCode => "claude-code",
             AgentName::Codex => "codex",
+            AgentName::QwenCode => "qwen-code",
+            AgentName::OpenCode => "opencode",
             AgentName::Shell => "shell",
         }
     }
@@ -122,7 +135,7 @@ impl AgentName {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentSpec {
-    /// Which CLI: `claude-code`, `codex` or `shell`.
+    /// Which CLI: `claude-code`, `codex`, `qwen-code`, `opencode` or `shell`.
     pub name: AgentName,
     /// Model name passed to the CLI's `--model`/`-m` flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +167,48 @@ pub struct BudgetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_turns: Option<u32>,
+}
+
+/// How often, and after how long, a retryable failure starts a new attempt.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RetrySpec {
+    /// Extra attempts after the first (0..=5). Default 0: no retry.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 5))]
+    pub limit: u32,
+    /// Wait before attempt n+1, doubled after each retry (Go duration, 1s to 10m; default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('10m')").message("retry.backoff must be a duration between 1s and 10m"))]
+    pub backoff: Option<String>,
+}
+
+/// One ended attempt of a run that was retried.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptStatus {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// Its runner pod, `<run>-<attempt>`.
+    pub pod_name: String,
+    /// When its pod was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Why it ended (`PodDeleted`, `PodLost`, `PodEvicted`, `ImagePullFailed`, …).
+    pub reason: String,
+    /// Details.
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+    /// The agent container's exit code, when it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// ConfigMap holding this attempt's event log (key `events.jsonl`), `<run>-log-<attempt>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_ref: Option<String>,
 }
 
 /// Approvals a run must pass.
@@ -326,9 +381,19 @@ pub struct AgentRunStatus {
     /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// The runner pod's name.
+    /// The runner pod's name (of the current attempt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_name: Option<String>,
+    /// The current attempt, 1-based (pods are named `<run>-<attempt>`). Unset: 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// Earlier attempts that ended in a retryable failure, oldest first (at most 5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub attempts: Vec<AttemptStatus>,
+    /// While a retry waits for its backoff: when the next attempt may start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Time>,
     /// 1-based position in the pool's queue while `Queued`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u32>,
@@ -359,6 +424,9 @@ pub struct AgentRunStatus {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
+    /// The pod (attempt) these counts are from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
     /// Highest event sequence number processed.
     pub events: u64,
     /// Tool calls seen.
@@ -388,4 +456,27 @@ pub struct ResultStatus {
     /// redacted, at most 512 KiB, oldest lines dropped first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_ref: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AgentName;
+
+    /// Manifest names are what the runner's `PADDOCK_AGENT` parser accepts.
+    #[test]
+    fn agent_names_match_their_wire_form() {
+        for a in [
+            AgentName::ClaudeCode,
+            AgentName::Codex,
+            AgentName::QwenCode,
+            AgentName::OpenCode,
+            AgentName::Shell,
+        ] {
+            assert_eq!(serde_json::to_value(a).unwrap(), serde_json::json!(a.as_str()));
+            assert_eq!(
+                serde_json::from_value::<AgentName>(serde_json::json!(a.as_str())).unwrap(),
+                a
+            );
+        }
+    }
 }

@@ -177,7 +177,7 @@ pub enum RunnerEvent {
     },
     /// The agent CLI started (adapter, CLI version when known, model, session id).
     AgentStarted {
-        /// Agent adapter name (`claude-code`, `codex`, `shell`).
+        /// Agent adapter name (`claude-code`, `codex`, `qwen-code`, `opencode`, `shell`).
         agent: String,
         /// Model the CLI reports, when it does.
         #[serde(default, skip_serializing_if = "Option::is_none")]

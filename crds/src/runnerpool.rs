@@ -34,7 +34,8 @@ use std::collections::BTreeMap;
 pub struct RunnerPoolSpec {
     /// Pod settings for the pool's runner pods, merged under the hardened defaults.
     pub template: RunnerTemplate,
-    /// Agent CLIs the pool's image provides (`claude-code`, `codex`, `shell`). Empty: all.
+    /// Agent CLIs the pool's image provides (`claude-code`, `codex`, `qwen-code`, `opencode`,
+    /// `shell`). Empty: all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agents: Vec<crate::AgentName>,
     /// Most runs of this pool with a pod at once; further runs wait `Queued` in creation order.

@@ -4,7 +4,8 @@
 #   $PADDOCK_CACHE/bin/kubernetes-<ver>/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet,kube-proxy}
 #   $PADDOCK_CACHE/bin/etcd-<ver>/etcd
 #   $PADDOCK_CACHE/bin/helm-<ver>/helm
-# A warm cache makes this a no-op. Usage: build-binaries.sh [kubernetes|etcd|helm ...]
+#   $PADDOCK_CACHE/bin/otelcol-<ver>/otelcol (only when asked: `build-binaries.sh otelcol`)
+# A warm cache makes this a no-op. Usage: build-binaries.sh [kubernetes|etcd|helm|otelcol ...]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${PADDOCK_CACHE:-/var/cache/paddock}
@@ -17,6 +18,7 @@ version() { awk -v m="$2" '$1==m && $2 ~ /^v/ {print $2; exit}' "$here/tools/$1/
 K8S_VERSION=$(version kubernetes k8s.io/kubernetes)
 ETCD_VERSION=$(version etcd go.etcd.io/etcd/server/v3)
 HELM_VERSION=$(version helm helm.sh/helm/v3)
+OTELCOL_VERSION=$(version otelcol go.opentelemetry.io/collector/otelcol)
 
 log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -60,11 +62,25 @@ build_helm() {
   log "helm $HELM_VERSION built into $out"
 }
 
+# A minimal OpenTelemetry Collector (OTLP receiver + debug exporter, tools/otelcol/main.go) for
+# the telemetry tests. The core distribution's own module (cmd/otelcorecol) is not published,
+# hence our main.go with the same components.
+build_otelcol() {
+  local out=$cache/bin/otelcol-$OTELCOL_VERSION
+  [ -x "$out/otelcol" ] && { log "otelcol $OTELCOL_VERSION cached in $out"; return; }
+  log "building otelcol $OTELCOL_VERSION"
+  mkdir -p "$out.tmp"
+  (cd "$here/tools/otelcol" && go build -trimpath -ldflags "-s -w" -o "$out.tmp/otelcol" .)
+  rm -rf "$out"; mv "$out.tmp" "$out"
+  log "otelcol $OTELCOL_VERSION built into $out"
+}
+
 # print-env: the binary directories, for callers that put them on PATH.
 if [ "${1:-}" = print-env ]; then
   echo "K8S_BIN=$cache/bin/kubernetes-$K8S_VERSION"
   echo "ETCD_BIN=$cache/bin/etcd-$ETCD_VERSION"
   echo "HELM_BIN=$cache/bin/helm-$HELM_VERSION"
+  echo "OTELCOL_BIN=$cache/bin/otelcol-$OTELCOL_VERSION"
   echo "K8S_VERSION=$K8S_VERSION"
   exit 0
 fi

@@ -124,6 +124,16 @@ async fn codex_edits_a_file() -> Result<()> {
 }
 
 #[tokio::test]
+async fn qwen_code_edits_a_file() -> Result<()> {
+    agent_edits_a_file("qwen-code", "OPENAI_API_KEY").await
+}
+
+#[tokio::test]
+async fn opencode_edits_a_file() -> Result<()> {
+    agent_edits_a_file("opencode", "OPENAI_API_KEY").await
+}
+
+#[tokio::test]
 async fn shell_failure_says_why() -> Result<()> {
     let (ns, repo) = setup("fail").await?;
     shell_run(
@@ -616,6 +626,69 @@ async fn tool_use_gate_rejects_and_approves() -> Result<()> {
         "notes.txt + doomed/keep.txt deleted: {r:?}"
     );
     assert!(repo.show("paddock/allowed", "doomed/keep.txt").is_err(), "git rm ran");
+    ns.cleanup().await;
+    Ok(())
+}
+
+/// A runner pod deleted mid-run is a retryable failure: with `retry.limit: 1` attempt 2 runs in
+/// pod `<run>-2` and succeeds; attempt 1 stays in `status.attempts` with its reason and its log.
+/// Without `retry` the same deletion ends the run.
+#[tokio::test]
+async fn deleted_pod_is_retried() -> Result<()> {
+    let (ns, repo) = setup("retry").await?;
+    let prompt = "echo attempt-started; sleep 6; echo done > done.txt";
+    shell_run(
+        &ns,
+        &repo,
+        "again",
+        prompt,
+        json!({"retry": {"limit": 1, "backoff": "1s"}}),
+    )
+    .await?;
+    shell_run(&ns, &repo, "once", prompt, json!({})).await?;
+    for name in ["again", "once"] {
+        ns.wait_run(name, RUN_TIMEOUT, "running its agent", |r| {
+            condition(r, "Running").is_some_and(|c| c.1 == "AgentRunning")
+        })
+        .await?;
+        // Let the follower read a line, then delete the pod as a node drain or a human would.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        ns.api::<Pod>()
+            .delete(&format!("{name}-1"), &Default::default())
+            .await?;
+    }
+    let run = ns.wait_finished("again", RUN_TIMEOUT).await?;
+    assert_eq!(phase(&run), Some(Phase::Succeeded), "{:?}", run.status);
+    let st = run.status.clone().unwrap_or_default();
+    assert_eq!((st.attempt, st.pod_name.as_deref()), (Some(2), Some("again-2")));
+    assert_eq!(st.attempts.len(), 1, "{:?}", st.attempts);
+    let a1 = &st.attempts[0];
+    assert_eq!((a1.attempt, a1.pod_name.as_str()), (1, "again-1"));
+    assert!(matches!(a1.reason.as_str(), "PodDeleted" | "PodLost"), "{a1:?}");
+    let log_ref = a1.log_ref.clone().expect("attempt 1's log is kept");
+    let log = ns.api::<ConfigMap>().get(&log_ref).await?;
+    let text = log
+        .data
+        .and_then(|d| d.get("events.jsonl").cloned())
+        .unwrap_or_default();
+    assert!(text.contains("attempt-started"), "attempt 1's log: {text}");
+    assert_eq!(
+        repo.show("paddock/again", "done.txt").ok(),
+        None,
+        "nothing pushed without output.push"
+    );
+    assert!(
+        st.result.as_ref().is_some_and(|r| r.run.files_changed == 1),
+        "{:?}",
+        st.result
+    );
+    ns.wait_events("again", &["Retrying"], Duration::from_secs(30)).await?;
+
+    let once = ns.wait_finished("once", RUN_TIMEOUT).await?;
+    assert_eq!(phase(&once), Some(Phase::Failed), "{:?}", once.status);
+    let reason = condition(&once, "Succeeded").map(|c| c.1).unwrap_or_default();
+    assert!(matches!(reason.as_str(), "PodDeleted" | "PodLost"), "{reason}");
+    assert!(once.status.unwrap_or_default().attempts.is_empty());
     ns.cleanup().await;
     Ok(())
 }

@@ -55,6 +55,9 @@ enum Cmd {
         /// Print the raw JSON event lines instead.
         #[arg(long)]
         raw: bool,
+        /// Which attempt (1-based) of a retried run; default the current one.
+        #[arg(long)]
+        attempt: Option<u32>,
     },
 }
 
@@ -137,7 +140,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Approve(a) => decide(&client, &ns, &a, Verdict::Approve).await?,
         Cmd::Reject(a) => decide(&client, &ns, &a, Verdict::Reject).await?,
         Cmd::Diff { run } => diff(&client, &ns, &run).await?,
-        Cmd::Logs { run, raw } => logs(&client, &ns, &run, raw).await?,
+        Cmd::Logs { run, raw, attempt } => logs(&client, &ns, &run, raw, attempt).await?,
     };
     print!("{out}");
     Ok(())
@@ -304,10 +307,35 @@ async fn diff(client: &Client, ns: &str, name: &str) -> Result<String> {
     Ok(text)
 }
 
-async fn logs(client: &Client, ns: &str, name: &str, raw: bool) -> Result<String> {
+async fn logs(client: &Client, ns: &str, name: &str, raw: bool, attempt: Option<u32>) -> Result<String> {
     let run = get_run(client, ns, name).await?;
     let status = run.status.clone().unwrap_or_default();
-    let text = if let Some(log_ref) = status.result.as_ref().and_then(|r| r.log_ref.clone()) {
+    let current = status.attempt.unwrap_or(1);
+    // An earlier attempt's log is in the ConfigMap its history entry names.
+    let earlier = match attempt {
+        Some(n) if n != current => {
+            let a = status
+                .attempts
+                .iter()
+                .find(|a| a.attempt == n)
+                .ok_or_else(|| PluginError::NoLog {
+                    run: name.into(),
+                    why: format!(
+                        "for attempt {n} (the run is at attempt {current}; ended attempts: {:?})",
+                        status.attempts.iter().map(|a| a.attempt).collect::<Vec<_>>()
+                    ),
+                })?;
+            Some(a.log_ref.clone().ok_or_else(|| PluginError::NoLog {
+                run: name.into(),
+                why: format!(
+                    "for attempt {n}: its pod ({}) was gone before its log was read",
+                    a.pod_name
+                ),
+            })?)
+        }
+        _ => None,
+    };
+    let text = if let Some(log_ref) = earlier.or_else(|| status.result.as_ref().and_then(|r| r.log_ref.clone())) {
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
         let cm = cms
             .get_opt(&log_ref)

@@ -44,7 +44,14 @@ pub struct Context {
     pub admissions: Mutex<HashSet<String>>,
     /// Running log followers, keyed by run UID.
     pub followers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// The log lines each follower has read so far, keyed `namespace/pod` (bounded by
+    /// [`FOLLOW_LOG_MAX_BYTES`]): what is left of an attempt whose pod was deleted before its
+    /// log could be fetched.
+    pub follow_logs: std::sync::Mutex<HashMap<String, String>>,
 }
+
+/// Most bytes of log text kept per followed pod.
+pub const FOLLOW_LOG_MAX_BYTES: usize = 1 << 20;
 
 impl Context {
     /// Builds a context; `runs` is the AgentRun controller's store.
@@ -56,7 +63,25 @@ impl Context {
             runs,
             admissions: Mutex::new(HashSet::new()),
             followers: Mutex::new(HashMap::new()),
+            follow_logs: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Appends `line` to the followed log of `key` (`namespace/pod`), up to
+    /// [`FOLLOW_LOG_MAX_BYTES`]; the runner's final `result` line is always kept.
+    pub fn append_follow_log(&self, key: &str, line: &str) {
+        if let Ok(mut logs) = self.follow_logs.lock() {
+            let buf = logs.entry(key.to_string()).or_default();
+            if buf.len() + line.len() < FOLLOW_LOG_MAX_BYTES || line.contains("\"type\":\"result\"") {
+                buf.push_str(line);
+                buf.push('\n');
+            }
+        }
+    }
+
+    /// Takes (removes) the followed log of `key` (`namespace/pod`).
+    pub fn take_follow_log(&self, key: &str) -> Option<String> {
+        self.follow_logs.lock().ok()?.remove(key)
     }
 
     /// Publishes a Kubernetes Event on `obj`; failures are logged, never fatal (an Event is

@@ -6,8 +6,10 @@ mod context;
 mod controller;
 mod error;
 mod http;
+mod leader;
 mod metrics;
 mod observe;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 use context::{Context, State};
@@ -62,6 +64,9 @@ struct RunArgs {
     /// namespace).
     #[arg(long, env = "PADDOCK_METRICS_NAMESPACE_LABEL", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     metrics_namespace_label: bool,
+    /// Leader election (`--leader-elect`, `--leader-election-namespace`).
+    #[command(flatten)]
+    election: leader::ElectionArgs,
 }
 
 fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
@@ -90,12 +95,9 @@ async fn main() -> anyhow::Result<()> {
         // No subcommand: `run` with its defaults (and its environment variables).
         None => DefaultRun::parse_from(["paddock-operator"]).args,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
-    if args.log_format == "json" {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    // Logs, and spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; dropping the guard
+    // (when main returns) flushes the spans.
+    let _telemetry = telemetry::init(&args.log_format);
 
     let state = Arc::new(State::default());
     // The client times every API request into paddock_kube_api_request_duration_seconds.
@@ -163,14 +165,23 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("caches synced; controllers running");
         }
     };
-    // No leader election yet (issue 9): this replica runs the controllers.
-    state.metrics.leader.set(1);
     let observer = observe::run(client.clone(), ns.clone(), state.clone(), args.metrics_namespace_label);
     let server = http::serve(args.metrics_addr, state.clone());
     tracing::info!(addr = %args.metrics_addr, namespace = ns.as_deref().unwrap_or("<all>"), "paddock-operator starting");
+    // Only the leader runs the controllers and the observer (leader.rs); a standby serves the
+    // endpoints meanwhile. A leader that loses the Lease exits the process.
+    let lead = async {
+        let leadership = leader::lead(client.clone(), &args.election, state.clone()).await?;
+        tokio::select! {
+            _ = async { tokio::join!(runs, gates, pools, ready) } => {},
+            _ = observer => {},
+        }
+        // The controllers stopped (SIGTERM): free the Lease for a standby.
+        leadership.release().await;
+        anyhow::Ok(())
+    };
     tokio::select! {
-        _ = async { tokio::join!(runs, gates, pools, ready) } => {},
-        _ = observer => {},
+        r = lead => r?,
         r = server => r?,
     }
     Ok(())

@@ -323,5 +323,9 @@ pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
 
 /// Entry point of `paddock-runner clone`: returns the exit code.
 pub fn command() -> i32 {
-    run(&Env::from_process(), std::io::stdout())
+    let env = Env::from_process();
+    let telemetry = crate::telemetry::init(&env, "clone");
+    let code = run(&env, std::io::stdout());
+    telemetry.finish(code);
+    code
 }

@@ -162,6 +162,9 @@ impl<W: Write> Emitter<W> {
             ts: now_ts(),
             event: sanitize(event, &self.secrets),
         };
+        if let RunnerEvent::Step { step, status, message } = &line.event {
+            crate::telemetry::on_step(*step, *status, message);
+        }
         if let Ok(json) = serde_json::to_string(&line) {
             let _ = writeln!(self.out, "{json}");
             let _ = self.out.flush();

@@ -41,6 +41,7 @@ pub mod gitcreds;
 pub mod mcp;
 pub mod push;
 pub mod run;
+pub mod telemetry;
 pub mod workspace;
 
 /// Version of this binary (the crate version).

@@ -384,7 +384,8 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
 /// Entry point of `paddock-runner run`: returns the exit code.
 pub fn command() -> i32 {
     let env = Env::from_process();
-    match tokio::runtime::Builder::new_multi_thread()
+    let telemetry = crate::telemetry::init(&env, "run");
+    let code = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
@@ -401,5 +402,7 @@ pub fn command() -> i32 {
             );
             finish(&mut em, result, &termination_log(&env))
         }
-    }
+    };
+    telemetry.finish(code);
+    code
 }

@@ -103,7 +103,13 @@ fn shell_call(tool: &OfferedTool, command: &str) -> ToolCall {
 pub fn resolve(action: &Action, offered: &[OfferedTool]) -> Result<ToolCall, String> {
     match action {
         Action::WriteFile { path, content } => {
-            if let Some(tool) = find(offered, WRITE_TOOLS) {
+            let relative = !std::path::Path::new(path).is_absolute();
+            let shell = find(offered, SHELL_TOOLS);
+            let write = find(offered, WRITE_TOOLS)
+                // A write tool that refuses relative paths (Qwen Code's `write_file`) cannot
+                // write a relative path; a shell command in the working directory can.
+                .filter(|t| !(relative && shell.is_some() && refuses_relative_path(t)));
+            if let Some(tool) = write {
                 let mut args = Map::new();
                 args.insert(pick_key(&tool.schema, PATH_KEYS).to_string(), json!(path));
                 args.insert(pick_key(&tool.schema, CONTENT_KEYS).to_string(), json!(content));
@@ -112,7 +118,7 @@ pub fn resolve(action: &Action, offered: &[OfferedTool]) -> Result<ToolCall, Str
                     arguments: Value::Object(args),
                 });
             }
-            match find(offered, SHELL_TOOLS) {
+            match shell {
                 Some(tool) => Ok(shell_call(tool, &write_file_command(path, content))),
                 None => Err(no_tool("write_file", offered)),
             }
@@ -122,6 +128,19 @@ pub fn resolve(action: &Action, offered: &[OfferedTool]) -> Result<ToolCall, Str
             None => Err(no_tool("shell", offered)),
         },
     }
+}
+
+/// Whether `tool`'s path argument is documented as refusing relative paths (its schema
+/// description says "relative paths are not supported", as Qwen Code's does). Descriptions
+/// that only ask for an absolute path (Claude Code's `Write`, OpenCode's `write`) do not count:
+/// those CLIs resolve a relative path in the working directory.
+fn refuses_relative_path(tool: &OfferedTool) -> bool {
+    let key = pick_key(&tool.schema, PATH_KEYS);
+    properties(&tool.schema)
+        .and_then(|p| p.get(key))
+        .and_then(|s| s.get("description"))
+        .and_then(Value::as_str)
+        .is_some_and(|d| d.to_ascii_lowercase().contains("relative paths are not supported"))
 }
 
 fn no_tool(action: &str, offered: &[OfferedTool]) -> String {
@@ -204,6 +223,45 @@ mod tests {
             resolve(&Action::Shell("echo hi".into()), &codex()).unwrap().arguments,
             json!({"cmd": "echo hi"})
         );
+    }
+
+    #[test]
+    fn write_tool_refusing_relative_paths_falls_back_to_shell() {
+        // Qwen Code 0.24.4 offers these (descriptions abridged).
+        let qwen = vec![
+            tool(
+                "write_file",
+                json!({"file_path": {"type": "string", "description": "The absolute path to the file to write to (e.g., '/home/user/project/file.txt'). Relative paths are not supported."}, "content": {"type": "string"}}),
+            ),
+            tool("run_shell_command", json!({"command": {"type": "string"}})),
+        ];
+        let rel = Action::WriteFile {
+            path: "hello.txt".into(),
+            content: "hi\n".into(),
+        };
+        assert_eq!(
+            resolve(&rel, &qwen).unwrap(),
+            ToolCall {
+                name: "run_shell_command".into(),
+                arguments: json!({"command": "printf '%s' 'hi\n' > 'hello.txt'"})
+            }
+        );
+        let abs = Action::WriteFile {
+            path: "/w/hello.txt".into(),
+            content: "hi\n".into(),
+        };
+        assert_eq!(resolve(&abs, &qwen).unwrap().name, "write_file");
+        // Without a shell tool the write tool is still used (and will say why it failed).
+        assert_eq!(resolve(&rel, &qwen[..1]).unwrap().name, "write_file");
+        // "Absolute path" alone (Claude Code 2.1.328's Write) keeps the write tool.
+        let claude = vec![
+            tool(
+                "Write",
+                json!({"file_path": {"type": "string", "description": "The absolute path to the file to write (must be absolute, not relative)"}, "content": {"type": "string"}}),
+            ),
+            tool("Bash", json!({"command": {"type": "string"}})),
+        ];
+        assert_eq!(resolve(&rel, &claude).unwrap().name, "Write");
     }
 
     #[test]

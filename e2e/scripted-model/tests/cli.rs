@@ -390,3 +390,152 @@ fn codex_writes_the_file() {
     server.assert_logged("turn=0 tool=exec_command");
     assert!(server.log().iter().all(|l| !l.contains("sk-test")));
 }
+
+/// A prompt that a CLI would misread if it reached its option parser: `--help` prints help and
+/// exits, the double space and the newline must survive.
+const DASH_PROMPT: &str = "--help  create hello.txt\n-v \"now\"";
+
+/// Whether any file under `dir` contains `needle` (the CLIs keep their sessions under HOME).
+fn tree_contains(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            tree_contains(&p, needle)
+        } else {
+            std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+        }
+    })
+}
+
+/// The prompt as the CLIs store it in their JSON session records.
+fn stored_prompt() -> Vec<u8> {
+    let json = serde_json::to_string(DASH_PROMPT).unwrap();
+    json.trim_matches('"').as_bytes().to_vec()
+}
+
+#[test]
+fn qwen_code_writes_the_file() {
+    let Some(bin) = cli("qwen") else { return };
+    let server = Server::start(&repo_scripts(), 5000);
+    let (_dir, repo, home) = sandbox("qwen");
+    // What the runner's qwen-code adapter writes (runner-image/src/agent/qwen.rs).
+    std::fs::create_dir_all(home.join(".qwen")).unwrap();
+    let settings = json!({
+        "security": {"auth": {"selectedType": "openai"}},
+        "memory": {"enableManagedAutoMemory": false, "enableManagedAutoDream": false},
+        "privacy": {"usageStatisticsEnabled": false},
+        "telemetry": {"enabled": false},
+    });
+    std::fs::write(home.join(".qwen/settings.json"), settings.to_string()).unwrap();
+    let started = Instant::now();
+    let out = Command::new(bin)
+        .args(["-o", "stream-json", "--yolo", "-m", "scripted-edit-file"])
+        .arg(format!("--prompt={DASH_PROMPT}"))
+        .current_dir(&repo)
+        .env("HOME", &home)
+        .env("OPENAI_BASE_URL", format!("http://{}/v1", server.addr))
+        .env("OPENAI_API_KEY", "sk-test")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run qwen");
+    eprintln!(
+        "qwen took {:?}; stderr: {}",
+        started.elapsed(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = jsonl(&out.stdout);
+    assert!(out.status.success(), "qwen failed: {events:#?}");
+    assert_eq!(std::fs::read_to_string(repo.join("hello.txt")).unwrap(), HELLO);
+    let result = events.last().unwrap();
+    assert_eq!(
+        (result["type"].as_str(), result["is_error"].as_bool()),
+        (Some("result"), Some(false))
+    );
+    assert_eq!(result["result"], "I created hello.txt.");
+    assert_eq!(result["usage"]["input_tokens"], 2500);
+    // Its write_file refuses relative paths: the relative write went through the shell.
+    server.assert_logged("turn=0 tool=run_shell_command");
+    server.assert_logged("turn=1 tool=none");
+    assert!(
+        tree_contains(&home, &stored_prompt()),
+        "the prompt reached Qwen Code verbatim"
+    );
+    // No memory sub-agent or anything else after the two scripted turns.
+    let requests = server
+        .log()
+        .iter()
+        .filter(|l| l.contains("POST /v1/chat/completions"))
+        .count();
+    assert_eq!(requests, 2, "{:#?}", server.log());
+    assert!(server.log().iter().all(|l| !l.contains("sk-test")));
+}
+
+#[test]
+fn opencode_writes_the_file_and_its_title_request_is_a_side_request() {
+    let Some(bin) = cli("opencode") else { return };
+    let server = Server::start(&repo_scripts(), 5000);
+    let (_dir, repo, home) = sandbox("opencode");
+    // What the runner's opencode adapter sets (runner-image/src/agent/opencode.rs).
+    let config = json!({
+        "autoupdate": false,
+        "share": "disabled",
+        "permission": {"edit": "allow", "bash": "allow", "webfetch": "allow"},
+        "provider": {"paddock": {
+            "npm": "@ai-sdk/openai-compatible",
+            "name": "paddock",
+            "options": {"baseURL": format!("http://{}/v1", server.addr), "apiKey": "{env:OPENAI_API_KEY}"},
+            "models": {"scripted-edit-file": {"name": "scripted-edit-file"}},
+        }},
+    });
+    let started = Instant::now();
+    let out = Command::new(bin)
+        .args(["run", "--format", "json", "-m", "paddock/scripted-edit-file", "--"])
+        .args(DASH_PROMPT.split(' '))
+        .current_dir(&repo)
+        // OpenCode takes its working directory from $PWD when set (the runner sets it too).
+        .env("PWD", &repo)
+        .env("HOME", &home)
+        .env("OPENCODE_CONFIG_CONTENT", config.to_string())
+        .env("OPENAI_API_KEY", "sk-test")
+        .envs(
+            [
+                "OPENCODE_DISABLE_MODELS_FETCH",
+                "OPENCODE_DISABLE_AUTOUPDATE",
+                "OPENCODE_DISABLE_LSP_DOWNLOAD",
+                "OPENCODE_DISABLE_SHARE",
+                "OPENCODE_DISABLE_DEFAULT_PLUGINS",
+            ]
+            .map(|k| (k, "1")),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .expect("run opencode");
+    eprintln!(
+        "opencode took {:?}; stderr: {}",
+        started.elapsed(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = jsonl(&out.stdout);
+    assert!(out.status.success(), "opencode failed: {events:#?}");
+    assert_eq!(std::fs::read_to_string(repo.join("hello.txt")).unwrap(), HELLO);
+    let tool = events
+        .iter()
+        .find(|e| e["type"] == "tool_use")
+        .expect("a tool_use line");
+    assert_eq!(tool["part"]["state"]["status"], "completed");
+    assert!(events
+        .iter()
+        .any(|e| e["type"] == "text" && e["part"]["text"] == "I created hello.txt."));
+    let steps: Vec<&Value> = events.iter().filter(|e| e["type"] == "step_finish").collect();
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[1]["part"]["tokens"]["input"], 1300);
+    // The title request (no tools) did not consume a scripted turn.
+    server.assert_logged("tools=0 side");
+    server.assert_logged("turn=0 tool=write");
+    server.assert_logged("turn=1 tool=none");
+    assert!(
+        tree_contains(&home, &stored_prompt()),
+        "the prompt reached OpenCode verbatim"
+    );
+    assert!(server.log().iter().all(|l| !l.contains("sk-test")));
+}

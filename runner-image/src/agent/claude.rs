@@ -6,7 +6,7 @@
 //! | `{"type":"assistant","message":{"content":[…]}}` | `message` per non-empty `text` block, `tool_call` per `tool_use` block (input as compact JSON) |
 //! | `{"type":"user","message":{"content":[{"type":"tool_result",…}]}}` | `tool_result` (`is_error`, text content joined) |
 //! | `{"type":"system","subtype":"permission_denied",…}` | `permission_denied` |
-//! | `{"type":"result",…}` | `permission_denied` for each `permission_denials` entry not reported yet, `usage` (input = `input_tokens` + cache creation + cache read, `output_tokens`, `num_turns`, `total_cost_usd`), `final` (`result` text; `is_error` when `is_error` is true or the subtype starts with `error`) |
+//! | `{"type":"result",…}` | `permission_denied` for each `permission_denials` entry not reported yet, `usage` (input = `input_tokens` + cache creation + cache read, `output_tokens`, `num_turns`, `total_cost_usd`), `final` (`result` text, else `error.message`, else `errors` joined, else the subtype; `is_error` when `is_error` is true or the subtype starts with `error`) |
 //!
 //! Other JSON lines (stream events, hooks, …) are ignored; non-JSON lines become `log` events.
 
@@ -17,10 +17,21 @@ use serde_json::Value;
 
 use super::{compact, log_event, StreamMapper};
 
-/// State of one Claude Code stream.
-#[derive(Debug, Default)]
+/// State of one Claude Code stream (or of a CLI printing the same shape, see [`super::qwen`]).
+#[derive(Debug)]
 pub struct ClaudeMapper {
     denied_ids: HashSet<String>,
+    /// Adapter name reported in `agent_started`.
+    agent: &'static str,
+    /// Whether the result's `input_tokens` already count cached input (Qwen Code's do;
+    /// Claude Code's do not, so its cache tokens are added).
+    cache_in_input: bool,
+}
+
+impl Default for ClaudeMapper {
+    fn default() -> Self {
+        Self::with_agent("claude-code", false)
+    }
 }
 
 fn s(v: &Value, key: &str) -> Option<String> {
@@ -47,6 +58,17 @@ fn tool_result_text(content: Option<&Value>) -> String {
 }
 
 impl ClaudeMapper {
+    /// A mapper for a CLI printing Claude Code's `stream-json` shape: `agent` is reported in
+    /// `agent_started`; `cache_in_input` says whether the result's `input_tokens` already
+    /// include cached input tokens (then cache counts are not added to them).
+    pub fn with_agent(agent: &'static str, cache_in_input: bool) -> Self {
+        Self {
+            denied_ids: HashSet::new(),
+            agent,
+            cache_in_input,
+        }
+    }
+
     fn denied(&mut self, v: &Value) -> RunnerEvent {
         if let Some(id) = s(v, "tool_use_id") {
             self.denied_ids.insert(id);
@@ -69,7 +91,7 @@ impl ClaudeMapper {
         match v.get("type").and_then(Value::as_str) {
             Some("system") => match v.get("subtype").and_then(Value::as_str) {
                 Some("init") => out.push(RunnerEvent::AgentStarted {
-                    agent: "claude-code".into(),
+                    agent: self.agent.into(),
                     model: s(v, "model"),
                     session_id: s(v, "session_id"),
                 }),
@@ -128,10 +150,13 @@ impl ClaudeMapper {
                     }
                 }
                 let usage = v.get("usage").cloned().unwrap_or(Value::Null);
+                let cache = if self.cache_in_input {
+                    0
+                } else {
+                    u(&usage, "cache_creation_input_tokens") + u(&usage, "cache_read_input_tokens")
+                };
                 out.push(RunnerEvent::Usage(Usage {
-                    input_tokens: u(&usage, "input_tokens")
-                        + u(&usage, "cache_creation_input_tokens")
-                        + u(&usage, "cache_read_input_tokens"),
+                    input_tokens: u(&usage, "input_tokens") + cache,
                     output_tokens: u(&usage, "output_tokens"),
                     turns: u32::try_from(u(v, "num_turns")).unwrap_or(u32::MAX),
                     cost_usd: v.get("total_cost_usd").and_then(Value::as_f64),
@@ -139,7 +164,9 @@ impl ClaudeMapper {
                 let subtype = s(v, "subtype").unwrap_or_default();
                 let is_error =
                     v.get("is_error").and_then(Value::as_bool).unwrap_or(false) || subtype.starts_with("error");
-                let text = match s(v, "result") {
+                let text = match s(v, "result")
+                    .or_else(|| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
+                {
                     Some(t) => t,
                     None => {
                         let errors: Vec<String> = v

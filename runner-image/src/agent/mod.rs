@@ -8,15 +8,22 @@
 //! - `codex`: `codex exec --json --skip-git-repo-check -s danger-full-access [-m m] [-c …provider
 //!   overrides when OPENAI_BASE_URL is set] <args…> -- <prompt>` with `CODEX_HOME=$HOME/.codex`
 //!   ([`codex`]).
+//! - `qwen-code`: `qwen -o stream-json --yolo [-m m] [--max-session-turns n] <args…>
+//!   --prompt=<prompt>` with `~/.qwen/settings.json` written first ([`qwen`]).
+//! - `opencode`: `opencode run --format json [-m paddock/m] <args…> -- <prompt split at
+//!   spaces>` with `OPENCODE_CONFIG_CONTENT` generated from `OPENAI_BASE_URL` ([`opencode`]).
 //! - `shell`: `sh -c <prompt>`; each output line is a `log` event ([`shell`]).
 //!
 //! The prompt goes after `--` so a prompt starting with `-` (or a variadic option among the
-//! extra args) can never be read as an option. `PADDOCK_AGENT_BIN` replaces the program name
-//! of `claude-code`/`codex` (tests replay recorded streams with it).
+//! extra args) can never be read as an option. Qwen Code reads no prompt after `--`, so it
+//! gets `--prompt=<prompt>`: the `=` form keeps a leading `-` as text. `PADDOCK_AGENT_BIN`
+//! replaces the program name of every CLI but `shell` (tests replay recorded streams with it).
 
 pub mod claude;
 pub mod codex;
+pub mod opencode;
 pub mod process;
+pub mod qwen;
 pub mod shell;
 
 use std::path::PathBuf;
@@ -33,16 +40,23 @@ pub enum AgentKind {
     ClaudeCode,
     /// OpenAI's Codex CLI (`codex`).
     Codex,
+    /// Qwen Code (`qwen`), over an OpenAI-compatible Chat Completions endpoint.
+    QwenCode,
+    /// OpenCode (`opencode`), over an OpenAI-compatible Chat Completions endpoint.
+    OpenCode,
     /// `sh -c <prompt>`: for tests, demos and scripted jobs.
     Shell,
 }
 
 impl AgentKind {
-    /// The adapter name (`claude-code`, `codex`, `shell`), as in `spec.agent` and events.
+    /// The adapter name (`claude-code`, `codex`, `qwen-code`, `opencode`, `shell`), as in
+    /// `spec.agent` and events.
     pub fn as_str(self) -> &'static str {
         match self {
             AgentKind::ClaudeCode => "claude-code",
             AgentKind::Codex => "codex",
+            AgentKind::QwenCode => "qwen-code",
+            AgentKind::OpenCode => "opencode",
             AgentKind::Shell => "shell",
         }
     }
@@ -55,9 +69,11 @@ impl FromStr for AgentKind {
         match s.trim() {
             "claude-code" => Ok(AgentKind::ClaudeCode),
             "codex" => Ok(AgentKind::Codex),
+            "qwen-code" => Ok(AgentKind::QwenCode),
+            "opencode" => Ok(AgentKind::OpenCode),
             "shell" => Ok(AgentKind::Shell),
             other => Err(format!(
-                "unknown agent {other:?} (expected claude-code, codex or shell)"
+                "unknown agent {other:?} (expected claude-code, codex, qwen-code, opencode or shell)"
             )),
         }
     }
@@ -74,7 +90,8 @@ pub struct AgentSpec {
     pub model: Option<String>,
     /// Extra CLI arguments (`PADDOCK_AGENT_ARGS`), placed before the prompt.
     pub args: Vec<String>,
-    /// Turn limit (Claude Code `--max-turns`; Codex has no such flag and ignores it).
+    /// Turn limit (Claude Code `--max-turns`, Qwen Code `--max-session-turns`; Codex and
+    /// OpenCode have no such flag and ignore it).
     pub max_turns: Option<u32>,
 }
 
@@ -89,6 +106,9 @@ pub struct Invocation {
     pub env: Vec<(String, String)>,
     /// Directories to create before starting (e.g. `CODEX_HOME`).
     pub create_dirs: Vec<PathBuf>,
+    /// Files to write before starting, as (path, contents), parent directories created and an
+    /// existing file replaced (e.g. Qwen Code's `~/.qwen/settings.json`).
+    pub files: Vec<(PathBuf, String)>,
 }
 
 /// Builds the command line for `spec` given the container environment.
@@ -100,6 +120,7 @@ pub fn build_invocation(spec: &AgentSpec, env: &Env) -> Invocation {
             args: vec!["-c".into(), spec.prompt.clone()],
             env: Vec::new(),
             create_dirs: Vec::new(),
+            files: Vec::new(),
         },
         AgentKind::ClaudeCode => {
             let mut args: Vec<String> = [
@@ -156,6 +177,7 @@ pub fn build_invocation(spec: &AgentSpec, env: &Env) -> Invocation {
                 args,
                 env: extra,
                 create_dirs: Vec::new(),
+                files: Vec::new(),
             }
         }
         AgentKind::Codex => {
@@ -193,6 +215,70 @@ pub fn build_invocation(spec: &AgentSpec, env: &Env) -> Invocation {
                 args,
                 env: vec![("CODEX_HOME".into(), codex_home.to_string_lossy().into_owned())],
                 create_dirs: vec![codex_home],
+                files: Vec::new(),
+            }
+        }
+        AgentKind::QwenCode => {
+            let mut args: Vec<String> = ["-o", "stream-json", "--yolo"].map(String::from).to_vec();
+            if let Some(m) = &spec.model {
+                args.extend(["-m".into(), m.clone()]);
+            }
+            if let Some(n) = spec.max_turns {
+                args.extend(["--max-session-turns".into(), n.to_string()]);
+            }
+            args.extend(spec.args.iter().cloned());
+            // Qwen Code ignores words after `--`; in `--prompt=<p>` a leading `-` stays text.
+            args.push(format!("--prompt={}", spec.prompt));
+            let home = PathBuf::from(env.get("HOME").unwrap_or("/home/paddock"));
+            let mut extra = Vec::new();
+            if env.get("QWEN_CODE_SUPPRESS_YOLO_WARNING").is_none() {
+                extra.push(("QWEN_CODE_SUPPRESS_YOLO_WARNING".into(), "1".into()));
+            }
+            Invocation {
+                program: bin("qwen"),
+                args,
+                env: extra,
+                create_dirs: Vec::new(),
+                files: vec![(home.join(".qwen/settings.json"), qwen::settings_json())],
+            }
+        }
+        AgentKind::OpenCode => {
+            let mut args: Vec<String> = ["run", "--format", "json"].map(String::from).to_vec();
+            let base = env.get("OPENAI_BASE_URL");
+            if let Some(m) = &spec.model {
+                // With OPENAI_BASE_URL the model belongs to the generated `paddock` provider;
+                // otherwise it is passed as given (`<provider>/<model>`).
+                let m = if base.is_some() {
+                    format!("{}/{m}", opencode::PROVIDER)
+                } else {
+                    m.clone()
+                };
+                args.extend(["-m".into(), m]);
+            }
+            args.extend(spec.args.iter().cloned());
+            args.push("--".into());
+            // `opencode run` joins its message words with one space after wrapping every word
+            // that contains a space in double quotes; words split at spaces join back to the
+            // prompt verbatim.
+            args.extend(spec.prompt.split(' ').map(String::from));
+            let mut extra = Vec::new();
+            for (k, v) in opencode::DISABLE_ENV {
+                if env.get(k).is_none() {
+                    extra.push((k.to_string(), v.to_string()));
+                }
+            }
+            if env.get("OPENCODE_CONFIG_CONTENT").is_none() {
+                extra.push((
+                    "OPENCODE_CONFIG_CONTENT".into(),
+                    opencode::config_content(base, spec.model.as_deref()),
+                ));
+            }
+            Invocation {
+                program: bin("opencode"),
+                args,
+                env: extra,
+                create_dirs: Vec::new(),
+                files: Vec::new(),
             }
         }
     }
@@ -228,11 +314,14 @@ pub fn log_event(stream: &str, line: &str) -> Vec<RunnerEvent> {
     }
 }
 
-/// The mapper for `kind`; `model` is the configured model (Codex does not report one).
+/// The mapper for `kind`; `model` is the configured model (Codex and OpenCode do not report
+/// one).
 pub fn mapper_for(kind: AgentKind, model: Option<String>) -> Box<dyn StreamMapper> {
     match kind {
         AgentKind::ClaudeCode => Box::new(claude::ClaudeMapper::default()),
         AgentKind::Codex => Box::new(codex::CodexMapper::new(model)),
+        AgentKind::QwenCode => Box::new(qwen::mapper()),
+        AgentKind::OpenCode => Box::new(opencode::OpenCodeMapper::new(model)),
         AgentKind::Shell => Box::new(shell::ShellMapper),
     }
 }
@@ -327,6 +416,102 @@ mod tests {
         assert_eq!(inv.create_dirs, vec![PathBuf::from("/h/.codex")]);
         let plain = build_invocation(&spec(AgentKind::Codex), &Env::from_pairs([("HOME", "/h")]));
         assert!(!plain.args.iter().any(|a| a == "-c"));
+    }
+
+    #[test]
+    fn qwen_code_command_line_and_settings() {
+        let inv = build_invocation(&spec(AgentKind::QwenCode), &Env::from_pairs([("HOME", "/h")]));
+        assert_eq!(inv.program, "qwen");
+        assert_eq!(
+            inv.args,
+            [
+                "-o",
+                "stream-json",
+                "--yolo",
+                "-m",
+                "m1",
+                "--max-session-turns",
+                "3",
+                "--allowedTools",
+                "Bash",
+                "--prompt=-rf do it"
+            ]
+        );
+        assert_eq!(
+            inv.env,
+            vec![("QWEN_CODE_SUPPRESS_YOLO_WARNING".to_string(), "1".to_string())]
+        );
+        assert_eq!(inv.files.len(), 1);
+        assert_eq!(inv.files[0].0, PathBuf::from("/h/.qwen/settings.json"));
+        let settings: serde_json::Value = serde_json::from_str(&inv.files[0].1).unwrap();
+        assert_eq!(settings["memory"]["enableManagedAutoMemory"], false);
+        assert_eq!(settings["memory"]["enableManagedAutoDream"], false);
+        assert_eq!(settings["security"]["auth"]["selectedType"], "openai");
+    }
+
+    #[test]
+    fn opencode_command_line_and_config() {
+        let env = Env::from_pairs([
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("OPENCODE_DISABLE_SHARE", "0"),
+        ]);
+        let mut s = spec(AgentKind::OpenCode);
+        s.prompt = "-rf  do \"it\"\nnow".into();
+        let inv = build_invocation(&s, &env);
+        assert_eq!(inv.program, "opencode");
+        assert_eq!(
+            inv.args,
+            [
+                "run",
+                "--format",
+                "json",
+                "-m",
+                "paddock/m1",
+                "--allowedTools",
+                "Bash",
+                "--",
+                "-rf",
+                "",
+                "do",
+                "\"it\"\nnow"
+            ]
+        );
+        // OpenCode joins the words with single spaces: the prompt comes back verbatim.
+        assert_eq!(inv.args[8..].join(" "), s.prompt);
+        let vars: std::collections::HashMap<_, _> = inv.env.iter().cloned().collect();
+        assert_eq!(vars.get("OPENCODE_DISABLE_MODELS_FETCH").map(String::as_str), Some("1"));
+        assert!(
+            !vars.contains_key("OPENCODE_DISABLE_SHARE"),
+            "an explicit value is kept"
+        );
+        let config: serde_json::Value = serde_json::from_str(&vars["OPENCODE_CONFIG_CONTENT"]).unwrap();
+        assert_eq!(
+            config["provider"]["paddock"]["options"]["baseURL"],
+            "http://127.0.0.1:9/v1"
+        );
+        assert_eq!(config["provider"]["paddock"]["models"]["m1"]["name"], "m1");
+        // Without OPENAI_BASE_URL the model is passed as given and no provider is generated.
+        let plain = build_invocation(&spec(AgentKind::OpenCode), &Env::from_pairs([("HOME", "/h")]));
+        assert_eq!(plain.args[3..5], ["-m".to_string(), "m1".to_string()]);
+        let given = build_invocation(
+            &spec(AgentKind::OpenCode),
+            &Env::from_pairs([("OPENCODE_CONFIG_CONTENT", "{}")]),
+        );
+        assert!(!given.env.iter().any(|(k, _)| k == "OPENCODE_CONFIG_CONTENT"));
+    }
+
+    #[test]
+    fn agent_names_round_trip() {
+        for k in [
+            AgentKind::ClaudeCode,
+            AgentKind::Codex,
+            AgentKind::QwenCode,
+            AgentKind::OpenCode,
+            AgentKind::Shell,
+        ] {
+            assert_eq!(k.as_str().parse::<AgentKind>(), Ok(k));
+        }
+        assert!("qwen".parse::<AgentKind>().is_err());
     }
 
     #[test]

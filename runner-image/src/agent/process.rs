@@ -104,9 +104,25 @@ pub async fn run_cli_with(
     for dir in &inv.create_dirs {
         let _ = std::fs::create_dir_all(dir);
     }
+    for (path, contents) in &inv.files {
+        let written = match path.parent() {
+            Some(parent) => std::fs::create_dir_all(parent),
+            None => Ok(()),
+        }
+        .and_then(|()| std::fs::write(path, contents));
+        if let Err(e) = written {
+            // The CLI still starts: it may run without the file, and its own error says more.
+            sink(RunnerEvent::Log {
+                stream: "stderr".into(),
+                text: format!("paddock-runner: cannot write {}: {e}", path.display()),
+            });
+        }
+    }
     let mut cmd = tokio::process::Command::new(&inv.program);
     cmd.args(&inv.args)
         .envs(inv.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        // OpenCode takes its working directory from $PWD when set: keep it the real one.
+        .env("PWD", cwd)
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -210,5 +226,57 @@ pub async fn run_cli_with(
         exit,
         last_stderr,
         terminated,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::shell::ShellMapper;
+
+    async fn run(
+        program: &str,
+        args: &[&str],
+        files: Vec<(std::path::PathBuf, String)>,
+        cwd: &Path,
+    ) -> Vec<RunnerEvent> {
+        let inv = Invocation {
+            program: program.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: Vec::new(),
+            create_dirs: Vec::new(),
+            files,
+        };
+        let (_tx, mut terminate) = watch::channel(false);
+        let mut events = Vec::new();
+        let outcome = run_cli(&inv, cwd, &mut ShellMapper, &mut terminate, |e| events.push(e)).await;
+        assert_eq!(outcome.exit, Exit::Code(0), "{events:?}");
+        events
+    }
+
+    fn log(text: &str) -> RunnerEvent {
+        RunnerEvent::Log {
+            stream: "stdout".into(),
+            text: text.into(),
+        }
+    }
+
+    /// Files are written (parents created) before the CLI starts.
+    #[tokio::test]
+    async fn writes_files_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = dir.path().join("home/.cli/settings.json");
+        let files = vec![(settings.clone(), "{\"a\":1}".to_string())];
+        let events = run("cat", &[&settings.display().to_string()], files, dir.path()).await;
+        assert_eq!(events, vec![log("{\"a\":1}")]);
+    }
+
+    /// The CLI sees `PWD` = its working directory, whatever the runner's own `PWD` is
+    /// (`printenv` prints the inherited value as is; a shell would correct it).
+    #[tokio::test]
+    async fn pwd_is_the_working_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = run("printenv", &["PWD"], Vec::new(), dir.path()).await;
+        assert_eq!(events, vec![log(&dir.path().display().to_string())]);
     }
 }

@@ -157,6 +157,39 @@ pub async fn apply_artifacts(
     Ok((log_name, patch_ref))
 }
 
+/// Name of the log ConfigMap of an ended, retried attempt: `<run>-log-<attempt>`.
+pub fn attempt_log_name(run: &AgentRun, attempt: u32) -> String {
+    format!("{}-log-{attempt}", run.metadata.name.as_deref().unwrap_or_default())
+}
+
+/// Stores the event log of a retried attempt as [`attempt_log_name`] (key `events.jsonl`, the
+/// same bounds as the run's log). Returns its name.
+///
+/// # Errors
+/// API errors.
+pub async fn apply_attempt_log(
+    client: &kube::Client,
+    run: &AgentRun,
+    attempt: u32,
+    parsed: &ParsedLog,
+) -> Result<String> {
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let name = attempt_log_name(run, attempt);
+    let mut log = configmap(run, name.clone(), "log");
+    log.data = Some(BTreeMap::from([(
+        "events.jsonl".to_string(),
+        render_log(&parsed.events),
+    )]));
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER_AGENTRUN).force(),
+        &Patch::Apply(&with_kind(log)),
+    )
+    .await?;
+    Ok(name)
+}
+
 fn with_kind(cm: ConfigMap) -> serde_json::Value {
     let mut v = serde_json::to_value(cm).unwrap_or_default();
     v["apiVersion"] = "v1".into();

@@ -80,6 +80,13 @@ pub fn branch(run: &AgentRun) -> String {
         .unwrap_or_else(|| format!("paddock/{}", run.metadata.name.as_deref().unwrap_or_default()))
 }
 
+/// Whole seconds of a Go duration string (`10s`, `1m30s`), at least 1; `None` when it does not
+/// parse or is negative. Uses kube's Go-duration parser.
+pub fn parse_duration_secs(s: &str) -> Option<u64> {
+    let d: kube::core::Duration = s.parse().ok()?;
+    (!d.is_negative()).then(|| std::time::Duration::from(d).as_secs().max(1))
+}
+
 /// The run's time limit in seconds (`spec.budget.timeout`, default [`DEFAULT_TIMEOUT_SECS`]).
 ///
 /// # Errors
@@ -226,6 +233,16 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
         env("PADDOCK_RUN", run_name.clone()),
         env("PADDOCK_NAMESPACE", namespace.clone()),
     ];
+    // Tracing settings (OTEL_*, literal values) of the pool's template reach the trusted
+    // containers too, so the runner's `clone` step is traced like the others. Only the pool's:
+    // a run must not point a credential-holding container at an endpoint of its choice.
+    let mut repo_env = repo_env;
+    repo_env.extend(
+        tpl.env
+            .iter()
+            .filter(|e| e.name.starts_with("OTEL_") && e.value_from.is_none())
+            .cloned(),
+    );
     // The trusted containers get their own /tmp (the gateway keeps its private copy of the branch
     // there, and HOME points at it) and share no HOME with the agent.
     let mut trusted_mounts = vec![
@@ -563,6 +580,27 @@ mod tests {
             .into_iter()
             .map(|e| (e.name.clone(), e))
             .collect()
+    }
+
+    #[test]
+    fn tracing_env_reaches_trusted_containers_only_from_the_pool() {
+        let mut p = pool(vec![]);
+        p.spec
+            .template
+            .env
+            .push(env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"));
+        let r = run(json!({"agent": {"name": "shell", "env": [{"name": "OTEL_SERVICE_NAME", "value": "evil"}]}}));
+        let spec = build_pod(&r, &p, 1).unwrap().spec.unwrap();
+        let clone = &spec.init_containers.as_ref().unwrap()[0];
+        let e = env_of(clone);
+        assert_eq!(
+            e["OTEL_EXPORTER_OTLP_ENDPOINT"].value.as_deref(),
+            Some("http://collector:4318")
+        );
+        assert!(
+            !e.contains_key("OTEL_SERVICE_NAME"),
+            "a run's env never reaches trusted containers"
+        );
     }
 
     #[test]

@@ -114,7 +114,14 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
     let name = run.metadata.name.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let runs: Api<AgentRun> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut progress = run.status.as_ref().and_then(|s| s.progress.clone()).unwrap_or_default();
+    // Counts from an earlier attempt's pod start again at zero.
+    let mut progress = run
+        .status
+        .as_ref()
+        .and_then(|s| s.progress.clone())
+        .filter(|p| p.pod.as_deref().is_none_or(|p| p == pod))
+        .unwrap_or_default();
+    progress.pod = Some(pod.clone());
     let already = progress.events;
     let lp = LogParams {
         container: Some("agent".into()),
@@ -122,11 +129,15 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
         ..Default::default()
     };
     let mut lines = pods.log_stream(&pod, &lp).await?.lines();
+    // The stream starts from the first line: rebuild the kept copy from scratch.
+    let log_key = format!("{ns}/{pod}");
+    ctx.take_follow_log(&log_key);
     let mut tokens = EVENT_BURST;
     let mut last_refill = Instant::now();
     let mut last_write = Instant::now() - PROGRESS_INTERVAL;
     let mut dirty = false;
     while let Some(line) = lines.try_next().await? {
+        ctx.append_follow_log(&log_key, &line);
         let Some(ev) = parse_line(&line) else { continue };
         if ev.seq <= already {
             continue;

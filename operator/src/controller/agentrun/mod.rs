@@ -37,8 +37,10 @@ fn now() -> Time {
 /// having reported them.
 const CATCH_UP_EVENTS: usize = 20;
 
-/// The attempt this version runs (retries come later; pods are named `<run>-<attempt>`).
-const ATTEMPT: u32 = 1;
+/// Default wait before a retry (doubled after each one), when `spec.retry.backoff` is unset.
+const DEFAULT_BACKOFF_SECS: u64 = 10;
+/// Longest wait before a retry.
+const MAX_BACKOFF_SECS: u64 = 600;
 
 /// What one pass decided: the status to write, Events to publish, and when to look again.
 struct Outcome {
@@ -51,6 +53,17 @@ struct Outcome {
 ///
 /// # Errors
 /// Transient API errors; the controller retries them with backoff ([`error_policy`]).
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    err(Display),
+    fields(
+        controller = CONTROLLER,
+        namespace = run.metadata.namespace.as_deref().unwrap_or_default(),
+        name = run.metadata.name.as_deref().unwrap_or_default(),
+        run = run.metadata.name.as_deref().unwrap_or_default(),
+    )
+)]
 pub async fn reconcile(run: Arc<AgentRun>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.state.metrics.reconcile(CONTROLLER);
     let ns = run
@@ -124,7 +137,8 @@ fn succeeded_reason(st: &AgentRunStatus) -> Option<String> {
 
 async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let pod_name = pod_name(run, ATTEMPT);
+    let attempt = out.status.attempt.unwrap_or(1);
+    let pod_name = pod_name(run, attempt);
     let pod = pods.get_opt(&pod_name).await?;
 
     // Cancel: stop the pod (after keeping its log) and end the run.
@@ -150,15 +164,23 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
     if let Some(pod) = pod {
         return observe_pod(run, ctx, &pods, &pod, out).await;
     }
-    if out.status.pod_name.is_some() {
-        transition(
-            run,
-            out,
-            Phase::Failed,
-            "PodLost",
-            &format!("runner pod {pod_name} disappeared before the run ended"),
-        );
+    if out.status.pod_name.as_deref() == Some(pod_name.as_str()) {
+        // Deleted, or lost with its node: what the log follower read is all that is left.
+        let message = format!("runner pod {pod_name} disappeared before the run ended");
+        let kept = ctx.take_follow_log(&format!("{ns}/{pod_name}"));
+        if retry(run, ctx, out, attempt, "PodLost", &message, None, kept).await? {
+            return Ok(());
+        }
+        transition(run, out, Phase::Failed, "PodLost", &message);
         return Ok(());
+    }
+    // A retry waits out its backoff before it queues again.
+    if let Some(at) = &out.status.next_attempt_at {
+        let wait_ms = at.0.as_millisecond() - now().0.as_millisecond();
+        if wait_ms > 0 {
+            out.action = Action::requeue(Duration::from_millis(wait_ms as u64));
+            return Ok(());
+        }
     }
 
     // Resolve: the pool and the prompt must exist.
@@ -285,7 +307,7 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
     }
 
     // Build and create the pod.
-    let pod = match build_pod(run, &pool, ATTEMPT) {
+    let pod = match build_pod(run, &pool, attempt) {
         Ok(p) => p,
         Err(e) => {
             transition(run, out, Phase::Failed, "InvalidSpec", &e.to_string());
@@ -304,6 +326,8 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
     admissions.insert(key);
     drop(admissions);
     out.status.pod_name = Some(pod_name.clone());
+    out.status.attempt = Some(attempt);
+    out.status.next_attempt_at = None;
     out.status.queue_position = None;
     out.status.start_time = Some(now());
     transition(
@@ -482,7 +506,32 @@ async fn finish_from_pod(
     if let Some(uid) = &run.metadata.uid {
         follow::stop_follower(ctx, uid).await;
     }
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let log = artifacts::fetch_pod_log(&pods, &pod_name).await;
+    let kept = ctx.take_follow_log(&format!("{ns}/{pod_name}"));
+    // An attempt that ended for a reason outside the agent's control may be retried.
+    if forced.is_none() {
+        let (reason, message, exit_code) = match classify_pod(pod) {
+            _ if pod.metadata.deletion_timestamp.is_some() => (
+                "PodDeleted".to_string(),
+                format!("runner pod {pod_name} was deleted while the run was going on"),
+                None,
+            ),
+            PodState::Finished {
+                phase: Phase::Failed,
+                reason,
+                message,
+                result,
+            } => (reason, message, result.and_then(|r| r.exit_code)),
+            _ => (String::new(), String::new(), None),
+        };
+        let text = if log.trim().is_empty() { kept } else { Some(log.clone()) };
+        if retryable(&reason, &message)
+            && retry(run, ctx, out, attempt_of(&pod_name), &reason, &message, exit_code, text).await?
+        {
+            return Ok(());
+        }
+    }
     let parsed = artifacts::parse_log(&log);
     let (log_ref, patch_ref) = artifacts::apply_artifacts(&ctx.client, run, &parsed).await?;
     // A short run can end before its log follower starts: publish the notable events it did not
@@ -533,6 +582,18 @@ async fn finish_from_pod(
             parsed.result.clone(),
         ),
     };
+    // Someone else deleted the pod (not a cancel or our deadline): say so, whatever the runner
+    // reported when it was stopped.
+    let (phase, reason, message) =
+        if forced.is_none() && pod.metadata.deletion_timestamp.is_some() && phase != Phase::Succeeded {
+            (
+                Phase::Failed,
+                "PodDeleted".to_string(),
+                format!("runner pod {pod_name} was deleted while the run was going on"),
+            )
+        } else {
+            (phase, reason, message)
+        };
     if let Some(r) = result {
         out.status.usage = Some(r.usage.clone());
         out.status.result = Some(ResultStatus {
@@ -548,6 +609,104 @@ async fn finish_from_pod(
     Ok(())
 }
 
+/// Whether an attempt that ended with `reason` (and `message`) is worth another attempt: the
+/// pod was deleted, evicted or lost, or its image could not be pulled. Failures the agent or the
+/// runner declared are not. Pure.
+pub fn retryable(reason: &str, message: &str) -> bool {
+    match reason {
+        "PodDeleted" | "PodLost" | "PodEvicted" => true,
+        "PodStartFailed" => message.contains("ErrImagePull") || message.contains("ImagePullBackOff"),
+        _ => false,
+    }
+}
+
+/// Seconds to wait before attempt `next` (2, 3, …): `spec.retry.backoff` (default 10 s) doubled
+/// for each earlier retry, at most 10 minutes. Pure.
+pub fn backoff_secs(run: &AgentRun, next: u32) -> u64 {
+    let base = run
+        .spec
+        .retry
+        .as_ref()
+        .and_then(|r| r.backoff.as_deref())
+        .and_then(build::parse_duration_secs)
+        .unwrap_or(DEFAULT_BACKOFF_SECS);
+    base.saturating_mul(1u64 << next.saturating_sub(2).min(10))
+        .min(MAX_BACKOFF_SECS)
+}
+
+/// The attempt number in a pod name `<run>-<attempt>` (1 when it has none).
+fn attempt_of(pod_name: &str) -> u32 {
+    pod_name.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(1)
+}
+
+/// Ends `attempt` and schedules the next one when `spec.retry.limit` allows: keeps the
+/// attempt's log (`log_text`) as `<run>-log-<attempt>`, records it in `status.attempts`,
+/// deletes its pod and moves the run back to `Pending` (reason `Retrying`) until the backoff
+/// passes. Returns whether it did.
+#[allow(clippy::too_many_arguments)]
+async fn retry(
+    run: &AgentRun,
+    ctx: &Arc<Context>,
+    out: &mut Outcome,
+    attempt: u32,
+    reason: &str,
+    message: &str,
+    exit_code: Option<i32>,
+    log_text: Option<String>,
+) -> Result<bool> {
+    let limit = run.spec.retry.as_ref().map_or(0, |r| r.limit);
+    if attempt > limit || out.status.attempts.iter().any(|a| a.attempt == attempt) {
+        return Ok(false);
+    }
+    if let Some(uid) = &run.metadata.uid {
+        follow::stop_follower(ctx, uid).await;
+    }
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    let pod_name = pod_name(run, attempt);
+    let log_ref = match log_text {
+        Some(text) => {
+            Some(artifacts::apply_attempt_log(&ctx.client, run, attempt, &artifacts::parse_log(&text)).await?)
+        }
+        None => None,
+    };
+    out.status.attempts.push(paddock_crds::AttemptStatus {
+        attempt,
+        pod_name: pod_name.clone(),
+        start_time: out.status.start_time.clone(),
+        completion_time: Some(now()),
+        reason: reason.to_string(),
+        message: paddock_crds::events::truncate(message, 1024),
+        exit_code,
+        log_ref,
+    });
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    pods.delete(&pod_name, &DeleteParams::default())
+        .await
+        .map(|_| ())
+        .or_else(ignore_not_found)?;
+    let next = attempt + 1;
+    let wait = backoff_secs(run, next);
+    out.status.attempt = Some(next);
+    out.status.pod_name = None;
+    out.status.start_time = None;
+    out.status.result = None;
+    out.status.next_attempt_at = Some(Time(
+        k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(wait as i64),
+    ));
+    transition(
+        run,
+        out,
+        Phase::Pending,
+        "Retrying",
+        &format!(
+            "attempt {attempt} ended ({reason}: {message}); attempt {next} of {} starts in {wait}s",
+            limit + 1
+        ),
+    );
+    out.action = Action::requeue(Duration::from_secs(wait));
+    Ok(true)
+}
+
 fn ignore_not_found(e: kube::Error) -> Result<()> {
     match e {
         kube::Error::Api(ae) if ae.code == 404 => Ok(()),
@@ -556,8 +715,9 @@ fn ignore_not_found(e: kube::Error) -> Result<()> {
 }
 
 /// Requeues failed reconciles with a short backoff and counts them.
-pub fn error_policy(run: Arc<AgentRun>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(run = run.metadata.name.as_deref().unwrap_or_default(), error = %error, "reconcile failed");
+/// (The error itself is logged once, with the reconcile span's fields, by `reconcile`'s
+/// `#[instrument(err)]`.)
+pub fn error_policy(_run: Arc<AgentRun>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.state.metrics.error(CONTROLLER, error.reason());
     Action::requeue(Duration::from_secs(5))
 }
@@ -584,6 +744,50 @@ mod tests {
             ..Default::default()
         });
         Arc::new(r)
+    }
+
+    #[test]
+    fn only_failures_outside_the_agent_are_retried() {
+        for r in ["PodDeleted", "PodLost", "PodEvicted"] {
+            assert!(retryable(r, ""), "{r}");
+        }
+        assert!(retryable(
+            "PodStartFailed",
+            "container agent: ImagePullBackOff: back-off"
+        ));
+        assert!(retryable("PodStartFailed", "container clone: ErrImagePull: not found"));
+        assert!(!retryable(
+            "PodStartFailed",
+            "container agent: CreateContainerConfigError: secret"
+        ));
+        for r in [
+            "AgentFailed",
+            "CommitFailed",
+            "PushFailed",
+            "Terminated",
+            "OOMKilled",
+            "RunnerFailed",
+            "Rejected",
+        ] {
+            assert!(!retryable(r, "ImagePullBackOff"), "{r}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_ten_minutes() {
+        let mut r = (*run("r", 1, None, false)).clone();
+        assert_eq!(backoff_secs(&r, 2), 10);
+        assert_eq!(backoff_secs(&r, 3), 20);
+        r.spec.retry = Some(paddock_crds::RetrySpec {
+            limit: 5,
+            backoff: Some("1m".into()),
+        });
+        assert_eq!((backoff_secs(&r, 2), backoff_secs(&r, 4)), (60, 240));
+        assert_eq!(backoff_secs(&r, 6), 600);
+        assert_eq!(
+            (attempt_of("r-3"), attempt_of("my-run-12"), attempt_of("x")),
+            (3, 12, 1)
+        );
     }
 
     #[test]

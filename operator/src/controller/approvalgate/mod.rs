@@ -49,6 +49,17 @@ pub fn compute_state(spec: &ApprovalGateSpec) -> (GateState, u32, Option<String>
 ///
 /// # Errors
 /// Transient API errors.
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    err(Display),
+    fields(
+        controller = CONTROLLER,
+        namespace = gate.metadata.namespace.as_deref().unwrap_or_default(),
+        name = gate.metadata.name.as_deref().unwrap_or_default(),
+        run = gate.spec.run_ref.name.as_str(),
+    )
+)]
 pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.state.metrics.reconcile(CONTROLLER);
     let ns = gate

@@ -36,6 +36,16 @@ pub fn count_runs(runs: &[Arc<AgentRun>], namespace: &str, pool: &str) -> (u32, 
 ///
 /// # Errors
 /// Transient API errors.
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    err(Display),
+    fields(
+        controller = CONTROLLER,
+        namespace = pool.metadata.namespace.as_deref().unwrap_or_default(),
+        name = pool.metadata.name.as_deref().unwrap_or_default(),
+    )
+)]
 pub async fn reconcile(pool: Arc<RunnerPool>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.state.metrics.reconcile(CONTROLLER);
     let ns = pool
