@@ -77,9 +77,9 @@ pub struct AgentRunSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RepoSpec {
-    /// Clone URL: `https://`, `ssh://`, `git://` or `file://` (`ext::` and option-like URLs are
-    /// refused).
-    #[x_kube(validation = Rule::new("self.matches('^(https|http|ssh|git|file)://[^ ]+$')").message("repo.url must be an https://, http://, ssh://, git:// or file:// URL"))]
+    /// Clone URL: `https://`, `ssh://`, `git://` or `file://` (`ext::` and option-like URLs, and
+    /// URLs with whitespace or control characters, are refused).
+    #[x_kube(validation = Rule::new("self.matches('^(https|http|ssh|git|file)://[^\\\\s\\\\p{Cc}]+$')").message("repo.url must be an https://, http://, ssh://, git:// or file:// URL (no whitespace or control characters)"))]
     #[schemars(length(max = 2048))]
     pub url: String,
     /// Branch, tag or commit to start from. Default: the remote's HEAD.

@@ -302,6 +302,19 @@ pub trait StreamMapper: Send {
     }
 }
 
+/// The `final` event a JSON-lines CLI ends with: its error when it reported one, else its last
+/// assistant message, else nothing.
+pub fn final_event(failure: Option<String>, last_message: Option<String>) -> Vec<RunnerEvent> {
+    match (failure, last_message) {
+        (Some(err), _) => vec![RunnerEvent::Final {
+            text: err,
+            is_error: true,
+        }],
+        (None, Some(text)) => vec![RunnerEvent::Final { text, is_error: false }],
+        (None, None) => Vec::new(),
+    }
+}
+
 /// A `log` event for a non-blank line, nothing for a blank one.
 pub fn log_event(stream: &str, line: &str) -> Vec<RunnerEvent> {
     if line.trim().is_empty() {

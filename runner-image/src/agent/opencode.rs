@@ -168,14 +168,7 @@ impl StreamMapper for OpenCodeMapper {
     }
 
     fn finish(&mut self) -> Vec<RunnerEvent> {
-        match (self.failure.take(), self.last_message.take()) {
-            (Some(err), _) => vec![RunnerEvent::Final {
-                text: err,
-                is_error: true,
-            }],
-            (None, Some(text)) => vec![RunnerEvent::Final { text, is_error: false }],
-            (None, None) => Vec::new(),
-        }
+        super::final_event(self.failure.take(), self.last_message.take())
     }
 }
 

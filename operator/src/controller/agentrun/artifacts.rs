@@ -50,7 +50,7 @@ pub fn parse_log(text: &str) -> ParsedLog {
                 }
             }
             RunnerEvent::Result(r) => {
-                out.result = Some(r.clone());
+                out.result = Some(bound_result(r.clone()));
                 out.events.push(ev);
             }
             _ => out.events.push(ev),
@@ -61,6 +61,20 @@ pub fn parse_log(text: &str) -> ParsedLog {
         out.patch_gz = base64::engine::general_purpose::STANDARD.decode(b64).ok();
     }
     out
+}
+
+/// Cuts the strings of a result read from the pod log (which the agent, running in the same
+/// container, can forge) to the sizes the runner itself writes, so `status.result` stays small
+/// whatever the log says. The termination message, the other source, is capped by the kubelet.
+fn bound_result(mut r: RunResult) -> RunResult {
+    use paddock_crds::events::{truncate, MAX_TEXT_BYTES};
+    for s in [&mut r.reason, &mut r.message, &mut r.branch] {
+        *s = truncate(s, MAX_TEXT_BYTES);
+    }
+    r.failed_step = r.failed_step.map(|s| truncate(&s, 64));
+    r.commit = r.commit.map(|s| truncate(&s, 64));
+    r.summary = r.summary.map(|s| truncate(&s, 1024));
+    r
 }
 
 /// Renders events as JSON lines, keeping the newest lines within [`MAX_LOG_BYTES`].
@@ -246,6 +260,19 @@ mod tests {
         assert_eq!(parsed.patch_gz.as_deref(), Some(gz.as_slice()));
         assert_eq!(parsed.result.as_ref().map(|r| r.branch.as_str()), Some("b"));
         assert_eq!(parsed.events.len(), 2, "patch chunks are not kept as events");
+    }
+
+    #[test]
+    fn forged_result_is_bounded() {
+        let huge = "A".repeat(4 << 20);
+        let text = format!(
+            r#"{{"v":1,"seq":9,"ts":"t","type":"result","outcome":"Succeeded","reason":"{huge}","message":"{huge}","branch":"{huge}","failedStep":"{huge}","commit":"{huge}","summary":"{huge}"}}"#
+        );
+        let r = parse_log(&text).result.expect("a result");
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.len() < 16 * 1024, "status.result would be {} bytes", json.len());
+        assert!(r.message.len() <= paddock_crds::events::MAX_TEXT_BYTES);
+        assert!(r.summary.unwrap().len() <= 1024);
     }
 
     #[test]
