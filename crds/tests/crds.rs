@@ -3,7 +3,8 @@
 //! manifests against a real API server).
 
 use kube::core::cel::Validator;
-use kube::CustomResourceExt;
+mod common;
+use common::schema_of;
 use paddock_crds::{AgentRun, ApprovalGate};
 use serde_json::{json, Value};
 
@@ -30,20 +31,6 @@ fn chart_crds_match_generated() {
     } else {
         panic!("charts/paddock/crds/crds.yaml is missing: `make crds`");
     }
-}
-
-fn schema_of<K: CustomResourceExt>() -> Value {
-    let crd = K::crd();
-    serde_json::to_value(
-        crd.spec.versions[0]
-            .schema
-            .as_ref()
-            .unwrap()
-            .open_api_v3_schema
-            .as_ref()
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 fn run(spec: Value) -> Value {

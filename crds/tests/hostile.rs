@@ -19,22 +19,13 @@
 //! server, a `namespace` written there is dropped, not honoured.
 
 use kube::core::cel::Validator;
-use kube::CustomResourceExt;
+mod common;
+use common::schema_of;
 use paddock_crds::AgentRun;
 use serde_json::{json, Value};
 
 fn schema() -> Value {
-    let crd = AgentRun::crd();
-    serde_json::to_value(
-        crd.spec.versions[0]
-            .schema
-            .as_ref()
-            .unwrap()
-            .open_api_v3_schema
-            .as_ref()
-            .unwrap(),
-    )
-    .unwrap()
+    schema_of::<AgentRun>()
 }
 
 fn run_named(name: &str, spec: Value) -> Value {
