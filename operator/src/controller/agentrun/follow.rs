@@ -189,6 +189,12 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
     if dirty {
         write_progress(&runs, &name, &progress).await;
     }
+    // The kept copy waits for the reconcile that ends the attempt; a run deleted meanwhile is
+    // never reconciled again, so drop its copy here rather than hold it for the process's life.
+    let current = runs.get_opt(&name).await?;
+    if current.is_none_or(|r| r.metadata.uid != run.metadata.uid) {
+        ctx.take_follow_log(&log_key);
+    }
     Ok(())
 }
 
