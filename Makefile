@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export PADDOCK_CACHE ?= /var/cache/paddock
 
-.PHONY: help demo test unit lint crds e2e drills cluster-up cluster-down images
+.PHONY: help demo test unit lint crds e2e drills bench cluster-up cluster-down images
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ e2e: ## The e2e suite only (brings the local cluster up if needed)
 
 drills: ## Reliability drills on the local cluster (kills the operator leader; run alone, after `make e2e`)
 	bash e2e/drills.sh
+
+bench: ## Benchmarks on the local cluster (prints a table; not part of make test)
+	bash e2e/bench.sh $(ARGS)
 
 cluster-up: ## Bring up the local cluster (prints the kubeconfig path)
 	bash e2e/cluster/cluster.sh up

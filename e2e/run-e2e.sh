@@ -2,7 +2,7 @@
 # The e2e suite on a real local cluster: cluster up (or reuse), images built and loaded, Paddock
 # installed with its Helm chart, host services started (scripted model endpoint, git daemon),
 # Prometheus started (e2e/prometheus.sh), then
-# `cargo test -p paddock-e2e --test e2e --test approvals --test plugin --test metrics --test leaks`. Env:
+# `cargo test -p paddock-e2e --test e2e --test approvals --test plugin --test metrics --test leaks --test pools`. Env:
 #   PADDOCK_E2E_DOWN=1      tear the cluster down at the end (CI)
 #   PADDOCK_E2E_KEEP=1      keep the test namespaces
 #   PADDOCK_E2E_THREADS=N   tests in parallel (default 4)
@@ -11,38 +11,20 @@ cd "$(dirname "$0")/.."
 source e2e/lib.sh
 source e2e/services.sh
 
-step "release build: paddock-runner, paddock-operator, scripted-model"
-cargo build --release -q -p paddock-runner -p paddock-operator -p scripted-model
 cargo build -q -p kubectl-paddock  # debug: tests/plugin.rs runs target/debug/kubectl-paddock
-
-step "local cluster"
-KUBECONFIG=$(bash e2e/cluster/cluster.sh up | tail -n 1)
-export KUBECONFIG
-HOST_IP=$(bash e2e/cluster/cluster.sh host-ip)
-
-step "images"
-bash e2e/build-images.sh
-
-step "host services (scripted model, git daemon) on $HOST_IP"
-start_services "$HOST_IP"
-PADDOCK_E2E_PROMETHEUS_URL=$(bash e2e/prometheus.sh start)  # scrapes the operator (tests/metrics.rs)
 trap 'stop_services; bash e2e/prometheus.sh stop' EXIT
-
-step "install Paddock (helm)"
-install_paddock
-
-export PADDOCK_E2E_RUNNER_IMAGE=localhost/paddock/runner:dev
-export PADDOCK_E2E_MODEL_URL=$MODEL_URL PADDOCK_E2E_GIT_ROOT=$GIT_ROOT PADDOCK_E2E_GIT_URL=$GIT_URL
+e2e_up
+PADDOCK_E2E_PROMETHEUS_URL=$(bash e2e/prometheus.sh start)  # scrapes the operator (tests/metrics.rs)
 export PADDOCK_E2E_PROMETHEUS_URL
 step "e2e tests"
 rc=0
 E2E_LOG=$(mktemp "${TMPDIR:-/tmp}/paddock-e2e.XXXXXX")
-# Five test files (cargo prints one "test result:" line per file); the last line below totals them.
-cargo test --no-fail-fast -p paddock-e2e --test e2e --test approvals --test plugin --test metrics --test leaks -- --test-threads="${PADDOCK_E2E_THREADS:-4}" 2>&1 |
+# Six test files (cargo prints one "test result:" line per file); the last line below totals them.
+cargo test --no-fail-fast -p paddock-e2e --test e2e --test approvals --test plugin --test metrics --test leaks --test pools -- --test-threads="${PADDOCK_E2E_THREADS:-4}" 2>&1 |
   tee "$E2E_LOG" || rc=$?
 # The suite's closing line, in the plain "N passed, N failed" form.
 awk '/^test result:/ { files++; for (i = 1; i < NF; i++) { if ($(i+1) ~ /^(passed|failed);?$/) t[$(i+1)] += $i } }
-  END { f = t["failed;"] + 0; if (files < 5) f++; printf "e2e: %d passed, %d failed\n", t["passed;"], f }' "$E2E_LOG"
+  END { f = t["failed;"] + 0; if (files < 6) f++; printf "e2e: %d passed, %d failed\n", t["passed;"], f }' "$E2E_LOG"
 rm -f "$E2E_LOG"
 if [ $rc -ne 0 ]; then
   echo "---- operator log (last 80 lines) ----" >&2

@@ -55,3 +55,23 @@ install_paddock() {
   kubectl -n paddock-system rollout restart deploy/paddock-operator >/dev/null
   kubectl -n paddock-system rollout status deploy/paddock-operator --timeout=120s
 }
+
+# e2e_up: what every suite on the local cluster starts from — release binaries, the cluster
+# (brought up or reused), images loaded, host services started, Paddock installed — and the
+# PADDOCK_E2E_* variables the test and bench binaries read exported. Sets KUBECONFIG, HOST_IP.
+e2e_up() {
+  step "release build: paddock-runner, paddock-operator, scripted-model"
+  cargo build --release -q -p paddock-runner -p paddock-operator -p scripted-model
+  step "local cluster"
+  KUBECONFIG=$(bash e2e/cluster/cluster.sh up | tail -n 1)
+  export KUBECONFIG
+  HOST_IP=$(bash e2e/cluster/cluster.sh host-ip)
+  step "images"
+  bash e2e/build-images.sh
+  step "host services (scripted model, git daemon) on $HOST_IP"
+  start_services "$HOST_IP"
+  step "install Paddock (helm)"
+  install_paddock
+  export PADDOCK_E2E_RUNNER_IMAGE=localhost/paddock/runner:dev
+  export PADDOCK_E2E_MODEL_URL=$MODEL_URL PADDOCK_E2E_GIT_ROOT=$GIT_ROOT PADDOCK_E2E_GIT_URL=$GIT_URL
+}

@@ -98,7 +98,7 @@ EXPECTED_OPERATOR = sorted([
     (("paddock.dev",), ("agentruns", "approvalgates", "runnerpools"), ("get", "list", "watch")),
     (("paddock.dev",), ("approvalgates",), ("create",)),
     (("paddock.dev",), ("agentruns/status", "approvalgates/status", "runnerpools/status"), ("patch",)),
-    (("paddock.dev",), ("agentruns/finalizers",), ("update",)),
+    (("paddock.dev",), ("agentruns/finalizers", "runnerpools/finalizers"), ("update",)),
     (("",), ("pods",), ("get", "list", "watch", "create", "patch", "delete")),
     (("",), ("pods/log",), ("get",)),
     (("",), ("configmaps",), ("get", "create", "patch")),
@@ -285,6 +285,9 @@ elif scenario == "pools-leases":
     check(t.get("template", {}).get("env") == [{"name": "ANTHROPIC_BASE_URL", "value": "http://model.test:8080"}],
           f"{scenario}: pool env passed through", str(t.get("template", {}).get("env")))
     check(t.get("template", {}).get("image") == "reg.test/runner:v1", f"{scenario}: pool image from values")
+    check(t.get("queue") == {"policy": "Priority"} and t.get("warm") == {"replicas": 2}
+          and t.get("overrides") == {"image": True, "maxResources": {"cpu": "2"}},
+          f"{scenario}: queue, warm and overrides passed through", str((t.get("queue"), t.get("warm"), t.get("overrides"))))
 elif scenario == "ha":
     expect_kinds({"ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
                   "Deployment": 1, "Service": 1, "RunnerPool": 1, "PodDisruptionBudget": 1,
@@ -384,7 +387,9 @@ checkyaml watchns-servicemonitor
 render pools-leases --set rbac.leaderElection=true --set 'defaultPool.namespaces={team-a,team-b}' \
   --set defaultPool.maxConcurrentRuns=null --set 'defaultPool.agents={shell,claude-code}' \
   --set defaultPool.image.repository=reg.test/runner --set defaultPool.image.tag=v1 \
-  --set 'defaultPool.env[0].name=ANTHROPIC_BASE_URL' --set 'defaultPool.env[0].value=http://model.test:8080'
+  --set 'defaultPool.env[0].name=ANTHROPIC_BASE_URL' --set 'defaultPool.env[0].value=http://model.test:8080' \
+  --set defaultPool.queue.policy=Priority --set defaultPool.warm.replicas=2 \
+  --set defaultPool.overrides.image=true --set-string defaultPool.overrides.maxResources.cpu=2
 checkyaml pools-leases
 render no-pool --set defaultPool.enabled=false --set rbac.aggregateToDefaultRoles=false --set metrics.service.enabled=false \
   --set approvalPolicy.enabled=false
@@ -573,6 +578,7 @@ if [ "$CLUSTER" = 1 ]; then
       "list approvalgates.paddock.dev" "watch runnerpools.paddock.dev" "create approvalgates.paddock.dev" \
       "patch agentruns.paddock.dev --subresource=status" "patch approvalgates.paddock.dev --subresource=status" \
       "patch runnerpools.paddock.dev --subresource=status" "update agentruns.paddock.dev --subresource=finalizers" \
+      "update runnerpools.paddock.dev --subresource=finalizers" \
       "get pods" "list pods" "watch pods" "create pods" "patch pods" "delete pods" "get pods --subresource=log" \
       "get configmaps" "create configmaps" "patch configmaps" "create events.events.k8s.io" "patch events.events.k8s.io"; do
       # shellcheck disable=SC2086

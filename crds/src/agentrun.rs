@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("oldSelf.cancel == true ? self.cancel == true : true").message("spec.cancel cannot be unset once set"),
     validation = Rule::new("!has(self.approvals) || !has(self.approvals.beforePush) || (has(self.output) && self.output.push == true)").message("spec.approvals.beforePush needs spec.output.push: true (there is nothing to approve without a push)"),
     validation = Rule::new("!has(self.approvals) || !has(self.approvals.toolUse) || self.agent.name == 'claude-code'").message("spec.approvals.toolUse is supported for agent claude-code only (see docs/approvals.md)"),
-    validation = Rule::new("self.repo == oldSelf.repo && self.agent == oldSelf.agent && (has(self.prompt) ? has(oldSelf.prompt) && self.prompt == oldSelf.prompt : !has(oldSelf.prompt)) && (has(self.promptFrom) ? has(oldSelf.promptFrom) && self.promptFrom == oldSelf.promptFrom : !has(oldSelf.promptFrom)) && (has(self.runnerPoolRef) ? has(oldSelf.runnerPoolRef) && self.runnerPoolRef == oldSelf.runnerPoolRef : !has(oldSelf.runnerPoolRef)) && (has(self.budget) ? has(oldSelf.budget) && self.budget == oldSelf.budget : !has(oldSelf.budget)) && (has(self.approvals) ? has(oldSelf.approvals) && self.approvals == oldSelf.approvals : !has(oldSelf.approvals)) && (has(self.output) ? has(oldSelf.output) && self.output == oldSelf.output : !has(oldSelf.output)) && (has(self.retry) ? has(oldSelf.retry) && self.retry == oldSelf.retry : !has(oldSelf.retry))").message("spec is immutable after creation, except spec.cancel"),
+    validation = Rule::new("self.repo == oldSelf.repo && self.agent == oldSelf.agent && (has(self.prompt) ? has(oldSelf.prompt) && self.prompt == oldSelf.prompt : !has(oldSelf.prompt)) && (has(self.promptFrom) ? has(oldSelf.promptFrom) && self.promptFrom == oldSelf.promptFrom : !has(oldSelf.promptFrom)) && (has(self.runnerPoolRef) ? has(oldSelf.runnerPoolRef) && self.runnerPoolRef == oldSelf.runnerPoolRef : !has(oldSelf.runnerPoolRef)) && (has(self.budget) ? has(oldSelf.budget) && self.budget == oldSelf.budget : !has(oldSelf.budget)) && (has(self.approvals) ? has(oldSelf.approvals) && self.approvals == oldSelf.approvals : !has(oldSelf.approvals)) && (has(self.output) ? has(oldSelf.output) && self.output == oldSelf.output : !has(oldSelf.output)) && (has(self.retry) ? has(oldSelf.retry) && self.retry == oldSelf.retry : !has(oldSelf.retry)) && (has(self.runner) ? has(oldSelf.runner) && self.runner == oldSelf.runner : !has(oldSelf.runner))").message("spec is immutable after creation, except spec.cancel and spec.priority"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AgentRunSpec {
@@ -67,10 +67,33 @@ pub struct AgentRunSpec {
     /// agent-declared failure (a non-zero exit, a failed step) is never retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
+    /// Queue priority in a pool with `queue.policy: Priority`: higher starts first (-1000..=1000,
+    /// default 0; ties by creation time). May be changed while the run is queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -1000, max = 1000))]
+    pub priority: Option<i32>,
+    /// Changes to the pool's pod template for this run, within what the pool's
+    /// `spec.overrides` allows (otherwise the run fails with reason `OverrideNotAllowed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerOverride>,
     /// Set to `true` to cancel the run (like Tekton's `spec.status: Cancelled`): the pod is
     /// stopped and the run ends `Cancelled`. Cannot be unset.
     #[serde(default)]
     pub cancel: bool,
+}
+
+/// A run's changes to its pool's pod template.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerOverride {
+    /// Runner image instead of the pool's (needs `overrides.image: true` on the pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub image: Option<String>,
+    /// Resources of the agent container instead of the pool's (each at most the pool's
+    /// `overrides.maxResources`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
 }
 
 /// The repository a run works on.
@@ -394,6 +417,11 @@ pub struct AgentRunStatus {
     /// While a retry waits for its backoff: when the next attempt may start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<Time>,
+    /// Whether the current attempt's pod was claimed from the pool's warm pods (`true`) or
+    /// created for the run (`false`); the `Running` condition's message says why a run that
+    /// could not use a warm pod started cold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_start: Option<bool>,
     /// 1-based position in the pool's queue while `Queued`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u32>,

@@ -28,6 +28,14 @@ pub const LABEL_POOL: &str = "paddock.dev/pool";
 pub const LABEL_STAGE: &str = "paddock.dev/stage";
 /// Label distinguishing the kind of artifact ConfigMap (`log`, `patch`).
 pub const LABEL_ARTIFACT: &str = "paddock.dev/artifact";
+/// Label on a pool's warm pods: `idle` until a run claims one, then `claimed`.
+pub const LABEL_WARM: &str = "paddock.dev/warm";
+/// Label carrying the attempt number on runner pods.
+pub const LABEL_ATTEMPT: &str = "paddock.dev/attempt";
+/// Annotation by which the operator hands a run's settings to a claimed warm pod: base64 of a
+/// JSON object `{"env": {NAME: value, …}}`, the variables a cold pod would have had. The kubelet
+/// projects it into the pod's downward API volume, where the runner reads it.
+pub const ANNOTATION_CLAIM: &str = "paddock.dev/claim";
 
 /// All CustomResourceDefinitions of the API, in install order.
 pub fn all_crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {

@@ -3,6 +3,7 @@
 
 use crate::condition::conditions_schema;
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -19,10 +20,16 @@ use std::collections::BTreeMap;
     shortname = "pool",
     category = "paddock",
     doc = "Where and how AgentRuns execute.",
+    scale(
+        spec_replicas_path = ".spec.warm.replicas",
+        status_replicas_path = ".status.warmTotal",
+        label_selector_path = ".status.warmSelector"
+    ),
     printcolumn(name = "Image", type_ = "string", json_path = ".spec.template.image", priority = 1),
     printcolumn(name = "Max", type_ = "integer", json_path = ".spec.maxConcurrentRuns"),
     printcolumn(name = "Running", type_ = "integer", json_path = ".status.running"),
     printcolumn(name = "Queued", type_ = "integer", json_path = ".status.queued"),
+    printcolumn(name = "Warm", type_ = "integer", json_path = ".status.warmReady"),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -43,6 +50,86 @@ pub struct RunnerPoolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
     pub max_concurrent_runs: Option<u32>,
+    /// Order in which queued runs start. Default FIFO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueSpec>,
+    /// Pre-started idle runner pods that new runs claim instead of waiting for a pod to be
+    /// scheduled and its containers started. `spec.warm.replicas` is the pool's `/scale`
+    /// subresource (`kubectl scale runnerpool/<name> --replicas=N`, HPA, KEDA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<WarmSpec>,
+    /// What a run may change in this pool's template (`AgentRun.spec.runner`,
+    /// `AgentRun.spec.agent.env`). A run that asks for more fails with reason
+    /// `OverrideNotAllowed`. Default: env allowed, image and resources not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<OverridesSpec>,
+}
+
+/// Queue order of a pool.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueSpec {
+    /// `FIFO` (creation time, then name) or `Priority` (`AgentRun.spec.priority`, highest first;
+    /// ties by creation time, then name). Default `FIFO`.
+    #[serde(default)]
+    pub policy: QueuePolicy,
+}
+
+/// Queue order.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum QueuePolicy {
+    /// First come, first served: by creation time, then name.
+    #[default]
+    #[serde(rename = "FIFO")]
+    Fifo,
+    /// By `AgentRun.spec.priority` (highest first), then creation time, then name.
+    Priority,
+}
+
+/// Warm pool settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WarmSpec {
+    /// Idle runner pods to keep ready (0..=100). Claimed pods are replaced.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: u32,
+    /// Git credentials Secret (same namespace) mounted into the warm pods' trusted containers.
+    /// Only runs whose `repo.credentialsSecretRef` names this same Secret (or, when unset, runs
+    /// without one) can claim a warm pod; others start cold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<crate::LocalObjectRef>,
+}
+
+/// What runs may override in a pool's template.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OverridesSpec {
+    /// May a run set `spec.agent.env` (added to the template's env)? Default true.
+    #[serde(default = "yes")]
+    pub env: bool,
+    /// May a run set `spec.runner.image`? Default false.
+    #[serde(default)]
+    pub image: bool,
+    /// Largest resources a run may ask for in `spec.runner.resources` (each request and limit
+    /// must be at most the quantity given here for its resource; resources not listed cannot
+    /// be set). Unset: a run cannot set resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_resources: Option<BTreeMap<String, Quantity>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for OverridesSpec {
+    fn default() -> Self {
+        Self {
+            env: true,
+            image: false,
+            max_resources: None,
+        }
+    }
 }
 
 /// The parts of a runner pod a pool may set. Security settings are not among them: every
@@ -92,7 +179,18 @@ pub struct RunnerPoolStatus {
     /// Runs of this pool waiting for capacity.
     #[serde(default)]
     pub queued: u32,
-    /// Conditions: `Ready` (True when the pool accepts runs).
+    /// Warm pods that are running and idle, ready to be claimed.
+    #[serde(default)]
+    pub warm_ready: u32,
+    /// Warm pods that exist and are not claimed (ready or still starting): the `/scale`
+    /// subresource's status replicas.
+    #[serde(default)]
+    pub warm_total: u32,
+    /// Label selector of the pool's idle warm pods (for the `/scale` subresource, HPA, KEDA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_selector: Option<String>,
+    /// Conditions: `Ready` (True when the pool accepts runs and, with warm replicas, all of
+    /// them are ready; reason `Ready`, `WarmPodsStarting` or `NoImage`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,

@@ -99,6 +99,19 @@ impl TestNs {
     /// # Errors
     /// API errors.
     pub async fn pool(&self, name: &str, max_concurrent: Option<u32>) -> Result<RunnerPool> {
+        let extra = match max_concurrent {
+            Some(m) => serde_json::json!({"maxConcurrentRuns": m}),
+            None => serde_json::json!({}),
+        };
+        self.pool_with(name, extra).await
+    }
+
+    /// Creates (or updates) a RunnerPool `name` like [`TestNs::pool`], with the top-level
+    /// fields of `extra` (e.g. `warm`, `queue`, `overrides`) set in its spec.
+    ///
+    /// # Errors
+    /// API errors.
+    pub async fn pool_with(&self, name: &str, extra: serde_json::Value) -> Result<RunnerPool> {
         let model = env("PADDOCK_E2E_MODEL_URL")?;
         let mut spec = serde_json::json!({
             "template": {
@@ -111,8 +124,8 @@ impl TestNs {
                 ],
             },
         });
-        if let Some(m) = max_concurrent {
-            spec["maxConcurrentRuns"] = m.into();
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            spec[k] = v.clone();
         }
         self.apply(serde_json::json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "RunnerPool", "metadata": {"name": name}, "spec": spec})).await
     }

@@ -154,6 +154,19 @@ async fn main() -> anyhow::Result<()> {
                 Some(ObjectRef::<RunnerPool>::new(agentrun::build::pool_name(&run)).within(&ns))
             },
         )
+        .watches(
+            api::<Pod>(&client, &ns),
+            watcher::Config::default().labels(paddock_crds::LABEL_WARM),
+            |pod: Pod| {
+                // A warm pod starting, becoming ready, claimed or gone: its pool re-plans.
+                let ns = pod.metadata.namespace.clone().unwrap_or_default();
+                pod.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(paddock_crds::LABEL_POOL))
+                    .map(|pool| ObjectRef::<RunnerPool>::new(pool).within(&ns))
+            },
+        )
         .shutdown_on_signal()
         .run(runnerpool::reconcile, runnerpool::error_policy, ctx.clone())
         .for_each(|_| async {});

@@ -11,7 +11,7 @@
 //! | `paddock_runs` | gauge | pool, agent, phase | AgentRuns now in each phase (no phase yet → `Pending`) |
 //! | `paddock_runs_completed_total` | counter | pool, agent, phase, reason | runs seen reaching a terminal phase; reason = the `Succeeded` condition's reason |
 //! | `paddock_run_duration_seconds` | histogram | pool, agent, phase | `status.startTime` (pod created) → `status.completionTime` |
-//! | `paddock_run_start_seconds` | histogram | pool, agent, start | run created → agent container running (condition `Running`, reason `AgentRunning`); `start` is `cold` (or `warm` once warm pools exist) |
+//! | `paddock_run_start_seconds` | histogram | pool, agent, start | run created → agent container running (condition `Running`, reason `AgentRunning`); `start` is `cold`, or `warm` when the pod was claimed from the pool's warm pods |
 //! | `paddock_queue_depth` | gauge | pool | runs in phase `Queued` |
 //! | `paddock_queue_wait_seconds` | histogram | pool | time spent `Queued`, observed when the run leaves `Queued` |
 //! | `paddock_approval_gates_pending` | gauge | stage | ApprovalGates not decided yet |

@@ -113,10 +113,14 @@ fn agent_running(r: &AgentRun) -> bool {
         && find_condition(&st.conditions, "Running").is_some_and(|c| c.status == "True" && c.reason == "AgentRunning")
 }
 
-/// `cold` or `warm`: whether the run's pod was created for it or claimed from a warm pool.
-/// No warm pools exist yet, so always `cold`.
-fn start_kind(_r: &AgentRun) -> &'static str {
-    "cold"
+/// `cold` or `warm`: whether the run's pod was created for it or claimed from a warm pool
+/// (`status.warmStart`).
+fn start_kind(r: &AgentRun) -> &'static str {
+    if r.status.as_ref().and_then(|s| s.warm_start) == Some(true) {
+        "warm"
+    } else {
+        "cold"
+    }
 }
 
 /// What the observer remembers of one AgentRun.

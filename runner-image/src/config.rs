@@ -36,6 +36,9 @@ impl ConfigError {
 #[derive(Clone, Debug, Default)]
 pub struct Env {
     vars: BTreeMap<String, String>,
+    /// Variables that did not come from the process environment (a warm pod's claim); they
+    /// are passed on to the agent CLI's process explicitly.
+    overlay: BTreeMap<String, String>,
 }
 
 impl Env {
@@ -55,7 +58,25 @@ impl Env {
     {
         Self {
             vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            overlay: BTreeMap::new(),
         }
+    }
+
+    /// This environment with `vars` set on top (they win over the process's), as a warm pod's
+    /// containers see it once claimed ([`crate::warm`]).
+    pub fn with_overlay(&self, vars: &BTreeMap<String, String>) -> Self {
+        let mut out = self.clone();
+        for (k, v) in vars {
+            out.vars.insert(k.clone(), v.clone());
+            out.overlay.insert(k.clone(), v.clone());
+        }
+        out
+    }
+
+    /// The variables set by [`Env::with_overlay`] (empty in a cold pod), for child processes
+    /// that would otherwise only inherit the process environment.
+    pub fn overlay(&self) -> &BTreeMap<String, String> {
+        &self.overlay
     }
 
     /// The value of `name` when set and not empty.

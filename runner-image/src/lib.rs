@@ -12,6 +12,10 @@
 //! | main `agent` | `paddock-runner run` | untrusted, no credentials | [`run`] |
 //! | (child of Claude Code) | `paddock-runner permission-prompt` | untrusted | [`mcp`] |
 //!
+//! A pool's warm pods (`PADDOCK_WARM=true`) have no `clone` container: the gateway clones once
+//! the pod is claimed, and every setting that depends on the run arrives in a pod annotation
+//! instead of the environment ([`warm`]).
+//!
 //! Workspace layout (see [`workspace::Workspace`]):
 //! - `/workspace/source` — the clone (a non-bare repository with no checkout of its own); the
 //!   run's branch `refs/heads/$PADDOCK_BRANCH` lives here.
@@ -42,6 +46,7 @@ pub mod mcp;
 pub mod push;
 pub mod run;
 pub mod telemetry;
+pub mod warm;
 pub mod workspace;
 
 /// Version of this binary (the crate version).

@@ -197,7 +197,11 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
     // 1. agent
     let agent = cfg.agent.kind.as_str();
     step(&mut em, Step::Agent, StepStatus::Started, agent);
-    let inv = build_invocation(&cfg.agent, env);
+    let mut inv = build_invocation(&cfg.agent, env);
+    // A warm pod's run settings are not in the process environment: pass them on, under the
+    // invocation's own variables.
+    inv.env
+        .splice(0..0, env.overlay().iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut mapper = mapper_for(cfg.agent.kind, cfg.agent.model.clone());
     let mut final_event: Option<(String, bool)> = None;
     let mut usage: Option<Usage> = None;
@@ -381,6 +385,49 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
     finish(&mut em, result, &cfg.termination_log)
 }
 
+/// In a warm pod: waits for the claim and the gateway's clone. `Ok(env)` with the run's
+/// settings; `Err(code)` when the pod was stopped while idle (0) or the run cannot go on (the
+/// result line is already printed).
+async fn claimed_env(env: Env) -> Result<Env, i32> {
+    if !crate::warm::is_warm(&env) {
+        return Ok(env);
+    }
+    let mut term = termination_watch();
+    let claim = match crate::warm::wait_claim(&crate::warm::annotations_file(&env), &mut term).await {
+        None => return Err(0),
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
+            let mut em = Emitter::new(std::io::stdout(), env.secrets());
+            let mut result = initial_result("");
+            fail(&mut result, "InvalidConfig", None, e.to_string());
+            return Err(finish(&mut em, result, &termination_log(&env)));
+        }
+    };
+    let env = env.with_overlay(&claim.agent);
+    let ws = Workspace::from_env(&env);
+    match crate::warm::wait_clone(&ws, &mut term).await {
+        Some(0) => Ok(env),
+        code => {
+            // The gateway's clone failed (its result line is the run's) or the pod is stopping.
+            let line = std::fs::read_to_string(crate::warm::clone_result_file(&ws)).unwrap_or_default();
+            let line = line.trim();
+            if line.is_empty() {
+                let mut em = Emitter::new(std::io::stdout(), env.secrets());
+                let mut result = initial_result(env.get("PADDOCK_BRANCH").unwrap_or_default());
+                let message = match code {
+                    None => "terminated while waiting for the clone".to_string(),
+                    Some(c) => format!("the clone step failed (exit code {c})"),
+                };
+                fail(&mut result, "CloneFailed", Some(Step::Clone), message);
+                return Err(finish(&mut em, result, &termination_log(&env)));
+            }
+            println!("{line}");
+            let _ = std::fs::write(termination_log(&env), line);
+            Err(1)
+        }
+    }
+}
+
 /// Entry point of `paddock-runner run`: returns the exit code.
 pub fn command() -> i32 {
     let env = Env::from_process();
@@ -390,7 +437,12 @@ pub fn command() -> i32 {
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(run(&env, std::io::stdout())),
+        Ok(rt) => rt.block_on(async move {
+            match claimed_env(env.clone()).await {
+                Ok(env) => run(&env, std::io::stdout()).await,
+                Err(code) => code,
+            }
+        }),
         Err(e) => {
             let mut em = Emitter::new(std::io::stdout(), env.secrets());
             let mut result = initial_result(env.get("PADDOCK_BRANCH").unwrap_or_default());

@@ -1039,3 +1039,115 @@ fn push_waits_for_the_before_push_verdict() {
         stop(gw);
     }
 }
+
+/// A warm pod's container: only pool-level settings in the environment, the claim file to
+/// watch, no run settings.
+fn warm_cmd(f: &Fixture, sub: &str) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg(sub)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
+        .env("HOME", f.home())
+        .env("PADDOCK_WARM", "true")
+        .env("PADDOCK_WORKSPACE", f.ws())
+        .env("PADDOCK_TERMINATION_LOG", f.term_log())
+        .env("PADDOCK_GIT_CREDENTIALS_DIR", f.path("no-creds"))
+        .env("PADDOCK_GATEWAY_STATE_DIR", f.path("gw"))
+        .env("PADDOCK_DECISIONS_FILE", f.path("annotations"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn write_claim(f: &Fixture, trusted: serde_json::Value, agent: serde_json::Value) {
+    use base64::Engine;
+    let claim = serde_json::json!({"trusted": trusted, "agent": agent}).to_string();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(claim);
+    let tmp = f.path("annotations.tmp");
+    std::fs::write(
+        &tmp,
+        format!(
+            "kubernetes.io/config.seen=\"x\"\n{}=\"{b64}\"\n",
+            paddock_crds::ANNOTATION_CLAIM
+        ),
+    )
+    .unwrap();
+    std::fs::rename(tmp, f.path("annotations")).unwrap();
+}
+
+#[test]
+fn warm_pod_waits_for_its_claim_then_clones_runs_and_pushes() {
+    let f = Fixture::new();
+    let (bare, _) = make_bare_origin(&f);
+    let origin = url(&bare);
+    let mut gw = warm_cmd(&f, "gateway").spawn().unwrap();
+    let mut agent = warm_cmd(&f, "run").spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(gw.try_wait().unwrap().is_none(), "idle gateway keeps waiting");
+    assert!(agent.try_wait().unwrap().is_none(), "idle agent keeps waiting");
+    assert!(!f.ws().join("source").exists(), "nothing is cloned before the claim");
+
+    let run_vars = serde_json::json!({
+        "PADDOCK_REPO_URL": origin, "PADDOCK_BRANCH": BRANCH, "PADDOCK_PUSH": "true",
+        "PADDOCK_RUN": "r1", "PADDOCK_NAMESPACE": "team-a",
+    });
+    let mut agent_vars = run_vars.clone();
+    agent_vars["PADDOCK_AGENT"] = "shell".into();
+    // A run's literal env reaches the CLI's process although it is not in the container's.
+    agent_vars["PADDOCK_PROMPT"] = "echo \"$GREETING\" > warm.txt".into();
+    agent_vars["GREETING"] = "hello from a claim".into();
+    agent_vars["PADDOCK_PUSH_TIMEOUT_SECS"] = "20".into();
+    write_claim(&f, run_vars, agent_vars);
+
+    let out = agent.wait_with_output().unwrap();
+    let lines = events(&out);
+    let r = result_of(&lines);
+    assert_eq!(
+        r.outcome,
+        Outcome::Succeeded,
+        "{r:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(r.pushed, "{r:?}");
+    let repo = Repository::open_bare(&bare).unwrap();
+    let tip = repo.refname_to_id(&format!("refs/heads/{BRANCH}")).unwrap();
+    let tree = repo.find_commit(tip).unwrap().tree().unwrap();
+    let blob = tree.get_name("warm.txt").unwrap().to_object(&repo).unwrap();
+    assert_eq!(blob.as_blob().unwrap().content(), b"hello from a claim\n");
+    assert_eq!(stop(gw).code(), Some(0));
+}
+
+#[test]
+fn warm_pod_reports_a_failed_clone_and_stops_when_idle() {
+    let f = Fixture::new();
+    let mut gw = warm_cmd(&f, "gateway").spawn().unwrap();
+    let agent = warm_cmd(&f, "run").spawn().unwrap();
+    let missing = url(&f.path("no-such-origin.git"));
+    let vars = serde_json::json!({"PADDOCK_REPO_URL": missing, "PADDOCK_BRANCH": BRANCH, "PADDOCK_RUN": "r1"});
+    let mut agent_vars = vars.clone();
+    agent_vars["PADDOCK_AGENT"] = "shell".into();
+    agent_vars["PADDOCK_PROMPT"] = "touch never".into();
+    write_claim(&f, vars, agent_vars);
+    let out = agent.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let r = result_of(&events(&out));
+    assert_eq!(r.failed_step.as_deref(), Some("clone"), "{r:?}");
+    assert_ne!(r.reason, "Succeeded");
+    assert!(!f.work().join("never").exists());
+    let term = std::fs::read_to_string(f.term_log()).unwrap();
+    assert!(
+        term.contains("\"failed_step\":\"clone\"") || term.contains("clone"),
+        "{term}"
+    );
+    let _ = gw.try_wait();
+    stop(gw);
+
+    // An idle warm pod that is deleted: both containers exit 0 on SIGTERM.
+    let f = Fixture::new();
+    let gw = warm_cmd(&f, "gateway").spawn().unwrap();
+    let agent = warm_cmd(&f, "run").spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(stop(gw).code(), Some(0));
+    assert_eq!(stop(agent).code(), Some(0));
+}

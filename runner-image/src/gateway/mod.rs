@@ -50,8 +50,52 @@ pub async fn serve(env: &Env) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// In a warm pod: waits for the claim, clones as the `clone` container would, and records the
+/// outcome for the agent container ([`crate::warm`]). `None` when the pod was stopped while
+/// idle.
+async fn claim_and_clone(env: Env) -> Option<Env> {
+    let (tx, mut term) = tokio::sync::watch::channel(false);
+    if let (Ok(mut t), Ok(mut i)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = t.recv() => {},
+                _ = i.recv() => {},
+            }
+            let _ = tx.send(true);
+            std::future::pending::<()>().await;
+        });
+    }
+    let claim = match crate::warm::wait_claim(&crate::warm::annotations_file(&env), &mut term).await? {
+        Ok(c) => c,
+        Err(e) => {
+            // The agent container reports the same error as the run's result.
+            eprintln!("paddock-runner gateway: {e}");
+            return None;
+        }
+    };
+    let ws = Workspace::from_env(&env);
+    let mut trusted = claim.trusted;
+    // The clone's failure line goes where the agent container looks for it.
+    trusted.insert(
+        "PADDOCK_TERMINATION_LOG".into(),
+        crate::warm::clone_result_file(&ws).to_string_lossy().into_owned(),
+    );
+    let env = env.with_overlay(&trusted);
+    let _ = std::fs::create_dir_all(ws.control());
+    let cloned = {
+        let env = env.clone();
+        tokio::task::spawn_blocking(move || crate::clone::run(&env, std::io::stdout()))
+            .await
+            .unwrap_or(1)
+    };
+    if let Err(e) = crate::warm::write_clone_done(&ws, cloned) {
+        eprintln!("paddock-runner gateway: cannot record the clone's outcome: {e}");
+    }
+    Some(env)
+}
+
 /// Entry point of `paddock-runner gateway`: isolates libgit2 from the agent-writable `HOME`,
-/// runs [`serve`] and returns the exit code.
+/// (in a warm pod: waits for the claim and clones), runs [`serve`] and returns the exit code.
 pub fn command() -> i32 {
     let env = Env::from_process();
     if let Err(e) = push::isolate_git_config(&env) {
@@ -68,6 +112,14 @@ pub fn command() -> i32 {
             eprintln!("paddock-runner gateway: cannot start the runtime: {e}");
             return 1;
         }
+    };
+    let env = if crate::warm::is_warm(&env) {
+        match rt.block_on(claim_and_clone(env)) {
+            Some(env) => env,
+            None => return 0,
+        }
+    } else {
+        env
     };
     match rt.block_on(serve(&env)) {
         Ok(()) => 0,

@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
+use kube_quantity::ParsedQuantity;
 use paddock_crds::{AgentRun, ApprovalGate, ApprovalGateSpec, GatePolicy, GateRequest, GateStage, RunnerPool};
 use std::collections::BTreeMap;
 
@@ -44,6 +45,16 @@ pub enum BuildError {
         agent: String,
         /// Agents the pool lists.
         offered: String,
+    },
+    /// The run changes the pool's template beyond the pool's `spec.overrides`.
+    #[error("RunnerPool {pool} refuses {field}: {why}")]
+    OverrideNotAllowed {
+        /// Pool name.
+        pool: String,
+        /// The refused field.
+        field: String,
+        /// Why.
+        why: String,
     },
 }
 
@@ -193,125 +204,98 @@ fn merge_env(lists: &[&[EnvVar]]) -> Vec<EnvVar> {
     out
 }
 
-/// Builds the runner pod of `run` (attempt `attempt`) from its pool.
+/// Checks what `run` changes in `pool`'s template against the pool's `spec.overrides`
+/// (default: env allowed, image and resources not).
 ///
 /// # Errors
-/// [`BuildError`] when the run asks for what the pool cannot give.
-pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod, BuildError> {
-    let run_name = run.metadata.name.clone().unwrap_or_default();
-    let namespace = run.metadata.namespace.clone().unwrap_or_default();
+/// [`BuildError::OverrideNotAllowed`] naming the first refused field.
+pub fn check_overrides(run: &AgentRun, pool: &RunnerPool) -> Result<(), BuildError> {
+    let policy = pool.spec.overrides.clone().unwrap_or_default();
     let pool_name = pool.metadata.name.clone().unwrap_or_default();
-    let tpl = &pool.spec.template;
-    if !pool.spec.agents.is_empty() && !pool.spec.agents.contains(&run.spec.agent.name) {
-        return Err(BuildError::AgentNotInPool {
-            pool: pool_name,
-            agent: run.spec.agent.name.as_str().into(),
-            offered: pool
-                .spec
-                .agents
-                .iter()
-                .map(|a| a.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        });
+    let refuse = |field: &str, why: String| BuildError::OverrideNotAllowed {
+        pool: pool_name.clone(),
+        field: field.into(),
+        why,
+    };
+    if !run.spec.agent.env.is_empty() && !policy.env {
+        return Err(refuse("spec.agent.env", "the pool does not allow env overrides".into()));
     }
-    let timeout = timeout_secs(run)?;
-    let branch = branch(run);
-    let image = tpl.image.clone();
-    let pull = Some(tpl.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into()));
-    let creds = run.spec.repo.credentials_secret_ref.as_ref().map(|r| r.name.clone());
+    let Some(over) = &run.spec.runner else {
+        return Ok(());
+    };
+    if over.image.is_some() && !policy.image {
+        return Err(refuse(
+            "spec.runner.image",
+            "the pool does not allow image overrides".into(),
+        ));
+    }
+    if let Some(res) = &over.resources {
+        let Some(max) = &policy.max_resources else {
+            return Err(refuse(
+                "spec.runner.resources",
+                "the pool does not allow resource overrides (no overrides.maxResources)".into(),
+            ));
+        };
+        for (kind, list) in [("requests", &res.requests), ("limits", &res.limits)] {
+            for (name, q) in list.iter().flatten() {
+                let field = format!("spec.runner.resources.{kind}.{name}");
+                let Some(limit) = max.get(name) else {
+                    return Err(refuse(
+                        &field,
+                        format!("the pool's overrides.maxResources does not list {name}"),
+                    ));
+                };
+                match (ParsedQuantity::try_from(q), ParsedQuantity::try_from(limit)) {
+                    (Ok(asked), Ok(allowed)) if asked <= allowed => {}
+                    (Ok(_), Ok(_)) => {
+                        return Err(refuse(
+                            &field,
+                            format!("{} is more than the pool's maximum {}", q.0, limit.0),
+                        ))
+                    }
+                    _ => return Err(refuse(&field, format!("{} is not a quantity", q.0))),
+                }
+            }
+        }
+        if res.claims.as_ref().is_some_and(|c| !c.is_empty()) {
+            return Err(refuse(
+                "spec.runner.resources.claims",
+                "resource claims cannot be overridden".into(),
+            ));
+        }
+    }
+    Ok(())
+}
 
-    let repo_env = vec![
-        env("HOME", "/tmp"),
+/// The run's variables for the trusted containers (clone, gateway).
+fn trusted_run_env(run: &AgentRun) -> Vec<EnvVar> {
+    vec![
         env(
             "PADDOCK_PUSH",
             run.spec.output.as_ref().map(|o| o.push).unwrap_or(false).to_string(),
         ),
         env("PADDOCK_REPO_URL", run.spec.repo.url.clone()),
         env("PADDOCK_REVISION", run.spec.repo.revision.clone().unwrap_or_default()),
-        env("PADDOCK_BRANCH", branch.clone()),
-        env("PADDOCK_RUN", run_name.clone()),
-        env("PADDOCK_NAMESPACE", namespace.clone()),
-    ];
-    // Tracing settings (OTEL_*, literal values) of the pool's template reach the trusted
-    // containers too, so the runner's `clone` step is traced like the others. Only the pool's:
-    // a run must not point a credential-holding container at an endpoint of its choice.
-    let mut repo_env = repo_env;
-    repo_env.extend(
-        tpl.env
-            .iter()
-            .filter(|e| e.name.starts_with("OTEL_") && e.value_from.is_none())
-            .cloned(),
-    );
-    // The trusted containers get their own /tmp (the gateway keeps its private copy of the branch
-    // there, and HOME points at it) and share no HOME with the agent.
-    let mut trusted_mounts = vec![
-        mount("workspace", "/workspace", false),
-        mount("trusted-tmp", "/tmp", false),
-    ];
-    if creds.is_some() {
-        trusted_mounts.push(mount("git-credentials", GIT_CREDENTIALS_DIR, true));
-    }
-    let small = Some(ResourceRequirements {
-        requests: Some(quantities(&[("cpu", "50m"), ("memory", "64Mi")])),
-        limits: Some(quantities(&[("cpu", "1"), ("memory", "512Mi")])),
-        ..Default::default()
-    });
+        env("PADDOCK_BRANCH", branch(run)),
+        env("PADDOCK_RUN", run.metadata.name.clone().unwrap_or_default()),
+        env("PADDOCK_NAMESPACE", run.metadata.namespace.clone().unwrap_or_default()),
+    ]
+}
 
-    let clone = Container {
-        name: "clone".into(),
-        image: Some(image.clone()),
-        image_pull_policy: pull.clone(),
-        args: Some(vec!["clone".into()]),
-        env: Some(repo_env.clone()),
-        volume_mounts: Some(trusted_mounts.clone()),
-        security_context: Some(restricted()),
-        resources: small.clone(),
-        termination_message_policy: Some("File".into()),
-        ..Default::default()
-    };
-    let gateway = Container {
-        name: "gateway".into(),
-        image: Some(image.clone()),
-        image_pull_policy: pull.clone(),
-        args: Some(vec!["gateway".into()]),
-        env: Some(repo_env.clone()),
-        volume_mounts: Some(trusted_mounts),
-        security_context: Some(restricted()),
-        resources: small,
-        restart_policy: Some("Always".into()),
-        ..Default::default()
-    };
-
-    let prompt = match (&run.spec.prompt, &run.spec.prompt_from) {
-        (_, Some(from)) => EnvVar {
-            name: "PADDOCK_PROMPT".into(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                config_map_key_ref: Some(ConfigMapKeySelector {
-                    name: from.name.clone(),
-                    key: from.key.clone(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-        },
-        (Some(p), None) => env("PADDOCK_PROMPT", p.clone()),
-        (None, None) => env("PADDOCK_PROMPT", ""),
-    };
-    let user_env = merge_env(&[&tpl.env, &run.spec.agent.env]);
+/// Paddock's own variables for the agent container (`prompt` is the `PADDOCK_PROMPT` entry;
+/// `user_env` the pool's and the run's env, for the names to redact).
+fn agent_run_env(run: &AgentRun, prompt: EnvVar, user_env: &[EnvVar]) -> Vec<EnvVar> {
     let mut paddock_env = vec![
         env("PADDOCK_AGENT", run.spec.agent.name.as_str()),
         prompt,
-        env("PADDOCK_BRANCH", branch),
-        env("PADDOCK_RUN", run_name.clone()),
-        env("PADDOCK_NAMESPACE", namespace.clone()),
+        env("PADDOCK_BRANCH", branch(run)),
+        env("PADDOCK_RUN", run.metadata.name.clone().unwrap_or_default()),
+        env("PADDOCK_NAMESPACE", run.metadata.namespace.clone().unwrap_or_default()),
         env(
             "PADDOCK_PUSH",
             run.spec.output.as_ref().map(|o| o.push).unwrap_or(false).to_string(),
         ),
-        env("PADDOCK_REDACT_ENV", secret_env_names(&user_env).join(",")),
-        env("HOME", "/home/paddock"),
+        env("PADDOCK_REDACT_ENV", secret_env_names(user_env).join(",")),
     ];
     if let Some(m) = &run.spec.agent.model {
         paddock_env.push(env("PADDOCK_MODEL", m.clone()));
@@ -344,16 +328,95 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
             serde_json::to_string(&t.rules).unwrap_or_default(),
         ));
     }
-    paddock_env.push(env("PADDOCK_DECISIONS_FILE", DECISIONS_FILE));
-    // User env first so that Paddock's own variables cannot be overridden by a run.
-    let agent_env = merge_env(&[&user_env, &paddock_env]);
+    paddock_env
+}
 
+/// What differs between a cold pod built for one run and a pool's warm pod.
+struct PodShape {
+    /// Extra variables of the trusted containers (a cold pod's run settings).
+    trusted_env: Vec<EnvVar>,
+    /// The agent container's variables (after the pool's).
+    agent_env: Vec<EnvVar>,
+    /// Git credentials Secret mounted into the trusted containers.
+    creds: Option<String>,
+    image: String,
+    resources: Option<ResourceRequirements>,
+    /// `true`: no clone container (the gateway clones once claimed), `PADDOCK_WARM=true`.
+    warm: bool,
+}
+
+/// The pod spec shared by cold and warm runner pods.
+fn runner_pod_spec(pool: &RunnerPool, shape: PodShape) -> PodSpec {
+    let tpl = &pool.spec.template;
+    let pull = Some(tpl.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into()));
+    // Tracing settings (OTEL_*, literal values) of the pool's template reach the trusted
+    // containers too, so the runner's `clone` step is traced like the others. Only the pool's:
+    // a run must not point a credential-holding container at an endpoint of its choice.
+    let mut repo_env = vec![env("HOME", "/tmp")];
+    repo_env.extend(shape.trusted_env);
+    repo_env.extend(
+        tpl.env
+            .iter()
+            .filter(|e| e.name.starts_with("OTEL_") && e.value_from.is_none())
+            .cloned(),
+    );
+    let mut warm_env = vec![];
+    if shape.warm {
+        warm_env.push(env("PADDOCK_WARM", "true"));
+        warm_env.push(env("PADDOCK_DECISIONS_FILE", DECISIONS_FILE));
+        repo_env.extend(warm_env.iter().cloned());
+    }
+    // The trusted containers get their own /tmp (the gateway keeps its private copy of the branch
+    // there, and HOME points at it) and share no HOME with the agent.
+    let mut trusted_mounts = vec![
+        mount("workspace", "/workspace", false),
+        mount("trusted-tmp", "/tmp", false),
+    ];
+    if shape.warm {
+        trusted_mounts.push(mount("podinfo", DECISIONS_DIR, true));
+    }
+    if shape.creds.is_some() {
+        trusted_mounts.push(mount("git-credentials", GIT_CREDENTIALS_DIR, true));
+    }
+    let small = Some(ResourceRequirements {
+        requests: Some(quantities(&[("cpu", "50m"), ("memory", "64Mi")])),
+        limits: Some(quantities(&[("cpu", "1"), ("memory", "512Mi")])),
+        ..Default::default()
+    });
+
+    let clone = Container {
+        name: "clone".into(),
+        image: Some(shape.image.clone()),
+        image_pull_policy: pull.clone(),
+        args: Some(vec!["clone".into()]),
+        env: Some(repo_env.clone()),
+        volume_mounts: Some(trusted_mounts.clone()),
+        security_context: Some(restricted()),
+        resources: small.clone(),
+        termination_message_policy: Some("File".into()),
+        ..Default::default()
+    };
+    let gateway = Container {
+        name: "gateway".into(),
+        image: Some(shape.image.clone()),
+        image_pull_policy: pull.clone(),
+        args: Some(vec!["gateway".into()]),
+        env: Some(repo_env),
+        volume_mounts: Some(trusted_mounts),
+        security_context: Some(restricted()),
+        resources: small,
+        restart_policy: Some("Always".into()),
+        ..Default::default()
+    };
+    let mut agent_env = merge_env(&[&shape.agent_env, &[env("HOME", "/home/paddock")]]);
+    agent_env.push(env("PADDOCK_DECISIONS_FILE", DECISIONS_FILE));
+    agent_env.extend(warm_env);
     let agent = Container {
         name: "agent".into(),
-        image: Some(image),
+        image: Some(shape.image),
         image_pull_policy: pull,
         args: Some(vec!["run".into()]),
-        env: Some(agent_env),
+        env: Some(merge_env(&[&agent_env])),
         volume_mounts: Some(vec![
             mount("workspace", "/workspace", false),
             mount("tmp", "/tmp", false),
@@ -361,7 +424,7 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
             mount("podinfo", DECISIONS_DIR, true),
         ]),
         security_context: Some(restricted()),
-        resources: Some(tpl.resources.clone().unwrap_or(ResourceRequirements {
+        resources: Some(shape.resources.unwrap_or(ResourceRequirements {
             requests: Some(quantities(&[("cpu", "100m"), ("memory", "256Mi")])),
             limits: Some(quantities(&[("cpu", "2"), ("memory", "4Gi")])),
             ..Default::default()
@@ -370,28 +433,18 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
         ..Default::default()
     };
 
+    let empty = |name: &str| Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    };
     let mut volumes = vec![
-        Volume {
-            name: "workspace".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Default::default()
-        },
-        Volume {
-            name: "home".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Default::default()
-        },
-        Volume {
-            name: "tmp".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Default::default()
-        },
-        Volume {
-            name: "trusted-tmp".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Default::default()
-        },
-        // The pod's own annotations, where ApprovalGate verdicts appear (updated by the kubelet).
+        empty("workspace"),
+        empty("home"),
+        empty("tmp"),
+        empty("trusted-tmp"),
+        // The pod's own annotations, where ApprovalGate verdicts (and a warm pod's claim)
+        // appear (updated by the kubelet).
         Volume {
             name: "podinfo".into(),
             downward_api: Some(DownwardAPIVolumeSource {
@@ -408,7 +461,7 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
             ..Default::default()
         },
     ];
-    if let Some(secret) = creds {
+    if let Some(secret) = shape.creds {
         volumes.push(Volume {
             name: "git-credentials".into(),
             secret: Some(SecretVolumeSource {
@@ -419,9 +472,100 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
             ..Default::default()
         });
     }
+    let init_containers = if shape.warm {
+        vec![gateway]
+    } else {
+        vec![clone, gateway]
+    };
+    PodSpec {
+        restart_policy: Some("Never".into()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        termination_grace_period_seconds: Some(30),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUNNER_UID),
+            run_as_group: Some(RUNNER_UID),
+            fs_group: Some(RUNNER_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        init_containers: Some(init_containers),
+        containers: vec![agent],
+        volumes: Some(volumes),
+        runtime_class_name: tpl.runtime_class_name.clone(),
+        node_selector: (!tpl.node_selector.is_empty()).then(|| tpl.node_selector.clone()),
+        tolerations: (!tpl.tolerations.is_empty()).then(|| tpl.tolerations.clone()),
+        ..Default::default()
+    }
+}
 
+fn check_agent(run: &AgentRun, pool: &RunnerPool) -> Result<(), BuildError> {
+    if !pool.spec.agents.is_empty() && !pool.spec.agents.contains(&run.spec.agent.name) {
+        return Err(BuildError::AgentNotInPool {
+            pool: pool.metadata.name.clone().unwrap_or_default(),
+            agent: run.spec.agent.name.as_str().into(),
+            offered: pool
+                .spec
+                .agents
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(())
+}
+
+/// Builds the runner pod of `run` (attempt `attempt`) from its pool (a cold start).
+///
+/// # Errors
+/// [`BuildError`] when the run asks for what the pool cannot give.
+pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod, BuildError> {
+    let namespace = run.metadata.namespace.clone().unwrap_or_default();
+    let pool_name = pool.metadata.name.clone().unwrap_or_default();
+    let tpl = &pool.spec.template;
+    check_agent(run, pool)?;
+    check_overrides(run, pool)?;
+    let timeout = timeout_secs(run)?;
+    let prompt = match (&run.spec.prompt, &run.spec.prompt_from) {
+        (_, Some(from)) => EnvVar {
+            name: "PADDOCK_PROMPT".into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                config_map_key_ref: Some(ConfigMapKeySelector {
+                    name: from.name.clone(),
+                    key: from.key.clone(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+        },
+        (Some(p), None) => env("PADDOCK_PROMPT", p.clone()),
+        (None, None) => env("PADDOCK_PROMPT", ""),
+    };
+    let user_env = merge_env(&[&tpl.env, &run.spec.agent.env]);
+    let paddock_env = agent_run_env(run, prompt, &user_env);
+    let over = run.spec.runner.clone().unwrap_or_default();
+    let mut spec = runner_pod_spec(
+        pool,
+        PodShape {
+            trusted_env: trusted_run_env(run),
+            // User env first so that Paddock's own variables cannot be overridden by a run.
+            agent_env: merge_env(&[&user_env, &paddock_env]),
+            creds: run.spec.repo.credentials_secret_ref.as_ref().map(|r| r.name.clone()),
+            image: over.image.unwrap_or_else(|| tpl.image.clone()),
+            resources: over.resources.or_else(|| tpl.resources.clone()),
+            warm: false,
+        },
+    );
+    spec.active_deadline_seconds = Some(timeout as i64);
     let mut pod_labels = tpl.labels.clone();
     pod_labels.extend(labels(run, &pool_name));
+    pod_labels.insert(paddock_crds::LABEL_ATTEMPT.into(), attempt.to_string());
     Ok(Pod {
         metadata: ObjectMeta {
             name: Some(pod_name(run, attempt)),
@@ -431,33 +575,131 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
             owner_references: Some(vec![owner_ref(run)]),
             ..Default::default()
         },
-        spec: Some(PodSpec {
-            restart_policy: Some("Never".into()),
-            automount_service_account_token: Some(false),
-            enable_service_links: Some(false),
-            active_deadline_seconds: Some(timeout as i64),
-            termination_grace_period_seconds: Some(30),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(RUNNER_UID),
-                run_as_group: Some(RUNNER_UID),
-                fs_group: Some(RUNNER_UID),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".into(),
-                    localhost_profile: None,
-                }),
-                ..Default::default()
-            }),
-            init_containers: Some(vec![clone, gateway]),
-            containers: vec![agent],
-            volumes: Some(volumes),
-            runtime_class_name: tpl.runtime_class_name.clone(),
-            node_selector: (!tpl.node_selector.is_empty()).then(|| tpl.node_selector.clone()),
-            tolerations: (!tpl.tolerations.is_empty()).then(|| tpl.tolerations.clone()),
-            ..Default::default()
-        }),
+        spec: Some(spec),
         status: None,
     })
+}
+
+/// Annotation on warm pods: hash of the pool settings they were built from; pods with another
+/// hash are replaced when idle.
+pub const ANNOTATION_TEMPLATE_HASH: &str = "paddock.dev/template-hash";
+
+/// Labels of a pool's idle warm pods (also the pool's `status.warmSelector`).
+pub fn warm_selector(pool: &str) -> String {
+    format!("{}={pool},{}=idle", paddock_crds::LABEL_POOL, paddock_crds::LABEL_WARM)
+}
+
+/// Hash (hex, 16 digits) of what a warm pod is built from: the pool's template and warm
+/// credentials. FNV-1a over the canonical JSON, stable across operator versions.
+pub fn warm_template_hash(pool: &RunnerPool) -> String {
+    let input = serde_json::json!({
+        "template": pool.spec.template,
+        "credentials": pool.spec.warm.as_ref().and_then(|w| w.credentials_secret_ref.as_ref()).map(|r| &r.name),
+    })
+    .to_string();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in input.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Builds an idle warm pod of `pool`: its containers start and wait for a claim
+/// (`generateName: <pool>-warm-`, owned by the pool, labels [`warm_selector`]).
+pub fn build_warm_pod(pool: &RunnerPool) -> Pod {
+    let tpl = &pool.spec.template;
+    let pool_name = pool.metadata.name.clone().unwrap_or_default();
+    let spec = runner_pod_spec(
+        pool,
+        PodShape {
+            trusted_env: vec![],
+            agent_env: tpl.env.clone(),
+            creds: pool
+                .spec
+                .warm
+                .as_ref()
+                .and_then(|w| w.credentials_secret_ref.as_ref())
+                .map(|r| r.name.clone()),
+            image: tpl.image.clone(),
+            resources: tpl.resources.clone(),
+            warm: true,
+        },
+    );
+    let mut pod_labels = tpl.labels.clone();
+    pod_labels.extend([
+        ("app.kubernetes.io/name".to_string(), "paddock-runner".to_string()),
+        ("app.kubernetes.io/managed-by".to_string(), "paddock".to_string()),
+        (paddock_crds::LABEL_POOL.to_string(), pool_name.clone()),
+        (paddock_crds::LABEL_WARM.to_string(), "idle".to_string()),
+    ]);
+    let mut annotations = tpl.annotations.clone();
+    annotations.insert(ANNOTATION_TEMPLATE_HASH.into(), warm_template_hash(pool));
+    let mut owner = pool.controller_owner_ref(&()).unwrap_or_default();
+    owner.block_owner_deletion = Some(true);
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{pool_name}-warm-")),
+            namespace: pool.metadata.namespace.clone(),
+            labels: Some(pod_labels),
+            annotations: Some(annotations),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    }
+}
+
+/// Why a run starts cold although its pool has warm pods (the `Running` condition says so).
+pub fn warm_unsuitable(run: &AgentRun, pool: &RunnerPool) -> Option<String> {
+    let warm = pool.spec.warm.as_ref()?;
+    if warm.replicas == 0 {
+        return Some("the pool keeps no warm pods".into());
+    }
+    if let Some(over) = &run.spec.runner {
+        if over.image.is_some() {
+            return Some("the run asks for another image".into());
+        }
+        if over.resources.is_some() {
+            return Some("the run asks for other resources".into());
+        }
+    }
+    let run_creds = run.spec.repo.credentials_secret_ref.as_ref().map(|r| &r.name);
+    let warm_creds = warm.credentials_secret_ref.as_ref().map(|r| &r.name);
+    if run_creds != warm_creds {
+        return Some(match run_creds {
+            Some(s) => format!("the run's git credentials Secret {s} is not the warm pods' one"),
+            None => "the warm pods hold git credentials the run did not ask for".into(),
+        });
+    }
+    if let Some(e) = run.spec.agent.env.iter().find(|e| e.value_from.is_some()) {
+        return Some(format!(
+            "spec.agent.env {} comes from a reference, which a running pod cannot take",
+            e.name
+        ));
+    }
+    None
+}
+
+/// The claim annotation's value for `run` (see [`paddock_crds::ANNOTATION_CLAIM`]): the run's
+/// settings a cold pod would have had in its environment; `prompt` is the resolved prompt text.
+pub fn claim_value(run: &AgentRun, pool: &RunnerPool, prompt: &str) -> String {
+    use base64::Engine;
+    let user_env = merge_env(&[&pool.spec.template.env, &run.spec.agent.env]);
+    let paddock_env = agent_run_env(run, env("PADDOCK_PROMPT", prompt), &user_env);
+    let literal = |vars: &[EnvVar]| -> BTreeMap<String, String> {
+        vars.iter()
+            .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
+            .collect()
+    };
+    // The run's env first so that Paddock's own variables win, as in a cold pod.
+    let agent = merge_env(&[&run.spec.agent.env, &paddock_env]);
+    let claim = serde_json::json!({
+        "trusted": literal(&trusted_run_env(run)),
+        "agent": literal(&agent),
+    });
+    base64::engine::general_purpose::STANDARD.encode(claim.to_string())
 }
 
 /// Builds the BeforeStart ApprovalGate of `run` from its policy.
@@ -566,7 +808,7 @@ mod tests {
                     ..Default::default()
                 },
                 agents,
-                max_concurrent_runs: None,
+                ..Default::default()
             },
         );
         p.metadata.namespace = Some("team".into());
@@ -718,6 +960,156 @@ mod tests {
         assert!(matches!(err, BuildError::AgentNotInPool { .. }), "{err}");
         assert_eq!(timeout_secs(&run(json!({"budget": {"timeout": "1h30m"}}))), Ok(5400));
         assert!(timeout_secs(&run(json!({"budget": {"timeout": "soon"}}))).is_err());
+    }
+
+    #[test]
+    fn overrides_are_the_pools_decision() {
+        let mut p = pool(vec![]);
+        let with_env = run(json!({"agent": {"name": "shell", "env": [{"name": "X", "value": "1"}]}}));
+        assert!(build_pod(&with_env, &p, 1).is_ok(), "env is allowed by default");
+        let image = run(json!({"runner": {"image": "evil:1"}}));
+        let err = build_pod(&image, &p, 1).unwrap_err();
+        assert!(err.to_string().contains("refuses spec.runner.image"), "{err}");
+        let big = run(json!({"runner": {"resources": {"limits": {"cpu": "4", "memory": "8Gi"}}}}));
+        let err = build_pod(&big, &p, 1).unwrap_err();
+        assert!(err.to_string().contains("no overrides.maxResources"), "{err}");
+
+        p.spec.overrides = Some(paddock_crds::OverridesSpec {
+            env: false,
+            image: true,
+            max_resources: Some(quantities(&[("cpu", "2"), ("memory", "8Gi")])),
+        });
+        let err = build_pod(&with_env, &p, 1).unwrap_err();
+        assert!(err.to_string().contains("refuses spec.agent.env"), "{err}");
+        let err = build_pod(&big, &p, 1).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "RunnerPool default refuses spec.runner.resources.limits.cpu: 4 is more than the pool's maximum 2"
+        );
+        let fits = run(
+            json!({"runner": {"image": "other:2", "resources": {"requests": {"cpu": "500m"}, "limits": {"cpu": "2", "memory": "8192Mi"}}}}),
+        );
+        let pod = build_pod(&fits, &p, 1).unwrap();
+        let agent = &pod.spec.as_ref().unwrap().containers[0];
+        assert_eq!(agent.image.as_deref(), Some("other:2"));
+        assert_eq!(
+            agent.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0,
+            "8192Mi"
+        );
+        let gpu = run(json!({"runner": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}));
+        let err = build_pod(&gpu, &p, 1).unwrap_err();
+        assert!(err.to_string().contains("does not list nvidia.com/gpu"), "{err}");
+    }
+
+    #[test]
+    fn warm_pod_waits_for_a_claim_and_the_claim_carries_the_run() {
+        let mut p = pool(vec![]);
+        p.metadata.uid = Some("pool-uid".into());
+        let warm = build_warm_pod(&p);
+        let spec = warm.spec.as_ref().unwrap();
+        let inits = spec.init_containers.as_ref().unwrap();
+        assert_eq!(
+            inits.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["gateway"],
+            "no clone container: the gateway clones once claimed"
+        );
+        let agent = env_of(&spec.containers[0]);
+        assert_eq!(agent["PADDOCK_WARM"].value.as_deref(), Some("true"));
+        assert_eq!(agent["ANTHROPIC_BASE_URL"].value.as_deref(), Some("http://pool"));
+        assert!(!agent.contains_key("PADDOCK_PROMPT") && !agent.contains_key("PADDOCK_RUN"));
+        assert_eq!(env_of(&inits[0])["PADDOCK_WARM"].value.as_deref(), Some("true"));
+        assert!(
+            inits[0]
+                .volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|m| m.name == "podinfo"),
+            "the gateway reads the claim too"
+        );
+        assert!(spec.active_deadline_seconds.is_none(), "an idle pod has no deadline");
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        let meta = &warm.metadata;
+        assert_eq!(meta.generate_name.as_deref(), Some("default-warm-"));
+        assert_eq!(meta.labels.as_ref().unwrap()[paddock_crds::LABEL_WARM], "idle");
+        assert_eq!(meta.owner_references.as_ref().unwrap()[0].uid, "pool-uid");
+        assert_eq!(
+            meta.annotations.as_ref().unwrap()[ANNOTATION_TEMPLATE_HASH],
+            warm_template_hash(&p)
+        );
+        let before = warm_template_hash(&p);
+        p.spec.template.image = "runner:2".into();
+        assert_ne!(before, warm_template_hash(&p), "a template change replaces idle pods");
+
+        let r = run(
+            json!({"agent": {"name": "claude-code", "env": [{"name": "FOO", "value": "bar"}, {"name": "PADDOCK_AGENT", "value": "shell"}]}, "output": {"push": true}}),
+        );
+        use base64::Engine;
+        let claim: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(claim_value(&r, &p, "the prompt from a ConfigMap"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claim["agent"]["PADDOCK_PROMPT"], "the prompt from a ConfigMap");
+        assert_eq!(
+            claim["agent"]["PADDOCK_AGENT"], "claude-code",
+            "Paddock's variables win"
+        );
+        assert_eq!(claim["agent"]["FOO"], "bar");
+        assert_eq!(claim["trusted"]["PADDOCK_REPO_URL"], "https://example.com/r.git");
+        assert_eq!(claim["trusted"]["PADDOCK_PUSH"], "true");
+        assert!(
+            claim["trusted"].get("FOO").is_none(),
+            "a run's env stays out of the trusted containers"
+        );
+    }
+
+    #[test]
+    fn runs_that_cannot_use_a_warm_pod_say_why() {
+        let mut p = pool(vec![]);
+        assert_eq!(
+            warm_unsuitable(&run(json!({})), &p),
+            None,
+            "no warm pool: nothing to say"
+        );
+        p.spec.warm = Some(paddock_crds::WarmSpec {
+            replicas: 2,
+            credentials_secret_ref: None,
+        });
+        assert_eq!(warm_unsuitable(&run(json!({})), &p), None);
+        let cases = [
+            (
+                json!({"runner": {"resources": {"limits": {"cpu": "1"}}}}),
+                "other resources",
+            ),
+            (json!({"runner": {"image": "x:1"}}), "another image"),
+            (
+                json!({"repo": {"url": "https://x/r.git", "credentialsSecretRef": {"name": "git"}}}),
+                "Secret git",
+            ),
+            (
+                json!({"agent": {"name": "codex", "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}}),
+                "spec.agent.env K",
+            ),
+        ];
+        for (spec, why) in cases {
+            let got = warm_unsuitable(&run(spec.clone()), &p).unwrap_or_default();
+            assert!(got.contains(why), "{spec}: {got}");
+        }
+        p.spec.warm.as_mut().unwrap().credentials_secret_ref =
+            Some(paddock_crds::LocalObjectRef { name: "git".into() });
+        assert_eq!(
+            warm_unsuitable(
+                &run(json!({"repo": {"url": "https://x/r.git", "credentialsSecretRef": {"name": "git"}}})),
+                &p
+            ),
+            None
+        );
+        assert!(
+            warm_unsuitable(&run(json!({})), &p).is_some(),
+            "no credentials the run did not ask for"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod artifacts;
 pub mod build;
 pub mod follow;
 pub mod status;
+pub mod warm;
 
 use crate::context::{Context, MANAGER_AGENTRUN};
 use crate::error::{Error, Result};
@@ -16,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use paddock_crds::{AgentRun, AgentRunStatus, ApprovalGate, GateState, Phase, ResultStatus, RunnerPool};
+use paddock_crds::{AgentRun, AgentRunStatus, ApprovalGate, GateState, Phase, QueuePolicy, ResultStatus, RunnerPool};
 use status::{classify_pod, format_duration, set_phase, PodState};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,9 @@ use std::time::Duration;
 pub const CONTROLLER: &str = "agentrun";
 /// How often a queued run re-checks its pool's capacity (from the cache, no API calls).
 const QUEUE_RECHECK: Duration = Duration::from_secs(2);
+/// How long a run waits for a missing RunnerPool (its own or one deleted under it) before it
+/// fails with reason `PoolNotFound` (seconds).
+pub const POOL_WAIT_SECS: i64 = 300;
 /// Grace the operator gives the kubelet's own `activeDeadlineSeconds` before it ends a run as
 /// TimedOut itself.
 const DEADLINE_GRACE_SECS: i64 = 15;
@@ -138,7 +142,9 @@ fn succeeded_reason(st: &AgentRunStatus) -> Option<String> {
 async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let attempt = out.status.attempt.unwrap_or(1);
-    let pod_name = pod_name(run, attempt);
+    // The current attempt's pod: the one recorded (created or claimed from the warm pool), else
+    // the name a cold pod gets.
+    let pod_name = out.status.pod_name.clone().unwrap_or_else(|| pod_name(run, attempt));
     let pod = pods.get_opt(&pod_name).await?;
 
     // Cancel: stop the pod (after keeping its log) and end the run.
@@ -164,7 +170,7 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
     if let Some(pod) = pod {
         return observe_pod(run, ctx, &pods, &pod, out).await;
     }
-    if out.status.pod_name.as_deref() == Some(pod_name.as_str()) {
+    if out.status.pod_name.is_some() {
         // Deleted, or lost with its node: what the log follower read is all that is left.
         let message = format!("runner pod {pod_name} disappeared before the run ended");
         let kept = ctx.take_follow_log(&format!("{ns}/{pod_name}"));
@@ -187,24 +193,44 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
     let pool_name = pool_name(run).to_string();
     let pools: Api<RunnerPool> = Api::namespaced(ctx.client.clone(), ns);
     let Some(pool) = pools.get_opt(&pool_name).await? else {
+        // GitOps may apply the run before its pool: wait, but not forever.
+        let missing_since = paddock_crds::condition::find_condition(&out.status.conditions, status::COND_SUCCEEDED)
+            .filter(|c| c.reason == "PoolNotFound")
+            .map(|c| c.last_transition_time.0.as_second());
+        let waited = missing_since.map_or(0, |t| now().0.as_second() - t);
+        if waited >= POOL_WAIT_SECS {
+            transition(
+                run,
+                out,
+                Phase::Failed,
+                "PoolNotFound",
+                &format!("RunnerPool {pool_name} does not exist in namespace {ns} (waited {waited}s)"),
+            );
+            return Ok(());
+        }
         transition(
             run,
             out,
             Phase::Pending,
             "PoolNotFound",
-            &format!("RunnerPool {pool_name} does not exist in namespace {ns}"),
+            &format!(
+                "RunnerPool {pool_name} does not exist in namespace {ns}; the run fails if it does not appear within {POOL_WAIT_SECS}s"
+            ),
         );
-        out.action = Action::requeue(Duration::from_secs(30));
+        out.action = Action::requeue(Duration::from_secs((POOL_WAIT_SECS - waited).clamp(1, 30) as u64));
         return Ok(());
     };
+    let mut prompt_text = run.spec.prompt.clone().unwrap_or_default();
     if let Some(from) = &run.spec.prompt_from {
         let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
-        let has_key = cms
+        let value = cms
             .get_opt(&from.name)
             .await?
             .and_then(|cm| cm.data)
-            .is_some_and(|d| d.contains_key(&from.key));
-        if !has_key {
+            .and_then(|mut d| d.remove(&from.key));
+        if let Some(v) = value {
+            prompt_text = v;
+        } else {
             transition(
                 run,
                 out,
@@ -291,7 +317,8 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
             runs.iter()
                 .any(|r| key_of(r) == *k && r.status.as_ref().is_none_or(|s| s.pod_name.is_none()))
         });
-        if let Some(position) = queue_position(&runs, &admissions, run, &pool_name, max) {
+        let policy = pool.spec.queue.as_ref().map(|q| q.policy).unwrap_or_default();
+        if let Some(position) = queue_position(&runs, &admissions, run, &pool_name, max, policy) {
             drop(admissions);
             out.status.queue_position = Some(position);
             transition(
@@ -299,44 +326,62 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
                 out,
                 Phase::Queued,
                 "WaitingForCapacity",
-                &format!("position {position} in the queue of RunnerPool {pool_name} (maxConcurrentRuns {max})"),
+                &format!(
+                    "position {position} in the {} queue of RunnerPool {pool_name} (maxConcurrentRuns {max})",
+                    match policy {
+                        QueuePolicy::Fifo => "FIFO",
+                        QueuePolicy::Priority => "Priority",
+                    }
+                ),
             );
             out.action = Action::requeue(QUEUE_RECHECK);
             return Ok(());
         }
     }
 
-    // Build and create the pod.
+    // Build the pod (this also checks the run against the pool); then claim a warm pod, or
+    // create this one.
     let pod = match build_pod(run, &pool, attempt) {
         Ok(p) => p,
+        Err(e @ build::BuildError::OverrideNotAllowed { .. }) => {
+            transition(run, out, Phase::Failed, "OverrideNotAllowed", &e.to_string());
+            return Ok(());
+        }
         Err(e) => {
             transition(run, out, Phase::Failed, "InvalidSpec", &e.to_string());
             return Ok(());
         }
     };
-    let mut value = serde_json::to_value(&pod)?;
-    value["apiVersion"] = "v1".into();
-    value["kind"] = "Pod".into();
-    pods.patch(
-        &pod_name,
-        &PatchParams::apply(MANAGER_AGENTRUN).force(),
-        &Patch::Apply(&value),
-    )
-    .await?;
+    let (pod_name, reason, message) = match warm::claim(ctx, run, &pool, attempt, &prompt_text).await? {
+        warm::Claimed::Pod(name) => {
+            out.status.warm_start = Some(true);
+            let message = format!("claimed warm pod {name} of pool {pool_name}");
+            (name, "PodClaimed", message)
+        }
+        warm::Claimed::Cold(why) => {
+            let mut value = serde_json::to_value(&pod)?;
+            value["apiVersion"] = "v1".into();
+            value["kind"] = "Pod".into();
+            pods.patch(
+                &pod_name,
+                &PatchParams::apply(MANAGER_AGENTRUN).force(),
+                &Patch::Apply(&value),
+            )
+            .await?;
+            out.status.warm_start = Some(false);
+            let why = why.map(|w| format!(" (cold start: {w})")).unwrap_or_default();
+            let message = format!("created runner pod {pod_name} in pool {pool_name}{why}");
+            (pod_name, "PodCreated", message)
+        }
+    };
     admissions.insert(key);
     drop(admissions);
-    out.status.pod_name = Some(pod_name.clone());
+    out.status.pod_name = Some(pod_name);
     out.status.attempt = Some(attempt);
     out.status.next_attempt_at = None;
     out.status.queue_position = None;
     out.status.start_time = Some(now());
-    transition(
-        run,
-        out,
-        Phase::Running,
-        "PodCreated",
-        &format!("created runner pod {pod_name} in pool {pool_name}"),
-    );
+    transition(run, out, Phase::Running, reason, &message);
     out.action = Action::requeue(Duration::from_secs(
         timeout_secs(run).unwrap_or(build::DEFAULT_TIMEOUT_SECS),
     ));
@@ -353,13 +398,15 @@ fn key_of(r: &AgentRun) -> String {
 
 /// Position (1-based) of `run` in its pool's queue, or `None` when it may start now. Pure over
 /// the cache: active runs are those with a pod (or admitted and not yet visible in the cache);
-/// waiting runs are ordered by creation time, then name.
+/// waiting runs are ordered by creation time, then name (`FIFO`), or first by `spec.priority`,
+/// highest first (`Priority`).
 pub fn queue_position(
     runs: &[Arc<AgentRun>],
     admitted: &std::collections::HashSet<String>,
     run: &AgentRun,
     pool: &str,
     max: u32,
+    policy: QueuePolicy,
 ) -> Option<u32> {
     let ns = run.metadata.namespace.as_deref();
     let same_pool = |r: &&Arc<AgentRun>| {
@@ -390,15 +437,19 @@ pub fn queue_position(
         .cloned()
         .collect();
     let key = |r: &AgentRun| {
+        let priority = match policy {
+            QueuePolicy::Fifo => 0,
+            QueuePolicy::Priority => r.spec.priority.unwrap_or(0),
+        };
         (
+            std::cmp::Reverse(priority),
             r.metadata.creation_timestamp.clone().map(|t| t.0),
             r.metadata.name.clone(),
         )
     };
-    if !waiting.iter().any(|r| r.metadata.uid == run.metadata.uid) {
-        // Not in the cache yet (just created) or just approved: it queues at its creation time.
-        waiting.push(Arc::new(run.clone()));
-    }
+    // The run as this reconcile sees it (its priority may have changed since the cache saw it).
+    waiting.retain(|r| r.metadata.uid != run.metadata.uid);
+    waiting.push(Arc::new(run.clone()));
     waiting.sort_by_key(|r| key(r));
     let index = waiting
         .iter()
@@ -662,7 +713,7 @@ async fn retry(
         follow::stop_follower(ctx, uid).await;
     }
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
-    let pod_name = pod_name(run, attempt);
+    let pod_name = out.status.pod_name.clone().unwrap_or_else(|| pod_name(run, attempt));
     let log_ref = match log_text {
         Some(text) => {
             Some(artifacts::apply_attempt_log(&ctx.client, run, attempt, &artifacts::parse_log(&text)).await?)
@@ -800,18 +851,74 @@ mod tests {
         ];
         let none = HashSet::new();
         // One slot, taken by a: b is first in line, c second.
-        assert_eq!(queue_position(&runs, &none, &runs[1], "default", 1), Some(1));
-        assert_eq!(queue_position(&runs, &none, &runs[2], "default", 1), Some(2));
+        assert_eq!(
+            queue_position(&runs, &none, &runs[1], "default", 1, QueuePolicy::Fifo),
+            Some(1)
+        );
+        assert_eq!(
+            queue_position(&runs, &none, &runs[2], "default", 1, QueuePolicy::Fifo),
+            Some(2)
+        );
         // Two slots: b starts, c waits first in line.
-        assert_eq!(queue_position(&runs, &none, &runs[1], "default", 2), None);
-        assert_eq!(queue_position(&runs, &none, &runs[2], "default", 2), Some(1));
+        assert_eq!(
+            queue_position(&runs, &none, &runs[1], "default", 2, QueuePolicy::Fifo),
+            None
+        );
+        assert_eq!(
+            queue_position(&runs, &none, &runs[2], "default", 2, QueuePolicy::Fifo),
+            Some(1)
+        );
         // b was just admitted but the cache does not show its pod yet: c still waits.
         let admitted: HashSet<String> = ["ns/b".to_string()].into();
-        assert_eq!(queue_position(&runs, &admitted, &runs[2], "default", 2), Some(1));
+        assert_eq!(
+            queue_position(&runs, &admitted, &runs[2], "default", 2, QueuePolicy::Fifo),
+            Some(1)
+        );
         // A new run not in the cache yet queues by its creation time.
         let new = run("d", 0, None, false);
-        assert_eq!(queue_position(&runs, &none, &new, "default", 1), Some(1));
+        assert_eq!(
+            queue_position(&runs, &none, &new, "default", 1, QueuePolicy::Fifo),
+            Some(1)
+        );
         // Another pool's runs do not count.
-        assert_eq!(queue_position(&runs, &none, &runs[1], "other", 1), None);
+        assert_eq!(
+            queue_position(&runs, &none, &runs[1], "other", 1, QueuePolicy::Fifo),
+            None
+        );
+    }
+
+    #[test]
+    fn priority_reorders_the_queue_and_ties_keep_creation_order() {
+        let with_priority = |name: &str, created: i64, p: Option<i32>| {
+            let mut r = (*run(name, created, Some(Phase::Queued), false)).clone();
+            r.spec.priority = p;
+            Arc::new(r)
+        };
+        let runs = vec![
+            run("a", 1, Some(Phase::Running), true),
+            with_priority("b", 2, None),
+            with_priority("c", 3, Some(10)),
+            with_priority("d", 4, Some(10)),
+            with_priority("e", 5, Some(-5)),
+        ];
+        let none = HashSet::new();
+        let pos = |i: usize, policy| queue_position(&runs, &none, &runs[i], "default", 1, policy);
+        // FIFO ignores priority.
+        assert_eq!(
+            [1, 2, 3, 4].map(|i| pos(i, QueuePolicy::Fifo)),
+            [Some(1), Some(2), Some(3), Some(4)]
+        );
+        // Priority: c and d (10, by creation), then b (0), then e (-5).
+        assert_eq!(
+            [1, 2, 3, 4].map(|i| pos(i, QueuePolicy::Priority)),
+            [Some(3), Some(1), Some(2), Some(4)]
+        );
+        // A priority raised on the object being reconciled counts even if the cache is older.
+        let mut bumped = (*runs[4]).clone();
+        bumped.spec.priority = Some(100);
+        assert_eq!(
+            queue_position(&runs, &none, &bumped, "default", 1, QueuePolicy::Priority),
+            Some(1)
+        );
     }
 }

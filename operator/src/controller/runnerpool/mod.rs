@@ -1,11 +1,18 @@
-//! The RunnerPool controller: keeps `status.running`, `status.queued` and the `Ready`
-//! condition, computed from the AgentRun cache.
+//! The RunnerPool controller: keeps the pool's warm pods at `spec.warm.replicas` (creating
+//! missing ones, deleting surplus, stale and dead idle ones) and its status — `running`,
+//! `queued` (from the AgentRun cache), `warmReady`, `warmTotal`, `warmSelector` and the `Ready`
+//! condition.
 
 use crate::context::{Context, MANAGER_POOL};
-use crate::controller::agentrun::build::pool_name;
+use crate::controller::agentrun::build::{
+    build_warm_pod, pool_name, warm_selector, warm_template_hash, ANNOTATION_TEMPLATE_HASH,
+};
+use crate::controller::agentrun::warm::pod_ready;
 use crate::error::{Error, Result};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::Action;
 use paddock_crds::condition::{set_condition, FALSE, TRUE};
 use paddock_crds::{AgentRun, Phase, RunnerPool, RunnerPoolStatus};
@@ -55,18 +62,33 @@ pub async fn reconcile(pool: Arc<RunnerPool>, ctx: Arc<Context>) -> Result<Actio
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = pool.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
     let (running, queued) = count_runs(&ctx.runs.state(), &ns, &name);
+    let (warm_total, warm_ready) = reconcile_warm(&pool, &ctx, &ns, &name).await?;
     let old = pool.status.clone().unwrap_or_default();
+    let desired = pool.spec.warm.as_ref().map_or(0, |w| w.replicas);
     let mut st = RunnerPoolStatus {
         running,
         queued,
+        warm_ready,
+        warm_total,
+        warm_selector: Some(warm_selector(&name)),
         observed_generation: pool.metadata.generation,
         ..old.clone()
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let (status, reason, message) = if pool.spec.template.image.trim().is_empty() {
         (FALSE, "NoImage", "spec.template.image is empty".to_string())
+    } else if warm_ready < desired {
+        (
+            FALSE,
+            "WarmPodsStarting",
+            format!("{warm_ready} of {desired} warm pods ready; {running} running, {queued} queued"),
+        )
     } else {
-        (TRUE, "Ready", format!("{running} running, {queued} queued"))
+        (
+            TRUE,
+            "Ready",
+            format!("{running} running, {queued} queued, {warm_ready} warm pods ready"),
+        )
     };
     set_condition(
         &mut st.conditions,
@@ -86,8 +108,143 @@ pub async fn reconcile(pool: Arc<RunnerPool>, ctx: Arc<Context>) -> Result<Actio
     Ok(Action::await_change())
 }
 
+/// What to do with a pool's idle warm pods. Pure.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct WarmPlan {
+    /// Pods to create.
+    pub create: u32,
+    /// Idle pods to delete: dead, built from an old template, or surplus (not-ready and newest
+    /// first).
+    pub delete: Vec<String>,
+    /// Idle pods kept (the `/scale` status replicas).
+    pub total: u32,
+    /// Kept pods that are ready.
+    pub ready: u32,
+}
+
+/// Plans `pods` (the pool's idle warm pods) towards `desired` replicas of template `hash`.
+pub fn plan_warm(pods: &[Pod], desired: u32, hash: &str) -> WarmPlan {
+    let mut plan = WarmPlan::default();
+    let mut keep: Vec<&Pod> = vec![];
+    for p in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+        let current = p
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_TEMPLATE_HASH))
+            .is_some_and(|h| h == hash);
+        if matches!(phase, Some("Succeeded" | "Failed")) || !current {
+            plan.delete.push(name);
+        } else {
+            keep.push(p);
+        }
+    }
+    // Surplus: drop pods that are not ready first, then the newest.
+    keep.sort_by_key(|p| {
+        (
+            pod_ready(p),
+            std::cmp::Reverse(p.metadata.creation_timestamp.clone().map(|t| t.0)),
+        )
+    });
+    while keep.len() > desired as usize {
+        let p = keep.remove(0);
+        plan.delete.push(p.metadata.name.clone().unwrap_or_default());
+    }
+    plan.total = keep.len() as u32;
+    plan.ready = keep.iter().filter(|p| pod_ready(p)).count() as u32;
+    plan.create = desired.saturating_sub(plan.total);
+    plan
+}
+
+/// Brings the pool's idle warm pods to `spec.warm.replicas`; returns `(total, ready)` after the
+/// changes (created pods count in total, not in ready). Lists the pool's idle pods from the API
+/// (not a cache), so a pod created by the previous pass is never created twice.
+async fn reconcile_warm(pool: &RunnerPool, ctx: &Context, ns: &str, name: &str) -> Result<(u32, u32)> {
+    let desired = pool.spec.warm.as_ref().map_or(0, |w| w.replicas);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let had_warm = pool.status.as_ref().is_some_and(|s| s.warm_total > 0);
+    if desired == 0 && !had_warm {
+        return Ok((0, 0));
+    }
+    let idle = pods.list(&ListParams::default().labels(&warm_selector(name))).await?;
+    let plan = plan_warm(&idle.items, desired, &warm_template_hash(pool));
+    for victim in &plan.delete {
+        match pods.delete(victim, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if plan.create > 0 {
+        let pod = build_warm_pod(pool);
+        let params = PostParams {
+            field_manager: Some(MANAGER_POOL.into()),
+            ..Default::default()
+        };
+        for _ in 0..plan.create {
+            pods.create(&params, &pod).await?;
+        }
+    }
+    Ok((plan.total + plan.create, plan.ready))
+}
+
 /// Requeues failed reconciles with a short backoff and counts them.
 pub fn error_policy(_pool: Arc<RunnerPool>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.state.metrics.error(CONTROLLER, error.reason());
     Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use std::collections::BTreeMap;
+
+    fn pod(name: &str, created: i64, hash: &str, phase: &str, ready: bool) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                creation_timestamp: Some(Time(k8s_openapi::jiff::Timestamp::from_second(created).unwrap())),
+                annotations: Some(BTreeMap::from([(
+                    ANNOTATION_TEMPLATE_HASH.to_string(),
+                    hash.to_string(),
+                )])),
+                ..Default::default()
+            },
+            spec: None,
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn warm_plan_replaces_dead_and_stale_pods_and_trims_surplus() {
+        let pods = vec![
+            pod("ready-old", 1, "h", "Running", true),
+            pod("ready-new", 5, "h", "Running", true),
+            pod("starting", 3, "h", "Pending", false),
+            pod("dead", 2, "h", "Failed", false),
+            pod("stale", 2, "old", "Running", true),
+        ];
+        let plan = plan_warm(&pods, 5, "h");
+        assert_eq!(plan.delete, ["dead", "stale"]);
+        assert_eq!((plan.create, plan.total, plan.ready), (2, 3, 2));
+        // Scale down to 1: the starting pod goes first, then the newest ready one.
+        let plan = plan_warm(&pods, 1, "h");
+        assert_eq!(plan.delete, ["dead", "stale", "starting", "ready-new"]);
+        assert_eq!((plan.create, plan.total, plan.ready), (0, 1, 1));
+        let plan = plan_warm(&pods, 0, "h");
+        assert_eq!((plan.delete.len(), plan.total), (5, 0));
+        assert_eq!(plan_warm(&[], 2, "h").create, 2);
+    }
 }

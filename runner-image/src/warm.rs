@@ -1,0 +1,186 @@
+//! Warm pods: a pool's pre-started runner pods wait, idle, until the operator claims one for a
+//! run. The claim arrives as the pod annotation [`paddock_crds::ANNOTATION_CLAIM`] (base64 of
+//! `{"trusted": {NAME: value}, "agent": {NAME: value}}`: the variables a cold pod's trusted
+//! containers and agent container would have had), which the kubelet projects into the
+//! downward API file `PADDOCK_DECISIONS_FILE` (default `/etc/paddock/pod/annotations`).
+//!
+//! In a warm pod (`PADDOCK_WARM=true`) the containers differ from a cold pod's: there is no
+//! `clone` init container. The `gateway` sidecar waits for the claim, clones (as `clone` would)
+//! and writes [`clone_done_file`] (the clone's exit code; on failure its result line is in
+//! [`clone_result_file`]), then serves pushes. The `agent` container waits for the claim and for
+//! that file, then runs as in a cold pod. Nothing is restarted, so a claimed run starts with the
+//! image pulled, the sandbox up and both processes running.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::config::Env;
+use crate::workspace::Workspace;
+
+/// How often a waiting container reads the claim and clone files (a stat and a small read).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
+
+/// A run's settings for a claimed warm pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct Claim {
+    /// Variables for the trusted containers (clone and gateway).
+    #[serde(default)]
+    pub trusted: BTreeMap<String, String>,
+    /// Variables for the agent container (also passed to the agent CLI's process).
+    #[serde(default)]
+    pub agent: BTreeMap<String, String>,
+}
+
+/// Errors reading a claim.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ClaimError {
+    /// The annotation is not base64.
+    #[error("claim annotation is not base64: {0}")]
+    Base64(String),
+    /// The decoded annotation is not the expected JSON.
+    #[error("claim annotation is not a claim object: {0}")]
+    Json(String),
+}
+
+/// Whether this container runs in a warm pod (`PADDOCK_WARM=true`).
+pub fn is_warm(env: &Env) -> bool {
+    env.get("PADDOCK_WARM") == Some("true")
+}
+
+/// The downward API file with the pod's annotations.
+pub fn annotations_file(env: &Env) -> PathBuf {
+    PathBuf::from(
+        env.get("PADDOCK_DECISIONS_FILE")
+            .unwrap_or(crate::approval::DEFAULT_DECISIONS_FILE),
+    )
+}
+
+/// Decodes an annotation value into a [`Claim`].
+///
+/// # Errors
+/// [`ClaimError`] when it is not base64 of a JSON claim object.
+pub fn decode_claim(value: &str) -> Result<Claim, ClaimError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|e| ClaimError::Base64(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| ClaimError::Json(e.to_string()))
+}
+
+/// The claim in `file`, if the pod has been claimed (`None` while it is idle or the file is
+/// unreadable).
+pub fn read_claim(file: &Path) -> Option<Result<Claim, ClaimError>> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let annotations = crate::approval::parse_annotations(&text);
+    annotations.get(paddock_crds::ANNOTATION_CLAIM).map(|v| decode_claim(v))
+}
+
+/// Waits for the claim in `file`; `None` when `terminate` turns true first (the idle pod is
+/// being deleted).
+pub async fn wait_claim(file: &Path, terminate: &mut watch::Receiver<bool>) -> Option<Result<Claim, ClaimError>> {
+    loop {
+        if let Some(c) = read_claim(file) {
+            return Some(c);
+        }
+        if *terminate.borrow() {
+            return None;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL_INTERVAL) => {},
+            _ = terminate.changed() => {},
+        }
+    }
+}
+
+/// File the gateway writes when its clone step ended: the exit code (`0` cloned).
+pub fn clone_done_file(ws: &Workspace) -> PathBuf {
+    ws.control().join("clone-done")
+}
+
+/// The failed clone's `result` line (its termination message), for the agent container to
+/// report as the run's result.
+pub fn clone_result_file(ws: &Workspace) -> PathBuf {
+    ws.control().join("clone-result")
+}
+
+/// Records the clone's exit `code` for the agent container.
+///
+/// # Errors
+/// I/O errors creating the control directory or writing the file.
+pub fn write_clone_done(ws: &Workspace, code: i32) -> std::io::Result<()> {
+    std::fs::create_dir_all(ws.control())?;
+    crate::workspace::write_atomic(&clone_done_file(ws), code.to_string().as_bytes())
+}
+
+/// Waits for the gateway's clone to end: `Some(exit code)`, or `None` when `terminate` turns
+/// true first.
+pub async fn wait_clone(ws: &Workspace, terminate: &mut watch::Receiver<bool>) -> Option<i32> {
+    let file = clone_done_file(ws);
+    loop {
+        if let Some(code) = std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse().ok()) {
+            return Some(code);
+        }
+        if *terminate.borrow() {
+            return None;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL_INTERVAL) => {},
+            _ = terminate.changed() => {},
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotations(claim_json: &str) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(claim_json);
+        format!("other=\"x\"\n{}=\"{b64}\"\n", paddock_crds::ANNOTATION_CLAIM)
+    }
+
+    #[test]
+    fn claim_is_read_from_the_downward_api_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("annotations");
+        assert!(read_claim(&file).is_none(), "no file: not claimed");
+        std::fs::write(&file, "other=\"x\"\n").unwrap();
+        assert!(read_claim(&file).is_none(), "no annotation: not claimed");
+        std::fs::write(
+            &file,
+            annotations(r#"{"trusted":{"PADDOCK_REPO_URL":"git://h/r"},"agent":{"PADDOCK_PROMPT":"a \"b\"\nc"}}"#),
+        )
+        .unwrap();
+        let c = read_claim(&file).unwrap().unwrap();
+        assert_eq!(c.trusted["PADDOCK_REPO_URL"], "git://h/r");
+        assert_eq!(c.agent["PADDOCK_PROMPT"], "a \"b\"\nc");
+        std::fs::write(&file, format!("{}=\"!!\"\n", paddock_crds::ANNOTATION_CLAIM)).unwrap();
+        assert!(matches!(read_claim(&file), Some(Err(ClaimError::Base64(_)))));
+        std::fs::write(&file, annotations("[1]")).unwrap();
+        assert!(matches!(read_claim(&file), Some(Err(ClaimError::Json(_)))));
+    }
+
+    #[tokio::test]
+    async fn waits_end_on_the_file_or_on_termination() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::new(dir.path());
+        let (tx, mut rx) = watch::channel(false);
+        let waiter = tokio::spawn({
+            let ws = ws.clone();
+            async move { wait_clone(&ws, &mut rx).await }
+        });
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        write_clone_done(&ws, 3).unwrap();
+        assert_eq!(waiter.await.unwrap(), Some(3));
+        let _ = tx.send(true);
+        let (tx2, mut rx2) = watch::channel(false);
+        let file = dir.path().join("none");
+        let waiter = tokio::spawn(async move { wait_claim(&file, &mut rx2).await });
+        let _ = tx2.send(true);
+        assert!(waiter.await.unwrap().is_none());
+    }
+}
