@@ -59,6 +59,7 @@ install_paddock() {
 # e2e_up: what every suite on the local cluster starts from — release binaries, the cluster
 # (brought up or reused), images loaded, host services started, Paddock installed — and the
 # PADDOCK_E2E_* variables the test and bench binaries read exported. Sets KUBECONFIG, HOST_IP.
+# With PADDOCK_E2E_KUEUE=1 it also starts Kueue (e2e/kueue.sh) and enables the integration.
 e2e_up() {
   step "release build: paddock-runner, paddock-operator, scripted-model"
   cargo build --release -q -p paddock-runner -p paddock-operator -p scripted-model
@@ -70,8 +71,14 @@ e2e_up() {
   bash e2e/build-images.sh
   step "host services (scripted model, git daemon) on $HOST_IP"
   start_services "$HOST_IP"
+  local kueue=false
+  if [ "${PADDOCK_E2E_KUEUE:-}" = 1 ]; then
+    step "Kueue controller (host process; e2e/kueue.sh)"
+    bash e2e/kueue.sh start
+    kueue=true
+  fi
   step "install Paddock (helm)"
-  install_paddock
+  install_paddock --set kueue.enabled=$kueue
   export PADDOCK_E2E_RUNNER_IMAGE=localhost/paddock/runner:dev
   export PADDOCK_E2E_MODEL_URL=$MODEL_URL PADDOCK_E2E_GIT_ROOT=$GIT_ROOT PADDOCK_E2E_GIT_URL=$GIT_URL
 }

@@ -9,6 +9,8 @@ export SCRIPTED_MODEL_REQUIRE_CLIS=1
 step "OpenTelemetry Collector (for the OTLP export tests; built from its Go modules, cached)"
 bash e2e/cluster/build-binaries.sh otelcol
 export PADDOCK_REQUIRE_OTELCOL=1
+step "Kueue (for the Kueue integration e2e; built from its Go module, cached)"
+bash e2e/cluster/build-binaries.sh kueue
 step "unit tests, CRD drift test, lints"; make --no-print-directory unit
 step "chart checks (helm lint, rendered manifests, RBAC rule by rule)"
 HELM="$(bash e2e/cluster/build-binaries.sh print-env | sed -n 's/^HELM_BIN=//p')/helm"

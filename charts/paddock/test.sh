@@ -302,6 +302,22 @@ elif scenario == "ha":
     check(pdb and pdb["apiVersion"] == "policy/v1" and pdb["metadata"]["namespace"] == "paddock-system"
           and pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": dep["spec"]["selector"]["matchLabels"]}},
           f"{scenario}: PodDisruptionBudget maxUnavailable 1 selects the operator pods", str(pdb and pdb["spec"]))
+elif scenario == "kueue":
+    expect_kinds({"ServiceAccount": 1, "ClusterRole": 4, "ClusterRoleBinding": 2, "Deployment": 1, "Service": 1, "RunnerPool": 1,
+                  "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
+    op = one("ClusterRole", "-operator")
+    expected = sorted(EXPECTED_OPERATOR + [
+        (("kueue.x-k8s.io",), ("workloads",), ("get", "list", "watch", "create", "patch")),
+        (("kueue.x-k8s.io",), ("workloads/status",), ("patch",)),
+    ])
+    check(op and norm(op["rules"]) == expected, f"{scenario}: operator ClusterRole adds Workloads g/l/w/c/p and workloads/status patch",
+          str(op and norm(op["rules"])))
+    fl = one("ClusterRole", "-kueue-flavors")
+    check(fl and norm(fl["rules"]) == [(("kueue.x-k8s.io",), ("resourceflavors",), ("get",))],
+          f"{scenario}: ResourceFlavors get only, cluster-wide")
+    check(binding_ok(one("ClusterRoleBinding", "-kueue-flavors"), fl), f"{scenario}: kueue-flavors ClusterRoleBinding")
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    check(env.get("PADDOCK_KUEUE") == "true", f"{scenario}: PADDOCK_KUEUE=true on the operator", str(env.get("PADDOCK_KUEUE")))
 elif scenario == "no-pool":
     expect_kinds({"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Deployment": 1})
 elif scenario == "crds":
@@ -396,6 +412,8 @@ render no-pool --set defaultPool.enabled=false --set rbac.aggregateToDefaultRole
 checkyaml no-pool
 render ha --set leaderElection.enabled=true --set replicaCount=2 --set podDisruptionBudget.enabled=true
 checkyaml ha
+render kueue --set kueue.enabled=true
+checkyaml kueue
 render crds --include-crds
 checkyaml crds
 

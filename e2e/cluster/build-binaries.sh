@@ -5,7 +5,8 @@
 #   $PADDOCK_CACHE/bin/etcd-<ver>/etcd
 #   $PADDOCK_CACHE/bin/helm-<ver>/helm
 #   $PADDOCK_CACHE/bin/otelcol-<ver>/otelcol (only when asked: `build-binaries.sh otelcol`)
-# A warm cache makes this a no-op. Usage: build-binaries.sh [kubernetes|etcd|helm|otelcol ...]
+#   $PADDOCK_CACHE/bin/kueue-<ver>/kueue (only when asked: `build-binaries.sh kueue`)
+# A warm cache makes this a no-op. Usage: build-binaries.sh [kubernetes|etcd|helm|otelcol|kueue ...]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${PADDOCK_CACHE:-/var/cache/paddock}
@@ -19,6 +20,7 @@ K8S_VERSION=$(version kubernetes k8s.io/kubernetes)
 ETCD_VERSION=$(version etcd go.etcd.io/etcd/server/v3)
 HELM_VERSION=$(version helm helm.sh/helm/v3)
 OTELCOL_VERSION=$(version otelcol go.opentelemetry.io/collector/otelcol)
+KUEUE_VERSION=$(version kueue sigs.k8s.io/kueue)
 
 log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -75,12 +77,28 @@ build_otelcol() {
   log "otelcol $OTELCOL_VERSION built into $out"
 }
 
+# Kueue's controller manager (sigs.k8s.io/kueue/cmd/kueue) for the Kueue integration tests
+# (e2e/kueue.sh). Its CRDs come from the same module: `go mod download -json sigs.k8s.io/kueue@<ver>`.
+build_kueue() {
+  local out=$cache/bin/kueue-$KUEUE_VERSION
+  [ -x "$out/kueue" ] && { log "kueue $KUEUE_VERSION cached in $out"; return; }
+  log "building kueue $KUEUE_VERSION"
+  mkdir -p "$out.tmp"
+  (cd "$here/tools/kueue" && go build -trimpath \
+    -ldflags "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION -X sigs.k8s.io/kueue/pkg/version.BuildDate=1970-01-01T00:00:00Z" \
+    -o "$out.tmp/kueue" sigs.k8s.io/kueue/cmd/kueue)
+  rm -rf "$out"; mv "$out.tmp" "$out"
+  log "kueue $KUEUE_VERSION built into $out"
+}
+
 # print-env: the binary directories, for callers that put them on PATH.
 if [ "${1:-}" = print-env ]; then
   echo "K8S_BIN=$cache/bin/kubernetes-$K8S_VERSION"
   echo "ETCD_BIN=$cache/bin/etcd-$ETCD_VERSION"
   echo "HELM_BIN=$cache/bin/helm-$HELM_VERSION"
   echo "OTELCOL_BIN=$cache/bin/otelcol-$OTELCOL_VERSION"
+  echo "KUEUE_BIN=$cache/bin/kueue-$KUEUE_VERSION"
+  echo "KUEUE_VERSION=$KUEUE_VERSION"
   echo "K8S_VERSION=$K8S_VERSION"
   exit 0
 fi

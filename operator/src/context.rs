@@ -48,6 +48,9 @@ pub struct Context {
     /// [`FOLLOW_LOG_MAX_BYTES`]): what is left of an attempt whose pod was deleted before its
     /// log could be fetched.
     pub follow_logs: std::sync::Mutex<HashMap<String, String>>,
+    /// Kueue integration on (`--kueue`): runs labelled `kueue.x-k8s.io/queue-name` wait for
+    /// their Workload's admission.
+    pub kueue: bool,
 }
 
 /// Most bytes of log text kept per followed pod.
@@ -64,6 +67,7 @@ impl Context {
             admissions: Mutex::new(HashSet::new()),
             followers: Mutex::new(HashMap::new()),
             follow_logs: std::sync::Mutex::new(HashMap::new()),
+            kueue: false,
         }
     }
 

@@ -64,9 +64,21 @@ struct RunArgs {
     /// namespace).
     #[arg(long, env = "PADDOCK_METRICS_NAMESPACE_LABEL", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     metrics_namespace_label: bool,
+    /// Kueue integration: AgentRuns labelled `kueue.x-k8s.io/queue-name` start only once Kueue
+    /// admits their Workload (needs Kueue's CRDs and `externalFrameworks:
+    /// [AgentRun.v1alpha1.paddock.dev]` in Kueue's configuration; see docs/pools.md).
+    #[arg(long, env = "PADDOCK_KUEUE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    kueue: bool,
     /// Leader election (`--leader-elect`, `--leader-election-namespace`).
     #[command(flatten)]
     election: leader::ElectionArgs,
+}
+
+fn dynamic_api(client: &Client, ns: &Option<String>, ar: &kube::api::ApiResource) -> Api<kube::api::DynamicObject> {
+    match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
+        None => Api::all_with(client.clone(), ar),
+    }
 }
 
 fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
@@ -109,11 +121,25 @@ async fn main() -> anyhow::Result<()> {
         instance: std::env::var("POD_NAME").ok(),
     };
     let ns = args.namespace.clone();
+    let (client_for_kueue, ns_for_kueue) = (client.clone(), ns.clone());
 
     let runs = Controller::new(api::<AgentRun>(&client, &ns), watcher::Config::default().any_semantic());
     let store = runs.store();
-    let ctx = Arc::new(Context::new(client.clone(), state.clone(), store.clone(), reporter));
+    let mut context = Context::new(client.clone(), state.clone(), store.clone(), reporter);
+    context.kueue = args.kueue;
+    let ctx = Arc::new(context);
     let pool_store = store.clone();
+    let workloads = agentrun::kueue::workload_resource();
+    let runs = if args.kueue {
+        // Kueue admitting (or evicting) a Workload wakes its run.
+        runs.owns_with(
+            dynamic_api(&client, &ns, &workloads),
+            workloads.clone(),
+            watcher::Config::default().labels(paddock_crds::LABEL_RUN),
+        )
+    } else {
+        runs
+    };
     let runs = runs
         .owns(
             api::<Pod>(&client, &ns),
@@ -171,6 +197,26 @@ async fn main() -> anyhow::Result<()> {
         .run(runnerpool::reconcile, runnerpool::error_policy, ctx.clone())
         .for_each(|_| async {});
 
+    // With Kueue: let Workloads of deleted runs go (their finalizer is ours to remove).
+    let kueue_ctx = ctx.clone();
+    let workload_controller = async move {
+        if args.kueue {
+            Controller::new_with(
+                dynamic_api(&client_for_kueue, &ns_for_kueue, &workloads),
+                watcher::Config::default().labels(paddock_crds::LABEL_RUN),
+                workloads.clone(),
+            )
+            .shutdown_on_signal()
+            .run(
+                agentrun::kueue::reconcile_workload,
+                agentrun::kueue::workload_error_policy,
+                kueue_ctx,
+            )
+            .for_each(|_| async {})
+            .await;
+        }
+    };
+
     let ready_state = state.clone();
     let ready = async move {
         if store.wait_until_ready().await.is_ok() {
@@ -186,7 +232,7 @@ async fn main() -> anyhow::Result<()> {
     let lead = async {
         let leadership = leader::lead(client.clone(), &args.election, state.clone()).await?;
         tokio::select! {
-            _ = async { tokio::join!(runs, gates, pools, ready) } => {},
+            _ = async { tokio::join!(runs, gates, pools, workload_controller, ready) } => {},
             _ = observer => {},
         }
         // The controllers stopped (SIGTERM): free the Lease for a standby.

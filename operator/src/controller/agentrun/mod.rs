@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod artifacts;
 pub mod build;
 pub mod follow;
+pub mod kueue;
 pub mod status;
 pub mod warm;
 
@@ -26,8 +27,8 @@ use std::time::Duration;
 pub const CONTROLLER: &str = "agentrun";
 /// How often a queued run re-checks its pool's capacity (from the cache, no API calls).
 const QUEUE_RECHECK: Duration = Duration::from_secs(2);
-/// How long a run waits for a missing RunnerPool (its own or one deleted under it) before it
-/// fails with reason `PoolNotFound` (seconds).
+/// How long after its creation a run waits for a missing RunnerPool before it fails with reason
+/// `PoolNotFound` (seconds); a pool deleted later fails its waiting runs at once.
 pub const POOL_WAIT_SECS: i64 = 300;
 /// Grace the operator gives the kubelet's own `activeDeadlineSeconds` before it ends a run as
 /// TimedOut itself.
@@ -81,6 +82,8 @@ pub async fn reconcile(run: Arc<AgentRun>, ctx: Arc<Context>) -> Result<Action> 
         if let Some(uid) = &run.metadata.uid {
             follow::stop_follower(&ctx, uid).await;
         }
+        // Idempotent: covers an operator that stopped between the run's end and this.
+        finish_workload(&ctx, &run, &old).await?;
         return Ok(Action::await_change());
     }
 
@@ -116,7 +119,21 @@ pub async fn reconcile(run: Arc<AgentRun>, ctx: Arc<Context>) -> Result<Action> 
     for (t, reason, note) in out.events {
         ctx.publish(run.as_ref(), t, &reason, note).await;
     }
+    if out.status.phase.is_some_and(Phase::is_terminal) {
+        finish_workload(&ctx, &run, &out.status).await?;
+    }
     Ok(out.action)
+}
+
+/// Releases the Kueue quota of an ended run (its Workload `Finished`).
+async fn finish_workload(ctx: &Arc<Context>, run: &AgentRun, st: &AgentRunStatus) -> Result<()> {
+    if !ctx.kueue || kueue::queue_name(run).is_none() {
+        return Ok(());
+    }
+    let (ok, message) = paddock_crds::condition::find_condition(&st.conditions, status::COND_SUCCEEDED)
+        .map(|c| (c.status == "True", format!("{}: {}", c.reason, c.message)))
+        .unwrap_or((false, "the run ended".into()));
+    kueue::finish(ctx, run, ok, &message).await
 }
 
 /// Moves `out.status` to `phase` and queues an Event when the phase or reason changed.
@@ -193,11 +210,13 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
     let pool_name = pool_name(run).to_string();
     let pools: Api<RunnerPool> = Api::namespaced(ctx.client.clone(), ns);
     let Some(pool) = pools.get_opt(&pool_name).await? else {
-        // GitOps may apply the run before its pool: wait, but not forever.
-        let missing_since = paddock_crds::condition::find_condition(&out.status.conditions, status::COND_SUCCEEDED)
-            .filter(|c| c.reason == "PoolNotFound")
-            .map(|c| c.last_transition_time.0.as_second());
-        let waited = missing_since.map_or(0, |t| now().0.as_second() - t);
+        // GitOps may apply the run before its pool: wait, but not forever (counted from the
+        // run's creation, so a run whose pool is deleted after that fails at once).
+        let waited = run
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| now().0.as_second() - t.0.as_second());
         if waited >= POOL_WAIT_SECS {
             transition(
                 run,
@@ -214,7 +233,7 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
             Phase::Pending,
             "PoolNotFound",
             &format!(
-                "RunnerPool {pool_name} does not exist in namespace {ns}; the run fails if it does not appear within {POOL_WAIT_SECS}s"
+                "RunnerPool {pool_name} does not exist in namespace {ns}; the run fails if it does not appear within {POOL_WAIT_SECS}s of the run's creation"
             ),
         );
         out.action = Action::requeue(Duration::from_secs((POOL_WAIT_SECS - waited).clamp(1, 30) as u64));
@@ -308,6 +327,68 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
         }
     }
 
+    // Build the pod (this also checks the run against the pool, so a refused override fails
+    // before the run waits anywhere).
+    let mut pod = match build_pod(run, &pool, attempt) {
+        Ok(p) => p,
+        Err(e @ build::BuildError::OverrideNotAllowed { .. }) => {
+            transition(run, out, Phase::Failed, "OverrideNotAllowed", &e.to_string());
+            return Ok(());
+        }
+        Err(e) => {
+            transition(run, out, Phase::Failed, "InvalidSpec", &e.to_string());
+            return Ok(());
+        }
+    };
+
+    // Kueue: a run with a LocalQueue starts only once Kueue admits its Workload.
+    let mut warm_allowed = true;
+    if let Some(queue) = kueue::queue_name(run) {
+        if !ctx.kueue {
+            transition(
+                run,
+                out,
+                Phase::Failed,
+                "KueueNotEnabled",
+                &format!(
+                    "the run asks for Kueue LocalQueue {queue} (label {}) but the operator runs without --kueue (chart: kueue.enabled=true)",
+                    kueue::QUEUE_LABEL
+                ),
+            );
+            return Ok(());
+        }
+        match kueue::admission(ctx, run, queue, &pod).await? {
+            kueue::Admission::Waiting(message) => {
+                out.status.queue_position = None;
+                transition(
+                    run,
+                    out,
+                    Phase::Queued,
+                    "WaitingForKueue",
+                    &format!(
+                        "Workload {} in LocalQueue {queue}: {message}",
+                        kueue::workload_name(run)
+                    ),
+                );
+                // The Workload's changes wake the run (owned watch); this is a safety net.
+                out.action = Action::requeue(Duration::from_secs(30));
+                return Ok(());
+            }
+            kueue::Admission::Admitted(flavors) => {
+                let before = pod
+                    .spec
+                    .as_ref()
+                    .map(|s| (s.node_selector.clone(), s.tolerations.clone()));
+                kueue::apply_flavors(ctx, &flavors, &mut pod).await?;
+                let after = pod
+                    .spec
+                    .as_ref()
+                    .map(|s| (s.node_selector.clone(), s.tolerations.clone()));
+                warm_allowed = before == after;
+            }
+        }
+    }
+
     // Queue: respect the pool's maxConcurrentRuns, in creation order.
     let mut admissions = ctx.admissions.lock().await;
     let key = format!("{ns}/{}", run.metadata.name.as_deref().unwrap_or_default());
@@ -339,20 +420,13 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
         }
     }
 
-    // Build the pod (this also checks the run against the pool); then claim a warm pod, or
-    // create this one.
-    let pod = match build_pod(run, &pool, attempt) {
-        Ok(p) => p,
-        Err(e @ build::BuildError::OverrideNotAllowed { .. }) => {
-            transition(run, out, Phase::Failed, "OverrideNotAllowed", &e.to_string());
-            return Ok(());
-        }
-        Err(e) => {
-            transition(run, out, Phase::Failed, "InvalidSpec", &e.to_string());
-            return Ok(());
-        }
+    // Claim a warm pod, or create this one.
+    let claimed = if warm_allowed {
+        warm::claim(ctx, run, &pool, attempt, &prompt_text).await?
+    } else {
+        warm::Claimed::Cold(Some("Kueue's flavor places the pod on other nodes".into()))
     };
-    let (pod_name, reason, message) = match warm::claim(ctx, run, &pool, attempt, &prompt_text).await? {
+    let (pod_name, reason, message) = match claimed {
         warm::Claimed::Pod(name) => {
             out.status.warm_start = Some(true);
             let message = format!("claimed warm pod {name} of pool {pool_name}");
@@ -428,6 +502,13 @@ pub fn queue_position(
                 && !r.spec.cancel
                 && r.status.as_ref().is_none_or(|s| s.pod_name.is_none())
                 && !admitted.contains(&key_of(r))
+        })
+        // Runs still waiting for Kueue's admission are not in the pool's line yet.
+        .filter(|r| {
+            r.status.as_ref().is_none_or(|s| {
+                paddock_crds::condition::find_condition(&s.conditions, status::COND_QUEUED)
+                    .is_none_or(|c| c.reason != "WaitingForKueue")
+            })
         })
         .filter(|r| {
             let phase = r.status.as_ref().and_then(|s| s.phase);
