@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("oldSelf.cancel == true ? self.cancel == true : true").message("spec.cancel cannot be unset once set"),
     validation = Rule::new("!has(self.approvals) || !has(self.approvals.beforePush) || (has(self.output) && self.output.push == true)").message("spec.approvals.beforePush needs spec.output.push: true (there is nothing to approve without a push)"),
     validation = Rule::new("!has(self.approvals) || !has(self.approvals.toolUse) || self.agent.name == 'claude-code'").message("spec.approvals.toolUse is supported for agent claude-code only (see docs/approvals.md)"),
-    validation = Rule::new("self.repo == oldSelf.repo && self.agent == oldSelf.agent && (has(self.prompt) ? has(oldSelf.prompt) && self.prompt == oldSelf.prompt : !has(oldSelf.prompt)) && (has(self.promptFrom) ? has(oldSelf.promptFrom) && self.promptFrom == oldSelf.promptFrom : !has(oldSelf.promptFrom)) && (has(self.runnerPoolRef) ? has(oldSelf.runnerPoolRef) && self.runnerPoolRef == oldSelf.runnerPoolRef : !has(oldSelf.runnerPoolRef)) && (has(self.budget) ? has(oldSelf.budget) && self.budget == oldSelf.budget : !has(oldSelf.budget)) && (has(self.approvals) ? has(oldSelf.approvals) && self.approvals == oldSelf.approvals : !has(oldSelf.approvals)) && (has(self.output) ? has(oldSelf.output) && self.output == oldSelf.output : !has(oldSelf.output)) && (has(self.retry) ? has(oldSelf.retry) && self.retry == oldSelf.retry : !has(oldSelf.retry)) && (has(self.runner) ? has(oldSelf.runner) && self.runner == oldSelf.runner : !has(oldSelf.runner))").message("spec is immutable after creation, except spec.cancel and spec.priority"),
+    validation = Rule::new("self.repo == oldSelf.repo && self.agent == oldSelf.agent && (has(self.prompt) ? has(oldSelf.prompt) && self.prompt == oldSelf.prompt : !has(oldSelf.prompt)) && (has(self.promptFrom) ? has(oldSelf.promptFrom) && self.promptFrom == oldSelf.promptFrom : !has(oldSelf.promptFrom)) && (has(self.runnerPoolRef) ? has(oldSelf.runnerPoolRef) && self.runnerPoolRef == oldSelf.runnerPoolRef : !has(oldSelf.runnerPoolRef)) && (has(self.budget) ? has(oldSelf.budget) && self.budget == oldSelf.budget : !has(oldSelf.budget)) && (has(self.approvals) ? has(oldSelf.approvals) && self.approvals == oldSelf.approvals : !has(oldSelf.approvals)) && (has(self.output) ? has(oldSelf.output) && self.output == oldSelf.output : !has(oldSelf.output)) && (has(self.retry) ? has(oldSelf.retry) && self.retry == oldSelf.retry : !has(oldSelf.retry)) && (has(self.runner) ? has(oldSelf.runner) && self.runner == oldSelf.runner : !has(oldSelf.runner)) && (has(self.network) ? has(oldSelf.network) && self.network == oldSelf.network : !has(oldSelf.network))").message("spec is immutable after creation, except spec.cancel and spec.priority"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AgentRunSpec {
@@ -72,6 +72,11 @@ pub struct AgentRunSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = -1000, max = 1000))]
     pub priority: Option<i32>,
+    /// Hosts the agent may reach, narrower than the pool's `spec.network.egress` (every entry
+    /// must be allowed by the pool's list, else the run fails with `OverrideNotAllowed`).
+    /// Unset: the pool's list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::NetworkSpec>,
     /// Changes to the pool's pod template for this run, within what the pool's
     /// `spec.overrides` allows (otherwise the run fails with reason `OverrideNotAllowed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -190,6 +195,18 @@ pub struct BudgetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_turns: Option<u32>,
+    /// Most US dollars the run's model calls may cost, as the pod's gateway meters and prices
+    /// them (token counts from the model API's responses × the pool's price table). Once
+    /// reached, the gateway refuses further model calls, the agent is stopped, the work so far
+    /// is committed and reported, and the run fails with reason `BudgetExceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxCostUSD")]
+    #[schemars(range(min = 0.0001, max = 100000.0))]
+    pub max_cost_usd: Option<f64>,
+    /// Most output (completion) tokens over all the run's model calls, metered by the gateway;
+    /// enforced like `maxCostUSD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000000))]
+    pub max_output_tokens: Option<u64>,
 }
 
 /// How often, and after how long, a retryable failure starts a new attempt.

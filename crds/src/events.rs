@@ -252,6 +252,14 @@ pub enum RunnerEvent {
         /// `Approve` or `Reject`.
         verdict: String,
     },
+    /// The pod's gateway refused a connection the agent tried: the host is not in the run's
+    /// egress allowlist (`spec.network.egress`).
+    EgressDenied {
+        /// Host asked for (truncated).
+        host: String,
+        /// Port asked for.
+        port: u16,
+    },
     /// Cumulative usage so far (the last one wins).
     Usage(Usage),
     /// The CLI or the runner reported an error that does not by itself end the run.
@@ -300,6 +308,7 @@ impl RunnerEvent {
             RunnerEvent::PermissionDenied { .. } => "permission_denied",
             RunnerEvent::ApprovalRequested { .. } => "approval_requested",
             RunnerEvent::ApprovalDecided { .. } => "approval_decided",
+            RunnerEvent::EgressDenied { .. } => "egress_denied",
             RunnerEvent::Usage(_) => "usage",
             RunnerEvent::Error { .. } => "error",
             RunnerEvent::Log { .. } => "log",

@@ -63,6 +63,69 @@ pub struct RunnerPoolSpec {
     /// `OverrideNotAllowed`. Default: env allowed, image and resources not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<OverridesSpec>,
+    /// What the agent may reach on the network, by host name, enforced by the pod's gateway (an
+    /// HTTP(S) proxy the agent's `HTTP_PROXY`/`HTTPS_PROXY` point at). Unset: open. The model
+    /// APIs and the git remote are reached by the trusted containers and need no entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkSpec>,
+    /// Gateway settings: model prices for metering and `budget.maxCostUSD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewaySpec>,
+}
+
+/// Egress allowlist.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// Hosts the agent may connect to (at most 64). Empty: none.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub egress: Vec<EgressRule>,
+}
+
+/// One allowed destination.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressRule {
+    /// Host name (`github.com`) or a wildcard for its subdomains (`*.githubusercontent.com`,
+    /// which does not match the bare domain). Lowercase; no scheme, port or path.
+    #[x_kube(validation = Rule::new("self.matches('^(\\\\*\\\\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$')").message("egress host must be a lowercase host name, optionally starting with '*.'"))]
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// Ports (default: 443).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub ports: Vec<u16>,
+}
+
+/// Gateway settings of a pool.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    /// Model prices in USD per million tokens, keyed by model-name prefix (the longest matching
+    /// prefix wins), added to and overriding the built-in table (docs/gateway.md).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<String, ModelPrice>,
+}
+
+/// Price of a model, USD per million tokens.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelPrice {
+    /// Input tokens (not cached).
+    #[schemars(range(min = 0.0))]
+    pub input: f64,
+    /// Output tokens.
+    #[schemars(range(min = 0.0))]
+    pub output: f64,
+    /// Cache reads. Default 0.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub cache_read: f64,
+    /// Cache writes. Default 0.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub cache_write: f64,
 }
 
 /// Queue order of a pool.

@@ -192,8 +192,10 @@ async fn planted_secrets_never_leak() -> Result<()> {
         .find(|(w, _)| w == &format!("ConfigMap/{log_cm}"))
         .map(|(_, t)| t.clone())
         .unwrap_or_default();
+    // The agent container holds only the gateway's placeholder (the real keys stay in the
+    // gateway), so that is what the agent printed.
     assert!(
-        log.contains("[REDACTED]"),
+        log.contains("paddock-placeholder-key"),
         "the scan sees what the agent printed: {log}"
     );
     let patch = corpus
@@ -202,7 +204,17 @@ async fn planted_secrets_never_leak() -> Result<()> {
         .find(|(w, _)| w.ends_with("binaryData patch.gz"))
         .map(|(_, t)| t.clone())
         .expect("the patch ConfigMap was scanned");
-    assert!(patch.contains("+key=[REDACTED]"), "patch: {patch}");
+    assert!(
+        patch.contains("+key=paddock-placeholder-key paddock-placeholder-key"),
+        "patch: {patch}"
+    );
+    assert!(
+        corpus
+            .parts
+            .iter()
+            .any(|(w, _)| w.ends_with("binaryData transcript.jsonl.gz")),
+        "the model transcript was scanned too"
+    );
 
     let mut total = 0;
     for (label, secret) in [("anthropic", anthropic), ("openai", openai), ("git token", git_token)] {
@@ -222,14 +234,11 @@ async fn planted_secrets_never_leak() -> Result<()> {
         corpus.parts.len(),
         corpus.bytes()
     );
-    // Informational: the agent itself wrote the key into a file of its commit, and the commit
-    // is the user's; whether the pushed branch carries it is reported, not asserted.
-    let pushed = repo.show(&format!("paddock/{name}"), "leak.txt").unwrap_or_default();
-    eprintln!(
-        "pushed leak.txt contains the planted key: {} ({:?})",
-        pushed.contains(anthropic),
-        pushed.trim()
-    );
+    // The agent wrote "the key" into a file of its commit: with the keys in the gateway only,
+    // the pushed branch carries the placeholder, not the key.
+    let pushed = repo.show(&format!("paddock/{name}"), "leak.txt")?;
+    assert_eq!(pushed.trim(), "key=paddock-placeholder-key paddock-placeholder-key");
+    assert!(!pushed.contains(anthropic) && !pushed.contains(openai));
     assert!(
         corpus.parts.len() >= 6,
         "too little collected: {:?}",

@@ -375,6 +375,7 @@ pub fn describe_event(ev: &RunnerEvent) -> String {
         RunnerEvent::PermissionDenied { name, input } => format!("{name} {}", one_line(input)),
         RunnerEvent::ApprovalRequested { id, stage, summary, .. } => format!("{id} {stage}: {}", one_line(summary)),
         RunnerEvent::ApprovalDecided { id, verdict } => format!("{id} {verdict}"),
+        RunnerEvent::EgressDenied { host, port } => format!("{}:{port} refused", one_line(host)),
         RunnerEvent::Usage(u) => {
             let mut s = format!("in={} out={} turns={}", u.input_tokens, u.output_tokens, u.turns);
             if let Some(c) = u.cost_usd {
@@ -445,6 +446,46 @@ pub fn parse_log(text: &str) -> (Vec<EventLine>, Vec<&str>) {
         }
     }
     (events, raw)
+}
+
+/// Renders transcript lines (the gateway's JSON lines, see `<run>-transcript`) as one readable
+/// line per model call: `#<seq> <ts> <route> <METHOD> <path> <status> <model> in=<n> out=<n>
+/// $<cost>`. Other lines are shown as they are. Pure.
+pub fn render_transcript(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        if v["type"] == "transcript_truncated" {
+            out.push_str(&format!(
+                "… later calls not recorded (transcript limit {} bytes)\n",
+                v["limit_bytes"]
+            ));
+            continue;
+        }
+        let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+        let n = |k: &str| v[k].as_u64().map_or("-".to_string(), |x| x.to_string());
+        let cost = v["cost_usd"]
+            .as_f64()
+            .map_or("unpriced".to_string(), |c| format!("${c:.6}"));
+        out.push_str(&format!(
+            "#{} {} {} {} {} {} {} in={} out={} {}\n",
+            n("seq"),
+            s("ts"),
+            s("route"),
+            s("method"),
+            s("path"),
+            n("status"),
+            s("model"),
+            n("input_tokens"),
+            n("output_tokens"),
+            cost
+        ));
+    }
+    out
 }
 
 /// Decompresses a gzip blob (the patch ConfigMap's `patch.gz`) to text (invalid UTF-8 is

@@ -48,6 +48,15 @@ enum Cmd {
         /// AgentRun name.
         run: String,
     },
+    /// Print a run's model transcript (every model API call the pod's gateway proxied), one
+    /// line per exchange; kept after the pod is gone.
+    Transcript {
+        /// AgentRun name.
+        run: String,
+        /// Print the raw JSON lines (requests and responses, redacted) instead.
+        #[arg(long)]
+        raw: bool,
+    },
     /// Print a run's event log, one readable line per event.
     Logs {
         /// AgentRun name.
@@ -140,6 +149,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Approve(a) => decide(&client, &ns, &a, Verdict::Approve).await?,
         Cmd::Reject(a) => decide(&client, &ns, &a, Verdict::Reject).await?,
         Cmd::Diff { run } => diff(&client, &ns, &run).await?,
+        Cmd::Transcript { run, raw } => transcript(&client, &ns, &run, raw).await?,
         Cmd::Logs { run, raw, attempt } => logs(&client, &ns, &run, raw, attempt).await?,
     };
     print!("{out}");
@@ -305,6 +315,43 @@ async fn diff(client: &Client, ns: &str, name: &str) -> Result<String> {
         what: format!("patch.gz is not valid gzip: {e}"),
     })?;
     Ok(text)
+}
+
+async fn transcript(client: &Client, ns: &str, name: &str, raw: bool) -> Result<String> {
+    let run = get_run(client, ns, name).await?;
+    let cm_name = format!("{name}-transcript");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let Some(cm) = cms
+        .get_opt(&cm_name)
+        .await
+        .with_context(|| format!("reading ConfigMap {cm_name:?}"))?
+    else {
+        return Err(PluginError::BadArtifact {
+            name: cm_name,
+            what: format!(
+                "does not exist: no model calls went through the gateway, or the run has not ended (phase {})",
+                phase_of(&run)
+            ),
+        }
+        .into());
+    };
+    let gz = cm
+        .binary_data
+        .as_ref()
+        .and_then(|b| b.get("transcript.jsonl.gz"))
+        .ok_or_else(|| PluginError::BadArtifact {
+            name: cm_name.clone(),
+            what: "has no binaryData[\"transcript.jsonl.gz\"]".into(),
+        })?;
+    let text = gunzip(&gz.0).map_err(|e| PluginError::BadArtifact {
+        name: cm_name.clone(),
+        what: format!("transcript.jsonl.gz is not valid gzip: {e}"),
+    })?;
+    Ok(if raw {
+        text
+    } else {
+        kubectl_paddock::render_transcript(&text)
+    })
 }
 
 async fn logs(client: &Client, ns: &str, name: &str, raw: bool, attempt: Option<u32>) -> Result<String> {

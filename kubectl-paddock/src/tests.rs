@@ -351,3 +351,28 @@ fn result_status_diffstat_feeds_the_diff_column() {
     let t = runs_table(&[r], false, ts("2026-11-22T01:00:00Z")).render();
     assert!(t.contains("+0/-0"), "{t}");
 }
+
+#[test]
+fn transcript_lines_render_one_per_model_call() {
+    let text = [
+        json!({"type": "transcript", "seq": 1, "ts": "2026-11-22T07:31:02.114Z", "route": "anthropic", "method": "POST",
+               "path": "/v1/messages", "status": 200, "model": "scripted-metered", "input_tokens": 1200,
+               "output_tokens": 40, "cost_usd": 0.0016, "request": "{}", "response": "{}"})
+        .to_string(),
+        json!({"type": "transcript", "seq": 2, "ts": "t", "route": "openai", "method": "POST", "path": "/v1/responses",
+               "status": 403, "model": null, "input_tokens": null, "output_tokens": null, "cost_usd": null})
+        .to_string(),
+        json!({"type": "transcript_truncated", "seq": 3, "limit_bytes": 4194304}).to_string(),
+        "not json".to_string(),
+    ]
+    .join("\n");
+    let out = render_transcript(&text);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "#1 2026-11-22T07:31:02.114Z anthropic POST /v1/messages 200 scripted-metered in=1200 out=40 $0.001600"
+    );
+    assert_eq!(lines[1], "#2 t openai POST /v1/responses 403 - in=- out=- unpriced");
+    assert!(lines[2].contains("limit 4194304 bytes"), "{}", lines[2]);
+    assert_eq!(lines[3], "not json");
+}

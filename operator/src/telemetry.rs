@@ -88,6 +88,9 @@ fn endpoint_from(get: impl Fn(&str) -> Option<String>) -> Option<String> {
 /// # Errors
 /// The endpoint is not a valid URI, or the HTTP client cannot be built.
 pub fn tracer_provider(endpoint: &str) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
+    // The exporter's reqwest client is built without a crypto provider of its own (the
+    // workspace enables reqwest's `rustls-no-provider`): rustls's ring provider, as kube uses.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)

@@ -78,6 +78,7 @@ pub fn sanitize(event: RunnerEvent, secrets: &[String]) -> RunnerEvent {
             id: c(id),
             verdict: c(verdict),
         },
+        RunnerEvent::EgressDenied { host, port } => RunnerEvent::EgressDenied { host: c(host), port },
         RunnerEvent::Usage(u) => RunnerEvent::Usage(u),
         RunnerEvent::Error { message } => RunnerEvent::Error { message: c(message) },
         RunnerEvent::Log { stream, text } => RunnerEvent::Log {

@@ -205,21 +205,42 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
     let mut mapper = mapper_for(cfg.agent.kind, cfg.agent.model.clone());
     let mut final_event: Option<(String, bool)> = None;
     let mut usage: Option<Usage> = None;
-    // ToolUse approvals: requests written by the MCP permission-prompt server become events.
-    let side = cfg.tool_rules.as_ref().map(|_| {
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(crate::approval::watch_requests(crate::approval::requests_dir(&ws), tx));
-        rx
-    });
-    let outcome = run_cli_with(&inv, &cwd, mapper.as_mut(), &mut term, side, |ev| {
+    // Side channel, in arrival order with the CLI's events: ToolUse approval requests written by
+    // the MCP permission-prompt server, and the gateway's egress refusals.
+    let (side_tx, side) = tokio::sync::mpsc::channel(16);
+    if cfg.tool_rules.is_some() {
+        tokio::spawn(crate::approval::watch_requests(
+            crate::approval::requests_dir(&ws),
+            side_tx.clone(),
+        ));
+    }
+    tokio::spawn(crate::gateway::signals::watch_denials(
+        crate::gateway::signals::denied_file(&ws),
+        side_tx,
+    ));
+    // The gateway's budget marker stops the CLI like SIGTERM does.
+    let budget_file = crate::gateway::signals::budget_file(&ws);
+    let mut stop = crate::gateway::signals::stop_on_budget(budget_file.clone(), term.clone());
+    let mut denials_seen = 0usize;
+    let outcome = run_cli_with(&inv, &cwd, mapper.as_mut(), &mut stop, Some(side), |ev| {
         match &ev {
             RunnerEvent::Final { text, is_error } => final_event = Some((text.clone(), *is_error)),
             RunnerEvent::Usage(u) => usage = Some(u.clone()),
+            RunnerEvent::EgressDenied { .. } => denials_seen += 1,
             _ => {}
         }
         em.emit(ev);
     })
     .await;
+    // Refusals the side channel had not delivered when the CLI exited.
+    let denied = std::fs::read_to_string(crate::gateway::signals::denied_file(&ws)).unwrap_or_default();
+    for ev in crate::gateway::signals::denials(&denied)
+        .into_iter()
+        .take(crate::gateway::signals::MAX_DENIALS)
+        .skip(denials_seen)
+    {
+        em.emit(ev);
+    }
     if let Some(u) = usage {
         result.usage = u;
     }
@@ -230,7 +251,12 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
         .as_deref()
         .map(|l| format!(": {l}"))
         .unwrap_or_default();
-    let agent_failure = if outcome.terminated {
+    let agent_failure = if let Some(why) = crate::gateway::signals::budget_exceeded(&budget_file) {
+        Some((
+            "BudgetExceeded",
+            format!("{why}; {agent} was stopped and what it left is committed"),
+        ))
+    } else if outcome.terminated {
         Some((
             "Terminated",
             format!("terminated while {agent} was running (SIGTERM); reporting what it left"),

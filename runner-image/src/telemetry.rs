@@ -70,6 +70,9 @@ fn run_attributes(env: &Env) -> Vec<KeyValue> {
 }
 
 fn tracer_provider(env: &Env, endpoint: &str) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
+    // The exporter's reqwest client is built without a crypto provider of its own (the
+    // workspace enables reqwest's `rustls-no-provider`): rustls's ring provider, as kube uses.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)

@@ -143,6 +143,8 @@ struct ScriptObject {
     turns: Vec<Turn>,
     #[serde(default)]
     final_text: Option<String>,
+    #[serde(default)]
+    require_key: Option<String>,
 }
 
 /// A loaded, validated script.
@@ -154,6 +156,10 @@ pub struct Script {
     pub turns: Vec<Turn>,
     /// The text answered for every turn index past the end of `turns`.
     pub final_text: String,
+    /// When set, requests playing this script must carry this API key (`x-api-key`,
+    /// `Authorization: Bearer` or `x-goog-api-key`), else they get 401: proves that a key
+    /// reached the endpoint (e.g. injected by Paddock's gateway) without the client holding it.
+    pub require_key: Option<String>,
 }
 
 impl Script {
@@ -173,6 +179,7 @@ impl Script {
                 description: None,
                 turns,
                 final_text: None,
+                require_key: None,
             }
         } else {
             serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?
@@ -186,6 +193,7 @@ impl Script {
             name: name.to_string(),
             turns: object.turns,
             final_text: object.final_text.unwrap_or_else(|| DEFAULT_FINAL_TEXT.to_string()),
+            require_key: object.require_key,
         })
     }
 

@@ -201,7 +201,24 @@ async fn handle(
         Reply::side()
     } else {
         match load_script(&state.config.scripts_dir, name, &req.model).await {
-            Ok(script) => plan(&script, req.history_turns, &req.tools),
+            Ok(script) => {
+                if let Some(want) = &script.require_key {
+                    let sent = ["x-api-key", "x-goog-api-key", "authorization"].iter().find_map(|h| {
+                        headers
+                            .get(*h)
+                            .and_then(|v| v.to_str().ok())
+                            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_string())
+                    });
+                    if sent.as_deref() != Some(want.as_str()) {
+                        info!(
+                            "POST {uri} model={} script={name} -> 401: wrong or missing API key",
+                            req.model
+                        );
+                        return protocol.error(StatusCode::UNAUTHORIZED, "invalid x-api-key");
+                    }
+                }
+                plan(&script, req.history_turns, &req.tools)
+            }
             Err(e) => {
                 info!("POST {uri} model={} script={name} -> 400: {e}", req.model);
                 return protocol.error(StatusCode::BAD_REQUEST, &e.to_string());

@@ -1,7 +1,8 @@
 //! `paddock-runner gateway` — the native sidecar (an init container with
-//! `restartPolicy: Always`), in the pod's trusted zone. Today it serves push requests; later
-//! tasks (model-API proxying, egress allow-listing, metering) are added as more services next
-//! to [`push::PushService`] in [`serve`].
+//! `restartPolicy: Always`), in the pod's trusted zone: it serves push requests
+//! ([`push::PushService`]) and, when the pod routes model APIs or restricts egress, the proxy on
+//! the pod's loopback that holds the model keys, meters usage, enforces budgets and records the
+//! transcript ([`proxy`], [`meter`]).
 //!
 //! Env: `PADDOCK_REPO_URL`, `PADDOCK_BRANCH` (pushed as `refs/heads/$PADDOCK_BRANCH`),
 //! optional `PADDOCK_PUSH` (`false` refuses every request), `PADDOCK_REDACT_ENV`; credentials as
@@ -11,7 +12,10 @@
 //! Exit: 0 on SIGTERM/SIGINT (the kubelet stops sidecars after the agent exits); 1 when its
 //! configuration is invalid.
 
+pub mod meter;
+pub mod proxy;
 pub mod push;
+pub mod signals;
 
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -27,6 +31,12 @@ pub enum GatewayError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// Invalid proxy settings.
+    #[error(transparent)]
+    Proxy(#[from] proxy::ProxyConfigError),
+    /// The proxy could not start.
+    #[error("model/egress proxy: {0}")]
+    ProxyStart(String),
 }
 
 /// Runs the gateway's services until SIGTERM or SIGINT.
@@ -36,6 +46,18 @@ pub enum GatewayError {
 pub async fn serve(env: &Env) -> Result<(), GatewayError> {
     let ws = Workspace::from_env(env);
     let push = push::PushService::from_env(env, ws)?;
+    // The model routes and the egress proxy, when the pod has any (proxy.rs).
+    let cfg = proxy::ProxyConfig::from_env(env)?;
+    let proxy_task = if cfg.routes.is_empty() && cfg.egress.is_none() {
+        None
+    } else {
+        let p = proxy::Proxy::new(cfg).map_err(GatewayError::ProxyStart)?;
+        Some(tokio::spawn(async move {
+            if let Err(e) = p.serve().await {
+                eprintln!("paddock-runner gateway: the proxy stopped: {e}");
+            }
+        }))
+    };
     let mut term = signal(SignalKind::terminate()).map_err(GatewayError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(GatewayError::Signals)?;
     eprintln!(
@@ -46,6 +68,9 @@ pub async fn serve(env: &Env) -> Result<(), GatewayError> {
         _ = push.run() => {},
         _ = term.recv() => {},
         _ = int.recv() => {},
+    }
+    if let Some(t) = proxy_task {
+        t.abort();
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! Artifacts that outlive the runner pod: the event log and the patch, read from the pod's
-//! container logs and kept in ConfigMaps owned by the run (`<run>-log`, `<run>-patch`).
+//! container logs and kept in ConfigMaps owned by the run (`<run>-log`, `<run>-patch`); the
+//! model transcript and the metered usage, read from the gateway container's log
+//! (`<run>-transcript`, `status.usage`).
 //!
 //! Why logs and ConfigMaps: the agent container must hold no Kubernetes credentials, so the
 //! runner cannot write anything to the API itself. It prints its events on stdout; the operator
@@ -211,10 +213,153 @@ fn with_kind(cm: ConfigMap) -> serde_json::Value {
     v
 }
 
+/// Largest compressed transcript kept (bytes), under the 1 MiB object limit; the oldest
+/// exchanges are dropped first.
+pub const MAX_TRANSCRIPT_GZ_BYTES: usize = 900 * 1024;
+
+/// What the gateway's log said: its last cumulative usage and the transcript lines.
+#[derive(Debug, Default, PartialEq)]
+pub struct GatewayLog {
+    /// Tokens and USD of the run's model calls, as metered by the gateway (authoritative).
+    pub usage: Option<paddock_crds::events::Usage>,
+    /// Whether a budget stopped the run (its message).
+    pub budget_exceeded: Option<String>,
+    /// Transcript lines (`type` `transcript` or `transcript_truncated`), JSON, in order.
+    pub transcript: Vec<String>,
+}
+
+/// Parses the gateway container's log. Lines that are not the gateway's JSON are skipped. Pure.
+pub fn parse_gateway_log(text: &str) -> GatewayLog {
+    let mut out = GatewayLog::default();
+    for line in text.lines().map(str::trim).filter(|l| l.starts_with('{')) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        match v["type"].as_str() {
+            Some("gateway_usage") => {
+                out.usage = Some(paddock_crds::events::Usage {
+                    input_tokens: v["input_tokens"].as_u64().unwrap_or_default()
+                        + v["cache_read_tokens"].as_u64().unwrap_or_default()
+                        + v["cache_write_tokens"].as_u64().unwrap_or_default(),
+                    output_tokens: v["output_tokens"].as_u64().unwrap_or_default(),
+                    turns: v["requests"].as_u64().unwrap_or_default() as u32,
+                    cost_usd: v["cost_usd"].as_f64(),
+                });
+                out.budget_exceeded = v["budget_exceeded"].as_str().map(str::to_string);
+            }
+            Some("transcript" | "transcript_truncated") => out.transcript.push(line.to_string()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Name of a run's transcript ConfigMap: `<run>-transcript`.
+pub fn transcript_configmap_name(run: &AgentRun) -> String {
+    format!("{}-transcript", run.metadata.name.as_deref().unwrap_or_default())
+}
+
+/// Gzip of the transcript lines (newline-terminated), dropping the oldest until it fits in
+/// [`MAX_TRANSCRIPT_GZ_BYTES`]. Pure.
+pub fn transcript_gz(lines: &[String]) -> Vec<u8> {
+    use std::io::Write;
+    let mut from = 0;
+    loop {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        for l in &lines[from..] {
+            let _ = gz.write_all(l.as_bytes());
+            let _ = gz.write_all(b"\n");
+        }
+        let bytes = gz.finish().unwrap_or_default();
+        if bytes.len() <= MAX_TRANSCRIPT_GZ_BYTES || from + 1 >= lines.len() {
+            return bytes;
+        }
+        from += (lines.len() - from).div_ceil(4);
+    }
+}
+
+/// Reads the gateway container's log (the pod's model transcript and usage); empty when it has
+/// none.
+pub async fn fetch_gateway_log(pods: &Api<Pod>, pod: &str) -> String {
+    let lp = LogParams {
+        container: Some("gateway".into()),
+        limit_bytes: Some(16 << 20),
+        ..Default::default()
+    };
+    pods.logs(pod, &lp).await.unwrap_or_default()
+}
+
+/// Stores the transcript as `<run>-transcript` (key `transcript.jsonl.gz` in `binaryData`);
+/// `None` when there is none.
+///
+/// # Errors
+/// API errors writing the ConfigMap.
+pub async fn apply_transcript(client: &kube::Client, run: &AgentRun, gw: &GatewayLog) -> Result<Option<String>> {
+    if gw.transcript.is_empty() {
+        return Ok(None);
+    }
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let name = transcript_configmap_name(run);
+    let mut cm = configmap(run, name.clone(), "transcript");
+    cm.binary_data = Some(BTreeMap::from([(
+        "transcript.jsonl.gz".to_string(),
+        ByteString(transcript_gz(&gw.transcript)),
+    )]));
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER_AGENTRUN).force(),
+        &Patch::Apply(&with_kind(cm)),
+    )
+    .await?;
+    Ok(Some(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn gateway_log_gives_usage_and_transcript() {
+        let text = "paddock-runner gateway: model routes [\"anthropic\"]\n\
+            {\"type\":\"transcript\",\"seq\":1,\"request\":\"{}\"}\n\
+            {\"type\":\"gateway_usage\",\"input_tokens\":100,\"output_tokens\":20,\"cache_read_tokens\":5,\"cache_write_tokens\":0,\"cost_usd\":0.0003,\"requests\":1,\"budget_exceeded\":null}\n\
+            {\"type\":\"egress_denied\",\"host\":\"x\",\"port\":443}\n\
+            {\"type\":\"gateway_usage\",\"input_tokens\":200,\"output_tokens\":50,\"cache_read_tokens\":5,\"cache_write_tokens\":0,\"cost_usd\":0.0007,\"requests\":2,\"budget_exceeded\":\"budget.maxCostUSD 0.0005 reached\"}\n";
+        let g = parse_gateway_log(text);
+        let u = g.usage.unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens, u.turns), (205, 50, 2));
+        assert_eq!(u.cost_usd, Some(0.0007));
+        assert_eq!(g.budget_exceeded.as_deref(), Some("budget.maxCostUSD 0.0005 reached"));
+        assert_eq!(g.transcript.len(), 1);
+        let gz = transcript_gz(&g.transcript);
+        assert!(gz.len() < 200);
+        // Too big: the oldest lines go first.
+        let big: Vec<String> = (0..400)
+            .map(|i| format!("{{\"seq\":{i},\"x\":\"{}\"}}", pseudo_random(i, 4096)))
+            .collect();
+        let gz = transcript_gz(&big);
+        assert!(gz.len() <= MAX_TRANSCRIPT_GZ_BYTES, "{}", gz.len());
+        let mut text = String::new();
+        use std::io::Read;
+        flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut text).unwrap();
+        assert!(text.trim_end().ends_with(&big[399]), "the newest exchange is kept");
+        assert!(!text.contains(&big[0]), "the oldest is dropped");
+    }
+
+    /// Incompressible text of `len` bytes.
+    fn pseudo_random(seed: usize, len: usize) -> String {
+        let mut x = (seed as u64)
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                char::from(b'a' + ((x >> 33) % 26) as u8)
+            })
+            .collect()
+    }
 
     fn line(seq: u64, ev: RunnerEvent) -> String {
         serde_json::to_string(&EventLine {

@@ -20,6 +20,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use kube_quantity::ParsedQuantity;
+
+use super::gateway;
 use paddock_crds::{AgentRun, ApprovalGate, ApprovalGateSpec, GatePolicy, GateRequest, GateStage, RunnerPool};
 use std::collections::BTreeMap;
 
@@ -331,10 +333,21 @@ fn agent_run_env(run: &AgentRun, prompt: EnvVar, user_env: &[EnvVar]) -> Vec<Env
     paddock_env
 }
 
+/// The run's effective egress allowlist ([`gateway::egress`]) as a build error.
+fn run_egress(run: &AgentRun, pool: &RunnerPool) -> Result<Option<Vec<paddock_crds::EgressRule>>, BuildError> {
+    gateway::egress(run, pool).map_err(|why| BuildError::OverrideNotAllowed {
+        pool: pool.metadata.name.clone().unwrap_or_default(),
+        field: "spec.network.egress".into(),
+        why,
+    })
+}
+
 /// What differs between a cold pod built for one run and a pool's warm pod.
 struct PodShape {
     /// Extra variables of the trusted containers (a cold pod's run settings).
     trusted_env: Vec<EnvVar>,
+    /// Extra variables of the gateway only (model keys, upstreams, budgets, egress, prices).
+    gateway_env: Vec<EnvVar>,
     /// The agent container's variables (after the pool's).
     agent_env: Vec<EnvVar>,
     /// Git credentials Secret mounted into the trusted containers.
@@ -396,12 +409,14 @@ fn runner_pod_spec(pool: &RunnerPool, shape: PodShape) -> PodSpec {
         termination_message_policy: Some("File".into()),
         ..Default::default()
     };
+    let mut gateway_env = repo_env;
+    gateway_env.extend(shape.gateway_env);
     let gateway = Container {
         name: "gateway".into(),
         image: Some(shape.image.clone()),
         image_pull_policy: pull.clone(),
         args: Some(vec!["gateway".into()]),
-        env: Some(repo_env),
+        env: Some(gateway_env),
         volume_mounts: Some(trusted_mounts),
         security_context: Some(restricted()),
         resources: small,
@@ -548,14 +563,21 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
         (None, None) => env("PADDOCK_PROMPT", ""),
     };
     let user_env = merge_env(&[&tpl.env, &run.spec.agent.env]);
-    let paddock_env = agent_run_env(run, prompt, &user_env);
+    let egress = run_egress(run, pool)?;
+    let (agent_user_env, mut gateway_env) = gateway::route_models(&user_env);
+    // Secrets the agent container still holds (not the model keys: it has placeholders).
+    let paddock_env = agent_run_env(run, prompt, &agent_user_env);
+    gateway_env.extend(gateway::gateway_run_env(run, pool, egress.as_deref()));
+    gateway_env.push(env("PADDOCK_REDACT_ENV", secret_env_names(&gateway_env).join(",")));
+    let proxy = if egress.is_some() { gateway::proxy_env() } else { vec![] };
     let over = run.spec.runner.clone().unwrap_or_default();
     let mut spec = runner_pod_spec(
         pool,
         PodShape {
             trusted_env: trusted_run_env(run),
+            gateway_env,
             // User env first so that Paddock's own variables cannot be overridden by a run.
-            agent_env: merge_env(&[&user_env, &paddock_env]),
+            agent_env: merge_env(&[&agent_user_env, &proxy, &paddock_env]),
             creds: run.spec.repo.credentials_secret_ref.as_ref().map(|r| r.name.clone()),
             image: over.image.unwrap_or_else(|| tpl.image.clone()),
             resources: over.resources.or_else(|| tpl.resources.clone()),
@@ -609,12 +631,18 @@ pub fn warm_template_hash(pool: &RunnerPool) -> String {
 /// (`generateName: <pool>-warm-`, owned by the pool, labels [`warm_selector`]).
 pub fn build_warm_pod(pool: &RunnerPool) -> Pod {
     let tpl = &pool.spec.template;
+    let warm_routes = gateway::route_models(&tpl.env);
     let pool_name = pool.metadata.name.clone().unwrap_or_default();
     let spec = runner_pod_spec(
         pool,
         PodShape {
             trusted_env: vec![],
-            agent_env: tpl.env.clone(),
+            gateway_env: {
+                let mut g = warm_routes.1;
+                g.push(env("PADDOCK_REDACT_ENV", secret_env_names(&g).join(",")));
+                g
+            },
+            agent_env: warm_routes.0,
             creds: pool
                 .spec
                 .warm
@@ -687,16 +715,26 @@ pub fn warm_unsuitable(run: &AgentRun, pool: &RunnerPool) -> Option<String> {
 pub fn claim_value(run: &AgentRun, pool: &RunnerPool, prompt: &str) -> String {
     use base64::Engine;
     let user_env = merge_env(&[&pool.spec.template.env, &run.spec.agent.env]);
-    let paddock_env = agent_run_env(run, env("PADDOCK_PROMPT", prompt), &user_env);
+    let egress = run_egress(run, pool).ok().flatten();
+    let (agent_user_env, model_env) = gateway::route_models(&user_env);
+    let paddock_env = agent_run_env(run, env("PADDOCK_PROMPT", prompt), &agent_user_env);
+    let proxy = if egress.is_some() { gateway::proxy_env() } else { vec![] };
+    let mut trusted = trusted_run_env(run);
+    trusted.extend(model_env);
+    trusted.extend(gateway::gateway_run_env(run, pool, egress.as_deref()));
     let literal = |vars: &[EnvVar]| -> BTreeMap<String, String> {
         vars.iter()
             .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
             .collect()
     };
     // The run's env first so that Paddock's own variables win, as in a cold pod.
-    let agent = merge_env(&[&run.spec.agent.env, &paddock_env]);
+    let run_env: Vec<EnvVar> = agent_user_env
+        .into_iter()
+        .filter(|e| run.spec.agent.env.iter().any(|r| r.name == e.name) || e.name.ends_with("_BASE_URL"))
+        .collect();
+    let agent = merge_env(&[&run_env, &proxy, &paddock_env]);
     let claim = serde_json::json!({
-        "trusted": literal(&trusted_run_env(run)),
+        "trusted": literal(&trusted),
         "agent": literal(&agent),
     });
     base64::engine::general_purpose::STANDARD.encode(claim.to_string())
@@ -815,6 +853,13 @@ mod tests {
         p
     }
 
+    fn agent_env_has_no_secret_refs(c: &Container) -> bool {
+        c.env
+            .iter()
+            .flatten()
+            .all(|e| e.value_from.as_ref().is_none_or(|v| v.secret_key_ref.is_none()))
+    }
+
     fn env_of(c: &Container) -> BTreeMap<String, EnvVar> {
         c.env
             .clone()
@@ -907,12 +952,24 @@ mod tests {
         assert!(!mounts(agent).contains(&"trusted-tmp".to_string()));
         let e = env_of(agent);
         assert_eq!(e["PADDOCK_AGENT"].value.as_deref(), Some("claude-code"));
+        // The model API goes through the gateway: the agent has its route and a placeholder
+        // key; the gateway has the run's upstream (the run's env wins over the pool's) and the
+        // key by reference.
         assert_eq!(
             e["ANTHROPIC_BASE_URL"].value.as_deref(),
-            Some("http://run"),
-            "the run's env wins over the pool's"
+            Some("http://127.0.0.1:15001/anthropic")
         );
-        assert_eq!(e["PADDOCK_REDACT_ENV"].value.as_deref(), Some("ANTHROPIC_API_KEY"));
+        assert_eq!(e["ANTHROPIC_API_KEY"].value.as_deref(), Some(gateway::PLACEHOLDER_KEY));
+        assert!(agent_env_has_no_secret_refs(agent));
+        let g = env_of(&inits[1]);
+        assert_eq!(g["PADDOCK_UPSTREAM_ANTHROPIC"].value.as_deref(), Some("http://run"));
+        assert!(g["ANTHROPIC_API_KEY"].value_from.is_some());
+        assert_eq!(g["PADDOCK_REDACT_ENV"].value.as_deref(), Some("ANTHROPIC_API_KEY"));
+        assert_eq!(
+            e["PADDOCK_REDACT_ENV"].value.as_deref(),
+            Some(""),
+            "the agent holds no secret, only the placeholder"
+        );
         assert_eq!(e["PADDOCK_BRANCH"].value.as_deref(), Some("feature/x"));
         assert_eq!(e["PADDOCK_WORKDIR"].value.as_deref(), Some("svc"));
         assert_eq!(e["PADDOCK_MAX_TURNS"].value.as_deref(), Some("7"));
@@ -1015,7 +1072,14 @@ mod tests {
         );
         let agent = env_of(&spec.containers[0]);
         assert_eq!(agent["PADDOCK_WARM"].value.as_deref(), Some("true"));
-        assert_eq!(agent["ANTHROPIC_BASE_URL"].value.as_deref(), Some("http://pool"));
+        assert_eq!(
+            agent["ANTHROPIC_BASE_URL"].value.as_deref(),
+            Some("http://127.0.0.1:15001/anthropic")
+        );
+        assert_eq!(
+            env_of(&inits[0])["PADDOCK_UPSTREAM_ANTHROPIC"].value.as_deref(),
+            Some("http://pool")
+        );
         assert!(!agent.contains_key("PADDOCK_PROMPT") && !agent.contains_key("PADDOCK_RUN"));
         assert_eq!(env_of(&inits[0])["PADDOCK_WARM"].value.as_deref(), Some("true"));
         assert!(

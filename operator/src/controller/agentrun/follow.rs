@@ -45,6 +45,14 @@ pub fn event_for(ev: &RunnerEvent) -> Option<(EventType, &'static str, String)> 
             format!("{name} refused: {}", truncate(input, 400)),
         ),
         RunnerEvent::Error { message } => (EventType::Warning, "AgentError", truncate(message, 800)),
+        RunnerEvent::EgressDenied { host, port } => (
+            EventType::Warning,
+            "EgressDenied",
+            format!(
+                "the gateway refused a connection to {}:{port}: not in the run's egress allowlist (spec.network.egress)",
+                truncate(host, 253)
+            ),
+        ),
         RunnerEvent::Step {
             step,
             status: StepStatus::Failed,

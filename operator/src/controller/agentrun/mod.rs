@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod artifacts;
 pub mod build;
 pub mod follow;
+pub mod gateway;
 pub mod kueue;
 pub mod status;
 pub mod warm;
@@ -666,6 +667,8 @@ async fn finish_from_pod(
     }
     let parsed = artifacts::parse_log(&log);
     let (log_ref, patch_ref) = artifacts::apply_artifacts(&ctx.client, run, &parsed).await?;
+    let gateway_log = artifacts::parse_gateway_log(&artifacts::fetch_gateway_log(&pods, &pod_name).await);
+    artifacts::apply_transcript(&ctx.client, run, &gateway_log).await?;
     // A short run can end before its log follower starts: publish the notable events it did not
     // report (after the last one counted in status.progress), bounded, before the final Event.
     // The Recorder folds an identical repeat into the existing Event (its count), not a new one.
@@ -727,7 +730,15 @@ async fn finish_from_pod(
             (phase, reason, message)
         };
     if let Some(r) = result {
-        out.status.usage = Some(r.usage.clone());
+        // The gateway's metering is authoritative for tokens and USD; the CLI's count of
+        // turns is kept when the gateway saw none.
+        out.status.usage = Some(match &gateway_log.usage {
+            Some(g) if g.turns > 0 => paddock_crds::events::Usage {
+                turns: r.usage.turns.max(g.turns),
+                ..g.clone()
+            },
+            _ => r.usage.clone(),
+        });
         out.status.result = Some(ResultStatus {
             diffstat: format!("+{}/-{}", r.insertions, r.deletions),
             run: r,
