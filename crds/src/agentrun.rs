@@ -63,8 +63,10 @@ pub struct AgentRunSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputSpec>,
     /// Retries of attempts that failed for reasons outside the agent's control (the pod was
-    /// deleted, evicted or lost with its node; the runner image could not be pulled). An
-    /// agent-declared failure (a non-zero exit, a failed step) is never retried.
+    /// deleted, evicted or lost with its node; the runner image could not be pulled; the agent
+    /// failed right after the model endpoint answered 429 or 5xx, as the pod's gateway saw it:
+    /// reason `ModelUnavailable`). An agent-declared failure (a non-zero exit, a failed step) is
+    /// never retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
     /// Queue priority in a pool with `queue.policy: Priority`: higher starts first (-1000..=1000,

@@ -390,3 +390,93 @@ async fn drill(client: &Client) -> Result<()> {
     ns.cleanup().await;
     Ok(())
 }
+
+/// Sums, over every operator pod's `/metrics`, the Kubernetes API writes (create, patch,
+/// update, delete; Leases excluded: a leader renews its Lease on a timer) and the AgentRun
+/// reconciles.
+async fn writes_and_reconciles(client: &Client) -> Result<(u64, u64)> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let (mut writes, mut reconciles) = (0u64, 0u64);
+    for p in pods.list(&ListParams::default().labels(OPERATOR_PODS)).await?.items {
+        if p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Running") {
+            continue;
+        }
+        for line in scrape(&p).await?.lines() {
+            let value = || {
+                line.rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0) as u64
+            };
+            if line.starts_with("paddock_kube_api_request_duration_seconds_count{")
+                && ["\"create\"", "\"patch\"", "\"update\"", "\"delete\""]
+                    .iter()
+                    .any(|v| line.contains(&format!("verb={v}")))
+                && !line.contains("resource=\"leases\"")
+            {
+                writes += value();
+            }
+            if line.starts_with("paddock_reconciliations_total{") && line.contains("controller=\"agentrun\"") {
+                reconciles += value();
+            }
+        }
+    }
+    Ok((writes, reconciles))
+}
+
+/// Issue 9's idempotency drill: reconciles of runs whose state does not change write nothing.
+/// A run held at a BeforeStart gate and a finished run are "poked" (an annotation change, which
+/// the controller watches) ten times; the AgentRun reconcile count must rise and the count of
+/// API writes (status patches, pods, gates, ConfigMaps, Events) must not. Run alone (the
+/// counters are the operator's, for the whole cluster).
+#[tokio::test]
+#[ignore = "counts the operator's API writes cluster-wide: run alone with --ignored"]
+async fn idle_reconciles_make_no_writes() -> Result<()> {
+    let client = Client::try_default().await?;
+    let ns = TestNs::new("idem").await?;
+    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
+    ns.pool("default", None).await?;
+    let manifest = |name: &str, extra: serde_json::Value| {
+        let mut spec = json!({"repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": "echo x > x.txt"});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            spec[k] = v.clone();
+        }
+        json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun", "metadata": {"name": name}, "spec": spec})
+    };
+    ns.apply::<AgentRun>(manifest("held", json!({"approvals": {"beforeStart": {}}})))
+        .await?;
+    ns.apply::<AgentRun>(manifest("done", json!({}))).await?;
+    ns.wait_run("held", RUN_TIMEOUT, "awaiting approval", |r| {
+        phase(r) == Some(Phase::AwaitingApproval)
+    })
+    .await?;
+    let done = ns.wait_finished("done", RUN_TIMEOUT).await?;
+    assert_eq!(phase(&done), Some(Phase::Succeeded));
+    // Let the last Events and the pool's status settle.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (w0, r0) = writes_and_reconciles(&client).await?;
+    let runs = ns.api::<AgentRun>();
+    for i in 0..10 {
+        for name in ["held", "done"] {
+            let poke = json!({"metadata": {"annotations": {"e2e.paddock.dev/poke": i.to_string()}}});
+            runs.patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&poke),
+            )
+            .await?;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (w1, r1) = writes_and_reconciles(&client).await?;
+    eprintln!(
+        "idempotency: {} AgentRun reconciles of unchanged runs, {} API writes",
+        r1 - r0,
+        w1 - w0
+    );
+    assert!(r1 - r0 >= 10, "the pokes reconciled: {} reconciles", r1 - r0);
+    assert_eq!(w1 - w0, 0, "writes on reconciles of unchanged state");
+    ns.cleanup().await;
+    Ok(())
+}

@@ -283,3 +283,40 @@ async fn egress_outside_the_allowlist_is_refused_and_reported() -> Result<()> {
     ns.cleanup().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_model_endpoint_error_is_retried() -> Result<()> {
+    let ns = TestNs::new("gw-retry").await?;
+    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("README.md", "# gw\n")])?;
+    ns.pool("default", None).await?;
+    // Attempt 1 (pod `<run>-1`) talks to a script that answers 503; attempt 2 to one that works.
+    let prompt = format!(
+        "{CALL_JS}case \"$(cat /proc/sys/kernel/hostname)\" in *-1) export MODEL=scripted-unavailable ;; esac; \
+         node /tmp/call.js 0 && echo ok > ok.txt"
+    );
+    ns.apply::<AgentRun>(run_manifest(
+        "flaky",
+        json!({"repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": prompt,
+               "retry": {"limit": 1, "backoff": "1s"}}),
+    ))
+    .await?;
+    let r = ns.wait_finished("flaky", RUN_TIMEOUT).await?;
+    let st = r.status.clone().unwrap_or_default();
+    assert_eq!(phase(&r), Some(Phase::Succeeded), "{st:?}");
+    assert_eq!(st.attempt, Some(2), "{st:?}");
+    let first = st.attempts.first().expect("attempt 1 in the history");
+    assert_eq!(first.reason, "ModelUnavailable", "{first:?}");
+    assert!(first.message.contains("HTTP 503"), "{first:?}");
+    // An agent's own failure is not retried: same run without the endpoint error fails once.
+    ns.apply::<AgentRun>(run_manifest(
+        "broken",
+        json!({"repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": "exit 7",
+               "retry": {"limit": 1, "backoff": "1s"}}),
+    ))
+    .await?;
+    let b = ns.wait_finished("broken", RUN_TIMEOUT).await?;
+    let bst = b.status.clone().unwrap_or_default();
+    assert_eq!((phase(&b), bst.attempts.len()), (Some(Phase::Failed), 0), "{bst:?}");
+    ns.cleanup().await;
+    Ok(())
+}

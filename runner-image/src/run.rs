@@ -279,6 +279,20 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
     if let Exit::Code(c) = outcome.exit {
         result.exit_code = Some(c);
     }
+    // A CLI that failed right after the model endpoint answered 429/5xx failed because of the
+    // endpoint: a retryable reason (`spec.retry`), not the agent's.
+    let agent_failure = match agent_failure {
+        Some(("AgentFailed", message)) => {
+            match crate::gateway::signals::model_unavailable(&crate::gateway::signals::model_status_file(&ws)) {
+                Some(status) => Some((
+                    "ModelUnavailable",
+                    format!("{message} (the model endpoint answered HTTP {status} to the last call)"),
+                )),
+                None => Some(("AgentFailed", message)),
+            }
+        }
+        other => other,
+    };
     match agent_failure {
         Some((reason, message)) => {
             step(&mut em, Step::Agent, StepStatus::Failed, message.clone());

@@ -132,6 +132,10 @@ pub struct Turn {
     /// event at once, then keepalives while waiting).
     #[serde(default)]
     pub sleep_ms: Option<u64>,
+    /// When set, the turn is answered with this HTTP error status (e.g. 503, 429) in the
+    /// protocol's error shape instead of a reply: a model endpoint that is down or throttling.
+    #[serde(default)]
+    pub status: Option<u16>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,7 +189,7 @@ impl Script {
             serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?
         };
         for (i, turn) in object.turns.iter().enumerate() {
-            if turn.text.is_none() && turn.tool.is_none() {
+            if turn.text.is_none() && turn.tool.is_none() && turn.status.is_none() {
                 return Err(invalid(format!("turn {i} has neither \"text\" nor \"tool\"")));
             }
         }

@@ -217,6 +217,11 @@ async fn handle(
                         return protocol.error(StatusCode::UNAUTHORIZED, "invalid x-api-key");
                     }
                 }
+                if let Some(code) = script.turn(req.history_turns).and_then(|t| t.status) {
+                    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                    info!("POST {uri} model={} script={name} -> scripted {code}", req.model);
+                    return protocol.error(code, "scripted: the model endpoint is unavailable");
+                }
                 plan(&script, req.history_turns, &req.tools)
             }
             Err(e) => {

@@ -549,13 +549,15 @@ impl Proxy {
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
+                self.note_model_status(502);
                 return full(
                     StatusCode::BAD_GATEWAY,
-                    format!("paddock gateway: {route:?} upstream: {e}\n", route = route.name),
-                )
+                    format!("paddock gateway: {} upstream: {e}\n", route.name),
+                );
             }
         };
         let status = resp.status();
+        self.note_model_status(status.as_u16());
         let streaming = resp
             .headers()
             .get(hyper::header::CONTENT_TYPE)
@@ -611,6 +613,17 @@ impl Proxy {
         builder
             .body(BodyExt::boxed(body))
             .unwrap_or_else(|e| full(StatusCode::BAD_GATEWAY, format!("paddock gateway: {e}\n")))
+    }
+
+    /// Records the status of the latest model call in `.paddock/model-status`
+    /// (`{"status": N}`), so the runner can tell a failure of the model endpoint (429, 5xx) from
+    /// one of the agent ([`super::signals::model_unavailable`]).
+    fn note_model_status(&self, status: u16) {
+        let _ = std::fs::create_dir_all(&self.cfg.control_dir);
+        let _ = crate::workspace::write_atomic(
+            &self.cfg.control_dir.join("model-status"),
+            json!({"status": status}).to_string().as_bytes(),
+        );
     }
 
     #[allow(clippy::too_many_arguments)]

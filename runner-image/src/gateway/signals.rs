@@ -72,6 +72,20 @@ pub fn budget_exceeded(file: &Path) -> Option<String> {
     )
 }
 
+/// The latest model call's status file.
+pub fn model_status_file(ws: &Workspace) -> PathBuf {
+    ws.control().join("model-status")
+}
+
+/// The HTTP status of the latest model call when it says the model endpoint is down or
+/// throttling (429 or 5xx): an agent that failed after it failed for a reason outside its
+/// control, which `spec.retry` retries (reason `ModelUnavailable`).
+pub fn model_unavailable(file: &Path) -> Option<u16> {
+    let raw = std::fs::read_to_string(file).ok()?;
+    let status = serde_json::from_str::<serde_json::Value>(&raw).ok()?["status"].as_u64()? as u16;
+    (status == 429 || status >= 500).then_some(status)
+}
+
 /// A stop signal for the agent CLI: true once `term` is (SIGTERM) or the budget marker appears.
 pub fn stop_on_budget(file: PathBuf, mut term: watch::Receiver<bool>) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
@@ -112,6 +126,24 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn only_throttling_and_server_errors_mean_the_model_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("model-status");
+        assert_eq!(model_unavailable(&file), None);
+        for (status, want) in [
+            (200, None),
+            (400, None),
+            (401, None),
+            (429, Some(429)),
+            (500, Some(500)),
+            (529, Some(529)),
+        ] {
+            std::fs::write(&file, format!("{{\"status\":{status}}}")).unwrap();
+            assert_eq!(model_unavailable(&file), want, "{status}");
+        }
     }
 
     #[tokio::test]

@@ -753,11 +753,12 @@ async fn finish_from_pod(
 }
 
 /// Whether an attempt that ended with `reason` (and `message`) is worth another attempt: the
-/// pod was deleted, evicted or lost, or its image could not be pulled. Failures the agent or the
-/// runner declared are not. Pure.
+/// pod was deleted, evicted or lost, its image could not be pulled, or the agent failed right
+/// after the model endpoint answered 429/5xx (`ModelUnavailable`, seen by the gateway). Failures
+/// the agent or the runner declared are not. Pure.
 pub fn retryable(reason: &str, message: &str) -> bool {
     match reason {
-        "PodDeleted" | "PodLost" | "PodEvicted" => true,
+        "PodDeleted" | "PodLost" | "PodEvicted" | "ModelUnavailable" => true,
         "PodStartFailed" => message.contains("ErrImagePull") || message.contains("ImagePullBackOff"),
         _ => false,
     }
@@ -891,7 +892,7 @@ mod tests {
 
     #[test]
     fn only_failures_outside_the_agent_are_retried() {
-        for r in ["PodDeleted", "PodLost", "PodEvicted"] {
+        for r in ["PodDeleted", "PodLost", "PodEvicted", "ModelUnavailable"] {
             assert!(retryable(r, ""), "{r}");
         }
         assert!(retryable(
