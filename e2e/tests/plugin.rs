@@ -270,3 +270,40 @@ async fn plugin_reviews_and_approves_a_push() -> Result<()> {
     ns.cleanup().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn plugin_follows_a_running_runs_events() -> Result<()> {
+    let ns = TestNs::new("plugin-follow").await?;
+    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
+    ns.pool("default", None).await?;
+    ns.apply::<AgentRun>(
+        json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun", "metadata": {"name": "slow"},
+        "spec": {"repo": {"url": repo.url}, "agent": {"name": "shell"},
+                 "prompt": "sleep 4; echo done > done.txt"}}),
+    )
+    .await?;
+    ns.wait_run("slow", Duration::from_secs(120), "running", |r| {
+        paddock_e2e::condition(r, "Running").is_some_and(|c| c.1 == "AgentRunning")
+    })
+    .await?;
+    // Follows while the agent sleeps: returns only when the pod's log ends.
+    let started = std::time::Instant::now();
+    let out = ok(&["-n", &ns.name, "logs", "slow", "-f"])?;
+    assert!(started.elapsed() >= Duration::from_secs(1), "it followed the live log");
+    assert!(out.contains("step agent started: shell"), "{out}");
+    assert!(out.contains("step commit succeeded") && out.contains("result"), "{out}");
+    assert!(
+        out.trim_end()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("(pod slow-1 ended; run slow is"),
+        "{out}"
+    );
+    // An ended run prints its stored log.
+    ns.wait_finished("slow", Duration::from_secs(60)).await?;
+    let again = ok(&["-n", &ns.name, "logs", "slow", "-f"])?;
+    assert!(again.contains("step commit succeeded"), "{again}");
+    ns.cleanup().await;
+    Ok(())
+}

@@ -67,6 +67,10 @@ enum Cmd {
         /// Which attempt (1-based) of a retried run; default the current one.
         #[arg(long)]
         attempt: Option<u32>,
+        /// Follow the running attempt's events as they happen, until its pod ends (like
+        /// `kubectl logs -f`); an ended run prints its stored log.
+        #[arg(short = 'f', long)]
+        follow: bool,
     },
 }
 
@@ -150,7 +154,13 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Reject(a) => decide(&client, &ns, &a, Verdict::Reject).await?,
         Cmd::Diff { run } => diff(&client, &ns, &run).await?,
         Cmd::Transcript { run, raw } => transcript(&client, &ns, &run, raw).await?,
-        Cmd::Logs { run, raw, attempt } => logs(&client, &ns, &run, raw, attempt).await?,
+        Cmd::Logs {
+            run,
+            raw,
+            attempt: None,
+            follow: true,
+        } => follow_logs(&client, &ns, &run, raw).await?,
+        Cmd::Logs { run, raw, attempt, .. } => logs(&client, &ns, &run, raw, attempt).await?,
     };
     print!("{out}");
     Ok(())
@@ -351,6 +361,55 @@ async fn transcript(client: &Client, ns: &str, name: &str, raw: bool) -> Result<
         text
     } else {
         kubectl_paddock::render_transcript(&text)
+    })
+}
+
+/// `logs -f`: streams the current pod's `agent` log, printing each event as it arrives (times
+/// relative to the first); then the run's phase. A run that already ended prints its stored log.
+async fn follow_logs(client: &Client, ns: &str, name: &str, raw: bool) -> Result<String> {
+    use futures::{AsyncBufReadExt, TryStreamExt};
+    use std::io::Write;
+    let run = get_run(client, ns, name).await?;
+    let status = run.status.clone().unwrap_or_default();
+    let ended = status.phase.is_some_and(paddock_crds::Phase::is_terminal);
+    let Some(pod) = status.pod_name.clone().filter(|_| !ended) else {
+        return logs(client, ns, name, raw, None).await;
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let lp = LogParams {
+        container: Some("agent".into()),
+        follow: true,
+        ..Default::default()
+    };
+    let stream = pods.log_stream(&pod, &lp).await.map_err(|e| PluginError::NoLog {
+        run: name.into(),
+        why: format!("yet (phase {}; pod {pod}'s agent container log: {e})", phase_of(&run)),
+    })?;
+    let mut lines = stream.lines();
+    let mut t0: Option<Timestamp> = None;
+    let mut stdout = std::io::stdout();
+    while let Some(line) = lines.try_next().await? {
+        let Some(ev) = paddock_crds::events::parse_line(&line) else {
+            continue;
+        };
+        let out = if raw {
+            format!("{}\n", line.trim())
+        } else {
+            let ts = ev.ts.parse::<Timestamp>().ok();
+            let t0 = *t0.get_or_insert_with(|| ts.unwrap_or_else(Timestamp::now));
+            let rel = ts.map_or("?".to_string(), |t| {
+                format!("+{:.1}s", (t.as_millisecond() - t0.as_millisecond()) as f64 / 1000.0)
+            });
+            format!("{rel:>8} {}\n", kubectl_paddock::describe_event(&ev.event))
+        };
+        stdout.write_all(out.as_bytes())?;
+        stdout.flush()?;
+    }
+    let run = get_run(client, ns, name).await?;
+    Ok(if raw {
+        String::new()
+    } else {
+        format!("(pod {pod} ended; run {name} is {})\n", phase_of(&run))
     })
 }
 

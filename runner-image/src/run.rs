@@ -218,6 +218,14 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
         crate::gateway::signals::denied_file(&ws),
         side_tx,
     ));
+    // The gateway sidecar may still be binding its port when this container starts.
+    if let Some(url) = env.get("PADDOCK_GATEWAY_URL") {
+        if !crate::gateway::signals::wait_for_gateway(url, Duration::from_secs(10)).await {
+            em.emit(RunnerEvent::Error {
+                message: format!("the pod's gateway at {url} did not answer within 10 s; starting the agent anyway"),
+            });
+        }
+    }
     // The gateway's budget marker stops the CLI like SIGTERM does.
     let budget_file = crate::gateway::signals::budget_file(&ws);
     let mut stop = crate::gateway::signals::stop_on_budget(budget_file.clone(), term.clone());

@@ -86,6 +86,23 @@ pub fn model_unavailable(file: &Path) -> Option<u16> {
     (status == 429 || status >= 500).then_some(status)
 }
 
+/// Waits until the gateway at `url` (`http://host:port`, from `PADDOCK_GATEWAY_URL`) accepts
+/// connections, polling every 10 ms for at most `timeout`: the agent container can start before
+/// the gateway sidecar has bound its port. Returns whether it did.
+pub async fn wait_for_gateway(url: &str, timeout: Duration) -> bool {
+    let addr = url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if tokio::net::TcpStream::connect(addr.as_str()).await.is_ok() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A stop signal for the agent CLI: true once `term` is (SIGTERM) or the budget marker appears.
 pub fn stop_on_budget(file: PathBuf, mut term: watch::Receiver<bool>) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
@@ -144,6 +161,25 @@ mod tests {
             std::fs::write(&file, format!("{{\"status\":{status}}}")).unwrap();
             assert_eq!(model_unavailable(&file), want, "{status}");
         }
+    }
+
+    #[tokio::test]
+    async fn waits_for_the_gateway_to_listen() {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let url = format!("http://{addr}");
+        assert!(
+            !wait_for_gateway(&url, Duration::from_millis(100)).await,
+            "nobody listens"
+        );
+        let waiter = tokio::spawn({
+            let url = url.clone();
+            async move { wait_for_gateway(&url, Duration::from_secs(5)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        assert!(waiter.await.unwrap());
     }
 
     #[tokio::test]

@@ -569,7 +569,10 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
     let paddock_env = agent_run_env(run, prompt, &agent_user_env);
     gateway_env.extend(gateway::gateway_run_env(run, pool, egress.as_deref()));
     gateway_env.push(env("PADDOCK_REDACT_ENV", secret_env_names(&gateway_env).join(",")));
-    let proxy = if egress.is_some() { gateway::proxy_env() } else { vec![] };
+    let mut proxy = if egress.is_some() { gateway::proxy_env() } else { vec![] };
+    if egress.is_some() || gateway_env.iter().any(|e| e.name.starts_with("PADDOCK_UPSTREAM_")) {
+        proxy.push(gateway::gateway_url_env());
+    }
     let over = run.spec.runner.clone().unwrap_or_default();
     let mut spec = runner_pod_spec(
         pool,
@@ -632,6 +635,7 @@ pub fn warm_template_hash(pool: &RunnerPool) -> String {
 pub fn build_warm_pod(pool: &RunnerPool) -> Pod {
     let tpl = &pool.spec.template;
     let warm_routes = gateway::route_models(&tpl.env);
+    let routed = !warm_routes.1.is_empty();
     let pool_name = pool.metadata.name.clone().unwrap_or_default();
     let spec = runner_pod_spec(
         pool,
@@ -642,7 +646,13 @@ pub fn build_warm_pod(pool: &RunnerPool) -> Pod {
                 g.push(env("PADDOCK_REDACT_ENV", secret_env_names(&g).join(",")));
                 g
             },
-            agent_env: warm_routes.0,
+            agent_env: {
+                let mut a = warm_routes.0;
+                if routed {
+                    a.push(gateway::gateway_url_env());
+                }
+                a
+            },
             creds: pool
                 .spec
                 .warm
@@ -718,7 +728,10 @@ pub fn claim_value(run: &AgentRun, pool: &RunnerPool, prompt: &str) -> String {
     let egress = run_egress(run, pool).ok().flatten();
     let (agent_user_env, model_env) = gateway::route_models(&user_env);
     let paddock_env = agent_run_env(run, env("PADDOCK_PROMPT", prompt), &agent_user_env);
-    let proxy = if egress.is_some() { gateway::proxy_env() } else { vec![] };
+    let mut proxy = if egress.is_some() { gateway::proxy_env() } else { vec![] };
+    if egress.is_some() || !model_env.is_empty() {
+        proxy.push(gateway::gateway_url_env());
+    }
     let mut trusted = trusted_run_env(run);
     trusted.extend(model_env);
     trusted.extend(gateway::gateway_run_env(run, pool, egress.as_deref()));

@@ -186,6 +186,12 @@ pub fn gateway_run_env(run: &AgentRun, pool: &RunnerPool, egress: Option<&[Egres
     out
 }
 
+/// `PADDOCK_GATEWAY_URL` for the agent container when the gateway serves it (model routes or
+/// egress): the runner waits until the gateway listens before it starts the CLI.
+pub fn gateway_url_env() -> EnvVar {
+    literal("PADDOCK_GATEWAY_URL", format!("http://{GATEWAY_ADDR}"))
+}
+
 /// The agent's proxy variables when its egress is restricted (both spellings: curl and git read
 /// the lowercase ones, Node and Python clients the uppercase).
 pub fn proxy_env() -> Vec<EnvVar> {
