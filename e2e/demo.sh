@@ -127,5 +127,7 @@ Try:
   kubectl -n $NS get ar -w
   kubectl -n $NS describe ar $RUN
   kubectl -n $NS get cm $RUN-log -o jsonpath='{.data.events\.jsonl}'
+  kubectl -n $NS get ar $RUN -o jsonpath='{.status.usage}'   # tokens and USD metered by the pod's gateway
+  target/debug/kubectl-paddock -n $NS transcript $RUN        # the model calls (cargo build -p kubectl-paddock)
 EOT
 [ "$phase" = Succeeded ]
