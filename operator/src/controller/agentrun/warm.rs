@@ -147,10 +147,23 @@ pub async fn claim(
     Ok(Claimed::Cold(Some("no warm pod was ready".into())))
 }
 
+/// A pod status in `phase` whose `Ready` condition is `ready` (tests of warm pods).
+#[cfg(test)]
+pub(crate) fn pod_status(phase: &str, ready: bool) -> k8s_openapi::api::core::v1::PodStatus {
+    k8s_openapi::api::core::v1::PodStatus {
+        phase: Some(phase.into()),
+        conditions: Some(vec![k8s_openapi::api::core::v1::PodCondition {
+            type_: "Ready".into(),
+            status: if ready { "True" } else { "False" }.into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use paddock_crds::{RunnerPoolSpec, RunnerTemplate};
 
@@ -174,16 +187,9 @@ mod tests {
         p.metadata.name = Some(name.into());
         p.metadata.resource_version = Some(format!("rv-{name}"));
         p.metadata.creation_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::from_second(created).unwrap()));
-        p.status = Some(PodStatus {
-            phase: Some("Running".into()),
-            start_time: Some(Time(k8s_openapi::jiff::Timestamp::from_second(created + 2).unwrap())),
-            conditions: Some(vec![PodCondition {
-                type_: "Ready".into(),
-                status: if ready { "True" } else { "False" }.into(),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        });
+        let mut st = pod_status("Running", ready);
+        st.start_time = Some(Time(k8s_openapi::jiff::Timestamp::from_second(created + 2).unwrap()));
+        p.status = Some(st);
         p
     }
 

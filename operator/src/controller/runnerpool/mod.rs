@@ -199,7 +199,6 @@ pub fn error_policy(_pool: Arc<RunnerPool>, error: &Error, ctx: Arc<Context>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use std::collections::BTreeMap;
 
@@ -215,15 +214,7 @@ mod tests {
                 ..Default::default()
             },
             spec: None,
-            status: Some(PodStatus {
-                phase: Some(phase.into()),
-                conditions: Some(vec![PodCondition {
-                    type_: "Ready".into(),
-                    status: if ready { "True" } else { "False" }.into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
+            status: Some(crate::controller::agentrun::warm::pod_status(phase, ready)),
         }
     }
 
