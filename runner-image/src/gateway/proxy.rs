@@ -300,6 +300,9 @@ pub struct Proxy {
     totals: Mutex<Totals>,
     transcript_bytes: AtomicUsize,
     seq: AtomicU64,
+    /// Egress refusals so far (all are refused; the first [`super::signals::MAX_DENIALS`] are
+    /// recorded).
+    denials: AtomicUsize,
 }
 
 fn out(line: &Value) {
@@ -371,6 +374,7 @@ impl Proxy {
             totals: Mutex::new(Totals::default()),
             transcript_bytes: AtomicUsize::new(0),
             seq: AtomicU64::new(0),
+            denials: AtomicUsize::new(0),
         }))
     }
 
@@ -412,16 +416,21 @@ impl Proxy {
     }
 
     fn deny(&self, host: &str, port: u16) -> Response<Body> {
-        let line = json!({"type": "egress_denied", "host": host, "port": port});
-        out(&line);
-        let _ = std::fs::create_dir_all(&self.cfg.control_dir);
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.cfg.control_dir.join("egress-denied.jsonl"))
-        {
-            use std::io::Write;
-            let _ = writeln!(f, "{line}");
+        // Recorded up to the number the runner reports; a looping agent must not grow the
+        // workspace file, the gateway's log or the runner's re-reads without bound.
+        if self.denials.fetch_add(1, Ordering::Relaxed) < super::signals::MAX_DENIALS {
+            let host = paddock_crds::events::truncate(host, 253);
+            let line = json!({"type": "egress_denied", "host": host, "port": port});
+            out(&line);
+            let _ = std::fs::create_dir_all(&self.cfg.control_dir);
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(super::signals::denied_file_in(&self.cfg.control_dir))
+            {
+                use std::io::Write;
+                let _ = writeln!(f, "{line}");
+            }
         }
         full(
             StatusCode::FORBIDDEN,
@@ -750,6 +759,32 @@ mod tests {
         assert!(t.add("x", tok(50), None, Some(1.0), Some(50)));
         assert!(t.unpriced.contains("x"));
         assert!(t.exceeded.unwrap().contains("maxOutputTokens 50"));
+    }
+
+    #[test]
+    fn refusals_are_all_answered_403_but_recorded_only_up_to_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = Proxy::new(ProxyConfig {
+            addr: DEFAULT_ADDR.parse().unwrap(),
+            routes: vec![],
+            egress: Some(vec![]),
+            max_cost_usd: None,
+            max_output_tokens: None,
+            prices: PriceTable::builtin(),
+            secrets: vec![],
+            control_dir: dir.path().to_path_buf(),
+        })
+        .unwrap();
+        let n = super::super::signals::MAX_DENIALS + 50;
+        for _ in 0..n {
+            assert_eq!(proxy.deny("blocked.example", 443).status(), StatusCode::FORBIDDEN);
+        }
+        let text = std::fs::read_to_string(super::super::signals::denied_file_in(dir.path())).unwrap();
+        assert_eq!(text.lines().count(), super::super::signals::MAX_DENIALS);
+        assert_eq!(
+            super::super::signals::denials(&text).len(),
+            super::super::signals::MAX_DENIALS
+        );
     }
 
     #[test]

@@ -13,12 +13,18 @@ use crate::workspace::Workspace;
 
 /// How often the files are polled.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
-/// Most denial events reported per attempt (a looping agent must not flood the log).
+/// Most denial events recorded by the gateway and reported per attempt (a looping agent must not
+/// flood the log).
 pub const MAX_DENIALS: usize = 100;
 
 /// The denial log.
 pub fn denied_file(ws: &Workspace) -> PathBuf {
-    ws.control().join("egress-denied.jsonl")
+    denied_file_in(&ws.control())
+}
+
+/// The denial log in the control directory `control` (the gateway's side of [`denied_file`]).
+pub fn denied_file_in(control: &Path) -> PathBuf {
+    control.join("egress-denied.jsonl")
 }
 
 /// The budget marker.
