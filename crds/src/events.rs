@@ -292,6 +292,24 @@ pub enum RunnerEvent {
         /// Base64 (standard alphabet, padded) of this slice of the gzip stream.
         data: String,
     },
+    /// A chunk of the agent CLI's saved session (Claude Code's `~/.claude/projects/…/<id>.jsonl`,
+    /// Codex's `$CODEX_HOME/sessions/…/rollout-…-<id>.jsonl`), redacted, gzip-compressed and
+    /// base64-encoded like [`RunnerEvent::Patch`]; chunks `0..total` in order form the file. The
+    /// operator keeps it as `<run>-session` so a run with `spec.resumeFrom` can continue it.
+    Session {
+        /// Adapter that wrote it (`claude-code`, `codex`).
+        agent: String,
+        /// The CLI's session or thread id (`--resume <id>`, `codex exec resume <id>`).
+        session_id: String,
+        /// Where the file was, relative to the CLI's home (`~/.claude`, `$CODEX_HOME`).
+        path: String,
+        /// Chunk index from 0.
+        index: u32,
+        /// Number of chunks.
+        total: u32,
+        /// Base64 (standard alphabet, padded) of this slice of the gzip stream.
+        data: String,
+    },
     /// The run's result; always the last line.
     Result(RunResult),
 }
@@ -314,6 +332,7 @@ impl RunnerEvent {
             RunnerEvent::Log { .. } => "log",
             RunnerEvent::Final { .. } => "final",
             RunnerEvent::Patch { .. } => "patch",
+            RunnerEvent::Session { .. } => "session",
             RunnerEvent::Result(_) => "result",
         }
     }

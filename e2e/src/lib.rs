@@ -121,6 +121,7 @@ impl TestNs {
                 "env": [
                     {"name": "ANTHROPIC_BASE_URL", "value": model},
                     {"name": "OPENAI_BASE_URL", "value": format!("{model}/v1")},
+                    {"name": "GOOGLE_GEMINI_BASE_URL", "value": model},
                 ],
             },
         });

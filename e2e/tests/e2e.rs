@@ -134,6 +134,11 @@ async fn opencode_edits_a_file() -> Result<()> {
 }
 
 #[tokio::test]
+async fn gemini_cli_edits_a_file() -> Result<()> {
+    agent_edits_a_file("gemini-cli", "GEMINI_API_KEY").await
+}
+
+#[tokio::test]
 async fn shell_failure_says_why() -> Result<()> {
     let (ns, repo) = setup("fail").await?;
     shell_run(
@@ -416,6 +421,34 @@ async fn bad_manifests_are_refused_by_the_api_server() -> Result<()> {
             json!({"budget": {"timeout": "100000h"}}),
             "budget.timeout",
         ),
+        (
+            "option-revision",
+            json!({"repo": {"url": "https://example.com/x.git", "revision": "--upload-pack=touch /tmp/pwned"}}),
+            "repo.revision",
+        ),
+        (
+            "escaping-revision",
+            json!({"repo": {"url": "https://example.com/x.git", "revision": "../../x"}}),
+            "repo.revision",
+        ),
+        (
+            "option-url",
+            json!({"repo": {"url": "-uhttps://example.com/x.git"}}),
+            "repo.url must be",
+        ),
+        ("huge-prompt", json!({"prompt": "x".repeat(70_000)}), "spec.prompt"),
+        ("absurd-cost", json!({"budget": {"maxCostUSD": 1e12}}), "maxCostUSD"),
+        ("zero-turns", json!({"budget": {"maxTurns": 0}}), "maxTurns"),
+        (
+            "custom-without-command",
+            json!({"agent": {"name": "custom"}}),
+            "agent.command is required for agent custom",
+        ),
+        (
+            "command-for-another-agent",
+            json!({"agent": {"name": "claude-code", "command": ["sh", "-c", "id"]}}),
+            "agent.command is required for agent custom and only allowed there",
+        ),
     ];
     for (name, overlay, want) in cases {
         let mut spec = base.clone();
@@ -437,6 +470,54 @@ async fn bad_manifests_are_refused_by_the_api_server() -> Result<()> {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("immutable"), "{err}");
+    // References are local by construction: a `namespace` next to a pool's or Secret's name is
+    // not part of the schema. Server-side apply (kubectl apply --server-side, Argo CD, Flux)
+    // refuses it; a plain create prunes it, so the run looks in its own namespace only.
+    let mut elsewhere = base.clone();
+    elsewhere["runnerPoolRef"] = json!({"name": "default", "namespace": "kube-system"});
+    elsewhere["agent"]["env"] = json!([{"name": "TOKEN_FILE",
+        "valueFrom": {"secretKeyRef": {"name": "s", "key": "k", "namespace": "kube-system"}}}]);
+    let err = ns
+        .apply::<AgentRun>(run_manifest("elsewhere", elsewhere.clone()))
+        .await
+        .unwrap_err()
+        .to_string();
+    for field in [
+        ".spec.runnerPoolRef.namespace",
+        ".spec.agent.env[0].valueFrom.secretKeyRef.namespace",
+    ] {
+        assert!(err.contains(&format!("{field}: field not declared in schema")), "{err}");
+    }
+    // Untyped, so the request and the read-back carry what our types could not hold.
+    let raw: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        ns.client.clone(),
+        &ns.name,
+        &kube::api::ApiResource::erase::<AgentRun>(&()),
+    );
+    let request: kube::api::DynamicObject = serde_json::from_value(run_manifest("elsewhere", elsewhere))?;
+    assert_eq!(request.data["spec"]["runnerPoolRef"]["namespace"], "kube-system");
+    raw.create(&Default::default(), &request).await?;
+    let stored = raw.get("elsewhere").await?.data["spec"].clone();
+    assert_eq!(stored["runnerPoolRef"], json!({"name": "default"}), "{stored}");
+    assert!(stored["agent"]["env"][0]["valueFrom"]["secretKeyRef"]
+        .get("namespace")
+        .is_none());
+    let waiting = ns
+        .wait_run("elsewhere", Duration::from_secs(60), "waiting for its pool", |r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "PoolNotFound"))
+        })
+        .await?;
+    let message = waiting
+        .status
+        .unwrap_or_default()
+        .conditions
+        .into_iter()
+        .find(|c| c.reason == "PoolNotFound")
+        .map(|c| c.message)
+        .unwrap_or_default();
+    assert!(message.contains(&format!("namespace {}", ns.name)), "{message}");
     ns.cleanup().await;
     Ok(())
 }

@@ -391,6 +391,18 @@ pub fn describe_event(ev: &RunnerEvent) -> String {
         RunnerEvent::Patch { index, total, data } => {
             format!("chunk {}/{total} ({} bytes base64)", index + 1, data.len())
         }
+        RunnerEvent::Session {
+            agent,
+            session_id,
+            index,
+            total,
+            data,
+            ..
+        } => format!(
+            "{agent} session {session_id} chunk {}/{total} ({} bytes base64)",
+            index + 1,
+            data.len()
+        ),
         RunnerEvent::Result(r) => {
             let mut s = format!("{:?} {}", r.outcome, r.reason);
             if let Some(c) = &r.commit {

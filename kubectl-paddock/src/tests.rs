@@ -345,6 +345,7 @@ fn result_status_diffstat_feeds_the_diff_column() {
             diffstat: "+0/-0".into(),
             patch_ref: None,
             log_ref: None,
+            session_ref: None,
         }),
         ..Default::default()
     });

@@ -254,6 +254,19 @@ impl RunConfig {
             .require("PADDOCK_AGENT")?
             .parse()
             .map_err(|e: String| ConfigError::invalid("PADDOCK_AGENT", e))?;
+        let kind = match kind {
+            AgentKind::Custom(_) => {
+                crate::agent::custom::parse_command(env.require("PADDOCK_AGENT_COMMAND")?)
+                    .map_err(|e| ConfigError::invalid("PADDOCK_AGENT_COMMAND", e))?;
+                let output = env
+                    .get("PADDOCK_AGENT_OUTPUT")
+                    .unwrap_or("text")
+                    .parse()
+                    .map_err(|e: String| ConfigError::invalid("PADDOCK_AGENT_OUTPUT", e))?;
+                AgentKind::Custom(output)
+            }
+            other => other,
+        };
         let prompt = env.require("PADDOCK_PROMPT")?.to_string();
         let model = env.get("PADDOCK_MODEL").map(str::to_string);
         if model.as_deref().is_some_and(|m| m.starts_with('-')) {
@@ -434,6 +447,31 @@ mod tests {
             base().into_iter().filter(|(k, _)| *k != "PADDOCK_PROMPT"),
         ));
         assert_eq!(no_prompt.unwrap_err(), ConfigError::Missing("PADDOCK_PROMPT"));
+    }
+
+    #[test]
+    fn custom_agents_need_a_command_and_a_known_output() {
+        let c = with(&[
+            ("PADDOCK_AGENT", "custom"),
+            ("PADDOCK_AGENT_COMMAND", r#"["node","/opt/a.js"]"#),
+            ("PADDOCK_AGENT_OUTPUT", "jsonl"),
+        ])
+        .unwrap();
+        assert_eq!(c.agent.kind, AgentKind::Custom(crate::agent::custom::Output::JsonLines));
+        let text = with(&[("PADDOCK_AGENT", "custom"), ("PADDOCK_AGENT_COMMAND", r#"["x"]"#)]).unwrap();
+        assert_eq!(text.agent.kind, AgentKind::Custom(crate::agent::custom::Output::Text));
+        assert_eq!(
+            with(&[("PADDOCK_AGENT", "custom")]).unwrap_err(),
+            ConfigError::Missing("PADDOCK_AGENT_COMMAND")
+        );
+        for (k, v) in [("PADDOCK_AGENT_COMMAND", "[]"), ("PADDOCK_AGENT_OUTPUT", "yaml")] {
+            let mut vars = vec![("PADDOCK_AGENT", "custom"), ("PADDOCK_AGENT_COMMAND", r#"["x"]"#)];
+            vars.push((k, v));
+            assert!(
+                matches!(with(&vars), Err(ConfigError::Invalid { name, .. }) if name == k),
+                "{k}={v}"
+            );
+        }
     }
 
     #[test]

@@ -90,6 +90,22 @@ pub fn sanitize(event: RunnerEvent, secrets: &[String]) -> RunnerEvent {
             is_error,
         },
         RunnerEvent::Patch { index, total, data } => RunnerEvent::Patch { index, total, data },
+        // Redacted before it was compressed, like the patch.
+        RunnerEvent::Session {
+            agent,
+            session_id,
+            path,
+            index,
+            total,
+            data,
+        } => RunnerEvent::Session {
+            agent: clean(&agent, secrets),
+            session_id: clean(&session_id, secrets),
+            path: clean(&path, secrets),
+            index,
+            total,
+            data,
+        },
         RunnerEvent::Result(r) => RunnerEvent::Result(sanitize_result(r, secrets)),
     }
 }

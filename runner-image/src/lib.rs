@@ -45,6 +45,7 @@ pub mod gitcreds;
 pub mod mcp;
 pub mod push;
 pub mod run;
+pub mod session;
 pub mod telemetry;
 pub mod warm;
 pub mod workspace;

@@ -194,9 +194,38 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
     };
     let mut term = termination_watch();
 
-    // 1. agent
+    // 1. agent (continuing a saved session when the run resumes one)
     let agent = cfg.agent.kind.as_str();
-    step(&mut em, Step::Agent, StepStatus::Started, agent);
+    let resumed = match crate::session::restore(cfg.agent.kind, env, &cwd) {
+        Ok(r) => r,
+        Err(e) => {
+            let message = format!("cannot restore the session to resume: {e}");
+            step(&mut em, Step::Agent, StepStatus::Failed, message.clone());
+            fail(&mut result, "ResumeFailed", Some(Step::Agent), message);
+            return finish(&mut em, result, &cfg.termination_log);
+        }
+    };
+    let resume_env;
+    let env = match &resumed {
+        Some(id) => {
+            step(
+                &mut em,
+                Step::Agent,
+                StepStatus::Started,
+                format!("{agent} (resuming session {id})"),
+            );
+            resume_env = env.with_overlay(&std::collections::BTreeMap::from([(
+                crate::session::RESUME_ID_ENV.to_string(),
+                id.clone(),
+            )]));
+            &resume_env
+        }
+        None => {
+            step(&mut em, Step::Agent, StepStatus::Started, agent);
+            env
+        }
+    };
+    let mut session_id: Option<String> = None;
     let mut inv = build_invocation(&cfg.agent, env);
     // A warm pod's run settings are not in the process environment: pass them on, under the
     // invocation's own variables.
@@ -232,6 +261,9 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
     let mut denials_seen = 0usize;
     let outcome = run_cli_with(&inv, &cwd, mapper.as_mut(), &mut stop, Some(side), |ev| {
         match &ev {
+            RunnerEvent::AgentStarted {
+                session_id: Some(id), ..
+            } => session_id = Some(id.clone()),
             RunnerEvent::Final { text, is_error } => final_event = Some((text.clone(), *is_error)),
             RunnerEvent::Usage(u) => usage = Some(u.clone()),
             RunnerEvent::EgressDenied { .. } => denials_seen += 1,
@@ -248,6 +280,23 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
         .skip(denials_seen)
     {
         em.emit(ev);
+    }
+    // The CLI's session, for a later run's spec.resumeFrom. Failing to save it is not the run's
+    // failure.
+    if let Some(id) = session_id.filter(|_| crate::session::supported(cfg.agent.kind)) {
+        let secrets = em.secrets().to_vec();
+        match crate::session::save(cfg.agent.kind, env, &id, &secrets) {
+            Ok(chunks) => {
+                for ev in chunks {
+                    em.emit(ev);
+                }
+            }
+            Err(e) => {
+                em.emit(RunnerEvent::Error {
+                    message: format!("session {id} not saved: {e}"),
+                });
+            }
+        }
     }
     if let Some(u) = usage {
         result.usage = u;

@@ -54,20 +54,27 @@ fn spec(kind: AgentKind, prompt: &str) -> AgentSpec {
 /// What each adapter passes for `prompt`, after its own fixed arguments.
 fn expected_prompt_args(kind: AgentKind, prompt: &str) -> Vec<String> {
     match kind {
-        AgentKind::ClaudeCode | AgentKind::Codex => vec!["--".into(), prompt.into()],
-        AgentKind::QwenCode => vec![format!("--prompt={prompt}")],
+        AgentKind::ClaudeCode | AgentKind::Codex | AgentKind::OpenClaw => vec!["--".into(), prompt.into()],
+        AgentKind::QwenCode | AgentKind::GeminiCli => vec![format!("--prompt={prompt}")],
         AgentKind::OpenCode => std::iter::once("--".to_string())
             .chain(prompt.split(' ').map(String::from))
             .collect(),
         AgentKind::Shell => vec!["-c".into(), prompt.into()],
+        AgentKind::Custom(_) => vec![prompt.into()],
+        AgentKind::Aider => vec![format!("--message={prompt}")],
+        AgentKind::Hermes => vec![format!("--oneshot={prompt}")],
     }
 }
 
-const CLIS: [AgentKind; 4] = [
+const CLIS: [AgentKind; 8] = [
     AgentKind::ClaudeCode,
     AgentKind::Codex,
     AgentKind::QwenCode,
     AgentKind::OpenCode,
+    AgentKind::GeminiCli,
+    AgentKind::OpenClaw,
+    AgentKind::Aider,
+    AgentKind::Hermes,
 ];
 
 #[test]
@@ -92,7 +99,11 @@ fn every_cli_gets_the_prompt_verbatim_without_a_shell() {
         );
         match kind {
             AgentKind::OpenCode => assert_eq!(tail[1..].join(" "), prompt, "OpenCode joins words back"),
-            AgentKind::QwenCode => assert_eq!(tail[0].strip_prefix("--prompt="), Some(prompt.as_str())),
+            AgentKind::QwenCode | AgentKind::GeminiCli => {
+                assert_eq!(tail[0].strip_prefix("--prompt="), Some(prompt.as_str()))
+            }
+            AgentKind::Aider => assert_eq!(tail[0].strip_prefix("--message="), Some(prompt.as_str())),
+            AgentKind::Hermes => assert_eq!(tail[0].strip_prefix("--oneshot="), Some(prompt.as_str())),
             _ => assert_eq!(tail[1], prompt),
         }
         assert!(!["sh", "bash", "/bin/sh"].contains(&inv.program.as_str()));
@@ -103,7 +114,30 @@ fn every_cli_gets_the_prompt_verbatim_without_a_shell() {
         .iter()
         .map(|k| build_invocation(&spec(*k, &prompt), &env).program)
         .collect();
-    assert_eq!(programs, ["claude", "codex", "qwen", "opencode"]);
+    assert_eq!(
+        programs,
+        ["claude", "codex", "qwen", "opencode", "gemini", "openclaw", "aider", "hermes"]
+    );
+    assert!(!m.exists());
+}
+
+#[test]
+fn custom_command_gets_the_prompt_as_its_last_argument() {
+    let m = marker();
+    let prompt = hostile_prompt(&m);
+    let kind = AgentKind::Custom(paddock_runner::agent::custom::Output::Text);
+    let env = Env::from_pairs([
+        ("PADDOCK_AGENT_COMMAND", r#"["/opt/agent","--flag"]"#),
+        ("PADDOCK_AGENT_BIN", "/fake/cli"),
+    ]);
+    let inv = build_invocation(&spec(kind, &prompt), &env);
+    assert_eq!(
+        inv.program, "/opt/agent",
+        "the command, not PADDOCK_AGENT_BIN or a shell"
+    );
+    let mut want = vec!["--flag".to_string()];
+    want.extend(expected_prompt_args(kind, &prompt));
+    assert_eq!(inv.args, want);
     assert!(!m.exists());
 }
 

@@ -45,6 +45,37 @@ pub fn parse(body: &Value) -> ParsedRequest {
     }
 }
 
+/// The text of a message's `content`: a string, or the `text` of its parts when it is a list.
+fn content_text(m: &Value) -> String {
+    match m.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// For text requests (no tools; see [`crate::script::Script::text_turn`]): the `system`
+/// messages' text joined with newlines, and each `assistant` message's text, in order.
+pub fn text_history(body: &Value) -> (String, Vec<String>) {
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let of_role = |role: &str| {
+        messages
+            .iter()
+            .filter(|m| m.get("role").and_then(Value::as_str) == Some(role))
+            .map(content_text)
+            .collect::<Vec<_>>()
+    };
+    (of_role("system").join("\n"), of_role("assistant"))
+}
+
 fn usage_json(u: &Usage) -> Value {
     let prompt = u.input_tokens + u.cache_read_input_tokens;
     json!({
@@ -158,5 +189,23 @@ mod tests {
         let plan = render_stream(&reply, "m", 3);
         assert_eq!(plan.tail.last().unwrap(), "data: [DONE]\n\n");
         assert!(plan.tail[plan.tail.len() - 2].contains(r#""total_tokens":120"#));
+    }
+
+    #[test]
+    fn text_history_collects_system_and_assistant_text() {
+        let body = json!({"messages": [
+            {"role": "system", "content": "Act as"},
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "Ok."},
+            {"role": "system", "content": [{"type": "text", "text": "reminder"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+        ]});
+        assert_eq!(
+            text_history(&body),
+            (
+                "Act as\nreminder".to_string(),
+                vec!["Ok.".to_string(), "a\nb".to_string()]
+            )
+        );
     }
 }

@@ -149,6 +149,8 @@ struct ScriptObject {
     final_text: Option<String>,
     #[serde(default)]
     require_key: Option<String>,
+    #[serde(default)]
+    text_marker: Option<String>,
 }
 
 /// A loaded, validated script.
@@ -164,6 +166,11 @@ pub struct Script {
     /// `Authorization: Bearer` or `x-goog-api-key`), else they get 401: proves that a key
     /// reached the endpoint (e.g. injected by Paddock's gateway) without the client holding it.
     pub require_key: Option<String>,
+    /// When set, a Chat Completions request that offers no tools plays this script (instead of
+    /// getting the side answer) if its system messages contain this text: for CLIs that edit
+    /// through text blocks, not tool calls (aider's `whole` edit format). Other tool-less
+    /// requests (aider's commit messages) stay side requests. See [`Script::text_turn`].
+    pub text_marker: Option<String>,
 }
 
 impl Script {
@@ -184,6 +191,7 @@ impl Script {
                 turns,
                 final_text: None,
                 require_key: None,
+                text_marker: None,
             }
         } else {
             serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?
@@ -198,7 +206,28 @@ impl Script {
             turns: object.turns,
             final_text: object.final_text.unwrap_or_else(|| DEFAULT_FINAL_TEXT.to_string()),
             require_key: object.require_key,
+            text_marker: object.text_marker,
         })
+    }
+
+    /// The turn a tool-less (text) request plays, or `None` when it is a side request: the
+    /// script has a [`Script::text_marker`] and `system` (the request's system text) contains
+    /// it. A text CLI puts fixed example exchanges before the task (aider's "Ok." replies), so
+    /// assistant turns are not counted as for tool calls: the turn is the number of
+    /// `assistant_texts` (the history's assistant messages) equal, trimmed, to the text of one
+    /// of the script's turns, i.e. the scripted replies the CLI already got.
+    pub fn text_turn(&self, system: &str, assistant_texts: &[String]) -> Option<usize> {
+        let marker = self.text_marker.as_deref()?;
+        if !system.contains(marker) {
+            return None;
+        }
+        let scripted: Vec<&str> = self
+            .turns
+            .iter()
+            .filter_map(|t| t.text.as_deref())
+            .map(str::trim)
+            .collect();
+        Some(assistant_texts.iter().filter(|a| scripted.contains(&a.trim())).count())
     }
 
     /// The turn to play when the history already holds `index` assistant turns, or `None` when
@@ -299,6 +328,28 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn text_turns_count_scripted_replies_only() {
+        let s = Script::parse(
+            "t",
+            "t.json",
+            r#"{"text_marker":"Act as an expert","turns":[{"text":"a.txt\n```\nA\n```\n"},{"text":"b"}]}"#,
+        )
+        .unwrap();
+        let history = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            s.text_turn("Act as an expert developer", &history(&["Ok.", "Ok, I won't."])),
+            Some(0)
+        );
+        assert_eq!(
+            s.text_turn("Act as an expert", &history(&["Ok.", "a.txt\n```\nA\n```"])),
+            Some(1)
+        );
+        assert_eq!(s.text_turn("You write commit messages", &history(&[])), None);
+        let plain = Script::parse("p", "p.json", r#"[{"text":"a"}]"#).unwrap();
+        assert_eq!(plain.text_turn("Act as an expert", &[]), None);
     }
 
     #[tokio::test]

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, OriginalUri, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,7 +18,7 @@ use tracing::info;
 use crate::reply::{plan, ParsedRequest, Reply};
 use crate::script::{load_script, script_name_for_model};
 use crate::sse::StreamPlan;
-use crate::{anthropic, chat, responses};
+use crate::{anthropic, chat, gemini, responses};
 
 /// Request header that names the script directly, overriding the model name.
 pub const SCRIPT_HEADER: &str = "x-scripted-model-script";
@@ -45,14 +45,21 @@ enum Protocol {
     Anthropic,
     Responses,
     Chat,
+    /// Gemini API: the model and the method come from the path (`…/models/<model>:<method>`).
+    Gemini,
 }
 
 impl Protocol {
-    fn parse(self, body: &Value) -> ParsedRequest {
+    fn parse(self, body: &Value, uri: &Uri) -> ParsedRequest {
         match self {
             Protocol::Anthropic => anthropic::parse(body),
             Protocol::Responses => responses::parse(body),
             Protocol::Chat => chat::parse(body),
+            Protocol::Gemini => {
+                let last = uri.path().rsplit('/').next().unwrap_or_default();
+                let (model, method) = gemini::split_model_method(last).unwrap_or((last, ""));
+                gemini::parse(body, model, method)
+            }
         }
     }
 
@@ -74,6 +81,7 @@ impl Protocol {
                 };
                 responses::error_body("invalid_request_error", code, message)
             }
+            Protocol::Gemini => gemini::error_body(status, message),
         };
         (status, Json(body)).into_response()
     }
@@ -83,6 +91,7 @@ impl Protocol {
             Protocol::Anthropic => anthropic::render_json(reply, model, seq),
             Protocol::Responses => responses::render_json(reply, model, seq),
             Protocol::Chat => chat::render_json(reply, model, seq),
+            Protocol::Gemini => gemini::render_json(reply, model, seq),
         }
     }
 
@@ -91,12 +100,14 @@ impl Protocol {
             Protocol::Anthropic => anthropic::render_stream(reply, model, seq),
             Protocol::Responses => responses::render_stream(reply, model, seq),
             Protocol::Chat => chat::render_stream(reply, model, seq),
+            Protocol::Gemini => gemini::render_stream(reply, model, seq),
         }
     }
 }
 
 /// Builds the router: `POST /v1/messages` (and `/v1/messages/count_tokens`), `POST
-/// /v1/responses`, `POST /v1/chat/completions` (each also without the `/v1` prefix), `GET
+/// /v1/responses`, `POST /v1/chat/completions` (each also without the `/v1` prefix), `POST
+/// /v1beta/models/<model>:{streamGenerateContent,generateContent,countTokens}` (Gemini), `GET
 /// /healthz`, `GET|HEAD /api/hello`; anything else is logged and answered 404.
 pub fn router(config: Config) -> Router {
     let state = Arc::new(AppState {
@@ -120,6 +131,7 @@ pub fn router(config: Config) -> Router {
         .route("/responses", post(route(Protocol::Responses)))
         .route("/v1/chat/completions", post(route(Protocol::Chat)))
         .route("/chat/completions", post(route(Protocol::Chat)))
+        .route("/v1beta/models/{model_method}", post(gemini_route))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -153,6 +165,45 @@ async fn count_tokens(uri: OriginalUri, body: Bytes) -> Response {
     Json(anthropic::count_tokens(body.len())).into_response()
 }
 
+/// The Gemini API route: `countTokens` is answered at once; `generateContent` and
+/// `streamGenerateContent` go to [`handle`], with a `?key=` query parameter moved to the
+/// `x-goog-api-key` header (so it is checked like the header and never logged).
+async fn gemini_route(
+    st: State<Arc<AppState>>,
+    Path(model_method): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    mut headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let query = uri.query().unwrap_or_default();
+    if let Some(key) = gemini::query_key(query) {
+        if let (false, Ok(v)) = (headers.contains_key("x-goog-api-key"), HeaderValue::from_str(key)) {
+            headers.insert("x-goog-api-key", v);
+        }
+    }
+    let shown = match gemini::query_without_key(query) {
+        Some(q) => format!("{}?{q}", uri.path()),
+        None => uri.path().to_string(),
+    };
+    let uri: Uri = shown.parse().unwrap_or_else(|_| Uri::from_static("/v1beta/models"));
+    match gemini::split_model_method(&model_method) {
+        Some((model, gemini::COUNT_METHOD)) => {
+            info!("POST {uri} model={model} countTokens bytes={}", body.len());
+            Json(gemini::count_tokens(body.len())).into_response()
+        }
+        Some((_, gemini::STREAM_METHOD | gemini::JSON_METHOD)) => {
+            handle(st, Protocol::Gemini, OriginalUri(uri), headers, body).await
+        }
+        _ => {
+            info!("POST {uri} unhandled Gemini method -> 404");
+            Protocol::Gemini.error(
+                StatusCode::NOT_FOUND,
+                &format!("scripted-model does not serve POST {}", uri.path()),
+            )
+        }
+    }
+}
+
 async fn handle(
     State(state): State<Arc<AppState>>,
     protocol: Protocol,
@@ -167,7 +218,7 @@ async fn handle(
             return protocol.error(StatusCode::BAD_REQUEST, &format!("request body is not JSON: {e}"));
         }
     };
-    let req = protocol.parse(&value);
+    let mut req = protocol.parse(&value, &uri);
     if tracing::enabled!(tracing::Level::DEBUG) {
         // Names only: header values may hold API keys.
         let names: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
@@ -197,8 +248,28 @@ async fn handle(
     }
     let header_script = headers.get(SCRIPT_HEADER).and_then(|v| v.to_str().ok());
     let name = header_script.unwrap_or_else(|| script_name_for_model(&req.model));
-    let reply = if req.tools.is_empty() {
-        Reply::side()
+    // A CLI that edits through text blocks (aider) offers no tools: a script with a
+    // `text_marker` plays its requests (Script::text_turn); other tool-less requests are side.
+    let text_turn = match protocol {
+        Protocol::Chat if req.tools.is_empty() => {
+            let (system, assistant) = chat::text_history(&value);
+            load_script(&state.config.scripts_dir, name, &req.model)
+                .await
+                .ok()
+                .and_then(|s| s.text_turn(&system, &assistant))
+        }
+        _ => None,
+    };
+    if let Some(turn) = text_turn {
+        req.history_turns = turn;
+    }
+    let reply = if req.tools.is_empty() && text_turn.is_none() {
+        let mut side = Reply::side();
+        if protocol == Protocol::Gemini && gemini::wants_json(&value) {
+            // Gemini CLI's internal checks (next speaker) parse the answer as JSON.
+            side.text = Some(gemini::side_json(&value));
+        }
+        side
     } else {
         match load_script(&state.config.scripts_dir, name, &req.model).await {
             Ok(script) => {

@@ -13,14 +13,33 @@
 //! - `opencode`: `opencode run --format json [-m paddock/m] <args…> -- <prompt split at
 //!   spaces>` with `OPENCODE_CONFIG_CONTENT` generated from `OPENAI_BASE_URL` ([`opencode`]).
 //! - `shell`: `sh -c <prompt>`; each output line is a `log` event ([`shell`]).
+//! - `gemini-cli`: `gemini --output-format stream-json --yolo --skip-trust [-m m] <args…>
+//!   --prompt=<prompt>` with `~/.gemini/settings.json` written first (the turn limit goes
+//!   there) ([`gemini`]).
+//! - `aider`: `aider [--model openai/m] --yes-always --no-auto-commits … <args…>
+//!   --message=<prompt>` with `OPENAI_API_BASE` from `OPENAI_BASE_URL` and
+//!   `~/.aider.model.metadata.json` written first; plain text out ([`aider`]).
+//! - `hermes`: `hermes --yolo --usage-file ~/.hermes/paddock-usage.json <args…>
+//!   --oneshot=<prompt>` with `~/.hermes/config.yaml` generated from `OPENAI_BASE_URL`; the
+//!   final text out, usage from the usage file ([`hermes`]).
+//! - `openclaw`: `openclaw agent exec --json --timeout 86400 [--config
+//!   ~/.openclaw/paddock.json] [--model paddock/m] <args…> -- <prompt>` with the config
+//!   generated from `OPENAI_BASE_URL`; one JSON envelope out when it exits ([`openclaw`]).
+//! - `custom`: `<command…> <args…> <prompt>` from `PADDOCK_AGENT_COMMAND`; text or Paddock's
+//!   event JSON lines out ([`custom`]).
 //!
 //! The prompt goes after `--` so a prompt starting with `-` (or a variadic option among the
 //! extra args) can never be read as an option. Qwen Code reads no prompt after `--`, so it
 //! gets `--prompt=<prompt>`: the `=` form keeps a leading `-` as text. `PADDOCK_AGENT_BIN`
 //! replaces the program name of every CLI but `shell` (tests replay recorded streams with it).
 
+pub mod aider;
 pub mod claude;
 pub mod codex;
+pub mod custom;
+pub mod gemini;
+pub mod hermes;
+pub mod openclaw;
 pub mod opencode;
 pub mod process;
 pub mod qwen;
@@ -46,6 +65,19 @@ pub enum AgentKind {
     OpenCode,
     /// `sh -c <prompt>`: for tests, demos and scripted jobs.
     Shell,
+    /// aider (`aider`, PyPI `aider-chat`), over an OpenAI-compatible Chat Completions endpoint;
+    /// edits through text blocks, plain text output.
+    Aider,
+    /// Hermes Agent (`hermes`, PyPI `hermes-agent`) in one-shot mode, over an
+    /// OpenAI-compatible Chat Completions endpoint.
+    Hermes,
+    /// Any command (`PADDOCK_AGENT_COMMAND`) with the given output mode.
+    Custom(custom::Output),
+    /// Google's Gemini CLI (`gemini`, npm `@google/gemini-cli`), over the Gemini API.
+    GeminiCli,
+    /// OpenClaw (`openclaw`, npm `openclaw`) with `agent exec`, over an OpenAI-compatible Chat
+    /// Completions endpoint; one JSON envelope out.
+    OpenClaw,
 }
 
 impl AgentKind {
@@ -58,6 +90,11 @@ impl AgentKind {
             AgentKind::QwenCode => "qwen-code",
             AgentKind::OpenCode => "opencode",
             AgentKind::Shell => "shell",
+            AgentKind::Custom(_) => "custom",
+            AgentKind::Aider => "aider",
+            AgentKind::Hermes => "hermes",
+            AgentKind::GeminiCli => "gemini-cli",
+            AgentKind::OpenClaw => "openclaw",
         }
     }
 }
@@ -72,8 +109,13 @@ impl FromStr for AgentKind {
             "qwen-code" => Ok(AgentKind::QwenCode),
             "opencode" => Ok(AgentKind::OpenCode),
             "shell" => Ok(AgentKind::Shell),
+            "custom" => Ok(AgentKind::Custom(custom::Output::Text)),
+            "aider" => Ok(AgentKind::Aider),
+            "hermes" => Ok(AgentKind::Hermes),
+            "gemini-cli" => Ok(AgentKind::GeminiCli),
+            "openclaw" => Ok(AgentKind::OpenClaw),
             other => Err(format!(
-                "unknown agent {other:?} (expected claude-code, codex, qwen-code, opencode or shell)"
+                "unknown agent {other:?} (expected claude-code, codex, qwen-code, opencode, shell, custom, aider, hermes, gemini-cli or openclaw)"
             )),
         }
     }
@@ -90,8 +132,9 @@ pub struct AgentSpec {
     pub model: Option<String>,
     /// Extra CLI arguments (`PADDOCK_AGENT_ARGS`), placed before the prompt.
     pub args: Vec<String>,
-    /// Turn limit (Claude Code `--max-turns`, Qwen Code `--max-session-turns`; Codex and
-    /// OpenCode have no such flag and ignore it).
+    /// Turn limit (Claude Code `--max-turns`, Qwen Code `--max-session-turns`, Gemini CLI
+    /// `model.maxSessionTurns` in its settings file; Codex and OpenCode have no such flag and
+    /// ignore it).
     pub max_turns: Option<u32>,
 }
 
@@ -122,6 +165,27 @@ pub fn build_invocation(spec: &AgentSpec, env: &Env) -> Invocation {
             create_dirs: Vec::new(),
             files: Vec::new(),
         },
+        AgentKind::Aider => aider::invocation(spec, env, bin("aider")),
+        AgentKind::Hermes => hermes::invocation(spec, env, bin("hermes")),
+        AgentKind::GeminiCli => gemini::invocation(spec, env, bin("gemini")),
+        AgentKind::OpenClaw => openclaw::invocation(spec, env, bin("openclaw")),
+        AgentKind::Custom(_) => {
+            // Validated by `RunConfig::from_env`; an unusable value starts nothing (exit 127).
+            let mut command = env
+                .get("PADDOCK_AGENT_COMMAND")
+                .and_then(|raw| custom::parse_command(raw).ok())
+                .unwrap_or_else(|| vec![String::new()]);
+            let program = command.remove(0);
+            command.extend(spec.args.iter().cloned());
+            command.push(spec.prompt.clone());
+            Invocation {
+                program,
+                args: command,
+                env: Vec::new(),
+                create_dirs: Vec::new(),
+                files: Vec::new(),
+            }
+        }
         AgentKind::ClaudeCode => {
             let mut args: Vec<String> = [
                 "-p",
@@ -138,6 +202,9 @@ pub fn build_invocation(spec: &AgentSpec, env: &Env) -> Invocation {
             }
             if let Some(n) = spec.max_turns {
                 args.extend(["--max-turns".into(), n.to_string()]);
+            }
+            if let Some(id) = env.get(crate::session::RESUME_ID_ENV) {
+                args.extend(["--resume".into(), id.to_string()]);
             }
             if let Some(rules) = env.get("PADDOCK_TOOL_RULES") {
                 // Tool calls that need permission go to the runner's MCP server (crate::mcp).
@@ -204,7 +271,13 @@ pub fn build_invocation(spec: &AgentSpec, env: &Env) -> Invocation {
                 }
             }
             args.extend(spec.args.iter().cloned());
-            args.extend(["--".into(), spec.prompt.clone()]);
+            // `codex exec [exec options] resume -- <id> <prompt>` continues a saved session.
+            if let Some(id) = env.get(crate::session::RESUME_ID_ENV) {
+                args.extend(["resume".into(), "--".into(), id.to_string()]);
+            } else {
+                args.push("--".into());
+            }
+            args.push(spec.prompt.clone());
             let home = PathBuf::from(env.get("HOME").unwrap_or("/home/paddock"));
             let codex_home = env
                 .get("CODEX_HOME")
@@ -336,6 +409,16 @@ pub fn mapper_for(kind: AgentKind, model: Option<String>) -> Box<dyn StreamMappe
         AgentKind::QwenCode => Box::new(qwen::mapper()),
         AgentKind::OpenCode => Box::new(opencode::OpenCodeMapper::new(model)),
         AgentKind::Shell => Box::new(shell::ShellMapper),
+        AgentKind::Custom(output) => Box::new(custom::CustomMapper::new(output)),
+        AgentKind::Aider => Box::new(aider::AiderMapper::new(model)),
+        // The usage file is where hermes::invocation put it: under the runner's own HOME, which
+        // the CLI inherits.
+        AgentKind::Hermes => {
+            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/home/paddock"), PathBuf::from);
+            Box::new(hermes::HermesMapper::new(model, Some(hermes::usage_path(&home))))
+        }
+        AgentKind::GeminiCli => Box::new(gemini::GeminiMapper::default()),
+        AgentKind::OpenClaw => Box::new(openclaw::OpenClawMapper::new(model)),
     }
 }
 
@@ -514,6 +597,43 @@ mod tests {
     }
 
     #[test]
+    fn gemini_cli_command_line_and_settings() {
+        let inv = build_invocation(&spec(AgentKind::GeminiCli), &Env::from_pairs([("HOME", "/h")]));
+        assert_eq!(inv.program, "gemini");
+        assert_eq!(
+            inv.args,
+            [
+                "--output-format",
+                "stream-json",
+                "--yolo",
+                "--skip-trust",
+                "-m",
+                "m1",
+                "--allowedTools",
+                "Bash",
+                "--prompt=-rf do it"
+            ]
+        );
+        assert!(
+            inv.env.is_empty(),
+            "the CLI reads GOOGLE_GEMINI_BASE_URL and GEMINI_API_KEY itself"
+        );
+        assert_eq!(inv.files.len(), 1);
+        assert_eq!(inv.files[0].0, PathBuf::from("/h/.gemini/settings.json"));
+        let settings: serde_json::Value = serde_json::from_str(&inv.files[0].1).unwrap();
+        assert_eq!(settings["security"]["auth"]["selectedType"], "gemini-api-key");
+        assert_eq!(settings["model"]["maxSessionTurns"], 3);
+        assert_eq!(settings["privacy"]["usageStatisticsEnabled"], false);
+        // GEMINI_CLI_HOME is Gemini CLI's home directory when set.
+        let inv = build_invocation(
+            &spec(AgentKind::GeminiCli),
+            &Env::from_pairs([("HOME", "/h"), ("GEMINI_CLI_HOME", "/g"), ("PADDOCK_AGENT_BIN", "/x")]),
+        );
+        assert_eq!(inv.files[0].0, PathBuf::from("/g/.gemini/settings.json"));
+        assert_eq!(inv.program, "/x");
+    }
+
+    #[test]
     fn agent_names_round_trip() {
         for k in [
             AgentKind::ClaudeCode,
@@ -521,10 +641,154 @@ mod tests {
             AgentKind::QwenCode,
             AgentKind::OpenCode,
             AgentKind::Shell,
+            AgentKind::Aider,
+            AgentKind::Hermes,
+            AgentKind::GeminiCli,
+            AgentKind::OpenClaw,
         ] {
             assert_eq!(k.as_str().parse::<AgentKind>(), Ok(k));
         }
         assert!("qwen".parse::<AgentKind>().is_err());
+        assert!("aider-chat"
+            .parse::<AgentKind>()
+            .unwrap_err()
+            .contains("aider, hermes, gemini-cli or openclaw"));
+    }
+
+    #[test]
+    fn openclaw_command_line_and_config() {
+        let env = Env::from_pairs([("HOME", "/h"), ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")]);
+        let inv = build_invocation(&spec(AgentKind::OpenClaw), &env);
+        assert_eq!(inv.program, "openclaw");
+        assert_eq!(
+            inv.args,
+            [
+                "agent",
+                "exec",
+                "--json",
+                "--timeout",
+                "86400",
+                "--config",
+                "/h/.openclaw/paddock.json",
+                "--model",
+                "paddock/m1",
+                "--allowedTools",
+                "Bash",
+                "--",
+                "-rf do it"
+            ]
+        );
+        assert_eq!(inv.env, vec![("OPENCLAW_NO_AUTO_UPDATE".to_string(), "1".to_string())]);
+        assert_eq!(inv.files.len(), 1);
+        assert_eq!(inv.files[0].0, PathBuf::from("/h/.openclaw/paddock.json"));
+        let config: serde_json::Value = serde_json::from_str(&inv.files[0].1).unwrap();
+        assert_eq!(
+            config["models"]["providers"]["paddock"]["baseUrl"],
+            "http://127.0.0.1:9/v1"
+        );
+        // Without an endpoint: no config pinned, the model passed as given.
+        let plain = build_invocation(
+            &spec(AgentKind::OpenClaw),
+            &Env::from_pairs([("HOME", "/h"), ("OPENCLAW_NO_AUTO_UPDATE", "0")]),
+        );
+        assert_eq!(plain.args[5..7], ["--model".to_string(), "m1".to_string()]);
+        assert!(plain.files.is_empty() && plain.env.is_empty());
+    }
+
+    #[test]
+    fn aider_command_line_and_files() {
+        let env = Env::from_pairs([("HOME", "/h"), ("OPENAI_BASE_URL", "http://127.0.0.1:9/openai")]);
+        let inv = build_invocation(&spec(AgentKind::Aider), &env);
+        assert_eq!(inv.program, "aider");
+        assert_eq!(
+            inv.args,
+            [
+                "--model",
+                "openai/m1",
+                "--yes-always",
+                "--no-check-update",
+                "--analytics-disable",
+                "--no-pretty",
+                "--no-fancy-input",
+                "--no-auto-commits",
+                "--no-gitignore",
+                "--no-show-model-warnings",
+                "--no-detect-urls",
+                "--disable-playwright",
+                "--chat-history-file",
+                "/h/.aider/chat.history.md",
+                "--input-history-file",
+                "/h/.aider/input.history",
+                "--model-metadata-file",
+                "/h/.aider.model.metadata.json",
+                "--allowedTools",
+                "Bash",
+                "--message=-rf do it"
+            ]
+        );
+        let vars: std::collections::HashMap<_, _> = inv.env.iter().cloned().collect();
+        assert_eq!(vars["OPENAI_API_BASE"], "http://127.0.0.1:9/openai");
+        assert_eq!(vars["LITELLM_LOCAL_MODEL_COST_MAP"], "True");
+        assert_eq!(vars["COLUMNS"], "4096");
+        let files: std::collections::HashMap<_, _> = inv.files.iter().cloned().collect();
+        assert_eq!(
+            files[&PathBuf::from("/h/.config/git/ignore")],
+            "/.aider.tags.cache.v*/\n"
+        );
+        let meta: serde_json::Value =
+            serde_json::from_str(&files[&PathBuf::from("/h/.aider.model.metadata.json")]).unwrap();
+        assert_eq!(meta["openai/m1"]["litellm_provider"], "openai");
+        assert_eq!(inv.create_dirs, vec![PathBuf::from("/h/.aider")]);
+        // Without an endpoint the model is passed as given; a metadata file of yours wins.
+        let plain = build_invocation(
+            &spec(AgentKind::Aider),
+            &Env::from_pairs([("HOME", "/h"), ("AIDER_MODEL_METADATA_FILE", "/m.json")]),
+        );
+        assert_eq!(plain.args[..2], ["--model".to_string(), "m1".to_string()]);
+        assert!(!plain.args.iter().any(|a| a == "--model-metadata-file"));
+        assert!(!plain.env.iter().any(|(k, _)| k == "OPENAI_API_BASE"));
+    }
+
+    #[test]
+    fn hermes_command_line_and_config() {
+        let env = Env::from_pairs([("HOME", "/h"), ("OPENAI_BASE_URL", "http://127.0.0.1:9/openai")]);
+        let inv = build_invocation(&spec(AgentKind::Hermes), &env);
+        assert_eq!(inv.program, "hermes");
+        assert_eq!(
+            inv.args,
+            [
+                "--yolo",
+                "--usage-file",
+                "/h/.hermes/paddock-usage.json",
+                "--allowedTools",
+                "Bash",
+                "--oneshot=-rf do it"
+            ]
+        );
+        let files: std::collections::HashMap<_, _> = inv.files.iter().cloned().collect();
+        assert_eq!(files[&PathBuf::from("/h/.hermes/paddock-usage.json")], "{}\n");
+        let config: serde_json::Value = serde_json::from_str(&files[&PathBuf::from("/h/.hermes/config.yaml")]).unwrap();
+        assert_eq!(
+            config,
+            serde_json::json!({"model": {"provider": "custom", "base_url": "http://127.0.0.1:9/openai",
+                "api_key": "${OPENAI_API_KEY}", "default": "m1", "context_length": 131072}})
+        );
+        // Without an endpoint: no generated config, the model goes to `-m`.
+        let plain = build_invocation(&spec(AgentKind::Hermes), &Env::from_pairs([("HOME", "/h")]));
+        assert_eq!(plain.args[3..5], ["-m".to_string(), "m1".to_string()]);
+        assert_eq!(plain.files.len(), 1);
+    }
+
+    #[test]
+    fn custom_command_line_puts_the_prompt_last() {
+        let env = Env::from_pairs([("PADDOCK_AGENT_COMMAND", r#"["node","/opt/a.js","--fast"]"#)]);
+        let inv = build_invocation(&spec(AgentKind::Custom(custom::Output::Text)), &env);
+        assert_eq!(inv.program, "node");
+        assert_eq!(inv.args, ["/opt/a.js", "--fast", "--allowedTools", "Bash", "-rf do it"]);
+        assert_eq!(
+            "custom".parse::<AgentKind>(),
+            Ok(AgentKind::Custom(custom::Output::Text))
+        );
     }
 
     #[test]

@@ -152,8 +152,7 @@ async fn create_gate(
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
         let log = artifacts::fetch_pod_log(&pods, pod).await;
         let parsed = artifacts::parse_log(&log);
-        let (_, patch_ref) = artifacts::apply_artifacts(&ctx.client, run, &parsed).await?;
-        request.patch_ref = patch_ref;
+        request.patch_ref = artifacts::apply_artifacts(&ctx.client, run, &parsed).await?.patch;
     }
     let gate = new_gate(run, policy, name, stage, request);
     let pp = PostParams {

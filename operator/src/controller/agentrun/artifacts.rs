@@ -33,12 +33,36 @@ pub struct ParsedLog {
     pub patch_gz: Option<Vec<u8>>,
     /// The runner's final result, when present.
     pub result: Option<RunResult>,
+    /// The agent CLI's saved session, when all its chunks were present.
+    pub session: Option<SavedSession>,
+}
+
+/// An agent CLI session the runner printed ([`RunnerEvent::Session`] chunks, reassembled).
+#[derive(Debug, Default, PartialEq)]
+pub struct SavedSession {
+    /// Adapter (`claude-code`, `codex`).
+    pub agent: String,
+    /// The CLI's session id.
+    pub session_id: String,
+    /// The file's path relative to the CLI's home.
+    pub path: String,
+    /// The gzip-compressed file (redacted by the runner).
+    pub gz: Vec<u8>,
+}
+
+/// Largest compressed session kept (bytes), under the 1 MiB object limit.
+pub const MAX_SESSION_GZ_BYTES: usize = 900 * 1024;
+
+/// Name of the session ConfigMap of a run: `<run>-session`.
+pub fn session_configmap_name(run: &str) -> String {
+    format!("{run}-session")
 }
 
 /// Parses runner log text (several containers' logs concatenated). Pure.
 pub fn parse_log(text: &str) -> ParsedLog {
     let mut out = ParsedLog::default();
     let mut chunks: Vec<Option<String>> = Vec::new();
+    let mut session: Option<(SavedSession, Vec<Option<String>>)> = None;
     for line in text.lines() {
         let Some(ev) = parse_line(line) else { continue };
         match &ev.event {
@@ -48,6 +72,31 @@ pub fn parse_log(text: &str) -> ParsedLog {
                     chunks = vec![None; total];
                 }
                 if let Some(slot) = chunks.get_mut(*index as usize) {
+                    *slot = Some(data.clone());
+                }
+            }
+            RunnerEvent::Session {
+                agent,
+                session_id,
+                path,
+                index,
+                total,
+                data,
+            } => {
+                let total = (*total).min(1024) as usize;
+                let same = session
+                    .as_ref()
+                    .is_some_and(|(s, c)| s.session_id == *session_id && c.len() == total);
+                if !same {
+                    let meta = SavedSession {
+                        agent: agent.clone(),
+                        session_id: session_id.clone(),
+                        path: path.clone(),
+                        gz: Vec::new(),
+                    };
+                    session = Some((meta, vec![None; total]));
+                }
+                if let Some(slot) = session.as_mut().and_then(|(_, c)| c.get_mut(*index as usize)) {
                     *slot = Some(data.clone());
                 }
             }
@@ -61,6 +110,13 @@ pub fn parse_log(text: &str) -> ParsedLog {
     if !chunks.is_empty() && chunks.iter().all(Option::is_some) {
         let b64: String = chunks.into_iter().flatten().collect();
         out.patch_gz = base64::engine::general_purpose::STANDARD.decode(b64).ok();
+    }
+    if let Some((mut meta, chunks)) = session.filter(|(_, c)| !c.is_empty() && c.iter().all(Option::is_some)) {
+        let b64: String = chunks.into_iter().flatten().collect();
+        if let Ok(gz) = base64::engine::general_purpose::STANDARD.decode(b64) {
+            meta.gz = gz;
+            out.session = Some(meta);
+        }
     }
     out
 }
@@ -142,16 +198,23 @@ pub async fn fetch_pod_log(pods: &Api<Pod>, pod: &str) -> String {
     text
 }
 
-/// Stores the parsed log and patch of `run` in its ConfigMaps (server-side apply, idempotent).
-/// Returns the names of the log and patch ConfigMaps written.
+/// Names of the ConfigMaps [`apply_artifacts`] wrote.
+#[derive(Debug, Default, PartialEq)]
+pub struct ArtifactRefs {
+    /// `<run>-log`.
+    pub log: String,
+    /// `<run>-patch`, when there was a patch.
+    pub patch: Option<String>,
+    /// `<run>-session`, when the CLI's session was saved.
+    pub session: Option<String>,
+}
+
+/// Stores the parsed log, patch and CLI session of `run` in its ConfigMaps (server-side apply,
+/// idempotent).
 ///
 /// # Errors
 /// API errors writing the ConfigMaps.
-pub async fn apply_artifacts(
-    client: &kube::Client,
-    run: &AgentRun,
-    parsed: &ParsedLog,
-) -> Result<(String, Option<String>)> {
+pub async fn apply_artifacts(client: &kube::Client, run: &AgentRun, parsed: &ParsedLog) -> Result<ArtifactRefs> {
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let pp = PatchParams::apply(MANAGER_AGENTRUN).force();
@@ -170,7 +233,27 @@ pub async fn apply_artifacts(
         api.patch(&name, &pp, &Patch::Apply(&with_kind(cm))).await?;
         patch_ref = Some(name);
     }
-    Ok((log_name, patch_ref))
+    let mut session_ref = None;
+    if let Some(s) = parsed.session.as_ref().filter(|s| s.gz.len() <= MAX_SESSION_GZ_BYTES) {
+        let name = session_configmap_name(run.metadata.name.as_deref().unwrap_or_default());
+        let mut cm = configmap(run, name.clone(), "session");
+        cm.data = Some(BTreeMap::from([
+            ("agent".to_string(), s.agent.clone()),
+            ("sessionId".to_string(), s.session_id.clone()),
+            ("path".to_string(), s.path.clone()),
+        ]));
+        cm.binary_data = Some(BTreeMap::from([(
+            "session.jsonl.gz".to_string(),
+            ByteString(s.gz.clone()),
+        )]));
+        api.patch(&name, &pp, &Patch::Apply(&with_kind(cm))).await?;
+        session_ref = Some(name);
+    }
+    Ok(ArtifactRefs {
+        log: log_name,
+        patch: patch_ref,
+        session: session_ref,
+    })
 }
 
 /// Name of the log ConfigMap of an ended, retried attempt: `<run>-log-<attempt>`.
@@ -319,6 +402,38 @@ pub async fn apply_transcript(client: &kube::Client, run: &AgentRun, gw: &Gatewa
 mod tests {
     use super::*;
     use std::io::Write;
+
+    fn session_line(seq: u64, index: u32, total: u32, data: &str) -> String {
+        serde_json::to_string(&EventLine {
+            v: paddock_crds::events::SCHEMA_VERSION,
+            seq,
+            ts: "2026-11-22T10:00:00.000Z".into(),
+            event: RunnerEvent::Session {
+                agent: "codex".into(),
+                session_id: "t1".into(),
+                path: "sessions/2026/11/22/rollout-x-t1.jsonl".into(),
+                index,
+                total,
+                data: data.into(),
+            },
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn session_chunks_are_reassembled_and_kept_out_of_the_event_log() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(b"gzip bytes");
+        let (a, b) = b64.split_at(5);
+        let text = format!("{}\n{}\n", session_line(1, 0, 2, a), session_line(2, 1, 2, b));
+        let parsed = parse_log(&text);
+        let s = parsed.session.expect("session");
+        assert_eq!((s.agent.as_str(), s.session_id.as_str()), ("codex", "t1"));
+        assert_eq!(s.path, "sessions/2026/11/22/rollout-x-t1.jsonl");
+        assert_eq!(s.gz, b"gzip bytes");
+        assert!(parsed.events.is_empty(), "chunks are not events of the log");
+        // A missing chunk: no session.
+        assert_eq!(parse_log(&session_line(1, 0, 2, a)).session, None);
+    }
 
     #[test]
     fn gateway_log_gives_usage_and_transcript() {

@@ -302,6 +302,16 @@ fn agent_run_env(run: &AgentRun, prompt: EnvVar, user_env: &[EnvVar]) -> Vec<Env
     if let Some(m) = &run.spec.agent.model {
         paddock_env.push(env("PADDOCK_MODEL", m.clone()));
     }
+    if !run.spec.agent.command.is_empty() {
+        // A JSON array of strings always serializes.
+        paddock_env.push(env(
+            "PADDOCK_AGENT_COMMAND",
+            serde_json::to_string(&run.spec.agent.command).unwrap_or_default(),
+        ));
+    }
+    if let Some(o) = run.spec.agent.output {
+        paddock_env.push(env("PADDOCK_AGENT_OUTPUT", o.as_env()));
+    }
     if !run.spec.agent.args.is_empty() {
         // A JSON array of strings always serializes.
         paddock_env.push(env(
@@ -695,6 +705,12 @@ pub fn warm_unsuitable(run: &AgentRun, pool: &RunnerPool) -> Option<String> {
     if warm.replicas == 0 {
         return Some("the pool keeps no warm pods".into());
     }
+    if let Some(src) = &run.spec.resume_from {
+        return Some(format!(
+            "the run resumes {}'s session, which is mounted from a ConfigMap",
+            src.name
+        ));
+    }
     if let Some(over) = &run.spec.runner {
         if over.image.is_some() {
             return Some("the run asks for another image".into());
@@ -718,6 +734,52 @@ pub fn warm_unsuitable(run: &AgentRun, pool: &RunnerPool) -> Option<String> {
         ));
     }
     None
+}
+
+/// Where a resumed session is mounted in the agent container (the runner's
+/// `PADDOCK_RESUME_DIR`).
+pub const RESUME_DIR: &str = "/etc/paddock/resume";
+
+/// Makes `pod` continue an earlier run's CLI session (`spec.resumeFrom`): the session
+/// ConfigMap `session_cm` mounted read-only at [`RESUME_DIR`] in the agent container with
+/// `PADDOCK_RESUME_DIR` pointing there, and, when `revision` is given (the earlier run's pushed
+/// branch), `PADDOCK_REVISION` of every container set to it so the worktree starts from that
+/// run's changes.
+pub fn apply_resume(pod: &mut Pod, session_cm: &str, revision: Option<&str>) {
+    let Some(spec) = pod.spec.as_mut() else { return };
+    spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: "resume".into(),
+        config_map: Some(k8s_openapi::api::core::v1::ConfigMapVolumeSource {
+            name: session_cm.to_string(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let containers = spec
+        .init_containers
+        .iter_mut()
+        .flatten()
+        .chain(spec.containers.iter_mut());
+    for c in containers {
+        if let Some(rev) = revision {
+            for e in c.env.iter_mut().flatten() {
+                if e.name == "PADDOCK_REVISION" {
+                    e.value = Some(rev.to_string());
+                }
+            }
+        }
+        if c.name == "agent" {
+            c.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
+                name: "resume".into(),
+                mount_path: RESUME_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            });
+            c.env
+                .get_or_insert_with(Vec::new)
+                .push(env("PADDOCK_RESUME_DIR", RESUME_DIR));
+        }
+    }
 }
 
 /// The claim annotation's value for `run` (see [`paddock_crds::ANNOTATION_CLAIM`]): the run's
@@ -1162,6 +1224,10 @@ mod tests {
             ),
             (json!({"runner": {"image": "x:1"}}), "another image"),
             (
+                json!({"agent": {"name": "codex"}, "resumeFrom": {"name": "first"}}),
+                "resumes first's session",
+            ),
+            (
                 json!({"repo": {"url": "https://x/r.git", "credentialsSecretRef": {"name": "git"}}}),
                 "Secret git",
             ),
@@ -1187,6 +1253,43 @@ mod tests {
             warm_unsuitable(&run(json!({})), &p).is_some(),
             "no credentials the run did not ask for"
         );
+    }
+
+    #[test]
+    fn a_resumed_run_mounts_the_session_and_starts_from_the_commit() {
+        let r = run(json!({"agent": {"name": "codex"}, "resumeFrom": {"name": "first"}}));
+        let mut pod = build_pod(&r, &pool(vec![]), 1).unwrap();
+        apply_resume(&mut pod, "first-session", Some("0123abcd"));
+        let spec = pod.spec.as_ref().unwrap();
+        let vol = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "resume")
+            .expect("volume");
+        assert_eq!(vol.config_map.as_ref().map(|c| c.name.as_str()), Some("first-session"));
+        let agent = spec.containers.iter().find(|c| c.name == "agent").unwrap();
+        let mount = agent
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "resume")
+            .unwrap();
+        assert_eq!((mount.mount_path.as_str(), mount.read_only), (RESUME_DIR, Some(true)));
+        assert_eq!(env_of(agent)["PADDOCK_RESUME_DIR"].value.as_deref(), Some(RESUME_DIR));
+        // Only the agent container sees the session; every container clones the same revision.
+        for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
+            if c.name != "agent" {
+                assert!(
+                    !c.volume_mounts.iter().flatten().any(|m| m.name == "resume"),
+                    "{}",
+                    c.name
+                );
+            }
+            if let Some(rev) = env_of(c).get("PADDOCK_REVISION") {
+                assert_eq!(rev.value.as_deref(), Some("0123abcd"), "{}", c.name);
+            }
+        }
     }
 
     #[test]

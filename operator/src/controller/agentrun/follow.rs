@@ -154,7 +154,7 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
         if matches!(ev.event, RunnerEvent::ToolCall { .. }) {
             progress.tool_calls += 1;
         }
-        if !matches!(ev.event, RunnerEvent::Patch { .. }) {
+        if !matches!(ev.event, RunnerEvent::Patch { .. } | RunnerEvent::Session { .. }) {
             progress.last_event = describe(&ev.event);
         }
         dirty = true;

@@ -328,10 +328,32 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
         }
     }
 
+    // Resume: the earlier run must have ended and saved its CLI session.
+    let resume = match &run.spec.resume_from {
+        None => None,
+        Some(src) => match resume_source(run, ctx, ns, &src.name).await? {
+            ResumeSource::Ready { session_cm, revision } => Some((session_cm, revision)),
+            ResumeSource::Wait(reason, message) => {
+                transition(run, out, Phase::Pending, reason, &message);
+                out.action = Action::requeue(Duration::from_secs(10));
+                return Ok(());
+            }
+            ResumeSource::Fail(reason, message) => {
+                transition(run, out, Phase::Failed, reason, &message);
+                return Ok(());
+            }
+        },
+    };
+
     // Build the pod (this also checks the run against the pool, so a refused override fails
     // before the run waits anywhere).
     let mut pod = match build_pod(run, &pool, attempt) {
-        Ok(p) => p,
+        Ok(mut p) => {
+            if let Some((cm, revision)) = &resume {
+                build::apply_resume(&mut p, cm, revision.as_deref());
+            }
+            p
+        }
         Err(e @ build::BuildError::OverrideNotAllowed { .. }) => {
             transition(run, out, Phase::Failed, "OverrideNotAllowed", &e.to_string());
             return Ok(());
@@ -461,6 +483,89 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
         timeout_secs(run).unwrap_or(build::DEFAULT_TIMEOUT_SECS),
     ));
     Ok(())
+}
+
+/// Where a run's `spec.resumeFrom` stands.
+enum ResumeSource {
+    /// Resume from this session ConfigMap, on this revision (the earlier run's pushed commit).
+    Ready {
+        session_cm: String,
+        revision: Option<String>,
+    },
+    /// Not yet: (reason, message).
+    Wait(&'static str, String),
+    /// Never: (reason, message).
+    Fail(&'static str, String),
+}
+
+/// Looks up the run `name` that `run` resumes. It must exist (a missing one is waited for up to
+/// [`POOL_WAIT_SECS`] from `run`'s creation, as GitOps may apply both at once), have ended,
+/// use the same agent, and have saved its session (`status.result.sessionRef`).
+async fn resume_source(run: &AgentRun, ctx: &Arc<Context>, ns: &str, name: &str) -> Result<ResumeSource> {
+    let runs: Api<AgentRun> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(src) = runs.get_opt(name).await? else {
+        let waited = run
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| now().0.as_second() - t.0.as_second());
+        let message = format!("spec.resumeFrom names AgentRun {name}, which does not exist in namespace {ns}");
+        return Ok(if waited >= POOL_WAIT_SECS {
+            ResumeSource::Fail("ResumeNotPossible", format!("{message} (waited {waited}s)"))
+        } else {
+            ResumeSource::Wait(
+                "WaitingForResumeSource",
+                format!(
+                    "{message}; the run fails if it does not appear within {POOL_WAIT_SECS}s of the run's creation"
+                ),
+            )
+        });
+    };
+    if src.spec.agent.name != run.spec.agent.name {
+        return Ok(ResumeSource::Fail(
+            "ResumeNotPossible",
+            format!(
+                "AgentRun {name} ran agent {}, this run agent {}: a session resumes in the same CLI only",
+                src.spec.agent.name.as_str(),
+                run.spec.agent.name.as_str()
+            ),
+        ));
+    }
+    let status = src.status.clone().unwrap_or_default();
+    let ended = matches!(
+        status.phase,
+        Some(Phase::Succeeded | Phase::Failed | Phase::Cancelled | Phase::TimedOut | Phase::Rejected)
+    );
+    if !ended {
+        return Ok(ResumeSource::Wait(
+            "WaitingForResumeSource",
+            format!(
+                "waiting for AgentRun {name} (phase {}) to end before resuming its session",
+                status
+                    .phase
+                    .map(|p| format!("{p:?}"))
+                    .unwrap_or_else(|| "unknown".into())
+            ),
+        ));
+    }
+    let Some(result) = status.result else {
+        return Ok(ResumeSource::Fail(
+            "ResumeNotPossible",
+            format!("AgentRun {name} ended without a result, so no session was saved"),
+        ));
+    };
+    let Some(session_cm) = result.session_ref else {
+        return Ok(ResumeSource::Fail(
+            "ResumeNotPossible",
+            format!("AgentRun {name} saved no CLI session (its agent reported none, or it was too large)"),
+        ));
+    };
+    let revision = if result.run.pushed {
+        result.run.commit.clone()
+    } else {
+        None
+    };
+    Ok(ResumeSource::Ready { session_cm, revision })
 }
 
 fn key_of(r: &AgentRun) -> String {
@@ -666,7 +771,7 @@ async fn finish_from_pod(
         }
     }
     let parsed = artifacts::parse_log(&log);
-    let (log_ref, patch_ref) = artifacts::apply_artifacts(&ctx.client, run, &parsed).await?;
+    let refs = artifacts::apply_artifacts(&ctx.client, run, &parsed).await?;
     let gateway_log = artifacts::parse_gateway_log(&artifacts::fetch_gateway_log(&pods, &pod_name).await);
     artifacts::apply_transcript(&ctx.client, run, &gateway_log).await?;
     // A short run can end before its log follower starts: publish the notable events it did not
@@ -742,8 +847,9 @@ async fn finish_from_pod(
         out.status.result = Some(ResultStatus {
             diffstat: format!("+{}/-{}", r.insertions, r.deletions),
             run: r,
-            patch_ref,
-            log_ref: Some(log_ref),
+            patch_ref: refs.patch,
+            log_ref: Some(refs.log),
+            session_ref: refs.session,
         });
     } else {
         out.status.result = None;
