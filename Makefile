@@ -28,7 +28,7 @@ crds: ## Regenerate the CRD YAML from the Rust types (crds/generated and the cha
 e2e: ## The e2e suite only (brings the local cluster up if needed)
 	bash e2e/run-e2e.sh
 
-drills: ## Reliability drills on the local cluster (kills the operator leader; run alone, after `make e2e`)
+drills: ## Reliability drills on the local cluster (operator kills, control-plane restarts, drain; run alone, after `make e2e`) and cargo-fuzz
 	bash e2e/drills.sh
 
 bench: ## Benchmarks on the local cluster (prints a table; not part of make test)

@@ -15,3 +15,5 @@ export PADDOCK_E2E_RUNNER_IMAGE=localhost/paddock/runner:dev
 export PADDOCK_E2E_MODEL_URL=$MODEL_URL PADDOCK_E2E_GIT_ROOT=$GIT_ROOT PADDOCK_E2E_GIT_URL=$GIT_URL
 step "drills"
 cargo test -p paddock-e2e --test drills -- --ignored --test-threads=1 --nocapture
+step "fuzzing: agent event streams, gateway response parsers, event lines (cargo-fuzz, ${PADDOCK_FUZZ_SECS:-60} s each)"
+bash e2e/fuzz.sh

@@ -5,6 +5,7 @@
 #                        last stdout line = admin kubeconfig path; exit 0 = usable
 #   cluster.sh down      stop everything, remove pods/containers/mounts/links/iptables rules
 #   cluster.sh status    component/node health; exit 0 only if healthy
+#   cluster.sh restart C stop and start one component (etcd, kube-apiserver, kubelet) in place
 #   cluster.sh host-ip   address pods use to reach services on the host (bridge gateway)
 #   cluster.sh kubeconfig | env
 #
@@ -826,6 +827,30 @@ cmd_up() {
   echo "$KUBECONFIG_ADMIN"
 }
 
+# cmd_restart <component>: stop one running component (SIGTERM, then SIGKILL after its grace) and
+# start it again with the same flags, for the reliability drills; prints the seconds it took
+# until the component answered again.
+cmd_restart() {
+  local c=${1:-} t0=$SECONDS
+  [ "$(id -u)" = 0 ] || die "must run as root"
+  lock
+  ensure_binaries >/dev/null
+  case "$c" in
+    etcd) stop_component etcd; start_etcd ;;
+    kube-apiserver)
+      stop_component kube-apiserver; start_apiserver
+      wait_for "kube-apiserver /readyz" 120 curl -fsSk "https://127.0.0.1:$API_PORT/readyz" ;;
+    kubelet)
+      stop_component kubelet
+      start_proc kubelet "$K8S_BIN/kubelet" --config "$DIR/config/kubelet.yaml" \
+        --kubeconfig "$DIR/kubelet.kubeconfig" --root-dir "$DIR/kubelet" \
+        --hostname-override "$NODE" --node-ip "$HOST_IP" --v 1
+      wait_for "kubelet /healthz" 60 curl -fsS http://127.0.0.1:10248/healthz ;;
+    *) die "restart: expected etcd, kube-apiserver or kubelet, got '$c'" ;;
+  esac
+  echo "$((SECONDS - t0))"
+}
+
 cmd_down() {
   [ "$(id -u)" = 0 ] || die "must run as root"
   mkdir -p "$DIR/pids"
@@ -874,9 +899,10 @@ EOF
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
+  restart) cmd_restart "${2:-}" ;;
   status) cmd_status ;;
   host-ip) echo "$HOST_IP" ;;
   kubeconfig) echo "$KUBECONFIG_ADMIN" ;;
   env) cmd_env ;;
-  *) echo "usage: $0 up|down|status|host-ip|kubeconfig|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|restart <component>|host-ip|kubeconfig|env" >&2; exit 2 ;;
 esac

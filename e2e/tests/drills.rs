@@ -13,8 +13,9 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
-use paddock_crds::{AgentRun, Phase, LABEL_RUN};
+use paddock_crds::{AgentRun, ApprovalGate, Phase, LABEL_RUN};
 use paddock_e2e::{phase, GitRepo, TestNs};
 use serde_json::json;
 use std::path::PathBuf;
@@ -215,7 +216,9 @@ async fn leader_failover_drill() -> Result<()> {
     drill(&client).await
 }
 
-async fn drill(client: &Client) -> Result<()> {
+/// Upgrades the shared release to two replicas with leader election (the caller holds a
+/// [`Restore`]).
+fn upgrade_to_two_replicas() -> Result<()> {
     let chart = chart();
     run_helm(&[
         "upgrade",
@@ -232,6 +235,11 @@ async fn drill(client: &Client) -> Result<()> {
         "--timeout",
         "180s",
     ])?;
+    Ok(())
+}
+
+async fn drill(client: &Client) -> Result<()> {
+    upgrade_to_two_replicas()?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
     let (leader, standby) = wait_two_replicas(&pods, &leases, Duration::from_secs(120)).await?;
@@ -477,6 +485,312 @@ async fn idle_reconciles_make_no_writes() -> Result<()> {
     );
     assert!(r1 - r0 >= 10, "the pokes reconciled: {} reconciles", r1 - r0);
     assert_eq!(w1 - w0, 0, "writes on reconciles of unchanged state");
+    ns.cleanup().await;
+    Ok(())
+}
+
+/// Issue 9's crash drill: 20 runs in a pool of 4 while the leading operator process is
+/// SIGKILLed every 10 s (the chart's two replicas with leader election; the kubelet restarts a
+/// killed container, with its crash-loop backoff). Four of the runs wait at a BeforeStart gate,
+/// decided while the killing goes on: two approved, two rejected. Every run must end with the
+/// right outcome, with exactly one pod (`<run>-1`) and no retry, never more than 4 runner pods at
+/// once, every decision kept on its gate, and a consistent status (`observedGeneration` of the
+/// status and of its conditions equal to the run's generation).
+#[tokio::test]
+#[ignore = "disruptive: kills operator processes of the shared release; run alone with --ignored"]
+async fn operator_killed_every_ten_seconds_drill() -> Result<()> {
+    let client = Client::try_default().await?;
+    let revision = current_revision()?;
+    let _restore = Restore(revision);
+    upgrade_to_two_replicas()?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
+    wait_two_replicas(&pods, &leases, Duration::from_secs(120)).await?;
+
+    let ns = TestNs::new("crash").await?;
+    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
+    ns.pool("four", Some(4)).await?;
+    let names: Vec<String> = (1..=20).map(|i| format!("run{i:02}")).collect();
+    let gated = |i: usize| i >= 16; // run17..run20
+    let started = Instant::now();
+
+    // The killer: every 10 s, SIGKILL whichever process holds the Lease.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killer = {
+        let (stop, leases) = (stop.clone(), leases.clone());
+        tokio::spawn(async move {
+            let mut kills = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let Ok(Some(h)) = holder(&leases).await else { continue };
+                let pod = pod_of(&h).to_string();
+                if let Ok(pid) = host_pid_of(&pod) {
+                    if Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status()
+                        .is_ok_and(|s| s.success())
+                    {
+                        eprintln!("SIGKILL {pod} (pid {pid})");
+                        kills.push(pod);
+                    }
+                }
+            }
+            kills
+        })
+    };
+
+    for (i, name) in names.iter().enumerate() {
+        let mut spec = json!({"repo": {"url": repo.url}, "agent": {"name": "shell"},
+                              "prompt": format!("sleep 3; echo {name} > out.txt"),
+                              "runnerPoolRef": {"name": "four"}});
+        if gated(i) {
+            spec["approvals"] = json!({"beforeStart": {}});
+        }
+        ns.apply::<AgentRun>(json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun", "metadata": {"name": name}, "spec": spec,
+        }))
+        .await?;
+    }
+
+    // Decide the gates once they exist (while the killing goes on); sample the runner pods.
+    let gates = ns.api::<ApprovalGate>();
+    let me = paddock_e2e::whoami(&ns.client).await?;
+    let mut decided = std::collections::BTreeMap::new();
+    let mut max_pods = 0usize;
+    let runs = ns.api::<AgentRun>();
+    loop {
+        for (i, name) in names.iter().enumerate().filter(|(i, _)| gated(*i)) {
+            let gate = format!("{name}-before-start");
+            if decided.contains_key(&gate) || gates.get_opt(&gate).await?.is_none() {
+                continue;
+            }
+            let verdict = if i < 18 { "Approve" } else { "Reject" };
+            gates
+                .patch(
+                    &gate,
+                    &PatchParams::default(),
+                    &Patch::<()>::Json(serde_json::from_value(json!([
+                        {"op": "add", "path": "/spec/decisions/-", "value": {"approver": me, "decision": verdict, "comment": "drill"}}
+                    ]))?),
+                )
+                .await?;
+            decided.insert(gate, verdict);
+        }
+        let running = ns
+            .api::<Pod>()
+            .list(&ListParams::default().labels(LABEL_RUN))
+            .await?
+            .items
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Pending" | "Running")
+                )
+            })
+            .count();
+        max_pods = max_pods.max(running);
+        let list = runs.list(&ListParams::default()).await?.items;
+        if list.len() == names.len() && list.iter().all(|r| phase(r).is_some_and(Phase::is_terminal)) {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            ns.dump().await;
+            bail!("not every run ended within 15 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let kills = killer.await?;
+
+    let mut pod_names: Vec<String> = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels(LABEL_RUN))
+        .await?
+        .items
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    pod_names.sort();
+    let mut want_pods = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let r = runs.get(name).await?;
+        let st = r.status.clone().unwrap_or_default();
+        let want = if gated(i) && i >= 18 {
+            Phase::Rejected
+        } else {
+            Phase::Succeeded
+        };
+        assert_eq!(phase(&r), Some(want), "{name}: {st:?}");
+        if want == Phase::Succeeded {
+            want_pods.push(format!("{name}-1"));
+            assert_eq!(st.pod_name, Some(format!("{name}-1")), "{name}");
+            assert_eq!(st.attempt, Some(1), "{name}");
+        }
+        assert!(st.attempts.is_empty(), "{name} retried: {:?}", st.attempts);
+        let generation = r.metadata.generation;
+        assert_eq!(st.observed_generation, generation, "{name}: status.observedGeneration");
+        for c in &st.conditions {
+            assert_eq!(c.observed_generation, generation, "{name}: condition {}", c.type_);
+        }
+        if gated(i) {
+            let gate = gates.get(&format!("{name}-before-start")).await?;
+            let decisions = &gate.spec.decisions;
+            assert_eq!(decisions.len(), 1, "{name}: decisions kept exactly once: {decisions:?}");
+            assert_eq!(
+                format!("{:?}", decisions[0].decision),
+                decided[&format!("{name}-before-start")],
+                "{name}"
+            );
+        }
+    }
+    assert_eq!(pod_names, want_pods, "exactly one pod per started run");
+    assert!(max_pods <= 4, "at most 4 runner pods at once, saw {max_pods}");
+    assert!(
+        kills.len() >= 3,
+        "the drill killed the operator only {} times",
+        kills.len()
+    );
+    eprintln!(
+        "CRASH DRILL: 20 runs (pool of 4, 4 gated) ended in {:.0} s with {} SIGKILLs of the leader; 0 lost, 0 duplicate pods, 4/4 decisions kept, max {max_pods} runner pods at once",
+        took.as_secs_f64(),
+        kills.len()
+    );
+    ns.cleanup().await;
+    Ok(())
+}
+
+/// Runs `e2e/cluster/cluster.sh <args>` (as the drills run on the cluster's node); its last
+/// stdout line.
+fn cluster_sh(args: &[&str]) -> Result<String> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cluster/cluster.sh");
+    let out = Command::new("bash").arg(&script).args(args).output()?;
+    if !out.status.success() {
+        bail!("cluster.sh {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// Issue 9's control-plane drill: while a run's agent is working, the kube-apiserver, etcd and
+/// the kubelet are each restarted in place (`cluster.sh restart`), and the node is drained
+/// (`kubectl drain --force`, then uncordoned). Each run must end — Succeeded, or retried per
+/// `spec.retry` with the reason of the lost attempt recorded — never hang. A drained run
+/// without `spec.retry` ends Failed with the reason. Prints how long each restart took and how
+/// long each run needed after it.
+#[tokio::test]
+#[ignore = "disruptive: restarts the cluster's control plane and drains the node; run alone with --ignored"]
+async fn control_plane_faults_drill() -> Result<()> {
+    let ns = TestNs::new("faults").await?;
+    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
+    ns.pool("default", None).await?;
+    let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let node = match std::env::var("PADDOCK_NODE_NAME") {
+        Ok(n) => n,
+        Err(_) => {
+            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cluster/cluster.sh");
+            let out = Command::new("bash").arg(script).arg("env").output()?;
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("PADDOCK_NODE_NAME=").map(str::to_string))
+                .ok_or_else(|| anyhow!("no PADDOCK_NODE_NAME in cluster.sh env"))?
+        }
+    };
+    let start_run = |name: String, retry: bool| {
+        let mut spec = json!({"repo": {"url": repo.url}, "agent": {"name": "shell"},
+                              "prompt": "echo started; sleep 10; echo done > done.txt"});
+        if retry {
+            spec["retry"] = json!({"limit": 2, "backoff": "1s"});
+        }
+        let ns = &ns;
+        async move {
+            ns.apply::<AgentRun>(json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun",
+                                        "metadata": {"name": name}, "spec": spec}))
+                .await?;
+            ns.wait_run(&name, RUN_TIMEOUT, "running its agent", |r| {
+                paddock_e2e::condition(r, "Running").is_some_and(|c| c.1 == "AgentRunning")
+            })
+            .await
+        }
+    };
+    let mut report = Vec::new();
+    for component in ["kube-apiserver", "etcd", "kubelet"] {
+        let name = format!("during-{}", component.trim_start_matches("kube-"));
+        start_run(name.clone(), true).await?;
+        let t0 = Instant::now();
+        let took = cluster_sh(&["restart", component])?;
+        let r = ns.wait_finished(&name, RUN_TIMEOUT).await?;
+        let st = r.status.clone().unwrap_or_default();
+        assert_eq!(phase(&r), Some(Phase::Succeeded), "{name}: {st:?}");
+        for a in &st.attempts {
+            assert!(
+                !a.reason.is_empty(),
+                "{name}: a retried attempt without a reason: {a:?}"
+            );
+        }
+        report.push(format!(
+            "{component} restarted ({took} s until it answered): run Succeeded {:.0} s after the fault, attempts {}",
+            t0.elapsed().as_secs_f64(),
+            st.attempts.len() + 1
+        ));
+    }
+
+    // Drain: the runner pods are evicted (--force: they have no ReplicaSet); the node is
+    // uncordoned after 5 s so the retry (and the operator's own pod) can be scheduled again.
+    start_run("drained".into(), true).await?;
+    start_run("drained-once".into(), false).await?;
+    let t0 = Instant::now();
+    let drain = Command::new(&kubectl)
+        .args([
+            "drain",
+            &node,
+            "--force",
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--grace-period",
+            "5",
+            "--timeout",
+            "90s",
+        ])
+        .output()?;
+    let uncordon = Command::new(&kubectl).args(["uncordon", &node]).output();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        drain.status.success(),
+        "kubectl drain: {}",
+        String::from_utf8_lossy(&drain.stderr)
+    );
+    assert!(uncordon.is_ok_and(|o| o.status.success()), "kubectl uncordon");
+    let r = ns.wait_finished("drained", RUN_TIMEOUT).await?;
+    let st = r.status.clone().unwrap_or_default();
+    assert_eq!(phase(&r), Some(Phase::Succeeded), "drained: {st:?}");
+    assert!(!st.attempts.is_empty(), "the drained attempt is in the history: {st:?}");
+    let reason = st.attempts[0].reason.clone();
+    assert!(
+        matches!(reason.as_str(), "PodDeleted" | "PodEvicted" | "PodLost"),
+        "drained attempt's reason: {reason}"
+    );
+    let once = ns.wait_finished("drained-once", RUN_TIMEOUT).await?;
+    assert_eq!(phase(&once), Some(Phase::Failed), "{:?}", once.status);
+    let once_reason = paddock_e2e::condition(&once, "Succeeded")
+        .map(|c| c.1)
+        .unwrap_or_default();
+    assert!(
+        matches!(once_reason.as_str(), "PodDeleted" | "PodEvicted" | "PodLost"),
+        "{once_reason}"
+    );
+    report.push(format!(
+        "node drained: the run with retry Succeeded on attempt {} ({reason}) {:.0} s after the drain; the run without retry Failed ({once_reason})",
+        st.attempts.len() + 1,
+        t0.elapsed().as_secs_f64()
+    ));
+    for line in &report {
+        eprintln!("CONTROL-PLANE DRILL: {line}");
+    }
     ns.cleanup().await;
     Ok(())
 }

@@ -354,8 +354,11 @@ impl Raw {
                 cache_write: 0,
             },
             ModelApi::Gemini => Tokens {
-                input: self.input.saturating_sub(self.cache_read) + self.tool_prompt,
-                output: self.output + self.thoughts,
+                input: self
+                    .input
+                    .saturating_sub(self.cache_read)
+                    .saturating_add(self.tool_prompt),
+                output: self.output.saturating_add(self.thoughts),
                 cache_read: self.cache_read,
                 cache_write: 0,
             },

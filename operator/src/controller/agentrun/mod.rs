@@ -412,7 +412,15 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
         }
     }
 
-    // Queue: respect the pool's maxConcurrentRuns, in creation order.
+    // Queue: respect the pool's maxConcurrentRuns, in creation order. The count comes from the
+    // controller's cache, which a (re)started operator fills in one go when its initial list is
+    // done (kube-runtime's reflector applies InitApply events at InitDone) while reconciles of
+    // the listed runs already start: counting before that sees an empty pool and admits every
+    // waiting run (the crash drill saw 8 pods in a pool of 4).
+    if pool.spec.max_concurrent_runs.is_some() && ctx.runs.wait_until_ready().await.is_err() {
+        out.action = Action::requeue(Duration::from_secs(1));
+        return Ok(());
+    }
     let mut admissions = ctx.admissions.lock().await;
     let key = format!("{ns}/{}", run.metadata.name.as_deref().unwrap_or_default());
     if let Some(max) = pool.spec.max_concurrent_runs {
