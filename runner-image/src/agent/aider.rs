@@ -274,10 +274,10 @@ impl AiderMapper {
                     let banner = line.trim().is_empty() || BANNER_PREFIXES.iter().any(|p| line.starts_with(p));
                     if !banner {
                         self.phase = Phase::Reply;
-                        self.reply.push(line.to_string());
+                        super::push_bounded(&mut self.reply, line);
                     }
                 }
-                Phase::Reply => self.reply.push(line.to_string()),
+                Phase::Reply => super::push_bounded(&mut self.reply, line),
             }
         }
         out

@@ -134,8 +134,11 @@ impl GeminiMapper {
         if kind == "message" {
             if s(v, "role").as_deref() == Some("assistant") {
                 self.assistant_output();
-                self.pending
-                    .push_str(v.get("content").and_then(Value::as_str).unwrap_or_default());
+                // Bounded: a CLI streaming one endless message cannot grow the runner's memory.
+                if self.pending.len() < super::MAX_BUFFERED_LINES * super::MAX_BUFFERED_LINE_BYTES {
+                    self.pending
+                        .push_str(v.get("content").and_then(Value::as_str).unwrap_or_default());
+                }
                 if v.get("delta").and_then(Value::as_bool) != Some(true) {
                     // A whole message, not a chunk.
                     return self.flush();

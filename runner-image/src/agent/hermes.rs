@@ -170,7 +170,7 @@ impl HermesMapper {
 
 impl StreamMapper for HermesMapper {
     fn stdout_line(&mut self, line: &str) -> Vec<RunnerEvent> {
-        self.stdout.push(line.to_string());
+        super::push_bounded(&mut self.stdout, line);
         log_event("stdout", line)
     }
 

@@ -422,6 +422,22 @@ pub fn mapper_for(kind: AgentKind, model: Option<String>) -> Box<dyn StreamMappe
     }
 }
 
+/// Most lines an adapter keeps from a CLI's output until the CLI exits (Aider's reply, Hermes'
+/// final text, OpenClaw's JSON envelope); further lines are not kept (they still become `log`
+/// events where the adapter emits them).
+pub const MAX_BUFFERED_LINES: usize = 4096;
+/// Longest line (bytes) an adapter keeps in such a buffer; longer ones are cut. With
+/// [`MAX_BUFFERED_LINES`], a CLI's output can hold at most 64 MiB of the runner's memory.
+pub const MAX_BUFFERED_LINE_BYTES: usize = 16 * 1024;
+
+/// Appends `line` to an adapter's buffer within [`MAX_BUFFERED_LINES`] and
+/// [`MAX_BUFFERED_LINE_BYTES`].
+pub(crate) fn push_bounded(buf: &mut Vec<String>, line: &str) {
+    if buf.len() < MAX_BUFFERED_LINES {
+        buf.push(paddock_crds::events::truncate(line, MAX_BUFFERED_LINE_BYTES));
+    }
+}
+
 /// Compact JSON of a value, or the string itself when it is a JSON string.
 pub(crate) fn compact(v: &serde_json::Value) -> String {
     match v {
@@ -777,6 +793,17 @@ mod tests {
         let plain = build_invocation(&spec(AgentKind::Hermes), &Env::from_pairs([("HOME", "/h")]));
         assert_eq!(plain.args[3..5], ["-m".to_string(), "m1".to_string()]);
         assert_eq!(plain.files.len(), 1);
+    }
+
+    #[test]
+    fn adapter_buffers_are_bounded() {
+        let mut buf = Vec::new();
+        let long = "x".repeat(MAX_BUFFERED_LINE_BYTES * 3);
+        for _ in 0..MAX_BUFFERED_LINES + 10 {
+            push_bounded(&mut buf, &long);
+        }
+        assert_eq!(buf.len(), MAX_BUFFERED_LINES);
+        assert!(buf.iter().all(|l| l.len() <= MAX_BUFFERED_LINE_BYTES));
     }
 
     #[test]

@@ -195,7 +195,7 @@ impl OpenClawMapper {
 
 impl StreamMapper for OpenClawMapper {
     fn stdout_line(&mut self, line: &str) -> Vec<RunnerEvent> {
-        self.stdout.push(line.to_string());
+        super::push_bounded(&mut self.stdout, line);
         Vec::new()
     }
 

@@ -53,14 +53,35 @@ enum Stream {
     Stderr,
 }
 
+/// Longest output line read whole (bytes): the rest of a longer line is discarded up to its
+/// newline, so a CLI printing without newlines cannot grow the runner's memory.
+pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
 async fn read_lines<R: AsyncRead + Unpin>(r: R, stream: Stream, tx: mpsc::Sender<(Stream, String)>) {
+    use tokio::io::AsyncReadExt;
     let mut reader = BufReader::new(r);
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
+        match (&mut reader)
+            .take(MAX_LINE_BYTES as u64)
+            .read_until(b'\n', &mut buf)
+            .await
+        {
             Ok(0) | Err(_) => break,
-            Ok(_) => {
+            Ok(n) => {
+                if n == MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
+                    // Skip the rest of this line.
+                    let mut rest = Vec::new();
+                    loop {
+                        rest.clear();
+                        match (&mut reader).take(64 * 1024).read_until(b'\n', &mut rest).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) if rest.last() == Some(&b'\n') => break,
+                            Ok(_) => {}
+                        }
+                    }
+                }
                 let line = String::from_utf8_lossy(&buf);
                 let line = line.trim_end_matches(['\n', '\r']).to_string();
                 if tx.send((stream, line)).await.is_err() {
@@ -269,6 +290,35 @@ mod tests {
         let files = vec![(settings.clone(), "{\"a\":1}".to_string())];
         let events = run("cat", &[&settings.display().to_string()], files, dir.path()).await;
         assert_eq!(events, vec![log("{\"a\":1}")]);
+    }
+
+    /// A line longer than [`MAX_LINE_BYTES`] is read up to the cap; the rest of it is skipped
+    /// and the next line is read as usual.
+    #[tokio::test]
+    async fn overlong_lines_are_cut_at_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = format!(
+            "head -c {} /dev/zero | tr '\\0' x; echo; echo next",
+            MAX_LINE_BYTES + 100_000
+        );
+        let inv = Invocation {
+            program: "sh".into(),
+            args: vec!["-c".into(), script],
+            env: Vec::new(),
+            create_dirs: Vec::new(),
+            files: Vec::new(),
+        };
+        let (_tx, mut terminate) = watch::channel(false);
+        let mut lens = Vec::new();
+        struct Lens<'a>(&'a mut Vec<usize>);
+        impl StreamMapper for Lens<'_> {
+            fn stdout_line(&mut self, line: &str) -> Vec<RunnerEvent> {
+                self.0.push(line.len());
+                Vec::new()
+            }
+        }
+        run_cli(&inv, dir.path(), &mut Lens(&mut lens), &mut terminate, |_| {}).await;
+        assert_eq!(lens, vec![MAX_LINE_BYTES, 4]);
     }
 
     /// The CLI sees `PWD` = its working directory, whatever the runner's own `PWD` is
