@@ -657,6 +657,17 @@ pub fn queue_position(
 async fn observe_pod(run: &AgentRun, ctx: &Arc<Context>, pods: &Api<Pod>, pod: &Pod, out: &mut Outcome) -> Result<()> {
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     out.status.pod_name = Some(pod_name.clone());
+    // A pod created (or claimed) just before the operator crashed, before the status said so:
+    // adopted here with its attempt (the pod's label; the crash drill found runs without it).
+    if out.status.attempt.is_none() {
+        let label = pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(paddock_crds::LABEL_ATTEMPT))
+            .and_then(|a| a.parse().ok());
+        out.status.attempt = Some(label.unwrap_or_else(|| attempt_of(&pod_name)));
+    }
     if out.status.start_time.is_none() {
         out.status.start_time = pod.metadata.creation_timestamp.clone();
     }
