@@ -27,7 +27,7 @@ const RELEASE: &str = "paddock";
 const LEASE: &str = "paddock-operator";
 const OPERATOR_PODS: &str = "app.kubernetes.io/instance=paddock,app.kubernetes.io/component=operator";
 /// The Lease's duration and the standby's polling period (operator/src/leader.rs).
-const LEASE_DURATION: Duration = Duration::from_secs(15);
+const LEASE_DURATION: Duration = Duration::from_secs(10);
 const RETRY_PERIOD: Duration = Duration::from_secs(2);
 const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 

@@ -4,15 +4,15 @@
 //! Semantics (client-go's, with Paddock's timings):
 //! - The Lease `paddock-operator` in the operator's namespace names the leader
 //!   (`spec.holderIdentity` = `<pod name>_<per-process token>`, see [`identity`]). The leader
-//!   renews it every [`RENEW_INTERVAL`] (5 s); standbys read it every [`RETRY_PERIOD`] (2 s).
+//!   renews it every [`RENEW_INTERVAL`] (3 s); standbys read it every [`RETRY_PERIOD`] (2 s).
 //! - A standby takes the Lease over when it is free (no holder) or when the record has not
-//!   changed for `leaseDurationSeconds` ([`LEASE_DURATION`], 15 s) **as measured by the
+//!   changed for `leaseDurationSeconds` ([`LEASE_DURATION`], 10 s) **as measured by the
 //!   standby's own clock** since it first saw that record — never by comparing `renewTime`
 //!   with its clock, so clock skew between nodes cannot shorten a lease.
 //! - Every write (take-over and renewal) is an update carrying the `resourceVersion` just
 //!   read: of two replicas racing for the same record, exactly one wins and the other gets
 //!   `409 Conflict`.
-//! - Stepping down is exiting: a leader that cannot renew within [`RENEW_DEADLINE`] (10 s)
+//! - Stepping down is exiting: a leader that cannot renew within [`RENEW_DEADLINE`] (7 s)
 //!   of its last successful renewal, or that finds another holder, exits the process with
 //!   status 1 so that Kubernetes restarts it as a fresh standby. That deadline is 5 s shorter
 //!   than the lease, so the old leader is gone before any standby may take over.
@@ -33,12 +33,13 @@ use tokio::time::Instant;
 
 /// Name of the Lease the replicas elect a leader on.
 pub const LEASE_NAME: &str = "paddock-operator";
-/// How long a record stays valid without a renewal (`spec.leaseDurationSeconds`).
-pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+/// How long a record stays valid without a renewal (`spec.leaseDurationSeconds`). 10 s, not
+/// client-go's 15 s: a crashed leader is replaced within 12 s (lease + one standby read).
+pub const LEASE_DURATION: Duration = Duration::from_secs(10);
 /// How often the leader renews the Lease.
-pub const RENEW_INTERVAL: Duration = Duration::from_secs(5);
+pub const RENEW_INTERVAL: Duration = Duration::from_secs(3);
 /// The leader exits when it has not renewed for this long (must be below [`LEASE_DURATION`]).
-pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
+pub const RENEW_DEADLINE: Duration = Duration::from_secs(7);
 /// How often a standby reads the Lease, and how soon a failed renewal is retried.
 pub const RETRY_PERIOD: Duration = Duration::from_secs(2);
 
@@ -458,8 +459,8 @@ mod tests {
             Decision::TakeOver
         );
         assert_eq!(
-            decide(Some(&spec(Some("b"), None)), true, "a", S(10)),
-            Decision::Wait(S(5))
+            decide(Some(&spec(Some("b"), None)), true, "a", S(6)),
+            Decision::Wait(LEASE_DURATION - S(6))
         );
         assert_eq!(
             decide(Some(&spec(Some("b"), Some(-5))), true, "a", S(0)),
@@ -476,7 +477,7 @@ mod tests {
         assert_eq!(new.lease_transitions, Some(3));
         assert_eq!(new.acquire_time, old.acquire_time);
         assert_eq!(new.renew_time, Some(t));
-        assert_eq!(new.lease_duration_seconds, Some(15));
+        assert_eq!(new.lease_duration_seconds, Some(LEASE_DURATION.as_secs() as i32));
     }
 
     #[test]
