@@ -138,11 +138,18 @@ async fn finish_workload(ctx: &Arc<Context>, run: &AgentRun, st: &AgentRunStatus
 }
 
 /// Moves `out.status` to `phase` and queues an Event when the phase or reason changed.
+/// A terminal transition happens at `status.completionTime` when it is already known (the
+/// pod's end, see [`pod_finished_at`]), so a reconcile that finishes the run again from a stale
+/// cache writes the same times instead of later ones.
 fn transition(run: &AgentRun, out: &mut Outcome, phase: Phase, reason: &str, message: &str) {
     let before = (out.status.phase, succeeded_reason(&out.status));
-    set_phase(&mut out.status, phase, reason, message, run.metadata.generation, &now());
+    let at = match &out.status.completion_time {
+        Some(t) if phase.is_terminal() => t.clone(),
+        _ => now(),
+    };
+    set_phase(&mut out.status, phase, reason, message, run.metadata.generation, &at);
     if phase.is_terminal() && out.status.completion_time.is_none() {
-        out.status.completion_time = Some(now());
+        out.status.completion_time = Some(at);
     }
     if before != (Some(phase), succeeded_reason(&out.status)) {
         let t = match phase {
@@ -873,8 +880,25 @@ async fn finish_from_pod(
     } else {
         out.status.result = None;
     }
+    if forced.is_none() && out.status.completion_time.is_none() {
+        out.status.completion_time = pod_finished_at(pod);
+    }
     transition(run, out, phase, &reason, &message);
     Ok(())
+}
+
+/// When the pod's containers last finished (the latest `finishedAt` of a terminated container),
+/// if they all did.
+fn pod_finished_at(pod: &Pod) -> Option<Time> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let mut latest: Option<Time> = None;
+    for s in statuses {
+        let t = s.state.as_ref()?.terminated.as_ref()?.finished_at.clone()?;
+        if latest.as_ref().is_none_or(|l| t.0 > l.0) {
+            latest = Some(t);
+        }
+    }
+    latest
 }
 
 /// Whether an attempt that ended with `reason` (and `message`) is worth another attempt: the
@@ -1040,6 +1064,32 @@ mod tests {
         ] {
             assert!(!retryable(r, "ImagePullBackOff"), "{r}");
         }
+    }
+
+    #[test]
+    fn a_pod_has_finished_when_all_its_containers_have() {
+        let pod = |states: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({"status": {"containerStatuses": states}})).unwrap()
+        };
+        let done = |at: &str| {
+            serde_json::json!({"name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "finishedAt": at}}})
+        };
+        let running = serde_json::json!({"name": "g", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+            "state": {"running": {}}});
+        let both = pod(serde_json::json!([
+            done("2026-11-22T10:00:05Z"),
+            done("2026-11-22T10:00:03Z")
+        ]));
+        assert_eq!(
+            pod_finished_at(&both).map(|t| t.0.to_string()),
+            Some("2026-11-22T10:00:05Z".to_string())
+        );
+        assert_eq!(
+            pod_finished_at(&pod(serde_json::json!([done("2026-11-22T10:00:05Z"), running]))),
+            None
+        );
+        assert_eq!(pod_finished_at(&Pod::default()), None);
     }
 
     #[test]
