@@ -6,7 +6,11 @@
 #   $PADDOCK_CACHE/bin/helm-<ver>/helm
 #   $PADDOCK_CACHE/bin/otelcol-<ver>/otelcol (only when asked: `build-binaries.sh otelcol`)
 #   $PADDOCK_CACHE/bin/kueue-<ver>/kueue (only when asked: `build-binaries.sh kueue`)
-# A warm cache makes this a no-op. Usage: build-binaries.sh [kubernetes|etcd|helm|otelcol|kueue ...]
+#   $PADDOCK_CACHE/bin/tekton-<ver>/{tekton-controller,tekton-entrypoint},
+#   $PADDOCK_CACHE/bin/agent-sandbox-<ver>/agent-sandbox-controller,
+#   $PADDOCK_CACHE/bin/kwok-<ver>/kwok (peer benchmarks, only when asked: `build-binaries.sh tekton agent-sandbox kwok`)
+# A warm cache makes this a no-op.
+# Usage: build-binaries.sh [kubernetes|etcd|helm|otelcol|kueue|tekton|agent-sandbox|kwok ...]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${PADDOCK_CACHE:-/var/cache/paddock}
@@ -21,6 +25,9 @@ ETCD_VERSION=$(version etcd go.etcd.io/etcd/server/v3)
 HELM_VERSION=$(version helm helm.sh/helm/v3)
 OTELCOL_VERSION=$(version otelcol go.opentelemetry.io/collector/otelcol)
 KUEUE_VERSION=$(version kueue sigs.k8s.io/kueue)
+TEKTON_VERSION=$(version tekton github.com/tektoncd/pipeline)
+AGENT_SANDBOX_VERSION=$(version agent-sandbox sigs.k8s.io/agent-sandbox)
+KWOK_VERSION=$(version kwok sigs.k8s.io/kwok)
 
 log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -91,6 +98,48 @@ build_kueue() {
   log "kueue $KUEUE_VERSION built into $out"
 }
 
+# Peer controllers for the benchmarks (issue 8). Their CRDs and manifests come from the same
+# modules: `go mod download -json <module>@<ver>` prints the directory (Tekton: config/300-crds,
+# agent-sandbox: k8s/crds, kwok: kustomize/stage).
+# Tekton's entrypoint is built static: a TaskRun pod's init container copies it from an image
+# (at /ko-app/entrypoint) into every step container. Pods on kwok nodes (which never run) need none.
+build_tekton() {
+  local out=$cache/bin/tekton-$TEKTON_VERSION
+  [ -x "$out/tekton-entrypoint" ] && { log "tekton $TEKTON_VERSION cached in $out"; return; }
+  log "building tekton $TEKTON_VERSION (pipelines controller, entrypoint)"
+  mkdir -p "$out.tmp"
+  (cd "$here/tools/tekton" && go build -trimpath -ldflags "-s -w" \
+    -o "$out.tmp/tekton-controller" github.com/tektoncd/pipeline/cmd/controller &&
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
+    -o "$out.tmp/tekton-entrypoint" github.com/tektoncd/pipeline/cmd/entrypoint)
+  rm -rf "$out"; mv "$out.tmp" "$out"
+  log "tekton $TEKTON_VERSION built into $out"
+}
+
+build_agent_sandbox() {
+  local out=$cache/bin/agent-sandbox-$AGENT_SANDBOX_VERSION
+  [ -x "$out/agent-sandbox-controller" ] && { log "agent-sandbox $AGENT_SANDBOX_VERSION cached in $out"; return; }
+  log "building agent-sandbox $AGENT_SANDBOX_VERSION (controller)"
+  mkdir -p "$out.tmp"
+  (cd "$here/tools/agent-sandbox" && go build -trimpath \
+    -ldflags "-s -w -X sigs.k8s.io/agent-sandbox/internal/version.gitVersion=$AGENT_SANDBOX_VERSION" \
+    -o "$out.tmp/agent-sandbox-controller" sigs.k8s.io/agent-sandbox/cmd/agent-sandbox-controller)
+  rm -rf "$out"; mv "$out.tmp" "$out"
+  log "agent-sandbox $AGENT_SANDBOX_VERSION built into $out"
+}
+
+build_kwok() {
+  local out=$cache/bin/kwok-$KWOK_VERSION
+  [ -x "$out/kwok" ] && { log "kwok $KWOK_VERSION cached in $out"; return; }
+  log "building kwok $KWOK_VERSION"
+  mkdir -p "$out.tmp"
+  (cd "$here/tools/kwok" && go build -trimpath \
+    -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" \
+    -o "$out.tmp/kwok" sigs.k8s.io/kwok/cmd/kwok)
+  rm -rf "$out"; mv "$out.tmp" "$out"
+  log "kwok $KWOK_VERSION built into $out"
+}
+
 # print-env: the binary directories, for callers that put them on PATH.
 if [ "${1:-}" = print-env ]; then
   echo "K8S_BIN=$cache/bin/kubernetes-$K8S_VERSION"
@@ -99,6 +148,12 @@ if [ "${1:-}" = print-env ]; then
   echo "OTELCOL_BIN=$cache/bin/otelcol-$OTELCOL_VERSION"
   echo "KUEUE_BIN=$cache/bin/kueue-$KUEUE_VERSION"
   echo "KUEUE_VERSION=$KUEUE_VERSION"
+  echo "TEKTON_BIN=$cache/bin/tekton-$TEKTON_VERSION"
+  echo "TEKTON_VERSION=$TEKTON_VERSION"
+  echo "AGENT_SANDBOX_BIN=$cache/bin/agent-sandbox-$AGENT_SANDBOX_VERSION"
+  echo "AGENT_SANDBOX_VERSION=$AGENT_SANDBOX_VERSION"
+  echo "KWOK_BIN=$cache/bin/kwok-$KWOK_VERSION"
+  echo "KWOK_VERSION=$KWOK_VERSION"
   echo "K8S_VERSION=$K8S_VERSION"
   exit 0
 fi
@@ -112,5 +167,5 @@ if ! flock -n 9; then
 fi
 
 for what in "${@:-etcd helm kubernetes}"; do
-  for w in $what; do "build_$w"; done
+  for w in $what; do "build_${w//-/_}"; done
 done
