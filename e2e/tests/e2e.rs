@@ -728,16 +728,12 @@ async fn deleted_pod_is_retried() -> Result<()> {
     .await?;
     shell_run(&ns, &repo, "once", prompt, json!({})).await?;
     for name in ["again", "once"] {
-        // Once the log follower read the agent's first line (status.progress counts what it
-        // read), delete the pod as a node drain or a human would.
-        ns.wait_run(name, RUN_TIMEOUT, "running its agent, first line read", |r| {
+        ns.wait_run(name, RUN_TIMEOUT, "running its agent", |r| {
             condition(r, "Running").is_some_and(|c| c.1 == "AgentRunning")
-                && r.status
-                    .as_ref()
-                    .and_then(|s| s.progress.as_ref())
-                    .is_some_and(|p| p.last_event.contains("attempt-started"))
         })
         .await?;
+        // Let the follower read a line, then delete the pod as a node drain or a human would.
+        tokio::time::sleep(Duration::from_secs(1)).await;
         ns.api::<Pod>()
             .delete(&format!("{name}-1"), &Default::default())
             .await?;
