@@ -302,10 +302,7 @@ mod tests {
     use super::*;
 
     fn map_all(text: &str) -> Vec<RunnerEvent> {
-        let mut m = AiderMapper::new(Some("scripted-edit-file-text".into()));
-        let mut out: Vec<RunnerEvent> = text.lines().flat_map(|l| m.stdout_line(l)).collect();
-        out.extend(m.finish());
-        out
+        crate::agent::map_stdout(AiderMapper::new(Some("scripted-edit-file-text".into())), text)
     }
 
     fn log(text: &str) -> RunnerEvent {

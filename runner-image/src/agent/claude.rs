@@ -205,10 +205,7 @@ mod tests {
     use super::*;
 
     fn map_all(text: &str) -> Vec<RunnerEvent> {
-        let mut m = ClaudeMapper::default();
-        let mut out: Vec<RunnerEvent> = text.lines().flat_map(|l| m.stdout_line(l)).collect();
-        out.extend(m.finish());
-        out
+        crate::agent::map_stdout(ClaudeMapper::default(), text)
     }
 
     #[test]

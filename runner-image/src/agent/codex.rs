@@ -185,10 +185,7 @@ mod tests {
     use super::*;
 
     fn map_all(model: Option<&str>, text: &str) -> Vec<RunnerEvent> {
-        let mut m = CodexMapper::new(model.map(str::to_string));
-        let mut out: Vec<RunnerEvent> = text.lines().flat_map(|l| m.stdout_line(l)).collect();
-        out.extend(m.finish());
-        out
+        crate::agent::map_stdout(CodexMapper::new(model.map(str::to_string)), text)
     }
 
     #[test]

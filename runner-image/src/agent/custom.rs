@@ -123,10 +123,7 @@ mod tests {
     use paddock_crds::events::Usage;
 
     fn map_all(output: Output, text: &str) -> Vec<RunnerEvent> {
-        let mut m = CustomMapper::new(output);
-        let mut out: Vec<RunnerEvent> = text.lines().flat_map(|l| m.stdout_line(l)).collect();
-        out.extend(m.finish());
-        out
+        crate::agent::map_stdout(CustomMapper::new(output), text)
     }
 
     fn log(text: &str) -> RunnerEvent {

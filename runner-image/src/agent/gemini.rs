@@ -238,10 +238,7 @@ mod tests {
     use super::*;
 
     fn map_all(text: &str) -> Vec<RunnerEvent> {
-        let mut m = GeminiMapper::default();
-        let mut out: Vec<RunnerEvent> = text.lines().flat_map(|l| m.stdout_line(l)).collect();
-        out.extend(m.finish());
-        out
+        crate::agent::map_stdout(GeminiMapper::default(), text)
     }
 
     /// The stream real Gemini CLI 0.61.0 (on Node.js 22.23.3) printed against the scripted

@@ -191,13 +191,13 @@ mod tests {
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
     fn map_all(stdout: &str, usage_file: &str) -> Vec<RunnerEvent> {
-        let mut m = HermesMapper::new(
-            Some("scripted-edit-file".into()),
-            Some(Path::new(FIXTURES).join(usage_file)),
-        );
-        let mut out: Vec<RunnerEvent> = stdout.lines().flat_map(|l| m.stdout_line(l)).collect();
-        out.extend(m.finish());
-        out
+        crate::agent::map_stdout(
+            HermesMapper::new(
+                Some("scripted-edit-file".into()),
+                Some(Path::new(FIXTURES).join(usage_file)),
+            ),
+            stdout,
+        )
     }
 
     /// What real Hermes Agent 0.19.0 printed and wrote to its usage file against the scripted

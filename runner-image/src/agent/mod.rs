@@ -438,6 +438,15 @@ pub(crate) fn push_bounded(buf: &mut Vec<String>, line: &str) {
     }
 }
 
+/// Feeds every line of `text` to `m` as stdout, then finishes it: the events a recorded stream
+/// maps to (the adapters' tests).
+#[cfg(test)]
+pub(crate) fn map_stdout(mut m: impl StreamMapper, text: &str) -> Vec<RunnerEvent> {
+    let mut out: Vec<RunnerEvent> = text.lines().flat_map(|l| m.stdout_line(l)).collect();
+    out.extend(m.finish());
+    out
+}
+
 /// Compact JSON of a value, or the string itself when it is a JSON string.
 pub(crate) fn compact(v: &serde_json::Value) -> String {
     match v {

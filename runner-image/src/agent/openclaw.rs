@@ -213,10 +213,7 @@ mod tests {
     use super::*;
 
     fn map_all(text: &str) -> Vec<RunnerEvent> {
-        let mut m = OpenClawMapper::new(Some("scripted-edit-file".into()));
-        let mut out: Vec<RunnerEvent> = text.lines().flat_map(|l| m.stdout_line(l)).collect();
-        out.extend(m.finish());
-        out
+        crate::agent::map_stdout(OpenClawMapper::new(Some("scripted-edit-file".into())), text)
     }
 
     /// The envelope real OpenClaw 2026.9.6 (on Node 24.21) printed against the scripted

@@ -177,10 +177,7 @@ mod tests {
     use super::*;
 
     fn map_all(text: &str) -> Vec<RunnerEvent> {
-        let mut m = OpenCodeMapper::new(Some("scripted-edit-file".into()));
-        let mut out: Vec<RunnerEvent> = text.lines().flat_map(|l| m.stdout_line(l)).collect();
-        out.extend(m.finish());
-        out
+        crate::agent::map_stdout(OpenCodeMapper::new(Some("scripted-edit-file".into())), text)
     }
 
     /// The stream real OpenCode 1.18.33 printed against the scripted model's `edit-file`

@@ -39,14 +39,10 @@ pub fn mapper() -> ClaudeMapper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::StreamMapper;
     use paddock_crds::events::{RunnerEvent, Usage};
 
     fn map_all(text: &str) -> Vec<RunnerEvent> {
-        let mut m = mapper();
-        let mut out: Vec<RunnerEvent> = text.lines().flat_map(|l| m.stdout_line(l)).collect();
-        out.extend(m.finish());
-        out
+        crate::agent::map_stdout(mapper(), text)
     }
 
     /// The stream real Qwen Code 0.24.4 printed against the scripted model's `edit-file`
