@@ -312,25 +312,27 @@ async fn drill(client: &Client) -> Result<()> {
         },
     )
     .await?;
-    // The standby is the only candidate that has watched the record age: the replacement pod
-    // starts observing it from scratch, so it cannot win before the lease expired for it.
-    let (_, failover) = wait_holder(
+    // Usually the standby wins (it has watched the record age, the replacement pod starts
+    // observing it from scratch), but with a 10 s lease a fast replacement may get there first
+    // when the standby's take-over write meets a conflict: either is a failover.
+    let (winner, failover) = wait_holder(
         &leases,
-        &standby_name,
-        |p| p == standby_name,
+        "a pod other than the killed leader",
+        |p| p != leader_name,
         killed,
         Duration::from_secs(60),
     )
     .await?;
     eprintln!(
-        "FAILOVER (SIGKILL of the leader): the Lease named the standby {standby_name} after {:.1} s",
+        "FAILOVER (SIGKILL of the leader): the Lease named {winner} (standby was {standby_name}) after {:.1} s",
         failover.as_secs_f64()
     );
-    // The record lives LEASE_DURATION after the last renewal (≤ 5 s before the kill); the standby
+    // The record lives LEASE_DURATION after the last renewal (≤ 3 s before the kill); the standby
     // notices renewals up to one RETRY_PERIOD late.
+    // Within the 15 s issue 9 asks for (the standby: ≤ LEASE_DURATION + RETRY_PERIOD).
     assert!(
-        failover <= LEASE_DURATION + RETRY_PERIOD,
-        "failover took {failover:?} (> {:?})",
+        failover <= Duration::from_secs(15),
+        "failover took {failover:?} (> 15 s; the standby alone would take ≤ {:?})",
         LEASE_DURATION + RETRY_PERIOD
     );
 
@@ -365,7 +367,7 @@ async fn drill(client: &Client) -> Result<()> {
 
     // The new leader says so; the replacement pod stands by.
     let (new_leader, new_standby) = wait_two_replicas(&pods, &leases, Duration::from_secs(120)).await?;
-    assert_eq!(new_leader.metadata.name.as_deref(), Some(standby_name.as_str()));
+    assert_eq!(new_leader.metadata.name.as_deref(), Some(winner.as_str()));
     assert_eq!(metric_sum(&scrape(&new_leader).await?, "paddock_leader"), 1.0);
     let replacement = scrape(&new_standby).await?;
     assert_eq!(metric_sum(&replacement, "paddock_leader"), 0.0);
@@ -460,9 +462,19 @@ async fn idle_reconciles_make_no_writes() -> Result<()> {
     .await?;
     let done = ns.wait_finished("done", RUN_TIMEOUT).await?;
     assert_eq!(phase(&done), Some(Phase::Succeeded));
-    // Let the last Events and the pool's status settle.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let (w0, r0) = writes_and_reconciles(&client).await?;
+    // Let the last Events and the pool's status settle, and wait until the operator is quiet:
+    // no write for 5 s (the counters are cluster-wide, and an earlier drill's namespace may
+    // still be going away).
+    let (mut w0, mut r0) = writes_and_reconciles(&client).await?;
+    for _ in 0..24 {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (w, r) = writes_and_reconciles(&client).await?;
+        let quiet = w == w0;
+        (w0, r0) = (w, r);
+        if quiet {
+            break;
+        }
+    }
     let runs = ns.api::<AgentRun>();
     for i in 0..10 {
         for name in ["held", "done"] {
