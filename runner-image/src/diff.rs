@@ -145,25 +145,40 @@ pub fn encode_patch(patch: &[u8], secrets: &[String]) -> Result<EncodedPatch, Di
             events: Vec::new(),
         });
     }
-    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-    gz.write_all(&body)?;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(gz.finish()?);
-    let chunks: Vec<&[u8]> = b64.as_bytes().chunks(PATCH_CHUNK_BYTES).collect();
-    let total = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
-    let events = chunks
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| RunnerEvent::Patch {
-            index: u32::try_from(i).unwrap_or(u32::MAX),
-            total,
-            data: String::from_utf8_lossy(c).into_owned(),
-        })
+    let events = b64_chunks(&gzip(&body)?)
+        .map(|(index, total, data)| RunnerEvent::Patch { index, total, data })
         .collect();
     Ok(EncodedPatch {
         patch_bytes,
         truncated,
         events,
     })
+}
+
+/// Gzip of `body` (default level, in memory).
+///
+/// # Errors
+/// Only on allocation failure (it writes to memory).
+pub fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(body)?;
+    gz.finish()
+}
+
+/// `data` as standard base64 cut into [`PATCH_CHUNK_BYTES`] pieces: `(index from 0, total,
+/// piece)`, the payload of `patch` and `session` chunk events.
+pub fn b64_chunks(data: &[u8]) -> impl Iterator<Item = (u32, u32, String)> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+    let pieces: Vec<String> = b64
+        .as_bytes()
+        .chunks(PATCH_CHUNK_BYTES)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    let total = u32::try_from(pieces.len()).unwrap_or(u32::MAX);
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(move |(i, piece)| (u32::try_from(i).unwrap_or(u32::MAX), total, piece))
 }
 
 /// Reassembles `patch` events (in order) into the patch bytes: concatenated base64 → gunzip.

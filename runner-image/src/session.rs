@@ -14,14 +14,11 @@
 //! under the *current* working directory's project folder) and returns the id; the adapter
 //! then adds `--resume <id>` (Claude Code) or runs `codex exec resume <id>` (Codex).
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
-use base64::Engine;
 use flate2::read::GzDecoder;
-use flate2::write::GzEncoder;
-use flate2::Compression;
-use paddock_crds::events::{RunnerEvent, PATCH_CHUNK_BYTES};
+use paddock_crds::events::RunnerEvent;
 
 use crate::agent::AgentKind;
 use crate::config::Env;
@@ -134,37 +131,23 @@ pub fn save(kind: AgentKind, env: &Env, id: &str, secrets: &[String]) -> Result<
         ));
     }
     let body = crate::diff::redact_bytes(&body, secrets);
-    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-    gz.write_all(&body)
-        .and_then(|()| gz.finish())
-        .map_err(|e| format!("compressing the session: {e}"))
-        .and_then(|gz| {
-            if gz.len() > MAX_SESSION_GZ_BYTES {
-                Err(format!(
-                    "session compresses to {} bytes, more than {MAX_SESSION_GZ_BYTES}; not saved",
-                    gz.len()
-                ))
-            } else {
-                Ok(gz)
-            }
+    let gz = crate::diff::gzip(&body).map_err(|e| format!("compressing the session: {e}"))?;
+    if gz.len() > MAX_SESSION_GZ_BYTES {
+        return Err(format!(
+            "session compresses to {} bytes, more than {MAX_SESSION_GZ_BYTES}; not saved",
+            gz.len()
+        ));
+    }
+    Ok(crate::diff::b64_chunks(&gz)
+        .map(|(index, total, data)| RunnerEvent::Session {
+            agent: kind.as_str().to_string(),
+            session_id: id.to_string(),
+            path: rel.clone(),
+            index,
+            total,
+            data,
         })
-        .map(|gz| {
-            let b64 = base64::engine::general_purpose::STANDARD.encode(gz);
-            let chunks: Vec<&[u8]> = b64.as_bytes().chunks(PATCH_CHUNK_BYTES).collect();
-            let total = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
-            chunks
-                .into_iter()
-                .enumerate()
-                .map(|(i, c)| RunnerEvent::Session {
-                    agent: kind.as_str().to_string(),
-                    session_id: id.to_string(),
-                    path: rel.clone(),
-                    index: u32::try_from(i).unwrap_or(u32::MAX),
-                    total,
-                    data: String::from_utf8_lossy(c).into_owned(),
-                })
-                .collect()
-        })
+        .collect())
 }
 
 fn read_key(dir: &Path, key: &str) -> Result<String, String> {
@@ -227,6 +210,7 @@ pub fn restore(kind: AgentKind, env: &Env, cwd: &Path) -> Result<Option<String>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     fn env(home: &Path, extra: &[(&str, &str)]) -> Env {
         let mut v = vec![("HOME".to_string(), home.to_string_lossy().into_owned())];

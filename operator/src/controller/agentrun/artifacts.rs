@@ -58,23 +58,41 @@ pub fn session_configmap_name(run: &str) -> String {
     format!("{run}-session")
 }
 
+/// The chunks `0..total` of one base64 payload (`patch` and `session` events), as they arrive.
+#[derive(Default)]
+struct Chunks(Vec<Option<String>>);
+
+impl Chunks {
+    /// Stores chunk `index` of `total` (at most 1024); a different `total` starts over.
+    fn put(&mut self, index: u32, total: u32, data: &str) {
+        let total = total.min(1024) as usize;
+        if self.0.len() != total {
+            self.0 = vec![None; total];
+        }
+        if let Some(slot) = self.0.get_mut(index as usize) {
+            *slot = Some(data.to_string());
+        }
+    }
+
+    /// The decoded payload, when every chunk arrived and the base64 is valid.
+    fn decode(self) -> Option<Vec<u8>> {
+        if self.0.is_empty() || self.0.iter().any(Option::is_none) {
+            return None;
+        }
+        let b64: String = self.0.into_iter().flatten().collect();
+        base64::engine::general_purpose::STANDARD.decode(b64).ok()
+    }
+}
+
 /// Parses runner log text (several containers' logs concatenated). Pure.
 pub fn parse_log(text: &str) -> ParsedLog {
     let mut out = ParsedLog::default();
-    let mut chunks: Vec<Option<String>> = Vec::new();
-    let mut session: Option<(SavedSession, Vec<Option<String>>)> = None;
+    let mut patch = Chunks::default();
+    let mut session: Option<(SavedSession, Chunks)> = None;
     for line in text.lines() {
         let Some(ev) = parse_line(line) else { continue };
         match &ev.event {
-            RunnerEvent::Patch { index, total, data } => {
-                let total = (*total).min(1024) as usize;
-                if chunks.len() != total {
-                    chunks = vec![None; total];
-                }
-                if let Some(slot) = chunks.get_mut(*index as usize) {
-                    *slot = Some(data.clone());
-                }
-            }
+            RunnerEvent::Patch { index, total, data } => patch.put(*index, *total, data),
             RunnerEvent::Session {
                 agent,
                 session_id,
@@ -83,21 +101,17 @@ pub fn parse_log(text: &str) -> ParsedLog {
                 total,
                 data,
             } => {
-                let total = (*total).min(1024) as usize;
-                let same = session
-                    .as_ref()
-                    .is_some_and(|(s, c)| s.session_id == *session_id && c.len() == total);
-                if !same {
+                if session.as_ref().is_none_or(|(s, _)| s.session_id != *session_id) {
                     let meta = SavedSession {
                         agent: agent.clone(),
                         session_id: session_id.clone(),
                         path: path.clone(),
                         gz: Vec::new(),
                     };
-                    session = Some((meta, vec![None; total]));
+                    session = Some((meta, Chunks::default()));
                 }
-                if let Some(slot) = session.as_mut().and_then(|(_, c)| c.get_mut(*index as usize)) {
-                    *slot = Some(data.clone());
+                if let Some((_, chunks)) = session.as_mut() {
+                    chunks.put(*index, *total, data);
                 }
             }
             RunnerEvent::Result(r) => {
@@ -107,17 +121,8 @@ pub fn parse_log(text: &str) -> ParsedLog {
             _ => out.events.push(ev),
         }
     }
-    if !chunks.is_empty() && chunks.iter().all(Option::is_some) {
-        let b64: String = chunks.into_iter().flatten().collect();
-        out.patch_gz = base64::engine::general_purpose::STANDARD.decode(b64).ok();
-    }
-    if let Some((mut meta, chunks)) = session.filter(|(_, c)| !c.is_empty() && c.iter().all(Option::is_some)) {
-        let b64: String = chunks.into_iter().flatten().collect();
-        if let Ok(gz) = base64::engine::general_purpose::STANDARD.decode(b64) {
-            meta.gz = gz;
-            out.session = Some(meta);
-        }
-    }
+    out.patch_gz = patch.decode();
+    out.session = session.and_then(|(meta, chunks)| chunks.decode().map(|gz| SavedSession { gz, ..meta }));
     out
 }
 
