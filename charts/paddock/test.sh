@@ -212,8 +212,8 @@ if dep:
     check(ports == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}], f"{scenario}: port 8080 named metrics", str(ports))
     check(c.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz", f"{scenario}: liveness /healthz")
     check(c.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz", f"{scenario}: readiness /readyz")
-    check(c.get("resources") == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
-          f"{scenario}: resources 50m/64Mi .. 500m/256Mi", str(c.get("resources")))
+    check(c.get("resources") == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+          f"{scenario}: resources 100m/128Mi .. 1/1Gi", str(c.get("resources")))
     psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
     check(psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 65532 and psc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
           f"{scenario}: pod securityContext non-root 65532, seccomp RuntimeDefault", str(psc))

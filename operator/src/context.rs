@@ -39,15 +39,30 @@ pub struct Context {
     pub state: Arc<State>,
     /// Cache of all AgentRuns (the controller's reflector store), for queue decisions.
     pub runs: Store<AgentRun>,
-    /// Runs admitted (pod created) that the cache may not show yet, keyed `namespace/name`;
-    /// the mutex also serializes admission decisions so `maxConcurrentRuns` is never exceeded.
+    /// Runs admitted (pod created) that the cache may not show yet, keyed `namespace/name`.
     pub admissions: Mutex<HashSet<String>>,
+    /// One lock per pool (`namespace/name`), held from the admission decision until the pod
+    /// exists, so `maxConcurrentRuns` is never exceeded and a pool's warm pods are claimed one
+    /// run at a time. Runs of different pools, and of pools with neither a limit nor warm pods,
+    /// create their pods concurrently.
+    pub pool_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// When each pool's status was last written, keyed `namespace/name` (see
+    /// [`Context::pool_status_wait`]).
+    pub pool_status_writes: std::sync::Mutex<HashMap<String, std::time::Instant>>,
     /// Running log followers, keyed by run UID.
     pub followers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// Permits for log followers (`--max-log-followers`): a follower runs only with one.
+    pub follow_slots: Arc<tokio::sync::Semaphore>,
+    /// Runs (by UID) whose follower read the runner's `result` line: the log is complete, no
+    /// new follower starts for them (removed with the follower when the attempt ends).
+    pub followed: std::sync::Mutex<HashSet<String>>,
     /// The log lines each follower has read so far, keyed `namespace/pod` (bounded by
     /// [`FOLLOW_LOG_MAX_BYTES`]): what is left of an attempt whose pod was deleted before its
     /// log could be fetched.
     pub follow_logs: std::sync::Mutex<HashMap<String, String>>,
+    /// Cache of the runner pods (label `paddock.dev/run`; metadata and status only, see
+    /// [`crate::controller::agentrun::slim_pod`]). `None` in tests: every read goes to the API.
+    pub pods: Option<Store<k8s_openapi::api::core::v1::Pod>>,
     /// Kueue integration on (`--kueue`): runs labelled `kueue.x-k8s.io/queue-name` wait for
     /// their Workload's admission.
     pub kueue: bool,
@@ -65,10 +80,39 @@ impl Context {
             state,
             runs,
             admissions: Mutex::new(HashSet::new()),
+            pool_locks: std::sync::Mutex::new(HashMap::new()),
+            pool_status_writes: std::sync::Mutex::new(HashMap::new()),
             followers: Mutex::new(HashMap::new()),
+            followed: std::sync::Mutex::new(HashSet::new()),
+            follow_slots: Arc::new(tokio::sync::Semaphore::new(256)),
             follow_logs: std::sync::Mutex::new(HashMap::new()),
+            pods: None,
             kueue: false,
         }
+    }
+
+    /// [`Context::followed`], locked (a poisoned lock is taken over: the set stays usable).
+    pub fn lock_followed(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.followed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The admission lock of pool `key` (`namespace/name`); see [`Context::pool_locks`].
+    pub fn pool_lock(&self, key: &str) -> Arc<Mutex<()>> {
+        let mut locks = self
+            .pool_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(key.to_string()).or_default().clone()
+    }
+
+    /// How long pool `key` must wait before its next status write, at most one per
+    /// `interval`; zero means write now (and the write is recorded as done now).
+    pub fn pool_status_wait(&self, key: &str, interval: std::time::Duration) -> std::time::Duration {
+        let mut last = self
+            .pool_status_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        next_write_wait(&mut last, key, interval, std::time::Instant::now())
     }
 
     /// Appends `line` to the followed log of `key` (`namespace/pod`), up to
@@ -101,5 +145,58 @@ impl Context {
         if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "failed to publish event");
         }
+    }
+}
+
+/// With `last` the time of each key's last write: how long `key` must wait at `now` before its
+/// next write, at most one per `interval`; zero means "write now", and `now` is recorded.
+/// Pure (given `now`).
+pub fn next_write_wait(
+    last: &mut HashMap<String, std::time::Instant>,
+    key: &str,
+    interval: std::time::Duration,
+    now: std::time::Instant,
+) -> std::time::Duration {
+    match last.get(key) {
+        Some(t) if now.duration_since(*t) < interval => interval - now.duration_since(*t),
+        _ => {
+            last.insert(key.to_string(), now);
+            std::time::Duration::ZERO
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn one_write_per_interval_and_key() {
+        let mut last = HashMap::new();
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        assert_eq!(next_write_wait(&mut last, "ns/a", s, t0), Duration::ZERO);
+        // Inside the interval: wait for its end, and the write is not recorded.
+        assert_eq!(
+            next_write_wait(&mut last, "ns/a", s, t0 + Duration::from_millis(300)),
+            Duration::from_millis(700)
+        );
+        assert_eq!(
+            next_write_wait(&mut last, "ns/a", s, t0 + Duration::from_millis(900)),
+            Duration::from_millis(100)
+        );
+        // Another pool is not held back.
+        assert_eq!(
+            next_write_wait(&mut last, "ns/b", s, t0 + Duration::from_millis(300)),
+            Duration::ZERO
+        );
+        // After the interval: write, and the next interval starts then.
+        let t1 = t0 + Duration::from_millis(1000);
+        assert_eq!(next_write_wait(&mut last, "ns/a", s, t1), Duration::ZERO);
+        assert_eq!(
+            next_write_wait(&mut last, "ns/a", s, t1 + Duration::from_millis(10)),
+            Duration::from_millis(990)
+        );
     }
 }

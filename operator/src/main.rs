@@ -17,7 +17,8 @@ use controller::{agentrun, approvalgate, runnerpool};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, reflector, ObjectRef};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
 use paddock_crds::{AgentRun, ApprovalGate, Phase, RunnerPool};
@@ -69,6 +70,17 @@ struct RunArgs {
     /// [AgentRun.v1alpha1.paddock.dev]` in Kueue's configuration; see docs/pools.md).
     #[arg(long, env = "PADDOCK_KUEUE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     kueue: bool,
+    /// AgentRun reconciles running at once (kube-runtime's controller concurrency; others wait
+    /// in its queue). Bounds the operator's memory and API burst when thousands of runs change
+    /// at once, e.g. at start-up.
+    #[arg(long, env = "PADDOCK_MAX_CONCURRENT_RECONCILES", default_value_t = 64)]
+    max_concurrent_reconciles: u16,
+    /// Log followers (one streamed `pods/log` request each, which turns a running agent's events
+    /// into status.progress and Events as they happen) running at once. A run beyond this is
+    /// not followed live: its events are read from its log when it ends, as always. Each
+    /// follower holds a connection (~100 KiB).
+    #[arg(long, env = "PADDOCK_MAX_LOG_FOLLOWERS", default_value_t = 256)]
+    max_log_followers: usize,
     /// Leader election (`--leader-elect`, `--leader-election-namespace`).
     #[command(flatten)]
     election: leader::ElectionArgs,
@@ -113,7 +125,14 @@ async fn main() -> anyhow::Result<()> {
 
     let state = Arc::new(State::default());
     // The client times every API request into paddock_kube_api_request_duration_seconds.
-    let client = kube::client::ClientBuilder::try_from(kube::Config::infer().await?)?
+    let mut config = kube::Config::infer().await?;
+    // Named in the API server's audit log and metrics as `paddock-operator/<version>`
+    // (kube-rs sends no User-Agent of its own).
+    config.headers.push((
+        axum::http::header::USER_AGENT,
+        axum::http::HeaderValue::from_static(concat!("paddock-operator/", env!("CARGO_PKG_VERSION"))),
+    ));
+    let client = kube::client::ClientBuilder::try_from(config)?
         .with_layer(&metrics::KubeApiLayer::new(&state.metrics))
         .build();
     let reporter = Reporter {
@@ -123,10 +142,34 @@ async fn main() -> anyhow::Result<()> {
     let ns = args.namespace.clone();
     let (client_for_kueue, ns_for_kueue) = (client.clone(), ns.clone());
 
-    let runs = Controller::new(api::<AgentRun>(&client, &ns), watcher::Config::default().any_semantic());
-    let store = runs.store();
+    // The AgentRun cache without managedFields (the operator never reads them; they are a third
+    // to a half of a run's size), so memory per cached run stays a few KiB.
+    let (store, run_writer) = reflector::store::<AgentRun>();
+    let run_events = reflector(
+        run_writer,
+        watcher(api::<AgentRun>(&client, &ns), watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(|r: &mut AgentRun| r.metadata.managed_fields = None),
+    )
+    .applied_objects();
+    let runs = Controller::for_stream(run_events, store.clone());
+    // Runner pods (label paddock.dev/run) in a cache the reconciler reads instead of GETting
+    // the pod on every reconcile; only metadata and status are kept (see slim_pod).
+    let (pod_store, pod_writer) = reflector::store::<Pod>();
+    let pod_events = reflector(
+        pod_writer,
+        watcher(
+            api::<Pod>(&client, &ns),
+            watcher::Config::default().labels(paddock_crds::LABEL_RUN),
+        )
+        .default_backoff()
+        .modify(agentrun::slim_pod),
+    )
+    .touched_objects();
     let mut context = Context::new(client.clone(), state.clone(), store.clone(), reporter);
     context.kueue = args.kueue;
+    context.pods = Some(pod_store);
+    context.follow_slots = Arc::new(tokio::sync::Semaphore::new(args.max_log_followers));
     let ctx = Arc::new(context);
     let pool_store = store.clone();
     let workloads = agentrun::kueue::workload_resource();
@@ -141,16 +184,14 @@ async fn main() -> anyhow::Result<()> {
         runs
     };
     let runs = runs
-        .owns(
-            api::<Pod>(&client, &ns),
-            watcher::Config::default().labels(paddock_crds::LABEL_RUN),
-        )
+        .owns_stream(pod_events)
         .owns(api::<ApprovalGate>(&client, &ns), watcher::Config::default())
         .watches(
             api::<RunnerPool>(&client, &ns),
             watcher::Config::default(),
             move |pool: RunnerPool| {
-                // A pool appearing or changing wakes the runs waiting for it.
+                // A pool appearing or changing wakes the runs waiting for it (those without a
+                // pod yet: pending or queued), not the running ones, which it does not concern.
                 let pns = pool.metadata.namespace.clone();
                 let pname = pool.metadata.name.clone().unwrap_or_default();
                 pool_store
@@ -158,10 +199,12 @@ async fn main() -> anyhow::Result<()> {
                     .into_iter()
                     .filter(|r| r.metadata.namespace == pns && agentrun::build::pool_name(r) == pname)
                     .filter(|r| !r.status.as_ref().and_then(|s| s.phase).is_some_and(Phase::is_terminal))
+                    .filter(|r| r.status.as_ref().is_none_or(|s| s.pod_name.is_none()))
                     .map(|r| ObjectRef::from_obj(r.as_ref()))
                     .collect::<Vec<_>>()
             },
         )
+        .with_config(kube::runtime::controller::Config::default().concurrency(args.max_concurrent_reconciles))
         .shutdown_on_signal()
         .run(agentrun::reconcile, agentrun::error_policy, ctx.clone())
         .for_each(|_| async {});

@@ -97,12 +97,30 @@ pub async fn ensure_follower(ctx: &Arc<Context>, run: &AgentRun, pod: &str) {
     if followers.get(&uid).is_some_and(|h| !h.is_finished()) {
         return;
     }
+    // A follower that read the runner's result has read the whole log: starting another would
+    // read it again (and write the same progress) while the pod is winding down.
+    if ctx.lock_followed().contains(&uid) {
+        return;
+    }
+    // At most --max-log-followers at once; without a slot the run's events are read from its
+    // log when it ends (a later reconcile may find a free slot). A run with in-run approvals is
+    // always followed: its gates are raised from the followed log, and the runner waits on them.
+    let slot = ctx.follow_slots.clone().try_acquire_owned().ok();
+    let in_run_gates = run
+        .spec
+        .approvals
+        .as_ref()
+        .is_some_and(|a| a.before_push.is_some() || a.tool_use.is_some());
+    if slot.is_none() && !in_run_gates {
+        return;
+    }
     let ctx2 = ctx.clone();
     let run2 = run.clone();
     let pod = pod.to_string();
     followers.insert(
         uid,
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = follow(ctx2, run2, pod).await {
                 tracing::debug!(error = %e, "log follower ended");
             }
@@ -115,6 +133,7 @@ pub async fn stop_follower(ctx: &Context, uid: &str) {
     if let Some(h) = ctx.followers.lock().await.remove(uid) {
         h.abort();
     }
+    ctx.lock_followed().remove(uid);
 }
 
 async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result<()> {
@@ -142,7 +161,9 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
     ctx.take_follow_log(&log_key);
     let mut tokens = EVENT_BURST;
     let mut last_refill = Instant::now();
-    let mut last_write = Instant::now() - PROGRESS_INTERVAL;
+    // The first write waits one interval too: a run shorter than that gets a single write, when
+    // its log ends.
+    let mut last_write = Instant::now();
     let mut dirty = false;
     while let Some(line) = lines.try_next().await? {
         ctx.append_follow_log(&log_key, &line);
@@ -151,6 +172,11 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
             continue;
         }
         progress.events = ev.seq;
+        if matches!(ev.event, RunnerEvent::Result(_)) {
+            if let Some(uid) = &run.metadata.uid {
+                ctx.lock_followed().insert(uid.clone());
+            }
+        }
         if matches!(ev.event, RunnerEvent::ToolCall { .. }) {
             progress.tool_calls += 1;
         }

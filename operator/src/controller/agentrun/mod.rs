@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use paddock_crds::{AgentRun, AgentRunStatus, ApprovalGate, GateState, Phase, QueuePolicy, ResultStatus, RunnerPool};
 use status::{classify_pod, format_duration, set_phase, PodState};
 use std::sync::Arc;
@@ -170,7 +171,16 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
     // The current attempt's pod: the one recorded (created or claimed from the warm pool), else
     // the name a cold pod gets.
     let pod_name = out.status.pod_name.clone().unwrap_or_else(|| pod_name(run, attempt));
-    let pod = pods.get_opt(&pod_name).await?;
+    // The cache first; a miss (a pod not created yet, or created moments ago and not seen yet)
+    // asks the API server, so a pod is never taken for lost because the cache lags.
+    let cached = ctx
+        .pods
+        .as_ref()
+        .and_then(|s| s.get(&ObjectRef::<Pod>::new(&pod_name).within(ns)));
+    let pod = match cached {
+        Some(p) => Some(Pod::clone(&p)),
+        None => pods.get_opt(&pod_name).await?,
+    };
 
     // Cancel: stop the pod (after keeping its log) and end the run.
     if run.spec.cancel {
@@ -428,9 +438,18 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
         out.action = Action::requeue(Duration::from_secs(1));
         return Ok(());
     }
-    let mut admissions = ctx.admissions.lock().await;
-    let key = format!("{ns}/{}", run.metadata.name.as_deref().unwrap_or_default());
+    // Serialize admission per pool only where it matters: a limit to keep, or warm pods to
+    // claim one at a time. Other pools create their pods concurrently.
+    let pool_lock = ctx.pool_lock(&format!("{ns}/{pool_name}"));
+    let _admitting =
+        if pool.spec.max_concurrent_runs.is_some() || pool.spec.warm.as_ref().is_some_and(|w| w.replicas > 0) {
+            Some(pool_lock.lock().await)
+        } else {
+            None
+        };
+    let key = key_of(run);
     if let Some(max) = pool.spec.max_concurrent_runs {
+        let mut admissions = ctx.admissions.lock().await;
         let runs = ctx.runs.state();
         admissions.retain(|k| {
             runs.iter()
@@ -486,8 +505,10 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
             (pod_name, "PodCreated", message)
         }
     };
-    admissions.insert(key);
-    drop(admissions);
+    if pool.spec.max_concurrent_runs.is_some() {
+        // Counted until the cache shows the pod name (pruned by the next admission above).
+        ctx.admissions.lock().await.insert(key);
+    }
     out.status.pod_name = Some(pod_name);
     out.status.attempt = Some(attempt);
     out.status.next_attempt_at = None;
@@ -581,6 +602,17 @@ async fn resume_source(run: &AgentRun, ctx: &Arc<Context>, ns: &str, name: &str)
         None
     };
     Ok(ResumeSource::Ready { session_cm, revision })
+}
+
+/// What the pod cache keeps of a runner pod: metadata without managed fields and without the
+/// warm claim annotation (up to 64 KiB), and the status; not the spec, which the reconciler
+/// never reads from a pod. Keeps the cache at about 2 KiB per pod.
+pub fn slim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    if let Some(a) = pod.metadata.annotations.as_mut() {
+        a.remove(paddock_crds::ANNOTATION_CLAIM);
+    }
+    pod.spec = None;
 }
 
 fn key_of(r: &AgentRun) -> String {
@@ -719,6 +751,16 @@ async fn observe_pod(run: &AgentRun, ctx: &Arc<Context>, pods: &Api<Pod>, pod: &
                         paddock_crds::events::truncate(&what, 200)
                     ),
                 );
+            } else if matches!(&state, PodState::Starting { message } if message == "pod Pending")
+                && out
+                    .status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Running" && matches!(c.reason.as_str(), "PodCreated" | "PodClaimed"))
+            {
+                // A pod just created or claimed is Pending until the kubelet takes it up: the
+                // PodCreated/PodClaimed condition says as much (a status write fewer per run).
+                // Waiting containers (image pulls, ...) still show as PodStarting.
             } else {
                 // Keep the creation Event; record the agent start as its own transition.
                 set_phase(
@@ -767,10 +809,25 @@ async fn finish_from_pod(
         run.metadata.namespace.as_deref().unwrap_or_default(),
     );
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    // The cache may not show yet the end this operator wrote moments ago (a reconcile woken by
+    // that very write): ask the API server before doing the ending's work again.
+    let runs: Api<AgentRun> = Api::namespaced(ctx.client.clone(), ns);
+    let fresh = runs.get_opt(run.metadata.name.as_deref().unwrap_or_default()).await?;
+    if fresh
+        .as_ref()
+        .and_then(|r| r.status.as_ref())
+        .and_then(|s| s.phase)
+        .is_some_and(Phase::is_terminal)
+    {
+        out.status = run.status.clone().unwrap_or_default();
+        out.status.observed_generation = run.metadata.generation;
+        out.events.clear();
+        return Ok(());
+    }
     if let Some(uid) = &run.metadata.uid {
         follow::stop_follower(ctx, uid).await;
     }
-    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let log = artifacts::fetch_pod_log(&pods, &pod_name).await;
     let kept = ctx.take_follow_log(&format!("{ns}/{pod_name}"));
     // An attempt that ended for a reason outside the agent's control may be retried.
@@ -1019,6 +1076,32 @@ pub fn error_policy(_run: Arc<AgentRun>, error: &Error, ctx: Arc<Context>) -> Ac
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn the_pod_cache_keeps_metadata_and_status_only() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "r-1",
+                "labels": {"paddock.dev/run": "r"},
+                "annotations": {paddock_crds::ANNOTATION_CLAIM: "e30=", "paddock.dev/decisions": "[]"},
+                "managedFields": [{"manager": "paddock.dev/agentrun", "operation": "Apply"}],
+            },
+            "spec": {"containers": [{"name": "agent", "image": "i"}]},
+            "status": {"phase": "Running"},
+        }))
+        .unwrap();
+        slim_pod(&mut pod);
+        assert!(pod.spec.is_none());
+        assert!(pod.metadata.managed_fields.is_none());
+        let annotations = pod.metadata.annotations.clone().unwrap();
+        assert!(!annotations.contains_key(paddock_crds::ANNOTATION_CLAIM));
+        assert_eq!(annotations.get("paddock.dev/decisions").map(String::as_str), Some("[]"));
+        assert_eq!(
+            pod.metadata.labels.unwrap().get("paddock.dev/run").map(String::as_str),
+            Some("r")
+        );
+        assert_eq!(pod.status.and_then(|s| s.phase).as_deref(), Some("Running"));
+    }
 
     fn run(name: &str, created: i64, phase: Option<Phase>, pod: bool) -> Arc<AgentRun> {
         let mut r = AgentRun::new(

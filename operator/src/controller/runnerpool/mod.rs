@@ -39,7 +39,11 @@ pub fn count_runs(runs: &[Arc<AgentRun>], namespace: &str, pool: &str) -> (u32, 
     (running, queued)
 }
 
-/// Reconciles one pool's status.
+/// Shortest time between two status writes of one pool.
+pub const STATUS_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Reconciles one pool: its warm pods, and its status (run counts, warm pods, `Ready`), written
+/// at most once per [`STATUS_WRITE_INTERVAL`].
 ///
 /// # Errors
 /// Transient API errors.
@@ -100,6 +104,14 @@ pub async fn reconcile(pool: Arc<RunnerPool>, ctx: Arc<Context>) -> Result<Actio
         now,
     );
     if st != old {
+        // At most one status write per pool per STATUS_WRITE_INTERVAL: at 50 runs/s each run
+        // starting and ending would otherwise cost the pool two writes; a change inside the
+        // interval is written at its end (the requeue).
+        let key = format!("{ns}/{name}");
+        let wait = ctx.pool_status_wait(&key, STATUS_WRITE_INTERVAL);
+        if !wait.is_zero() {
+            return Ok(Action::requeue(wait));
+        }
         let api: Api<RunnerPool> = Api::namespaced(ctx.client.clone(), &ns);
         let patch = serde_json::json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "RunnerPool", "status": st});
         api.patch_status(&name, &PatchParams::apply(MANAGER_POOL).force(), &Patch::Apply(&patch))
