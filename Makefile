@@ -31,7 +31,7 @@ e2e: ## The e2e suite only (brings the local cluster up if needed)
 drills: ## Reliability drills on the local cluster (operator kills, control-plane restarts, drain; run alone, after `make e2e`) and cargo-fuzz
 	bash e2e/drills.sh
 
-bench: ## Benchmarks on the local cluster (prints a table; not part of make test)
+bench: ## Benchmarks vs Tekton and agent-sandbox on the local cluster (prints tables; not part of make test)
 	bash e2e/bench.sh $(ARGS)
 
 cluster-up: ## Bring up the local cluster (prints the kubeconfig path)

@@ -695,8 +695,31 @@ start_etcd() {
   wait_for "etcd" 60 curl -fsS http://127.0.0.1:2379/health
 }
 
+# write_audit_policy: the API server's audit policy: every write (create, update, patch, delete,
+# deletecollection) at level Metadata (who, which user agent, verb, object, response code, and
+# microsecond timestamps; no bodies), nothing else. Leases are left out (heartbeats, not a
+# controller's work on objects). Read by `make bench` to count each client's writes (Events
+# apart) and 409 conflicts; the log is $DIR/logs/audit.log (JSON lines, rotated at 500 MB, 3 kept).
+write_audit_policy() {
+  mkdir -p "$DIR/config"
+  cat >"$DIR/config/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    resources:
+      - group: coordination.k8s.io
+        resources: [leases]
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+POLICY
+}
+
 start_apiserver() {
   local p=$DIR/pki
+  write_audit_policy
   start_proc kube-apiserver "$K8S_BIN/kube-apiserver" \
     --advertise-address "$HOST_IP" --bind-address 0.0.0.0 --secure-port "$API_PORT" \
     --etcd-servers http://127.0.0.1:2379 \
@@ -710,7 +733,10 @@ start_apiserver() {
     --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
     --allow-privileged=true --profiling=false --enable-priority-and-fairness=true \
     --max-requests-inflight 200 --max-mutating-requests-inflight 100 --event-ttl 30m \
-    --endpoint-reconciler-type lease --v 1
+    --endpoint-reconciler-type lease \
+    --audit-policy-file "$DIR/config/audit-policy.yaml" --audit-log-path "$DIR/logs/audit.log" \
+    --audit-log-format json --audit-log-maxsize 500 --audit-log-maxbackup 3 \
+    --v 1
 }
 
 start_controllers() {

@@ -10,14 +10,15 @@
 #![forbid(unsafe_code)]
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
+use paddock_crds::events::{parse_line, RunnerEvent, Step, StepStatus};
 use paddock_crds::{AgentRun, Phase, RunnerPool};
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Reads a required environment variable.
 ///
@@ -396,4 +397,49 @@ pub fn gunzip(data: &[u8]) -> Result<String> {
     let mut s = String::new();
     flate2::read::GzDecoder::new(data).read_to_string(&mut s)?;
     Ok(s)
+}
+
+/// Milliseconds from `created` (a wall-clock instant on this machine) to the `ts` of the
+/// `step agent started` event in `run`'s event log (the runner's clock; the local cluster's node
+/// is this machine): how long the run took to get its agent process going.
+///
+/// # Errors
+/// A run without an event log, or a log without the agent's start.
+pub async fn agent_start_ms(ns: &TestNs, run: &AgentRun, created: SystemTime) -> Result<f64> {
+    let name = run.metadata.name.clone().unwrap_or_default();
+    let log_ref = run
+        .status
+        .as_ref()
+        .and_then(|s| s.result.as_ref())
+        .and_then(|r| r.log_ref.clone())
+        .with_context(|| format!("{name}: no log"))?;
+    let cm = ns.api::<ConfigMap>().get(&log_ref).await?;
+    let text = cm
+        .data
+        .and_then(|mut d| d.remove("events.jsonl"))
+        .with_context(|| format!("{name}: empty log"))?;
+    for line in text.lines() {
+        let Some(ev) = parse_line(line) else { continue };
+        if let RunnerEvent::Step {
+            step: Step::Agent,
+            status: StepStatus::Started,
+            ..
+        } = ev.event
+        {
+            let ts: k8s_openapi::jiff::Timestamp = ev.ts.parse().with_context(|| format!("ts {}", ev.ts))?;
+            let created = k8s_openapi::jiff::Timestamp::try_from(created)?;
+            return Ok(ts.duration_since(created).as_secs_f64() * 1000.0);
+        }
+    }
+    bail!("{name}: no agent start in its log")
+}
+
+/// Nearest-rank percentile `p` (0–100) of `sorted` (ascending); NaN when it is empty. The
+/// benchmarks' p50/p90/p99.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }

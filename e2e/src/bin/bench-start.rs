@@ -13,10 +13,8 @@
 //! `PADDOCK_E2E_GIT_URL`, `KUBECONFIG`); `e2e/bench.sh` sets it up. Prints one table.
 
 use anyhow::{bail, Context as _, Result};
-use k8s_openapi::api::core::v1::ConfigMap;
-use paddock_crds::events::{parse_line, RunnerEvent, Step, StepStatus};
 use paddock_crds::{AgentRun, Phase, RunnerPool};
-use paddock_e2e::{phase, GitRepo, TestNs};
+use paddock_e2e::{agent_start_ms, percentile, phase, GitRepo, TestNs};
 use serde_json::json;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -32,36 +30,6 @@ fn arg(name: &str, default: usize) -> Result<usize> {
             .with_context(|| format!("{name} takes a number")),
         None => Ok(default),
     }
-}
-
-/// Milliseconds from `created` to the agent step's start in `run`'s event log.
-async fn agent_start_ms(ns: &TestNs, run: &AgentRun, created: SystemTime) -> Result<f64> {
-    let name = run.metadata.name.clone().unwrap_or_default();
-    let log_ref = run
-        .status
-        .as_ref()
-        .and_then(|s| s.result.as_ref())
-        .and_then(|r| r.log_ref.clone())
-        .with_context(|| format!("{name}: no log"))?;
-    let cm = ns.api::<ConfigMap>().get(&log_ref).await?;
-    let text = cm
-        .data
-        .and_then(|mut d| d.remove("events.jsonl"))
-        .with_context(|| format!("{name}: empty log"))?;
-    for line in text.lines() {
-        let Some(ev) = parse_line(line) else { continue };
-        if let RunnerEvent::Step {
-            step: Step::Agent,
-            status: StepStatus::Started,
-            ..
-        } = ev.event
-        {
-            let ts: k8s_openapi::jiff::Timestamp = ev.ts.parse().with_context(|| format!("ts {}", ev.ts))?;
-            let created = k8s_openapi::jiff::Timestamp::try_from(created)?;
-            return Ok(ts.duration_since(created).as_secs_f64() * 1000.0);
-        }
-    }
-    bail!("{name}: no agent start in its log")
 }
 
 async fn wait_warm(ns: &TestNs, pool: &str, replicas: u32) -> Result<()> {
@@ -95,11 +63,6 @@ async fn one_run(ns: &TestNs, repo: &GitRepo, pool: &str, name: &str) -> Result<
     }
     let warm = run.status.as_ref().and_then(|s| s.warm_start) == Some(true);
     Ok((agent_start_ms(ns, &run, created).await?, warm))
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn row(kind: &str, mut v: Vec<f64>) -> (String, f64) {
