@@ -693,38 +693,19 @@ async fn main() -> Result<()> {
     println!("| ms from the request | direct p50 | direct p99 | gateway p50 | gateway p99 | added p50 | added p99 |");
     println!("|---|---|---|---|---|---|---|");
     let col = |v: &[Sample], f: fn(&Sample) -> f64| v.iter().map(f).collect::<Vec<_>>();
-    println!(
-        "{}",
-        row("response headers", col(&d, |s| s.headers), col(&g, |s| s.headers))
-    );
-    println!(
-        "{}",
-        row(
-            "first SSE event",
-            col(&d, |s| s.first_event),
-            col(&g, |s| s.first_event)
-        )
-    );
-    println!(
-        "{}",
-        row(
-            "last SSE event (message_stop)",
-            col(&d, |s| s.last_event),
-            col(&g, |s| s.last_event)
-        )
-    );
-    println!(
-        "{}",
-        row("end of response (last byte)", col(&d, |s| s.end), col(&g, |s| s.end))
-    );
-    println!(
-        "{}",
-        row(
-            "worst per-token lag (max over i of arrival(i) − i×delay)",
-            col(&d, |s| s.worst_lag),
-            col(&g, |s| s.worst_lag)
-        )
-    );
+    type Measure = (&'static str, fn(&Sample) -> f64);
+    let measures: [Measure; 5] = [
+        ("response headers", |s| s.headers),
+        ("first SSE event", |s| s.first_event),
+        ("last SSE event (message_stop)", |s| s.last_event),
+        ("end of response (last byte)", |s| s.end),
+        ("worst per-token lag (max over i of arrival(i) − i×delay)", |s| {
+            s.worst_lag
+        }),
+    ];
+    for (name, f) in measures {
+        println!("{}", row(name, col(&d, f), col(&g, f)));
+    }
     if args.small > 0 {
         let rate = |n: usize, t: Duration| n as f64 / t.as_secs_f64();
         println!(
