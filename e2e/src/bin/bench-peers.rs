@@ -22,12 +22,16 @@
 //!
 //! **Scenario 3, memory.** The resident set (`VmRSS` of `/proc/<pid>/status`; the operator's
 //! container process and the peers' host processes are all on this machine) of Paddock's
-//! operator and Tekton's controller with 0, then each of `--scale` (default 1000,10000) finished
-//! objects (with their completed pods) in the cluster, and KiB per object; then the controller
-//! is restarted and its peak (`VmHWM`) over the initial list of all of them is read.
+//! operator and Tekton's controller: a fresh process with 0, then with each of `--scale`
+//! (default 1000,10000) objects created at 100/s, read once every object has its pod (most are
+//! still in progress then); then the controller is restarted with all of them and its peak
+//! (`VmHWM`) and settled RSS are read. KiB per object = (restarted settled − fresh) / N.
 //!
-//! Usage: `bench-peers [--objects N] [--rate R] [--systems paddock,tekton,tekton-tuned,agent-sandbox]
-//! [--scale 1000,10000] [--qps Q] [--burst B]`, with `KUBECONFIG` and Paddock installed
+//! **Scenario 2, start on the real node**: see [`paddock_starts`] and [`sandbox_starts`].
+//!
+//! Usage: `bench-peers [--scenarios 1,2,3] [--objects N] [--rate R] [--bursts B]
+//! [--systems paddock,tekton,tekton-tuned,agent-sandbox] [--scale 1000,10000|none] [--qps Q]
+//! [--burst B] [--tekton-threads T]`, with `KUBECONFIG` and Paddock installed
 //! (e2e/bench.sh sets it up and starts the peers with e2e/peers.sh). Prints markdown tables.
 
 use anyhow::{bail, Context as _, Result};
