@@ -50,15 +50,7 @@ impl TestNs {
         Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &ns)
             .await?;
-        // The default ServiceAccount must exist before pods can be created in the namespace.
-        let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &name);
-        let t0 = Instant::now();
-        while sas.get_opt("default").await?.is_none() {
-            if t0.elapsed() > Duration::from_secs(30) {
-                bail!("default ServiceAccount never appeared in {name}");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_default_service_account(&client, &name).await?;
         Ok(TestNs { client, name })
     }
 
@@ -246,6 +238,23 @@ impl TestNs {
             .delete(&self.name, &DeleteParams::background())
             .await;
     }
+}
+
+/// Waits (up to 30 s) for namespace `ns`'s `default` ServiceAccount, which the
+/// kube-controller-manager creates after the namespace: pods cannot be created before it.
+///
+/// # Errors
+/// API errors, or no ServiceAccount after 30 s.
+pub async fn wait_default_service_account(client: &Client, ns: &str) -> Result<()> {
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let t0 = Instant::now();
+    while sas.get_opt("default").await?.is_none() {
+        if t0.elapsed() > Duration::from_secs(30) {
+            bail!("default ServiceAccount never appeared in {ns}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
 }
 
 /// The user name the API server authenticates `client` as (a SelfSubjectReview, i.e.

@@ -68,6 +68,9 @@ pub struct Context {
     pub kueue: bool,
 }
 
+/// Log followers running at once unless `--max-log-followers` says otherwise.
+pub const DEFAULT_MAX_LOG_FOLLOWERS: usize = 256;
+
 /// Most bytes of log text kept per followed pod.
 pub const FOLLOW_LOG_MAX_BYTES: usize = 1 << 20;
 
@@ -84,7 +87,7 @@ impl Context {
             pool_status_writes: std::sync::Mutex::new(HashMap::new()),
             followers: Mutex::new(HashMap::new()),
             followed: std::sync::Mutex::new(HashSet::new()),
-            follow_slots: Arc::new(tokio::sync::Semaphore::new(256)),
+            follow_slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_LOG_FOLLOWERS)),
             follow_logs: std::sync::Mutex::new(HashMap::new()),
             pods: None,
             kueue: false,

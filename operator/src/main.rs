@@ -78,8 +78,8 @@ struct RunArgs {
     /// Log followers (one streamed `pods/log` request each, which turns a running agent's events
     /// into status.progress and Events as they happen) running at once. A run beyond this is
     /// not followed live: its events are read from its log when it ends, as always. Each
-    /// follower holds a connection (~100 KiB).
-    #[arg(long, env = "PADDOCK_MAX_LOG_FOLLOWERS", default_value_t = 256)]
+    /// follower holds an open connection to the API server.
+    #[arg(long, env = "PADDOCK_MAX_LOG_FOLLOWERS", default_value_t = context::DEFAULT_MAX_LOG_FOLLOWERS)]
     max_log_followers: usize,
     /// Leader election (`--leader-elect`, `--leader-election-namespace`).
     #[command(flatten)]

@@ -42,7 +42,7 @@ use kube::core::GroupVersionKind;
 use kube::runtime::watcher;
 use kube::Client;
 use paddock_crds::Phase;
-use paddock_e2e::{agent_start_ms, percentile, phase, GitRepo, TestNs};
+use paddock_e2e::{agent_start_ms, percentile, phase, wait_default_service_account, GitRepo, TestNs};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead as _, Seek as _};
@@ -331,15 +331,7 @@ async fn namespace(client: &Client, name: &str) -> Result<()> {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name, "labels": {NS_LABEL: "true"}}}))?;
     api.create(&PostParams::default(), &ns).await?;
     // Pods (Tekton's, agent-sandbox's) need the default ServiceAccount.
-    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), name);
-    let t0 = Instant::now();
-    while sas.get_opt("default").await?.is_none() {
-        if t0.elapsed() > Duration::from_secs(30) {
-            bail!("default ServiceAccount never appeared in {name}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    Ok(())
+    wait_default_service_account(client, name).await
 }
 
 /// Deletes a namespace and waits until it is gone (its controller must be running to remove
@@ -444,10 +436,7 @@ async fn paddock_pool(client: &Client, ns: &str, result: &str) -> Result<()> {
     let pools: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         ns,
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("paddock.dev", "v1alpha1", "RunnerPool"),
-            "runnerpools",
-        ),
+        &gvk("paddock.dev", "v1alpha1", "RunnerPool", "runnerpools"),
     );
     let pool: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "paddock.dev/v1alpha1", "kind": "RunnerPool", "metadata": {"name": "kwok"},

@@ -46,6 +46,15 @@ pub struct Request {
     pub diffstat: Option<String>,
 }
 
+/// Whether `run` asks for approvals while it runs (`spec.approvals.beforePush` or `toolUse`):
+/// such gates are raised from the followed log, and the runner waits on them.
+pub fn has_in_run_gates(run: &AgentRun) -> bool {
+    run.spec
+        .approvals
+        .as_ref()
+        .is_some_and(|a| a.before_push.is_some() || a.tool_use.is_some())
+}
+
 /// Whether `id` is a request id the runner may use: `push` or `tool-<1..9999>` (anything else,
 /// e.g. from a forged event, is ignored).
 pub fn valid_id(id: &str) -> bool {

@@ -106,12 +106,7 @@ pub async fn ensure_follower(ctx: &Arc<Context>, run: &AgentRun, pod: &str) {
     // log when it ends (a later reconcile may find a free slot). A run with in-run approvals is
     // always followed: its gates are raised from the followed log, and the runner waits on them.
     let slot = ctx.follow_slots.clone().try_acquire_owned().ok();
-    let in_run_gates = run
-        .spec
-        .approvals
-        .as_ref()
-        .is_some_and(|a| a.before_push.is_some() || a.tool_use.is_some());
-    if slot.is_none() && !in_run_gates {
+    if slot.is_none() && !super::approvals::has_in_run_gates(run) {
         return;
     }
     let ctx2 = ctx.clone();

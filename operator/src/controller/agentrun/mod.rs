@@ -606,7 +606,7 @@ async fn resume_source(run: &AgentRun, ctx: &Arc<Context>, ns: &str, name: &str)
 
 /// What the pod cache keeps of a runner pod: metadata without managed fields and without the
 /// warm claim annotation (up to 64 KiB), and the status; not the spec, which the reconciler
-/// never reads from a pod. Keeps the cache at about 2 KiB per pod.
+/// never reads from a pod.
 pub fn slim_pod(pod: &mut Pod) {
     pod.metadata.managed_fields = None;
     if let Some(a) = pod.metadata.annotations.as_mut() {
@@ -726,12 +726,7 @@ async fn observe_pod(run: &AgentRun, ctx: &Arc<Context>, pods: &Api<Pod>, pod: &
                 "PodStarting"
             };
             // In-run approvals: hand decided verdicts to the pod; show a pending gate.
-            let in_run_gates = run
-                .spec
-                .approvals
-                .as_ref()
-                .is_some_and(|a| a.before_push.is_some() || a.tool_use.is_some());
-            let pending = if in_run_gates && state == PodState::Running {
+            let pending = if approvals::has_in_run_gates(run) && state == PodState::Running {
                 approvals::sync_verdicts(ctx, run, pod).await?
             } else {
                 None
