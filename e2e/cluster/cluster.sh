@@ -683,7 +683,25 @@ host_setup() {
     ip link add "$BRIDGE" type bridge
   fi
   ip addr replace "$HOST_IP/${POD_SUBNET#*/}" dev "$BRIDGE"
+  pin_bridge_mac
   ip link set "$BRIDGE" up
+}
+
+# pin_bridge_mac: gives the bridge a MAC address set by hand, so that it keeps it. A Linux bridge
+# whose address was not set takes the lowest MAC of its ports (br_stp_recalculate_bridge_id in
+# net/bridge/br_stp_if.c), so it changes whenever the pod whose host-side veth had that MAC goes.
+# Pods keep the old MAC in their ARP cache until it goes stale; their unicast probes to it go
+# unanswered and a connection to the host (model endpoint, git daemon) then fails with "No route
+# to host", about 30 s later. That failed e2e runs at random when namespaces were being deleted.
+# The CNI bridge plugin of Debian's containernetworking-plugins 1.1.1 does not set it either.
+# Address type 3 is NET_ADDR_SET (include/uapi/linux/netdevice.h): already pinned.
+pin_bridge_mac() {
+  [ "$(cat "/sys/class/net/$BRIDGE/addr_assign_type" 2>/dev/null)" != 3 ] || return 0
+  # Setting the address it has now pins it without changing it for pods already running.
+  local mac
+  mac=$(cat "/sys/class/net/$BRIDGE/address")
+  ip link set "$BRIDGE" address "$mac"
+  log "bridge $BRIDGE: MAC pinned to $mac"
 }
 
 start_etcd() {
@@ -823,6 +841,7 @@ cmd_up() {
   lock
   ensure_packages
   if healthy; then
+    pin_bridge_mac  # a cluster brought up before the pin existed
     log "cluster already running and healthy"
     echo "$KUBECONFIG_ADMIN"
     return 0
@@ -915,6 +934,7 @@ cmd_env() {
   cat <<EOF
 KUBECONFIG=$KUBECONFIG_ADMIN
 PADDOCK_HOST_IP=$HOST_IP
+PADDOCK_BRIDGE=$BRIDGE
 PADDOCK_NODE_NAME=$NODE
 PADDOCK_CONTAINERD_ADDRESS=$SOCK
 PADDOCK_PAUSE_IMAGE=$PAUSE_IMAGE

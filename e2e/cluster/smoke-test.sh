@@ -6,7 +6,8 @@
 #   2. a pod with a native sidecar (init container, restartPolicy: Always) runs to completion;
 #   3. a pod under the `restricted` Pod Security profile (enforced on its namespace) starts,
 #      runs as uid 1000 with seccomp filtering active and no capabilities;
-#   4. a ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1) is enforced.
+#   4. a ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1) is enforced;
+#   5. the bridge's MAC address is pinned (it does not follow the pods' veths).
 # Exit 0 only if all pass. Cleans up its namespace and host server.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -196,6 +197,14 @@ done
 k -n "$ns" create configmap allowed --from-literal=a=b >/dev/null 2>&1 || vap=fail
 k delete validatingadmissionpolicybinding,validatingadmissionpolicy paddock-smoke-deny >/dev/null 2>&1 || true
 if [ "$vap" = ok ]; then log "ValidatingAdmissionPolicy (v1) enforced"; else log "FAIL: ValidatingAdmissionPolicy not enforced"; fail=1; fi
+
+# The bridge's MAC is pinned (address type 3, NET_ADDR_SET): otherwise it follows the lowest MAC
+# of its ports and pods that go take it along (see pin_bridge_mac in cluster.sh).
+if [ "$(cat "/sys/class/net/$PADDOCK_BRIDGE/addr_assign_type" 2>/dev/null)" = 3 ]; then
+  log "bridge MAC pinned"
+else
+  log "FAIL: the bridge's MAC is not pinned; it changes as pods come and go"; fail=1
+fi
 
 [ "$fail" = 0 ] && log "all smoke checks passed" || log "smoke checks FAILED"
 exit "$fail"
