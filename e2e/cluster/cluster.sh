@@ -592,15 +592,26 @@ clean_iptables() {
 }
 
 clean_network() {
-  local ns l
+  local ns l busy=()
   # Network namespaces of pod sandboxes (recorded from containerd, plus unused CRI ones).
-  for ns in $(sort -u "$DIR/stale-netns" 2>/dev/null) /run/netns/cni-*; do
+  for ns in $({ cat "$DIR/stale-netns" 2>/dev/null; ls -d /run/netns/cni-* 2>/dev/null; } | sort -u); do
     [ -e "$ns" ] || continue
     if [ -z "$(ip netns pids "${ns##*/}" 2>/dev/null)" ]; then
       umount "$ns" 2>/dev/null || umount -l "$ns" 2>/dev/null || true
-      rm -f "$ns"
+      rm -f "$ns" 2>/dev/null || busy+=("$ns")
     fi
   done
+  # A pod's namespace mounted before `ip netns add` bind-mounted /run/netns onto itself lies
+  # under that bind mount: its path is no mount point in the view umount sees, and rm says
+  # EBUSY. Lifting the bind mount (`ip netns` makes it again when it needs it) uncovers it.
+  if [ ${#busy[@]} -gt 0 ] && mountpoint -q /run/netns; then
+    log "${#busy[@]} pod network namespace(s) hidden under the /run/netns bind mount: lifting it"
+    umount -l /run/netns 2>/dev/null || true
+    for ns in "${busy[@]}"; do
+      umount "$ns" 2>/dev/null || umount -l "$ns" 2>/dev/null || true
+      rm -f "$ns" 2>/dev/null || log "cannot remove $ns (left in place; new pods get new names)"
+    done
+  fi
   rm -f "$DIR/stale-netns"
   if ip link show "$BRIDGE" >/dev/null 2>&1; then
     for l in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
