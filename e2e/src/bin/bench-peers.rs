@@ -820,6 +820,12 @@ async fn memory(client: &Client, sys: System, scale: &[usize], l: &Limits, resul
     let new = restart(sys, l).await?;
     settle(new).await?;
     let (relist_rss, relist_peak) = rss_kib(new)?;
+    if sys == System::Paddock {
+        eprintln!(
+            "[bench] paddock: how the {have} runs of {ns} stand: {}",
+            run_tally(client, &ns).await?
+        );
+    }
     delete_namespace(client, &ns).await?;
     Ok(MemRow {
         system: sys.name(),
@@ -827,6 +833,38 @@ async fn memory(client: &Client, sys: System, scale: &[usize], l: &Limits, resul
         relist_peak,
         relist_rss,
     })
+}
+
+/// How the AgentRuns of `ns` stand, as `"<count> <phase>[/<reason>] …"`, most common first; a
+/// failed kind also shows the message of one of its runs, so the reason is on the bench's output.
+async fn run_tally(client: &Client, ns: &str) -> Result<String> {
+    let api: Api<paddock_crds::AgentRun> = Api::namespaced(client.clone(), ns);
+    let mut counts: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    let mut lp = kube::api::ListParams::default().limit(500);
+    loop {
+        let page = api.list(&lp).await?;
+        for r in &page.items {
+            let p = phase(r).map_or("NoPhase".to_string(), |p| format!("{p:?}"));
+            let (key, example) = match paddock_e2e::condition(r, "Succeeded") {
+                Some((_, reason, message)) if p == "Failed" => (
+                    format!("{p}/{reason}"),
+                    format!(" (e.g. {}: {message})", r.metadata.name.clone().unwrap_or_default()),
+                ),
+                _ => (p, String::new()),
+            };
+            counts.entry(key).or_insert((0, example)).0 += 1;
+        }
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+            _ => break,
+        }
+    }
+    let mut v: Vec<_> = counts.into_iter().collect();
+    v.sort_by_key(|(_, (n, _))| std::cmp::Reverse(*n));
+    Ok(v.iter()
+        .map(|(k, (n, e))| format!("{n} {k}{e}"))
+        .collect::<Vec<_>>()
+        .join(", "))
 }
 
 /// One row of the scenario 2 table: start latencies (ms) of one system, start kind and measure.
