@@ -21,7 +21,7 @@ use kube::runtime::reflector::{self, reflector, ObjectRef};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
-use paddock_crds::{AgentRun, ApprovalGate, Phase, RunnerPool};
+use paddock_crds::{AgentRun, ApprovalGate, RunnerPool};
 use std::sync::Arc;
 
 #[derive(Parser)]
@@ -189,20 +189,7 @@ async fn main() -> anyhow::Result<()> {
         .watches(
             api::<RunnerPool>(&client, &ns),
             watcher::Config::default(),
-            move |pool: RunnerPool| {
-                // A pool appearing or changing wakes the runs waiting for it (those without a
-                // pod yet: pending or queued), not the running ones, which it does not concern.
-                let pns = pool.metadata.namespace.clone();
-                let pname = pool.metadata.name.clone().unwrap_or_default();
-                pool_store
-                    .state()
-                    .into_iter()
-                    .filter(|r| r.metadata.namespace == pns && agentrun::build::pool_name(r) == pname)
-                    .filter(|r| !r.status.as_ref().and_then(|s| s.phase).is_some_and(Phase::is_terminal))
-                    .filter(|r| r.status.as_ref().is_none_or(|s| s.pod_name.is_none()))
-                    .map(|r| ObjectRef::from_obj(r.as_ref()))
-                    .collect::<Vec<_>>()
-            },
+            move |pool: RunnerPool| agentrun::runs_waiting_for_pool(&pool_store.state(), &pool),
         )
         .with_config(kube::runtime::controller::Config::default().concurrency(args.max_concurrent_reconciles))
         .shutdown_on_signal()
