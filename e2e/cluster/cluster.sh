@@ -701,9 +701,10 @@ host_setup() {
 # pin_bridge_mac: gives the bridge a MAC address set by hand, so that it keeps it. A Linux bridge
 # whose address was not set takes the lowest MAC of its ports (br_stp_recalculate_bridge_id in
 # net/bridge/br_stp_if.c), so it changes whenever the pod whose host-side veth had that MAC goes.
-# Pods keep the old MAC in their ARP cache until it goes stale; their unicast probes to it go
-# unanswered and a connection to the host (model endpoint, git daemon) then fails with "No route
-# to host", about 30 s later. That failed e2e runs at random when namespaces were being deleted.
+# Pods keep the old MAC in their ARP cache, so their connections to the host (model endpoint,
+# git daemon) stall until that entry fails: 68 s for a connect in a reproduction with two
+# network namespaces; in CI, runs' model calls got 502 from their gateway after about 30 s. That
+# failed e2e tests at random when namespaces were being deleted.
 # The CNI bridge plugin of Debian's containernetworking-plugins 1.1.1 does not set it either.
 # Address type 3 is NET_ADDR_SET (include/uapi/linux/netdevice.h): already pinned.
 pin_bridge_mac() {
