@@ -300,9 +300,14 @@ PEER_KCFG=$BASE/peer.kubeconfig
 # and Fairness exempts from all queueing, while Paddock's operator is a ServiceAccount (flow
 # schema service-accounts, priority level workload-low). With this, all three controllers share
 # the API server on the same terms. kwok keeps the admin identity: it plays the kubelets, whose
-# requests a real cluster serves at the system priority level.
+# requests a real cluster serves at the system priority level. A kept kubeconfig is used only if
+# its token still works: a cluster brought down and up again has a new ServiceAccount, and the old
+# token fails (Tekton then exits with "Error reading/parsing logging configuration").
 peer_kubeconfig() {
-  if [ -s "$PEER_KCFG" ] && [ -n "$(find "$PEER_KCFG" -mmin -1440 2>/dev/null)" ]; then return 0; fi
+  if [ -s "$PEER_KCFG" ] && [ -n "$(find "$PEER_KCFG" -mmin -1440 2>/dev/null)" ] &&
+    "$KUBECTL" --kubeconfig "$PEER_KCFG" --request-timeout=10s get namespace paddock-peers -o name >/dev/null 2>&1; then
+    return 0
+  fi
   mkdir -p "$BASE"
   k create namespace paddock-peers --dry-run=client -o yaml | k apply -f - >/dev/null
   k -n paddock-peers create serviceaccount controller --dry-run=client -o yaml | k apply -f - >/dev/null
