@@ -6,6 +6,30 @@ export _paddock_t0 PADDOCK_CACHE
 # step MSG: a progress line with the elapsed time since the script started.
 step() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - _paddock_t0 ))" "$*" >&2; }
 
+# ensure_disk_space GIB PATH...: fails, saying what to free, unless every filesystem holding a
+# PATH has GIB GiB (1024^3 bytes) free. Paths that share a filesystem count once; a missing path
+# is checked by its nearest existing parent. A build that runs out of disk fails later in a
+# linker with a bus error, far from the cause (CI, 2026-11-22).
+ensure_disk_space() {
+  local need=$1 p d fs avail seen=" " bad=0
+  shift
+  for p in "$@"; do
+    d=$p
+    while [ ! -e "$d" ]; do d=$(dirname "$d"); done
+    fs=$(df -P "$d" | awk 'NR == 2 {print $6}')
+    case $seen in *" $fs "*) continue ;; esac
+    seen+="$fs "
+    avail=$(df -P -k "$d" | awk 'NR == 2 {print $4}')
+    if [ "$avail" -lt $((need * 1024 * 1024)) ]; then
+      echo "error: $((avail / 1024 / 1024)) GiB free on $fs (holding $p); this needs $need GiB." >&2
+      echo "  Free some: old target/ directories (cargo clean), or the largest caches:" >&2
+      du -xsh "$PADDOCK_CACHE"/* /var/lib/paddock-cluster/* 2>/dev/null | sort -h | tail -n 5 | sed 's/^/    /' >&2
+      bad=1
+    fi
+  done
+  return $bad
+}
+
 # ensure_host_deps: packages the build needs on a fresh Debian machine (idempotent).
 ensure_host_deps() {
   local missing=()
