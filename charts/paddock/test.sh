@@ -206,6 +206,9 @@ if dep:
     check(env.get("PADDOCK_METRICS_ADDR", {}).get("value") == "0.0.0.0:8080", f"{scenario}: PADDOCK_METRICS_ADDR=0.0.0.0:8080")
     check(env.get("PADDOCK_LOG_FORMAT", {}).get("value") in ("text", "json"), f"{scenario}: PADDOCK_LOG_FORMAT set")
     check("RUST_LOG" in env, f"{scenario}: RUST_LOG set")
+    limits = ("8", "0") if scenario == "kueue" else ("64", "256")
+    got = (env.get("PADDOCK_MAX_CONCURRENT_RECONCILES", {}).get("value"), env.get("PADDOCK_MAX_LOG_FOLLOWERS", {}).get("value"))
+    check(got == limits, f"{scenario}: PADDOCK_MAX_CONCURRENT_RECONCILES={limits[0]}, PADDOCK_MAX_LOG_FOLLOWERS={limits[1]}", str(got))
     check(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
           f"{scenario}: POD_NAME from fieldRef metadata.name")
     ports = c.get("ports", [])
@@ -412,7 +415,7 @@ render no-pool --set defaultPool.enabled=false --set rbac.aggregateToDefaultRole
 checkyaml no-pool
 render ha --set leaderElection.enabled=true --set replicaCount=2 --set podDisruptionBudget.enabled=true
 checkyaml ha
-render kueue --set kueue.enabled=true
+render kueue --set kueue.enabled=true --set maxConcurrentReconciles=8 --set maxLogFollowers=0
 checkyaml kueue
 render crds --include-crds
 checkyaml crds
@@ -430,6 +433,14 @@ check_fails "replicaCount 0 is refused" "replicaCount must be at least 1" \
   "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set replicaCount=0
 check_fails "podDisruptionBudget with one replica is refused" "needs replicaCount >= 2" \
   "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set leaderElection.enabled=true --set podDisruptionBudget.enabled=true
+check_fails "maxConcurrentReconciles above 65535 is refused" "maxConcurrentReconciles must be a whole number from 0 to 65535, got 70000" \
+  "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set maxConcurrentReconciles=70000
+check_fails "negative maxLogFollowers is refused" "maxLogFollowers must be a whole number from 0 to 65535" \
+  "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set maxLogFollowers=-1
+check_fails "fractional maxLogFollowers is refused" "maxLogFollowers must be a whole number from 0 to 65535, got 1.5" \
+  "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set maxLogFollowers=1.5
+check_fails "a string maxLogFollowers is refused" "maxLogFollowers must be a whole number from 0 to 65535, got 12" \
+  "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set-string maxLogFollowers=12
 check_fails "serviceAccount.create=false without a name is refused" "serviceAccount.name is required" \
   "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set serviceAccount.create=false
 

@@ -72,14 +72,16 @@ struct RunArgs {
     kueue: bool,
     /// AgentRun reconciles running at once (kube-runtime's controller concurrency; others wait
     /// in its queue). Bounds the operator's memory and API burst when thousands of runs change
-    /// at once, e.g. at start-up.
+    /// at once, e.g. at start-up. 0: no limit (kube-runtime's own default).
     #[arg(long, env = "PADDOCK_MAX_CONCURRENT_RECONCILES", default_value_t = 64)]
     max_concurrent_reconciles: u16,
     /// Log followers (one streamed `pods/log` request each, which turns a running agent's events
     /// into status.progress and Events as they happen) running at once. A run beyond this is
     /// not followed live: its events are read from its log when it ends, as always. Each
-    /// follower holds an open connection to the API server.
-    #[arg(long, env = "PADDOCK_MAX_LOG_FOLLOWERS", default_value_t = context::DEFAULT_MAX_LOG_FOLLOWERS)]
+    /// follower holds an open connection to the API server. 0 to 65535; 0 follows only the runs
+    /// with in-run approvals, which are always followed (their gates come from the log).
+    #[arg(long, env = "PADDOCK_MAX_LOG_FOLLOWERS", default_value_t = context::DEFAULT_MAX_LOG_FOLLOWERS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=65535))]
     max_log_followers: usize,
     /// Leader election (`--leader-elect`, `--leader-election-namespace`).
     #[command(flatten)]

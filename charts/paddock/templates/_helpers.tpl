@@ -62,3 +62,17 @@ a listed namespace is outside watchNamespace: the operator would never see that 
 {{- end -}}
 {{- $out | uniq | toJson -}}
 {{- end -}}
+
+{{/* A whole number from 0 to 65535, from (list "valueName" value), printed as digits. Fails,
+naming the value, on anything else (the operator's flags take no more; u16 for the reconciles). */}}
+{{- define "paddock.count" -}}
+{{- $name := index . 0 -}}
+{{- $v := index . 1 -}}
+{{- if not (or (kindIs "float64" $v) (kindIs "int64" $v) (kindIs "int" $v)) -}}
+{{- fail (printf "%s must be a whole number from 0 to 65535, got %v" $name $v) -}}
+{{- end -}}
+{{- if or (lt (float64 $v) 0.0) (gt (float64 $v) 65535.0) (ne (float64 $v) (float64 (int64 $v))) -}}
+{{- fail (printf "%s must be a whole number from 0 to 65535, got %v" $name $v) -}}
+{{- end -}}
+{{- int64 $v -}}
+{{- end -}}
