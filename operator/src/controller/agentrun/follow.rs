@@ -278,6 +278,84 @@ mod tests {
         .is_none());
     }
 
+    /// A client whose requests are never answered: a follower started with it holds its slot
+    /// until it is stopped.
+    fn silent_client() -> kube::Client {
+        let svc = tower::service_fn(|_req: http::Request<kube::client::Body>| {
+            std::future::pending::<Result<http::Response<kube::client::Body>, std::convert::Infallible>>()
+        });
+        kube::Client::new(svc, "default")
+    }
+
+    fn run(uid: &str, in_run_gates: bool) -> AgentRun {
+        let mut spec = serde_json::json!({"repo": {"url": "https://example.com/r.git"},
+                                          "agent": {"name": "shell"}, "prompt": "x"});
+        if in_run_gates {
+            spec["approvals"] = serde_json::json!({"beforePush": {}});
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun",
+            "metadata": {"name": uid, "namespace": "ns", "uid": uid}, "spec": spec
+        }))
+        .unwrap()
+    }
+
+    async fn followed_uids(ctx: &Context) -> Vec<String> {
+        let f = ctx.followers.lock().await;
+        let mut v: Vec<String> = f
+            .iter()
+            .filter(|(_, h)| !h.is_finished())
+            .map(|(k, _)| k.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Waits (at most 5 s) until a follower slot is free: an aborted follower gives its slot
+    /// back when its task is dropped.
+    async fn free_slot(ctx: &Context) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while ctx.follow_slots.available_permits() == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the stopped follower's slot comes back");
+    }
+
+    #[tokio::test]
+    async fn followers_are_capped_except_runs_with_in_run_gates() {
+        let (store, _writer) = kube::runtime::reflector::store::<AgentRun>();
+        let mut ctx = Context::new(silent_client(), Arc::default(), store, "test".into());
+        ctx.follow_slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let ctx = Arc::new(ctx);
+        let (a, b, gated) = (run("a", false), run("b", false), run("gated", true));
+        assert!(super::super::approvals::has_in_run_gates(&gated));
+
+        ensure_follower(&ctx, &a, "pod-a").await;
+        // No slot left for `b`; `gated` is followed without one.
+        ensure_follower(&ctx, &b, "pod-b").await;
+        ensure_follower(&ctx, &gated, "pod-gated").await;
+        // Let the followers start: each then waits on its log request, which is never answered.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(followed_uids(&ctx).await, ["a", "gated"]);
+        assert_eq!(ctx.follow_slots.available_permits(), 0);
+
+        // Stopping a follower gives its slot back, and a later reconcile of `b` gets it.
+        stop_follower(&ctx, "a").await;
+        free_slot(&ctx).await;
+        ensure_follower(&ctx, &b, "pod-b").await;
+        assert_eq!(followed_uids(&ctx).await, ["b", "gated"]);
+
+        // A run whose follower already read the runner's result is not followed again, even
+        // with a slot free.
+        stop_follower(&ctx, "b").await;
+        free_slot(&ctx).await;
+        ctx.lock_followed().insert("a".into());
+        ensure_follower(&ctx, &a, "pod-a").await;
+        assert_eq!(followed_uids(&ctx).await, ["gated"]);
+    }
+
     #[test]
     fn describe_is_one_bounded_line() {
         let d = describe(&RunnerEvent::Message {
