@@ -169,10 +169,36 @@ pub fn next_write_wait(
     }
 }
 
+/// A context for unit tests: its client's requests are never answered (a task that calls the
+/// API waits until it is stopped), and its AgentRun store is empty. Needs a Tokio runtime (the
+/// client spawns its request buffer).
+#[cfg(test)]
+pub(crate) fn test_context() -> Context {
+    let svc = tower::service_fn(|_req: http::Request<kube::client::Body>| {
+        std::future::pending::<Result<http::Response<kube::client::Body>, std::convert::Infallible>>()
+    });
+    let (store, _writer) = kube::runtime::reflector::store::<AgentRun>();
+    Context::new(Client::new(svc, "default"), Arc::default(), store, "test".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn one_admission_lock_per_pool() {
+        let ctx = test_context();
+        let a = ctx.pool_lock("ns/a");
+        let held = a.try_lock().expect("a fresh lock is free");
+        // The same pool gets the same lock; another pool, or the same name in another
+        // namespace, gets its own.
+        assert!(ctx.pool_lock("ns/a").try_lock().is_err());
+        assert!(ctx.pool_lock("ns/b").try_lock().is_ok());
+        assert!(ctx.pool_lock("other/a").try_lock().is_ok());
+        drop(held);
+        assert!(ctx.pool_lock("ns/a").try_lock().is_ok());
+    }
 
     #[test]
     fn one_write_per_interval_and_key() {

@@ -278,15 +278,6 @@ mod tests {
         .is_none());
     }
 
-    /// A client whose requests are never answered: a follower started with it holds its slot
-    /// until it is stopped.
-    fn silent_client() -> kube::Client {
-        let svc = tower::service_fn(|_req: http::Request<kube::client::Body>| {
-            std::future::pending::<Result<http::Response<kube::client::Body>, std::convert::Infallible>>()
-        });
-        kube::Client::new(svc, "default")
-    }
-
     fn run(uid: &str, in_run_gates: bool) -> AgentRun {
         let mut spec = serde_json::json!({"repo": {"url": "https://example.com/r.git"},
                                           "agent": {"name": "shell"}, "prompt": "x"});
@@ -325,8 +316,7 @@ mod tests {
 
     #[tokio::test]
     async fn followers_are_capped_except_runs_with_in_run_gates() {
-        let (store, _writer) = kube::runtime::reflector::store::<AgentRun>();
-        let mut ctx = Context::new(silent_client(), Arc::default(), store, "test".into());
+        let mut ctx = crate::context::test_context();
         ctx.follow_slots = Arc::new(tokio::sync::Semaphore::new(1));
         let ctx = Arc::new(ctx);
         let (a, b, gated) = (run("a", false), run("b", false), run("gated", true));

@@ -441,12 +441,11 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
     // Serialize admission per pool only where it matters: a limit to keep, or warm pods to
     // claim one at a time. Other pools create their pods concurrently.
     let pool_lock = ctx.pool_lock(&format!("{ns}/{pool_name}"));
-    let _admitting =
-        if pool.spec.max_concurrent_runs.is_some() || pool.spec.warm.as_ref().is_some_and(|w| w.replicas > 0) {
-            Some(pool_lock.lock().await)
-        } else {
-            None
-        };
+    let _admitting = if serializes_admission(&pool) {
+        Some(pool_lock.lock().await)
+    } else {
+        None
+    };
     let key = key_of(run);
     if let Some(max) = pool.spec.max_concurrent_runs {
         let mut admissions = ctx.admissions.lock().await;
@@ -613,6 +612,13 @@ pub fn slim_pod(pod: &mut Pod) {
         a.remove(paddock_crds::ANNOTATION_CLAIM);
     }
     pod.spec = None;
+}
+
+/// Whether runs of `pool` are admitted one at a time (under the pool's lock): only when the
+/// pool has a `maxConcurrentRuns` to keep or warm pods to claim. Other pools' runs create their
+/// pods concurrently.
+pub fn serializes_admission(pool: &RunnerPool) -> bool {
+    pool.spec.max_concurrent_runs.is_some() || pool.spec.warm.as_ref().is_some_and(|w| w.replicas > 0)
 }
 
 /// The runs a change of `pool` wakes: its runs (same namespace, `spec.runnerPoolRef` or the
@@ -1156,6 +1162,23 @@ mod tests {
             .map(|o| o.name)
             .collect();
         assert_eq!(woken, ["new", "pending", "queued"]);
+    }
+
+    #[test]
+    fn only_pools_with_a_limit_or_warm_pods_admit_one_run_at_a_time() {
+        let pool = |extra: serde_json::Value| {
+            let mut spec = serde_json::json!({"template": {"image": "localhost/paddock/runner:dev"}});
+            spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            RunnerPool::new("p", serde_json::from_value(spec).unwrap())
+        };
+        assert!(!serializes_admission(&pool(serde_json::json!({}))));
+        assert!(serializes_admission(&pool(serde_json::json!({"maxConcurrentRuns": 4}))));
+        assert!(serializes_admission(&pool(
+            serde_json::json!({"warm": {"replicas": 2}})
+        )));
+        assert!(!serializes_admission(&pool(
+            serde_json::json!({"warm": {"replicas": 0}})
+        )));
     }
 
     #[test]
