@@ -181,6 +181,42 @@ pub(crate) fn test_context() -> Context {
     Context::new(Client::new(svc, "default"), Arc::default(), store, "test".into())
 }
 
+/// A context for unit tests whose client talks to a fake API server: a GET of a path in
+/// `objects` (e.g. `/api/v1/namespaces/ns/pods/p`) gets that object's JSON; every other request
+/// gets 404 NotFound and is recorded, as `METHOD path`, in the returned list.
+#[cfg(test)]
+pub(crate) fn test_context_with(
+    objects: Vec<(String, serde_json::Value)>,
+) -> (Context, Arc<std::sync::Mutex<Vec<String>>>) {
+    let other = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = other.clone();
+    let objects = Arc::new(objects.into_iter().collect::<HashMap<_, _>>());
+    let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+        let path = req.uri().path().to_string();
+        let found = (req.method() == http::Method::GET)
+            .then(|| objects.get(&path))
+            .flatten();
+        let (code, body) = match found {
+            Some(obj) => (200, obj.clone()),
+            None => {
+                seen.lock().unwrap().push(format!("{} {path}", req.method()));
+                let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "reason": "NotFound", "code": 404, "message": format!("{path} not found")});
+                (404, status)
+            }
+        };
+        let resp = http::Response::builder()
+            .status(code)
+            .header("content-type", "application/json")
+            .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap();
+        std::future::ready(Ok::<_, std::convert::Infallible>(resp))
+    });
+    let (store, _writer) = kube::runtime::reflector::store::<AgentRun>();
+    let ctx = Context::new(Client::new(svc, "default"), Arc::default(), store, "test".into());
+    (ctx, other)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

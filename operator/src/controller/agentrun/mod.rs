@@ -835,8 +835,9 @@ async fn finish_from_pod(
         .and_then(|s| s.phase)
         .is_some_and(Phase::is_terminal)
     {
+        // Nothing to write: the status as cached, even its observedGeneration (a newer one
+        // would make the reconcile apply this stale status over the end).
         out.status = run.status.clone().unwrap_or_default();
-        out.status.observed_generation = run.metadata.generation;
         out.events.clear();
         return Ok(());
     }
@@ -1162,6 +1163,55 @@ mod tests {
             .map(|o| o.name)
             .collect();
         assert_eq!(woken, ["new", "pending", "queued"]);
+    }
+
+    /// A run the cache shows Running on pod `r-1`, whose spec changed since the operator last
+    /// wrote its status (generation 2, observedGeneration 1), and the pod, ended.
+    fn ended_pod_and_stale_run() -> (AgentRun, serde_json::Value) {
+        let run: AgentRun = serde_json::from_value(serde_json::json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun",
+            "metadata": {"name": "r", "namespace": "ns", "uid": "u", "generation": 2},
+            "spec": {"repo": {"url": "https://x/r.git"}, "agent": {"name": "shell"}, "prompt": "p"},
+            "status": {"phase": "Running", "podName": "r-1", "attempt": 1, "observedGeneration": 1},
+        }))
+        .unwrap();
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "r-1", "namespace": "ns"},
+            "status": {"phase": "Failed", "reason": "DeadlineExceeded"}});
+        (run, pod)
+    }
+
+    #[tokio::test]
+    async fn a_run_already_ended_on_the_server_is_not_ended_again_from_a_stale_cache() {
+        let (run, pod) = ended_pod_and_stale_run();
+        let mut ended = serde_json::to_value(&run).unwrap();
+        ended["status"]["phase"] = "Succeeded".into();
+        ended["status"]["observedGeneration"] = 2.into();
+        let (ctx, other) = crate::context::test_context_with(vec![
+            ("/api/v1/namespaces/ns/pods/r-1".into(), pod),
+            ("/apis/paddock.dev/v1alpha1/namespaces/ns/agentruns/r".into(), ended),
+        ]);
+        reconcile(Arc::new(run), Arc::new(ctx)).await.unwrap();
+        // No log fetch, no artifacts, no status write (which would put the stale Running back),
+        // no Event: only the two GETs, which the fake answered.
+        assert_eq!(*other.lock().unwrap(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_run_still_running_on_the_server_is_ended_from_its_pod() {
+        let (run, pod) = ended_pod_and_stale_run();
+        let fresh = serde_json::to_value(&run).unwrap();
+        let (ctx, other) = crate::context::test_context_with(vec![
+            ("/api/v1/namespaces/ns/pods/r-1".into(), pod),
+            ("/apis/paddock.dev/v1alpha1/namespaces/ns/agentruns/r".into(), fresh),
+        ]);
+        // The fake refuses the ending's writes, so the reconcile fails after it tried them.
+        let _ = reconcile(Arc::new(run), Arc::new(ctx)).await;
+        let other = other.lock().unwrap();
+        assert!(
+            other.contains(&"GET /api/v1/namespaces/ns/pods/r-1/log".to_string()),
+            "{other:?}"
+        );
     }
 
     #[test]
