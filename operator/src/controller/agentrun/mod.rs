@@ -1214,6 +1214,43 @@ mod tests {
         );
     }
 
+    /// Reconciles a run that just created pod `r-1` (phase Running, condition Running/PodCreated),
+    /// with the pod in `pod_status`; returns the requests the fake API did not answer.
+    async fn reconcile_fresh_pod(pod_status: serde_json::Value) -> Vec<String> {
+        let t = "2026-11-22T10:00:00Z";
+        let run: AgentRun = serde_json::from_value(serde_json::json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun",
+            "metadata": {"name": "r", "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": {"repo": {"url": "https://x/r.git"}, "agent": {"name": "shell"}, "prompt": "p"},
+            "status": {"phase": "Running", "podName": "r-1", "attempt": 1, "observedGeneration": 1,
+                       "startTime": now(), "conditions": [{"type": "Running", "status": "True",
+                       "reason": "PodCreated", "message": "created runner pod r-1", "observedGeneration": 1,
+                       "lastTransitionTime": t}]},
+        }))
+        .unwrap();
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "r-1", "namespace": "ns"}, "status": pod_status});
+        let (ctx, other) = crate::context::test_context_with(vec![("/api/v1/namespaces/ns/pods/r-1".into(), pod)]);
+        reconcile(Arc::new(run), Arc::new(ctx)).await.ok();
+        let other = other.lock().unwrap().clone();
+        other
+    }
+
+    #[tokio::test]
+    async fn a_freshly_created_pending_pod_writes_no_status() {
+        let other = reconcile_fresh_pod(serde_json::json!({"phase": "Pending"})).await;
+        assert_eq!(other, Vec::<String>::new());
+        // Waiting containers are news: PodStarting, with their reasons, is written.
+        let other = reconcile_fresh_pod(serde_json::json!({"phase": "Pending", "containerStatuses": [
+            {"name": "agent", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"waiting": {"reason": "ContainerCreating"}}}]}))
+        .await;
+        assert_eq!(
+            other,
+            ["PATCH /apis/paddock.dev/v1alpha1/namespaces/ns/agentruns/r/status"]
+        );
+    }
+
     #[test]
     fn only_pools_with_a_limit_or_warm_pods_admit_one_run_at_a_time() {
         let pool = |extra: serde_json::Value| {
