@@ -23,7 +23,7 @@ ensure_disk_space() {
     if [ "$avail" -lt $((need * 1024 * 1024)) ]; then
       echo "error: $((avail / 1024 / 1024)) GiB free on $fs (holding $p); this needs $need GiB." >&2
       echo "  Free some: old target/ directories (cargo clean), or the largest caches:" >&2
-      du -xsh "$PADDOCK_CACHE"/* /var/lib/paddock-cluster/* 2>/dev/null | sort -h | tail -n 5 | sed 's/^/    /' >&2
+      du -xsh "$PADDOCK_CACHE"/* "${PADDOCK_CLUSTER_DIR:-/var/lib/paddock-cluster}"/* 2>/dev/null | sort -h | tail -n 5 | sed 's/^/    /' >&2
       bad=1
     fi
   done
