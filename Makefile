@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export PADDOCK_CACHE ?= /var/cache/paddock
 
-.PHONY: help demo test unit lint crds e2e drills bench cluster-up cluster-down images
+.PHONY: help demo test unit lint crds e2e drills bench fresh-check cluster-up cluster-down images
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ drills: ## Reliability drills on the local cluster (operator kills, control-plan
 
 bench: ## Benchmarks vs Tekton and agent-sandbox on the local cluster (prints tables; not part of make test)
 	bash e2e/bench.sh $(ARGS)
+
+fresh-check: ## The README's commands in a fresh clone with empty caches, timed (slow; not part of make test)
+	bash e2e/fresh-check.sh
 
 cluster-up: ## Bring up the local cluster (prints the kubeconfig path)
 	bash e2e/cluster/cluster.sh up

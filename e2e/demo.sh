@@ -12,26 +12,30 @@ source e2e/lib.sh
 source e2e/services.sh
 NS=paddock-demo RUN=demo
 
-step "release build of paddock-runner, paddock-operator, scripted-model (cached after the first run)"
+step "prerequisites (root, toolchains, Debian packages)"
 ensure_host_deps
-cargo build --release -q -p paddock-runner -p paddock-operator -p scripted-model
 
 if [ -z "${PADDOCK_LOCAL_CLUSTER:-}" ] && { [ -n "${KUBECONFIG:-}" ] || kubectl config current-context >/dev/null 2>&1; } \
    && kubectl version --request-timeout=5s >/dev/null 2>&1; then
-  step "using the configured cluster ($(kubectl config current-context 2>/dev/null || echo "$KUBECONFIG"))"
-  HOST_IP=${PADDOCK_HOST_IP:?set PADDOCK_HOST_IP to an address of this machine that pods can reach}
-  echo "load the images into that cluster yourself first (README: On a machine with Docker)" >&2
   LOCAL=0
 else
-  step "local cluster (first run builds Kubernetes from source: ~15 min on 2 cores; then cached)"
-  KUBECONFIG=$(bash e2e/cluster/cluster.sh up | tail -n 1); export KUBECONFIG
-  HOST_IP=$(bash e2e/cluster/cluster.sh host-ip)
   LOCAL=1
 fi
 
 if [ "$LOCAL" = 1 ]; then
-  step "images (runner: Debian + git + Node.js + Claude Code + Codex + paddock-runner; operator)"
+  step "builds, in parallel (cached after the first run; cold on 2 cores about 11 min): release binaries (cargo), Kubernetes + etcd + helm (Go), runner image base (Debian + agent CLIs)"
+  prebuild --local-cluster
+  step "local cluster (cached binaries; starts in about 30 s)"
+  KUBECONFIG=$(bash e2e/cluster/cluster.sh up | tail -n 1); export KUBECONFIG
+  HOST_IP=$(bash e2e/cluster/cluster.sh host-ip)
+  step "images (runner: the cached base + paddock-runner; operator)"
   bash e2e/build-images.sh
+else
+  step "using the configured cluster ($(kubectl config current-context 2>/dev/null || echo "$KUBECONFIG"))"
+  HOST_IP=${PADDOCK_HOST_IP:?set PADDOCK_HOST_IP to an address of this machine that pods can reach}
+  echo "load the images into that cluster yourself first (README: On a machine with Docker)" >&2
+  step "builds, in parallel (cached after the first run): release binaries (cargo), helm (Go)"
+  prebuild
 fi
 
 step "host services on $HOST_IP: git daemon serving Paddock's own repository, scripted model endpoint"

@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
 # `make drills`: the reliability drills (e2e/tests/drills.rs, `#[ignore]`d in the normal suite
-# because they kill operator pods and upgrade the shared release). Needs what `make e2e` set up:
-# the local cluster, images, Paddock installed; (re)starts the host services.
+# because they kill operator pods and upgrade the shared release), then cargo-fuzz. Sets up on
+# its own what it needs (e2e_up in services.sh: builds, the local cluster, images, host services,
+# Paddock installed), so it runs on a fresh machine too; run it alone, not beside `make e2e`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source e2e/lib.sh
 source e2e/services.sh
-KUBECONFIG=$(bash e2e/cluster/cluster.sh up | tail -n 1)
-export KUBECONFIG
-HOST_IP=$(bash e2e/cluster/cluster.sh host-ip)
-start_services "$HOST_IP"
 trap 'stop_services' EXIT
-export PADDOCK_E2E_RUNNER_IMAGE=localhost/paddock/runner:dev
-export PADDOCK_E2E_MODEL_URL=$MODEL_URL PADDOCK_E2E_GIT_ROOT=$GIT_ROOT PADDOCK_E2E_GIT_URL=$GIT_URL
+e2e_up
+PADDOCK_E2E_HELM="$(bash e2e/cluster/build-binaries.sh print-env | sed -n 's/^HELM_BIN=//p')/helm"
+export PADDOCK_E2E_HELM
 step "drills"
 # The idle-writes drill first, on a quiet cluster: right after the control-plane drill it
 # counted one unexplained write in 21 reconciles (twice); alone, 0 (see docs/reliability.md).

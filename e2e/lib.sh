@@ -30,15 +30,75 @@ ensure_disk_space() {
   return $bad
 }
 
-# ensure_host_deps: packages the build needs on a fresh Debian machine (idempotent).
-ensure_host_deps() {
-  local missing=()
-  for p in pkg-config libssl-dev git cmake bc curl jq umoci skopeo; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing ${missing[*]}" >&2
-    if [ "$(id -u)" != 0 ]; then echo "need root to apt-get install ${missing[*]}" >&2; return 1; fi
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+# apt_install PACKAGE...: installs Debian packages (quietly); on a fresh machine whose package
+# lists are missing or stale, runs `apt-get update` once and tries again. One clear line if that
+# is impossible (not root, or apt-get fails).
+apt_install() {
+  [ $# -gt 0 ] || return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "error: need root to install the Debian packages $*: run as root, or apt-get install them first" >&2
+    return 1
   fi
+  echo "installing Debian packages: $*" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null 2>&1 &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null; } ||
+    { echo "error: apt-get install $* failed (is a Debian mirror reachable? try: apt-get update && apt-get install $*)" >&2; return 1; }
+}
+
+# ensure_host_deps: what every script here needs on a fresh Debian 12 machine, checked in one
+# place (idempotent, fast when all is there): root, the toolchains the machine image ships
+# (cargo, go, npm, kubectl), and the Debian packages the builds use (installed when missing).
+ensure_host_deps() {
+  local missing=() p t
+  if [ "$(id -u)" != 0 ]; then
+    echo "error: run as root (the local cluster runs containerd and the kubelet; the image build chroots)" >&2
+    return 1
+  fi
+  for t in cargo go npm kubectl git; do
+    command -v "$t" >/dev/null || { echo "error: '$t' is not on PATH; Paddock's scripts need it (see README.md)" >&2; return 1; }
+  done
+  for p in pkg-config libssl-dev git cmake bc curl jq umoci skopeo mmdebstrap; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  apt_install "${missing[@]}"
+}
+
+# run_parallel NAME=COMMAND...: runs the commands at once (each with `bash -c`), each one's
+# output in $PADDOCK_LOG_DIR/NAME.log (default $PADDOCK_RUN_DIR/logs); prints a line as each
+# ends with the seconds it took, every 60 s the ones still going, and on a failure the last 30
+# lines of its log. Returns 1 if any failed, once all have ended. For the slow first-run builds:
+# cargo, the Go tools and the image base are each cached, and on 2 cores they overlap each
+# other's downloads, links and single-threaded tails.
+run_parallel() {
+  local logs=${PADDOCK_LOG_DIR:-${PADDOCK_RUN_DIR:-/var/lib/paddock-e2e}/logs} spec n rc=0 last=$SECONDS
+  local -A pid t0
+  mkdir -p "$logs"
+  for spec in "$@"; do
+    n=${spec%%=*}
+    bash -c "${spec#*=}" >"$logs/$n.log" 2>&1 </dev/null &
+    pid[$n]=$! t0[$n]=$SECONDS
+  done
+  while [ ${#pid[@]} -gt 0 ]; do
+    for n in "${!pid[@]}"; do
+      # A child that ended is a zombie until waited for: /proc still has it, in state Z.
+      if [ -d "/proc/${pid[$n]}" ] && ! grep -q '^State:.*Z' "/proc/${pid[$n]}/status" 2>/dev/null; then continue; fi
+      if wait "${pid[$n]}"; then
+        printf '      done: %s (%ss)\n' "$n" $((SECONDS - t0[$n])) >&2
+      else
+        rc=1
+        printf '      FAILED: %s after %ss; the last lines of %s:\n' "$n" $((SECONDS - t0[$n])) "$logs/$n.log" >&2
+        tail -n 30 "$logs/$n.log" | sed 's/^/        /' >&2
+      fi
+      unset "pid[$n]"
+    done
+    if [ ${#pid[@]} -gt 0 ] && ((SECONDS - last >= 60)); then
+      last=$SECONDS
+      printf '      still running: %s (logs in %s)\n' "$(for n in "${!pid[@]}"; do printf '%s %ss  ' "$n" $((SECONDS - t0[$n])); done)" "$logs" >&2
+    fi
+    sleep 1
+  done
+  return $rc
 }
 
 # ensure_npm_clis: the agent CLIs on the host, for the scripted model's own CLI tests

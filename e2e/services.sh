@@ -45,6 +45,9 @@ stop_services() {
 install_paddock() {
   local repo helm
   repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  # Built here too (a no-op when cached): `make demo` on a fresh machine must not rely on
+  # `make test` having built helm first (issue 16).
+  bash "$repo/e2e/cluster/build-binaries.sh" helm
   helm=$(bash "$repo/e2e/cluster/build-binaries.sh" print-env | sed -n 's/^HELM_BIN=//p')/helm
   # Helm installs crds/ once and never upgrades them: apply the current CRDs first.
   kubectl apply --server-side --force-conflicts --field-manager=paddock-install -f "$repo/charts/paddock/crds/crds.yaml" >/dev/null
@@ -56,13 +59,41 @@ install_paddock() {
   kubectl -n paddock-system rollout status deploy/paddock-operator --timeout=120s
 }
 
+# prebuild [--local-cluster] [--kueue]: the slow builds of a first run, at once (run_parallel in
+# lib.sh), each cached so that a warm run takes about a second:
+#   cargo-release      paddock-runner, paddock-operator, scripted-model (target/release)
+#   go-tools           helm, and with --local-cluster etcd + Kubernetes, with --kueue Kueue
+#                      (build-binaries.sh, $PADDOCK_CACHE/bin)
+#   runner-image-base  with --local-cluster: Debian + the agent CLIs, the runner image's base layer
+#                      (runner-image/build.sh --base-only, $PADDOCK_CACHE/runner-image)
+# Cold on 2 cores, the three overlap (downloads, links, single-threaded tails): see the README
+# for the measured times.
+prebuild() {
+  local repo local_cluster=0 go_tools=helm
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --local-cluster) local_cluster=1; go_tools="etcd kubernetes $go_tools" ;;
+      --kueue) go_tools="$go_tools kueue" ;;
+    esac
+    shift
+  done
+  local jobs=("cargo-release=cd '$repo' && cargo build --release -p paddock-runner -p paddock-operator -p scripted-model"
+              "go-tools=bash '$repo/e2e/cluster/build-binaries.sh' $go_tools")
+  [ "$local_cluster" = 0 ] || jobs+=("runner-image-base=bash '$repo/runner-image/build.sh' --base-only")
+  run_parallel "${jobs[@]}"
+}
+
 # e2e_up: what every suite on the local cluster starts from — release binaries, the cluster
 # (brought up or reused), images loaded, host services started, Paddock installed — and the
 # PADDOCK_E2E_* variables the test and bench binaries read exported. Sets KUBECONFIG, HOST_IP.
 # With PADDOCK_E2E_KUEUE=1 it also starts Kueue (e2e/kueue.sh) and enables the integration.
 e2e_up() {
-  step "release build: paddock-runner, paddock-operator, scripted-model"
-  cargo build --release -q -p paddock-runner -p paddock-operator -p scripted-model
+  ensure_host_deps
+  local kueue_build=()
+  [ "${PADDOCK_E2E_KUEUE:-}" != 1 ] || kueue_build=(--kueue)
+  step "builds, in parallel (first run only; each is cached): release binaries, Go tools, runner image base"
+  prebuild --local-cluster "${kueue_build[@]}"
   step "local cluster"
   KUBECONFIG=$(bash e2e/cluster/cluster.sh up | tail -n 1)
   export KUBECONFIG

@@ -16,6 +16,7 @@
 #   2. top   — /usr/local/bin/paddock-runner only; rebuilt every time (seconds).
 #
 # Usage: runner-image/build.sh [--runner PATH] [--out PATH] [--import] [--verify] [--rebuild-base]
+#        runner-image/build.sh --base-only
 #   --runner PATH     paddock-runner binary to put in the image
 #                     (default: <repo>/target/release/paddock-runner)
 #   --out PATH        where to write the archive
@@ -29,7 +30,9 @@
 #                     each npm and pip CLI's `--version` in the imported image with ctr: image user,
 #                     read-only root, no capabilities, seccomp, writable HOME, /tmp, /workspace
 #   --rebuild-base    ignore the cached base layer and build it again
-# Env: PADDOCK_IMAGE_CACHE (default /var/cache/paddock/runner-image), PADDOCK_DEBIAN_MIRROR and
+#   --base-only       build (or find cached) the base layer and stop: no runner binary needed, so
+#                     the demo and the e2e setup run it while cargo builds paddock-runner
+# Env: PADDOCK_IMAGE_CACHE (default $PADDOCK_CACHE/runner-image, PADDOCK_CACHE default /var/cache/paddock), PADDOCK_DEBIAN_MIRROR and
 #      PADDOCK_DEBIAN_SECURITY_MIRROR (default: the URIs in /etc/apt/sources.list.d/debian.sources,
 #      else deb.debian.org), CONTAINERD_ADDRESS.
 # Needs root (mmdebstrap root mode, chroot, file ownership). Installs mmdebstrap, umoci and jq
@@ -39,12 +42,13 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 CONTENTS="$HERE/contents.env"
-CACHE="${PADDOCK_IMAGE_CACHE:-/var/cache/paddock/runner-image}"
+CACHE="${PADDOCK_IMAGE_CACHE:-${PADDOCK_CACHE:-/var/cache/paddock}/runner-image}"
 RUNNER_BIN="$REPO/target/release/paddock-runner"
 OUT=""
 DO_IMPORT=0
 DO_VERIFY=0
 REBUILD_BASE=0
+BASE_ONLY=0
 START_SECONDS=$SECONDS
 
 log() { printf '[runner-image +%ss] %s\n' "$((SECONDS - START_SECONDS))" "$*" >&2; }
@@ -57,6 +61,7 @@ while [ $# -gt 0 ]; do
     --import) DO_IMPORT=1; shift ;;
     --verify) DO_IMPORT=1; DO_VERIFY=1; shift ;;
     --rebuild-base) REBUILD_BASE=1; shift ;;
+    --base-only) BASE_ONLY=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
@@ -64,7 +69,7 @@ done
 
 [ "$(id -u)" = 0 ] || die "run as root (mmdebstrap root mode, chroot, ownership of image files)"
 [ -f "$CONTENTS" ] || die "missing $CONTENTS"
-[ -x "$RUNNER_BIN" ] || die "runner binary $RUNNER_BIN not found or not executable \
+[ "$BASE_ONLY" = 1 ] || [ -x "$RUNNER_BIN" ] || die "runner binary $RUNNER_BIN not found or not executable \
 (cargo build --release -p paddock-runner, or pass --runner PATH)"
 
 # shellcheck source=contents.env
@@ -100,7 +105,10 @@ need_tools() {
   command -v npm >/dev/null || die "npm is needed on the host (it installs NPM_PACKAGES)"
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]} with apt-get"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2
+    # A fresh machine's package lists may be missing or stale: update once if the install fails.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2 ||
+      { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2; } ||
+      die "apt-get install ${missing[*]} failed"
   fi
 }
 
@@ -315,6 +323,7 @@ else
   done
   log "base layer cached: $BASE"
 fi
+[ "$BASE_ONLY" = 0 ] || exit 0
 
 # ---- top layer + config (every build) ------------------------------------------------------
 # Blobs are content-addressed and never rewritten by umoci: hard links are safe and instant.

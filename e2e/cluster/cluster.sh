@@ -132,8 +132,12 @@ ensure_packages() {
   dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing missing packages: ${missing[*]}"
+    [ "$(id -u)" = 0 ] || die "run as root: the local cluster runs containerd and the kubelet (and installs ${missing[*]})"
+    # A fresh machine's package lists may be missing or stale: update once if the install fails.
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >"$DIR/logs/apt.log" 2>&1 ||
-      die "apt-get install failed, see $DIR/logs/apt.log"
+      { apt-get update >>"$DIR/logs/apt.log" 2>&1 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >>"$DIR/logs/apt.log" 2>&1; } ||
+      die "apt-get install ${missing[*]} failed, see $DIR/logs/apt.log"
   fi
   [ -n "$KUBECTL" ] || die "kubectl not found (set KUBECTL=...)"
 }

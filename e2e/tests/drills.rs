@@ -5,8 +5,8 @@
 //! in parallel with other e2e files (hence `#[ignore]`; `e2e/run-e2e.sh` does not list it): it
 //! upgrades the shared `paddock` release in `paddock-system` to two replicas, kills operator
 //! processes, and rolls the release back to the revision it found at the end (pass or fail).
-//! Besides the e2e environment (see `paddock_e2e`), it needs `helm` (`PADDOCK_E2E_HELM`, default
-//! `/var/cache/paddock/bin/helm-v3.19.0/helm`) and runs on the cluster's node: it SIGKILLs the
+//! Besides the e2e environment (see `paddock_e2e`), it needs `helm` (`PADDOCK_E2E_HELM`, which
+//! `e2e/drills.sh` sets to the helm that `e2e/cluster/build-binaries.sh` builds) and runs on the cluster's node: it SIGKILLs the
 //! leader's process through `/proc` and scrapes `/metrics` on pod IPs.
 
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -32,7 +32,7 @@ const RETRY_PERIOD: Duration = Duration::from_secs(2);
 const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 
 fn helm() -> String {
-    std::env::var("PADDOCK_E2E_HELM").unwrap_or_else(|_| "/var/cache/paddock/bin/helm-v3.19.0/helm".into())
+    std::env::var("PADDOCK_E2E_HELM").expect("PADDOCK_E2E_HELM: the helm binary (e2e/drills.sh sets it)")
 }
 
 fn chart() -> PathBuf {

@@ -1,7 +1,7 @@
 //! Runs the `scripted-model` binary and drives it with raw HTTP and with the real agent CLIs.
 //!
 //! The CLI tests use the npm installs under `$PADDOCK_NPM_CLIS` (default
-//! `/var/cache/paddock/npm-clis`, see README.md for the install command). When a CLI is not
+//! `$PADDOCK_CACHE/npm-clis`, cache default `/var/cache/paddock`, see README.md for the install command). When a CLI is not
 //! installed the test prints a notice and passes, unless `SCRIPTED_MODEL_REQUIRE_CLIS=1`, which
 //! makes it fail instead.
 
@@ -242,7 +242,10 @@ fn sleeping_turn_streams_keepalives_first() {
 fn cli(name: &str) -> Option<PathBuf> {
     let base = std::env::var_os("PADDOCK_NPM_CLIS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/paddock/npm-clis"));
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("PADDOCK_CACHE").unwrap_or_else(|| "/var/cache/paddock".into());
+            PathBuf::from(cache).join("npm-clis")
+        });
     let bin = base.join("node_modules/.bin").join(name);
     if bin.exists() {
         return Some(bin);

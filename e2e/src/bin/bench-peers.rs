@@ -1134,7 +1134,10 @@ async fn run() -> Result<()> {
         .split(',')
         .map(System::parse)
         .collect::<Result<Vec<_>>>()?;
-    let audit = std::env::var("PADDOCK_AUDIT_LOG").unwrap_or_else(|_| "/var/lib/paddock-cluster/logs/audit.log".into());
+    let audit = std::env::var("PADDOCK_AUDIT_LOG").unwrap_or_else(|_| {
+        let dir = std::env::var("PADDOCK_CLUSTER_DIR").unwrap_or_else(|_| "/var/lib/paddock-cluster".into());
+        format!("{dir}/logs/audit.log")
+    });
     let mut config = kube::Config::infer().await?;
     config.headers.push((
         hyper::header::USER_AGENT,
