@@ -56,7 +56,7 @@ python3 -c 'import yaml' 2>/dev/null && HAVE_YAML=1
 # ---------------------------------------------------------------- the rendered-YAML checker
 # check.py <scenario> <manifest> <crds.yaml>: prints "ok   - ..." / "FAIL - ..." lines.
 cat >"$TMP/check.py" <<'PY'
-import sys, yaml
+import base64, sys, yaml
 
 scenario, manifest, crds_path = sys.argv[1], sys.argv[2], sys.argv[3]
 results = []
@@ -242,7 +242,15 @@ def binding_ok(b, role):
 
 pools = kinds("RunnerPool")
 if scenario == "default":
-    expect_kinds({"ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Deployment": 1, "Service": 1, "RunnerPool": 1,
+    key = one("Secret", "-verdict-key")
+    pem = base64.b64decode((key or {}).get("data", {}).get("private.pem", "")).decode()
+    check(key and pem.startswith("-----BEGIN PRIVATE KEY-----") and key["metadata"]["annotations"].get("helm.sh/resource-policy") == "keep",
+          f"{scenario}: the verdict signing key Secret holds a PEM private key and is kept on uninstall", pem[:40])
+    mounts = {m["name"]: m for m in pod["containers"][0].get("volumeMounts") or []}
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    check(mounts.get("verdict-key", {}).get("readOnly") and env.get("PADDOCK_VERDICT_KEY_FILE") == mounts["verdict-key"]["mountPath"] + "/private.pem",
+          f"{scenario}: the operator reads the key from its read-only mount", str(mounts.get("verdict-key")))
+    expect_kinds({"Secret": 1, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Deployment": 1, "Service": 1, "RunnerPool": 1,
                   "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
     op = one("ClusterRole", "-operator")
     check(op and norm(op["rules"]) == EXPECTED_OPERATOR, f"{scenario}: operator ClusterRole has exactly the expected rules",
@@ -260,7 +268,7 @@ if scenario == "default":
     check(p and p["spec"] == {"maxConcurrentRuns": 4, "template": {"image": "localhost/paddock/runner:dev", "imagePullPolicy": "IfNotPresent"}},
           f"{scenario}: RunnerPool spec: runner:dev IfNotPresent, maxConcurrentRuns 4, all agents", str(p and p["spec"]))
 elif scenario == "watchns-servicemonitor":
-    expect_kinds({"ServiceAccount": 1, "ClusterRole": 2, "Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1,
+    expect_kinds({"Secret": 1, "ServiceAccount": 1, "ClusterRole": 2, "Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1,
                   "ServiceMonitor": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
     role = one("Role")
     check(role and role["metadata"]["namespace"] == "team-a" and norm(role["rules"]) == EXPECTED_OPERATOR,
@@ -274,7 +282,7 @@ elif scenario == "watchns-servicemonitor":
     check(vb and vb["spec"].get("matchResources") == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "team-a"}}},
           f"{scenario}: approval policy bound to the watched namespace only", str(vb and vb["spec"].get("matchResources")))
 elif scenario == "pools-leases":
-    expect_kinds({"ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
+    expect_kinds({"Secret": 1, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
                   "Deployment": 1, "Service": 1, "RunnerPool": 2, "ValidatingAdmissionPolicy": 1,
                   "ValidatingAdmissionPolicyBinding": 1})
     le = one("Role", "-leader-election")
@@ -292,7 +300,7 @@ elif scenario == "pools-leases":
           and t.get("overrides") == {"image": True, "maxResources": {"cpu": "2"}},
           f"{scenario}: queue, warm and overrides passed through", str((t.get("queue"), t.get("warm"), t.get("overrides"))))
 elif scenario == "ha":
-    expect_kinds({"ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
+    expect_kinds({"Secret": 1, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
                   "Deployment": 1, "Service": 1, "RunnerPool": 1, "PodDisruptionBudget": 1,
                   "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
     le = one("Role", "-leader-election")
@@ -306,7 +314,7 @@ elif scenario == "ha":
           and pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": dep["spec"]["selector"]["matchLabels"]}},
           f"{scenario}: PodDisruptionBudget maxUnavailable 1 selects the operator pods", str(pdb and pdb["spec"]))
 elif scenario == "kueue":
-    expect_kinds({"ServiceAccount": 1, "ClusterRole": 4, "ClusterRoleBinding": 2, "Deployment": 1, "Service": 1, "RunnerPool": 1,
+    expect_kinds({"Secret": 1, "ServiceAccount": 1, "ClusterRole": 4, "ClusterRoleBinding": 2, "Deployment": 1, "Service": 1, "RunnerPool": 1,
                   "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
     op = one("ClusterRole", "-operator")
     expected = sorted(EXPECTED_OPERATOR + [
@@ -323,6 +331,9 @@ elif scenario == "kueue":
     check(env.get("PADDOCK_KUEUE") == "true", f"{scenario}: PADDOCK_KUEUE=true on the operator", str(env.get("PADDOCK_KUEUE")))
 elif scenario == "no-pool":
     expect_kinds({"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Deployment": 1})
+    vols = {v["name"]: v for v in pod.get("volumes") or []}
+    check(vols.get("verdict-key", {}).get("secret", {}).get("secretName") == "my-verdict-key",
+          f"{scenario}: verdictKey.existingSecret is mounted, and no Secret is rendered", str(vols.get("verdict-key")))
 elif scenario == "crds":
     names = sorted(d["metadata"]["name"] for d in kinds("CustomResourceDefinition"))
     check(names == ["agentruns.paddock.dev", "approvalgates.paddock.dev", "runnerpools.paddock.dev"],
@@ -411,7 +422,7 @@ render pools-leases --set rbac.leaderElection=true --set 'defaultPool.namespaces
   --set defaultPool.overrides.image=true --set-string defaultPool.overrides.maxResources.cpu=2
 checkyaml pools-leases
 render no-pool --set defaultPool.enabled=false --set rbac.aggregateToDefaultRoles=false --set metrics.service.enabled=false \
-  --set approvalPolicy.enabled=false
+  --set approvalPolicy.enabled=false --set verdictKey.existingSecret=my-verdict-key
 checkyaml no-pool
 render ha --set leaderElection.enabled=true --set replicaCount=2 --set podDisruptionBudget.enabled=true
 checkyaml ha

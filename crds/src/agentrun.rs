@@ -405,10 +405,11 @@ pub struct Approvers {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct OutputSpec {
-    /// Branch to commit to. Default `paddock/<run name>`. Must be a valid git branch name that
-    /// does not start with `-`.
+    /// Branch to commit to. Default `paddock/<run name>`. A branch name in short form as
+    /// `git check-ref-format --branch` accepts it (`paddock/fix-1`, not `refs/heads/...` nor
+    /// `HEAD`), limited to `[A-Za-z0-9._/-]`, not starting with `-` or `.`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("!self.startsWith('-') && !self.startsWith('/') && !self.contains('..') && !self.endsWith('.lock') && !self.endsWith('/') && self.matches('^[A-Za-z0-9._/-]+$')").message("output.branch must be a valid git branch name (no leading '-', no '..')"))]
+    #[x_kube(validation = Rule::new("!self.startsWith('-') && !self.startsWith('/') && !self.startsWith('.') && !self.startsWith('refs/') && self != 'HEAD' && !self.contains('..') && !self.contains('//') && !self.contains('/.') && !self.endsWith('.lock') && !self.endsWith('/') && !self.endsWith('.') && self.matches('^[A-Za-z0-9._/-]+$')").message("output.branch must be a valid git branch name, short form (e.g. paddock/fix-1, not refs/heads/...; no leading '-' or '.', no '..')"))]
     #[schemars(length(max = 200))]
     pub branch: Option<String>,
     /// Push the branch to `repo.url` after committing. Default false.
@@ -424,7 +425,10 @@ pub struct OutputSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct LocalObjectRef {
-    /// Object name.
+    /// Object name: a DNS subdomain name (RFC 1123), the form Kubernetes requires of Secret,
+    /// ConfigMap and RunnerPool names. A name with `/` would make the operator's request path
+    /// point elsewhere, so it is refused at admission.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("name must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-' and '.'; starting and ending with a letter or digit)"))]
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }

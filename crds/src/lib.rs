@@ -1,6 +1,7 @@
 //! Paddock's API: the `paddock.dev/v1alpha1` custom resources and the runner event schema.
 //!
-//! This crate holds types only (no client, no runtime), so the operator, the runner binary and
+//! This crate holds types (no client, no runtime) and the one signature scheme both sides of a
+//! runner pod check ([`verdict`]), so the operator, the runner binary and
 //! the `kubectl paddock` plugin share one definition. The CRD YAML in `crds/generated/` is
 //! produced from these types by the `crdgen` binary and checked for drift by a test.
 #![forbid(unsafe_code)]
@@ -11,7 +12,9 @@ pub mod agentrun;
 pub mod approvalgate;
 pub mod condition;
 pub mod events;
+pub mod gateway;
 pub mod runnerpool;
+pub mod verdict;
 
 pub use agentrun::*;
 pub use approvalgate::*;

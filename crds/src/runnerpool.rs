@@ -71,7 +71,27 @@ pub struct RunnerPoolSpec {
     /// Gateway settings: model prices for metering and `budget.maxCostUSD`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<GatewaySpec>,
+    /// Where the pool's runs may push. Unset: only to branches matching `paddock/*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<PoolOutputSpec>,
 }
+
+/// Where a pool's runs may push (the pool's git credentials push only there).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolOutputSpec {
+    /// Branches a run with `output.push: true` may push, as shell-style globs (`*` matches any
+    /// run of characters, `/` included; e.g. `paddock/*`, `agents/team-a/*`). At most 32.
+    /// Empty or unset: `paddock/*`. A run whose branch matches none fails with reason
+    /// `BranchNotAllowed` before any pod starts. Pushes are never forced (a remote branch that
+    /// moved is not overwritten).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub allowed_branches: Vec<String>,
+}
+
+/// The branches a pool's runs may push when `spec.output.allowedBranches` is unset.
+pub const DEFAULT_ALLOWED_BRANCHES: &[&str] = &["paddock/*"];
 
 /// Egress allowlist.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -179,6 +199,13 @@ pub struct OverridesSpec {
     /// be set). Unset: a run cannot set resources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_resources: Option<BTreeMap<String, Quantity>>,
+    /// Model endpoint variables (a provider's base URL, e.g. `ANTHROPIC_BASE_URL`,
+    /// `OPENAI_BASE_URL`) a run may set in `spec.agent.env` although this pool configures that
+    /// provider (its key or base URL). Default none: the pool's model key goes only to the
+    /// upstream the pool names, and a run that sets one fails with reason `OverrideNotAllowed`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub model_env: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -191,6 +218,7 @@ impl Default for OverridesSpec {
             env: true,
             image: false,
             max_resources: None,
+            model_env: Vec::new(),
         }
     }
 }

@@ -176,6 +176,13 @@ fn option_like_and_escaping_branch_names_are_refused() {
         ("shell metacharacters", "x;rm -rf ~"),
         ("command substitution", "$(touch /tmp/p)"),
         ("newline", "a\nb"),
+        // Issue 17: admitted before, then failed late as "step clone failed".
+        ("full ref", "refs/heads/main"),
+        ("HEAD", "HEAD"),
+        ("double slash", "a//b"),
+        ("hidden component", "a/.b"),
+        ("leading dot", ".x"),
+        ("trailing dot", "x."),
     ] {
         cases.push((name, set(&["output", "branch"], json!(b)), BRANCH_MSG));
     }
@@ -563,4 +570,29 @@ fn references_cannot_name_another_namespace() {
         }
         assert!(!props.iter().any(|p| p == "namespace"), "{path} can name a namespace");
     }
+}
+
+const NAME_MSG: &str = "name must be a lowercase RFC 1123 subdomain";
+
+/// Issue 17: a `runnerPoolRef.name` with `/` was admitted, and the run then got no status at
+/// all (the operator's GET of `pools/<name>` pointed elsewhere and got 403 every 5 s).
+#[test]
+fn reference_names_that_are_not_object_names_are_refused() {
+    let mut cases: Vec<(&str, Edit, &str)> = Vec::new();
+    for (name, n) in [
+        ("slash", "a/b"),
+        ("path escape", "../pods"),
+        ("upper case", "Default"),
+        ("leading dash", "-x"),
+        ("trailing dot", "x."),
+        ("space", "a b"),
+    ] {
+        cases.push((name, set(&["runnerPoolRef", "name"], json!(n)), NAME_MSG));
+        cases.push((name, set(&["repo", "credentialsSecretRef", "name"], json!(n)), NAME_MSG));
+    }
+    assert_refused(cases);
+    assert_accepted(vec![
+        ("plain", set(&["runnerPoolRef", "name"], json!("default"))),
+        ("dotted", set(&["runnerPoolRef", "name"], json!("team-a.gpu-1"))),
+    ]);
 }

@@ -66,6 +66,9 @@ pub struct Context {
     /// Kueue integration on (`--kueue`): runs labelled `kueue.x-k8s.io/queue-name` wait for
     /// their Workload's admission.
     pub kueue: bool,
+    /// The key that signs verdicts and warm-pod claims (`--verdict-key-file`; a random one when
+    /// none is given): runner pods trust only what it signed (`paddock_crds::verdict`).
+    pub signer: Arc<paddock_crds::verdict::Signer>,
 }
 
 /// Log followers running at once unless `--max-log-followers` says otherwise.
@@ -91,7 +94,13 @@ impl Context {
             follow_logs: std::sync::Mutex::new(HashMap::new()),
             pods: None,
             kueue: false,
+            signer: Arc::new(paddock_crds::verdict::Signer::generate().expect("the system's random source works")),
         }
+    }
+
+    /// The verdict public key runner pods get (base64 of the 32 raw bytes).
+    pub fn verdict_key(&self) -> String {
+        self.signer.public_key_b64()
     }
 
     /// [`Context::followed`], locked (a poisoned lock is taken over: the set stays usable).

@@ -83,6 +83,13 @@ struct RunArgs {
     #[arg(long, env = "PADDOCK_MAX_LOG_FOLLOWERS", default_value_t = context::DEFAULT_MAX_LOG_FOLLOWERS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=65535))]
     max_log_followers: usize,
+    /// PEM file of the Ed25519 private key (PKCS#8, `-----BEGIN PRIVATE KEY-----`) that signs
+    /// ApprovalGate verdicts and warm-pod claims; runner pods check them with its public key.
+    /// The chart generates it as the Secret `<release>-verdict-key`. Every replica must use the
+    /// same key. Without it a random key is made at start: pods created before a restart then
+    /// never see a verdict they can verify, so set it outside development.
+    #[arg(long, env = "PADDOCK_VERDICT_KEY_FILE")]
+    verdict_key_file: Option<std::path::PathBuf>,
     /// Leader election (`--leader-elect`, `--leader-election-namespace`).
     #[command(flatten)]
     election: leader::ElectionArgs,
@@ -172,6 +179,17 @@ async fn main() -> anyhow::Result<()> {
     context.kueue = args.kueue;
     context.pods = Some(pod_store);
     context.follow_slots = Arc::new(tokio::sync::Semaphore::new(args.max_log_followers));
+    match &args.verdict_key_file {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--verdict-key-file {}: {e}", path.display()))?;
+            let signer = paddock_crds::verdict::Signer::from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("--verdict-key-file {}: {e}", path.display()))?;
+            context.signer = Arc::new(signer);
+        }
+        None => tracing::warn!("no --verdict-key-file: verdicts are signed with a random key that a restart forgets"),
+    }
+    tracing::info!(public_key = %context.verdict_key(), "verdicts and claims are signed");
     let ctx = Arc::new(context);
     let pool_store = store.clone();
     let workloads = agentrun::kueue::workload_resource();

@@ -99,18 +99,75 @@ pub fn parse_annotations(text: &str) -> HashMap<String, String> {
     out
 }
 
-/// The verdict for request `id` in the annotations file at `file`, if one is there yet.
-pub fn read_verdict(file: &Path, id: &str) -> Option<Verdict> {
+/// Whose verdicts count: the operator's public key and this pod's run and attempt, from the
+/// pod's env (`PADDOCK_VERDICT_PUBLIC_KEY`, `PADDOCK_NAMESPACE`, `PADDOCK_RUN`,
+/// `PADDOCK_RUN_UID`, `PADDOCK_ATTEMPT`), which the operator wrote into the pod spec (or, in a
+/// warm pod, into the signed claim). A verdict annotation counts only with the operator's
+/// signature over this run, attempt, request id and subject ([`paddock_crds::verdict`]); an
+/// unsigned one, which a namespace `edit` user can write, is ignored. Without a public key
+/// nothing verifies (fail closed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerdictCheck {
+    /// Base64 of the operator's Ed25519 public key.
+    pub public_key: String,
+    /// The run's namespace.
+    pub namespace: String,
+    /// The run's name.
+    pub run: String,
+    /// The run's `metadata.uid`.
+    pub run_uid: String,
+    /// This pod's attempt (from 1).
+    pub attempt: u32,
+}
+
+impl VerdictCheck {
+    /// Reads the variables named above; missing ones stay empty (and nothing verifies).
+    pub fn from_env(env: &crate::config::Env) -> Self {
+        let get = |k: &str| env.get(k).unwrap_or_default().to_string();
+        Self {
+            public_key: get(paddock_crds::verdict::PUBLIC_KEY_ENV),
+            namespace: get("PADDOCK_NAMESPACE"),
+            run: get("PADDOCK_RUN"),
+            run_uid: get("PADDOCK_RUN_UID"),
+            attempt: env.get("PADDOCK_ATTEMPT").and_then(|a| a.parse().ok()).unwrap_or(0),
+        }
+    }
+
+    /// The verdict in annotation `value` for request `id` about `subject` (a push's commit, or
+    /// empty), if the operator signed it for this run and attempt.
+    pub fn verdict(&self, id: &str, subject: &str, value: &str) -> Option<Verdict> {
+        let s = paddock_crds::verdict::Subject {
+            namespace: &self.namespace,
+            run: &self.run,
+            run_uid: &self.run_uid,
+            attempt: self.attempt,
+            id,
+            subject,
+        };
+        paddock_crds::verdict::verified_verdict(&self.public_key, &s, value).and_then(Verdict::parse)
+    }
+}
+
+/// The verdict for request `id` about `subject` in the annotations file at `file`, if a signed
+/// one is there yet ([`VerdictCheck`]).
+pub fn read_verdict(file: &Path, check: &VerdictCheck, id: &str, subject: &str) -> Option<Verdict> {
     let text = std::fs::read_to_string(file).ok()?;
     parse_annotations(&text)
         .get(&format!("{DECISION_PREFIX}{id}"))
-        .and_then(|v| Verdict::parse(v))
+        .and_then(|v| check.verdict(id, subject, v))
 }
 
-/// Waits for the verdict on request `id`. `None` when `terminate` turned true first.
-pub async fn wait_verdict(file: &Path, id: &str, terminate: &mut watch::Receiver<bool>) -> Option<Verdict> {
+/// Waits for the signed verdict on request `id` about `subject`. `None` when `terminate`
+/// turned true first.
+pub async fn wait_verdict(
+    file: &Path,
+    check: &VerdictCheck,
+    id: &str,
+    subject: &str,
+    terminate: &mut watch::Receiver<bool>,
+) -> Option<Verdict> {
     loop {
-        if let Some(v) = read_verdict(file, id) {
+        if let Some(v) = read_verdict(file, check, id, subject) {
             return Some(v);
         }
         if *terminate.borrow() {
@@ -264,7 +321,7 @@ pub async fn watch_requests(dir: PathBuf, tx: mpsc::Sender<RunnerEvent>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -284,16 +341,67 @@ mod tests {
         assert_eq!(m.len(), 3);
     }
 
+    /// A signer and the check a pod of run r1 (uid u1), attempt 1, makes with its public key.
+    pub(crate) fn signed() -> (paddock_crds::verdict::Signer, VerdictCheck) {
+        let signer = paddock_crds::verdict::Signer::generate().unwrap();
+        let check = VerdictCheck {
+            public_key: signer.public_key_b64(),
+            namespace: "ns".into(),
+            run: "r1".into(),
+            run_uid: "u1".into(),
+            attempt: 1,
+        };
+        (signer, check)
+    }
+
+    /// The annotation value the operator writes for `verdict` on request `id` of `check`'s pod.
+    pub(crate) fn value(
+        signer: &paddock_crds::verdict::Signer,
+        check: &VerdictCheck,
+        id: &str,
+        subject: &str,
+        verdict: &str,
+    ) -> String {
+        let s = paddock_crds::verdict::Subject {
+            namespace: &check.namespace,
+            run: &check.run,
+            run_uid: &check.run_uid,
+            attempt: check.attempt,
+            id,
+            subject,
+        };
+        signer.verdict_value(&s, verdict).unwrap()
+    }
+
     #[test]
-    fn verdict_is_read_per_id() {
+    fn verdict_is_read_per_id_and_only_when_signed() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("annotations");
-        assert_eq!(read_verdict(&f, "push"), None);
-        std::fs::write(&f, "decision.paddock.dev/tool-1=\"Reject\"\n").unwrap();
-        assert_eq!(read_verdict(&f, "tool-1"), Some(Verdict::Reject));
-        assert_eq!(read_verdict(&f, "tool-2"), None);
-        std::fs::write(&f, "decision.paddock.dev/tool-2=\"maybe\"\n").unwrap();
-        assert_eq!(read_verdict(&f, "tool-2"), None);
+        let (signer, check) = signed();
+        assert_eq!(read_verdict(&f, &check, "push", "c1"), None);
+        let reject = value(&signer, &check, "tool-1", "", "Reject");
+        std::fs::write(&f, format!("decision.paddock.dev/tool-1=\"{reject}\"\n")).unwrap();
+        assert_eq!(read_verdict(&f, &check, "tool-1", ""), Some(Verdict::Reject));
+        assert_eq!(read_verdict(&f, &check, "tool-2", ""), None);
+        // What an `edit` user can write: a bare verdict, or one signed for another request.
+        std::fs::write(
+            &f,
+            format!("decision.paddock.dev/tool-2=\"Approve\"\ndecision.paddock.dev/tool-3=\"{reject}\"\n"),
+        )
+        .unwrap();
+        assert_eq!(read_verdict(&f, &check, "tool-2", ""), None);
+        assert_eq!(read_verdict(&f, &check, "tool-3", ""), None);
+        // A push verdict is bound to the commit.
+        let approve = value(&signer, &check, "push", "c1", "Approve");
+        std::fs::write(&f, format!("decision.paddock.dev/push=\"{approve}\"\n")).unwrap();
+        assert_eq!(read_verdict(&f, &check, "push", "c1"), Some(Verdict::Approve));
+        assert_eq!(read_verdict(&f, &check, "push", "c2"), None);
+        // The next attempt asks again.
+        let next = VerdictCheck {
+            attempt: 2,
+            ..check.clone()
+        };
+        assert_eq!(read_verdict(&f, &next, "push", "c1"), None);
     }
 
     #[test]

@@ -293,6 +293,19 @@ pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
     });
     match outcome {
         Ok((cfg, cloned)) => {
+            // The base the gateway diffs against and checks pushes with, where the agent
+            // cannot write it (the trusted containers' own /tmp; issue 17).
+            if let Err(e) = crate::gateway::push::record_base(env, &cloned.commit.to_string()) {
+                let message = format!("cannot record the base commit for the gateway: {e}");
+                em.emit(RunnerEvent::Step {
+                    step: Step::Clone,
+                    status: StepStatus::Failed,
+                    message: message.clone(),
+                });
+                let mut result = initial_result(env.get("PADDOCK_BRANCH").unwrap_or_default());
+                fail(&mut result, "CloneFailed", Some(Step::Clone), message);
+                return finish(&mut em, result, &term_path);
+            }
             let message = format!(
                 "cloned {} at {} ({}) into branch {}",
                 cfg.url.sanitized(),

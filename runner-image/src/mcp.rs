@@ -48,6 +48,7 @@ pub struct PermissionServer {
     dir: PathBuf,
     decisions: PathBuf,
     run: String,
+    check: crate::approval::VerdictCheck,
 }
 
 impl PermissionServer {
@@ -68,6 +69,7 @@ impl PermissionServer {
                 .unwrap_or(crate::approval::DEFAULT_DECISIONS_FILE)
                 .into(),
             run: env.get("PADDOCK_RUN").unwrap_or_default().to_string(),
+            check: crate::approval::VerdictCheck::from_env(env),
         })
     }
 
@@ -87,7 +89,7 @@ impl PermissionServer {
         let gate = format!("{}-{}", self.run, request.id);
         // The process group is killed when the run is terminated; no other way out.
         let (_tx, mut never) = tokio::sync::watch::channel(false);
-        let verdict = wait_verdict(&self.decisions, &request.id, &mut never)
+        let verdict = wait_verdict(&self.decisions, &self.check, &request.id, "", &mut never)
             .await
             .unwrap_or(Verdict::Reject);
         let _ = write_verdict(&self.dir, &request.id, verdict);
@@ -153,6 +155,11 @@ mod tests {
     use super::*;
 
     fn server(dir: &std::path::Path) -> PermissionServer {
+        let (_, check) = crate::approval::tests::signed();
+        server_with(dir, check)
+    }
+
+    fn server_with(dir: &std::path::Path, check: crate::approval::VerdictCheck) -> PermissionServer {
         PermissionServer {
             rules: vec![ToolRule {
                 tool: "Bash".into(),
@@ -161,6 +168,7 @@ mod tests {
             dir: dir.join("approvals"),
             decisions: dir.join("annotations"),
             run: "r1".into(),
+            check,
         }
     }
 
@@ -183,7 +191,9 @@ mod tests {
     #[tokio::test]
     async fn matched_calls_wait_for_the_verdict() {
         let d = tempfile::tempdir().unwrap();
-        let s = server(d.path());
+        let (signer, check) = crate::approval::tests::signed();
+        let approve = crate::approval::tests::value(&signer, &check, "tool-1", "", "Approve");
+        let s = server_with(d.path(), check);
         let input = json!({"command": "git push origin x"});
         let call = {
             let s = s.clone();
@@ -206,9 +216,17 @@ mod tests {
         }
         assert!(req.exists());
         assert!(!call.is_finished(), "must wait for a verdict");
+        // An unsigned verdict (what a namespace `edit` user can write) is not enough.
         std::fs::write(
             d.path().join("annotations"),
             "decision.paddock.dev/tool-1=\"Approve\"\n",
+        )
+        .unwrap();
+        tokio::time::sleep(crate::approval::POLL_INTERVAL * 2).await;
+        assert!(!call.is_finished(), "an unsigned verdict must not decide");
+        std::fs::write(
+            d.path().join("annotations"),
+            format!("decision.paddock.dev/tool-1=\"{approve}\"\n"),
         )
         .unwrap();
         let out: Value = serde_json::from_str(&call.await.unwrap()).unwrap();

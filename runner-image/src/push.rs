@@ -1,8 +1,10 @@
 //! Push step, agent side. The `agent` container holds no credentials, so it asks the
 //! `gateway` sidecar: it removes any old `/workspace/.paddock/push-result`, writes the commit
 //! SHA to `/workspace/.paddock/push-request` (atomically) and polls every 200 ms for
-//! `push-result`, `{"ok":bool,"message":str,"commit":str}`, until the timeout (default 120 s).
-//! A result naming another commit is ignored (it answers an older request).
+//! `push-result`, `{"ok":bool,"message":str,"commit":str,"reason":str}`, until the timeout
+//! (default 120 s; with a BeforePush gate the gateway answers once the gate is decided, so the
+//! runner waits until the run's deadline). A result naming another commit is ignored (it
+//! answers an older request). Nothing here decides whether a push happens: the gateway does.
 
 use std::time::Duration;
 
@@ -26,6 +28,10 @@ pub struct PushResult {
     /// The commit the request named (added by Paddock's gateway; optional for readers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// CamelCase reason when not ok: `Rejected` or `GateExpired` (the BeforePush gate said
+    /// no), `PushFailed` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Errors of the push step.
@@ -37,9 +43,10 @@ pub enum PushError {
     /// The gateway did not answer in time.
     #[error("no push result from the gateway within {0} s")]
     Timeout(u64),
-    /// The gateway refused or failed to push.
-    #[error("push failed: {0}")]
-    Rejected(String),
+    /// The gateway refused or failed to push: its reason (`Rejected`, `GateExpired`,
+    /// `PushFailed`) and message.
+    #[error("push failed: {1}")]
+    Rejected(String, String),
     /// The runner was told to terminate while waiting.
     #[error("terminated while waiting for the push result")]
     Terminated,
@@ -71,7 +78,10 @@ pub async fn request_push(
                     return if res.ok {
                         Ok(res.message)
                     } else {
-                        Err(PushError::Rejected(res.message))
+                        Err(PushError::Rejected(
+                            res.reason.unwrap_or_else(|| "PushFailed".into()),
+                            res.message,
+                        ))
                     };
                 }
             }

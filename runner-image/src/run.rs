@@ -125,15 +125,11 @@ fn read_base(ws: &Workspace) -> Option<Oid> {
         .and_then(|s| Oid::from_str(s.trim()).ok())
 }
 
-/// Asks for the `BeforePush` approval of `commit` and waits for the verdict. `Err((reason,
-/// message))` when the push must not happen: `Rejected`, `GateExpired` or `Terminated`.
-async fn await_push_approval<W: Write>(
-    em: &mut Emitter<W>,
-    cfg: &RunConfig,
-    result: &RunResult,
-    commit: &str,
-    term: &mut watch::Receiver<bool>,
-) -> Result<(), (&'static str, String)> {
+/// Tells the operator that the push of `commit` waits for a `BeforePush` approval (an
+/// `approval_requested` event). Only a notice: the gateway holds the push until the operator's
+/// signed verdict for the commit it snapshotted itself, and the gate shows the gateway's diff,
+/// not the `diffstat` here (agent-reported).
+fn announce_push_review<W: Write>(em: &mut Emitter<W>, cfg: &RunConfig, result: &RunResult, commit: &str) {
     let diffstat = format!(
         "{} files, +{}/-{}",
         result.files_changed, result.insertions, result.deletions
@@ -151,26 +147,11 @@ async fn await_push_approval<W: Write>(
         commit: Some(commit.to_string()),
         diffstat: Some(diffstat),
     });
-    let verdict = crate::approval::wait_verdict(&cfg.decisions_file, "push", term).await;
-    if let Some(v) = verdict {
-        em.emit(RunnerEvent::ApprovalDecided {
-            id: "push".into(),
-            verdict: v.as_str().into(),
-        });
-    }
-    match verdict {
-        Some(crate::approval::Verdict::Approve) => Ok(()),
-        Some(crate::approval::Verdict::Reject) => Err((
-            "Rejected",
-            format!("the push of {} was rejected; nothing was pushed", cfg.branch),
-        )),
-        Some(crate::approval::Verdict::Expired) => Err((
-            "GateExpired",
-            format!("nobody approved the push of {} in time; nothing was pushed", cfg.branch),
-        )),
-        None => Err(("Terminated", "terminated while waiting for the push approval".into())),
-    }
 }
+
+/// How long the runner waits for the gateway's answer when a BeforePush gate decides it: the
+/// run's deadline ends the wait first.
+const PUSH_REVIEW_WAIT: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Runs the whole `run` pipeline, writing events to `out`; returns the exit code.
 pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
@@ -432,21 +413,16 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
         }
     }
 
-    // 4. push (after a BeforePush approval when one is required)
+    // 4. push: the gateway decides (after a BeforePush approval when one is required)
     if cfg.push && result.outcome == Outcome::Succeeded {
         if let Some(commit) = result.commit.clone() {
             step(&mut em, Step::Push, StepStatus::Started, "");
-            if cfg.push_approval {
-                if let Err((reason, message)) = await_push_approval(&mut em, &cfg, &result, &commit, &mut term).await {
-                    step(&mut em, Step::Push, StepStatus::Failed, message.clone());
-                    fail(&mut result, reason, Some(Step::Push), message);
-                }
-            }
-        }
-    }
-    if cfg.push && result.outcome == Outcome::Succeeded {
-        if let Some(commit) = result.commit.clone() {
-            let timeout = Duration::from_secs(cfg.push_timeout_secs);
+            let timeout = if cfg.push_approval {
+                announce_push_review(&mut em, &cfg, &result, &commit);
+                PUSH_REVIEW_WAIT
+            } else {
+                Duration::from_secs(cfg.push_timeout_secs)
+            };
             match request_push(&ws, &commit, timeout, &mut term).await {
                 Ok(m) => {
                     result.pushed = true;
@@ -454,12 +430,19 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
                 }
                 Err(e) => {
                     step(&mut em, Step::Push, StepStatus::Failed, e.to_string());
-                    let reason = if matches!(e, PushError::Terminated) {
-                        "Terminated"
-                    } else {
-                        "PushFailed"
+                    let reason = match &e {
+                        PushError::Terminated => "Terminated",
+                        PushError::Rejected(r, _) if r == "Rejected" || r == "GateExpired" => r.as_str(),
+                        _ => "PushFailed",
                     };
-                    fail(&mut result, reason, Some(Step::Push), e.to_string());
+                    if cfg.push_approval && matches!(reason, "Rejected" | "GateExpired") {
+                        em.emit(RunnerEvent::ApprovalDecided {
+                            id: "push".into(),
+                            verdict: if reason == "Rejected" { "Reject" } else { "Expired" }.into(),
+                        });
+                    }
+                    let reason = reason.to_string();
+                    fail(&mut result, &reason, Some(Step::Push), e.to_string());
                 }
             }
         }
@@ -490,7 +473,7 @@ async fn claimed_env(env: Env) -> Result<Env, i32> {
         return Ok(env);
     }
     let mut term = termination_watch();
-    let claim = match crate::warm::wait_claim(&crate::warm::annotations_file(&env), &mut term).await {
+    let claim = match crate::warm::wait_claim(&crate::warm::annotations_file(&env), None, &mut term).await {
         None => return Err(0),
         Some(Ok(c)) => c,
         Some(Err(e)) => {

@@ -45,6 +45,10 @@ pub enum ClaimError {
     /// The decoded annotation is not the expected JSON.
     #[error("claim annotation is not a claim object: {0}")]
     Json(String),
+    /// The claim carries no valid signature of the operator's key (anyone with the `edit` role
+    /// may annotate pods; only the operator's claim counts).
+    #[error("the claim is not signed by the operator's key; refusing it")]
+    Unsigned,
 }
 
 /// Whether this container runs in a warm pod (`PADDOCK_WARM=true`).
@@ -72,18 +76,34 @@ pub fn decode_claim(value: &str) -> Result<Claim, ClaimError> {
 }
 
 /// The claim in `file`, if the pod has been claimed (`None` while it is idle or the file is
-/// unreadable).
-pub fn read_claim(file: &Path) -> Option<Result<Claim, ClaimError>> {
+/// unreadable). With `public_key` (the gateway: it clones and pushes with the pool's
+/// credentials) the claim must carry the operator's signature
+/// ([`paddock_crds::verdict::ANNOTATION_CLAIM_SIGNATURE`] over
+/// [`paddock_crds::verdict::claim_message`]), else [`ClaimError::Unsigned`].
+pub fn read_claim(file: &Path, public_key: Option<&str>) -> Option<Result<Claim, ClaimError>> {
     let text = std::fs::read_to_string(file).ok()?;
     let annotations = crate::approval::parse_annotations(&text);
-    annotations.get(paddock_crds::ANNOTATION_CLAIM).map(|v| decode_claim(v))
+    let value = annotations.get(paddock_crds::ANNOTATION_CLAIM)?;
+    if let Some(key) = public_key {
+        let signed = annotations
+            .get(paddock_crds::verdict::ANNOTATION_CLAIM_SIGNATURE)
+            .is_some_and(|sig| paddock_crds::verdict::verify(key, &paddock_crds::verdict::claim_message(value), sig));
+        if !signed {
+            return Some(Err(ClaimError::Unsigned));
+        }
+    }
+    Some(decode_claim(value))
 }
 
-/// Waits for the claim in `file`; `None` when `terminate` turns true first (the idle pod is
-/// being deleted).
-pub async fn wait_claim(file: &Path, terminate: &mut watch::Receiver<bool>) -> Option<Result<Claim, ClaimError>> {
+/// Waits for the claim in `file` (checked against `public_key` as in [`read_claim`]); `None`
+/// when `terminate` turns true first (the idle pod is being deleted).
+pub async fn wait_claim(
+    file: &Path,
+    public_key: Option<&str>,
+    terminate: &mut watch::Receiver<bool>,
+) -> Option<Result<Claim, ClaimError>> {
     loop {
-        if let Some(c) = read_claim(file) {
+        if let Some(c) = read_claim(file, public_key) {
             return Some(c);
         }
         if *terminate.borrow() {
@@ -147,21 +167,46 @@ mod tests {
     fn claim_is_read_from_the_downward_api_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("annotations");
-        assert!(read_claim(&file).is_none(), "no file: not claimed");
+        assert!(read_claim(&file, None).is_none(), "no file: not claimed");
         std::fs::write(&file, "other=\"x\"\n").unwrap();
-        assert!(read_claim(&file).is_none(), "no annotation: not claimed");
+        assert!(read_claim(&file, None).is_none(), "no annotation: not claimed");
         std::fs::write(
             &file,
             annotations(r#"{"trusted":{"PADDOCK_REPO_URL":"git://h/r"},"agent":{"PADDOCK_PROMPT":"a \"b\"\nc"}}"#),
         )
         .unwrap();
-        let c = read_claim(&file).unwrap().unwrap();
+        let c = read_claim(&file, None).unwrap().unwrap();
         assert_eq!(c.trusted["PADDOCK_REPO_URL"], "git://h/r");
         assert_eq!(c.agent["PADDOCK_PROMPT"], "a \"b\"\nc");
         std::fs::write(&file, format!("{}=\"!!\"\n", paddock_crds::ANNOTATION_CLAIM)).unwrap();
-        assert!(matches!(read_claim(&file), Some(Err(ClaimError::Base64(_)))));
+        assert!(matches!(read_claim(&file, None), Some(Err(ClaimError::Base64(_)))));
         std::fs::write(&file, annotations("[1]")).unwrap();
-        assert!(matches!(read_claim(&file), Some(Err(ClaimError::Json(_)))));
+        assert!(matches!(read_claim(&file, None), Some(Err(ClaimError::Json(_)))));
+    }
+
+    #[test]
+    fn the_gateway_takes_only_the_operators_signed_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("annotations");
+        let signer = paddock_crds::verdict::Signer::generate().unwrap();
+        let key = signer.public_key_b64();
+        let text = annotations(r#"{"trusted":{"PADDOCK_REPO_URL":"git://h/r"}}"#);
+        // What a namespace `edit` user can write: the claim without (or with a bad) signature.
+        std::fs::write(&file, &text).unwrap();
+        assert_eq!(read_claim(&file, Some(&key)), Some(Err(ClaimError::Unsigned)));
+        let value = crate::approval::parse_annotations(&text)[paddock_crds::ANNOTATION_CLAIM].clone();
+        let sig = signer.sign(&paddock_crds::verdict::claim_message(&value));
+        let other = paddock_crds::verdict::Signer::generate()
+            .unwrap()
+            .sign(&paddock_crds::verdict::claim_message(&value));
+        let sig_key = paddock_crds::verdict::ANNOTATION_CLAIM_SIGNATURE;
+        std::fs::write(&file, format!("{text}{sig_key}=\"{other}\"\n")).unwrap();
+        assert_eq!(read_claim(&file, Some(&key)), Some(Err(ClaimError::Unsigned)));
+        std::fs::write(&file, format!("{text}{sig_key}=\"{sig}\"\n")).unwrap();
+        assert_eq!(
+            read_claim(&file, Some(&key)).unwrap().unwrap().trusted["PADDOCK_REPO_URL"],
+            "git://h/r"
+        );
     }
 
     #[tokio::test]
@@ -179,7 +224,7 @@ mod tests {
         let _ = tx.send(true);
         let (tx2, mut rx2) = watch::channel(false);
         let file = dir.path().join("none");
-        let waiter = tokio::spawn(async move { wait_claim(&file, &mut rx2).await });
+        let waiter = tokio::spawn(async move { wait_claim(&file, None, &mut rx2).await });
         let _ = tx2.send(true);
         assert!(waiter.await.unwrap().is_none());
     }

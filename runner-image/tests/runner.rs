@@ -54,6 +54,9 @@ impl Fixture {
             .env("PADDOCK_BRANCH", BRANCH)
             .env("PADDOCK_RUN", "r1")
             .env("PADDOCK_NAMESPACE", "team-a")
+            .env("PADDOCK_RUN_UID", "uid-r1")
+            .env("PADDOCK_ATTEMPT", "1")
+            .env("PADDOCK_TRUSTED_DIR", self.path("trusted"))
             .stdin(Stdio::null());
         for (k, v) in env {
             c.env(k, v);
@@ -436,17 +439,53 @@ fn workdir_must_stay_inside_the_worktree() {
 }
 
 fn spawn_gateway(f: &Fixture, origin_url: &str) -> Child {
-    f.cmd(
-        "gateway",
-        &[
-            ("PADDOCK_REPO_URL", origin_url),
-            ("PADDOCK_GATEWAY_STATE_DIR", f.path("gw").to_str().unwrap()),
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap()
+    spawn_gateway_with(f, origin_url, &[])
+}
+
+/// The gateway with `extra` env; its stdout (the gateway's own lines) is piped.
+fn spawn_gateway_with(f: &Fixture, origin_url: &str, extra: &[(&str, &str)]) -> Child {
+    let state = f.path("gw");
+    let mut env = vec![
+        ("PADDOCK_REPO_URL", origin_url),
+        ("PADDOCK_GATEWAY_STATE_DIR", state.to_str().unwrap()),
+    ];
+    env.extend_from_slice(extra);
+    let mut child = f
+        .cmd("gateway", &env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Ready once it says so (its signal handlers are installed by then; a SIGTERM before that
+    // would kill it before it reports anything); the rest of stderr is drained to the test's.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0 && !line.contains("serving push requests") {
+        line.clear();
+    }
+    std::thread::spawn(move || {
+        for l in std::io::BufRead::lines(err).map_while(Result::ok) {
+            eprintln!("gateway: {l}");
+        }
+    });
+    child
+}
+
+/// Stops the gateway (SIGTERM, as the kubelet does once the agent container ended) and returns
+/// its own lines (`paddock_crds::gateway`) from its stdout.
+fn stop_gateway(child: Child) -> Vec<paddock_crds::gateway::GatewayLine> {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    gateway_lines(child)
+}
+
+/// The gateway's own lines (`paddock_crds::gateway`) from its stdout, after it exited.
+fn gateway_lines(child: Child) -> Vec<paddock_crds::gateway::GatewayLine> {
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(paddock_crds::gateway::GatewayLine::parse)
+        .collect()
 }
 
 fn stop(mut child: Child) -> std::process::ExitStatus {
@@ -813,8 +852,8 @@ fn version_prints() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("paddock-runner {}", env!("CARGO_PKG_VERSION"))));
 }
 
-#[test]
-fn gateway_checks_the_request_against_the_branch() {
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_checks_the_request_against_the_branch() {
     use paddock_runner::config::Env;
     use paddock_runner::gateway::push::PushService;
     use paddock_runner::workspace::Workspace;
@@ -830,15 +869,16 @@ fn gateway_checks_the_request_against_the_branch() {
             ("PADDOCK_PUSH", push.to_string()),
             ("PADDOCK_GIT_CREDENTIALS_DIR", f.path("no-creds").display().to_string()),
             ("PADDOCK_GATEWAY_STATE_DIR", f.path("gw").display().to_string()),
+            ("PADDOCK_TRUSTED_DIR", f.path("trusted").display().to_string()),
         ])
     };
     let svc = PushService::from_env(&env("true"), ws.clone()).unwrap();
-    assert_eq!(svc.handle_once(), None, "no request, no result");
+    assert_eq!(svc.handle_once().await, None, "no request, no result");
 
     // A request for a commit that is not the branch tip is refused and answered.
     let wrong = "0123456789012345678901234567890123456789";
     std::fs::write(f.ws().join(".paddock/push-request"), wrong).unwrap();
-    let res = svc.handle_once().unwrap();
+    let res = svc.handle_once().await.unwrap();
     assert!(!res.ok);
     assert!(res.message.contains("not the requested"), "{}", res.message);
     assert_eq!(res.commit.as_deref(), Some(wrong));
@@ -849,11 +889,11 @@ fn gateway_checks_the_request_against_the_branch() {
 
     // Not a commit id at all.
     std::fs::write(f.ws().join(".paddock/push-request"), "--force").unwrap();
-    assert!(svc.handle_once().unwrap().message.contains("not a commit id"));
+    assert!(svc.handle_once().await.unwrap().message.contains("not a commit id"));
 
     // The right commit (the branch starts at `first`) is pushed …
     std::fs::write(f.ws().join(".paddock/push-request"), first.to_string()).unwrap();
-    let res = svc.handle_once().unwrap();
+    let res = svc.handle_once().await.unwrap();
     assert!(res.ok, "{}", res.message);
     let origin = Repository::open_bare(&bare).unwrap();
     assert_eq!(origin.refname_to_id(&format!("refs/heads/{BRANCH}")).unwrap(), first);
@@ -861,7 +901,7 @@ fn gateway_checks_the_request_against_the_branch() {
     // … unless pushing is disabled for the run.
     let off = PushService::from_env(&env("false"), ws).unwrap();
     std::fs::write(f.ws().join(".paddock/push-request"), first.to_string()).unwrap();
-    let res = off.handle_once().unwrap();
+    let res = off.handle_once().await.unwrap();
     assert!(!res.ok);
     assert!(res.message.contains("disabled"), "{}", res.message);
 }
@@ -971,77 +1011,158 @@ fn real_clis_against_scripted_model() {
     let _ = model.wait();
 }
 
-/// BeforePush: the runner reports an `approval_requested` event with the commit and diffstat,
-/// waits for the verdict annotation, and pushes only on `Approve`; `Reject` leaves origin
-/// untouched and the result `Rejected`.
+/// The verdict annotation the operator writes for the push of `commit` by run r1 (uid-r1,
+/// attempt 1, namespace team-a: the fixture's env).
+fn push_verdict(signer: &paddock_crds::verdict::Signer, commit: &str, verdict: &str) -> String {
+    let subject = paddock_crds::verdict::Subject {
+        namespace: "team-a",
+        run: "r1",
+        run_uid: "uid-r1",
+        attempt: 1,
+        id: "push",
+        subject: commit,
+    };
+    format!(
+        "decision.paddock.dev/push=\"{}\"\n",
+        signer.verdict_value(&subject, verdict).unwrap()
+    )
+}
+
+/// BeforePush: the runner announces the push (`approval_requested`), the gateway prints the
+/// diff it computed itself and holds the push until the operator's verdict signed for that
+/// commit: an unsigned `Approve` (what a namespace `edit` user can write on the pod) does
+/// nothing; a signed `Reject` leaves origin untouched and the result `Rejected`; a signed
+/// `Approve` pushes exactly the reviewed commit.
 #[test]
-fn push_waits_for_the_before_push_verdict() {
+fn push_waits_for_the_signed_before_push_verdict() {
     for (verdict, pushed) in [("Reject", false), ("Approve", true)] {
         let f = Fixture::new();
         let (bare, _) = make_bare_origin(&f);
         cloned(&f, &url(&bare));
-        let gw = spawn_gateway(&f, &url(&bare));
+        let signer = paddock_crds::verdict::Signer::generate().unwrap();
+        let key = signer.public_key_b64();
         let decisions = f.path("annotations");
-        let d = decisions.clone();
-        let verdict_line = format!("decision.paddock.dev/push=\"{verdict}\"\n");
+        let gw = spawn_gateway_with(
+            &f,
+            &url(&bare),
+            &[
+                ("PADDOCK_PUSH_APPROVAL", "true"),
+                ("PADDOCK_DECISIONS_FILE", decisions.to_str().unwrap()),
+                ("PADDOCK_VERDICT_PUBLIC_KEY", &key),
+            ],
+        );
+        let (d, request, origin_path) = (decisions.clone(), f.ws().join(".paddock/push-request"), bare.clone());
         let writer = std::thread::spawn(move || {
-            // Long enough that a runner that does not wait would already have pushed.
+            let commit = loop {
+                if let Ok(c) = std::fs::read_to_string(&request) {
+                    break c.trim().to_string();
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            // Unsigned: must not push.
+            std::fs::write(&d, "decision.paddock.dev/push=\"Approve\"\n").unwrap();
             std::thread::sleep(Duration::from_millis(1500));
-            std::fs::write(&d, verdict_line).unwrap();
+            let origin = Repository::open_bare(&origin_path).unwrap();
+            let early = origin.refname_to_id(&format!("refs/heads/{BRANCH}")).is_ok();
+            std::fs::write(&d, push_verdict(&signer, &commit, verdict)).unwrap();
+            (commit, early)
         });
-        let t0 = Instant::now();
         let out = f.run(
             "echo reviewed > reviewed.txt",
             &[
                 ("PADDOCK_PUSH", "true"),
                 ("PADDOCK_PUSH_APPROVAL", "true"),
                 ("PADDOCK_DECISIONS_FILE", decisions.to_str().unwrap()),
-                ("PADDOCK_PUSH_TIMEOUT_SECS", "20"),
             ],
         );
-        writer.join().unwrap();
-        assert!(
-            t0.elapsed() >= Duration::from_millis(1500),
-            "the runner waited for the verdict"
-        );
+        let (requested, pushed_early) = writer.join().unwrap();
+        assert!(!pushed_early, "an unsigned verdict pushed");
         let lines = events(&out);
         let r = result_of(&lines);
-        let asked = lines.iter().find_map(|l| match &l.event {
-            RunnerEvent::ApprovalRequested {
-                id,
-                stage,
-                commit,
-                diffstat,
-                ..
-            } => Some((id.clone(), stage.clone(), commit.clone(), diffstat.clone())),
-            _ => None,
-        });
-        assert_eq!(
-            asked,
-            Some((
-                "push".into(),
-                "BeforePush".into(),
-                r.commit.clone(),
-                Some("1 files, +1/-0".into())
-            ))
-        );
+        assert_eq!(r.commit.as_deref(), Some(requested.as_str()));
+        assert!(lines.iter().any(|l| matches!(&l.event,
+            RunnerEvent::ApprovalRequested { id, stage, .. } if id == "push" && stage == "BeforePush")));
         let origin = Repository::open_bare(&bare).unwrap();
-        let on_origin = origin.refname_to_id(&format!("refs/heads/{BRANCH}")).is_ok();
-        assert_eq!((r.pushed, on_origin), (pushed, pushed), "{verdict}: {r:?}");
+        let on_origin = origin
+            .refname_to_id(&format!("refs/heads/{BRANCH}"))
+            .ok()
+            .map(|o| o.to_string());
+        assert_eq!((r.pushed, on_origin.is_some()), (pushed, pushed), "{verdict}: {r:?}");
         if pushed {
             assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+            assert_eq!(on_origin.as_deref(), Some(requested.as_str()));
         } else {
             assert_eq!(
                 (r.reason.as_str(), r.failed_step.as_deref()),
                 ("Rejected", Some("push"))
             );
         }
-        stop(gw);
+        // The gateway's own review of the commit: its diff, not the agent's report.
+        let gw_lines = stop_gateway(gw);
+        let review = gw_lines.iter().find_map(|l| match l {
+            paddock_crds::gateway::GatewayLine::GatewayBranch(b)
+                if b.purpose == paddock_crds::gateway::BranchPurpose::Review =>
+            {
+                Some(b.clone())
+            }
+            _ => None,
+        });
+        let review = review.expect("a review line");
+        assert_eq!(review.commit.as_deref(), Some(requested.as_str()));
+        assert_eq!((review.files_changed, review.insertions), (1, 1));
+        assert!(gw_lines.iter().any(|l| matches!(l,
+            paddock_crds::gateway::GatewayLine::GatewayPush(p) if p.ok == pushed && p.commit == requested)));
     }
 }
 
-/// A warm pod's container: only pool-level settings in the environment, the claim file to
-/// watch, no run settings.
+/// The agent rewrites `/workspace/.paddock/base-commit` to its own commit (so its diff would
+/// look empty) and prints a forged result: the gateway's final facts still diff the branch
+/// against the base the clone step recorded where the agent cannot write.
+#[test]
+fn gateway_facts_use_the_trusted_base_not_the_agents() {
+    let f = Fixture::new();
+    let (bare, base) = make_bare_origin(&f);
+    cloned(&f, &url(&bare));
+    let gw = spawn_gateway_with(&f, &url(&bare), &[]);
+    let out = f.run(
+        "echo hidden > hidden.txt && git add -A && git -c user.name=a -c user.email=a@b commit -qm sneaky \
+         && git rev-parse HEAD > /workspace/.paddock/base-commit",
+        &[],
+    );
+    let r = result_of(&events(&out));
+    let lines = stop_gateway(gw);
+    let last = lines.iter().rev().find_map(|l| match l {
+        paddock_crds::gateway::GatewayLine::GatewayBranch(b) => Some(b.clone()),
+        _ => None,
+    });
+    let facts = last.expect("final facts");
+    assert_eq!(facts.purpose, paddock_crds::gateway::BranchPurpose::Final);
+    assert_eq!(facts.base, base.to_string());
+    assert!(
+        facts.files_changed >= 1 && facts.insertions >= 1,
+        "{facts:?} (agent's own report: {r:?})"
+    );
+    let patch: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| match l {
+            paddock_crds::gateway::GatewayLine::GatewayPatch { data, .. } => Some(data.as_str()),
+            _ => None,
+        })
+        .collect();
+    let patch = String::from_utf8(paddock_runner::diff::decode_patch(patch).unwrap()).unwrap();
+    assert!(patch.contains("+hidden"), "{patch}");
+}
+
+/// The operator's key in these tests (an Ed25519 PKCS#8 key made with `openssl genpkey`).
+fn operator_key() -> paddock_crds::verdict::Signer {
+    paddock_crds::verdict::Signer::from_pem(
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEILj4NOjDohZmHfP0HVf/m8RShancDuqAr2X8KS1I5oyB\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap()
+}
+
+/// A warm pod's container: only pool-level settings in the environment (the operator's public
+/// key among them), the claim file to watch, no run settings.
 fn warm_cmd(f: &Fixture, sub: &str) -> Command {
     let mut c = Command::new(BIN);
     c.arg(sub)
@@ -1054,26 +1175,63 @@ fn warm_cmd(f: &Fixture, sub: &str) -> Command {
         .env("PADDOCK_GIT_CREDENTIALS_DIR", f.path("no-creds"))
         .env("PADDOCK_GATEWAY_STATE_DIR", f.path("gw"))
         .env("PADDOCK_DECISIONS_FILE", f.path("annotations"))
+        .env("PADDOCK_TRUSTED_DIR", f.path("trusted"))
+        .env("PADDOCK_VERDICT_PUBLIC_KEY", operator_key().public_key_b64())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     c
 }
 
+/// Writes the claim as the kubelet projects the operator's claim: signed with [`operator_key`].
 fn write_claim(f: &Fixture, trusted: serde_json::Value, agent: serde_json::Value) {
+    write_claim_signed(f, trusted, agent, true)
+}
+
+fn write_claim_signed(f: &Fixture, trusted: serde_json::Value, agent: serde_json::Value, signed: bool) {
     use base64::Engine;
     let claim = serde_json::json!({"trusted": trusted, "agent": agent}).to_string();
     let b64 = base64::engine::general_purpose::STANDARD.encode(claim);
+    let sig = if signed {
+        operator_key().sign(&paddock_crds::verdict::claim_message(&b64))
+    } else {
+        "AAAA".into()
+    };
     let tmp = f.path("annotations.tmp");
     std::fs::write(
         &tmp,
         format!(
-            "kubernetes.io/config.seen=\"x\"\n{}=\"{b64}\"\n",
-            paddock_crds::ANNOTATION_CLAIM
+            "kubernetes.io/config.seen=\"x\"\n{}=\"{b64}\"\n{}=\"{sig}\"\n",
+            paddock_crds::ANNOTATION_CLAIM,
+            paddock_crds::verdict::ANNOTATION_CLAIM_SIGNATURE
         ),
     )
     .unwrap();
     std::fs::rename(tmp, f.path("annotations")).unwrap();
+}
+
+/// A claim not signed by the operator (a namespace `edit` user annotating an idle warm pod):
+/// the gateway clones nothing and the pod's run fails at the clone step.
+#[test]
+fn warm_pod_refuses_a_claim_the_operator_did_not_sign() {
+    let f = Fixture::new();
+    let (bare, _) = make_bare_origin(&f);
+    let gw = warm_cmd(&f, "gateway").spawn().unwrap();
+    let agent = warm_cmd(&f, "run").spawn().unwrap();
+    let vars = serde_json::json!({"PADDOCK_REPO_URL": url(&bare), "PADDOCK_BRANCH": BRANCH, "PADDOCK_RUN": "r1"});
+    let mut agent_vars = vars.clone();
+    agent_vars["PADDOCK_AGENT"] = "shell".into();
+    agent_vars["PADDOCK_PROMPT"] = "touch never".into();
+    write_claim_signed(&f, vars, agent_vars, false);
+    let out = agent.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!f.ws().join("source").exists(), "nothing was cloned");
+    let gw = gw.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&gw.stderr).contains("not signed by the operator"),
+        "{}",
+        String::from_utf8_lossy(&gw.stderr)
+    );
 }
 
 #[test]

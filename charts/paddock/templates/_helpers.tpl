@@ -76,3 +76,10 @@ naming the value, on anything else (the operator's flags take no more; u16 for t
 {{- end -}}
 {{- int64 $v -}}
 {{- end -}}
+
+{{/*
+Name of the Secret holding the verdict signing key (verdictKey.existingSecret, or the chart's).
+*/}}
+{{- define "paddock.verdictKeySecret" -}}
+{{- .Values.verdictKey.existingSecret | default (printf "%s-verdict-key" (include "paddock.fullname" .)) -}}
+{{- end }}

@@ -5,8 +5,11 @@
 //! transcript ([`proxy`], [`meter`]).
 //!
 //! Env: `PADDOCK_REPO_URL`, `PADDOCK_BRANCH` (pushed as `refs/heads/$PADDOCK_BRANCH`),
-//! optional `PADDOCK_PUSH` (`false` refuses every request), `PADDOCK_REDACT_ENV`; credentials as
-//! in [`crate::gitcreds`]; `PADDOCK_GATEWAY_STATE_DIR` (default `$TMPDIR`) for its private
+//! optional `PADDOCK_PUSH` (`false` refuses every request), `PADDOCK_PUSH_APPROVAL` (`true`: a
+//! push waits for the operator's signed BeforePush verdict, checked with
+//! `PADDOCK_VERDICT_PUBLIC_KEY` against `PADDOCK_NAMESPACE`, `PADDOCK_RUN`, `PADDOCK_RUN_UID`,
+//! `PADDOCK_ATTEMPT`), `PADDOCK_DECISIONS_FILE`, `PADDOCK_TRUSTED_DIR` (where the clone step
+//! recorded the base commit), `PADDOCK_REDACT_ENV`; credentials as in [`crate::gitcreds`]; `PADDOCK_GATEWAY_STATE_DIR` (default `$TMPDIR`) for its private
 //! scratch repository. It must not share that directory or `HOME` with the agent container.
 //!
 //! Exit: 0 on SIGTERM/SIGINT (the kubelet stops sidecars after the agent exits); 1 when its
@@ -72,6 +75,9 @@ pub async fn serve(env: &Env) -> Result<(), GatewayError> {
     if let Some(t) = proxy_task {
         t.abort();
     }
+    // Stopped: the kubelet stops this sidecar once the agent container has ended, so the branch
+    // is final and no agent process can change it any more.
+    tokio::task::block_in_place(|| push.report_final());
     Ok(())
 }
 
@@ -90,11 +96,22 @@ async fn claim_and_clone(env: Env) -> Option<Env> {
             std::future::pending::<()>().await;
         });
     }
-    let claim = match crate::warm::wait_claim(&crate::warm::annotations_file(&env), &mut term).await? {
+    // Only the operator's signed claim: its settings decide where the pool's credentials go.
+    let key = env
+        .get(paddock_crds::verdict::PUBLIC_KEY_ENV)
+        .unwrap_or_default()
+        .to_string();
+    let claim = match crate::warm::wait_claim(&crate::warm::annotations_file(&env), Some(&key), &mut term).await? {
         Ok(c) => c,
         Err(e) => {
-            // The agent container reports the same error as the run's result.
+            // The agent container reports the same error as the run's result; a claim it
+            // cannot judge (unsigned) ends its wait for a clone that will not happen.
             eprintln!("paddock-runner gateway: {e}");
+            if e == crate::warm::ClaimError::Unsigned {
+                let ws = Workspace::from_env(&env);
+                let _ = std::fs::create_dir_all(ws.control());
+                let _ = crate::warm::write_clone_done(&ws, 1);
+            }
             return None;
         }
     };

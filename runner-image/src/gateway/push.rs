@@ -1,26 +1,70 @@
-//! The gateway's push service. It polls `/workspace/.paddock/push-request` every 200 ms; for
-//! each request (a commit SHA) it:
+//! The gateway's push service: the trusted side of every push and the source of the branch's
+//! facts (issue 17). The agent side only asks; nothing the agent can write decides what is
+//! pushed, against which base it is diffed, or whether a BeforePush gate said yes.
+//!
+//! It polls `/workspace/.paddock/push-request` every 200 ms; for each request (a commit SHA) it:
 //! 1. copies `refs/heads/$PADDOCK_BRANCH` from `/workspace/source` into a fresh private bare
 //!    repository under its state directory (so nothing the agent could have written into the
-//!    shared repository's config — `url.*.insteadOf`, proxies, remotes — takes effect);
-//! 2. checks the branch tip equals the requested SHA;
-//! 3. pushes `refs/heads/$PADDOCK_BRANCH` (non-force) to `PADDOCK_REPO_URL` from its own
-//!    environment, with the credentials only it holds;
-//! 4. writes `push-result` (`{"ok","message","commit"}`, atomically, redacted) and removes the
-//!    request.
+//!    shared repository's config — `url.*.insteadOf`, proxies, remotes — takes effect, and
+//!    nothing the agent does afterwards changes what is pushed);
+//! 2. checks the branch tip equals the requested SHA and descends from the base commit the
+//!    trusted `clone` step recorded ([`record_base`], in the trusted containers' own `/tmp`,
+//!    not `/workspace/.paddock/base-commit`);
+//! 3. with a BeforePush gate (`PADDOCK_PUSH_APPROVAL=true`): prints the diff of base..commit on
+//!    its own log ([`paddock_crds::gateway`]: `gateway_patch` chunks, then `gateway_branch` with
+//!    purpose `review`), which the operator shows on the gate, and waits for the operator's
+//!    verdict signed for this run, attempt and commit ([`crate::approval::VerdictCheck`]);
+//! 4. pushes `refs/heads/$PADDOCK_BRANCH` (non-force) from the private repository to
+//!    `PADDOCK_REPO_URL` from its own environment, with the credentials only it holds;
+//! 5. writes `push-result` (`{"ok","message","commit","reason"}`, atomically, redacted) for the
+//!    agent side, prints a `gateway_push` line, and removes the request.
+//!
+//! When it is stopped (SIGTERM: the kubelet stops the sidecar after the agent container has
+//! ended, so no agent process is left) it prints the run's final facts ([`PushService::report_final`]):
+//! the branch tip and its diff from the base, which the operator reports as `status.result`.
 //!
 //! [`isolate_git_config`] points `HOME`/`XDG_CONFIG_HOME` at the state directory before libgit2
 //! starts, so a global git config in a `HOME` shared with the agent cannot redirect the push.
 
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
-use git2::{ProxyOptions, PushOptions, Repository};
+use git2::{Oid, ProxyOptions, PushOptions, Repository};
+use paddock_crds::events::RunnerEvent;
+use paddock_crds::gateway::{BranchFacts, BranchPurpose, GatewayLine, PushFacts};
 
+use crate::approval::{Verdict, VerdictCheck};
 use crate::config::{parse_bool, validate_branch, ConfigError, Env};
 use crate::gitcreds::{CredentialError, GitCredentials, RepoUrl, UrlError};
 use crate::push::{PushResult, POLL_INTERVAL};
 use crate::workspace::{write_atomic, Workspace};
+
+/// Default directory of the trusted containers' shared files (their own `/tmp` volume, which
+/// the agent container does not mount); `PADDOCK_TRUSTED_DIR` overrides it.
+pub const DEFAULT_TRUSTED_DIR: &str = "/tmp/paddock-trusted";
+
+fn trusted_dir(env: &Env) -> PathBuf {
+    PathBuf::from(env.get("PADDOCK_TRUSTED_DIR").unwrap_or(DEFAULT_TRUSTED_DIR))
+}
+
+/// Records `commit` as the run's base for the gateway (called by the trusted clone step, in the
+/// `clone` container or, in a warm pod, the gateway itself).
+///
+/// # Errors
+/// When the trusted directory cannot be written.
+pub fn record_base(env: &Env, commit: &str) -> std::io::Result<()> {
+    let dir = trusted_dir(env);
+    std::fs::create_dir_all(&dir)?;
+    write_atomic(&dir.join("base-commit"), format!("{commit}\n").as_bytes())
+}
+
+/// The base recorded by [`record_base`], if any.
+pub fn read_base(env: &Env) -> Option<Oid> {
+    std::fs::read_to_string(trusted_dir(env).join("base-commit"))
+        .ok()
+        .and_then(|s| Oid::from_str(s.trim()).ok())
+}
 
 /// Errors in the gateway's push configuration.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +99,26 @@ pub enum PushFailure {
         /// The requested commit.
         requested: String,
     },
+    /// No trusted base commit was recorded (the clone step did not run in this pod).
+    #[error("no base commit was recorded by the clone step; nothing is pushed")]
+    NoBase,
+    /// The branch does not descend from the base (history rewritten).
+    #[error("{commit} does not descend from the commit the run started from ({base}); nothing is pushed")]
+    NotDescended {
+        /// The branch tip.
+        commit: String,
+        /// The base.
+        base: String,
+    },
+    /// The BeforePush gate rejected the push.
+    #[error("the push of {0} was rejected at its BeforePush gate; nothing was pushed")]
+    Rejected(String),
+    /// Nobody decided the BeforePush gate in time.
+    #[error("nobody approved the push of {0} in time; nothing was pushed")]
+    Expired(String),
     /// The remote refused the update (e.g. not a fast-forward).
     #[error("the remote rejected {0}")]
-    Rejected(String),
+    RemoteRejected(String),
     /// The scratch directory could not be prepared.
     #[error("state directory: {0}")]
     Io(#[from] std::io::Error),
@@ -69,6 +130,17 @@ pub enum PushFailure {
         /// libgit2's error.
         source: git2::Error,
     },
+}
+
+impl PushFailure {
+    /// The CamelCase reason the run ends with.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PushFailure::Rejected(_) => "Rejected",
+            PushFailure::Expired(_) => "GateExpired",
+            _ => "PushFailed",
+        }
+    }
 }
 
 fn git(what: impl Into<String>) -> impl FnOnce(git2::Error) -> PushFailure {
@@ -100,14 +172,24 @@ pub struct PushService {
     url: RepoUrl,
     branch: String,
     allowed: bool,
+    approval: bool,
+    check: VerdictCheck,
+    decisions: PathBuf,
+    base: Option<Oid>,
     creds: GitCredentials,
     secrets: Vec<String>,
     ws: Workspace,
     state: PathBuf,
 }
 
+/// The branch copied into a private repository: its tip.
+struct Snapshot {
+    repo: Repository,
+    tip: Oid,
+}
+
 impl PushService {
-    /// Reads the gateway environment.
+    /// Reads the gateway environment (and the base the clone step recorded).
     ///
     /// # Errors
     /// [`PushConfigError`] for a missing or invalid variable or unreadable credentials.
@@ -122,6 +204,7 @@ impl PushService {
             .to_string();
         validate_branch(&branch)?;
         let allowed = parse_bool(env, "PADDOCK_PUSH", true)?;
+        let approval = parse_bool(env, "PADDOCK_PUSH_APPROVAL", false)?;
         let creds = GitCredentials::load(&GitCredentials::dir_from_env(env), &url)?;
         let mut secrets = env.secrets();
         secrets.extend(creds.secrets());
@@ -130,6 +213,13 @@ impl PushService {
             url,
             branch,
             allowed,
+            approval,
+            check: VerdictCheck::from_env(env),
+            decisions: env
+                .get("PADDOCK_DECISIONS_FILE")
+                .unwrap_or(crate::approval::DEFAULT_DECISIONS_FILE)
+                .into(),
+            base: read_base(env),
             creds,
             secrets,
             ws,
@@ -146,29 +236,31 @@ impl PushService {
     pub async fn run(&self) {
         loop {
             if self.ws.push_request_file().exists() {
-                // git2 is blocking; the poll loop has nothing else to do meanwhile.
-                let _ = tokio::task::block_in_place(|| self.handle_once());
+                let _ = self.handle_once().await;
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
 
-    /// Handles the pending request, if any: pushes, writes `push-result`, removes the request.
-    /// Returns the result written.
-    pub fn handle_once(&self) -> Option<PushResult> {
+    /// Handles the pending request, if any: reviews (with a BeforePush gate), pushes, writes
+    /// `push-result`, prints a `gateway_push` line, removes the request. Returns the result
+    /// written.
+    pub async fn handle_once(&self) -> Option<PushResult> {
         let req_file = self.ws.push_request_file();
         let raw = std::fs::read_to_string(&req_file).ok()?;
         let requested = raw.trim().to_string();
-        let result = match self.push(&requested) {
+        let result = match self.serve(&requested).await {
             Ok(message) => PushResult {
                 ok: true,
                 message,
                 commit: Some(requested.clone()),
+                reason: None,
             },
             Err(e) => PushResult {
                 ok: false,
                 message: crate::emit::clean(&e.to_string(), &self.secrets),
                 commit: Some(requested.clone()),
+                reason: Some(e.reason().into()),
             },
         };
         let json = serde_json::to_string(&result).unwrap_or_default();
@@ -176,26 +268,61 @@ impl PushService {
         if std::fs::read_to_string(&req_file).is_ok_and(|r| r == raw) {
             let _ = std::fs::remove_file(&req_file);
         }
-        eprintln!(
-            "paddock-runner gateway: push {}: {}",
-            if result.ok { "ok" } else { "failed" },
-            result.message
-        );
+        print_line(&GatewayLine::GatewayPush(PushFacts {
+            ok: result.ok,
+            commit: crate::emit::clean(&requested, &self.secrets),
+            branch: self.branch.clone(),
+            reason: result.reason.clone(),
+            message: result.message.clone(),
+        }));
         Some(result)
     }
 
-    /// Pushes `requested` (which must be the tip of the branch in `/workspace/source`).
-    ///
-    /// # Errors
-    /// [`PushFailure`] saying why nothing was pushed.
-    pub fn push(&self, requested: &str) -> Result<String, PushFailure> {
+    /// One request: snapshot, (review and verdict), push.
+    async fn serve(&self, requested: &str) -> Result<String, PushFailure> {
         if !self.allowed {
             return Err(PushFailure::Disabled);
         }
         if !matches!(requested.len(), 40 | 64) || !requested.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(PushFailure::BadRequest);
         }
-        let scratch = self.state.join("push.git");
+        // git2 is blocking; the poll loop has nothing else to do meanwhile.
+        let snap = tokio::task::block_in_place(|| self.snapshot("push.git"))?;
+        if !snap.tip.to_string().eq_ignore_ascii_case(requested) {
+            return Err(PushFailure::Mismatch {
+                branch: self.branch.clone(),
+                tip: snap.tip.to_string(),
+                requested: requested.into(),
+            });
+        }
+        let base = self.base.ok_or(PushFailure::NoBase)?;
+        let descends = snap.tip == base || snap.repo.graph_descendant_of(snap.tip, base).unwrap_or(false);
+        if !descends {
+            return Err(PushFailure::NotDescended {
+                commit: snap.tip.to_string(),
+                base: base.to_string(),
+            });
+        }
+        if self.approval {
+            let scratch = self.state.join("push.git");
+            tokio::task::block_in_place(|| self.report(&scratch, Some(snap.tip), BranchPurpose::Review));
+            // No deadline here: the run's deadline stops the pod, and a SIGTERM drops this.
+            let (_tx, mut never) = tokio::sync::watch::channel(false);
+            let verdict =
+                crate::approval::wait_verdict(&self.decisions, &self.check, "push", requested, &mut never).await;
+            match verdict {
+                Some(Verdict::Approve) => {}
+                Some(Verdict::Reject) | None => return Err(PushFailure::Rejected(requested.into())),
+                Some(Verdict::Expired) => return Err(PushFailure::Expired(requested.into())),
+            }
+        }
+        tokio::task::block_in_place(|| self.push_snapshot(&snap, requested))
+    }
+
+    /// Copies the branch from the workspace into the fresh private bare repository
+    /// `<state>/<name>`.
+    fn snapshot(&self, name: &str) -> Result<Snapshot, PushFailure> {
+        let scratch = self.state.join(name);
         if scratch.exists() {
             std::fs::remove_dir_all(&scratch)?;
         }
@@ -210,13 +337,12 @@ impl PushService {
             .and_then(|mut r| r.fetch(&[format!("+{refname}:{refname}")], None, None))
             .map_err(git(format!("read {refname} from the workspace")))?;
         let tip = repo.refname_to_id(&refname).map_err(git(format!("find {refname}")))?;
-        if !tip.to_string().eq_ignore_ascii_case(requested) {
-            return Err(PushFailure::Mismatch {
-                branch: self.branch.clone(),
-                tip: tip.to_string(),
-                requested: requested.into(),
-            });
-        }
+        Ok(Snapshot { repo, tip })
+    }
+
+    /// Pushes the snapshot's branch (already checked to be `requested`).
+    fn push_snapshot(&self, snap: &Snapshot, requested: &str) -> Result<String, PushFailure> {
+        let refname = format!("refs/heads/{}", self.branch);
         let rejected = RefCell::new(None::<String>);
         {
             let mut cb = self.creds.callbacks(&self.url);
@@ -233,15 +359,85 @@ impl PushService {
             self.creds
                 .check_transport(&self.url)
                 .map_err(|e| PushFailure::Io(std::io::Error::other(e.to_string())))?;
-            let mut remote = repo.remote_anonymous(self.url.as_str()).map_err(git("remote"))?;
+            let mut remote = snap.repo.remote_anonymous(self.url.as_str()).map_err(git("remote"))?;
             remote
                 .push(&[format!("{refname}:{refname}")], Some(&mut opts))
                 .map_err(git(format!("push to {}", self.url.sanitized())))?;
         }
         if let Some(r) = rejected.into_inner() {
-            return Err(PushFailure::Rejected(r));
+            return Err(PushFailure::RemoteRejected(r));
         }
-        let _ = std::fs::remove_dir_all(&scratch);
+        let _ = std::fs::remove_dir_all(snap.repo.path());
         Ok(format!("pushed {requested} to {} as {refname}", self.url.sanitized()))
+    }
+
+    /// Prints the facts of `tip` (in the private repository `repo_path`) against the base:
+    /// `gateway_patch` chunks, then a `gateway_branch` line.
+    fn report(&self, repo_path: &Path, tip: Option<Oid>, purpose: BranchPurpose) {
+        let base = self.base.map(|b| b.to_string()).unwrap_or_default();
+        let mut facts = BranchFacts {
+            purpose,
+            branch: self.branch.clone(),
+            base: base.clone(),
+            commit: tip.filter(|t| Some(*t) != self.base).map(|t| t.to_string()),
+            files_changed: 0,
+            insertions: 0,
+            deletions: 0,
+            patch_bytes: 0,
+            patch_truncated: false,
+            error: None,
+        };
+        match (self.base, tip) {
+            (None, _) => facts.error = Some("no base commit was recorded by the clone step".into()),
+            (Some(_), None) => facts.error = Some(format!("branch {} was not found", self.branch)),
+            (Some(b), Some(t)) if b == t => {}
+            (Some(b), Some(t)) => match crate::diff::compute_diff(repo_path, Some(b), t) {
+                Ok(d) => match crate::diff::encode_patch(&d.patch, &self.secrets) {
+                    Ok(enc) => {
+                        facts.files_changed = d.files_changed;
+                        facts.insertions = d.insertions;
+                        facts.deletions = d.deletions;
+                        facts.patch_bytes = enc.patch_bytes;
+                        facts.patch_truncated = enc.truncated;
+                        for ev in enc.events {
+                            if let RunnerEvent::Patch { index, total, data } = ev {
+                                print_line(&GatewayLine::GatewayPatch {
+                                    commit: t.to_string(),
+                                    index,
+                                    total,
+                                    data,
+                                });
+                            }
+                        }
+                    }
+                    Err(e) => facts.error = Some(e.to_string()),
+                },
+                Err(e) => facts.error = Some(format!("{e} (does the branch still descend from {base}?)")),
+            },
+        }
+        print_line(&GatewayLine::GatewayBranch(facts));
+    }
+
+    /// Prints the run's final facts: the branch tip, read into a private repository, and its
+    /// diff from the base. Called when the gateway is stopped, after the agent container ended.
+    pub fn report_final(&self) {
+        match self.snapshot("final.git") {
+            Ok(snap) => {
+                self.report(snap.repo.path(), Some(snap.tip), BranchPurpose::Final);
+                let _ = std::fs::remove_dir_all(snap.repo.path());
+            }
+            Err(_) if !self.ws.source().exists() => {}
+            Err(_) => self.report(Path::new(""), None, BranchPurpose::Final),
+        }
+    }
+}
+
+/// Prints one gateway line on stdout (the gateway's log), whole, in one write.
+fn print_line(line: &GatewayLine) {
+    if let Ok(mut text) = serde_json::to_string(line) {
+        text.push('\n');
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
     }
 }

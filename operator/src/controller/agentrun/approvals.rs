@@ -2,11 +2,15 @@
 //! before the pod and lives in the reconcile itself).
 //!
 //! The runner asks with an `approval_requested` event on its log ([`on_request`], called by the
-//! log follower): the operator creates the ApprovalGate `<run>-<id>`. Each reconcile of a running
-//! run copies the verdicts of decided gates to the pod's annotations
-//! `decision.paddock.dev/<id>` ([`sync_verdicts`]), which the agent container reads through its
-//! downward API volume; the runner never needs Kubernetes credentials. Creating a gate is
-//! idempotent (a 409 means it exists), so a restarted follower that sees the request again
+//! log follower): the operator creates the ApprovalGate of that request and attempt
+//! ([`super::build::request_gate_name`]). A `BeforePush` gate shows what the pod's gateway
+//! (trusted) reviewed: its commit, diffstat and patch, read from the gateway's own log, never
+//! the agent's report. Each reconcile of a running run copies the verdicts of decided gates to
+//! the pod's annotations `decision.paddock.dev/<id>` ([`sync_verdicts`]), signed with the
+//! operator's key for the run's UID, the attempt, the request and (for a push) the reviewed
+//! commit (`paddock_crds::verdict`); the pod checks the signature, so an annotation written by
+//! anyone else (a namespace `edit` user may annotate pods) counts for nothing. Creating a gate
+//! is idempotent (a 409 means it exists), so a restarted follower that sees the request again
 //! changes nothing.
 
 use super::artifacts;
@@ -26,6 +30,8 @@ use std::time::Duration;
 pub const MANAGER_VERDICTS: &str = "paddock.dev/approvals";
 /// Prefix of the verdict annotations: `decision.paddock.dev/<id>`.
 pub const DECISION_PREFIX: &str = "decision.paddock.dev/";
+/// Label of an in-run gate: the runner's request id (`push`, `tool-<n>`).
+pub const LABEL_REQUEST: &str = "paddock.dev/request";
 
 /// A runner's request, as read from its `approval_requested` event.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -109,9 +115,17 @@ pub async fn on_request(ctx: &Arc<Context>, run: &AgentRun, pod: &str, req: Requ
         .await;
         return;
     };
-    let name = request_gate_name(run, &req.id);
-    for attempt in 0..5u64 {
-        match create_gate(ctx, run, pod, &req, stage, policy, &name).await {
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let attempt = match pods.get_opt(pod).await {
+        Ok(Some(p)) => pod_attempt(&p),
+        _ => run.status.as_ref().and_then(|s| s.attempt).unwrap_or(1),
+    };
+    let name = request_gate_name(run, &req.id, attempt);
+    // A BeforePush gate waits for the gateway's review line (printed within a second of the
+    // push request): up to about a minute.
+    for try_no in 0..6u64 {
+        match create_gate(ctx, run, pod, &req, stage, policy, &name, attempt).await {
             Ok(created) => {
                 if created {
                     ctx.publish(
@@ -125,14 +139,61 @@ pub async fn on_request(ctx: &Arc<Context>, run: &AgentRun, pod: &str, req: Requ
                 return;
             }
             Err(e) => {
-                tracing::warn!(gate = name, error = %e, attempt, "cannot create the ApprovalGate; retrying");
-                tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+                tracing::warn!(gate = name, error = %e, try_no, "cannot create the ApprovalGate; retrying");
+                tokio::time::sleep(Duration::from_secs(1 << try_no)).await;
             }
         }
     }
 }
 
+/// The attempt a runner pod serves (its `paddock.dev/attempt` label; 1 when missing).
+pub fn pod_attempt(pod: &Pod) -> u32 {
+    super::attempt_label(pod).unwrap_or(1)
+}
+
+/// The BeforePush request as the gateway reviewed it (`paddock_crds::gateway`): commit,
+/// diffstat and summary from the gateway's facts, or `None` while it has not reviewed a commit.
+/// The agent's own `commit` and `diffstat` are ignored. Pure.
+pub fn reviewed_push(gw: &artifacts::GatewayLog, branch: &str) -> Option<GateRequest> {
+    let facts = gw.review.facts.as_ref()?;
+    let commit = facts.commit.clone()?;
+    let diffstat = format!(
+        "{} files, +{}/-{}",
+        facts.files_changed, facts.insertions, facts.deletions
+    );
+    Some(GateRequest {
+        summary: format!(
+            "Push branch {branch} at {} ({diffstat}) to the repository? (diff computed by the pod's gateway from {})",
+            &commit[..commit.len().min(12)],
+            &facts.base[..facts.base.len().min(12)],
+        ),
+        tool: None,
+        input: None,
+        commit: Some(commit),
+        diffstat: Some(diffstat),
+        patch_ref: None,
+    })
+}
+
+/// Why a BeforePush gate cannot be created yet.
+#[derive(Debug, thiserror::Error)]
+enum GateError {
+    /// The gateway has not printed its review of the push yet.
+    #[error("the pod's gateway has not reviewed the push yet")]
+    NotReviewed,
+    /// An API error.
+    #[error(transparent)]
+    Api(#[from] crate::error::Error),
+}
+
+impl From<kube::Error> for GateError {
+    fn from(e: kube::Error) -> Self {
+        GateError::Api(e.into())
+    }
+}
+
 /// Creates the gate; `Ok(false)` when it already existed.
+#[allow(clippy::too_many_arguments)]
 async fn create_gate(
     ctx: &Arc<Context>,
     run: &AgentRun,
@@ -141,7 +202,8 @@ async fn create_gate(
     stage: GateStage,
     policy: &GatePolicy,
     name: &str,
-) -> Result<bool> {
+    attempt: u32,
+) -> std::result::Result<bool, GateError> {
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let gates: Api<ApprovalGate> = Api::namespaced(ctx.client.clone(), ns);
     if gates.get_opt(name).await?.is_some() {
@@ -151,19 +213,24 @@ async fn create_gate(
         summary: paddock_crds::events::truncate(&req.summary, 4096),
         tool: req.tool.clone(),
         input: req.input.as_deref().map(|i| paddock_crds::events::truncate(i, 4096)),
-        commit: req.commit.clone(),
-        diffstat: req.diffstat.clone(),
+        commit: None,
+        diffstat: None,
         patch_ref: None,
     };
     if stage == GateStage::BeforePush {
-        // The reviewer reads the patch before the push: store it now (the final store at the end
-        // of the run rewrites the same ConfigMaps).
+        // The reviewer reads the gateway's patch before the push: store it now (the final store
+        // at the end of the run rewrites the same ConfigMaps).
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-        let log = artifacts::fetch_pod_log(&pods, pod).await;
-        let parsed = artifacts::parse_log(&log);
+        let gw = artifacts::parse_gateway_log(&artifacts::fetch_gateway_log(&pods, pod).await);
+        request = reviewed_push(&gw, &super::build::branch(run)).ok_or(GateError::NotReviewed)?;
+        let mut parsed = artifacts::parse_log(&artifacts::fetch_pod_log(&pods, pod).await);
+        parsed.patch_gz = gw.review.patch_gz.clone();
         request.patch_ref = artifacts::apply_artifacts(&ctx.client, run, &parsed).await?.patch;
     }
-    let gate = new_gate(run, policy, name, stage, request);
+    let mut gate = new_gate(run, policy, name, stage, request);
+    let labels = gate.metadata.labels.get_or_insert_with(Default::default);
+    labels.insert(LABEL_REQUEST.into(), req.id.clone());
+    labels.insert(paddock_crds::LABEL_ATTEMPT.into(), attempt.to_string());
     let pp = PostParams {
         field_manager: Some(MANAGER_AGENTRUN.into()),
         ..Default::default()
@@ -204,25 +271,55 @@ pub async fn list_gates(ctx: &Context, run: &AgentRun) -> Result<Vec<ApprovalGat
     Ok(list)
 }
 
-/// The verdict annotations `gates` call for: `decision.paddock.dev/<id>` → verdict, for each
-/// decided gate named `<run>-<id>`. Pure.
-pub fn verdict_annotations(run: &AgentRun, gates: &[ApprovalGate]) -> BTreeMap<String, String> {
-    let prefix = format!("{}-", run.metadata.name.as_deref().unwrap_or_default());
+/// The verdict annotations `gates` call for on the pod of `attempt`: `decision.paddock.dev/<id>`
+/// → `<verdict>;ed25519=<signature>` for each decided gate of that attempt, signed by `signer`
+/// for the run's UID, the attempt, the request id and (for a push) the commit the gate showed.
+/// Pure.
+pub fn verdict_annotations(
+    run: &AgentRun,
+    gates: &[ApprovalGate],
+    attempt: u32,
+    signer: &paddock_crds::verdict::Signer,
+) -> BTreeMap<String, String> {
+    let label = |g: &ApprovalGate, k: &str| g.metadata.labels.as_ref().and_then(|l| l.get(k)).cloned();
     gates
         .iter()
+        .filter(|g| {
+            label(g, paddock_crds::LABEL_ATTEMPT)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(1)
+                == attempt
+        })
         .filter_map(|g| {
-            let id = g.metadata.name.as_deref()?.strip_prefix(&prefix)?;
-            Some((format!("{DECISION_PREFIX}{id}"), verdict(g)?.to_string()))
+            let id = label(g, LABEL_REQUEST)?;
+            let subject = paddock_crds::verdict::Subject {
+                namespace: run.metadata.namespace.as_deref().unwrap_or_default(),
+                run: run.metadata.name.as_deref().unwrap_or_default(),
+                run_uid: run.metadata.uid.as_deref().unwrap_or_default(),
+                attempt,
+                id: &id,
+                subject: g
+                    .spec
+                    .request
+                    .commit
+                    .as_deref()
+                    .filter(|_| g.spec.stage == GateStage::BeforePush)
+                    .unwrap_or(""),
+            };
+            let value = signer.verdict_value(&subject, verdict(g)?)?;
+            Some((format!("{DECISION_PREFIX}{id}"), value))
         })
         .collect()
 }
 
 /// Copies the verdicts of `run`'s decided in-run gates onto `pod` (server-side apply of the
-/// annotations only, by [`MANAGER_VERDICTS`]); a no-op when the pod has them all. Returns the
-/// first gate still pending, if any.
+/// annotations only, by [`MANAGER_VERDICTS`], forced: a value someone else wrote under the same
+/// key is replaced); a no-op when the pod has them all. Returns the first gate of the pod's
+/// attempt still pending, if any.
 pub async fn sync_verdicts(ctx: &Context, run: &AgentRun, pod: &Pod) -> Result<Option<ApprovalGate>> {
+    let attempt = pod_attempt(pod);
     let gates = list_gates(ctx, run).await?;
-    let wanted = verdict_annotations(run, &gates);
+    let wanted = verdict_annotations(run, &gates, attempt, &ctx.signer);
     let have = pod.metadata.annotations.clone().unwrap_or_default();
     if wanted.iter().any(|(k, v)| have.get(k) != Some(v)) {
         let ns = run.metadata.namespace.as_deref().unwrap_or_default();
@@ -239,7 +336,16 @@ pub async fn sync_verdicts(ctx: &Context, run: &AgentRun, pod: &Pod) -> Result<O
         )
         .await?;
     }
-    Ok(gates.into_iter().find(|g| verdict(g).is_none()))
+    let of_attempt = |g: &ApprovalGate| {
+        g.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(paddock_crds::LABEL_ATTEMPT))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(1)
+            == attempt
+    };
+    Ok(gates.into_iter().find(|g| of_attempt(g) && verdict(g).is_none()))
 }
 
 #[cfg(test)]
@@ -363,21 +469,71 @@ mod tests {
         );
     }
 
+    /// A decided gate of request `id`, attempt `attempt`, as `create_gate` labels it.
+    fn labelled(id: &str, attempt: u32, state: GateState, stage: GateStage, commit: Option<&str>) -> ApprovalGate {
+        let mut g = gate(&format!("r1-{id}"), Some(state), None);
+        g.spec.stage = stage;
+        g.spec.request.commit = commit.map(str::to_string);
+        let l = g.metadata.labels.get_or_insert_with(Default::default);
+        l.insert(LABEL_REQUEST.into(), id.into());
+        l.insert(paddock_crds::LABEL_ATTEMPT.into(), attempt.to_string());
+        g
+    }
+
     #[test]
-    fn annotations_name_each_decided_gate() {
+    fn annotations_are_signed_for_the_run_attempt_request_and_commit() {
+        let signer = paddock_crds::verdict::Signer::generate().unwrap();
+        let key = signer.public_key_b64();
         let gates = vec![
-            gate("r1-push", Some(GateState::Approved), None),
-            gate("r1-tool-2", Some(GateState::Rejected), None),
-            gate("r1-tool-3", Some(GateState::Pending), None),
-            gate("other-tool-1", Some(GateState::Approved), None),
+            labelled("push", 1, GateState::Approved, GateStage::BeforePush, Some("c1")),
+            labelled("tool-2", 1, GateState::Rejected, GateStage::ToolUse, None),
+            labelled("tool-3", 1, GateState::Pending, GateStage::ToolUse, None),
+            // The first attempt's verdict does not reach the second attempt's pod.
+            labelled("tool-4", 2, GateState::Approved, GateStage::ToolUse, None),
         ];
-        let a = verdict_annotations(&run(), &gates);
+        let a = verdict_annotations(&run(), &gates, 1, &signer);
         assert_eq!(
-            a.into_iter().collect::<Vec<_>>(),
-            vec![
-                ("decision.paddock.dev/push".to_string(), "Approve".to_string()),
-                ("decision.paddock.dev/tool-2".to_string(), "Reject".to_string()),
-            ]
+            a.keys().cloned().collect::<Vec<_>>(),
+            ["decision.paddock.dev/push", "decision.paddock.dev/tool-2"]
         );
+        let subject = |id: &'static str, commit: &'static str| paddock_crds::verdict::Subject {
+            namespace: "ns",
+            run: "r1",
+            run_uid: "u1",
+            attempt: 1,
+            id,
+            subject: commit,
+        };
+        let v = |k: &str| a[&format!("decision.paddock.dev/{k}")].clone();
+        assert_eq!(
+            paddock_crds::verdict::verified_verdict(&key, &subject("push", "c1"), &v("push")),
+            Some("Approve")
+        );
+        assert_eq!(
+            paddock_crds::verdict::verified_verdict(&key, &subject("push", "c2"), &v("push")),
+            None
+        );
+        assert_eq!(
+            paddock_crds::verdict::verified_verdict(&key, &subject("tool-2", ""), &v("tool-2")),
+            Some("Reject")
+        );
+        let second = verdict_annotations(&run(), &gates, 2, &signer);
+        assert_eq!(
+            second.keys().cloned().collect::<Vec<_>>(),
+            ["decision.paddock.dev/tool-4"]
+        );
+    }
+
+    #[test]
+    fn a_push_gate_shows_the_gateways_review_not_the_agents_report() {
+        let review = r#"{"type":"gateway_branch","purpose":"review","branch":"paddock/r1","base":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","commit":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","filesChanged":2,"insertions":7,"deletions":1}"#;
+        assert_eq!(
+            reviewed_push(&artifacts::parse_gateway_log("no review yet\n"), "paddock/r1"),
+            None
+        );
+        let req = reviewed_push(&artifacts::parse_gateway_log(review), "paddock/r1").unwrap();
+        assert_eq!(req.commit.as_deref(), Some("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"));
+        assert_eq!(req.diffstat.as_deref(), Some("2 files, +7/-1"));
+        assert!(req.summary.contains("bbbbbbbbbbbb"), "{}", req.summary);
     }
 }

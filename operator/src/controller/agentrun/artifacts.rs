@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::ByteString;
 use kube::api::{Api, LogParams, Patch, PatchParams};
 use paddock_crds::events::{parse_line, EventLine, RunResult, RunnerEvent};
+use paddock_crds::gateway::{BranchFacts, GatewayLine};
 use paddock_crds::AgentRun;
 use std::collections::BTreeMap;
 
@@ -305,7 +306,19 @@ fn with_kind(cm: ConfigMap) -> serde_json::Value {
 /// exchanges are dropped first.
 pub const MAX_TRANSCRIPT_GZ_BYTES: usize = 900 * 1024;
 
-/// What the gateway's log said: its last cumulative usage and the transcript lines.
+/// The branch's facts as the gateway reported them, with the patch it printed just before
+/// (gzip), when all its chunks were there.
+#[derive(Debug, Default, PartialEq)]
+pub struct GatewayBranch {
+    /// The facts.
+    pub facts: Option<BranchFacts>,
+    /// The gzip-compressed patch of `facts.commit` against the base.
+    pub patch_gz: Option<Vec<u8>>,
+}
+
+/// What the gateway's log said: its last cumulative usage, the transcript lines and the
+/// branch's facts (`paddock_crds::gateway`). The gateway is trusted and the agent container
+/// cannot write its log, so these are the run's facts.
 #[derive(Debug, Default, PartialEq)]
 pub struct GatewayLog {
     /// Tokens and USD of the run's model calls, as metered by the gateway (authoritative).
@@ -314,12 +327,81 @@ pub struct GatewayLog {
     pub budget_exceeded: Option<String>,
     /// Transcript lines (`type` `transcript` or `transcript_truncated`), JSON, in order.
     pub transcript: Vec<String>,
+    /// The last push review (what a BeforePush gate shows).
+    pub review: GatewayBranch,
+    /// The final facts, reported when the gateway stopped after the agent container.
+    pub last: GatewayBranch,
+    /// The commit of the last successful push.
+    pub pushed: Option<String>,
+}
+
+impl GatewayLog {
+    /// The run's facts: the final ones, else the last review's.
+    pub fn branch(&self) -> &GatewayBranch {
+        if self.last.facts.is_some() {
+            &self.last
+        } else {
+            &self.review
+        }
+    }
+}
+
+/// `r` with the facts only trusted code may state taken from the gateway (`gw`): commit,
+/// branch, files changed, insertions, deletions, patch size and whether it was pushed. What the
+/// agent's runner said of them is dropped; with no gateway facts they stay unknown (no commit,
+/// zero counts, not pushed). Summary, usage and exit code stay agent-reported (docs/api.md).
+pub fn with_trusted_facts(mut r: RunResult, gw: &GatewayLog) -> RunResult {
+    let facts = gw.branch().facts.clone().unwrap_or_default();
+    r.commit = facts.commit;
+    if !facts.branch.is_empty() {
+        r.branch = facts.branch;
+    }
+    r.files_changed = facts.files_changed;
+    r.insertions = facts.insertions;
+    r.deletions = facts.deletions;
+    r.patch_bytes = facts.patch_bytes;
+    r.patch_truncated = facts.patch_truncated;
+    r.pushed = gw.pushed.is_some();
+    r
 }
 
 /// Parses the gateway container's log. Lines that are not the gateway's JSON are skipped. Pure.
 pub fn parse_gateway_log(text: &str) -> GatewayLog {
     let mut out = GatewayLog::default();
+    let mut patch: (String, Chunks) = (String::new(), Chunks::default());
     for line in text.lines().map(str::trim).filter(|l| l.starts_with('{')) {
+        if let Some(g) = GatewayLine::parse(line) {
+            match g {
+                GatewayLine::GatewayPatch {
+                    commit,
+                    index,
+                    total,
+                    data,
+                } => {
+                    if patch.0 != commit {
+                        patch = (commit, Chunks::default());
+                    }
+                    patch.1.put(index, total, &data);
+                }
+                GatewayLine::GatewayBranch(facts) => {
+                    let (commit, chunks) = std::mem::take(&mut patch);
+                    let patch_gz = (facts.commit.as_deref() == Some(commit.as_str()))
+                        .then(|| chunks.decode())
+                        .flatten();
+                    let branch = GatewayBranch {
+                        facts: Some(facts.clone()),
+                        patch_gz,
+                    };
+                    match facts.purpose {
+                        paddock_crds::gateway::BranchPurpose::Review => out.review = branch,
+                        paddock_crds::gateway::BranchPurpose::Final => out.last = branch,
+                    }
+                }
+                GatewayLine::GatewayPush(p) if p.ok => out.pushed = Some(p.commit),
+                GatewayLine::GatewayPush(_) => {}
+            }
+            continue;
+        }
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };

@@ -48,6 +48,16 @@ pub enum BuildError {
         /// Agents the pool lists.
         offered: String,
     },
+    /// The run pushes to a branch the pool's `spec.output.allowedBranches` does not allow.
+    #[error("RunnerPool {pool} does not allow pushing to branch {branch} (allowed: {allowed})")]
+    BranchNotAllowed {
+        /// Pool name.
+        pool: String,
+        /// The run's branch.
+        branch: String,
+        /// The pool's allowed patterns, comma-separated.
+        allowed: String,
+    },
     /// The run changes the pool's template beyond the pool's `spec.overrides`.
     #[error("RunnerPool {pool} refuses {field}: {why}")]
     OverrideNotAllowed {
@@ -82,6 +92,23 @@ pub const DECISIONS_FILE: &str = "/etc/paddock/pod/annotations";
 /// Name of the run's BeforeStart gate: `<run>-before-start`.
 pub fn gate_name(run: &AgentRun) -> String {
     format!("{}-before-start", run.metadata.name.as_deref().unwrap_or_default())
+}
+
+/// The BeforeStart gate's name when [`gate_name`] is taken by a gate of an earlier run of the
+/// same name: `<run>-before-start-<first 8 characters of the run's UID>`.
+pub fn gate_name_of_uid(run: &AgentRun) -> String {
+    let uid = run.metadata.uid.as_deref().unwrap_or_default();
+    format!("{}-{}", gate_name(run), &uid[..uid.len().min(8)])
+}
+
+/// Whether `gate` belongs to `run` (an owner reference with the run's UID), not to an earlier
+/// run of the same name.
+pub fn owned_by(gate: &ApprovalGate, run: &AgentRun) -> bool {
+    gate.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| Some(&o.uid) == run.metadata.uid.as_ref())
 }
 
 /// Branch the run commits to: `spec.output.branch`, default `paddock/<run>`.
@@ -222,6 +249,24 @@ pub fn check_overrides(run: &AgentRun, pool: &RunnerPool) -> Result<(), BuildErr
     if !run.spec.agent.env.is_empty() && !policy.env {
         return Err(refuse("spec.agent.env", "the pool does not allow env overrides".into()));
     }
+    // The pool's model key goes only to the upstream the pool names: a run may point a
+    // provider elsewhere only with its own key for it (replacing every key the pool sets), or
+    // where the pool's spec.overrides.modelEnv allows it by name.
+    for p in gateway::PROVIDERS {
+        let pool_sets = |name: &str| pool.spec.template.env.iter().any(|e| e.name == name);
+        let run_sets = |name: &str| run.spec.agent.env.iter().any(|e| e.name == name);
+        let pool_key_kept = p.key_vars.iter().any(|k| pool_sets(k) && !run_sets(k));
+        if pool_key_kept && run_sets(p.base_var) && !policy.model_env.iter().any(|n| n == p.base_var) {
+            return Err(refuse(
+                &format!("spec.agent.env[{}]", p.base_var),
+                format!(
+                    "the pool's {} key would go to the run's {}; a run may change it only with its \
+                     own key, or where the pool's spec.overrides.modelEnv lists it",
+                    p.route, p.base_var
+                ),
+            ));
+        }
+    }
     let Some(over) = &run.spec.runner else {
         return Ok(());
     };
@@ -269,9 +314,20 @@ pub fn check_overrides(run: &AgentRun, pool: &RunnerPool) -> Result<(), BuildErr
     Ok(())
 }
 
-/// The run's variables for the trusted containers (clone, gateway).
-fn trusted_run_env(run: &AgentRun) -> Vec<EnvVar> {
+/// The variables that say which run and attempt a pod serves: what a verdict must be signed for
+/// (`paddock_crds::verdict`).
+fn identity_env(run: &AgentRun, attempt: u32) -> Vec<EnvVar> {
     vec![
+        env("PADDOCK_RUN", run.metadata.name.clone().unwrap_or_default()),
+        env("PADDOCK_NAMESPACE", run.metadata.namespace.clone().unwrap_or_default()),
+        env("PADDOCK_RUN_UID", run.metadata.uid.clone().unwrap_or_default()),
+        env("PADDOCK_ATTEMPT", attempt.to_string()),
+    ]
+}
+
+/// The run's variables for the trusted containers (clone, gateway).
+fn trusted_run_env(run: &AgentRun, attempt: u32) -> Vec<EnvVar> {
+    let mut vars = vec![
         env(
             "PADDOCK_PUSH",
             run.spec.output.as_ref().map(|o| o.push).unwrap_or(false).to_string(),
@@ -279,26 +335,29 @@ fn trusted_run_env(run: &AgentRun) -> Vec<EnvVar> {
         env("PADDOCK_REPO_URL", run.spec.repo.url.clone()),
         env("PADDOCK_REVISION", run.spec.repo.revision.clone().unwrap_or_default()),
         env("PADDOCK_BRANCH", branch(run)),
-        env("PADDOCK_RUN", run.metadata.name.clone().unwrap_or_default()),
-        env("PADDOCK_NAMESPACE", run.metadata.namespace.clone().unwrap_or_default()),
-    ]
+    ];
+    vars.extend(identity_env(run, attempt));
+    // The gateway holds the push until the operator's signed BeforePush verdict.
+    if run.spec.approvals.as_ref().is_some_and(|a| a.before_push.is_some()) {
+        vars.push(env("PADDOCK_PUSH_APPROVAL", "true"));
+    }
+    vars
 }
 
 /// Paddock's own variables for the agent container (`prompt` is the `PADDOCK_PROMPT` entry;
 /// `user_env` the pool's and the run's env, for the names to redact).
-fn agent_run_env(run: &AgentRun, prompt: EnvVar, user_env: &[EnvVar]) -> Vec<EnvVar> {
+fn agent_run_env(run: &AgentRun, prompt: EnvVar, user_env: &[EnvVar], attempt: u32) -> Vec<EnvVar> {
     let mut paddock_env = vec![
         env("PADDOCK_AGENT", run.spec.agent.name.as_str()),
         prompt,
         env("PADDOCK_BRANCH", branch(run)),
-        env("PADDOCK_RUN", run.metadata.name.clone().unwrap_or_default()),
-        env("PADDOCK_NAMESPACE", run.metadata.namespace.clone().unwrap_or_default()),
         env(
             "PADDOCK_PUSH",
             run.spec.output.as_ref().map(|o| o.push).unwrap_or(false).to_string(),
         ),
         env("PADDOCK_REDACT_ENV", secret_env_names(user_env).join(",")),
     ];
+    paddock_env.extend(identity_env(run, attempt));
     if let Some(m) = &run.spec.agent.model {
         paddock_env.push(env("PADDOCK_MODEL", m.clone()));
     }
@@ -366,6 +425,9 @@ struct PodShape {
     resources: Option<ResourceRequirements>,
     /// `true`: no clone container (the gateway clones once claimed), `PADDOCK_WARM=true`.
     warm: bool,
+    /// The operator's verdict public key (base64), with which the pod checks verdicts and
+    /// claims (`paddock_crds::verdict`).
+    verdict_key: String,
 }
 
 /// The pod spec shared by cold and warm runner pods.
@@ -375,7 +437,12 @@ fn runner_pod_spec(pool: &RunnerPool, shape: PodShape) -> PodSpec {
     // Tracing settings (OTEL_*, literal values) of the pool's template reach the trusted
     // containers too, so the runner's `clone` step is traced like the others. Only the pool's:
     // a run must not point a credential-holding container at an endpoint of its choice.
-    let mut repo_env = vec![env("HOME", "/tmp")];
+    let key_env = env(paddock_crds::verdict::PUBLIC_KEY_ENV, shape.verdict_key.clone());
+    let mut repo_env = vec![
+        env("HOME", "/tmp"),
+        env("PADDOCK_DECISIONS_FILE", DECISIONS_FILE),
+        key_env.clone(),
+    ];
     repo_env.extend(shape.trusted_env);
     repo_env.extend(
         tpl.env
@@ -386,18 +453,16 @@ fn runner_pod_spec(pool: &RunnerPool, shape: PodShape) -> PodSpec {
     let mut warm_env = vec![];
     if shape.warm {
         warm_env.push(env("PADDOCK_WARM", "true"));
-        warm_env.push(env("PADDOCK_DECISIONS_FILE", DECISIONS_FILE));
         repo_env.extend(warm_env.iter().cloned());
     }
     // The trusted containers get their own /tmp (the gateway keeps its private copy of the branch
     // there, and HOME points at it) and share no HOME with the agent.
+    // The gateway reads signed verdicts (and a warm pod's claim) from the pod's annotations.
     let mut trusted_mounts = vec![
         mount("workspace", "/workspace", false),
         mount("trusted-tmp", "/tmp", false),
+        mount("podinfo", DECISIONS_DIR, true),
     ];
-    if shape.warm {
-        trusted_mounts.push(mount("podinfo", DECISIONS_DIR, true));
-    }
     if shape.creds.is_some() {
         trusted_mounts.push(mount("git-credentials", GIT_CREDENTIALS_DIR, true));
     }
@@ -435,6 +500,7 @@ fn runner_pod_spec(pool: &RunnerPool, shape: PodShape) -> PodSpec {
     };
     let mut agent_env = merge_env(&[&shape.agent_env, &[env("HOME", "/home/paddock")]]);
     agent_env.push(env("PADDOCK_DECISIONS_FILE", DECISIONS_FILE));
+    agent_env.push(key_env);
     agent_env.extend(warm_env);
     let agent = Container {
         name: "agent".into(),
@@ -528,6 +594,41 @@ fn runner_pod_spec(pool: &RunnerPool, shape: PodShape) -> PodSpec {
     }
 }
 
+/// Checks that a pushing run's branch matches the pool's `spec.output.allowedBranches`
+/// (default [`paddock_crds::DEFAULT_ALLOWED_BRANCHES`]; shell-style globs, `*` crossing `/`).
+///
+/// # Errors
+/// [`BuildError::BranchNotAllowed`].
+pub fn check_branch(run: &AgentRun, pool: &RunnerPool) -> Result<(), BuildError> {
+    if !run.spec.output.as_ref().is_some_and(|o| o.push) {
+        return Ok(());
+    }
+    let configured = pool
+        .spec
+        .output
+        .as_ref()
+        .map(|o| o.allowed_branches.clone())
+        .unwrap_or_default();
+    let allowed: Vec<String> = if configured.is_empty() {
+        paddock_crds::DEFAULT_ALLOWED_BRANCHES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        configured
+    };
+    let branch = branch(run);
+    let matches = |pat: &str| glob::Pattern::new(pat).is_ok_and(|p| p.matches(&branch));
+    if allowed.iter().any(|p| matches(p)) {
+        return Ok(());
+    }
+    Err(BuildError::BranchNotAllowed {
+        pool: pool.metadata.name.clone().unwrap_or_default(),
+        branch,
+        allowed: allowed.join(", "),
+    })
+}
+
 fn check_agent(run: &AgentRun, pool: &RunnerPool) -> Result<(), BuildError> {
     if !pool.spec.agents.is_empty() && !pool.spec.agents.contains(&run.spec.agent.name) {
         return Err(BuildError::AgentNotInPool {
@@ -545,16 +646,18 @@ fn check_agent(run: &AgentRun, pool: &RunnerPool) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Builds the runner pod of `run` (attempt `attempt`) from its pool (a cold start).
+/// Builds the runner pod of `run` (attempt `attempt`) from its pool (a cold start);
+/// `verdict_key` is the operator's verdict public key (base64, `Signer::public_key_b64`).
 ///
 /// # Errors
 /// [`BuildError`] when the run asks for what the pool cannot give.
-pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod, BuildError> {
+pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32, verdict_key: &str) -> Result<Pod, BuildError> {
     let namespace = run.metadata.namespace.clone().unwrap_or_default();
     let pool_name = pool.metadata.name.clone().unwrap_or_default();
     let tpl = &pool.spec.template;
     check_agent(run, pool)?;
     check_overrides(run, pool)?;
+    check_branch(run, pool)?;
     let timeout = timeout_secs(run)?;
     let prompt = match (&run.spec.prompt, &run.spec.prompt_from) {
         (_, Some(from)) => EnvVar {
@@ -576,7 +679,7 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
     let egress = run_egress(run, pool)?;
     let (agent_user_env, mut gateway_env) = gateway::route_models(&user_env);
     // Secrets the agent container still holds (not the model keys: it has placeholders).
-    let paddock_env = agent_run_env(run, prompt, &agent_user_env);
+    let paddock_env = agent_run_env(run, prompt, &agent_user_env, attempt);
     gateway_env.extend(gateway::gateway_run_env(run, pool, egress.as_deref()));
     gateway_env.push(env("PADDOCK_REDACT_ENV", secret_env_names(&gateway_env).join(",")));
     let mut proxy = if egress.is_some() { gateway::proxy_env() } else { vec![] };
@@ -587,7 +690,7 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
     let mut spec = runner_pod_spec(
         pool,
         PodShape {
-            trusted_env: trusted_run_env(run),
+            trusted_env: trusted_run_env(run, attempt),
             gateway_env,
             // User env first so that Paddock's own variables cannot be overridden by a run.
             agent_env: merge_env(&[&agent_user_env, &proxy, &paddock_env]),
@@ -595,6 +698,7 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Result<Pod,
             image: over.image.unwrap_or_else(|| tpl.image.clone()),
             resources: over.resources.or_else(|| tpl.resources.clone()),
             warm: false,
+            verdict_key: verdict_key.into(),
         },
     );
     spec.active_deadline_seconds = Some(timeout as i64);
@@ -624,12 +728,14 @@ pub fn warm_selector(pool: &str) -> String {
     format!("{}={pool},{}=idle", paddock_crds::LABEL_POOL, paddock_crds::LABEL_WARM)
 }
 
-/// Hash (hex, 16 digits) of what a warm pod is built from: the pool's template and warm
-/// credentials. FNV-1a over the canonical JSON, stable across operator versions.
-pub fn warm_template_hash(pool: &RunnerPool) -> String {
+/// Hash (hex, 16 digits) of what a warm pod is built from: the pool's template, warm
+/// credentials and the operator's verdict key (a pod with another key could verify no claim).
+/// FNV-1a over the canonical JSON, stable across operator versions.
+pub fn warm_template_hash(pool: &RunnerPool, verdict_key: &str) -> String {
     let input = serde_json::json!({
         "template": pool.spec.template,
         "credentials": pool.spec.warm.as_ref().and_then(|w| w.credentials_secret_ref.as_ref()).map(|r| &r.name),
+        "verdictKey": verdict_key,
     })
     .to_string();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -641,8 +747,9 @@ pub fn warm_template_hash(pool: &RunnerPool) -> String {
 }
 
 /// Builds an idle warm pod of `pool`: its containers start and wait for a claim
-/// (`generateName: <pool>-warm-`, owned by the pool, labels [`warm_selector`]).
-pub fn build_warm_pod(pool: &RunnerPool) -> Pod {
+/// (`generateName: <pool>-warm-`, owned by the pool, labels [`warm_selector`]); `verdict_key`
+/// as for [`build_pod`].
+pub fn build_warm_pod(pool: &RunnerPool, verdict_key: &str) -> Pod {
     let tpl = &pool.spec.template;
     let warm_routes = gateway::route_models(&tpl.env);
     let routed = !warm_routes.1.is_empty();
@@ -672,6 +779,7 @@ pub fn build_warm_pod(pool: &RunnerPool) -> Pod {
             image: tpl.image.clone(),
             resources: tpl.resources.clone(),
             warm: true,
+            verdict_key: verdict_key.into(),
         },
     );
     let mut pod_labels = tpl.labels.clone();
@@ -682,7 +790,7 @@ pub fn build_warm_pod(pool: &RunnerPool) -> Pod {
         (paddock_crds::LABEL_WARM.to_string(), "idle".to_string()),
     ]);
     let mut annotations = tpl.annotations.clone();
-    annotations.insert(ANNOTATION_TEMPLATE_HASH.into(), warm_template_hash(pool));
+    annotations.insert(ANNOTATION_TEMPLATE_HASH.into(), warm_template_hash(pool, verdict_key));
     let mut owner = pool.controller_owner_ref(&()).unwrap_or_default();
     owner.block_owner_deletion = Some(true);
     Pod {
@@ -783,18 +891,19 @@ pub fn apply_resume(pod: &mut Pod, session_cm: &str, revision: Option<&str>) {
 }
 
 /// The claim annotation's value for `run` (see [`paddock_crds::ANNOTATION_CLAIM`]): the run's
-/// settings a cold pod would have had in its environment; `prompt` is the resolved prompt text.
-pub fn claim_value(run: &AgentRun, pool: &RunnerPool, prompt: &str) -> String {
+/// settings a cold pod would have had in its environment for attempt `attempt`; `prompt` is the
+/// resolved prompt text.
+pub fn claim_value(run: &AgentRun, pool: &RunnerPool, prompt: &str, attempt: u32) -> String {
     use base64::Engine;
     let user_env = merge_env(&[&pool.spec.template.env, &run.spec.agent.env]);
     let egress = run_egress(run, pool).ok().flatten();
     let (agent_user_env, model_env) = gateway::route_models(&user_env);
-    let paddock_env = agent_run_env(run, env("PADDOCK_PROMPT", prompt), &agent_user_env);
+    let paddock_env = agent_run_env(run, env("PADDOCK_PROMPT", prompt), &agent_user_env, attempt);
     let mut proxy = if egress.is_some() { gateway::proxy_env() } else { vec![] };
     if egress.is_some() || !model_env.is_empty() {
         proxy.push(gateway::gateway_url_env());
     }
-    let mut trusted = trusted_run_env(run);
+    let mut trusted = trusted_run_env(run, attempt);
     trusted.extend(model_env);
     trusted.extend(gateway::gateway_run_env(run, pool, egress.as_deref()));
     let literal = |vars: &[EnvVar]| -> BTreeMap<String, String> {
@@ -815,8 +924,8 @@ pub fn claim_value(run: &AgentRun, pool: &RunnerPool, prompt: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(claim.to_string())
 }
 
-/// Builds the BeforeStart ApprovalGate of `run` from its policy.
-pub fn build_gate(run: &AgentRun, policy: &GatePolicy) -> ApprovalGate {
+/// Builds the BeforeStart ApprovalGate `name` of `run` from its policy.
+pub fn build_gate(run: &AgentRun, policy: &GatePolicy, name: &str) -> ApprovalGate {
     let prompt = run
         .spec
         .prompt
@@ -840,7 +949,7 @@ pub fn build_gate(run: &AgentRun, policy: &GatePolicy) -> ApprovalGate {
     new_gate(
         run,
         policy,
-        &gate_name(run),
+        name,
         GateStage::BeforeStart,
         GateRequest {
             summary: paddock_crds::events::truncate(&summary, 4096),
@@ -849,9 +958,16 @@ pub fn build_gate(run: &AgentRun, policy: &GatePolicy) -> ApprovalGate {
     )
 }
 
-/// Name of the gate for the runner's in-run request `id` (`push`, `tool-<n>`): `<run>-<id>`.
-pub fn request_gate_name(run: &AgentRun, id: &str) -> String {
-    format!("{}-{id}", run.metadata.name.as_deref().unwrap_or_default())
+/// Name of the gate for the runner's in-run request `id` (`push`, `tool-<n>`) of attempt
+/// `attempt`: `<run>-<id>` for the first attempt, `<run>-a<attempt>-<id>` for a retry, which
+/// asks again instead of inheriting the first attempt's verdicts.
+pub fn request_gate_name(run: &AgentRun, id: &str, attempt: u32) -> String {
+    let name = run.metadata.name.as_deref().unwrap_or_default();
+    if attempt <= 1 {
+        format!("{name}-{id}")
+    } else {
+        format!("{name}-a{attempt}-{id}")
+    }
 }
 
 /// A gate of `run` named `name` at `stage`, asking `request`, decided per `policy`; owned by the
@@ -952,7 +1068,7 @@ mod tests {
             .env
             .push(env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"));
         let r = run(json!({"agent": {"name": "shell", "env": [{"name": "OTEL_SERVICE_NAME", "value": "evil"}]}}));
-        let spec = build_pod(&r, &p, 1).unwrap().spec.unwrap();
+        let spec = build_pod(&r, &p, 1, "test-key").unwrap().spec.unwrap();
         let clone = &spec.init_containers.as_ref().unwrap()[0];
         let e = env_of(clone);
         assert_eq!(
@@ -975,7 +1091,11 @@ mod tests {
             "budget": {"timeout": "10m", "maxTurns": 7},
             "output": {"push": true, "branch": "feature/x"},
         }));
-        let pod = build_pod(&r, &pool(vec![]), 1).unwrap();
+        let mut p = pool(vec![]);
+        p.spec.output = Some(paddock_crds::PoolOutputSpec {
+            allowed_branches: vec!["feature/*".into()],
+        });
+        let pod = build_pod(&r, &p, 1, "test-key").unwrap();
         assert_eq!(pod.metadata.name.as_deref(), Some("r1-1"));
         assert_eq!(pod.metadata.owner_references.as_ref().unwrap()[0].uid, "uid-1");
         assert_eq!(pod.metadata.labels.as_ref().unwrap()[paddock_crds::LABEL_RUN], "r1");
@@ -1060,7 +1180,7 @@ mod tests {
     #[test]
     fn prompt_from_configmap_and_defaults() {
         let r = run(json!({"prompt": null, "promptFrom": {"name": "cm", "key": "task"}}));
-        let pod = build_pod(&r, &pool(vec![]), 2).unwrap();
+        let pod = build_pod(&r, &pool(vec![]), 2, "test-key").unwrap();
         assert_eq!(pod.metadata.name.as_deref(), Some("r1-2"));
         let spec = pod.spec.unwrap();
         assert_eq!(spec.active_deadline_seconds, Some(DEFAULT_TIMEOUT_SECS as i64));
@@ -1087,6 +1207,7 @@ mod tests {
             &run(json!({"agent": {"name": "codex"}})),
             &pool(vec![AgentName::ClaudeCode]),
             1,
+            "test-key",
         )
         .unwrap_err();
         assert!(matches!(err, BuildError::AgentNotInPool { .. }), "{err}");
@@ -1095,25 +1216,93 @@ mod tests {
     }
 
     #[test]
+    fn a_run_cannot_redirect_the_pools_model_endpoint_unless_allowed_by_name() {
+        let mut p = pool(vec![]);
+        p.spec.template.env.push(EnvVar {
+            name: "ANTHROPIC_API_KEY".into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(k8s_openapi::api::core::v1::SecretKeySelector {
+                    name: "pool-key".into(),
+                    key: "k".into(),
+                    optional: None,
+                }),
+                ..Default::default()
+            }),
+        });
+        let redirect = run(
+            json!({"agent": {"name": "shell", "env": [{"name": "ANTHROPIC_BASE_URL", "value": "http://attacker.example:1"}]}}),
+        );
+        let err = build_pod(&redirect, &p, 1, "test-key").unwrap_err();
+        assert!(matches!(err, BuildError::OverrideNotAllowed { .. }), "{err}");
+        assert!(err.to_string().contains("spec.agent.env[ANTHROPIC_BASE_URL]"), "{err}");
+        // A provider the pool holds no key for is the run's own business, and so is a run that
+        // brings its own key.
+        let own =
+            run(json!({"agent": {"name": "shell", "env": [{"name": "OPENAI_BASE_URL", "value": "http://mine"}]}}));
+        assert!(build_pod(&own, &p, 1, "test-key").is_ok());
+        let own_key = run(json!({"agent": {"name": "shell", "env": [
+            {"name": "ANTHROPIC_BASE_URL", "value": "http://mine"},
+            {"name": "ANTHROPIC_API_KEY", "valueFrom": {"secretKeyRef": {"name": "mine", "key": "k"}}}]}}));
+        assert!(build_pod(&own_key, &p, 1, "test-key").is_ok());
+        // Allowed by name.
+        p.spec.overrides = Some(paddock_crds::OverridesSpec {
+            model_env: vec!["ANTHROPIC_BASE_URL".into()],
+            ..Default::default()
+        });
+        assert!(build_pod(&redirect, &p, 1, "test-key").is_ok());
+    }
+
+    #[test]
+    fn a_run_pushes_only_to_branches_the_pool_allows() {
+        let mut p = pool(vec![]);
+        let to = |b: &str| run(json!({"output": {"push": true, "branch": b}}));
+        let err = build_pod(&to("main"), &p, 1, "test-key").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "RunnerPool default does not allow pushing to branch main (allowed: paddock/*)"
+        );
+        assert!(build_pod(&to("paddock/fix/deep"), &p, 1, "test-key").is_ok());
+        assert!(
+            build_pod(&run(json!({"output": {"push": true}})), &p, 1, "test-key").is_ok(),
+            "the default branch"
+        );
+        // Without a push, the branch is local to the pod.
+        assert!(build_pod(&run(json!({"output": {"branch": "main"}})), &p, 1, "test-key").is_ok());
+        p.spec.output = Some(paddock_crds::PoolOutputSpec {
+            allowed_branches: vec!["agents/*".into()],
+        });
+        assert!(build_pod(&to("agents/x"), &p, 1, "test-key").is_ok());
+        assert!(matches!(
+            build_pod(&to("paddock/x"), &p, 1, "test-key"),
+            Err(BuildError::BranchNotAllowed { .. })
+        ));
+    }
+
+    #[test]
     fn overrides_are_the_pools_decision() {
         let mut p = pool(vec![]);
         let with_env = run(json!({"agent": {"name": "shell", "env": [{"name": "X", "value": "1"}]}}));
-        assert!(build_pod(&with_env, &p, 1).is_ok(), "env is allowed by default");
+        assert!(
+            build_pod(&with_env, &p, 1, "test-key").is_ok(),
+            "env is allowed by default"
+        );
         let image = run(json!({"runner": {"image": "evil:1"}}));
-        let err = build_pod(&image, &p, 1).unwrap_err();
+        let err = build_pod(&image, &p, 1, "test-key").unwrap_err();
         assert!(err.to_string().contains("refuses spec.runner.image"), "{err}");
         let big = run(json!({"runner": {"resources": {"limits": {"cpu": "4", "memory": "8Gi"}}}}));
-        let err = build_pod(&big, &p, 1).unwrap_err();
+        let err = build_pod(&big, &p, 1, "test-key").unwrap_err();
         assert!(err.to_string().contains("no overrides.maxResources"), "{err}");
 
         p.spec.overrides = Some(paddock_crds::OverridesSpec {
             env: false,
             image: true,
             max_resources: Some(quantities(&[("cpu", "2"), ("memory", "8Gi")])),
+            model_env: vec![],
         });
-        let err = build_pod(&with_env, &p, 1).unwrap_err();
+        let err = build_pod(&with_env, &p, 1, "test-key").unwrap_err();
         assert!(err.to_string().contains("refuses spec.agent.env"), "{err}");
-        let err = build_pod(&big, &p, 1).unwrap_err();
+        let err = build_pod(&big, &p, 1, "test-key").unwrap_err();
         assert_eq!(
             err.to_string(),
             "RunnerPool default refuses spec.runner.resources.limits.cpu: 4 is more than the pool's maximum 2"
@@ -1121,7 +1310,7 @@ mod tests {
         let fits = run(
             json!({"runner": {"image": "other:2", "resources": {"requests": {"cpu": "500m"}, "limits": {"cpu": "2", "memory": "8192Mi"}}}}),
         );
-        let pod = build_pod(&fits, &p, 1).unwrap();
+        let pod = build_pod(&fits, &p, 1, "test-key").unwrap();
         let agent = &pod.spec.as_ref().unwrap().containers[0];
         assert_eq!(agent.image.as_deref(), Some("other:2"));
         assert_eq!(
@@ -1129,7 +1318,7 @@ mod tests {
             "8192Mi"
         );
         let gpu = run(json!({"runner": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}));
-        let err = build_pod(&gpu, &p, 1).unwrap_err();
+        let err = build_pod(&gpu, &p, 1, "test-key").unwrap_err();
         assert!(err.to_string().contains("does not list nvidia.com/gpu"), "{err}");
     }
 
@@ -1137,7 +1326,7 @@ mod tests {
     fn warm_pod_waits_for_a_claim_and_the_claim_carries_the_run() {
         let mut p = pool(vec![]);
         p.metadata.uid = Some("pool-uid".into());
-        let warm = build_warm_pod(&p);
+        let warm = build_warm_pod(&p, "test-key");
         let spec = warm.spec.as_ref().unwrap();
         let inits = spec.init_containers.as_ref().unwrap();
         assert_eq!(
@@ -1174,11 +1363,15 @@ mod tests {
         assert_eq!(meta.owner_references.as_ref().unwrap()[0].uid, "pool-uid");
         assert_eq!(
             meta.annotations.as_ref().unwrap()[ANNOTATION_TEMPLATE_HASH],
-            warm_template_hash(&p)
+            warm_template_hash(&p, "test-key")
         );
-        let before = warm_template_hash(&p);
+        let before = warm_template_hash(&p, "test-key");
         p.spec.template.image = "runner:2".into();
-        assert_ne!(before, warm_template_hash(&p), "a template change replaces idle pods");
+        assert_ne!(
+            before,
+            warm_template_hash(&p, "test-key"),
+            "a template change replaces idle pods"
+        );
 
         let r = run(
             json!({"agent": {"name": "claude-code", "env": [{"name": "FOO", "value": "bar"}, {"name": "PADDOCK_AGENT", "value": "shell"}]}, "output": {"push": true}}),
@@ -1186,7 +1379,7 @@ mod tests {
         use base64::Engine;
         let claim: serde_json::Value = serde_json::from_slice(
             &base64::engine::general_purpose::STANDARD
-                .decode(claim_value(&r, &p, "the prompt from a ConfigMap"))
+                .decode(claim_value(&r, &p, "the prompt from a ConfigMap", 1))
                 .unwrap(),
         )
         .unwrap();
@@ -1258,7 +1451,7 @@ mod tests {
     #[test]
     fn a_resumed_run_mounts_the_session_and_starts_from_the_commit() {
         let r = run(json!({"agent": {"name": "codex"}, "resumeFrom": {"name": "first"}}));
-        let mut pod = build_pod(&r, &pool(vec![]), 1).unwrap();
+        let mut pod = build_pod(&r, &pool(vec![]), 1, "test-key").unwrap();
         apply_resume(&mut pod, "first-session", Some("0123abcd"));
         let spec = pod.spec.as_ref().unwrap();
         let vol = spec
@@ -1295,7 +1488,11 @@ mod tests {
     #[test]
     fn gate_carries_the_request() {
         let r = run(json!({"approvals": {"beforeStart": {"approvers": {"users": ["alice"]}, "quorum": 2}}}));
-        let g = build_gate(&r, r.spec.approvals.as_ref().unwrap().before_start.as_ref().unwrap());
+        let g = build_gate(
+            &r,
+            r.spec.approvals.as_ref().unwrap().before_start.as_ref().unwrap(),
+            &gate_name(&r),
+        );
         assert_eq!(g.metadata.name.as_deref(), Some("r1-before-start"));
         assert_eq!(g.spec.quorum, 2);
         assert_eq!(g.spec.approvers.users, ["alice"]);

@@ -320,7 +320,7 @@ mod tests {
         let pool: paddock_crds::RunnerPool = serde_json::from_value(json!({
             "apiVersion": "paddock.dev/v1alpha1", "kind": "RunnerPool", "metadata": {"name": "default", "namespace": "team"},
             "spec": {"template": {"image": "runner:1", "nodeSelector": {"pool": "agents"}}}})).unwrap();
-        let pod = build::build_pod(&r, &pool, 1).unwrap();
+        let pod = build::build_pod(&r, &pool, 1, "test-key").unwrap();
         assert_eq!(queue_name(&r), Some("lq"));
         let wl = build_workload(&r, "lq", &pod);
         assert_eq!(wl["metadata"]["name"], "agentrun-r1");

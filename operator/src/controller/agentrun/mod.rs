@@ -49,10 +49,15 @@ const DEFAULT_BACKOFF_SECS: u64 = 10;
 /// Longest wait before a retry.
 const MAX_BACKOFF_SECS: u64 = 600;
 
-/// What one pass decided: the status to write, Events to publish, and when to look again.
+/// What one pass decided: the status to write, Events to publish, a pod to delete once the
+/// status is written, and when to look again.
 struct Outcome {
     status: AgentRunStatus,
     events: Vec<(EventType, String, String)>,
+    /// A retried attempt's pod: deleted only after the status recording the attempt's end is
+    /// written, so its deletion (a pod watch event) never wakes a reconcile that finds the pod
+    /// going away while the API server still shows the attempt running.
+    delete_pod: Option<String>,
     action: Action,
 }
 
@@ -92,6 +97,7 @@ pub async fn reconcile(run: Arc<AgentRun>, ctx: Arc<Context>) -> Result<Action> 
     let mut out = Outcome {
         status: old.clone(),
         events: vec![],
+        delete_pod: None,
         action: Action::await_change(),
     };
     out.status.observed_generation = run.metadata.generation;
@@ -123,6 +129,13 @@ pub async fn reconcile(run: Arc<AgentRun>, ctx: Arc<Context>) -> Result<Action> 
     }
     if out.status.phase.is_some_and(Phase::is_terminal) {
         finish_workload(&ctx, &run, &out.status).await?;
+    }
+    if let Some(pod_name) = &out.delete_pod {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+        pods.delete(pod_name, &DeleteParams::default())
+            .await
+            .map(|_| ())
+            .or_else(ignore_not_found)?;
     }
     Ok(out.action)
 }
@@ -181,6 +194,13 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
         Some(p) => Some(Pod::clone(&p)),
         None => pods.get_opt(&pod_name).await?,
     };
+    // The pod the status names is gone: a cached status older than the end (or retry) this
+    // operator wrote before deleting the pod would take it for lost (or cancelled before it
+    // started). Ask the API server before ending anything.
+    if pod.is_none() && out.status.pod_name.is_some() && moved_past(run, ctx, &pod_name).await? {
+        keep_cached(run, out);
+        return Ok(());
+    }
 
     // Cancel: stop the pod (after keeping its log) and end the run.
     if run.spec.cancel {
@@ -217,6 +237,16 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
     }
     // A retry waits out its backoff before it queues again.
     if let Some(at) = &out.status.next_attempt_at {
+        // The retried attempt's pod is deleted after the status write; a delete that failed
+        // then is done again here (the cache still shows the pod, not going away).
+        if let (Some(store), Some(prev)) = (&ctx.pods, out.status.attempts.last()) {
+            if store
+                .get(&ObjectRef::<Pod>::new(&prev.pod_name).within(ns))
+                .is_some_and(|p| p.metadata.deletion_timestamp.is_none())
+            {
+                out.delete_pod = Some(prev.pod_name.clone());
+            }
+        }
         let wait_ms = at.0.as_millisecond() - now().0.as_millisecond();
         if wait_ms > 0 {
             out.action = Action::requeue(Duration::from_millis(wait_ms as u64));
@@ -283,8 +313,15 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
     // Approval before start.
     if let Some(policy) = run.spec.approvals.as_ref().and_then(|a| a.before_start.as_ref()) {
         let gates: Api<ApprovalGate> = Api::namespaced(ctx.client.clone(), ns);
-        let gname = gate_name(run);
-        let gate = match gates.get_opt(&gname).await? {
+        let mut gname = gate_name(run);
+        let mut found = gates.get_opt(&gname).await?;
+        // A gate of an earlier run of the same name (deleted with --cascade=orphan) decides
+        // nothing for this one: this run asks under a name of its own.
+        if found.as_ref().is_some_and(|g| !build::owned_by(g, run)) {
+            gname = build::gate_name_of_uid(run);
+            found = gates.get_opt(&gname).await?;
+        }
+        let gate = match found {
             Some(g) => g,
             // Created, never re-applied: humans own spec.decisions.
             None => match gates
@@ -293,7 +330,7 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
                         field_manager: Some(MANAGER_AGENTRUN.into()),
                         ..Default::default()
                     },
-                    &build_gate(run, policy),
+                    &build_gate(run, policy, &gname),
                 )
                 .await
             {
@@ -364,7 +401,7 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
 
     // Build the pod (this also checks the run against the pool, so a refused override fails
     // before the run waits anywhere).
-    let mut pod = match build_pod(run, &pool, attempt) {
+    let mut pod = match build_pod(run, &pool, attempt, &ctx.verdict_key()) {
         Ok(mut p) => {
             if let Some((cm, revision)) = &resume {
                 build::apply_resume(&mut p, cm, revision.as_deref());
@@ -373,6 +410,10 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
         }
         Err(e @ build::BuildError::OverrideNotAllowed { .. }) => {
             transition(run, out, Phase::Failed, "OverrideNotAllowed", &e.to_string());
+            return Ok(());
+        }
+        Err(e @ build::BuildError::BranchNotAllowed { .. }) => {
+            transition(run, out, Phase::Failed, "BranchNotAllowed", &e.to_string());
             return Ok(());
         }
         Err(e) => {
@@ -719,13 +760,7 @@ async fn observe_pod(run: &AgentRun, ctx: &Arc<Context>, pods: &Api<Pod>, pod: &
     // A pod created (or claimed) just before the operator crashed, before the status said so:
     // adopted here with its attempt (the pod's label; the crash drill found runs without it).
     if out.status.attempt.is_none() {
-        let label = pod
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(paddock_crds::LABEL_ATTEMPT))
-            .and_then(|a| a.parse().ok());
-        out.status.attempt = Some(label.unwrap_or_else(|| attempt_of(&pod_name)));
+        out.status.attempt = Some(attempt_label(pod).unwrap_or_else(|| attempt_of(&pod_name)));
     }
     if out.status.start_time.is_none() {
         out.status.start_time = pod.metadata.creation_timestamp.clone();
@@ -825,20 +860,11 @@ async fn finish_from_pod(
     );
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
-    // The cache may not show yet the end this operator wrote moments ago (a reconcile woken by
-    // that very write): ask the API server before doing the ending's work again.
-    let runs: Api<AgentRun> = Api::namespaced(ctx.client.clone(), ns);
-    let fresh = runs.get_opt(run.metadata.name.as_deref().unwrap_or_default()).await?;
-    if fresh
-        .as_ref()
-        .and_then(|r| r.status.as_ref())
-        .and_then(|s| s.phase)
-        .is_some_and(Phase::is_terminal)
-    {
-        // Nothing to write: the status as cached, even its observedGeneration (a newer one
-        // would make the reconcile apply this stale status over the end).
-        out.status = run.status.clone().unwrap_or_default();
-        out.events.clear();
+    // The cache may not show yet the end (or retry) this operator wrote moments ago (a
+    // reconcile woken by that very write, or by the retried pod's deletion): ask the API server
+    // before doing the ending's work again.
+    if moved_past(run, ctx, &pod_name).await? {
+        keep_cached(run, out);
         return Ok(());
     }
     if let Some(uid) = &run.metadata.uid {
@@ -864,14 +890,18 @@ async fn finish_from_pod(
         };
         let text = if log.trim().is_empty() { kept } else { Some(log.clone()) };
         if retryable(&reason, &message)
-            && retry(run, ctx, out, attempt_of(&pod_name), &reason, &message, exit_code, text).await?
+            // The pod's attempt label (a warm pod's name says nothing of it), else its name.
+            && retry(run, ctx, out, attempt_label(pod).unwrap_or_else(|| attempt_of(&pod_name)), &reason, &message, exit_code, text).await?
         {
             return Ok(());
         }
     }
-    let parsed = artifacts::parse_log(&log);
-    let refs = artifacts::apply_artifacts(&ctx.client, run, &parsed).await?;
+    // The gateway (trusted) states the branch's facts and the patch; the agent's log gives the
+    // events (and its own report, which is not trusted for those facts).
     let gateway_log = artifacts::parse_gateway_log(&artifacts::fetch_gateway_log(&pods, &pod_name).await);
+    let mut parsed = artifacts::parse_log(&log);
+    parsed.patch_gz = gateway_log.branch().patch_gz.clone();
+    let refs = artifacts::apply_artifacts(&ctx.client, run, &parsed).await?;
     artifacts::apply_transcript(&ctx.client, run, &gateway_log).await?;
     // A short run can end before its log follower starts: publish the notable events it did not
     // report (after the last one counted in status.progress), bounded, before the final Event.
@@ -933,6 +963,11 @@ async fn finish_from_pod(
         } else {
             (phase, reason, message)
         };
+    let result = result.map(|r| artifacts::with_trusted_facts(r, &gateway_log));
+    let message = match &result {
+        Some(r) if phase == Phase::Succeeded && reason == "Succeeded" => status::succeeded_message(r),
+        _ => message,
+    };
     if let Some(r) = result {
         // The gateway's metering is authoritative for tokens and USD; the CLI's count of
         // turns is kept when the gateway saw none.
@@ -958,6 +993,34 @@ async fn finish_from_pod(
     }
     transition(run, out, phase, &reason, &message);
     Ok(())
+}
+
+/// Whether the API server shows `run` past its attempt on pod `pod_name`: the run ended, or
+/// that attempt is recorded in `status.attempts` (it was retried, and the operator deletes its
+/// pod). The controller's cache can lag behind the status this operator wrote moments ago,
+/// while the pod cache already shows the pod going away; ending the attempt again from the
+/// cached status would record the deletion (`PodDeleted`, `PodLost`) over the attempt's real
+/// cause.
+///
+/// # Errors
+/// Transient API errors reading the run.
+async fn moved_past(run: &AgentRun, ctx: &Arc<Context>, pod_name: &str) -> Result<bool> {
+    let runs: Api<AgentRun> = Api::namespaced(
+        ctx.client.clone(),
+        run.metadata.namespace.as_deref().unwrap_or_default(),
+    );
+    let fresh = runs.get_opt(run.metadata.name.as_deref().unwrap_or_default()).await?;
+    Ok(fresh
+        .and_then(|r| r.status)
+        .is_some_and(|s| s.phase.is_some_and(Phase::is_terminal) || s.attempts.iter().any(|a| a.pod_name == pod_name)))
+}
+
+/// Leaves the run as cached: nothing to write, not even its observedGeneration (a newer one
+/// would make the reconcile apply this stale status over what the API server has), no Event.
+/// The watch brings the newer run, and another reconcile, soon.
+fn keep_cached(run: &AgentRun, out: &mut Outcome) {
+    out.status = run.status.clone().unwrap_or_default();
+    out.events.clear();
 }
 
 /// When the pod's containers last finished (the latest `finishedAt` of a terminated container),
@@ -1001,14 +1064,24 @@ pub fn backoff_secs(run: &AgentRun, next: u32) -> u64 {
 }
 
 /// The attempt number in a pod name `<run>-<attempt>` (1 when it has none).
+/// The attempt in a runner pod's `paddock.dev/attempt` label (cold pods and claimed warm pods
+/// carry it).
+fn attempt_label(pod: &Pod) -> Option<u32> {
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(paddock_crds::LABEL_ATTEMPT))
+        .and_then(|a| a.parse().ok())
+}
+
 fn attempt_of(pod_name: &str) -> u32 {
     pod_name.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(1)
 }
 
 /// Ends `attempt` and schedules the next one when `spec.retry.limit` allows: keeps the
-/// attempt's log (`log_text`) as `<run>-log-<attempt>`, records it in `status.attempts`,
-/// deletes its pod and moves the run back to `Pending` (reason `Retrying`) until the backoff
-/// passes. Returns whether it did.
+/// attempt's log (`log_text`) as `<run>-log-<attempt>`, records it in `status.attempts`, has
+/// its pod deleted (after the status write, see `Outcome::delete_pod`) and moves the run back
+/// to `Pending` (reason `Retrying`) until the backoff passes. Returns whether it did.
 #[allow(clippy::too_many_arguments)]
 async fn retry(
     run: &AgentRun,
@@ -1027,7 +1100,6 @@ async fn retry(
     if let Some(uid) = &run.metadata.uid {
         follow::stop_follower(ctx, uid).await;
     }
-    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let pod_name = out.status.pod_name.clone().unwrap_or_else(|| pod_name(run, attempt));
     let log_ref = match log_text {
         Some(text) => {
@@ -1045,11 +1117,7 @@ async fn retry(
         exit_code,
         log_ref,
     });
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    pods.delete(&pod_name, &DeleteParams::default())
-        .await
-        .map(|_| ())
-        .or_else(ignore_not_found)?;
+    out.delete_pod = Some(pod_name);
     let next = attempt + 1;
     let wait = backoff_secs(run, next);
     out.status.attempt = Some(next);
@@ -1212,6 +1280,94 @@ mod tests {
             other.contains(&"GET /api/v1/namespaces/ns/pods/r-1/log".to_string()),
             "{other:?}"
         );
+    }
+
+    /// A run with `spec.retry.limit` 1 that the cache shows Running attempt 1 on pod `r-1`, and
+    /// that pod, its agent failed with `ModelUnavailable` (a retryable cause).
+    fn model_unavailable_pod_and_run() -> (AgentRun, serde_json::Value) {
+        let run: AgentRun = serde_json::from_value(serde_json::json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun",
+            "metadata": {"name": "r", "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": {"repo": {"url": "https://x/r.git"}, "agent": {"name": "shell"}, "prompt": "p",
+                     "retry": {"limit": 1}},
+            "status": {"phase": "Running", "podName": "r-1", "attempt": 1, "observedGeneration": 1,
+                       "startTime": "2026-11-22T10:00:00Z"},
+        }))
+        .unwrap();
+        let result = r#"{"outcome":"Failed","reason":"ModelUnavailable","failedStep":"agent","message":"claude exited with exit code 1 (the model endpoint answered HTTP 503 to the last call)","branch":"paddock/r"}"#;
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "r-1", "namespace": "ns"},
+            "status": {"phase": "Failed", "containerStatuses": [
+                {"name": "agent", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": result,
+                                          "finishedAt": "2026-11-22T10:01:00Z"}}}]}});
+        (run, pod)
+    }
+
+    /// The run as the API server has it once the operator retried attempt 1: attempt 1 recorded
+    /// with its real cause, attempt 2 waiting for its backoff.
+    fn retried_on_the_server(run: &AgentRun) -> serde_json::Value {
+        let mut fresh = serde_json::to_value(run).unwrap();
+        fresh["status"] = serde_json::json!({"phase": "Pending", "attempt": 2, "observedGeneration": 1,
+            "nextAttemptAt": "2099-01-01T00:00:00Z",
+            "attempts": [{"attempt": 1, "podName": "r-1", "startTime": "2026-11-22T10:00:00Z",
+                          "completionTime": "2026-11-22T10:01:00Z", "reason": "ModelUnavailable",
+                          "message": "step agent failed: the model endpoint answered HTTP 503"}]});
+        fresh
+    }
+
+    #[tokio::test]
+    async fn a_retried_pod_going_away_is_not_recorded_as_deleted_from_a_stale_cache() {
+        // Issue 16: the operator retried attempt 1 (ModelUnavailable) and deleted its pod; the
+        // pod's deletion woke a reconcile whose cached run still showed attempt 1 Running.
+        let (run, mut pod) = model_unavailable_pod_and_run();
+        let fresh = retried_on_the_server(&run);
+        // Terminating: the cache shows the deletion before the run's status write.
+        pod["metadata"]["deletionTimestamp"] = "2026-11-22T10:01:01Z".into();
+        let (ctx, other) = crate::context::test_context_with(vec![
+            ("/api/v1/namespaces/ns/pods/r-1".into(), pod),
+            ("/apis/paddock.dev/v1alpha1/namespaces/ns/agentruns/r".into(), fresh),
+        ]);
+        let result = reconcile(Arc::new(run), Arc::new(ctx)).await;
+        // No log fetch, no second attempt log, no delete, no status write (which would replace
+        // attempt 1's ModelUnavailable with PodDeleted), no Event: only the two GETs.
+        assert_eq!(*other.lock().unwrap(), Vec::<String>::new());
+        result.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_retried_pod_gone_is_not_recorded_as_lost_from_a_stale_cache() {
+        // As above, the pod already gone: the cache no longer has it, the API server answers 404.
+        let (run, _) = model_unavailable_pod_and_run();
+        let fresh = retried_on_the_server(&run);
+        let (ctx, other) = crate::context::test_context_with(vec![(
+            "/apis/paddock.dev/v1alpha1/namespaces/ns/agentruns/r".into(),
+            fresh,
+        )]);
+        let result = reconcile(Arc::new(run), Arc::new(ctx)).await;
+        // Only the pod's GET (the 404): no PodLost retry written over attempt 1's cause.
+        assert_eq!(*other.lock().unwrap(), ["GET /api/v1/namespaces/ns/pods/r-1"]);
+        result.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_retry_writes_the_attempts_end_before_it_deletes_the_pod() {
+        let (run, pod) = model_unavailable_pod_and_run();
+        let fresh = serde_json::to_value(&run).unwrap();
+        let (ctx, other) = crate::context::test_context_with(vec![
+            ("/api/v1/namespaces/ns/pods/r-1".into(), pod),
+            ("/apis/paddock.dev/v1alpha1/namespaces/ns/agentruns/r".into(), fresh),
+        ]);
+        // The fake refuses the status write: the pod must still be there for the next try,
+        // which then sees the attempt's real cause again, not its deletion.
+        assert!(reconcile(Arc::new(run), Arc::new(ctx)).await.is_err());
+        let other = other.lock().unwrap();
+        assert_eq!(
+            other.last().map(String::as_str),
+            Some("PATCH /apis/paddock.dev/v1alpha1/namespaces/ns/agentruns/r/status"),
+            "{other:?}"
+        );
+        assert!(!other.iter().any(|r| r.starts_with("DELETE")), "{other:?}");
     }
 
     /// Reconciles a run that just created pod `r-1` (phase Running, condition Running/PodCreated),

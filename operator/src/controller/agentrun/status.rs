@@ -55,22 +55,28 @@ fn terminated_result(cs: &ContainerStatus) -> Option<(i32, Option<RunResult>, St
     Some((t.exit_code, result, t.reason.clone().unwrap_or_default()))
 }
 
+/// The `Succeeded` condition's message for result `r`: `committed <sha12> on <branch> (N files,
+/// +I/-D)`, or that nothing changed.
+pub fn succeeded_message(r: &RunResult) -> String {
+    match &r.commit {
+        Some(c) => format!(
+            "committed {} on {} ({} files, +{}/-{})",
+            &c[..c.len().min(12)],
+            r.branch,
+            r.files_changed,
+            r.insertions,
+            r.deletions
+        ),
+        None => "the agent finished without changing any file".into(),
+    }
+}
+
 fn finished_from(container: &str, exit: i32, result: Option<RunResult>, kubelet_reason: &str) -> PodState {
     match result {
         Some(r) if r.outcome == Outcome::Succeeded && exit == 0 => PodState::Finished {
             phase: Phase::Succeeded,
             reason: "Succeeded".into(),
-            message: match &r.commit {
-                Some(c) => format!(
-                    "committed {} on {} ({} files, +{}/-{})",
-                    &c[..c.len().min(12)],
-                    r.branch,
-                    r.files_changed,
-                    r.insertions,
-                    r.deletions
-                ),
-                None => "the agent finished without changing any file".into(),
-            },
+            message: succeeded_message(&r),
             result: Some(Box::new(r)),
         },
         // A BeforePush gate said no (or expired): the run is Rejected, not Failed.
@@ -164,6 +170,16 @@ pub fn classify_pod(pod: &Pod) -> PodState {
         .find(|c| c.name == "agent")
     {
         if let Some((exit, result, why)) = terminated_result(agent) {
+            // The gateway sidecar reports the run's final facts (commit, diff) when the kubelet
+            // stops it, just after the agent container: the run ends once it has.
+            let gateway_running = inits
+                .iter()
+                .find(|c| c.name == "gateway")
+                .and_then(|c| c.state.as_ref())
+                .is_some_and(|s| s.running.is_some());
+            if gateway_running && !matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+                return PodState::Running;
+            }
             return finished_from("agent", exit, result, &why);
         }
         if agent.state.as_ref().and_then(|s| s.running.as_ref()).is_some() {
@@ -413,6 +429,25 @@ mod tests {
                 other => panic!("{name}: {other:?}"),
             }
         }
+    }
+
+    /// The run ends when the gateway has stopped too: it reports the final facts on its way out.
+    #[test]
+    fn an_ended_agent_waits_for_its_gateway_to_report() {
+        let ended_agent = vec![cs("agent", terminated(0, OK))];
+        let gateway_up = vec![cs("clone", terminated(0, "")), cs("gateway", running())];
+        assert_eq!(
+            classify_pod(&pod("Running", None, gateway_up, ended_agent.clone())),
+            PodState::Running
+        );
+        let gateway_done = vec![cs("clone", terminated(0, "")), cs("gateway", terminated(0, ""))];
+        assert!(matches!(
+            classify_pod(&pod("Succeeded", None, gateway_done, ended_agent)),
+            PodState::Finished {
+                phase: Phase::Succeeded,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -40,9 +40,9 @@ fn label<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
 }
 
 /// Idle warm pods of `pool` among `pods` that a run may claim now: ready, not terminating,
-/// built from the pool's current template; oldest first.
-pub fn claimable<'a>(pods: &'a [Pod], pool: &RunnerPool) -> Vec<&'a Pod> {
-    let hash = build::warm_template_hash(pool);
+/// built from the pool's current template and `verdict_key`; oldest first.
+pub fn claimable<'a>(pods: &'a [Pod], pool: &RunnerPool, verdict_key: &str) -> Vec<&'a Pod> {
+    let hash = build::warm_template_hash(pool, verdict_key);
     let mut out: Vec<&Pod> = pods
         .iter()
         .filter(|p| label(p, LABEL_WARM) == Some("idle"))
@@ -62,7 +62,17 @@ pub fn claimable<'a>(pods: &'a [Pod], pool: &RunnerPool) -> Vec<&'a Pod> {
 
 /// The merge patch that hands `pod` to `run`: labels, owner, deadline and claim annotation,
 /// guarded by the pod's resourceVersion.
-pub fn claim_patch(run: &AgentRun, pod: &Pod, attempt: u32, claim: &str, now_secs: i64) -> serde_json::Value {
+/// The merge patch that claims warm `pod` for `run`'s `attempt`: labels, the claim annotation
+/// and its `signature` (base64, [`paddock_crds::verdict::ANNOTATION_CLAIM_SIGNATURE`]), owner,
+/// deadline.
+pub fn claim_patch(
+    run: &AgentRun,
+    pod: &Pod,
+    attempt: u32,
+    claim: &str,
+    signature: &str,
+    now_secs: i64,
+) -> serde_json::Value {
     // activeDeadlineSeconds counts from the pod's start; the run's budget counts from now.
     let started = pod
         .status
@@ -78,7 +88,10 @@ pub fn claim_patch(run: &AgentRun, pod: &Pod, attempt: u32, claim: &str, now_sec
                 LABEL_RUN: run.metadata.name,
                 LABEL_ATTEMPT: attempt.to_string(),
             },
-            "annotations": { ANNOTATION_CLAIM: claim },
+            "annotations": {
+                ANNOTATION_CLAIM: claim,
+                paddock_crds::verdict::ANNOTATION_CLAIM_SIGNATURE: signature,
+            },
             "ownerReferences": [owner_ref(run)],
         },
         "spec": { "activeDeadlineSeconds": (now_secs - started).max(0) + timeout },
@@ -103,7 +116,7 @@ pub async fn claim(
     if let Some(why) = build::warm_unsuitable(run, pool) {
         return Ok(Claimed::Cold(Some(why)));
     }
-    let claim = build::claim_value(run, pool, prompt);
+    let claim = build::claim_value(run, pool, prompt, attempt);
     if claim.len() > MAX_CLAIM_BYTES {
         return Ok(Claimed::Cold(Some(format!(
             "the run's settings ({} bytes encoded) do not fit in a pod annotation",
@@ -134,9 +147,16 @@ pub async fn claim(
         field_manager: Some(MANAGER_AGENTRUN.into()),
         ..Default::default()
     };
-    for pod in claimable(&list.items, pool) {
+    for pod in claimable(&list.items, pool, &ctx.verdict_key()) {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let patch = claim_patch(run, pod, attempt, &claim, now);
+        let patch = claim_patch(
+            run,
+            pod,
+            attempt,
+            &claim,
+            &ctx.signer.sign(&paddock_crds::verdict::claim_message(&claim)),
+            now,
+        );
         match pods.patch(&name, &params, &Patch::Merge(&patch)).await {
             Ok(_) => return Ok(Claimed::Pod(name)),
             // Claimed by another run, or gone: try the next one.
@@ -183,7 +203,7 @@ mod tests {
     }
 
     fn warm_pod(name: &str, created: i64, ready: bool, pool: &RunnerPool) -> Pod {
-        let mut p = build::build_warm_pod(pool);
+        let mut p = build::build_warm_pod(pool, "test-key");
         p.metadata.name = Some(name.into());
         p.metadata.resource_version = Some(format!("rv-{name}"));
         p.metadata.creation_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::from_second(created).unwrap()));
@@ -217,7 +237,7 @@ mod tests {
             stale,
             claimed,
         ];
-        let names: Vec<_> = claimable(&pods, &p)
+        let names: Vec<_> = claimable(&pods, &p, "test-key")
             .iter()
             .map(|p| p.metadata.name.clone().unwrap())
             .collect();
@@ -233,13 +253,17 @@ mod tests {
             serde_json::from_value(serde_json::json!({"repo": {"url": "https://x/r.git"}, "agent": {"name": "shell"}, "prompt": "p", "budget": {"timeout": "10m"}})).unwrap(),
         );
         run.metadata.uid = Some("run-uid".into());
-        let patch = claim_patch(&run, &pod, 2, "Y2xhaW0=", 1100);
+        let patch = claim_patch(&run, &pod, 2, "Y2xhaW0=", "c2ln", 1100);
         let meta = &patch["metadata"];
         assert_eq!(meta["resourceVersion"], "rv-w");
         assert_eq!(meta["labels"][LABEL_WARM], "claimed");
         assert_eq!(meta["labels"][LABEL_RUN], "r1");
         assert_eq!(meta["labels"][LABEL_ATTEMPT], "2");
         assert_eq!(meta["annotations"][ANNOTATION_CLAIM], "Y2xhaW0=");
+        assert_eq!(
+            meta["annotations"][paddock_crds::verdict::ANNOTATION_CLAIM_SIGNATURE],
+            "c2ln"
+        );
         assert_eq!(meta["ownerReferences"][0]["uid"], "run-uid");
         assert_eq!(meta["ownerReferences"][0]["controller"], true);
         // Started at 1002, claimed at 1100: the 10-minute budget ends at 1100 + 600.

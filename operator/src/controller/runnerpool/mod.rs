@@ -181,7 +181,7 @@ async fn reconcile_warm(pool: &RunnerPool, ctx: &Context, ns: &str, name: &str) 
         return Ok((0, 0));
     }
     let idle = pods.list(&ListParams::default().labels(&warm_selector(name))).await?;
-    let plan = plan_warm(&idle.items, desired, &warm_template_hash(pool));
+    let plan = plan_warm(&idle.items, desired, &warm_template_hash(pool, &ctx.verdict_key()));
     for victim in &plan.delete {
         match pods.delete(victim, &DeleteParams::default()).await {
             Ok(_) => {}
@@ -190,7 +190,7 @@ async fn reconcile_warm(pool: &RunnerPool, ctx: &Context, ns: &str, name: &str) 
         }
     }
     if plan.create > 0 {
-        let pod = build_warm_pod(pool);
+        let pod = build_warm_pod(pool, &ctx.verdict_key());
         let params = PostParams {
             field_manager: Some(MANAGER_POOL.into()),
             ..Default::default()
