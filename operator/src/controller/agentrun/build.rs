@@ -681,6 +681,18 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32, verdict_key: &
     // Secrets the agent container still holds (not the model keys: it has placeholders).
     let paddock_env = agent_run_env(run, prompt, &agent_user_env, attempt);
     gateway_env.extend(gateway::gateway_run_env(run, pool, egress.as_deref()));
+    // The gateway reports the patch: it redacts the agent's secret values too, which it gets
+    // under names of its own (no clash with its configuration).
+    gateway_env.extend(
+        agent_user_env
+            .iter()
+            .filter(|e| e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).is_some())
+            .enumerate()
+            .map(|(i, e)| EnvVar {
+                name: format!("PADDOCK_REDACT_VALUE_{i}"),
+                ..e.clone()
+            }),
+    );
     gateway_env.push(env("PADDOCK_REDACT_ENV", secret_env_names(&gateway_env).join(",")));
     let mut proxy = if egress.is_some() { gateway::proxy_env() } else { vec![] };
     if egress.is_some() || gateway_env.iter().any(|e| e.name.starts_with("PADDOCK_UPSTREAM_")) {
@@ -1251,6 +1263,41 @@ mod tests {
             ..Default::default()
         });
         assert!(build_pod(&redirect, &p, 1, "test-key").is_ok());
+    }
+
+    /// The gateway reports the patch, so it redacts the agent's secrets too (e2e:
+    /// `planted_secret_never_persisted`).
+    #[test]
+    fn the_gateway_gets_the_agents_secrets_to_redact() {
+        let r = run(json!({"agent": {"name": "shell", "env": [
+            {"name": "MY_TOKEN", "valueFrom": {"secretKeyRef": {"name": "token", "key": "value"}}},
+            {"name": "PLAIN", "value": "x"}]}}));
+        let pod = build_pod(&r, &pool(vec![]), 1, "test-key").unwrap();
+        let spec = pod.spec.unwrap();
+        let gw = env_of(&spec.init_containers.unwrap()[1]);
+        let copied = &gw["PADDOCK_REDACT_VALUE_0"];
+        assert_eq!(
+            copied
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "token"
+        );
+        assert!(gw["PADDOCK_REDACT_ENV"]
+            .value
+            .as_deref()
+            .unwrap()
+            .split(',')
+            .any(|n| n == "PADDOCK_REDACT_VALUE_0"));
+        assert!(!gw.contains_key("PADDOCK_REDACT_VALUE_1"), "only secrets");
+        assert!(
+            env_of(&spec.containers[0]).contains_key("MY_TOKEN"),
+            "the agent keeps its env"
+        );
     }
 
     #[test]

@@ -194,6 +194,12 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
         Some(p) => Some(Pod::clone(&p)),
         None => pods.get_opt(&pod_name).await?,
     };
+    // A pod of that name that this run does not own (an earlier run of the same name, deleted
+    // with --cascade=orphan) is not this run's: adopting it would skip this run's approvals.
+    let (pod, foreign_pod) = match pod {
+        Some(p) if !owned_by_run(&p, run) => (None, Some(pod_name.clone())),
+        other => (other, None),
+    };
     // The pod the status names is gone: a cached status older than the end (or retry) this
     // operator wrote before deleting the pod would take it for lost (or cancelled before it
     // started). Ask the API server before ending anything.
@@ -515,6 +521,22 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
             out.action = Action::requeue(QUEUE_RECHECK);
             return Ok(());
         }
+    }
+
+    // The cold pod's name is taken by a pod this run does not own: wait, saying so (creating
+    // it would patch that pod instead).
+    if let Some(taken) = &foreign_pod {
+        transition(
+            run,
+            out,
+            Phase::Pending,
+            "PodNameTaken",
+            &format!(
+                "pod {taken} belongs to another object (an earlier run of the same name, deleted with --cascade=orphan?); delete it and this run starts"
+            ),
+        );
+        out.action = Action::requeue(Duration::from_secs(30));
+        return Ok(());
     }
 
     // Claim a warm pod, or create this one.
@@ -1064,6 +1086,16 @@ pub fn backoff_secs(run: &AgentRun, next: u32) -> u64 {
 }
 
 /// The attempt number in a pod name `<run>-<attempt>` (1 when it has none).
+/// Whether `pod` belongs to `run`: an owner reference with the run's UID (set on cold pods and
+/// on claimed warm pods).
+fn owned_by_run(pod: &Pod, run: &AgentRun) -> bool {
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| Some(&o.uid) == run.metadata.uid.as_ref())
+}
+
 /// The attempt in a runner pod's `paddock.dev/attempt` label (cold pods and claimed warm pods
 /// carry it).
 fn attempt_label(pod: &Pod) -> Option<u32> {
@@ -1244,9 +1276,36 @@ mod tests {
         }))
         .unwrap();
         let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "r-1", "namespace": "ns"},
+            "metadata": {"name": "r-1", "namespace": "ns", "ownerReferences": [{"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun", "name": "r", "uid": "u"}]},
             "status": {"phase": "Failed", "reason": "DeadlineExceeded"}});
         (run, pod)
+    }
+
+    /// Issue 17: a pod `<run>-1` left by an earlier run of the same name (orphaned) is not
+    /// adopted: the new run neither ends from it nor takes its start for its own.
+    #[tokio::test]
+    async fn a_pod_of_an_earlier_run_of_the_same_name_is_not_adopted() {
+        let run: AgentRun = serde_json::from_value(serde_json::json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun",
+            "metadata": {"name": "r", "namespace": "ns", "uid": "new", "generation": 1},
+            "spec": {"repo": {"url": "https://example.com/r.git"}, "agent": {"name": "shell"}, "prompt": "x",
+                     "approvals": {"beforeStart": {}}}
+        }))
+        .unwrap();
+        let old_pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "r-1", "namespace": "ns"},
+            "status": {"phase": "Running", "containerStatuses": [
+                {"name": "agent", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+                 "state": {"running": {}}}]}});
+        let (ctx, other) = crate::context::test_context_with(vec![("/api/v1/namespaces/ns/pods/r-1".into(), old_pod)]);
+        reconcile(Arc::new(run), Arc::new(ctx)).await.ok();
+        let other = other.lock().unwrap().clone();
+        // It looks for its pool next (not answered here): it did not treat r-1 as its pod.
+        assert!(
+            other.iter().any(|r| r.contains("runnerpools/default")),
+            "the run went on to start its own pod: {other:?}"
+        );
+        assert!(!other.iter().any(|r| r.contains("pods/r-1/log")), "{other:?}");
     }
 
     #[tokio::test]
@@ -1296,7 +1355,7 @@ mod tests {
         .unwrap();
         let result = r#"{"outcome":"Failed","reason":"ModelUnavailable","failedStep":"agent","message":"claude exited with exit code 1 (the model endpoint answered HTTP 503 to the last call)","branch":"paddock/r"}"#;
         let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "r-1", "namespace": "ns"},
+            "metadata": {"name": "r-1", "namespace": "ns", "ownerReferences": [{"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun", "name": "r", "uid": "u"}]},
             "status": {"phase": "Failed", "containerStatuses": [
                 {"name": "agent", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
                  "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": result,
@@ -1385,7 +1444,7 @@ mod tests {
         }))
         .unwrap();
         let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "r-1", "namespace": "ns"}, "status": pod_status});
+            "metadata": {"name": "r-1", "namespace": "ns", "ownerReferences": [{"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun", "name": "r", "uid": "u"}]}, "status": pod_status});
         let (ctx, other) = crate::context::test_context_with(vec![("/api/v1/namespaces/ns/pods/r-1".into(), pod)]);
         reconcile(Arc::new(run), Arc::new(ctx)).await.ok();
         let other = other.lock().unwrap().clone();
