@@ -68,7 +68,9 @@ fresh_env=(
 )
 
 teardown() {
-  step "fresh check: tearing down its cluster"
+  step "fresh check: tearing down its host services and cluster"
+  # `make demo` leaves its host services (git daemon, scripted model) running for the user.
+  (cd "$ROOT/clone" && "${fresh_env[@]}" bash -c 'source e2e/lib.sh; source e2e/services.sh; stop_services') || true
   (cd "$ROOT/clone" && "${fresh_env[@]}" bash e2e/cluster/cluster.sh down >"$ROOT/logs/cluster-down.log" 2>&1) ||
     echo "cluster down failed: $ROOT/logs/cluster-down.log" >&2
   if [ "${PADDOCK_FRESH_KEEP:-}" = 1 ]; then

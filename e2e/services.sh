@@ -18,9 +18,18 @@ start_services() {
   echo $! >"$PADDOCK_RUN_DIR/git-daemon.pid"
   MODEL_URL="http://$ip:$MODEL_PORT"
   GIT_URL="git://$ip"
-  local i
+  local i pid
   for i in $(seq 1 50); do
     if curl -fsS "$MODEL_URL/healthz" >/dev/null 2>&1 && (exec 3<>"/dev/tcp/$ip/9418") 2>/dev/null; then
+      # Answering is not enough: another checkout's services may hold the ports (ours then
+      # exited at once, unable to bind).
+      for pid in "$PADDOCK_RUN_DIR"/scripted-model.pid "$PADDOCK_RUN_DIR"/git-daemon.pid; do
+        if ! kill -0 "$(cat "$pid")" 2>/dev/null; then
+          echo "error: $(basename "$pid" .pid) exited: $(tail -n 1 "${pid%.pid}.log")" >&2
+          echo "  another checkout's host services may hold ports $MODEL_PORT/9418 on $ip (ss -ltnp 'sport = :9418')" >&2
+          return 1
+        fi
+      done
       return 0
     fi
     sleep 0.2
