@@ -18,7 +18,7 @@ if [ -z "$need" ]; then
 fi
 ensure_disk_space "$need" "${CARGO_TARGET_DIR:-target}" "$PADDOCK_CACHE" "${PADDOCK_CLUSTER_DIR:-/var/lib/paddock-cluster}"
 step "prerequisites (root, toolchains, Debian packages)"; ensure_host_deps
-step "builds, in parallel (cached; cold on 2 cores about 25 min, warm a few seconds): Rust (clippy, tests, release binaries), Go tools, agent CLIs, runner image base"
+step "builds, in parallel (cached; cold on 2 cores about 13 min, warm a few seconds): Rust (clippy, tests, release binaries), Go tools, agent CLIs, runner image base"
 run_parallel \
   "cargo=cargo clippy --workspace --all-targets -- -D warnings && cargo test --workspace --exclude paddock-e2e --no-run && cargo build -p kubectl-paddock && cargo test -p paddock-e2e --no-run && cargo build --release -p paddock-runner -p paddock-operator -p scripted-model" \
   "go-tools=bash e2e/cluster/build-binaries.sh otelcol helm kueue etcd kubernetes" \

@@ -404,7 +404,11 @@ if [ "$DO_IMPORT" = 1 ]; then
     ctr --address "$CONTAINERD_ADDRESS" -n k8s.io images import "$OUT" >&2 \
       || die "import: ctr images import failed"
   fi
-  ctr --address "$CONTAINERD_ADDRESS" -n k8s.io images ls -q | grep -qxF "$IMAGE_REF" \
+  # Listed into a variable first: `ctr ... | grep -q` under pipefail fails whenever grep exits
+  # on its match before ctr has written everything (SIGPIPE; seen in `make test`, 2026-12-06).
+  listed=$(ctr --address "$CONTAINERD_ADDRESS" -n k8s.io images ls -q) \
+    || die "import: ctr images ls failed"
+  grep -qxF "$IMAGE_REF" <<<"$listed" \
     || die "containerd (k8s.io) does not list $IMAGE_REF after the import"
   log "import: containerd k8s.io lists $IMAGE_REF"
 fi

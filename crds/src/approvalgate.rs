@@ -1,7 +1,7 @@
 //! `ApprovalGate`: one decision a human must take before a run goes on. Created by the
 //! operator, owned by its AgentRun; humans append decisions to `spec.decisions`.
 
-use crate::agentrun::{Approvers, LocalObjectRef};
+use crate::agentrun::Approvers;
 use crate::condition::conditions_schema;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -29,8 +29,11 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalGateSpec {
-    /// The AgentRun this gate belongs to.
-    pub run_ref: LocalObjectRef,
+    /// The AgentRun this gate belongs to: its name and, set by the operator, its UID and the
+    /// attempt that asked. Immutable (the rule above), unlike labels and owner references,
+    /// which a namespace `edit` user may change: the operator trusts a gate for a run and
+    /// attempt only by these fields.
+    pub run_ref: RunReference,
     /// When in the run the gate stands.
     pub stage: GateStage,
     /// What the approver is asked to approve.
@@ -86,6 +89,11 @@ impl GateStage {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct GateRequest {
+    /// For in-run gates: the runner's request id (`push`, `tool-<n>`), which the signed verdict
+    /// names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub id: Option<String>,
     /// One-paragraph summary for the approver (agent, repo, revision, the prompt's start).
     #[schemars(length(max = 4096))]
     pub summary: String,
@@ -109,6 +117,24 @@ pub struct GateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4096))]
     pub input: Option<String>,
+}
+
+/// The run a gate belongs to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReference {
+    /// Name of the AgentRun (same namespace).
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// `metadata.uid` of the AgentRun that the gate was created for. A run deleted and
+    /// re-created under the same name has another UID, and this gate decides nothing for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub uid: Option<String>,
+    /// For in-run gates (`BeforePush`, `ToolUse`): the attempt (from 1) whose runner asked. A
+    /// retried attempt asks again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
 }
 
 /// One human decision.

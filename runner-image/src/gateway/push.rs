@@ -308,8 +308,11 @@ impl PushService {
             tokio::task::block_in_place(|| self.report(&scratch, Some(snap.tip), BranchPurpose::Review));
             // No deadline here: the run's deadline stops the pod, and a SIGTERM drops this.
             let (_tx, mut never) = tokio::sync::watch::channel(false);
+            // The verdict names the commit as the gateway read it (lowercase hex), whatever
+            // spelling the request used.
+            let reviewed = snap.tip.to_string();
             let verdict =
-                crate::approval::wait_verdict(&self.decisions, &self.check, "push", requested, &mut never).await;
+                crate::approval::wait_verdict(&self.decisions, &self.check, "push", &reviewed, &mut never).await;
             match verdict {
                 Some(Verdict::Approve) => {}
                 Some(Verdict::Reject) | None => return Err(PushFailure::Rejected(requested.into())),

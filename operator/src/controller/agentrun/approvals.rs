@@ -162,6 +162,7 @@ pub fn reviewed_push(gw: &artifacts::GatewayLog, branch: &str) -> Option<GateReq
         facts.files_changed, facts.insertions, facts.deletions
     );
     Some(GateRequest {
+        id: None,
         summary: format!(
             "Push branch {branch} at {} ({diffstat}) to the repository? (diff computed by the pod's gateway from {})",
             &commit[..commit.len().min(12)],
@@ -206,10 +207,21 @@ async fn create_gate(
 ) -> std::result::Result<bool, GateError> {
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let gates: Api<ApprovalGate> = Api::namespaced(ctx.client.clone(), ns);
-    if gates.get_opt(name).await?.is_some() {
-        return Ok(false);
+    // A gate of that name left by an earlier run of the same name is not this one's: ask
+    // under a name of its own.
+    let mut name = name.to_string();
+    if let Some(g) = gates.get_opt(&name).await? {
+        if super::build::owned_by(&g, run) {
+            return Ok(false);
+        }
+        name = super::build::of_uid(&name, run);
+        if gates.get_opt(&name).await?.is_some() {
+            return Ok(false);
+        }
     }
+    let name = name.as_str();
     let mut request = GateRequest {
+        id: None,
         summary: paddock_crds::events::truncate(&req.summary, 4096),
         tool: req.tool.clone(),
         input: req.input.as_deref().map(|i| paddock_crds::events::truncate(i, 4096)),
@@ -227,7 +239,10 @@ async fn create_gate(
         parsed.patch_gz = gw.review.patch_gz.clone();
         request.patch_ref = artifacts::apply_artifacts(&ctx.client, run, &parsed).await?.patch;
     }
-    let mut gate = new_gate(run, policy, name, stage, request);
+    request.id = Some(req.id.clone());
+    let mut gate = new_gate(run, policy, name, stage, request, Some(attempt));
+    // For kubectl's selectors only: the operator trusts the immutable spec.runRef and
+    // spec.request.id, never labels (a namespace `edit` user may change those).
     let labels = gate.metadata.labels.get_or_insert_with(Default::default);
     labels.insert(LABEL_REQUEST.into(), req.id.clone());
     labels.insert(paddock_crds::LABEL_ATTEMPT.into(), attempt.to_string());
@@ -253,14 +268,7 @@ pub async fn list_gates(ctx: &Context, run: &AgentRun) -> Result<Vec<ApprovalGat
         .items
         .into_iter()
         .filter(|g| g.spec.run_ref.name == name && g.spec.stage != GateStage::BeforeStart)
-        .filter(|g| {
-            g.metadata
-                .owner_references
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .any(|o| Some(&o.uid) == run.metadata.uid.as_ref())
-        })
+        .filter(|g| super::build::owned_by(g, run))
         .collect();
     list.sort_by_key(|g| {
         (
@@ -274,24 +282,19 @@ pub async fn list_gates(ctx: &Context, run: &AgentRun) -> Result<Vec<ApprovalGat
 /// The verdict annotations `gates` call for on the pod of `attempt`: `decision.paddock.dev/<id>`
 /// → `<verdict>;ed25519=<signature>` for each decided gate of that attempt, signed by `signer`
 /// for the run's UID, the attempt, the request id and (for a push) the commit the gate showed.
-/// Pure.
+/// Run, attempt and id come from the gate's immutable spec (`runRef`, `request.id`), never from
+/// labels or owner references, which a namespace `edit` user may change. Pure.
 pub fn verdict_annotations(
     run: &AgentRun,
     gates: &[ApprovalGate],
     attempt: u32,
     signer: &paddock_crds::verdict::Signer,
 ) -> BTreeMap<String, String> {
-    let label = |g: &ApprovalGate, k: &str| g.metadata.labels.as_ref().and_then(|l| l.get(k)).cloned();
     gates
         .iter()
-        .filter(|g| {
-            label(g, paddock_crds::LABEL_ATTEMPT)
-                .and_then(|a| a.parse().ok())
-                .unwrap_or(1)
-                == attempt
-        })
+        .filter(|g| super::build::owned_by(g, run) && g.spec.run_ref.attempt == Some(attempt))
         .filter_map(|g| {
-            let id = label(g, LABEL_REQUEST)?;
+            let id = g.spec.request.id.clone()?;
             let subject = paddock_crds::verdict::Subject {
                 namespace: run.metadata.namespace.as_deref().unwrap_or_default(),
                 run: run.metadata.name.as_deref().unwrap_or_default(),
@@ -336,16 +339,9 @@ pub async fn sync_verdicts(ctx: &Context, run: &AgentRun, pod: &Pod) -> Result<O
         )
         .await?;
     }
-    let of_attempt = |g: &ApprovalGate| {
-        g.metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(paddock_crds::LABEL_ATTEMPT))
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(1)
-            == attempt
-    };
-    Ok(gates.into_iter().find(|g| of_attempt(g) && verdict(g).is_none()))
+    Ok(gates
+        .into_iter()
+        .find(|g| g.spec.run_ref.attempt == Some(attempt) && verdict(g).is_none()))
 }
 
 #[cfg(test)]
@@ -389,6 +385,7 @@ mod tests {
             name,
             GateStage::ToolUse,
             GateRequest::default(),
+            Some(1),
         );
         g.status = Some(ApprovalGateStatus {
             state,
@@ -474,9 +471,8 @@ mod tests {
         let mut g = gate(&format!("r1-{id}"), Some(state), None);
         g.spec.stage = stage;
         g.spec.request.commit = commit.map(str::to_string);
-        let l = g.metadata.labels.get_or_insert_with(Default::default);
-        l.insert(LABEL_REQUEST.into(), id.into());
-        l.insert(paddock_crds::LABEL_ATTEMPT.into(), attempt.to_string());
+        g.spec.request.id = Some(id.into());
+        g.spec.run_ref.attempt = Some(attempt);
         g
     }
 
@@ -522,6 +518,20 @@ mod tests {
             second.keys().cloned().collect::<Vec<_>>(),
             ["decision.paddock.dev/tool-4"]
         );
+        // Labels (which a namespace `edit` user may change) decide nothing: relabelling the
+        // approved tool-2 gate as tool-5 of attempt 2 signs nothing more.
+        let mut relabelled = gates.clone();
+        let l = relabelled[1].metadata.labels.get_or_insert_with(Default::default);
+        l.insert(LABEL_REQUEST.into(), "tool-5".into());
+        l.insert(paddock_crds::LABEL_ATTEMPT.into(), "2".into());
+        assert_eq!(verdict_annotations(&run(), &relabelled, 1, &signer), a);
+        // Nor owner references: gates of another run UID (an earlier run of the same name) sign
+        // nothing, whatever their owner references say.
+        let mut foreign = gates.clone();
+        for g in &mut foreign {
+            g.spec.run_ref.uid = Some("earlier".into());
+        }
+        assert!(verdict_annotations(&run(), &foreign, 1, &signer).is_empty());
     }
 
     #[test]

@@ -361,7 +361,8 @@ pub fn with_trusted_facts(mut r: RunResult, gw: &GatewayLog) -> RunResult {
     r.deletions = facts.deletions;
     r.patch_bytes = facts.patch_bytes;
     r.patch_truncated = facts.patch_truncated;
-    r.pushed = gw.pushed.is_some();
+    // Pushed means the remote has this commit: a push of an earlier commit does not count.
+    r.pushed = gw.pushed.is_some() && gw.pushed == r.commit;
     r
 }
 

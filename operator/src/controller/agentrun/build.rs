@@ -94,21 +94,18 @@ pub fn gate_name(run: &AgentRun) -> String {
     format!("{}-before-start", run.metadata.name.as_deref().unwrap_or_default())
 }
 
-/// The BeforeStart gate's name when [`gate_name`] is taken by a gate of an earlier run of the
-/// same name: `<run>-before-start-<first 8 characters of the run's UID>`.
-pub fn gate_name_of_uid(run: &AgentRun) -> String {
+/// A gate name for `run` when `name` is taken by a gate of an earlier run of the same name:
+/// `<name>-<first 8 characters of the run's UID>` (e.g. `<run>-before-start-1a2b3c4d`).
+pub fn of_uid(name: &str, run: &AgentRun) -> String {
     let uid = run.metadata.uid.as_deref().unwrap_or_default();
-    format!("{}-{}", gate_name(run), &uid[..uid.len().min(8)])
+    format!("{name}-{}", &uid[..uid.len().min(8)])
 }
 
-/// Whether `gate` belongs to `run` (an owner reference with the run's UID), not to an earlier
-/// run of the same name.
+/// Whether `gate` belongs to `run`, not to an earlier run of the same name: its immutable
+/// `spec.runRef.uid` is the run's UID. (Owner references prove nothing here: a namespace `edit`
+/// user may patch a gate's metadata.)
 pub fn owned_by(gate: &ApprovalGate, run: &AgentRun) -> bool {
-    gate.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| Some(&o.uid) == run.metadata.uid.as_ref())
+    gate.spec.run_ref.uid.is_some() && gate.spec.run_ref.uid == run.metadata.uid
 }
 
 /// Branch the run commits to: `spec.output.branch`, default `paddock/<run>`.
@@ -967,6 +964,7 @@ pub fn build_gate(run: &AgentRun, policy: &GatePolicy, name: &str) -> ApprovalGa
             summary: paddock_crds::events::truncate(&summary, 4096),
             ..Default::default()
         },
+        None,
     )
 }
 
@@ -982,20 +980,24 @@ pub fn request_gate_name(run: &AgentRun, id: &str, attempt: u32) -> String {
     }
 }
 
-/// A gate of `run` named `name` at `stage`, asking `request`, decided per `policy`; owned by the
-/// run and labelled with its name and the stage.
+/// A gate of `run` named `name` at `stage`, asking `request`, decided per `policy`, for
+/// `attempt` (in-run gates); owned by the run, labelled with its name and the stage, and bound
+/// to the run's UID in its immutable `spec.runRef`.
 pub fn new_gate(
     run: &AgentRun,
     policy: &GatePolicy,
     name: &str,
     stage: GateStage,
     request: GateRequest,
+    attempt: Option<u32>,
 ) -> ApprovalGate {
     let mut gate = ApprovalGate::new(
         name,
         ApprovalGateSpec {
-            run_ref: paddock_crds::LocalObjectRef {
+            run_ref: paddock_crds::RunReference {
                 name: run.metadata.name.clone().unwrap_or_default(),
+                uid: run.metadata.uid.clone(),
+                attempt,
             },
             stage,
             request,

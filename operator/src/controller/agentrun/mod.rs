@@ -324,7 +324,7 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
         // A gate of an earlier run of the same name (deleted with --cascade=orphan) decides
         // nothing for this one: this run asks under a name of its own.
         if found.as_ref().is_some_and(|g| !build::owned_by(g, run)) {
-            gname = build::gate_name_of_uid(run);
+            gname = build::of_uid(&gname, run);
             found = gates.get_opt(&gname).await?;
         }
         let gate = match found {

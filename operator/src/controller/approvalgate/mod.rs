@@ -192,11 +192,14 @@ pub fn error_policy(_gate: Arc<ApprovalGate>, error: &Error, ctx: Arc<Context>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paddock_crds::{Approvers, Decision, GateRequest, GateStage, LocalObjectRef};
+    use paddock_crds::{Approvers, Decision, GateRequest, GateStage};
 
     fn spec(quorum: u32, users: &[&str], decisions: &[(&str, Verdict)]) -> ApprovalGateSpec {
         ApprovalGateSpec {
-            run_ref: LocalObjectRef { name: "r".into() },
+            run_ref: paddock_crds::RunReference {
+                name: "r".into(),
+                ..Default::default()
+            },
             stage: GateStage::BeforeStart,
             request: GateRequest::default(),
             approvers: Approvers {
