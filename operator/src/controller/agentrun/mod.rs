@@ -783,6 +783,17 @@ async fn observe_pod(run: &AgentRun, ctx: &Arc<Context>, pods: &Api<Pod>, pod: &
     // adopted here with its attempt (the pod's label; the crash drill found runs without it).
     if out.status.attempt.is_none() {
         out.status.attempt = Some(attempt_label(pod).unwrap_or_else(|| attempt_of(&pod_name)));
+        // Likewise whether it was a warm start (a claimed warm pod keeps its `paddock.dev/warm`
+        // label): the same status also comes from a cache older than the pod's creation (a
+        // short run ending before the watch brought that write), which would drop it.
+        if out.status.warm_start.is_none() {
+            let warm = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(paddock_crds::LABEL_WARM));
+            out.status.warm_start = Some(warm.is_some_and(|w| w == "claimed"));
+        }
     }
     if out.status.start_time.is_none() {
         out.status.start_time = pod.metadata.creation_timestamp.clone();
