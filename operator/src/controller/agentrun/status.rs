@@ -177,7 +177,10 @@ pub fn classify_pod(pod: &Pod) -> PodState {
                 .find(|c| c.name == "gateway")
                 .and_then(|c| c.state.as_ref())
                 .is_some_and(|s| s.running.is_some());
-            if gateway_running && !matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+            // A pod being deleted ends now, as before: its facts are moot, and waiting would
+            // let the pod vanish, with the log its retry keeps, before the run ended.
+            let deleting = pod.metadata.deletion_timestamp.is_some();
+            if gateway_running && !deleting && !matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
                 return PodState::Running;
             }
             return finished_from("agent", exit, result, &why);
@@ -437,8 +440,16 @@ mod tests {
         let ended_agent = vec![cs("agent", terminated(0, OK))];
         let gateway_up = vec![cs("clone", terminated(0, "")), cs("gateway", running())];
         assert_eq!(
-            classify_pod(&pod("Running", None, gateway_up, ended_agent.clone())),
+            classify_pod(&pod("Running", None, gateway_up.clone(), ended_agent.clone())),
             PodState::Running
+        );
+        let mut deleted = pod("Running", None, gateway_up.clone(), ended_agent.clone());
+        deleted.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        assert!(
+            matches!(classify_pod(&deleted), PodState::Finished { .. }),
+            "a pod being deleted ends without waiting for its gateway"
         );
         let gateway_done = vec![cs("clone", terminated(0, "")), cs("gateway", terminated(0, ""))];
         assert!(matches!(
