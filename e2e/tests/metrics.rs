@@ -114,8 +114,23 @@ async fn shell_run(ns: &TestNs, repo: &GitRepo, name: &str, prompt: &str) -> Res
 #[tokio::test]
 async fn run_metrics_follow_runs() -> Result<()> {
     operator_scraped().await?;
-    let completed = |p: &str| value(&format!(r#"sum(paddock_runs_completed_total{{phase="{p}"}})"#));
-    let starts = || value(r#"sum(paddock_run_start_seconds_count{agent="shell",start="cold"})"#);
+    // Only the operator pod scraped now: a previous `make test`'s operator may still have
+    // series in this Prometheus (its counters, summed in, then dropping out as they go stale,
+    // made the sums fall: seen when make test ran back to back).
+    let pod = query(r#"up{job="paddock-operator"} == 1"#)?
+        .first()
+        .and_then(|(labels, _)| labels.get("pod").cloned())
+        .context("the scraped operator pod")?;
+    let completed = |p: &str| {
+        value(&format!(
+            r#"sum(paddock_runs_completed_total{{phase="{p}",pod="{pod}"}})"#
+        ))
+    };
+    let starts = || {
+        value(&format!(
+            r#"sum(paddock_run_start_seconds_count{{agent="shell",start="cold",pod="{pod}"}})"#
+        ))
+    };
     let (ok0, failed0, starts0) = (completed("Succeeded")?, completed("Failed")?, starts()?);
 
     let ns = TestNs::new("metrics").await?;
