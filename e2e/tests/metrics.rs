@@ -114,13 +114,38 @@ async fn shell_run(ns: &TestNs, repo: &GitRepo, name: &str, prompt: &str) -> Res
 #[tokio::test]
 async fn run_metrics_follow_runs() -> Result<()> {
     operator_scraped().await?;
-    // Only the operator pod scraped now: a previous `make test`'s operator may still have
-    // series in this Prometheus (its counters, summed in, then dropping out as they go stale,
-    // made the sums fall: seen when make test ran back to back).
-    let pod = query(r#"up{job="paddock-operator"} == 1"#)?
-        .first()
-        .and_then(|(labels, _)| labels.get("pod").cloned())
-        .context("the scraped operator pod")?;
+    // Only the operator pod that runs now (the newest, not terminating), once Prometheus
+    // scrapes it: right after the e2e setup's rollout restart the old pod may still be up, and
+    // its counters (summed in, or picked alone) then vanish mid-test (seen as "87 -> 40" and
+    // "51 -> 0" in back-to-back runs).
+    let client = kube::Client::try_default().await?;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, "paddock-system");
+    let mut current = String::new();
+    let t0 = Instant::now();
+    while current.is_empty() {
+        let list = pods
+            .list(&kube::api::ListParams::default().labels("app.kubernetes.io/component=operator"))
+            .await?;
+        current = list
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .max_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0))
+            .and_then(|p| p.metadata.name.clone())
+            .unwrap_or_default();
+        if current.is_empty() {
+            if t0.elapsed() > PROM_TIMEOUT {
+                bail!("no operator pod");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    let pod = current;
+    eventually("Prometheus scraping the current operator pod", PROM_TIMEOUT, || {
+        let up = query(&format!(r#"up{{job="paddock-operator",pod="{pod}"}} == 1"#))?;
+        Ok(up.is_empty().then(|| format!("{pod} not scraped yet")))
+    })
+    .await?;
     let completed = |p: &str| {
         value(&format!(
             r#"sum(paddock_runs_completed_total{{phase="{p}",pod="{pod}"}})"#
