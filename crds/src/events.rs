@@ -161,6 +161,12 @@ pub struct RunResult {
     pub exit_code: Option<i32>,
 }
 
+/// The diffstat text of a `BeforePush` request and gate: `N files, +I/-D` (files changed,
+/// lines inserted, lines deleted).
+pub fn diffstat(files_changed: u32, insertions: u32, deletions: u32) -> String {
+    format!("{files_changed} files, +{insertions}/-{deletions}")
+}
+
 /// One normalized runner event. Serialized internally tagged: `"type": "<snake_case variant>"`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]

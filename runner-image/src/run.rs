@@ -130,10 +130,7 @@ fn read_base(ws: &Workspace) -> Option<Oid> {
 /// signed verdict for the commit it snapshotted itself, and the gate shows the gateway's diff,
 /// not the `diffstat` here (agent-reported).
 fn announce_push_review<W: Write>(em: &mut Emitter<W>, cfg: &RunConfig, result: &RunResult, commit: &str) {
-    let diffstat = format!(
-        "{} files, +{}/-{}",
-        result.files_changed, result.insertions, result.deletions
-    );
+    let diffstat = paddock_crds::events::diffstat(result.files_changed, result.insertions, result.deletions);
     em.emit(RunnerEvent::ApprovalRequested {
         id: "push".into(),
         stage: "BeforePush".into(),

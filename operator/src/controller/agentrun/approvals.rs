@@ -157,10 +157,7 @@ pub fn pod_attempt(pod: &Pod) -> u32 {
 pub fn reviewed_push(gw: &artifacts::GatewayLog, branch: &str) -> Option<GateRequest> {
     let facts = gw.review.facts.as_ref()?;
     let commit = facts.commit.clone()?;
-    let diffstat = format!(
-        "{} files, +{}/-{}",
-        facts.files_changed, facts.insertions, facts.deletions
-    );
+    let diffstat = paddock_crds::events::diffstat(facts.files_changed, facts.insertions, facts.deletions);
     Some(GateRequest {
         id: None,
         summary: format!(

@@ -1096,7 +1096,6 @@ pub fn backoff_secs(run: &AgentRun, next: u32) -> u64 {
         .min(MAX_BACKOFF_SECS)
 }
 
-/// The attempt number in a pod name `<run>-<attempt>` (1 when it has none).
 /// Whether `pod` belongs to `run`: an owner reference with the run's UID (set on cold pods and
 /// on claimed warm pods).
 fn owned_by_run(pod: &Pod, run: &AgentRun) -> bool {
@@ -1117,6 +1116,7 @@ fn attempt_label(pod: &Pod) -> Option<u32> {
         .and_then(|a| a.parse().ok())
 }
 
+/// The attempt number in a pod name `<run>-<attempt>` (1 when it has none).
 fn attempt_of(pod_name: &str) -> u32 {
     pod_name.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(1)
 }

@@ -60,11 +60,10 @@ pub fn claimable<'a>(pods: &'a [Pod], pool: &RunnerPool, verdict_key: &str) -> V
     out
 }
 
-/// The merge patch that hands `pod` to `run`: labels, owner, deadline and claim annotation,
-/// guarded by the pod's resourceVersion.
-/// The merge patch that claims warm `pod` for `run`'s `attempt`: labels, the claim annotation
-/// and its `signature` (base64, [`paddock_crds::verdict::ANNOTATION_CLAIM_SIGNATURE`]), owner,
-/// deadline.
+/// The merge patch that claims warm `pod` for `run`'s `attempt`, guarded by the pod's
+/// resourceVersion: labels, the claim annotation and its `signature` (base64,
+/// [`paddock_crds::verdict::ANNOTATION_CLAIM_SIGNATURE`]), owner, deadline (`now_secs`: Unix
+/// seconds).
 pub fn claim_patch(
     run: &AgentRun,
     pod: &Pod,
