@@ -63,6 +63,11 @@ impl Proxy {
             let Ok(upgraded) = hyper::upgrade::on(req).await else {
                 return;
             };
+            // A tunnel counts as a connection for as long as it is open (the client
+            // connection's own slot is released once it is upgraded).
+            let Ok(_slot) = self.connections.clone().acquire_owned().await else {
+                return;
+            };
             let Ok(mut upstream) = TcpStream::connect((host.as_str(), port)).await else {
                 return;
             };

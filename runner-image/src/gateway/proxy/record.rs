@@ -245,12 +245,13 @@ impl Recorder {
     /// (at most [`MAX_STATUS_LINES`]); `calls` counts the upstream calls so far.
     pub fn model_status(&self, control_dir: &Path, route: &str, status: u16, error: Option<&str>) {
         let calls = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        // One writer at a time: `write_atomic`'s temporary file is per process.
+        let mut last = self.status.lock().unwrap_or_else(|e| e.into_inner());
         let _ = std::fs::create_dir_all(control_dir);
         let _ = crate::workspace::write_atomic(
             &control_dir.join("model-status"),
             json!({"status": status}).to_string().as_bytes(),
         );
-        let mut last = self.status.lock().unwrap_or_else(|e| e.into_inner());
         let key = (route.to_string(), status);
         if last.0.as_ref() == Some(&key) || last.1 >= MAX_STATUS_LINES {
             return;
