@@ -258,3 +258,29 @@ async fn a_call_in_flight_when_the_gateway_dies_is_charged_its_reservation() {
     );
     assert_eq!(usage["output_tokens"], 1000);
 }
+
+/// Attack: hang up as soon as the call reached the upstream, hoping the gateway stops reading
+/// (and metering) what the vendor still bills. The call is read to its end and settled anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_mid_call_is_still_charged() {
+    let up = Upstream::start(Script {
+        input_tokens: 700,
+        output_tokens: 30,
+        delay: Duration::from_millis(500),
+    })
+    .await;
+    let dir = tempdir();
+    let gw = start_gateway(dir.path(), up.addr, &[("PADDOCK_MAX_COST_USD", "1")]);
+    let c = client();
+    let call = tokio::spawn(anthropic(&c, &gw, &message("scripted-metered", 100)).send());
+    while up.seen().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    call.abort();
+    let usage = gw.usage_after(1);
+    assert_eq!(
+        (usage["input_tokens"].as_u64(), usage["output_tokens"].as_u64()),
+        (Some(700), Some(30))
+    );
+    assert_eq!(usage["estimated_requests"], 0, "{usage}");
+}
