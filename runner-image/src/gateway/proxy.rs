@@ -24,7 +24,7 @@
 //!
 //! **Budgets** (`PADDOCK_MAX_COST_USD`, `PADDOCK_MAX_OUTPUT_TOKENS`, prices from
 //! `PADDOCK_PRICES`): every metered call reserves its worst case before it is forwarded and
-//! settles to its real usage when it ends ([`budget`]); under `maxCostUSD` a model without a
+//! settles to its real usage when it ends ([`Ledger`]); under `maxCostUSD` a model without a
 //! price is refused. Once a limit is reached, further model calls are refused (403 in the
 //! vendor's error shape) and `<workspace>/.paddock/budget-exceeded` is written; the runner stops
 //! the agent, commits what exists and reports reason `BudgetExceeded`. The totals and the
@@ -80,6 +80,9 @@ use record::{full, vendor_error, Body, Exchange, Recorder};
 pub const MAX_HEAD_BYTES: usize = 64 << 10;
 /// A client must send its request head within this time.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client that takes longer than this to accept the next chunk of a response is cut off (the
+/// gateway keeps reading and metering the upstream's response).
+pub const CLIENT_STALL: Duration = Duration::from_secs(60);
 
 /// The running gateway proxy.
 pub struct Proxy {
@@ -281,6 +284,7 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max as u64) {
+            drain_later(req.into_body());
             return refuse(Refusal::BodyTooLarge, &too_large);
         }
         // A slot first: it bounds the bodies held in memory as well as the calls in flight.
@@ -296,12 +300,13 @@ impl Proxy {
         };
         let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
         let (parts, body) = req.into_parts();
-        let mut body = match http_body_util::Limited::new(body, max).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                return refuse(Refusal::BodyTooLarge, &too_large)
+        let mut body = match read_body(body, max).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge(rest)) => {
+                drain_later(rest);
+                return refuse(Refusal::BodyTooLarge, &too_large);
             }
-            Err(e) => return full(StatusCode::BAD_REQUEST, format!("paddock gateway: {e}\n")),
+            Err(BodyError::Broken(e)) => return full(StatusCode::BAD_REQUEST, format!("paddock gateway: {e}\n")),
         };
         let ticket = match endpoint.api() {
             None => None,
@@ -441,6 +446,7 @@ impl Proxy {
         let mut captured = Vec::new();
         let mut stream = resp.bytes_stream();
         let mut client_gone = false;
+        let mut cut = false;
         while let Some(chunk) = stream.next().await {
             match chunk {
                 Ok(c) => {
@@ -450,14 +456,17 @@ impl Proxy {
                     if captured.len() < TRANSCRIPT_BODY_BYTES {
                         captured.extend_from_slice(&c[..c.len().min(TRANSCRIPT_BODY_BYTES - captured.len())]);
                     }
-                    // The upstream is read to its end even when the client is gone: what it
-                    // bills is metered.
-                    if !client_gone && tx.send(Ok(Frame::data(c))).await.is_err() {
-                        client_gone = true;
+                    // The upstream is read to its end even when the client is gone, or stalls
+                    // (a client that stops reading would otherwise stall the upstream until it
+                    // gives up, with the usage still unsent): what it bills is metered.
+                    if !client_gone {
+                        let sent = tokio::time::timeout(CLIENT_STALL, tx.send(Ok(Frame::data(c)))).await;
+                        client_gone = !matches!(sent, Ok(Ok(())));
                     }
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    cut = true;
+                    let _ = tx.try_send(Err(std::io::Error::other(e.to_string())));
                     break;
                 }
             }
@@ -466,6 +475,8 @@ impl Proxy {
         // is on record (and in the state file).
         let reserved = ticket.as_ref().map(|t| t.reserved.clone());
         let outcome = match (&parser, &reserved) {
+            // The upstream broke off: what it reported so far may be short of what it bills.
+            (Some(_), Some(_)) if cut && status.is_success() => Outcome::Unknown,
             (Some(p), Some(r)) => match p.tokens() {
                 Some(tokens) => {
                     let model = p.model().or(r.model.as_deref()).unwrap_or("unknown").to_string();
@@ -531,6 +542,60 @@ impl Proxy {
             &self.cfg.secrets,
         );
     }
+}
+
+/// How much of a refused request's body is still read, and discarded, so that a client that is
+/// still sending it sees the answer instead of a broken connection: bytes, and seconds.
+const DRAIN_BYTES: u64 = 64 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Why a request body was not read whole.
+enum BodyError {
+    /// Larger than the limit; the rest of the body.
+    TooLarge(Incoming),
+    /// The client's body broke off.
+    Broken(hyper::Error),
+}
+
+/// Reads `body` whole if it is at most `max` bytes.
+async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, BodyError> {
+    let mut chunks: Vec<Bytes> = vec![];
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(BodyError::Broken)?.into_data() else {
+            continue;
+        };
+        len = len.saturating_add(data.len());
+        if len > max {
+            return Err(BodyError::TooLarge(body));
+        }
+        chunks.push(data);
+    }
+    if chunks.len() <= 1 {
+        return Ok(chunks.pop().unwrap_or_default());
+    }
+    let mut whole = bytes::BytesMut::with_capacity(len);
+    for c in chunks {
+        whole.extend_from_slice(&c);
+    }
+    Ok(whole.freeze())
+}
+
+/// Reads and discards what is left of a refused body (at most [`DRAIN_BYTES`] within
+/// [`DRAIN_TIME`]) while the refusal is answered.
+fn drain_later(mut body: Incoming) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(DRAIN_TIME, async move {
+            let mut seen = 0u64;
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if seen > DRAIN_BYTES {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
 }
 
 /// Why `model` cannot be metered in USD (no model named, or no price), if so.

@@ -75,7 +75,7 @@ impl UsageParser {
     }
 
     /// The model name the response reported (if any), as the vendor spelled it (Gemini's
-    /// `models/` prefix removed) — the key for [`PriceTable::price`].
+    /// `models/` prefix removed) — the key for [`super::PriceTable::price`].
     pub fn model(&self) -> Option<&str> {
         self.acc.model.as_deref()
     }
