@@ -79,7 +79,8 @@ async fn parallel_calls_cannot_overshoot_the_budget_by_more_than_one_call() {
     );
     assert!(usage["budget_exceeded"].as_str().unwrap().contains("maxCostUSD"));
     assert!(dir.path().join("workspace/.paddock/budget-exceeded").exists());
-    let refusals = gw.lines_of("gateway_refused");
+    let refusals = gw.wait_lines("gateway_refused", refused.len());
+    assert_eq!(refusals.len(), refused.len());
     assert!(refusals.iter().all(|r| r["reason"] == "BudgetExceeded"), "{refusals:?}");
 }
 
@@ -180,7 +181,7 @@ async fn openai_streams_without_usage_are_still_metered() {
         (usage["cost_usd"].as_f64().unwrap() - expected).abs() < 1e-12,
         "{usage} vs {expected}"
     );
-    let transcript = gw.lines_of("transcript");
+    let transcript = gw.wait_lines("transcript", 2);
     assert_eq!(transcript.last().unwrap()["estimated"], true);
 }
 

@@ -58,7 +58,7 @@ async fn only_metered_endpoints_are_forwarded() {
         );
     }
     assert!(up.seen().is_empty(), "the upstream saw {:?}", up.seen());
-    let lines = gw.lines_of("gateway_refused");
+    let lines = gw.wait_lines("gateway_refused", refused.len());
     assert_eq!(lines.len(), refused.len());
     assert!(lines
         .iter()
@@ -104,7 +104,7 @@ async fn the_upstreams_status_is_on_the_gateways_own_log() {
     for s in ["200", "200", "503", "503", "200"] {
         assert_eq!(send(call(s)).await.0.to_string(), s);
     }
-    let lines = gw.lines_of("gateway_model_status");
+    let lines = gw.wait_lines("gateway_model_status", 3);
     let statuses: Vec<_> = lines
         .iter()
         .map(|l| (l["status"].as_u64().unwrap(), l["calls"].as_u64().unwrap()))
@@ -191,7 +191,7 @@ async fn an_oversized_body_is_refused_with_413() {
         "{body}"
     );
     assert!(up.seen().is_empty());
-    let lines = gw.lines_of("gateway_refused");
+    let lines = gw.wait_lines("gateway_refused", 3);
     assert!(
         lines.len() == 3 && lines.iter().all(|l| l["reason"] == "BodyTooLarge"),
         "{lines:?}"

@@ -254,6 +254,18 @@ impl Gateway {
             .collect()
     }
 
+    /// Its stdout lines of `type`, waiting up to 5 s until there are at least `n`.
+    pub fn wait_lines(&self, kind: &str, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines = self.lines_of(kind);
+            if lines.len() >= n || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The last `gateway_usage` line, waiting up to 5 s for one with `requests >= n`.
     pub fn usage_after(&self, n: u64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(5);
