@@ -25,7 +25,8 @@ pub const TRANSCRIPT_MAX_BYTES: usize = 4 << 20;
 /// `gateway_refused` lines printed at most; later refusals are only counted
 /// (`refused_requests` of the `gateway_usage` line).
 pub const MAX_REFUSAL_LINES: u64 = 100;
-/// `gateway_model_status` lines printed at most (one per change of route or status).
+/// `gateway_model_status` lines printed at most (one per change of route or status), then one
+/// `gateway_model_status_truncated`.
 pub const MAX_STATUS_LINES: u64 = 10_000;
 
 /// Prints one JSON line on the gateway's stdout (its log, which the agent cannot write).
@@ -242,7 +243,8 @@ impl Recorder {
     /// upstream could not be reached). Writes `<control>/model-status` (`{"status": N}`, read
     /// by the agent container's runner) and prints `{"type":"gateway_model_status","route",
     /// "status","calls"[,"error"]}` whenever route or status differ from the last line printed
-    /// (at most [`MAX_STATUS_LINES`]); `calls` counts the upstream calls so far.
+    /// (at most [`MAX_STATUS_LINES`], then one `gateway_model_status_truncated` line: the last
+    /// status line is no longer current); `calls` counts the upstream calls so far.
     pub fn model_status(&self, control_dir: &Path, route: &str, status: u16, error: Option<&str>) {
         let calls = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         // One writer at a time: `write_atomic`'s temporary file is per process.
@@ -253,7 +255,13 @@ impl Recorder {
             json!({"status": status}).to_string().as_bytes(),
         );
         let key = (route.to_string(), status);
-        if last.0.as_ref() == Some(&key) || last.1 >= MAX_STATUS_LINES {
+        if last.0.as_ref() == Some(&key) || last.1 > MAX_STATUS_LINES {
+            return;
+        }
+        if last.1 == MAX_STATUS_LINES {
+            // From here on the last line printed is no longer the current status.
+            out(&json!({"type": "gateway_model_status_truncated", "calls": calls, "limit_lines": MAX_STATUS_LINES}));
+            last.1 += 1;
             return;
         }
         let mut line = json!({"type": "gateway_model_status", "route": route, "status": status, "calls": calls});
@@ -293,6 +301,23 @@ mod tests {
         let c = cut(&s, 5);
         assert!(c.starts_with("éé") && c.contains("bytes cut"), "{c}");
         assert_eq!(cut("short", 10), "short");
+    }
+
+    #[test]
+    fn status_lines_follow_changes_up_to_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Recorder::default();
+        r.status.lock().unwrap().1 = MAX_STATUS_LINES - 1;
+        r.model_status(dir.path(), "openai", 200, None);
+        r.model_status(dir.path(), "openai", 200, None);
+        assert_eq!(r.status.lock().unwrap().1, MAX_STATUS_LINES);
+        r.model_status(dir.path(), "openai", 503, None);
+        r.model_status(dir.path(), "openai", 200, None);
+        assert_eq!(r.status.lock().unwrap().1, MAX_STATUS_LINES + 1);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("model-status")).unwrap(),
+            r#"{"status":200}"#
+        );
     }
 
     #[tokio::test]
