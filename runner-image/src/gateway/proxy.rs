@@ -136,6 +136,9 @@ pub struct ProxyConfig {
     pub secrets: Vec<String>,
     /// The workspace's control directory (budget marker, egress denials).
     pub control_dir: PathBuf,
+    /// The pool's egress gateway: every upstream connection goes through it
+    /// ([`crate::uplink`]); `None`: direct.
+    pub uplink: Option<crate::uplink::Uplink>,
 }
 
 fn invalid(name: &'static str, reason: impl ToString) -> ProxyConfigError {
@@ -220,6 +223,7 @@ impl ProxyConfig {
             prices,
             secrets: env.secrets(),
             control_dir: crate::workspace::Workspace::from_env(env).control(),
+            uplink: crate::uplink::Uplink::from_env(env),
         })
     }
 }
@@ -364,8 +368,16 @@ impl Proxy {
     /// The HTTPS client cannot be built (no usable TLS roots).
     pub fn new(cfg: ProxyConfig) -> Result<Arc<Self>, String> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .no_proxy()
+        // Only the pool's egress gateway, never the process's proxy variables.
+        let builder = reqwest::Client::builder().no_proxy();
+        let builder = match &cfg.uplink {
+            Some(u) => builder.proxy(
+                u.reqwest_proxy()
+                    .map_err(|e| format!("bad egress gateway address: {e}"))?,
+            ),
+            None => builder,
+        };
+        let client = builder
             .build()
             .map_err(|e| format!("cannot build the HTTPS client: {e}"))?;
         Ok(Arc::new(Self {
@@ -475,7 +487,11 @@ impl Proxy {
             let Ok(upgraded) = hyper::upgrade::on(req).await else {
                 return;
             };
-            let Ok(mut upstream) = TcpStream::connect((host.as_str(), port)).await else {
+            let upstream = match &self.cfg.uplink {
+                Some(u) => u.connect_async(&host, port).await,
+                None => TcpStream::connect((host.as_str(), port)).await,
+            };
+            let Ok(mut upstream) = upstream else {
                 return;
             };
             let _ = upstream.set_nodelay(true);
@@ -777,6 +793,7 @@ mod tests {
             prices: PriceTable::builtin(),
             secrets: vec![],
             control_dir: dir.path().to_path_buf(),
+            uplink: None,
         })
         .unwrap();
         let n = super::super::signals::MAX_DENIALS + 50;
