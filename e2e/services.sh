@@ -70,7 +70,7 @@ install_paddock() {
 
 # prebuild [--local-cluster] [--kueue]: the slow builds of a first run, at once (run_parallel in
 # lib.sh), each cached so that a warm run takes about a second:
-#   compile            helm, and with --local-cluster etcd + Kubernetes, with --kueue Kueue
+#   compile            helm, and with --local-cluster etcd + Kubernetes + kube-router, with --kueue Kueue
 #                      (build-binaries.sh, $PADDOCK_CACHE/bin), then paddock-runner,
 #                      paddock-operator, scripted-model (cargo, target/release)
 #   runner-image-base  with --local-cluster: Debian + the agent CLIs, the runner image's base layer
@@ -81,7 +81,7 @@ prebuild() {
   repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   while [ $# -gt 0 ]; do
     case "$1" in
-      --local-cluster) local_cluster=1; go_tools="etcd kubernetes $go_tools" ;;
+      --local-cluster) local_cluster=1; go_tools="etcd kubernetes kube-router $go_tools" ;;
       --kueue) go_tools="$go_tools kueue" ;;
     esac
     shift

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: everything, in order of cost. Fails on the first failing layer.
 # On a fresh machine the first step builds, at once (run_parallel in lib.sh), what the later
-# steps use: the Rust tests and binaries, the Go tools (helm, otelcol, Kueue, etcd, Kubernetes),
+# steps use: the Rust tests and binaries, the Go tools (helm, otelcol, Kueue, etcd, Kubernetes, kube-router),
 # the agent CLIs for the scripted-model tests and the runner image's base layer. Each is cached,
 # so a warm run passes through that step in seconds; the tests then run one layer at a time.
 set -euo pipefail
@@ -21,7 +21,7 @@ step "prerequisites (root, toolchains, Debian packages)"; ensure_host_deps
 step "builds, in parallel (cached; cold on 2 cores about 13 min, warm a few seconds): Rust (clippy, tests, release binaries), Go tools, agent CLIs, runner image base"
 run_parallel \
   "cargo=cargo clippy --workspace --all-targets -- -D warnings && cargo test --workspace --exclude paddock-e2e --no-run && cargo build -p kubectl-paddock && cargo test -p paddock-e2e --no-run && cargo build --release -p paddock-runner -p paddock-operator -p scripted-model" \
-  "go-tools=bash e2e/cluster/build-binaries.sh otelcol helm kueue etcd kubernetes" \
+  "go-tools=bash e2e/cluster/build-binaries.sh otelcol helm kueue etcd kubernetes kube-router" \
   "agent-clis=source e2e/lib.sh && ensure_npm_clis" \
   "runner-image-base=bash runner-image/build.sh --base-only"
 # The scripted model endpoint's tests drive the agent CLIs installed above; the OTLP tests

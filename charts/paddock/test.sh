@@ -101,6 +101,9 @@ EXPECTED_OPERATOR = sorted([
     (("paddock.dev",), ("agentruns/finalizers", "runnerpools/finalizers"), ("update",)),
     (("",), ("pods",), ("get", "list", "watch", "create", "patch", "delete")),
     (("",), ("pods/log",), ("get",)),
+    (("apps",), ("deployments",), ("get", "list", "watch", "create", "patch")),
+    (("",), ("services",), ("get", "list", "watch", "create", "patch")),
+    (("networking.k8s.io",), ("networkpolicies",), ("get", "list", "watch", "create", "patch")),
     (("",), ("configmaps",), ("get", "create", "patch")),
     (("events.k8s.io",), ("events",), ("create", "patch")),
 ])

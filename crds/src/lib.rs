@@ -11,6 +11,7 @@
 pub mod agentrun;
 pub mod approvalgate;
 pub mod condition;
+pub mod egress;
 pub mod events;
 pub mod gateway;
 pub mod runnerpool;

@@ -4,13 +4,14 @@
 #   $PADDOCK_CACHE/bin/kubernetes-<ver>/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet,kube-proxy}
 #   $PADDOCK_CACHE/bin/etcd-<ver>/etcd
 #   $PADDOCK_CACHE/bin/helm-<ver>/helm
+#   $PADDOCK_CACHE/bin/kube-router-<ver>/kube-router (NetworkPolicy enforcement, run by cluster.sh)
 #   $PADDOCK_CACHE/bin/otelcol-<ver>/otelcol (only when asked: `build-binaries.sh otelcol`)
 #   $PADDOCK_CACHE/bin/kueue-<ver>/kueue (only when asked: `build-binaries.sh kueue`)
 #   $PADDOCK_CACHE/bin/tekton-<ver>/{tekton-controller,tekton-entrypoint},
 #   $PADDOCK_CACHE/bin/agent-sandbox-<ver>/agent-sandbox-controller,
 #   $PADDOCK_CACHE/bin/kwok-<ver>/kwok (peer benchmarks, only when asked: `build-binaries.sh tekton agent-sandbox kwok`)
 # A warm cache makes this a no-op.
-# Usage: build-binaries.sh [kubernetes|etcd|helm|otelcol|kueue|tekton|agent-sandbox|kwok ...]
+# Usage: build-binaries.sh [kubernetes|etcd|helm|kube-router|otelcol|kueue|tekton|agent-sandbox|kwok ...]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${PADDOCK_CACHE:-/var/cache/paddock}
@@ -23,6 +24,7 @@ version() { awk -v m="$2" '$1==m && $2 ~ /^v/ {print $2; exit}' "$here/tools/$1/
 K8S_VERSION=$(version kubernetes k8s.io/kubernetes)
 ETCD_VERSION=$(version etcd go.etcd.io/etcd/server/v3)
 HELM_VERSION=$(version helm helm.sh/helm/v3)
+KUBE_ROUTER_VERSION=$(version kube-router github.com/cloudnativelabs/kube-router/v2)
 OTELCOL_VERSION=$(version otelcol go.opentelemetry.io/collector/otelcol)
 KUEUE_VERSION=$(version kueue sigs.k8s.io/kueue)
 TEKTON_VERSION=$(version tekton github.com/tektoncd/pipeline)
@@ -69,6 +71,21 @@ build_helm() {
     -o "$out.tmp/helm" helm.sh/helm/v3/cmd/helm)
   rm -rf "$out"; mv "$out.tmp" "$out"
   log "helm $HELM_VERSION built into $out"
+}
+
+# kube-router's network policy controller (cmd/kube-router, run firewall-only by cluster.sh): the
+# local cluster's NetworkPolicy enforcement. A test-time tool only (see tools/kube-router/go.mod).
+# Static like upstream's release build (CGO_ENABLED=0).
+build_kube_router() {
+  local out=$cache/bin/kube-router-$KUBE_ROUTER_VERSION
+  [ -x "$out/kube-router" ] && { log "kube-router $KUBE_ROUTER_VERSION cached in $out"; return; }
+  log "building kube-router $KUBE_ROUTER_VERSION"
+  mkdir -p "$out.tmp"
+  (cd "$here/tools/kube-router" && CGO_ENABLED=0 go build -trimpath \
+    -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION -X github.com/cloudnativelabs/kube-router/v2/pkg/version.BuildDate=1970-01-01T00:00:00Z" \
+    -o "$out.tmp/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router)
+  rm -rf "$out"; mv "$out.tmp" "$out"
+  log "kube-router $KUBE_ROUTER_VERSION built into $out"
 }
 
 # A minimal OpenTelemetry Collector (OTLP receiver + debug exporter, tools/otelcol/main.go) for
@@ -145,6 +162,7 @@ if [ "${1:-}" = print-env ]; then
   echo "K8S_BIN=$cache/bin/kubernetes-$K8S_VERSION"
   echo "ETCD_BIN=$cache/bin/etcd-$ETCD_VERSION"
   echo "HELM_BIN=$cache/bin/helm-$HELM_VERSION"
+  echo "KUBE_ROUTER_BIN=$cache/bin/kube-router-$KUBE_ROUTER_VERSION"
   echo "OTELCOL_BIN=$cache/bin/otelcol-$OTELCOL_VERSION"
   echo "KUEUE_BIN=$cache/bin/kueue-$KUEUE_VERSION"
   echo "KUEUE_VERSION=$KUEUE_VERSION"
@@ -166,6 +184,6 @@ if ! flock -n 9; then
   flock 9
 fi
 
-for what in "${@:-etcd helm kubernetes}"; do
+for what in "${@:-etcd helm kubernetes kube-router}"; do
   for w in $what; do "build_${w//-/_}"; done
 done

@@ -11,7 +11,8 @@
 #
 # Runs as root on Debian 12. Components run as background processes with pid files and logs in
 # $PADDOCK_CLUSTER_DIR (default /var/lib/paddock-cluster): containerd, etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubelet, kube-proxy. See README.md in this directory.
+# kube-controller-manager, kube-scheduler, kubelet, kube-proxy, and kube-router's network policy
+# controller (NetworkPolicy enforcement). See README.md in this directory.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -46,8 +47,9 @@ if [ -z "$KUBECTL" ]; then
 fi
 
 # Control-plane components in start order (containerd is handled separately).
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
-PORTS=(2379 2380 "$API_PORT" 10257 10259 10250 10248 10249 10256)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kube-router)
+KUBE_ROUTER_HEALTH_PORT=20244  # kube-router's /healthz (its default; it binds all addresses)
+PORTS=(2379 2380 "$API_PORT" 10257 10259 10250 10248 10249 10256 "$KUBE_ROUTER_HEALTH_PORT")
 
 log() { printf '[cluster %3ds] %s\n' "$SECONDS" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -102,7 +104,7 @@ stop_component() {
   local name=$1 pids grace=2
   # The kubelet and kube-proxy get time to finish cleanly; the control plane's state is
   # discarded anyway (the apiserver alone would spend ~10 s draining on SIGTERM).
-  case "$name" in kubelet | kube-proxy) grace=10 ;; esac
+  case "$name" in kubelet | kube-proxy | kube-router) grace=10 ;; esac
   pids=$( { pid_of "$name"; stray_pids "$name" "$DIR/"; } | sort -u)
   if [ -n "$pids" ]; then
     log "stopping $name (pid $(echo $pids))"
@@ -123,6 +125,7 @@ ensure_packages() {
     [ -x /usr/lib/cni/loopback ] || missing+=(containernetworking-plugins)
   command -v iptables >/dev/null || missing+=(iptables)
   command -v conntrack >/dev/null || missing+=(conntrack)
+  command -v ipset >/dev/null || missing+=(ipset)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v curl >/dev/null || missing+=(curl)
   command -v umoci >/dev/null || missing+=(umoci)
@@ -143,14 +146,15 @@ ensure_packages() {
 }
 
 ensure_binaries() {
-  log "ensuring Kubernetes/etcd binaries (build-binaries.sh; no-op when cached)"
-  "$here/build-binaries.sh" etcd kubernetes
+  log "ensuring Kubernetes/etcd/kube-router binaries (build-binaries.sh; no-op when cached)"
+  "$here/build-binaries.sh" etcd kubernetes kube-router
   eval "$("$here/build-binaries.sh" print-env)"
   local b
   for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
     [ -x "$K8S_BIN/$b" ] || die "missing $K8S_BIN/$b"
   done
   [ -x "$ETCD_BIN/etcd" ] || die "missing $ETCD_BIN/etcd"
+  [ -x "$KUBE_ROUTER_BIN/kube-router" ] || die "missing $KUBE_ROUTER_BIN/kube-router"
 }
 
 # ---------------------------------------------------------------- PKI and kubeconfigs
@@ -201,6 +205,8 @@ EOF
 ensure_pki() {
   local stamp="scheme=$PKI_SCHEME node=$NODE host=$HOST_IP svc=$API_SERVICE_IP port=$API_PORT dir=$DIR"
   if [ -f "$DIR/pki/stamp" ] && [ "$(cat "$DIR/pki/stamp")" = "$stamp" ] && [ -f "$KUBECONFIG_ADMIN" ]; then
+    # A PKI made before kube-router was part of the cluster: add its credentials only.
+    [ -f "$DIR/kube-router.kubeconfig" ] || sign_kube_router
     return 0
   fi
   log "generating PKI and kubeconfigs in $DIR/pki"
@@ -241,7 +247,15 @@ EOF
   kubeconfig "$DIR/kube-proxy.kubeconfig" kube-proxy
   kubeconfig "$DIR/kubelet.kubeconfig" kubelet
   kubeconfig "$KUBECONFIG_ADMIN" admin
+  sign_kube_router
   echo "$stamp" >"$d/stamp"
+}
+
+# kube-router's client certificate: user system:paddock:kube-router, no group; its rights come
+# from the ClusterRole that apply_kube_router_rbac binds to that user.
+sign_kube_router() {
+  sign kube-router "/CN=system:paddock:kube-router" clientAuth
+  kubeconfig "$DIR/kube-router.kubeconfig" kube-router
 }
 
 # ---------------------------------------------------------------- configuration files
@@ -595,6 +609,19 @@ clean_iptables() {
   [ "$n" -eq 0 ] || log "removed KUBE-*/CNI-* iptables chains and rules from $n tables"
 }
 
+# kube-router's ipsets (KUBE-SRC-*, KUBE-DST-* of its policies; inet6: ones if IPv6 were on), once
+# clean_iptables removed the rules that reference them (a set in use cannot be destroyed). Its
+# process is stopped first: it would recreate them.
+clean_ipsets() {
+  command -v ipset >/dev/null || return 0
+  local sets s n=0
+  sets=$(ipset list -n 2>/dev/null | grep -E '^(inet6:)?(KUBE-|kube-router-)' || true)
+  for s in $sets; do
+    ipset destroy "$s" 2>/dev/null && n=$((n + 1)) || log "WARNING: cannot destroy ipset $s"
+  done
+  [ "$n" -eq 0 ] || log "destroyed $n kube-router ipsets"
+}
+
 clean_network() {
   local ns l busy=()
   # Network namespaces of pod sandboxes (recorded from containerd, plus unused CRI ones).
@@ -625,6 +652,7 @@ clean_network() {
     log "removed bridge $BRIDGE"
   fi
   clean_iptables
+  clean_ipsets
   rm -rf "$DIR/cni/ipam"
   rm -f /var/lib/cni/results/"$CNI_NETWORK"-* 2>/dev/null || true
 }
@@ -652,7 +680,7 @@ kill_pod_leftovers() {
 teardown() {
   NUKE_CONTAINERD=0
   local c
-  for c in kubelet kube-proxy kube-scheduler kube-controller-manager kube-apiserver etcd; do
+  for c in kube-router kubelet kube-proxy kube-scheduler kube-controller-manager kube-apiserver etcd; do
     stop_component "$c"
   done
   purge_containers
@@ -800,6 +828,62 @@ start_node() {
   start_proc kube-proxy "$K8S_BIN/kube-proxy" --config "$DIR/config/kube-proxy.yaml" --v 1
 }
 
+# kube-router's RBAC: its informers list and watch pods, namespaces, network policies, nodes, and
+# (created at start even with the service proxy and router off) services, endpoints and
+# endpoint slices. Read-only; applied on every `up` (etcd starts empty).
+apply_kube_router_rbac() {
+  kc apply -f - >/dev/null <<'EOF'
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: paddock:kube-router}
+rules:
+  - apiGroups: [""]
+    resources: [pods, namespaces, nodes, services, endpoints]
+    verbs: [get, list, watch]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [get, list, watch]
+  - apiGroups: [discovery.k8s.io]
+    resources: [endpointslices]
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: paddock:kube-router}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: paddock:kube-router}
+subjects:
+  - {apiGroup: rbac.authorization.k8s.io, kind: User, name: system:paddock:kube-router}
+EOF
+}
+
+# start_kube_router: kube-router v2 with only its network policy controller, as a host process
+# (like kube-proxy): NetworkPolicy enforcement with iptables (filter table: KUBE-ROUTER-INPUT,
+# -FORWARD, -OUTPUT, jumped to first from INPUT/FORWARD/OUTPUT; per-pod KUBE-POD-FW-* and
+# per-policy KUBE-NWPLCY-* chains) and ipset (KUBE-SRC-*, KUBE-DST-*). No routing (the bridge
+# does that), no service proxy (kube-proxy does), no CNI config. It finds the node by
+# --hostname-override (the node must be registered: it exits otherwise) and takes its
+# InternalIP (10.244.0.1) as the node address; local pods are those whose hostIP is that.
+# --service-cluster-ip-range: its INPUT chain lets traffic to that range pass (its default,
+# 10.96.0.0/12, is wider than ours). It needs no pod CIDR (that is for its router).
+start_kube_router() {
+  start_proc kube-router "$KUBE_ROUTER_BIN/kube-router" \
+    --kubeconfig "$DIR/kube-router.kubeconfig" --hostname-override "$NODE" \
+    --run-firewall=true --run-router=false --run-service-proxy=false --run-loadbalancer=false \
+    --enable-ipv4=true --enable-ipv6=false \
+    --service-cluster-ip-range "$SERVICE_RANGE" \
+    --health-port "$KUBE_ROUTER_HEALTH_PORT" --metrics-port 0 --v 0
+}
+
+# kube_router_synced: /healthz answers and its first full policy sync wrote the explicit-ACCEPT
+# rule at the end of KUBE-ROUTER-FORWARD (written only by a full sync).
+kube_router_synced() {
+  curl -fsS --max-time 2 "http://127.0.0.1:$KUBE_ROUTER_HEALTH_PORT/healthz" >/dev/null 2>&1 || return 1
+  local saved
+  saved=$(iptables-save -t filter 2>/dev/null || true)
+  grep -qE -- '^-A FORWARD .*-j KUBE-ROUTER-FORWARD' <<<"$saved" &&
+    grep -qE -- '^-A KUBE-ROUTER-FORWARD .*explicitly ACCEPT traffic that comply to network policies' <<<"$saved"
+}
+
 # wait_for <what> <timeout-s> <command...>
 wait_for() {
   local what=$1 timeout=$2; shift 2
@@ -883,7 +967,13 @@ cmd_up() {
     { dump_logs; die "kube-apiserver did not become ready"; }
   start_controllers
   wait_for "node $NODE Ready" "$UP_TIMEOUT" node_ready || { dump_logs; die "node did not become Ready"; }
+  # kube-router looks its node up once at start (and exits if it is not registered yet); its
+  # first sync overlaps the wait for the default service account.
+  apply_kube_router_rbac || { dump_logs; die "cannot apply kube-router's RBAC"; }
+  start_kube_router
   wait_for "default service account + kube-root-ca.crt" 60 default_sa || { dump_logs; die "no default service account"; }
+  wait_for "kube-router network policy controller synced" 60 kube_router_synced ||
+    { dump_logs; die "kube-router did not start enforcing NetworkPolicy"; }
   log "cluster is up (kubeconfig $KUBECONFIG_ADMIN, host-ip $HOST_IP, images $PAUSE_IMAGE $BUSYBOX_IMAGE)"
   echo "$KUBECONFIG_ADMIN"
 }

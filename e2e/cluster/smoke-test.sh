@@ -7,7 +7,8 @@
 #   3. a pod under the `restricted` Pod Security profile (enforced on its namespace) starts,
 #      runs as uid 1000 with seccomp filtering active and no capabilities;
 #   4. a ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1) is enforced;
-#   5. the bridge's MAC address is pinned (it does not follow the pods' veths).
+#   5. the bridge's MAC address is pinned (it does not follow the pods' veths);
+#   6. NetworkPolicy egress rules are enforced (netpol-test.sh: kube-router).
 # Exit 0 only if all pass. Cleans up its namespace and host server.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -205,6 +206,9 @@ if [ "$(cat "/sys/class/net/$PADDOCK_BRIDGE/addr_assign_type" 2>/dev/null)" = 3 
 else
   log "FAIL: the bridge's MAC is not pinned; it changes as pods come and go"; fail=1
 fi
+
+# NetworkPolicy egress enforcement (kube-router), in its own namespace.
+if bash "$here/netpol-test.sh"; then log "NetworkPolicy enforced"; else log "FAIL: NetworkPolicy not enforced"; fail=1; fi
 
 [ "$fail" = 0 ] && log "all smoke checks passed" || log "smoke checks FAILED"
 exit "$fail"

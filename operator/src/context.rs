@@ -69,6 +69,10 @@ pub struct Context {
     /// The key that signs verdicts and warm-pod claims (`--verdict-key-file`; a random one when
     /// none is given): runner pods trust only what it signed (`paddock_crds::verdict`).
     pub signer: Arc<paddock_crds::verdict::Signer>,
+    /// Per pool (`namespace/name`): the fingerprint of the egress objects this process applied
+    /// and the runner pods' uplink they give
+    /// ([`crate::controller::runnerpool::egress::reconcile_egress`]).
+    pub egress: std::sync::Mutex<HashMap<String, (u64, crate::controller::runnerpool::egress::PodUplink)>>,
 }
 
 /// Log followers running at once unless `--max-log-followers` says otherwise.
@@ -95,12 +99,43 @@ impl Context {
             pods: None,
             kueue: false,
             signer: Arc::new(paddock_crds::verdict::Signer::generate().expect("the system's random source works")),
+            egress: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
     /// The verdict public key runner pods get (base64 of the 32 raw bytes).
     pub fn verdict_key(&self) -> String {
         self.signer.public_key_b64()
+    }
+
+    /// What [`Context::egress`] holds for pool `key` (`namespace/name`).
+    pub fn egress_applied(&self, key: &str) -> Option<(u64, crate::controller::runnerpool::egress::PodUplink)> {
+        self.egress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
+    /// Forgets what was applied for pool `key` (its objects changed or were deleted).
+    pub fn forget_egress(&self, key: &str) {
+        self.egress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+
+    /// Records in [`Context::egress`] what was applied for pool `key`.
+    pub fn set_egress_applied(
+        &self,
+        key: &str,
+        fingerprint: u64,
+        uplink: crate::controller::runnerpool::egress::PodUplink,
+    ) {
+        self.egress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.to_string(), (fingerprint, uplink));
     }
 
     /// [`Context::followed`], locked (a poisoned lock is taken over: the set stays usable).

@@ -102,6 +102,23 @@ fn dynamic_api(client: &Client, ns: &Option<String>, ar: &kube::api::ApiResource
     }
 }
 
+/// The watch of a pool's egress gateway objects (label `app.kubernetes.io/name=paddock-egress`).
+fn egress_objects() -> watcher::Config {
+    watcher::Config::default().labels(&format!("app.kubernetes.io/name={}", paddock_crds::egress::APP_NAME))
+}
+
+/// Maps a change of a pool's egress gateway object to its pool, forgetting that it was applied.
+fn egress_mapper<K: kube::Resource>(
+    ctx: Arc<Context>,
+) -> impl Fn(K) -> Option<ObjectRef<RunnerPool>> + Send + Sync + Clone + 'static {
+    move |obj: K| {
+        let ns = obj.meta().namespace.clone().unwrap_or_default();
+        let pool = obj.meta().labels.as_ref()?.get(paddock_crds::LABEL_POOL)?.clone();
+        ctx.forget_egress(&format!("{ns}/{pool}"));
+        Some(ObjectRef::<RunnerPool>::new(&pool).within(&ns))
+    }
+}
+
 fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -242,6 +259,23 @@ async fn main() -> anyhow::Result<()> {
                     .and_then(|l| l.get(paddock_crds::LABEL_POOL))
                     .map(|pool| ObjectRef::<RunnerPool>::new(pool).within(&ns))
             },
+        )
+        // The pool's egress gateway objects changed or were deleted: forget that they were
+        // applied, so the pool's reconcile applies them again.
+        .watches(
+            api::<k8s_openapi::api::networking::v1::NetworkPolicy>(&client, &ns),
+            egress_objects(),
+            egress_mapper(ctx.clone()),
+        )
+        .watches(
+            api::<k8s_openapi::api::apps::v1::Deployment>(&client, &ns),
+            egress_objects(),
+            egress_mapper(ctx.clone()),
+        )
+        .watches(
+            api::<k8s_openapi::api::core::v1::Service>(&client, &ns),
+            egress_objects(),
+            egress_mapper(ctx.clone()),
         )
         .shutdown_on_signal()
         .run(runnerpool::reconcile, runnerpool::error_policy, ctx.clone())

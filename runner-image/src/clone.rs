@@ -17,7 +17,8 @@
 
 use std::path::Path;
 
-use git2::{AutotagOption, Direction, FetchOptions, Oid, ProxyOptions, Repository, WorktreeAddOptions};
+use crate::uplink::{proxy_options, remote_url, wait_ready, Uplink, UplinkError};
+use git2::{AutotagOption, Direction, FetchOptions, Oid, Repository, WorktreeAddOptions};
 
 use crate::config::{validate_branch, ConfigError, Env};
 use crate::gitcreds::{CredentialError, GitCredentials, RepoUrl, UrlError};
@@ -57,13 +58,16 @@ pub enum CloneError {
     /// The remote has no HEAD (an empty repository) and no revision was given.
     #[error("the repository has no default branch (is it empty?)")]
     NoDefaultBranch,
+    /// The remote cannot be reached through the pool's egress gateway.
+    #[error(transparent)]
+    Uplink(#[from] UplinkError),
 }
 
 impl CloneError {
     /// The result reason: `InvalidConfig` for bad input, `CloneFailed` otherwise.
     pub fn reason(&self) -> &'static str {
         match self {
-            CloneError::Config(_) | CloneError::Url(_) => "InvalidConfig",
+            CloneError::Config(_) | CloneError::Url(_) | CloneError::Uplink(UplinkError::Ssh(_)) => "InvalidConfig",
             _ => "CloneFailed",
         }
     }
@@ -90,6 +94,9 @@ pub struct CloneConfig {
     pub revision: Option<String>,
     /// The run's new branch.
     pub branch: String,
+    /// The pool's egress gateway, when the pod must reach the remote through it
+    /// ([`crate::uplink`]).
+    pub uplink: Option<Uplink>,
 }
 
 /// Checks a revision: no leading `-`, no whitespace or control characters, at most 255 bytes.
@@ -129,7 +136,12 @@ impl CloneConfig {
             .ok_or(ConfigError::Missing("PADDOCK_BRANCH"))?
             .to_string();
         validate_branch(&branch)?;
-        Ok(Self { url, revision, branch })
+        Ok(Self {
+            url,
+            revision,
+            branch,
+            uplink: Uplink::from_env(env),
+        })
     }
 }
 
@@ -142,12 +154,10 @@ pub struct Cloned {
     pub resolved: String,
 }
 
-fn fetch_options<'a>(creds: &'a GitCredentials, url: &RepoUrl) -> FetchOptions<'a> {
-    let mut proxy = ProxyOptions::new();
-    proxy.auto();
+fn fetch_options<'a>(creds: &'a GitCredentials, url: &RepoUrl, uplink: Option<&Uplink>) -> FetchOptions<'a> {
     let mut fo = FetchOptions::new();
     fo.remote_callbacks(creds.callbacks(url))
-        .proxy_options(proxy)
+        .proxy_options(proxy_options(uplink))
         .download_tags(AutotagOption::None);
     fo
 }
@@ -209,24 +219,31 @@ pub fn clone_workspace(cfg: &CloneConfig, creds: &GitCredentials, ws: &Workspace
     std::fs::create_dir_all(ws.root()).map_err(io(ws.root()))?;
     let source = ws.source();
     let repo = Repository::init(&source).map_err(git("init /workspace/source"))?;
+    let uplink = cfg.uplink.as_ref();
+    let remote_url = remote_url(&cfg.url, uplink)?;
+    if let Some(u) = uplink {
+        wait_ready(u)?;
+    }
 
     let default_branch = {
-        let mut remote = repo.remote_anonymous(cfg.url.as_str()).map_err(git("remote"))?;
-        let mut proxy = ProxyOptions::new();
-        proxy.auto();
+        let mut remote = repo.remote_anonymous(&remote_url).map_err(git("remote"))?;
         let conn = remote
-            .connect_auth(Direction::Fetch, Some(creds.callbacks(&cfg.url)), Some(proxy))
+            .connect_auth(
+                Direction::Fetch,
+                Some(creds.callbacks(&cfg.url)),
+                Some(proxy_options(uplink)),
+            )
             .map_err(git(format!("connect to {}", cfg.url.sanitized())))?;
         conn.default_branch()
             .ok()
             .and_then(|b| b.as_str().ok().map(str::to_string))
     };
 
-    let mut remote = repo.remote_anonymous(cfg.url.as_str()).map_err(git("remote"))?;
+    let mut remote = repo.remote_anonymous(&remote_url).map_err(git("remote"))?;
     remote
         .fetch(
             &["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
-            Some(&mut fetch_options(creds, &cfg.url)),
+            Some(&mut fetch_options(creds, &cfg.url, uplink)),
             None,
         )
         .map_err(git(format!("fetch {}", cfg.url.sanitized())))?;
@@ -234,7 +251,7 @@ pub fn clone_workspace(cfg: &CloneConfig, creds: &GitCredentials, ws: &Workspace
     let (commit, resolved) = match &cfg.revision {
         Some(rev) => {
             let id = resolve(&repo, rev, |sha| {
-                let _ = remote.fetch(&[sha], Some(&mut fetch_options(creds, &cfg.url)), None);
+                let _ = remote.fetch(&[sha], Some(&mut fetch_options(creds, &cfg.url, uplink)), None);
             })?;
             (id, rev.clone())
         }

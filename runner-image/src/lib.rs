@@ -11,6 +11,7 @@
 //! | native sidecar `gateway` | `paddock-runner gateway` | trusted, holds git credentials | [`gateway`] |
 //! | main `agent` | `paddock-runner run` | untrusted, no credentials | [`run`] |
 //! | (child of Claude Code) | `paddock-runner permission-prompt` | untrusted | [`mcp`] |
+//! | the pool's `<pool>-egress` Deployment | `paddock-runner egress` | trusted, outside the runner pods | [`egress`] |
 //!
 //! A pool's warm pods (`PADDOCK_WARM=true`) have no `clone` container: the gateway clones once
 //! the pod is claimed, and every setting that depends on the run arrives in a pod annotation
@@ -30,7 +31,8 @@
 //! `run` always ends with a `result` event and writes the same line (compact, at most 4096
 //! bytes) to `/dev/termination-log` (`PADDOCK_TERMINATION_LOG` overrides the path); `clone`
 //! does so only when it fails. Exit status: 0 when the run succeeded, 1 when it failed.
-#![forbid(unsafe_code)]
+// `unsafe` only where libgit2 needs it: registering the git-over-CONNECT transport (uplink.rs).
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod agent;
@@ -39,6 +41,7 @@ pub mod clone;
 pub mod commit;
 pub mod config;
 pub mod diff;
+pub mod egress;
 pub mod emit;
 pub mod gateway;
 pub mod gitcreds;
@@ -47,6 +50,7 @@ pub mod push;
 pub mod run;
 pub mod session;
 pub mod telemetry;
+pub mod uplink;
 pub mod warm;
 pub mod workspace;
 

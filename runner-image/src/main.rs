@@ -19,6 +19,9 @@ enum Command {
     Run,
     /// Sidecar `gateway`: hold the git credentials and serve push requests until SIGTERM.
     Gateway,
+    /// The pool's egress gateway (Deployment `<pool>-egress`): the proxy that is the runner
+    /// pods' only way out, for callers with the pool's token.
+    Egress,
     /// MCP server (stdio) for Claude Code's --permission-prompt-tool: gates tool calls that
     /// match PADDOCK_TOOL_RULES on an ApprovalGate.
     PermissionPrompt,
@@ -32,6 +35,7 @@ fn main() {
         Command::Clone => paddock_runner::clone::command(),
         Command::Run => paddock_runner::run::command(),
         Command::Gateway => paddock_runner::gateway::command(),
+        Command::Egress => paddock_runner::egress::command(),
         Command::PermissionPrompt => paddock_runner::mcp::command(),
         Command::Version => {
             let (major, minor, rev) = git2::Version::get().libgit2_version();

@@ -51,7 +51,9 @@ pub async fn serve(env: &Env) -> Result<(), GatewayError> {
     let push = push::PushService::from_env(env, ws)?;
     // The model routes and the egress proxy, when the pod has any (proxy.rs).
     let cfg = proxy::ProxyConfig::from_env(env)?;
-    let proxy_task = if cfg.routes.is_empty() && cfg.egress.is_none() {
+    // With an egress gateway the pod has no other way out: the proxy always runs, so that the
+    // agent's HTTP(S)_PROXY reaches the outside through the run's allowlist.
+    let proxy_task = if cfg.routes.is_empty() && cfg.egress.is_none() && cfg.uplink.is_none() {
         None
     } else {
         let p = proxy::Proxy::new(cfg).map_err(GatewayError::ProxyStart)?;

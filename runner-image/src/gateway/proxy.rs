@@ -145,8 +145,13 @@ impl Proxy {
     /// The HTTPS client cannot be built (no usable TLS roots).
     pub fn new(cfg: ProxyConfig) -> Result<Arc<Self>, String> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .no_proxy()
+        // Only the pool's egress gateway, never the process's proxy variables.
+        let builder = reqwest::Client::builder().no_proxy();
+        let builder = match &cfg.uplink {
+            Some(u) => builder.proxy(u.reqwest_proxy().map_err(|e| format!("bad egress gateway address: {e}"))?),
+            None => builder,
+        };
+        let client = builder
             .build()
             .map_err(|e| format!("cannot build the HTTPS client: {e}"))?;
         let limits = Limits {

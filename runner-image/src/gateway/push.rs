@@ -30,7 +30,8 @@ use std::cell::RefCell;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use git2::{Oid, ProxyOptions, PushOptions, Repository};
+use crate::uplink::{proxy_options, remote_url, Uplink};
+use git2::{Oid, PushOptions, Repository};
 use paddock_crds::events::RunnerEvent;
 use paddock_crds::gateway::{BranchFacts, BranchPurpose, GatewayLine, PushFacts};
 
@@ -180,6 +181,7 @@ pub struct PushService {
     secrets: Vec<String>,
     ws: Workspace,
     state: PathBuf,
+    uplink: Option<Uplink>,
 }
 
 /// The branch copied into a private repository: its tip.
@@ -224,6 +226,7 @@ impl PushService {
             secrets,
             ws,
             state: state_dir(env),
+            uplink: Uplink::from_env(env),
         })
     }
 
@@ -355,14 +358,15 @@ impl PushService {
                 }
                 Ok(())
             });
-            let mut proxy = ProxyOptions::new();
-            proxy.auto();
             let mut opts = PushOptions::new();
-            opts.remote_callbacks(cb).proxy_options(proxy);
+            opts.remote_callbacks(cb)
+                .proxy_options(proxy_options(self.uplink.as_ref()));
             self.creds
                 .check_transport(&self.url)
                 .map_err(|e| PushFailure::Io(std::io::Error::other(e.to_string())))?;
-            let mut remote = snap.repo.remote_anonymous(self.url.as_str()).map_err(git("remote"))?;
+            let url = remote_url(&self.url, self.uplink.as_ref())
+                .map_err(|e| PushFailure::Io(std::io::Error::other(e.to_string())))?;
+            let mut remote = snap.repo.remote_anonymous(&url).map_err(git("remote"))?;
             remote
                 .push(&[format!("{refname}:{refname}")], Some(&mut opts))
                 .map_err(git(format!("push to {}", self.url.sanitized())))?;

@@ -22,6 +22,7 @@ use kube::Resource;
 use kube_quantity::ParsedQuantity;
 
 use super::gateway;
+pub use crate::controller::runnerpool::egress::PodUplink;
 use paddock_crds::{AgentRun, ApprovalGate, ApprovalGateSpec, GatePolicy, GateRequest, GateStage, RunnerPool};
 use std::collections::BTreeMap;
 
@@ -408,6 +409,22 @@ fn run_egress(run: &AgentRun, pool: &RunnerPool) -> Result<Option<Vec<paddock_cr
     })
 }
 
+/// `sizeLimit` of the `workspace` (and `trusted-tmp`) emptyDir when the agent container has no
+/// `ephemeral-storage` limit: 20 GiB.
+pub const DEFAULT_WORKSPACE_LIMIT: &str = "20Gi";
+/// `sizeLimit` of the `home` and `tmp` emptyDirs: 4 GiB.
+pub const SMALL_VOLUME_LIMIT: &str = "4Gi";
+
+/// The workspace's `sizeLimit`: the agent container's `ephemeral-storage` limit (pool template or
+/// run override) when it has one, else [`DEFAULT_WORKSPACE_LIMIT`].
+pub fn workspace_size_limit(agent: Option<&ResourceRequirements>) -> Quantity {
+    agent
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("ephemeral-storage"))
+        .cloned()
+        .unwrap_or_else(|| Quantity(DEFAULT_WORKSPACE_LIMIT.into()))
+}
+
 /// What differs between a cold pod built for one run and a pool's warm pod.
 struct PodShape {
     /// Extra variables of the trusted containers (a cold pod's run settings).
@@ -521,16 +538,24 @@ fn runner_pod_spec(pool: &RunnerPool, shape: PodShape) -> PodSpec {
         ..Default::default()
     };
 
-    let empty = |name: &str| Volume {
+    // Every emptyDir has a size limit (the kubelet evicts a pod whose volume exceeds it), so one
+    // run cannot fill the node's disk; the root filesystems are read-only.
+    let workspace_limit = workspace_size_limit(agent.resources.as_ref());
+    let empty = |name: &str, limit: &Quantity| Volume {
         name: name.into(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(limit.clone()),
+            ..Default::default()
+        }),
         ..Default::default()
     };
+    let small_limit = Quantity(SMALL_VOLUME_LIMIT.into());
     let mut volumes = vec![
-        empty("workspace"),
-        empty("home"),
-        empty("tmp"),
-        empty("trusted-tmp"),
+        empty("workspace", &workspace_limit),
+        empty("home", &small_limit),
+        empty("tmp", &small_limit),
+        // The gateway's snapshot of the branch: at most the workspace's size.
+        empty("trusted-tmp", &workspace_limit),
         // The pod's own annotations, where ApprovalGate verdicts (and a warm pod's claim)
         // appear (updated by the kubelet).
         Volume {
@@ -738,13 +763,15 @@ pub fn warm_selector(pool: &str) -> String {
 }
 
 /// Hash (hex, 16 digits) of what a warm pod is built from: the pool's template, warm
-/// credentials and the operator's verdict key (a pod with another key could verify no claim).
+/// credentials, the operator's verdict key (a pod with another key could verify no claim) and
+/// the pool's egress gateway address and token.
 /// FNV-1a over the canonical JSON, stable across operator versions.
-pub fn warm_template_hash(pool: &RunnerPool, verdict_key: &str) -> String {
+pub fn warm_template_hash(pool: &RunnerPool, verdict_key: &str, uplink: Option<&PodUplink>) -> String {
     let input = serde_json::json!({
         "template": pool.spec.template,
         "credentials": pool.spec.warm.as_ref().and_then(|w| w.credentials_secret_ref.as_ref()).map(|r| &r.name),
         "verdictKey": verdict_key,
+        "uplink": uplink,
     })
     .to_string();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -757,8 +784,8 @@ pub fn warm_template_hash(pool: &RunnerPool, verdict_key: &str) -> String {
 
 /// Builds an idle warm pod of `pool`: its containers start and wait for a claim
 /// (`generateName: <pool>-warm-`, owned by the pool, labels [`warm_selector`]); `verdict_key`
-/// as for [`build_pod`].
-pub fn build_warm_pod(pool: &RunnerPool, verdict_key: &str) -> Pod {
+/// as for [`build_pod`]; `uplink` as for [`apply_uplink`].
+pub fn build_warm_pod(pool: &RunnerPool, verdict_key: &str, uplink: Option<&PodUplink>) -> Pod {
     let tpl = &pool.spec.template;
     let warm_routes = gateway::route_models(&tpl.env);
     let routed = !warm_routes.1.is_empty();
@@ -799,10 +826,13 @@ pub fn build_warm_pod(pool: &RunnerPool, verdict_key: &str) -> Pod {
         (paddock_crds::LABEL_WARM.to_string(), "idle".to_string()),
     ]);
     let mut annotations = tpl.annotations.clone();
-    annotations.insert(ANNOTATION_TEMPLATE_HASH.into(), warm_template_hash(pool, verdict_key));
+    annotations.insert(
+        ANNOTATION_TEMPLATE_HASH.into(),
+        warm_template_hash(pool, verdict_key, uplink),
+    );
     let mut owner = pool.controller_owner_ref(&()).unwrap_or_default();
     owner.block_owner_deletion = Some(true);
-    Pod {
+    let mut pod = Pod {
         metadata: ObjectMeta {
             generate_name: Some(format!("{pool_name}-warm-")),
             namespace: pool.metadata.namespace.clone(),
@@ -813,6 +843,37 @@ pub fn build_warm_pod(pool: &RunnerPool, verdict_key: &str) -> Pod {
         },
         spec: Some(spec),
         status: None,
+    };
+    if let Some(u) = uplink {
+        apply_uplink(&mut pod, u);
+    }
+    pod
+}
+
+/// Sends `pod` out through its pool's egress gateway, the only destination its NetworkPolicy
+/// allows ([`paddock_crds::egress`]): the trusted containers (`clone`, `gateway`) get the
+/// gateway's address and the pool's token; the agent container, which gets no token, gets
+/// `HTTP(S)_PROXY` on the pod's own gateway (loopback), which applies the run's allowlist and
+/// then uses the egress gateway itself. An agent's own proxy settings are kept.
+pub fn apply_uplink(pod: &mut Pod, uplink: &PodUplink) {
+    let Some(spec) = pod.spec.as_mut() else { return };
+    let trusted = [
+        env(paddock_crds::egress::PROXY_ENV, uplink.proxy.clone()),
+        env(paddock_crds::egress::TOKEN_ENV, uplink.token.clone()),
+    ];
+    for c in spec.init_containers.iter_mut().flatten() {
+        if c.name == "clone" || c.name == "gateway" {
+            c.env.get_or_insert_with(Vec::new).extend(trusted.iter().cloned());
+        }
+    }
+    for c in spec.containers.iter_mut().filter(|c| c.name == "agent") {
+        let vars = c.env.get_or_insert_with(Vec::new);
+        let extra: Vec<EnvVar> = gateway::proxy_env()
+            .into_iter()
+            .chain([gateway::gateway_url_env()])
+            .filter(|e| !vars.iter().any(|v| v.name == e.name))
+            .collect();
+        vars.splice(0..0, extra);
     }
 }
 
@@ -1372,10 +1433,96 @@ mod tests {
     }
 
     #[test]
+    fn every_emptydir_has_a_size_limit_and_the_workspace_follows_the_agents_storage_limit() {
+        let limits = |pod: &Pod| -> BTreeMap<String, String> {
+            pod.spec
+                .as_ref()
+                .unwrap()
+                .volumes
+                .iter()
+                .flatten()
+                .filter_map(|v| v.empty_dir.as_ref().map(|e| (v.name.clone(), e.size_limit.clone())))
+                .map(|(n, l)| (n, l.expect("every emptyDir has a sizeLimit").0))
+                .collect()
+        };
+        let pod = build_pod(&run(json!({})), &pool(vec![]), 1, "test-key").unwrap();
+        let l = limits(&pod);
+        assert_eq!(l.len(), 4, "{l:?}");
+        assert_eq!((l["workspace"].as_str(), l["trusted-tmp"].as_str()), ("20Gi", "20Gi"));
+        assert_eq!((l["home"].as_str(), l["tmp"].as_str()), ("4Gi", "4Gi"));
+        let mut p = pool(vec![]);
+        p.spec.template.resources = Some(ResourceRequirements {
+            limits: Some(quantities(&[("ephemeral-storage", "256Mi")])),
+            ..Default::default()
+        });
+        let l = limits(&build_pod(&run(json!({})), &p, 1, "test-key").unwrap());
+        assert_eq!(l["workspace"], "256Mi");
+        let l = limits(&build_warm_pod(&p, "test-key", None));
+        assert_eq!(l["workspace"], "256Mi", "warm pods too");
+    }
+
+    #[test]
+    fn only_the_trusted_containers_get_the_egress_token_and_the_agent_goes_through_the_pod_gateway() {
+        let uplink = PodUplink {
+            proxy: "http://10.96.0.50:3128".into(),
+            token: "pool-token".into(),
+        };
+        let r = run(json!({"agent": {"name": "shell", "env": [{"name": "HTTP_PROXY", "value": "http://own:1"}]}}));
+        let mut pod = build_pod(&r, &pool(vec![]), 1, "test-key").unwrap();
+        apply_uplink(&mut pod, &uplink);
+        let warm = build_warm_pod(&pool(vec![]), "test-key", Some(&uplink));
+        for pod in [&pod, &warm] {
+            let spec = pod.spec.as_ref().unwrap();
+            for c in spec.init_containers.as_ref().unwrap() {
+                let e = env_of(c);
+                assert_eq!(
+                    e[paddock_crds::egress::TOKEN_ENV].value.as_deref(),
+                    Some("pool-token"),
+                    "{}",
+                    c.name
+                );
+                assert_eq!(
+                    e[paddock_crds::egress::PROXY_ENV].value.as_deref(),
+                    Some("http://10.96.0.50:3128")
+                );
+            }
+            let agent = &spec.containers[0];
+            let e = env_of(agent);
+            assert!(
+                !e.contains_key(paddock_crds::egress::TOKEN_ENV),
+                "the agent never holds the token"
+            );
+            assert!(!e.contains_key(paddock_crds::egress::PROXY_ENV));
+            assert_eq!(e["HTTPS_PROXY"].value.as_deref(), Some("http://127.0.0.1:15001"));
+            let names: Vec<_> = agent.env.as_ref().unwrap().iter().map(|v| v.name.as_str()).collect();
+            let mut unique = names.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(
+                names.len(),
+                unique.len(),
+                "no duplicate variables (server-side apply refuses them)"
+            );
+        }
+        assert_eq!(
+            env_of(&pod.spec.as_ref().unwrap().containers[0])["HTTP_PROXY"]
+                .value
+                .as_deref(),
+            Some("http://own:1"),
+            "the run's own proxy setting is kept"
+        );
+        assert_ne!(
+            warm_template_hash(&pool(vec![]), "test-key", Some(&uplink)),
+            warm_template_hash(&pool(vec![]), "test-key", None),
+            "another egress gateway or token replaces idle warm pods"
+        );
+    }
+
+    #[test]
     fn warm_pod_waits_for_a_claim_and_the_claim_carries_the_run() {
         let mut p = pool(vec![]);
         p.metadata.uid = Some("pool-uid".into());
-        let warm = build_warm_pod(&p, "test-key");
+        let warm = build_warm_pod(&p, "test-key", None);
         let spec = warm.spec.as_ref().unwrap();
         let inits = spec.init_containers.as_ref().unwrap();
         assert_eq!(
@@ -1412,13 +1559,13 @@ mod tests {
         assert_eq!(meta.owner_references.as_ref().unwrap()[0].uid, "pool-uid");
         assert_eq!(
             meta.annotations.as_ref().unwrap()[ANNOTATION_TEMPLATE_HASH],
-            warm_template_hash(&p, "test-key")
+            warm_template_hash(&p, "test-key", None)
         );
-        let before = warm_template_hash(&p, "test-key");
+        let before = warm_template_hash(&p, "test-key", None);
         p.spec.template.image = "runner:2".into();
         assert_ne!(
             before,
-            warm_template_hash(&p, "test-key"),
+            warm_template_hash(&p, "test-key", None),
             "a template change replaces idle pods"
         );
 

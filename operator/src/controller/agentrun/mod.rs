@@ -428,6 +428,24 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
         }
     };
 
+    // The pod's only way out: the pool's egress gateway (applied here too, so the first run of a
+    // new pool need not wait for the pool's own reconcile).
+    let Some(uplink) = crate::controller::runnerpool::egress::reconcile_egress(&pool, ctx).await? else {
+        transition(
+            run,
+            out,
+            Phase::Pending,
+            "WaitingForEgressGateway",
+            &format!(
+                "Service {} of pool {pool_name} has no cluster IP yet",
+                paddock_crds::egress::gateway_name(&pool_name)
+            ),
+        );
+        out.action = Action::requeue(Duration::from_secs(2));
+        return Ok(());
+    };
+    build::apply_uplink(&mut pod, &uplink);
+
     // Kueue: a run with a LocalQueue starts only once Kueue admits its Workload.
     let mut warm_allowed = true;
     if let Some(queue) = kueue::queue_name(run) {
@@ -541,7 +559,7 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
 
     // Claim a warm pod, or create this one.
     let claimed = if warm_allowed {
-        warm::claim(ctx, run, &pool, attempt, &prompt_text).await?
+        warm::claim(ctx, run, &pool, attempt, &prompt_text, &uplink).await?
     } else {
         warm::Claimed::Cold(Some("Kueue's flavor places the pod on other nodes".into()))
     };

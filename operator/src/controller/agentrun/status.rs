@@ -124,6 +124,18 @@ pub fn classify_pod(pod: &Pod) -> PodState {
         };
     }
     if matches!(status.reason.as_deref(), Some("Evicted") | Some("Preempting")) {
+        let message = status.message.clone().unwrap_or_default();
+        // The kubelet's words for a volume or the pod over its storage limit
+        // (pkg/kubelet/eviction: "Usage of EmptyDir volume … exceeds the limit …", "… ephemeral
+        // local storage usage exceeds …"): the run's own doing, not retried.
+        if message.contains("exceeds the limit") || message.contains("ephemeral local storage") {
+            return PodState::Finished {
+                phase: Phase::Failed,
+                reason: "StorageLimitExceeded".into(),
+                message,
+                result: None,
+            };
+        }
         return PodState::Finished {
             phase: Phase::Failed,
             reason: "PodEvicted".into(),
@@ -417,6 +429,18 @@ mod tests {
                 Phase::Failed,
                 "PodEvicted",
                 "the runner pod was evicted",
+            ),
+            (
+                "a volume over its sizeLimit: the run's doing, not retried",
+                {
+                    let mut p = pod("Failed", Some("Evicted"), vec![], vec![]);
+                    p.status.as_mut().unwrap().message =
+                        Some("Usage of EmptyDir volume \"workspace\" exceeds the limit \"256Mi\". ".into());
+                    p
+                },
+                Phase::Failed,
+                "StorageLimitExceeded",
+                "Usage of EmptyDir volume \"workspace\" exceeds the limit \"256Mi\". ",
             ),
         ];
         for (name, p, phase, reason, message) in cases {

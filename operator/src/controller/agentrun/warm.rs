@@ -41,8 +41,13 @@ fn label<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
 
 /// Idle warm pods of `pool` among `pods` that a run may claim now: ready, not terminating,
 /// built from the pool's current template and `verdict_key`; oldest first.
-pub fn claimable<'a>(pods: &'a [Pod], pool: &RunnerPool, verdict_key: &str) -> Vec<&'a Pod> {
-    let hash = build::warm_template_hash(pool, verdict_key);
+pub fn claimable<'a>(
+    pods: &'a [Pod],
+    pool: &RunnerPool,
+    verdict_key: &str,
+    uplink: Option<&build::PodUplink>,
+) -> Vec<&'a Pod> {
+    let hash = build::warm_template_hash(pool, verdict_key, uplink);
     let mut out: Vec<&Pod> = pods
         .iter()
         .filter(|p| label(p, LABEL_WARM) == Some("idle"))
@@ -108,6 +113,7 @@ pub async fn claim(
     pool: &RunnerPool,
     attempt: u32,
     prompt: &str,
+    uplink: &build::PodUplink,
 ) -> Result<Claimed> {
     if pool.spec.warm.as_ref().is_none_or(|w| w.replicas == 0) {
         return Ok(Claimed::Cold(None));
@@ -146,7 +152,7 @@ pub async fn claim(
         field_manager: Some(MANAGER_AGENTRUN.into()),
         ..Default::default()
     };
-    for pod in claimable(&list.items, pool, &ctx.verdict_key()) {
+    for pod in claimable(&list.items, pool, &ctx.verdict_key(), Some(uplink)) {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let patch = claim_patch(
             run,
@@ -202,7 +208,7 @@ mod tests {
     }
 
     fn warm_pod(name: &str, created: i64, ready: bool, pool: &RunnerPool) -> Pod {
-        let mut p = build::build_warm_pod(pool, "test-key");
+        let mut p = build::build_warm_pod(pool, "test-key", None);
         p.metadata.name = Some(name.into());
         p.metadata.resource_version = Some(format!("rv-{name}"));
         p.metadata.creation_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::from_second(created).unwrap()));
@@ -236,7 +242,7 @@ mod tests {
             stale,
             claimed,
         ];
-        let names: Vec<_> = claimable(&pods, &p, "test-key")
+        let names: Vec<_> = claimable(&pods, &p, "test-key", None)
             .iter()
             .map(|p| p.metadata.name.clone().unwrap())
             .collect();

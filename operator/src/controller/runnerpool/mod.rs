@@ -1,7 +1,9 @@
 //! The RunnerPool controller: keeps the pool's warm pods at `spec.warm.replicas` (creating
 //! missing ones, deleting surplus, stale and dead idle ones) and its status — `running`,
 //! `queued` (from the AgentRun cache), `warmReady`, `warmTotal`, `warmSelector` and the `Ready`
-//! condition.
+//! condition — and the pool's egress gateway with its NetworkPolicies ([`egress`]).
+
+pub mod egress;
 
 use crate::context::{Context, MANAGER_POOL};
 use crate::controller::agentrun::build::{
@@ -66,7 +68,12 @@ pub async fn reconcile(pool: Arc<RunnerPool>, ctx: Arc<Context>) -> Result<Actio
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = pool.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
     let (running, queued) = count_runs(&ctx.runs.state(), &ns, &name);
-    let (warm_total, warm_ready) = reconcile_warm(&pool, &ctx, &ns, &name).await?;
+    let uplink = egress::reconcile_egress(&pool, &ctx).await?;
+    let (warm_total, warm_ready) = match &uplink {
+        Some(u) => reconcile_warm(&pool, &ctx, &ns, &name, u).await?,
+        // The Service has no cluster IP yet: warm pods wait for it.
+        None => (0, 0),
+    };
     let old = pool.status.clone().unwrap_or_default();
     let desired = pool.spec.warm.as_ref().map_or(0, |w| w.replicas);
     let mut st = RunnerPoolStatus {
@@ -173,7 +180,13 @@ pub fn plan_warm(pods: &[Pod], desired: u32, hash: &str) -> WarmPlan {
 /// Brings the pool's idle warm pods to `spec.warm.replicas`; returns `(total, ready)` after the
 /// changes (created pods count in total, not in ready). Lists the pool's idle pods from the API
 /// (not a cache), so a pod created by the previous pass is never created twice.
-async fn reconcile_warm(pool: &RunnerPool, ctx: &Context, ns: &str, name: &str) -> Result<(u32, u32)> {
+async fn reconcile_warm(
+    pool: &RunnerPool,
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    uplink: &egress::PodUplink,
+) -> Result<(u32, u32)> {
     let desired = pool.spec.warm.as_ref().map_or(0, |w| w.replicas);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let had_warm = pool.status.as_ref().is_some_and(|s| s.warm_total > 0);
@@ -181,7 +194,11 @@ async fn reconcile_warm(pool: &RunnerPool, ctx: &Context, ns: &str, name: &str) 
         return Ok((0, 0));
     }
     let idle = pods.list(&ListParams::default().labels(&warm_selector(name))).await?;
-    let plan = plan_warm(&idle.items, desired, &warm_template_hash(pool, &ctx.verdict_key()));
+    let plan = plan_warm(
+        &idle.items,
+        desired,
+        &warm_template_hash(pool, &ctx.verdict_key(), Some(uplink)),
+    );
     for victim in &plan.delete {
         match pods.delete(victim, &DeleteParams::default()).await {
             Ok(_) => {}
@@ -190,7 +207,7 @@ async fn reconcile_warm(pool: &RunnerPool, ctx: &Context, ns: &str, name: &str) 
         }
     }
     if plan.create > 0 {
-        let pod = build_warm_pod(pool, &ctx.verdict_key());
+        let pod = build_warm_pod(pool, &ctx.verdict_key(), Some(uplink));
         let params = PostParams {
             field_manager: Some(MANAGER_POOL.into()),
             ..Default::default()

@@ -116,6 +116,9 @@ pub struct ProxyConfig {
     pub queue_wait: Duration,
     /// Client connections open at once (`PADDOCK_GATEWAY_MAX_CONNECTIONS`, ≥ 1).
     pub max_connections: usize,
+    /// The pool's egress gateway: every upstream connection goes through it
+    /// ([`crate::uplink`]); `None`: direct.
+    pub uplink: Option<crate::uplink::Uplink>,
 }
 
 fn invalid(name: &'static str, reason: impl ToString) -> ProxyConfigError {
@@ -156,6 +159,7 @@ impl ProxyConfig {
             max_inflight: DEFAULT_MAX_INFLIGHT,
             queue_wait: Duration::from_secs(DEFAULT_QUEUE_SECONDS),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            uplink: None,
         }
     }
 
@@ -246,6 +250,7 @@ impl ProxyConfig {
             prices,
             secrets: env.secrets(),
             control_dir: crate::workspace::Workspace::from_env(env).control(),
+            uplink: crate::uplink::Uplink::from_env(env),
             state_dir,
             owner,
             max_body_bytes: to_usize(positive(

@@ -68,7 +68,11 @@ impl Proxy {
             let Ok(_slot) = self.connections.clone().acquire_owned().await else {
                 return;
             };
-            let Ok(mut upstream) = TcpStream::connect((host.as_str(), port)).await else {
+            let upstream = match &self.cfg.uplink {
+                Some(u) => u.connect_async(&host, port).await,
+                None => TcpStream::connect((host.as_str(), port)).await,
+            };
+            let Ok(mut upstream) = upstream else {
                 return;
             };
             let _ = upstream.set_nodelay(true);

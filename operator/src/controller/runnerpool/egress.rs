@@ -1,0 +1,375 @@
+//! A pool's egress gateway and the NetworkPolicies that make it the runner pods' only way out
+//! ([`paddock_crds::egress`], docs/security.md "Egress"). Desired objects are pure
+//! ([`desired`]); [`reconcile_egress`] server-side applies them (field manager
+//! [`MANAGER_POOL`]), owned by the pool, only when they changed since this process last applied
+//! them.
+//!
+//! - Deployment and Service `<pool>-egress` (ClusterIP, port 3128): `paddock-runner egress` in
+//!   the pool's image, restricted Pod Security, no service account token.
+//! - NetworkPolicy `<pool>-runners`: the pool's runner pods (cold and warm) may open connections
+//!   only to the pool's egress gateway pods on TCP 3128 (no DNS, no Service, node, API server or
+//!   metadata address) and accept none.
+//! - NetworkPolicy `<pool>-egress`: the egress gateway accepts connections only from the pool's
+//!   runner pods, on TCP 3128.
+
+use crate::context::{Context, MANAGER_POOL};
+use crate::error::Result;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements,
+    SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, Patch, PatchParams};
+use kube::Resource;
+use paddock_crds::egress::{self as contract, PORT};
+use paddock_crds::RunnerPool;
+use std::collections::BTreeMap;
+
+/// Where a runner pod's trusted containers leave the pod: the pool's egress gateway.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PodUplink {
+    /// `http://<clusterIP>:3128` ([`contract::PROXY_ENV`]).
+    pub proxy: String,
+    /// The pool's token ([`contract::TOKEN_ENV`]).
+    pub token: String,
+}
+
+/// The four objects of a pool's egress gateway.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EgressObjects {
+    /// `<pool>-egress`.
+    pub deployment: Deployment,
+    /// `<pool>-egress`, ClusterIP.
+    pub service: Service,
+    /// `<pool>-runners`.
+    pub runners_policy: NetworkPolicy,
+    /// `<pool>-egress`.
+    pub gateway_policy: NetworkPolicy,
+}
+
+/// Labels selecting the pool's runner pods (cold and warm; [`crate::controller::agentrun::build`]).
+pub fn runner_labels(pool: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), contract::RUNNER_APP_NAME.into()),
+        (paddock_crds::LABEL_POOL.into(), pool.into()),
+    ])
+}
+
+/// Labels of the pool's egress gateway pods.
+pub fn gateway_labels(pool: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), contract::APP_NAME.into()),
+        (paddock_crds::LABEL_POOL.into(), pool.into()),
+    ])
+}
+
+fn selector(labels: BTreeMap<String, String>) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(labels),
+        ..Default::default()
+    }
+}
+
+fn port_3128() -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(IntOrString::Int(i32::from(PORT))),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+        .collect()
+}
+
+/// The desired objects of `pool`'s egress gateway serving `token`.
+pub fn desired(pool: &RunnerPool, token: &str) -> EgressObjects {
+    let name = pool.metadata.name.clone().unwrap_or_default();
+    let gw = contract::gateway_name(&name);
+    let mut owner: OwnerReference = pool.controller_owner_ref(&()).unwrap_or_default();
+    owner.block_owner_deletion = Some(true);
+    let meta = |n: String, labels: BTreeMap<String, String>| ObjectMeta {
+        name: Some(n),
+        namespace: pool.metadata.namespace.clone(),
+        labels: Some(labels),
+        owner_references: Some(vec![owner.clone()]),
+        ..Default::default()
+    };
+    let mut object_labels = gateway_labels(&name);
+    object_labels.insert("app.kubernetes.io/managed-by".into(), "paddock".into());
+    let tpl = &pool.spec.template;
+    let container = Container {
+        name: "egress".into(),
+        image: Some(tpl.image.clone()),
+        image_pull_policy: Some(tpl.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into())),
+        args: Some(vec!["egress".into()]),
+        env: Some(vec![EnvVar {
+            name: contract::TOKEN_ENV.into(),
+            value: Some(token.into()),
+            value_from: None,
+        }]),
+        ports: Some(vec![ContainerPort {
+            name: Some("proxy".into()),
+            container_port: i32::from(PORT),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(&[("cpu", "20m"), ("memory", "32Mi")])),
+            limits: Some(quantities(&[("cpu", "1"), ("memory", "256Mi")])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let deployment = Deployment {
+        metadata: meta(gw.clone(), object_labels.clone()),
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            selector: selector(gateway_labels(&name)),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(object_labels.clone()),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(crate::controller::agentrun::build::RUNNER_UID),
+                        run_as_group: Some(crate::controller::agentrun::build::RUNNER_UID),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            localhost_profile: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    containers: vec![container],
+                    runtime_class_name: tpl.runtime_class_name.clone(),
+                    node_selector: (!tpl.node_selector.is_empty()).then(|| tpl.node_selector.clone()),
+                    tolerations: (!tpl.tolerations.is_empty()).then(|| tpl.tolerations.clone()),
+                    termination_grace_period_seconds: Some(5),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let service = Service {
+        metadata: meta(gw.clone(), object_labels.clone()),
+        spec: Some(ServiceSpec {
+            selector: Some(gateway_labels(&name)),
+            ports: Some(vec![ServicePort {
+                name: Some("proxy".into()),
+                port: i32::from(PORT),
+                target_port: Some(IntOrString::Int(i32::from(PORT))),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let runners_policy = NetworkPolicy {
+        metadata: meta(contract::runners_policy_name(&name), object_labels.clone()),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(selector(runner_labels(&name))),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(vec![]),
+            egress: Some(vec![NetworkPolicyEgressRule {
+                to: Some(vec![NetworkPolicyPeer {
+                    pod_selector: Some(selector(gateway_labels(&name))),
+                    ..Default::default()
+                }]),
+                ports: Some(vec![port_3128()]),
+            }]),
+        }),
+    };
+    let gateway_policy = NetworkPolicy {
+        metadata: meta(contract::gateway_policy_name(&name), object_labels),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(selector(gateway_labels(&name))),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    pod_selector: Some(selector(runner_labels(&name))),
+                    ..Default::default()
+                }]),
+                ports: Some(vec![port_3128()]),
+            }]),
+            egress: None,
+        }),
+    };
+    EgressObjects {
+        deployment,
+        service,
+        runners_policy,
+        gateway_policy,
+    }
+}
+
+/// The pool's token, derived from the operator's key ([`contract::token_message`]).
+pub fn token(ctx: &Context, pool: &RunnerPool) -> String {
+    let message = contract::token_message(
+        pool.metadata.namespace.as_deref().unwrap_or_default(),
+        pool.metadata.name.as_deref().unwrap_or_default(),
+        pool.metadata.uid.as_deref().unwrap_or_default(),
+    );
+    contract::token_from_signature(&ctx.signer.sign(&message))
+}
+
+fn fingerprint(objects: &EgressObjects) -> u64 {
+    let input = serde_json::to_string(&(
+        &objects.deployment,
+        &objects.service,
+        &objects.runners_policy,
+        &objects.gateway_policy,
+    ))
+    .unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in input.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+async fn apply<K>(api: Api<K>, name: &str, obj: &K) -> Result<K>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut value = serde_json::to_value(obj)?;
+    value["apiVersion"] = K::api_version(&()).into();
+    value["kind"] = K::kind(&()).into();
+    Ok(api
+        .patch(name, &PatchParams::apply(MANAGER_POOL).force(), &Patch::Apply(&value))
+        .await?)
+}
+
+/// Applies `pool`'s egress gateway and policies when they differ from what this process last
+/// applied, and returns the pods' uplink (the Service's cluster IP and the token).
+///
+/// # Errors
+/// Transient API errors.
+pub async fn reconcile_egress(pool: &RunnerPool, ctx: &Context) -> Result<Option<PodUplink>> {
+    let ns = pool.metadata.namespace.clone().unwrap_or_default();
+    let name = pool.metadata.name.clone().unwrap_or_default();
+    let key = format!("{ns}/{name}");
+    let token = token(ctx, pool);
+    let objects = desired(pool, &token);
+    let fp = fingerprint(&objects);
+    if let Some((applied, uplink)) = ctx.egress_applied(&key) {
+        if applied == fp {
+            return Ok(Some(uplink));
+        }
+    }
+    let client = ctx.client.clone();
+    let gw = contract::gateway_name(&name);
+    // Policies first: no runner pod of the pool is ever unconfined once the gateway exists.
+    apply(
+        Api::<NetworkPolicy>::namespaced(client.clone(), &ns),
+        &contract::runners_policy_name(&name),
+        &objects.runners_policy,
+    )
+    .await?;
+    apply(
+        Api::<NetworkPolicy>::namespaced(client.clone(), &ns),
+        &contract::gateway_policy_name(&name),
+        &objects.gateway_policy,
+    )
+    .await?;
+    apply(
+        Api::<Deployment>::namespaced(client.clone(), &ns),
+        &gw,
+        &objects.deployment,
+    )
+    .await?;
+    let svc = apply(Api::<Service>::namespaced(client, &ns), &gw, &objects.service).await?;
+    let Some(ip) = svc
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .filter(|ip| !ip.is_empty() && ip != "None")
+    else {
+        return Ok(None);
+    };
+    let uplink = PodUplink {
+        proxy: format!("http://{ip}:{PORT}"),
+        token,
+    };
+    ctx.set_egress_applied(&key, fp, uplink.clone());
+    Ok(Some(uplink))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> RunnerPool {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "RunnerPool",
+            "metadata": {"name": "p1", "namespace": "team-a", "uid": "u-1"},
+            "spec": {"template": {"image": "paddock-runner:dev"}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn runner_pods_may_reach_only_their_pools_egress_gateway() {
+        let o = desired(&pool(), "tok");
+        let np = o.runners_policy.spec.unwrap();
+        assert_eq!(np.pod_selector.unwrap().match_labels.unwrap(), runner_labels("p1"));
+        assert_eq!(np.policy_types.unwrap(), ["Ingress", "Egress"]);
+        assert_eq!(np.ingress.unwrap(), vec![], "nothing may connect to a runner pod");
+        let egress = np.egress.unwrap();
+        assert_eq!(egress.len(), 1, "one rule: no DNS, no ipBlock");
+        let to = egress[0].to.clone().unwrap();
+        assert_eq!(to.len(), 1);
+        assert!(to[0].ip_block.is_none() && to[0].namespace_selector.is_none());
+        assert_eq!(
+            to[0].pod_selector.clone().unwrap().match_labels.unwrap(),
+            gateway_labels("p1")
+        );
+        assert_eq!(egress[0].ports.clone().unwrap(), vec![port_3128()]);
+        // The gateway admits only the pool's runner pods.
+        let gp = o.gateway_policy.spec.unwrap();
+        let from = gp.ingress.unwrap()[0].from.clone().unwrap();
+        assert_eq!(
+            from[0].pod_selector.clone().unwrap().match_labels.unwrap(),
+            runner_labels("p1")
+        );
+        // The Deployment's pods are the ones the policies select, and hold the token.
+        let d = o.deployment.spec.unwrap();
+        let labels = d.template.metadata.unwrap().labels.unwrap();
+        assert!(gateway_labels("p1").iter().all(|(k, v)| labels.get(k) == Some(v)));
+        let c = &d.template.spec.unwrap().containers[0];
+        assert_eq!(c.args.clone().unwrap(), ["egress"]);
+        assert_eq!(c.env.clone().unwrap()[0].value.as_deref(), Some("tok"));
+        assert_eq!(o.service.spec.unwrap().selector.unwrap(), gateway_labels("p1"));
+        assert_eq!(
+            o.service.metadata.owner_references.unwrap()[0].uid,
+            "u-1",
+            "owned by the pool"
+        );
+    }
+}

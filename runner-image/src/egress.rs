@@ -1,0 +1,288 @@
+//! `paddock-runner egress` — the pool's egress gateway ([`paddock_crds::egress`]): a Deployment
+//! `<pool>-egress` outside the runner pods, the only destination their NetworkPolicy allows.
+//!
+//! An HTTP proxy for the runner pods' trusted containers: `CONNECT host:port` tunnels and
+//! absolute-form `http://` requests, each only with the pool's token as proxy credentials
+//! (`Proxy-Authorization: Basic base64("paddock:<token>")`); anything else gets
+//! `407 Proxy Authentication Required` (RFC 9110 §15.5.8) and is counted. It applies no
+//! allowlist of its own: the run's allowlist, keys and budgets are the pod gateway's, which is
+//! the only holder of the token besides the `clone` step.
+//!
+//! Env: [`paddock_crds::egress::TOKEN_ENV`] (required), `PADDOCK_EGRESS_LISTEN` (default
+//! `0.0.0.0:3128`). Output: one JSON line per refused caller (`{"type":"egress_unauthorized",
+//! "peer":…}`, the first 100) and a summary line on SIGTERM. Exit: 0 on SIGTERM/SIGINT, 1 when
+//! the configuration is invalid or the port cannot be bound.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use paddock_crds::egress::{proxy_authorization, PORT, TOKEN_ENV};
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::Env;
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Refusals logged one by one; later ones are only counted.
+pub const MAX_LOGGED_REFUSALS: u64 = 100;
+
+/// Errors that stop the egress gateway from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum EgressError {
+    /// No token configured.
+    #[error("{TOKEN_ENV} is not set: the egress gateway serves only callers with the pool's token")]
+    NoToken,
+    /// `PADDOCK_EGRESS_LISTEN` is not `ip:port`.
+    #[error("PADDOCK_EGRESS_LISTEN={0} is not an ip:port")]
+    Listen(String),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    /// The port cannot be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// The running egress gateway.
+pub struct EgressGateway {
+    expected: HeaderValue,
+    client: reqwest::Client,
+    tunnels: AtomicU64,
+    requests: AtomicU64,
+    refused: AtomicU64,
+}
+
+fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()).map_err(|e: Infallible| match e {}).boxed());
+    *r.status_mut() = status;
+    r
+}
+
+/// Equal in time independent of where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+impl EgressGateway {
+    /// A gateway that serves callers presenting `token`.
+    ///
+    /// # Errors
+    /// [`EgressError::NoToken`] for an empty token; [`EgressError::Client`].
+    pub fn new(token: &str) -> Result<Arc<Self>, EgressError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(EgressError::NoToken);
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| EgressError::Client(e.to_string()))?;
+        let expected =
+            HeaderValue::from_str(&proxy_authorization(token)).map_err(|e| EgressError::Client(e.to_string()))?;
+        Ok(Arc::new(Self {
+            expected,
+            client,
+            tunnels: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }))
+    }
+
+    /// `(tunnels, plain requests, refused callers)` so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (
+            self.tunnels.load(Ordering::Relaxed),
+            self.requests.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Accepts connections on `listener` until the task is dropped.
+    ///
+    /// # Errors
+    /// Accepting fails.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (stream, peer) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            let me = self.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let me = me.clone();
+                    async move { Ok::<_, Infallible>(me.handle(req, peer).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    }
+
+    fn authorized(&self, req: &Request<Incoming>) -> bool {
+        req.headers()
+            .get(hyper::header::PROXY_AUTHORIZATION)
+            .is_some_and(|v| same(v.as_bytes(), self.expected.as_bytes()))
+    }
+
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if !self.authorized(&req) {
+            let n = self.refused.fetch_add(1, Ordering::Relaxed);
+            if n < MAX_LOGGED_REFUSALS {
+                println!(
+                    "{}",
+                    json!({"type": "egress_unauthorized", "peer": peer.to_string(), "method": req.method().as_str()})
+                );
+            }
+            let mut r = full(
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                "paddock egress gateway: only the pod's trusted containers may use this proxy\n",
+            );
+            r.headers_mut().insert(
+                hyper::header::PROXY_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"paddock-egress\""),
+            );
+            return r;
+        }
+        if req.method() == Method::CONNECT {
+            return self.tunnel(req);
+        }
+        if req.uri().scheme_str() == Some("http") {
+            return self.forward(req).await;
+        }
+        full(
+            StatusCode::BAD_REQUEST,
+            "paddock egress gateway: send CONNECT host:port or an absolute http:// URL\n",
+        )
+    }
+
+    fn tunnel(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let Some(auth) = req.uri().authority().cloned() else {
+            return full(StatusCode::BAD_REQUEST, "CONNECT needs host:port\n");
+        };
+        let host = auth.host().trim_start_matches('[').trim_end_matches(']').to_string();
+        let port = auth.port_u16().unwrap_or(443);
+        self.tunnels.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let Ok(upgraded) = hyper::upgrade::on(req).await else {
+                return;
+            };
+            let Ok(mut upstream) = TcpStream::connect((host.as_str(), port)).await else {
+                return;
+            };
+            let _ = upstream.set_nodelay(true);
+            let mut client = TokioIo::new(upgraded);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        });
+        Response::new(Empty::new().map_err(|e: Infallible| match e {}).boxed())
+    }
+
+    async fn forward(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let url = req.uri().to_string();
+        let (parts, body) = req.into_parts();
+        let mut headers = parts.headers;
+        for h in HOP_BY_HOP {
+            headers.remove(*h);
+        }
+        let stream = body
+            .into_data_stream()
+            .map(|c| c.map_err(|e| std::io::Error::other(e.to_string())));
+        match self
+            .client
+            .request(parts.method, &url)
+            .headers(headers)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+        {
+            Ok(resp) => {
+                let mut builder = Response::builder().status(resp.status().as_u16());
+                for (k, v) in resp.headers() {
+                    if !HOP_BY_HOP.contains(&k.as_str()) {
+                        builder = builder.header(k, v);
+                    }
+                }
+                let body = resp
+                    .bytes_stream()
+                    .map(|c| c.map(Frame::data).map_err(|e| std::io::Error::other(e.to_string())));
+                builder
+                    .body(BodyExt::boxed(StreamBody::new(body)))
+                    .unwrap_or_else(|e| full(StatusCode::BAD_GATEWAY, format!("paddock egress gateway: {e}\n")))
+            }
+            Err(e) => full(StatusCode::BAD_GATEWAY, format!("paddock egress gateway: {e}\n")),
+        }
+    }
+}
+
+/// Entry point of `paddock-runner egress`: serves until SIGTERM/SIGINT; returns the exit code.
+pub fn command() -> i32 {
+    let env = Env::from_process();
+    let run = async {
+        let listen = env
+            .get("PADDOCK_EGRESS_LISTEN")
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("0.0.0.0:{PORT}"));
+        let addr: SocketAddr = listen.parse().map_err(|_| EgressError::Listen(listen.clone()))?;
+        let gw = EgressGateway::new(env.get(TOKEN_ENV).unwrap_or_default())?;
+        let listener = TcpListener::bind(addr).await.map_err(|e| EgressError::Bind(addr, e))?;
+        eprintln!("paddock-runner egress: serving on {addr}");
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| EgressError::Bind(addr, e))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| EgressError::Bind(addr, e))?;
+        tokio::select! {
+            r = gw.clone().serve(listener) => { if let Err(e) = r { eprintln!("paddock-runner egress: {e}"); } }
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        let (tunnels, requests, refused) = gw.counts();
+        println!(
+            "{}",
+            json!({"type": "egress_summary", "tunnels": tunnels, "requests": requests, "refused": refused})
+        );
+        Ok::<(), EgressError>(())
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("paddock-runner egress: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(run) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("paddock-runner egress: {e}");
+            1
+        }
+    }
+}
