@@ -469,6 +469,21 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The phase as written in `status.phase`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Queued => "Queued",
+            Phase::AwaitingApproval => "AwaitingApproval",
+            Phase::Running => "Running",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Cancelled => "Cancelled",
+            Phase::TimedOut => "TimedOut",
+            Phase::Rejected => "Rejected",
+        }
+    }
+
     /// Whether the run has ended (no further transitions).
     pub fn is_terminal(self) -> bool {
         matches!(

@@ -350,6 +350,18 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
         match gate.status.as_ref().and_then(|s| s.state) {
             Some(GateState::Approved) => {}
             Some(GateState::Expired) if approve_on_expiry => {}
+            // Withdrawn only for a run that ended or is gone; should this run still see it, it
+            // was not approved.
+            Some(GateState::Withdrawn) => {
+                transition(
+                    run,
+                    out,
+                    Phase::Rejected,
+                    "GateWithdrawn",
+                    &format!("ApprovalGate {gname} was withdrawn without a decision"),
+                );
+                return Ok(());
+            }
             Some(GateState::Expired) => {
                 transition(
                     run,
