@@ -47,6 +47,7 @@ pub mod push;
 pub mod run;
 pub mod session;
 pub mod telemetry;
+pub mod toolrule;
 pub mod warm;
 pub mod workspace;
 
