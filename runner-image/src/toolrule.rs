@@ -585,6 +585,28 @@ mod tests {
         }
     }
 
+    /// Arbitrary lines of shell punctuation (a fixed pseudo-random sequence) never panic, in
+    /// reading or in matching.
+    #[test]
+    fn odd_lines_never_panic() {
+        let alphabet: Vec<char> = "ab -\\'\"`$(){};&|<>#=*?[]\n\té/".chars().collect();
+        let pattern = pattern_words("rm -rf *").unwrap();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 40) as usize;
+            let line: String = (0..len)
+                .map(|i| alphabet[((seed >> (i % 48)) as usize + i * 7) % alphabet.len()])
+                .collect();
+            for cmd in Commands::read(&line).iter() {
+                let _ = command_matches(&pattern, cmd);
+            }
+            let _ = pattern_words(&line);
+        }
+    }
+
     #[test]
     fn reading_is_bounded() {
         // Many commands, deep nesting, a wrapper with many words: bounded output.
