@@ -26,8 +26,9 @@
 #                     else $PADDOCK_CONTAINERD_ADDRESS, else the e2e cluster's
 #                     (/run/paddock-cluster/containerd/containerd.sock, imported through
 #                     e2e/cluster/import-image.sh), else /run/containerd/containerd.sock
-#   --verify          after --import (implied), run `paddock-runner --version`, `git --version` and
-#                     each npm and pip CLI's `--version` in the imported image with ctr: image user,
+#   --verify          after --import (implied), run `paddock-runner --version`, `git --version`,
+#                     each npm and pip CLI's `--version` and each EVERYDAY_TOOLS command (`curl
+#                     --version`, …) in the imported image with ctr: image user,
 #                     read-only root, no capabilities, seccomp, writable HOME, /tmp, /workspace
 #   --rebuild-base    ignore the cached base layer and build it again
 #   --base-only       build (or find cached) the base layer and stop: no runner binary needed, so
@@ -437,6 +438,13 @@ if [ "$DO_VERIFY" = 1 ]; then
     || die "verify: listing the pip CLIs in $IMAGE_REF failed: $pip_bins"
   verify_cmds=("/usr/local/bin/paddock-runner --version" "git --version")
   for bin in $npm_bins $pip_bins; do verify_cmds+=("$bin --version"); done
+  # The everyday tools of DEBIAN_PACKAGES (EVERYDAY_TOOLS in contents.env) run too.
+  for tool in ${EVERYDAY_TOOLS:-}; do
+    case $tool in
+      unzip) verify_cmds+=("unzip -v") ;;
+      *) verify_cmds+=("$tool --version") ;;
+    esac
+  done
   n=0
   for cmd in "${verify_cmds[@]}"; do
     [ -n "$cmd" ] || continue

@@ -333,10 +333,11 @@ pub struct ApprovalsSpec {
     /// `Rejected` with nothing pushed. Needs `output.push: true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before_push: Option<GatePolicy>,
-    /// Risky actions: a tool call the agent CLI would ask permission for and that matches one of
-    /// `rules` stops at an ApprovalGate of stage `ToolUse`; approve lets it run, reject makes the
-    /// CLI see a denial. Supported for `claude-code` (its `--permission-prompt-tool`, served by
-    /// the runner); see docs/approvals.md for what each CLI can gate.
+    /// Risky actions: a tool call that matches one of `rules` stops at an ApprovalGate of stage
+    /// `ToolUse`; approve lets it run, reject makes the CLI see a denial. Every other call runs
+    /// without asking (the pod is the sandbox). Supported for `claude-code` (run with
+    /// `--permission-mode default` and the runner's `--permission-prompt-tool`, which sees every
+    /// call but the read-only ones); see docs/approvals.md for what each CLI can gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_use: Option<ToolUsePolicy>,
 }
@@ -345,8 +346,7 @@ pub struct ApprovalsSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ToolUsePolicy {
-    /// Tool calls to gate (1..=32). A call that matches none of them and that the CLI would ask
-    /// about is denied, as it is without a human in the loop.
+    /// Tool calls to gate (1..=32). A call that matches none of them runs without asking.
     #[schemars(length(min = 1, max = 32))]
     pub rules: Vec<ToolRule>,
     /// Who decides, quorum, timeout (as for the other stages).
@@ -362,8 +362,12 @@ pub struct ToolRule {
     #[schemars(length(min = 1, max = 128))]
     pub tool: String,
     /// Shell-style glob (`*`, `?`, `[…]`; `*` also matches `/`) over the call's subject: the
-    /// command line for `Bash`, the file path for `Write`/`Edit`/`Read`, the URL for
-    /// `WebFetch`, else the input as compact JSON. Unset: every call of `tool`.
+    /// command line for `Bash`, the file path for `Write`/`Edit`/`Read` (relative to the CLI's
+    /// working directory when inside it, else absolute: `/*` is "outside"), the URL for
+    /// `WebFetch`, else the input as compact JSON. For `Bash` it also matches each command of
+    /// the line word by word, its option words as a set (`rm -rf *` catches `rm -fr x`,
+    /// `rm -r -f x`, `cd d && rm -rf x`); docs/approvals.md, "What a rule catches", has the
+    /// exact rules and tested examples. Unset: every call of `tool`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024))]
     pub pattern: Option<String>,
@@ -469,6 +473,21 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The phase as written in `status.phase`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Queued => "Queued",
+            Phase::AwaitingApproval => "AwaitingApproval",
+            Phase::Running => "Running",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Cancelled => "Cancelled",
+            Phase::TimedOut => "TimedOut",
+            Phase::Rejected => "Rejected",
+        }
+    }
+
     /// Whether the run has ended (no further transitions).
     pub fn is_terminal(self) -> bool {
         matches!(

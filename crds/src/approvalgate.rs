@@ -182,19 +182,46 @@ pub enum GateState {
     Rejected,
     /// `spec.timeout` passed without a decision; `spec.onTimeout` says what that means.
     Expired,
+    /// Nobody decided before the request lost its purpose: the run ended (`Succeeded`,
+    /// `Failed`, `Cancelled`, `TimedOut`, `Rejected`), its attempt was replaced by a retry, or
+    /// the run was deleted. Written by the operator's ApprovalGate controller; the `Decided`
+    /// condition's reason says which (`RunFinished`, `Superseded`, `RunDeleted`). Final like the
+    /// other decided states: later decisions are refused (the chart's admission policy) and
+    /// never counted (the controller).
+    Withdrawn,
+}
+
+impl GateState {
+    /// The state as written in `status.state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateState::Pending => "Pending",
+            GateState::Approved => "Approved",
+            GateState::Rejected => "Rejected",
+            GateState::Expired => "Expired",
+            GateState::Withdrawn => "Withdrawn",
+        }
+    }
+
+    /// Whether the gate is closed for good: every state but `Pending`. A closed gate's spec
+    /// (its decisions too) cannot change any more.
+    pub fn is_final(self) -> bool {
+        self != GateState::Pending
+    }
 }
 
 /// Observed state of a gate.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalGateStatus {
-    /// Pending, Approved or Rejected.
+    /// `Pending`, `Approved`, `Rejected`, `Expired` or `Withdrawn` (see [`GateState`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<GateState>,
     /// Approve decisions counted (from allowed approvers, one per approver).
     #[serde(default)]
     pub approvals: u32,
-    /// Who decided the gate (the last counted decision), once decided.
+    /// Who decided the gate (the last counted decision), once decided by people (unset when it
+    /// expired or was withdrawn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
     /// When the gate was decided (or expired).
@@ -206,8 +233,8 @@ pub struct ApprovalGateStatus {
     /// Whether the `ExpiringSoon` warning Event was published.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expiry_warned: bool,
-    /// Conditions: `Decided` (False while pending; True with reason `Approved`, `Rejected` or
-    /// `Expired`).
+    /// Conditions: `Decided` (False while pending; True with reason `Approved`, `Rejected`,
+    /// `Expired`, or, withdrawn without a decision, `RunFinished`, `Superseded` or `RunDeleted`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,

@@ -45,6 +45,15 @@ pub enum PluginError {
         /// ` by <user>` when known, else empty.
         by: String,
     },
+    /// The gate was withdrawn without a decision (its run ended, or a retry replaced the
+    /// attempt that asked): nothing waits for a decision any more.
+    #[error("ApprovalGate {gate:?} was withdrawn without a decision{why}; nothing to decide")]
+    Withdrawn {
+        /// Gate name.
+        gate: String,
+        /// `: <the Decided condition's message>` when known, else empty.
+        why: String,
+    },
     /// The caller already approved this gate (a second approval from the same user is not counted).
     #[error("you ({user}) already approved ApprovalGate {gate:?}; it needs approvals from other users")]
     AlreadyApprovedByCaller {
@@ -275,11 +284,11 @@ pub fn resolve_gate(
 }
 
 /// Checks that `user` (member of `groups`) can usefully record `verdict` on `gate`: the gate
-/// is still pending, the user is an allowed approver (when the gate restricts approvers), and
+/// is still pending (not decided, expired or withdrawn), the user is an allowed approver (when the gate restricts approvers), and
 /// the user has not approved it already.
 ///
 /// # Errors
-/// [`PluginError::AlreadyDecided`], [`PluginError::NotAnApprover`],
+/// [`PluginError::AlreadyDecided`], [`PluginError::Withdrawn`], [`PluginError::NotAnApprover`],
 /// [`PluginError::AlreadyApprovedByCaller`].
 pub fn check_can_decide(
     gate: &ApprovalGate,
@@ -289,6 +298,14 @@ pub fn check_can_decide(
 ) -> Result<(), PluginError> {
     let name = gate.metadata.name.clone().unwrap_or_default();
     let status = gate.status.clone().unwrap_or_default();
+    if status.state == Some(GateState::Withdrawn) {
+        return Err(PluginError::Withdrawn {
+            gate: name,
+            why: paddock_crds::condition::find_condition(&status.conditions, "Decided")
+                .map(|c| format!(": {}", c.message))
+                .unwrap_or_default(),
+        });
+    }
     if let Some(state @ (GateState::Approved | GateState::Rejected | GateState::Expired)) = status.state {
         return Err(PluginError::AlreadyDecided {
             gate: name,

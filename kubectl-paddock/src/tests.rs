@@ -188,6 +188,31 @@ fn decided_gates_refuse_further_decisions() {
     check_can_decide(&p2, "bob", &[], Verdict::Reject).unwrap();
 }
 
+/// A gate withdrawn because its run ended (or its attempt was replaced) takes no decision, and
+/// the plugin says why instead of appending one the API server would refuse.
+#[test]
+fn withdrawn_gates_refuse_decisions_and_say_why() {
+    let withdrawn = gate(
+        "r-push",
+        json!({"state": "Withdrawn", "conditions": [{"type": "Decided", "status": "True", "reason": "RunFinished",
+               "message": "AgentRun r ended (Cancelled) before anyone decided",
+               "lastTransitionTime": "2026-11-22T10:00:00Z"}]}),
+        json!({}),
+        json!([]),
+    );
+    for verdict in [Verdict::Approve, Verdict::Reject] {
+        let err = check_can_decide(&withdrawn, "alice", &[], verdict).unwrap_err();
+        assert!(matches!(err, PluginError::Withdrawn { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "ApprovalGate \"r-push\" was withdrawn without a decision: AgentRun r ended (Cancelled) before anyone decided; nothing to decide"
+        );
+    }
+    // The gates table shows the state as kubectl get does.
+    let t = gates_table(&[withdrawn], false, ts("2026-11-22T02:00:00Z"));
+    assert_eq!(t.rows[0][3], "Withdrawn");
+}
+
 #[test]
 fn restricted_gates_check_user_and_groups() {
     let g = gate(

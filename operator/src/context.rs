@@ -261,6 +261,57 @@ pub(crate) fn test_context_with(
     (ctx, other)
 }
 
+/// One write a fake API server received: method, path and JSON body.
+#[cfg(test)]
+pub(crate) type Written = (String, String, serde_json::Value);
+
+/// A context whose client talks to a fake API server that also records what is written: a GET
+/// of a path in `objects` gets that object (others 404); a PATCH of `<path>/status` for an
+/// object in `objects` is answered with that object; every request other than a GET is
+/// recorded with its JSON body (`Null` when it has none) in the returned list, in order.
+#[cfg(test)]
+pub(crate) fn test_context_recording(
+    objects: Vec<(String, serde_json::Value)>,
+) -> (Context, Arc<std::sync::Mutex<Vec<Written>>>) {
+    let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = written.clone();
+    let objects = Arc::new(objects.into_iter().collect::<HashMap<_, _>>());
+    let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+        let (seen, objects) = (seen.clone(), objects.clone());
+        async move {
+            let method = req.method().clone();
+            let path = req.uri().path().to_string();
+            let bytes = req.into_body().collect_bytes().await.unwrap_or_default();
+            let found = if method == http::Method::GET {
+                objects.get(&path).cloned()
+            } else {
+                let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+                seen.lock().unwrap().push((method.to_string(), path.clone(), body));
+                path.strip_suffix("/status")
+                    .filter(|_| method == http::Method::PATCH)
+                    .and_then(|p| objects.get(p).cloned())
+            };
+            let (code, body) = match found {
+                Some(obj) => (200, obj),
+                None => (
+                    404,
+                    serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "reason": "NotFound", "code": 404, "message": format!("{path} not found")}),
+                ),
+            };
+            let resp = http::Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let (store, _writer) = kube::runtime::reflector::store::<AgentRun>();
+    let ctx = Context::new(Client::new(svc, "default"), Arc::default(), store, "test".into());
+    (ctx, written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -233,7 +233,15 @@ async fn main() -> anyhow::Result<()> {
         .run(agentrun::reconcile, agentrun::error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let gates = Controller::new(api::<ApprovalGate>(&client, &ns), watcher::Config::default())
+    let gates = Controller::new(api::<ApprovalGate>(&client, &ns), watcher::Config::default());
+    // A run that ends, retries or is replaced withdraws its pending gates.
+    let gate_store = gates.store();
+    let gates = gates
+        .watches(
+            api::<AgentRun>(&client, &ns),
+            watcher::Config::default(),
+            move |run: AgentRun| approvalgate::gates_to_withdraw(&run, &gate_store.state()),
+        )
         .shutdown_on_signal()
         .run(approvalgate::reconcile, approvalgate::error_policy, ctx.clone())
         .for_each(|_| async {});

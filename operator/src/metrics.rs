@@ -14,8 +14,8 @@
 //! | `paddock_run_start_seconds` | histogram | pool, agent, start | run created → agent container running (condition `Running`, reason `AgentRunning`); `start` is `cold`, or `warm` when the pod was claimed from the pool's warm pods |
 //! | `paddock_queue_depth` | gauge | pool | runs in phase `Queued` |
 //! | `paddock_queue_wait_seconds` | histogram | pool | time spent `Queued`, observed when the run leaves `Queued` |
-//! | `paddock_approval_gates_pending` | gauge | stage | ApprovalGates not decided yet |
-//! | `paddock_approval_wait_seconds` | histogram | stage, state | gate created → decided (`Approved`, `Rejected`, `Expired`) |
+//! | `paddock_approval_gates_pending` | gauge | stage | ApprovalGates not decided yet (`Pending`) |
+//! | `paddock_approval_wait_seconds` | histogram | stage, state | gate created → decided (`Approved`, `Rejected`, `Expired`; a `Withdrawn` gate is not observed) |
 //! | `paddock_model_tokens_total` | counter | agent, model, direction | `status.usage` tokens of finished runs (`input`/`output`); model = `spec.agent.model` or `default` |
 //! | `paddock_model_cost_usd_total` | counter | agent, model | `status.usage.costUSD` of finished runs, when the CLI reports it |
 //! | `paddock_reconciliations_total` | counter | controller | reconciles run |

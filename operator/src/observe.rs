@@ -102,6 +102,7 @@ fn state_str(s: GateState) -> &'static str {
         GateState::Approved => "Approved",
         GateState::Rejected => "Rejected",
         GateState::Expired => "Expired",
+        GateState::Withdrawn => "Withdrawn",
     }
 }
 
@@ -472,7 +473,8 @@ impl GateTracker {
                 1,
                 self.namespace_label,
             );
-        } else if was_pending && how != Seen::FirstList {
+        } else if was_pending && how != Seen::FirstList && state != GateState::Withdrawn {
+            // A withdrawn gate was never decided: it leaves the gauge without a wait observed.
             m.approval_wait
                 .get_or_create(&self.pending_labels(&seen).with("state", state_str(state)))
                 .observe(secs(seen.created, now));
@@ -920,5 +922,28 @@ mod tests {
             wall(35),
         );
         assert_eq!(t.gates.len(), 2);
+    }
+
+    /// A gate withdrawn because its run ended leaves the pending gauge, and no wait is observed:
+    /// nobody decided it.
+    #[test]
+    fn withdrawn_gates_are_not_decisions() {
+        let m = Metrics::default();
+        let mut t = GateTracker::new(false);
+        let t0 = Instant::now();
+        t.handle(&m, watcher::Event::Init, t0, wall(30));
+        t.handle(&m, watcher::Event::InitDone, t0, wall(30));
+        t.handle(&m, watcher::Event::Apply(gate("w", Some("Pending"))), t0, wall(30));
+        assert_eq!(
+            sample(&m, r#"paddock_approval_gates_pending{stage="BeforeStart"}"#),
+            Some(1.0)
+        );
+        let t1 = t0 + Duration::from_secs(60);
+        t.handle(&m, watcher::Event::Apply(gate("w", Some("Withdrawn"))), t1, wall(90));
+        assert_eq!(
+            sample(&m, r#"paddock_approval_gates_pending{stage="BeforeStart"}"#),
+            Some(0.0)
+        );
+        assert!(!m.render().contains(r#"state="Withdrawn""#), "{}", m.render());
     }
 }

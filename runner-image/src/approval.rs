@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use paddock_crds::events::{truncate, RunnerEvent};
-use paddock_crds::ToolRule;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
@@ -180,42 +179,7 @@ pub async fn wait_verdict(
     }
 }
 
-/// The part of a tool call a rule's pattern is matched against: the command line for `Bash`,
-/// the path for file tools, the URL for `WebFetch`, else the input as compact JSON.
-pub fn subject(tool: &str, input: &Value) -> String {
-    let field = |k: &str| input.get(k).and_then(Value::as_str).map(str::to_string);
-    let picked = match tool {
-        "Bash" => field("command"),
-        "Write" | "Edit" | "MultiEdit" | "Read" | "NotebookEdit" => {
-            field("file_path").or_else(|| field("notebook_path"))
-        }
-        "WebFetch" => field("url"),
-        "WebSearch" => field("query"),
-        _ => None,
-    };
-    picked.unwrap_or_else(|| input.to_string())
-}
-
-/// The first rule matching the call of `tool` with `input`, if any. Patterns are shell-style
-/// globs in which `*` also matches `/`; an invalid pattern matches only itself, literally.
-pub fn matching_rule<'r>(rules: &'r [ToolRule], tool: &str, input: &Value) -> Option<&'r ToolRule> {
-    let subject = subject(tool, input);
-    let opts = glob::MatchOptions {
-        case_sensitive: true,
-        require_literal_separator: false,
-        require_literal_leading_dot: false,
-    };
-    rules.iter().find(|r| {
-        (r.tool == "*" || r.tool == tool)
-            && match &r.pattern {
-                None => true,
-                Some(p) => match glob::Pattern::new(p) {
-                    Ok(g) => g.matches_with(&subject, opts),
-                    Err(_) => p == &subject,
-                },
-            }
-    })
-}
+pub use crate::toolrule::{matching_rule, subject};
 
 /// A `ToolUse` request as the MCP server writes it for the `run` process.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -235,19 +199,19 @@ pub fn requests_dir(ws: &Workspace) -> PathBuf {
     ws.control().join("approvals")
 }
 
-/// Writes a new request for `tool` with `input` and returns it; its id is `tool-<n>` with `n`
-/// one more than the requests already in `dir`.
+/// Writes a new request for `tool` with `input` (the CLI working in `cwd`) and returns it; its
+/// id is `tool-<n>` with `n` one more than the requests already in `dir`.
 ///
 /// # Errors
 /// I/O errors creating the directory or the file.
-pub fn write_request(dir: &Path, tool: &str, input: &Value) -> std::io::Result<ToolRequest> {
+pub fn write_request(dir: &Path, tool: &str, input: &Value, cwd: &Path) -> std::io::Result<ToolRequest> {
     std::fs::create_dir_all(dir)?;
     let n = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().ends_with(".request.json"))
         .count()
         + 1;
-    let subject = truncate(&subject(tool, input), MAX_INPUT_BYTES);
+    let subject = truncate(&subject(tool, input, cwd), MAX_INPUT_BYTES);
     let req = ToolRequest {
         id: format!("tool-{n}"),
         tool: tool.to_string(),
@@ -325,8 +289,8 @@ pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn rule(tool: &str, pattern: Option<&str>) -> ToolRule {
-        ToolRule {
+    fn rule(tool: &str, pattern: Option<&str>) -> paddock_crds::ToolRule {
+        paddock_crds::ToolRule {
             tool: tool.into(),
             pattern: pattern.map(str::to_string),
         }
@@ -411,28 +375,30 @@ pub(crate) mod tests {
             rule("Bash", Some("rm -rf *")),
             rule("Write", Some("/etc/*")),
         ];
+        let cwd = Path::new("/workspace/work");
         let bash = |c: &str| json!({"command": c});
-        assert!(matching_rule(&rules, "Bash", &bash("git push origin main")).is_some());
-        assert!(matching_rule(&rules, "Bash", &bash("rm -rf /tmp/x/y")).is_some());
-        assert!(matching_rule(&rules, "Bash", &bash("ls -la")).is_none());
-        assert!(matching_rule(&rules, "Bash", &bash("echo git push")).is_none());
-        assert!(matching_rule(&rules, "Write", &json!({"file_path": "/etc/passwd"})).is_some());
-        assert!(matching_rule(&rules, "Write", &json!({"file_path": "src/x.rs"})).is_none());
+        assert!(matching_rule(&rules, "Bash", &bash("git push origin main"), cwd).is_some());
+        assert!(matching_rule(&rules, "Bash", &bash("rm -rf /tmp/x/y"), cwd).is_some());
+        assert!(matching_rule(&rules, "Bash", &bash("ls -la"), cwd).is_none());
+        assert!(matching_rule(&rules, "Bash", &bash("echo git push"), cwd).is_none());
+        assert!(matching_rule(&rules, "Write", &json!({"file_path": "/etc/passwd"}), cwd).is_some());
+        assert!(matching_rule(&rules, "Write", &json!({"file_path": "src/x.rs"}), cwd).is_none());
         // A rule for another tool never matches.
-        assert!(matching_rule(&rules, "Edit", &json!({"file_path": "/etc/passwd"})).is_none());
+        assert!(matching_rule(&rules, "Edit", &json!({"file_path": "/etc/passwd"}), cwd).is_none());
         let any = vec![rule("*", None)];
-        assert!(matching_rule(&any, "WebFetch", &json!({"url": "https://x"})).is_some());
+        assert!(matching_rule(&any, "WebFetch", &json!({"url": "https://x"}), cwd).is_some());
         let fetch = vec![rule("WebFetch", Some("https://*.example.com/*"))];
-        assert!(matching_rule(&fetch, "WebFetch", &json!({"url": "https://a.example.com/p"})).is_some());
-        assert!(matching_rule(&fetch, "WebFetch", &json!({"url": "https://evil.com/p"})).is_none());
+        assert!(matching_rule(&fetch, "WebFetch", &json!({"url": "https://a.example.com/p"}), cwd).is_some());
+        assert!(matching_rule(&fetch, "WebFetch", &json!({"url": "https://evil.com/p"}), cwd).is_none());
     }
 
     #[tokio::test]
     async fn request_files_become_events_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("approvals");
-        let a = write_request(&d, "Bash", &json!({"command": "git push"})).unwrap();
-        let b = write_request(&d, "Bash", &json!({"command": "rm -rf x"})).unwrap();
+        let cwd = Path::new("/workspace/work");
+        let a = write_request(&d, "Bash", &json!({"command": "git push"}), cwd).unwrap();
+        let b = write_request(&d, "Bash", &json!({"command": "rm -rf x"}), cwd).unwrap();
         assert_eq!((a.id.as_str(), b.id.as_str()), ("tool-1", "tool-2"));
         write_verdict(&d, "tool-1", Verdict::Reject).unwrap();
         let (tx, mut rx) = mpsc::channel(8);

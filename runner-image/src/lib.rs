@@ -50,6 +50,7 @@ pub mod push;
 pub mod run;
 pub mod session;
 pub mod telemetry;
+pub mod toolrule;
 pub mod uplink;
 pub mod warm;
 pub mod workspace;

@@ -6,17 +6,23 @@
 //! "tool_use_id": str}` whenever a tool call needs permission (one not allowed by its mode or
 //! `--allowedTools`), and expects a text result holding JSON: `{"behavior":"allow",
 //! "updatedInput":{…}}` or `{"behavior":"deny","message":str}` (Claude Code's documented
-//! permission-prompt contract). This server:
-//! - denies calls that match no rule (what `-p` mode does without a prompt tool: nobody is there
-//!   to ask);
-//! - for a matching call, writes a request file ([`crate::approval::write_request`]), which the
-//!   `run` process reports as an `approval_requested` event, waits for the verdict annotation
+//! permission-prompt contract). The runner starts Claude Code with `--permission-mode default`
+//! when the run has ToolUse rules, so every call except Claude Code's read-only ones (reads
+//! inside the working directory, read-only commands such as `ls` or `git log`) comes here.
+//! This server:
+//! - allows calls that match no rule: inside the pod the agent may run its tools freely
+//!   (docs/agents.md, "Tool permissions");
+//! - for a matching call ([`crate::toolrule`]), writes a request file
+//!   ([`crate::approval::write_request`]), which the `run` process reports as an
+//!   `approval_requested` event, waits for the verdict annotation
 //!   ([`crate::approval::wait_verdict`]), records it, and allows or denies.
+//!
+//! Rules see file paths relative to the server's working directory, which is Claude Code's.
 //!
 //! Env: `PADDOCK_TOOL_RULES` (JSON array of `{"tool":str,"pattern":str?}`), `PADDOCK_WORKSPACE`,
 //! `PADDOCK_DECISIONS_FILE`, `PADDOCK_RUN`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use paddock_crds::ToolRule;
 use rmcp::handler::server::wrapper::Parameters;
@@ -49,6 +55,8 @@ pub struct PermissionServer {
     decisions: PathBuf,
     run: String,
     check: crate::approval::VerdictCheck,
+    /// The CLI's working directory (the server's own: Claude Code starts it there).
+    cwd: PathBuf,
 }
 
 impl PermissionServer {
@@ -70,19 +78,23 @@ impl PermissionServer {
                 .into(),
             run: env.get("PADDOCK_RUN").unwrap_or_default().to_string(),
             check: crate::approval::VerdictCheck::from_env(env),
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         })
+    }
+
+    /// The working directory file paths are taken relative to.
+    pub fn cwd(&self) -> &Path {
+        &self.cwd
     }
 
     /// Decides one permission request; returns the JSON text Claude Code expects.
     pub async fn decide(&self, req: PromptRequest) -> String {
         let deny = |message: String| json!({"behavior": "deny", "message": message}).to_string();
-        if matching_rule(&self.rules, &req.tool_name, &req.input).is_none() {
-            return deny(format!(
-                "Paddock: {} needs permission and matches no spec.approvals.toolUse rule, so it is denied",
-                req.tool_name
-            ));
+        if matching_rule(&self.rules, &req.tool_name, &req.input, &self.cwd).is_none() {
+            // No human needed: the pod is the sandbox.
+            return json!({"behavior": "allow", "updatedInput": req.input}).to_string();
         }
-        let request = match write_request(&self.dir, &req.tool_name, &req.input) {
+        let request = match write_request(&self.dir, &req.tool_name, &req.input, &self.cwd) {
             Ok(r) => r,
             Err(e) => return deny(format!("Paddock: cannot ask for approval: {e}")),
         };
@@ -169,22 +181,31 @@ mod tests {
             decisions: dir.join("annotations"),
             run: "r1".into(),
             check,
+            cwd: PathBuf::from("/workspace/work"),
         }
     }
 
+    /// Free inside the walls: a call no rule names runs, unchanged, with no gate.
     #[tokio::test]
-    async fn unmatched_calls_are_denied_without_a_request() {
+    async fn unmatched_calls_are_allowed_without_a_request() {
         let d = tempfile::tempdir().unwrap();
         let s = server(d.path());
-        let out = s
-            .decide(PromptRequest {
-                tool_name: "Bash".into(),
-                input: json!({"command": "ls"}),
-                tool_use_id: None,
-            })
-            .await;
-        let v: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["behavior"], "deny");
+        for (tool, input) in [
+            ("Bash", json!({"command": "rm -rf docs"})),
+            ("Bash", json!({"command": "echo git push"})),
+            ("Write", json!({"file_path": "/tmp/x", "content": "x"})),
+        ] {
+            let out = s
+                .decide(PromptRequest {
+                    tool_name: tool.into(),
+                    input: input.clone(),
+                    tool_use_id: None,
+                })
+                .await;
+            let v: Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["behavior"], "allow", "{tool} {input}");
+            assert_eq!(v["updatedInput"], input);
+        }
         assert!(!d.path().join("approvals").exists());
     }
 

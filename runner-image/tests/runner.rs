@@ -689,7 +689,7 @@ fn claude_code_stream_drives_the_result() {
             "stream-json",
             "--verbose",
             "--permission-mode",
-            "acceptEdits",
+            "bypassPermissions",
             "--model",
             "claude-sonnet-4-5",
             "--max-turns",

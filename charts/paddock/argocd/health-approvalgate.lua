@@ -8,6 +8,8 @@
 --   Approved                                          Healthy
 --   Expired with spec.onTimeout Approve               Healthy    (expiry approved the run)
 --   Rejected, Expired (onTimeout Reject, the default)  Degraded
+--   Withdrawn                                         Healthy    (its run ended or retried first:
+--                                                                 nothing waits for a decision)
 --
 -- Decided gates are final (their spec cannot change any more). The message is the `Decided`
 -- condition's message (reason: message), else the state.
@@ -68,6 +70,10 @@ if state == "Expired" then
     return { status = "Healthy", message = describe(decided, "Expired; onTimeout Approve") }
   end
   return { status = "Degraded", message = describe(decided, "Expired; onTimeout Reject") }
+end
+
+if state == "Withdrawn" then
+  return { status = "Healthy", message = describe(decided, "Withdrawn without a decision") }
 end
 
 if state == "Pending" then

@@ -21,6 +21,13 @@ use serde_json::Value;
 
 use super::{compact, log_event, StreamMapper};
 
+/// `$CODEX_HOME/rules/paddock.rules`, written before Codex starts: Codex's exec policy refuses
+/// `rm -f` / `rm -rf` when no one can approve them ("rm -f style commands are not permitted"),
+/// even with `--dangerously-bypass-approvals-and-sandbox`; an allow rule for `rm` lifts that, so
+/// Codex may run every command inside the pod like the other CLIs. Other rule files in
+/// `$CODEX_HOME/rules` still apply (the strictest decision wins).
+pub const RULES: &str = "# Written by Paddock's runner: the pod is the sandbox, so Codex may remove files without an approver.\nprefix_rule(pattern = [\"rm\"], decision = \"allow\", justification = \"the Paddock runner pod is the sandbox\")\n";
+
 /// State of one Codex stream.
 #[derive(Debug, Default)]
 pub struct CodexMapper {

@@ -46,6 +46,17 @@ pub fn invocation(spec: &AgentSpec, env: &Env, program: String) -> Invocation {
     let mut args: Vec<String> = ["--output-format", "stream-json", "--yolo", "--skip-trust"]
         .map(String::from)
         .to_vec();
+    // Gemini CLI's file tools refuse paths outside its workspace even with --yolo: add the
+    // pod's other writable places (they must exist, or Gemini CLI exits 1).
+    let scratch = scratch_dirs(env);
+    args.extend([
+        "--include-directories".to_string(),
+        scratch
+            .iter()
+            .map(|d| d.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(","),
+    ]);
     if let Some(m) = &spec.model {
         args.extend(["-m".into(), m.clone()]);
     }
@@ -60,12 +71,24 @@ pub fn invocation(spec: &AgentSpec, env: &Env, program: String) -> Invocation {
         program,
         args,
         env: Vec::new(),
-        create_dirs: Vec::new(),
+        create_dirs: scratch,
         files: vec![(
             PathBuf::from(home).join(".gemini/settings.json"),
             settings_json(spec.max_turns),
         )],
     }
+}
+
+/// The directories added to Gemini CLI's workspace so its file tools reach them: `$HOME` and
+/// `$TMPDIR` (default `/tmp`), the writable places of a runner pod besides the worktree.
+pub fn scratch_dirs(env: &Env) -> Vec<PathBuf> {
+    let home = env.get("HOME").filter(|h| !h.is_empty()).unwrap_or("/home/paddock");
+    let tmp = env.get("TMPDIR").filter(|t| !t.is_empty()).unwrap_or("/tmp");
+    let mut dirs = vec![PathBuf::from(home)];
+    if tmp != home {
+        dirs.push(PathBuf::from(tmp));
+    }
+    dirs
 }
 
 /// Contents of `~/.gemini/settings.json` (under `$GEMINI_CLI_HOME` instead of `$HOME` when that

@@ -4,18 +4,20 @@
 //! process group, and the prompt passed as one argv element — never through a shell, except
 //! for the `shell` agent, which is exactly `sh -c "$PADDOCK_PROMPT"`:
 //! - `claude-code`: `claude -p --output-format stream-json --verbose --permission-mode
-//!   acceptEdits [--model m] [--max-turns n] <args…> -- <prompt>` ([`claude`]).
-//! - `codex`: `codex exec --json --skip-git-repo-check -s danger-full-access [-m m] [-c …provider
-//!   overrides when OPENAI_BASE_URL is set] <args…> -- <prompt>` with `CODEX_HOME=$HOME/.codex`
-//!   ([`codex`]).
+//!   bypassPermissions [--model m] [--max-turns n] <args…> -- <prompt>`; with ToolUse rules
+//!   `--permission-mode default --permission-prompt-tool mcp__paddock__approve --mcp-config …`
+//!   instead ([`claude`], [`crate::mcp`]).
+//! - `codex`: `codex exec --json --skip-git-repo-check --dangerously-bypass-approvals-and-sandbox
+//!   [-m m] [-c …provider overrides when OPENAI_BASE_URL is set] <args…> -- <prompt>` with
+//!   `CODEX_HOME=$HOME/.codex` and `$CODEX_HOME/rules/paddock.rules` ([`codex`]).
 //! - `qwen-code`: `qwen -o stream-json --yolo [-m m] [--max-session-turns n] <args…>
 //!   --prompt=<prompt>` with `~/.qwen/settings.json` written first ([`qwen`]).
 //! - `opencode`: `opencode run --format json [-m paddock/m] <args…> -- <prompt split at
 //!   spaces>` with `OPENCODE_CONFIG_CONTENT` generated from `OPENAI_BASE_URL` ([`opencode`]).
 //! - `shell`: `sh -c <prompt>`; each output line is a `log` event ([`shell`]).
-//! - `gemini-cli`: `gemini --output-format stream-json --yolo --skip-trust [-m m] <args…>
-//!   --prompt=<prompt>` with `~/.gemini/settings.json` written first (the turn limit goes
-//!   there) ([`gemini`]).
+//! - `gemini-cli`: `gemini --output-format stream-json --yolo --skip-trust --include-directories
+//!   $HOME,/tmp [-m m] <args…> --prompt=<prompt>` with `~/.gemini/settings.json` written first
+//!   (the turn limit goes there) ([`gemini`]).
 //! - `aider`: `aider [--model openai/m] --yes-always --no-auto-commits … <args…>
 //!   --message=<prompt>` with `OPENAI_API_BASE` from `OPENAI_BASE_URL` and
 //!   `~/.aider.model.metadata.json` written first; plain text out ([`aider`]).
@@ -27,6 +29,10 @@
 //!   generated from `OPENAI_BASE_URL`; one JSON envelope out when it exits ([`openclaw`]).
 //! - `custom`: `<command…> <args…> <prompt>` from `PADDOCK_AGENT_COMMAND`; text or Paddock's
 //!   event JSON lines out ([`custom`]).
+//!
+//! Tool permissions are one policy for every CLI (docs/agents.md, "Tool permissions"): inside
+//! the pod the agent may run all its tools without asking; `spec.approvals.toolUse` gates what
+//! needs a human, where the CLI can ask an outside program (Claude Code).
 //!
 //! The prompt goes after `--` so a prompt starting with `-` (or a variadic option among the
 //! extra args) can never be read as an option. Qwen Code reads no prompt after `--`, so it
@@ -154,6 +160,15 @@ pub struct Invocation {
     pub files: Vec<(PathBuf, String)>,
 }
 
+/// Claude Code's `--permission-mode` without ToolUse rules: no permission checks (the pod is
+/// the sandbox).
+pub const CLAUDE_FREE_MODE: &str = "bypassPermissions";
+/// Claude Code's `--permission-mode` with ToolUse rules: every call that is not read-only asks
+/// the permission-prompt tool (the runner's MCP server, [`crate::mcp`]).
+pub const CLAUDE_GATED_MODE: &str = "default";
+/// Codex's flag for a run with no sandbox of its own and no approvals (the pod is the sandbox).
+pub const CODEX_FREE_FLAG: &str = "--dangerously-bypass-approvals-and-sandbox";
+
 /// Builds the command line for `spec` given the container environment.
 pub fn build_invocation(spec: &AgentSpec, env: &Env) -> Invocation {
     let bin = |default: &str| env.get("PADDOCK_AGENT_BIN").unwrap_or(default).to_string();
@@ -187,13 +202,18 @@ pub fn build_invocation(spec: &AgentSpec, env: &Env) -> Invocation {
             }
         }
         AgentKind::ClaudeCode => {
+            // Free inside the pod: no permission checks at all, unless ToolUse rules must see
+            // the calls; then every call Claude Code does not consider read-only goes to the
+            // runner's permission-prompt server, which lets through what no rule names.
+            let gated = env.get("PADDOCK_TOOL_RULES").is_some();
+            let mode = if gated { CLAUDE_GATED_MODE } else { CLAUDE_FREE_MODE };
             let mut args: Vec<String> = [
                 "-p",
                 "--output-format",
                 "stream-json",
                 "--verbose",
                 "--permission-mode",
-                "acceptEdits",
+                mode,
             ]
             .map(String::from)
             .to_vec();
@@ -250,8 +270,10 @@ pub fn build_invocation(spec: &AgentSpec, env: &Env) -> Invocation {
         AgentKind::Codex => {
             // The pod is the sandbox: Codex's own (bubblewrap) sandbox cannot create namespaces
             // under the restricted Pod Security profile (no capabilities, seccomp RuntimeDefault),
-            // so every command would fail with `-s workspace-write`.
-            let mut args: Vec<String> = ["exec", "--json", "--skip-git-repo-check", "-s", "danger-full-access"]
+            // so every command would fail with `-s workspace-write`; and `codex exec` has nobody
+            // to ask for approvals. Its exec policy still refuses `rm -f`/`rm -rf` without an
+            // approver, unless a rule allows them: `$CODEX_HOME/rules/paddock.rules`.
+            let mut args: Vec<String> = ["exec", "--json", "--skip-git-repo-check", CODEX_FREE_FLAG]
                 .map(String::from)
                 .to_vec();
             if let Some(m) = &spec.model {
@@ -287,8 +309,8 @@ pub fn build_invocation(spec: &AgentSpec, env: &Env) -> Invocation {
                 program: bin("codex"),
                 args,
                 env: vec![("CODEX_HOME".into(), codex_home.to_string_lossy().into_owned())],
+                files: vec![(codex_home.join("rules/paddock.rules"), codex::RULES.to_string())],
                 create_dirs: vec![codex_home],
-                files: Vec::new(),
             }
         }
         AgentKind::QwenCode => {
@@ -485,7 +507,7 @@ mod tests {
                 "stream-json",
                 "--verbose",
                 "--permission-mode",
-                "acceptEdits",
+                "bypassPermissions",
                 "--model",
                 "m1",
                 "--max-turns",
@@ -502,6 +524,104 @@ mod tests {
         );
     }
 
+    /// With ToolUse rules, Claude Code asks the runner's permission-prompt server about every
+    /// call that is not read-only (`--permission-mode default`), instead of running all freely.
+    #[test]
+    fn claude_command_line_with_tool_rules() {
+        let rules = r#"[{"tool":"Bash","pattern":"rm -rf *"}]"#;
+        let env = Env::from_pairs([
+            ("PADDOCK_TOOL_RULES", rules),
+            ("PADDOCK_WORKSPACE", "/workspace"),
+            ("PADDOCK_RUN", "r1"),
+            ("PADDOCK_RUNNER_BIN", "/usr/local/bin/paddock-runner"),
+        ]);
+        let mut s = spec(AgentKind::ClaudeCode);
+        s.args.clear();
+        s.max_turns = None;
+        let inv = build_invocation(&s, &env);
+        assert_eq!(
+            inv.args[..10],
+            [
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--permission-mode",
+                "default",
+                "--model",
+                "m1",
+                "--permission-prompt-tool",
+                "mcp__paddock__approve",
+            ]
+        );
+        assert_eq!(inv.args[10], "--mcp-config");
+        let config: serde_json::Value = serde_json::from_str(&inv.args[11]).unwrap();
+        assert_eq!(
+            config,
+            serde_json::json!({"mcpServers": {"paddock": {"type": "stdio",
+                "command": "/usr/local/bin/paddock-runner", "args": ["permission-prompt"],
+                "env": {"PADDOCK_TOOL_RULES": rules, "PADDOCK_WORKSPACE": "/workspace", "PADDOCK_RUN": "r1"}}}})
+        );
+        assert_eq!(inv.args[12..], ["--".to_string(), "-rf do it".to_string()]);
+        assert!(!inv.args.iter().any(|a| a == "bypassPermissions"));
+    }
+
+    /// One tool-permission policy (docs/agents.md, "Tool permissions"): without ToolUse rules
+    /// every CLI gets the flags or settings that let it run all its tools without asking.
+    #[test]
+    fn every_cli_runs_its_tools_freely() {
+        let env = Env::from_pairs([("HOME", "/h"), ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")]);
+        let has = |inv: &Invocation, words: &[&str]| inv.args.windows(words.len()).any(|w| w == words);
+        let mut plain = spec(AgentKind::ClaudeCode);
+        plain.args.clear();
+        let inv = |k| {
+            build_invocation(
+                &AgentSpec {
+                    kind: k,
+                    ..plain.clone()
+                },
+                &env,
+            )
+        };
+        assert!(has(
+            &inv(AgentKind::ClaudeCode),
+            &["--permission-mode", "bypassPermissions"]
+        ));
+        let codex = inv(AgentKind::Codex);
+        assert!(has(&codex, &["--dangerously-bypass-approvals-and-sandbox"]));
+        assert!(
+            !has(&codex, &["-s"]),
+            "no sandbox mode beside the bypass: {:?}",
+            codex.args
+        );
+        assert_eq!(
+            codex.files,
+            vec![(PathBuf::from("/h/.codex/rules/paddock.rules"), codex::RULES.to_string())]
+        );
+        assert!(codex::RULES.contains(r#"prefix_rule(pattern = ["rm"], decision = "allow""#));
+        assert!(has(&inv(AgentKind::QwenCode), &["--yolo"]));
+        let gemini = inv(AgentKind::GeminiCli);
+        assert!(has(&gemini, &["--yolo"]));
+        assert!(has(&gemini, &["--include-directories", "/h,/tmp"]));
+        assert_eq!(gemini.create_dirs, vec![PathBuf::from("/h"), PathBuf::from("/tmp")]);
+        assert!(has(&inv(AgentKind::Aider), &["--yes-always"]));
+        assert!(has(&inv(AgentKind::Hermes), &["--yolo"]));
+        let opencode = inv(AgentKind::OpenCode);
+        let config = &opencode
+            .env
+            .iter()
+            .find(|(k, _)| k == "OPENCODE_CONFIG_CONTENT")
+            .unwrap()
+            .1;
+        let config: serde_json::Value = serde_json::from_str(config).unwrap();
+        for k in ["read", "edit", "bash", "webfetch", "external_directory", "doom_loop"] {
+            assert_eq!(config["permission"][k], "allow", "opencode {k}");
+        }
+        let openclaw = inv(AgentKind::OpenClaw);
+        let config: serde_json::Value = serde_json::from_str(&openclaw.files[0].1).unwrap();
+        assert_eq!(config["tools"]["fs"]["workspaceOnly"], false);
+    }
+
     #[test]
     fn codex_command_line() {
         let env = Env::from_pairs([("HOME", "/h"), ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")]);
@@ -513,8 +633,7 @@ mod tests {
                 "exec",
                 "--json",
                 "--skip-git-repo-check",
-                "-s",
-                "danger-full-access",
+                "--dangerously-bypass-approvals-and-sandbox",
                 "-m",
                 "m1",
                 "-c",
@@ -632,6 +751,8 @@ mod tests {
                 "stream-json",
                 "--yolo",
                 "--skip-trust",
+                "--include-directories",
+                "/h,/tmp",
                 "-m",
                 "m1",
                 "--allowedTools",

@@ -50,7 +50,10 @@ pub fn config_path(home: &std::path::Path) -> PathBuf {
 /// [`PROVIDER`] (`models.mode` `replace`: no other catalog) at `base_url` (`OPENAI_BASE_URL`,
 /// ending in `/v1`) over Chat Completions (`api` `openai-completions`), its key read from
 /// `OPENAI_API_KEY` when OpenClaw loads the file (`${VAR}` substitution; the key is not
-/// written), `model` (if any) as its one model; telemetry and the update check off.
+/// written), `model` (if any) as its one model; telemetry and the update check off; file tools
+/// and `apply_patch` not confined to the working directory (`tools.fs.workspaceOnly`,
+/// `tools.exec.applyPatch.workspaceOnly` false: `agent exec` confines them by default; the pod
+/// is the sandbox). `agent exec` runs its `exec` tool under the full execution policy already.
 pub fn config_json(base_url: &str, model: Option<&str>) -> String {
     let models: Vec<Value> = model.map(|m| json!({"id": m, "name": m})).into_iter().collect();
     json!({
@@ -60,6 +63,7 @@ pub fn config_json(base_url: &str, model: Option<&str>) -> String {
             "baseUrl": base_url,
             "models": models,
         }}},
+        "tools": {"fs": {"workspaceOnly": false}, "exec": {"applyPatch": {"workspaceOnly": false}}},
         "telemetry": {"enabled": false},
         "update": {"checkOnStart": false},
     })
@@ -333,6 +337,9 @@ mod tests {
                 "baseUrl": "http://127.0.0.1:9/v1", "models": [{"id": "m1", "name": "m1"}]})
         );
         assert_eq!(config["models"]["mode"], "replace");
+        // Free inside the pod: file tools reach outside the working directory.
+        assert_eq!(config["tools"]["fs"]["workspaceOnly"], false);
+        assert_eq!(config["tools"]["exec"]["applyPatch"]["workspaceOnly"], false);
         assert_eq!(config["update"]["checkOnStart"], false);
         let none: Value = serde_json::from_str(&config_json("http://h/v1", None)).unwrap();
         assert_eq!(none["models"]["providers"]["paddock"]["models"], json!([]));

@@ -33,8 +33,14 @@ pub const DISABLE_ENV: [(&str, &str); 5] = [
     ("OPENCODE_DISABLE_DEFAULT_PLUGINS", "1"),
 ];
 
-/// The `OPENCODE_CONFIG_CONTENT` JSON: no autoupdate or sharing, edits and shell commands
-/// allowed without asking (`opencode run` rejects whatever would ask), and, when `base_url`
+/// The permissions set to `allow` in the generated config. OpenCode's defaults allow the other
+/// tools but ask (so `opencode run` rejects) for paths outside the working directory
+/// (`external_directory`), repeated identical calls (`doom_loop`) and reading `.env` files
+/// (`read`); the pod is the sandbox, so nothing asks.
+pub const PERMISSION: [&str; 6] = ["read", "edit", "bash", "webfetch", "external_directory", "doom_loop"];
+
+/// The `OPENCODE_CONFIG_CONTENT` JSON: no autoupdate or sharing, every tool allowed without
+/// asking ([`PERMISSION`]; `opencode run` rejects whatever would ask), and, when `base_url`
 /// (`OPENAI_BASE_URL`, ending in `/v1`) is set, a provider [`PROVIDER`] on it through the
 /// bundled `@ai-sdk/openai-compatible` package, with the key from `OPENAI_API_KEY` and `model`
 /// (if any) as its one model.
@@ -43,7 +49,7 @@ pub fn config_content(base_url: Option<&str>, model: Option<&str>) -> String {
         "$schema": "https://opencode.ai/config.json",
         "autoupdate": false,
         "share": "disabled",
-        "permission": {"edit": "allow", "bash": "allow", "webfetch": "allow"},
+        "permission": PERMISSION.iter().map(|k| (k.to_string(), json!("allow"))).collect::<serde_json::Map<_, _>>(),
     });
     if let Some(base) = base_url {
         let mut models = serde_json::Map::new();
@@ -284,8 +290,9 @@ mod tests {
         assert_eq!(c["provider"]["paddock"]["options"]["baseURL"], "http://m:1/v1");
         assert_eq!(c["provider"]["paddock"]["options"]["apiKey"], "{env:OPENAI_API_KEY}");
         assert_eq!(c["provider"]["paddock"]["models"]["scripted-x"]["name"], "scripted-x");
-        assert_eq!(c["permission"]["edit"], "allow");
-        assert_eq!(c["permission"]["bash"], "allow");
+        for k in ["read", "edit", "bash", "webfetch", "external_directory", "doom_loop"] {
+            assert_eq!(c["permission"][k], "allow", "{k}");
+        }
         let plain: Value = serde_json::from_str(&config_content(None, Some("m"))).unwrap();
         assert!(plain.get("provider").is_none());
     }

@@ -82,10 +82,11 @@ pub fn policy_for<'a>(run: &'a AgentRun, req: &Request) -> Option<(GateStage, &'
 }
 
 /// The verdict a decided gate sends to the runner (`Approve`, `Reject`, `Expired`), or `None`
-/// while it is pending. Expiry with `onTimeout: Approve` approves.
+/// while it is pending. Expiry with `onTimeout: Approve` approves. A withdrawn gate sends
+/// nothing: the run or attempt that asked is over.
 pub fn verdict(gate: &ApprovalGate) -> Option<&'static str> {
     match gate.status.as_ref()?.state? {
-        GateState::Pending => None,
+        GateState::Pending | GateState::Withdrawn => None,
         GateState::Approved => Some("Approve"),
         GateState::Rejected => Some("Reject"),
         GateState::Expired if gate.spec.on_timeout == Some(TimeoutAction::Approve) => Some("Approve"),
@@ -338,7 +339,16 @@ pub async fn sync_verdicts(ctx: &Context, run: &AgentRun, pod: &Pod) -> Result<O
     }
     Ok(gates
         .into_iter()
-        .find(|g| g.spec.run_ref.attempt == Some(attempt) && verdict(g).is_none()))
+        .find(|g| g.spec.run_ref.attempt == Some(attempt) && is_pending(g)))
+}
+
+/// Whether `gate` still waits for decisions (no final state yet).
+pub fn is_pending(gate: &ApprovalGate) -> bool {
+    !gate
+        .status
+        .as_ref()
+        .and_then(|s| s.state)
+        .is_some_and(GateState::is_final)
 }
 
 #[cfg(test)]

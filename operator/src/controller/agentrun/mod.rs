@@ -208,6 +208,10 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
         return Ok(());
     }
 
+    // The gate the run waited on was decided: the AwaitingApproval condition says which gate
+    // and how, before any transition below moves the run on.
+    settle_awaited_gate(run, ctx, ns, out).await?;
+
     // Cancel: stop the pod (after keeping its log) and end the run.
     if run.spec.cancel {
         if let Some(p) = &pod {
@@ -350,6 +354,18 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
         match gate.status.as_ref().and_then(|s| s.state) {
             Some(GateState::Approved) => {}
             Some(GateState::Expired) if approve_on_expiry => {}
+            // Withdrawn only for a run that ended or is gone; should this run still see it, it
+            // was not approved.
+            Some(GateState::Withdrawn) => {
+                transition(
+                    run,
+                    out,
+                    Phase::Rejected,
+                    "GateWithdrawn",
+                    &format!("ApprovalGate {gname} was withdrawn without a decision"),
+                );
+                return Ok(());
+            }
             Some(GateState::Expired) => {
                 transition(
                     run,
@@ -598,6 +614,22 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
     out.action = Action::requeue(Duration::from_secs(
         timeout_secs(run).unwrap_or(build::DEFAULT_TIMEOUT_SECS),
     ));
+    Ok(())
+}
+
+/// While the run waits on a gate (condition `AwaitingApproval` True, `status.gateName`): once
+/// that gate of this run is no longer pending, records how it was decided
+/// ([`status::set_gate_decided`]).
+async fn settle_awaited_gate(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -> Result<()> {
+    let waiting = paddock_crds::condition::find_condition(&out.status.conditions, status::COND_AWAITING_APPROVAL)
+        .is_some_and(|c| c.status == paddock_crds::condition::TRUE);
+    let Some(gname) = out.status.gate_name.clone().filter(|_| waiting) else {
+        return Ok(());
+    };
+    let gates: Api<ApprovalGate> = Api::namespaced(ctx.client.clone(), ns);
+    if let Some(gate) = gates.get_opt(&gname).await?.filter(|g| build::owned_by(g, run)) {
+        status::set_gate_decided(&mut out.status, &gate, run.metadata.generation, &now());
+    }
     Ok(())
 }
 
@@ -1456,6 +1488,51 @@ mod tests {
             "{other:?}"
         );
         assert!(!other.iter().any(|r| r.starts_with("DELETE")), "{other:?}");
+    }
+
+    /// Issue 17: the run's conditions name the gate that was decided, and how. Here the run
+    /// waited on its BeforeStart gate, which alice approved; the reconcile that sees it (and
+    /// then waits for the run's pool) records that approval, naming the gate.
+    #[tokio::test]
+    async fn the_awaited_gate_is_named_once_decided() {
+        let created = k8s_openapi::jiff::Timestamp::now().to_string();
+        let run: AgentRun = serde_json::from_value(serde_json::json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun",
+            "metadata": {"name": "r", "namespace": "ns", "uid": "u", "generation": 1, "creationTimestamp": created},
+            "spec": {"repo": {"url": "https://x/r.git"}, "agent": {"name": "shell"}, "prompt": "p",
+                     "approvals": {"beforeStart": {}}},
+            "status": {"phase": "AwaitingApproval", "gateName": "r-before-start", "observedGeneration": 1,
+                       "conditions": [{"type": "AwaitingApproval", "status": "True", "reason": "GatePending",
+                                       "message": "waiting", "lastTransitionTime": "2026-11-22T10:00:00Z"}]},
+        }))
+        .unwrap();
+        let gate = serde_json::json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "ApprovalGate",
+            "metadata": {"name": "r-before-start", "namespace": "ns"},
+            "spec": {"runRef": {"name": "r", "uid": "u"}, "stage": "BeforeStart", "request": {"summary": "s"},
+                     "quorum": 1, "decisions": [{"approver": "alice", "decision": "Approve"}]},
+            "status": {"state": "Approved", "approvals": 1, "decidedBy": "alice"}});
+        let run_path = "/apis/paddock.dev/v1alpha1/namespaces/ns/agentruns/r";
+        let (ctx, written) = crate::context::test_context_recording(vec![
+            (
+                "/apis/paddock.dev/v1alpha1/namespaces/ns/approvalgates/r-before-start".into(),
+                gate,
+            ),
+            (run_path.into(), serde_json::to_value(&run).unwrap()),
+        ]);
+        reconcile(Arc::new(run), Arc::new(ctx)).await.unwrap();
+        let written = written.lock().unwrap().clone();
+        let (_, _, body) = written
+            .iter()
+            .find(|(m, p, _)| m == "PATCH" && p == &format!("{run_path}/status"))
+            .unwrap_or_else(|| panic!("no status write: {written:?}"));
+        let conditions = body["status"]["conditions"].as_array().unwrap();
+        let awaiting = conditions.iter().find(|c| c["type"] == "AwaitingApproval").unwrap();
+        assert_eq!(awaiting["status"], "False");
+        assert_eq!(awaiting["reason"], "Approved");
+        assert_eq!(
+            awaiting["message"],
+            "ApprovalGate r-before-start (stage BeforeStart) was approved by alice"
+        );
     }
 
     /// Reconciles a run that just created pod `r-1` (phase Running, condition Running/PodCreated),

@@ -3,9 +3,9 @@
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use paddock_crds::condition::{set_condition, FALSE, TRUE, UNKNOWN};
+use paddock_crds::condition::{find_condition, set_condition, FALSE, TRUE, UNKNOWN};
 use paddock_crds::events::{Outcome, RunResult};
-use paddock_crds::{AgentRunStatus, Phase};
+use paddock_crds::{AgentRunStatus, ApprovalGate, GateState, Phase, TimeoutAction};
 
 /// Condition type that ends `Unknown` → `True`/`False` when the run ends (Tekton-style).
 pub const COND_SUCCEEDED: &str = "Succeeded";
@@ -240,9 +240,12 @@ pub fn set_phase(
     let mut changed = status.phase != Some(phase);
     status.phase = Some(phase);
     // A condition "is on" when present with status True; only those are flipped at the end.
-    let has =
-        |t: &str| paddock_crds::condition::find_condition(&status.conditions, t).is_some_and(|c| c.status == TRUE);
+    let has = |t: &str| find_condition(&status.conditions, t).is_some_and(|c| c.status == TRUE);
     let (had_queue, had_gate, had_running) = (has(COND_QUEUED), has(COND_AWAITING_APPROVAL), has(COND_RUNNING));
+    let gate = match &status.gate_name {
+        Some(g) => format!("ApprovalGate {g}"),
+        None => "the ApprovalGate".to_string(),
+    };
     let c = &mut status.conditions;
     let mut set = |t: &str, s: &str, r: &str, m: &str| {
         changed |= set_condition(c, t, s, r, m, generation, now.clone());
@@ -264,11 +267,13 @@ pub fn set_phase(
                 set(COND_QUEUED, FALSE, "Admitted", "the pool had capacity");
             }
             if had_gate {
+                // The reconcile records how the gate was decided first (set_gate_decided);
+                // reached only when it could not tell.
                 set(
                     COND_AWAITING_APPROVAL,
                     FALSE,
-                    "Approved",
-                    "the BeforeStart gate was approved",
+                    "GateClosed",
+                    &format!("{gate} is no longer pending"),
                 );
             }
         }
@@ -282,7 +287,12 @@ pub fn set_phase(
                 set(COND_QUEUED, FALSE, reason, "the run ended");
             }
             if had_gate && terminal != Phase::Rejected {
-                set(COND_AWAITING_APPROVAL, FALSE, reason, "the run ended");
+                set(
+                    COND_AWAITING_APPROVAL,
+                    FALSE,
+                    reason,
+                    &format!("the run ended while {gate} was pending"),
+                );
             }
             if had_gate && terminal == Phase::Rejected {
                 set(COND_AWAITING_APPROVAL, FALSE, "Rejected", message);
@@ -290,6 +300,65 @@ pub fn set_phase(
         }
     }
     changed
+}
+
+/// The reason and message of `AwaitingApproval=False` once `gate` is no longer pending: the
+/// gate by name and stage, and how it was decided (reason `Approved`, `Rejected`, `Expired` or
+/// `Withdrawn`). `None` while it is pending. Pure.
+pub fn gate_decided(gate: &ApprovalGate) -> Option<(&'static str, String)> {
+    let status = gate.status.as_ref()?;
+    let what = format!(
+        "ApprovalGate {} (stage {})",
+        gate.metadata.name.as_deref().unwrap_or_default(),
+        gate.spec.stage.as_str()
+    );
+    let by = status
+        .decided_by
+        .as_deref()
+        .map(|u| format!(" by {u}"))
+        .unwrap_or_default();
+    Some(match status.state? {
+        GateState::Pending => return None,
+        GateState::Approved => ("Approved", format!("{what} was approved{by}")),
+        GateState::Rejected => ("Rejected", format!("{what} was rejected{by}")),
+        GateState::Expired if gate.spec.on_timeout == Some(TimeoutAction::Approve) => (
+            "Expired",
+            format!("{what} expired without a decision; onTimeout Approve let the run go on"),
+        ),
+        GateState::Expired => (
+            "Expired",
+            format!("{what} expired without a decision; onTimeout Reject"),
+        ),
+        GateState::Withdrawn => {
+            let why = find_condition(&status.conditions, "Decided")
+                .map(|c| format!(": {}", c.message))
+                .unwrap_or_default();
+            ("Withdrawn", format!("{what} was withdrawn without a decision{why}"))
+        }
+    })
+}
+
+/// Records that the gate the run waits on (`status.gateName`, here `gate`) is decided:
+/// `AwaitingApproval` turns False with [`gate_decided`]'s reason and message. Nothing happens
+/// while the gate is pending, when it is another gate than the one the status names, or when
+/// the run is not waiting (the condition is not True). Returns whether anything changed.
+pub fn set_gate_decided(status: &mut AgentRunStatus, gate: &ApprovalGate, generation: Option<i64>, now: &Time) -> bool {
+    let waiting = find_condition(&status.conditions, COND_AWAITING_APPROVAL).is_some_and(|c| c.status == TRUE);
+    if !waiting || gate.metadata.name.is_none() || gate.metadata.name != status.gate_name {
+        return false;
+    }
+    let Some((reason, message)) = gate_decided(gate) else {
+        return false;
+    };
+    set_condition(
+        &mut status.conditions,
+        COND_AWAITING_APPROVAL,
+        FALSE,
+        reason,
+        &message,
+        generation,
+        now.clone(),
+    )
 }
 
 /// Formats a duration in whole seconds the way kubectl prints ages: `45s`, `3m12s`, `1h2m`.
@@ -548,6 +617,256 @@ mod tests {
         assert_eq!(get(COND_QUEUED), ("False".into(), "Admitted".into()));
         assert_eq!(get(COND_RUNNING), ("False".into(), "Succeeded".into()));
         assert!(paddock_crds::condition::find_condition(&st.conditions, COND_AWAITING_APPROVAL).is_none());
+    }
+
+    /// Gate `name` at `stage`, decided `state` by `by` (onTimeout `on_timeout`).
+    fn decided_gate(
+        name: &str,
+        stage: paddock_crds::GateStage,
+        state: GateState,
+        by: Option<&str>,
+        on_timeout: Option<TimeoutAction>,
+    ) -> ApprovalGate {
+        let mut g = ApprovalGate::new(
+            name,
+            paddock_crds::ApprovalGateSpec {
+                run_ref: paddock_crds::RunReference {
+                    name: "r".into(),
+                    ..Default::default()
+                },
+                stage,
+                request: Default::default(),
+                approvers: Default::default(),
+                quorum: 1,
+                timeout: None,
+                on_timeout,
+                decisions: vec![],
+            },
+        );
+        let mut status = paddock_crds::ApprovalGateStatus {
+            state: Some(state),
+            decided_by: by.map(str::to_string),
+            ..Default::default()
+        };
+        if state == GateState::Withdrawn {
+            set_condition(
+                &mut status.conditions,
+                "Decided",
+                TRUE,
+                "RunFinished",
+                "AgentRun r ended (Cancelled) before anyone decided",
+                None,
+                Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+            );
+        }
+        g.status = Some(status);
+        g
+    }
+
+    /// Every gate kind, every way of deciding it: the condition names that gate and its stage.
+    #[test]
+    fn the_decided_gate_is_the_one_named() {
+        use paddock_crds::GateStage::*;
+        for (stage, name) in [
+            (BeforeStart, "r-before-start"),
+            (BeforePush, "r-push"),
+            (ToolUse, "r-a2-tool-3"),
+        ] {
+            let what = format!("ApprovalGate {name} (stage {})", stage.as_str());
+            let cases = [
+                (
+                    GateState::Approved,
+                    None,
+                    "Approved",
+                    format!("{what} was approved by alice"),
+                ),
+                (
+                    GateState::Rejected,
+                    None,
+                    "Rejected",
+                    format!("{what} was rejected by alice"),
+                ),
+                (
+                    GateState::Expired,
+                    None,
+                    "Expired",
+                    format!("{what} expired without a decision; onTimeout Reject"),
+                ),
+                (
+                    GateState::Expired,
+                    Some(TimeoutAction::Approve),
+                    "Expired",
+                    format!("{what} expired without a decision; onTimeout Approve let the run go on"),
+                ),
+                (
+                    GateState::Withdrawn,
+                    None,
+                    "Withdrawn",
+                    format!(
+                        "{what} was withdrawn without a decision: AgentRun r ended (Cancelled) before anyone decided"
+                    ),
+                ),
+            ];
+            for (state, on_timeout, reason, message) in cases {
+                let by = matches!(state, GateState::Approved | GateState::Rejected).then_some("alice");
+                let g = decided_gate(name, stage, state, by, on_timeout);
+                assert_eq!(gate_decided(&g), Some((reason, message.clone())), "{what} {state:?}");
+                // Recorded on a run waiting for that gate.
+                let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
+                let mut st = AgentRunStatus {
+                    gate_name: Some(name.into()),
+                    ..Default::default()
+                };
+                set_phase(
+                    &mut st,
+                    Phase::AwaitingApproval,
+                    "GatePending",
+                    "waiting",
+                    Some(1),
+                    &now,
+                );
+                assert!(set_gate_decided(&mut st, &g, Some(1), &now));
+                let c = find_condition(&st.conditions, COND_AWAITING_APPROVAL).unwrap();
+                assert_eq!(
+                    (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
+                    (FALSE, reason, message.as_str())
+                );
+            }
+            let pending = decided_gate(name, stage, GateState::Pending, None, None);
+            assert_eq!(gate_decided(&pending), None);
+        }
+    }
+
+    /// The reported sequence: BeforeStart approved, then a BeforePush gate rejected. The
+    /// conditions must speak of the push gate's rejection, never of the BeforeStart approval.
+    #[test]
+    fn a_rejected_push_is_not_reported_as_an_approved_start() {
+        use paddock_crds::GateStage::*;
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
+        let mut st = AgentRunStatus {
+            gate_name: Some("r-before-start".into()),
+            ..Default::default()
+        };
+        let awaiting = |st: &AgentRunStatus| {
+            let c = find_condition(&st.conditions, COND_AWAITING_APPROVAL).unwrap();
+            (c.status.clone(), c.reason.clone(), c.message.clone())
+        };
+        set_phase(
+            &mut st,
+            Phase::AwaitingApproval,
+            "GatePending",
+            "waiting for r-before-start",
+            Some(1),
+            &now,
+        );
+        let start = decided_gate("r-before-start", BeforeStart, GateState::Approved, Some("alice"), None);
+        set_gate_decided(&mut st, &start, Some(1), &now);
+        set_phase(
+            &mut st,
+            Phase::Running,
+            "PodCreated",
+            "created runner pod r-1",
+            Some(1),
+            &now,
+        );
+        assert_eq!(
+            awaiting(&st),
+            (
+                FALSE.into(),
+                "Approved".into(),
+                "ApprovalGate r-before-start (stage BeforeStart) was approved by alice".into()
+            )
+        );
+        // The agent committed; the push waits for its gate, which bob rejects.
+        st.gate_name = Some("r-push".into());
+        set_phase(
+            &mut st,
+            Phase::AwaitingApproval,
+            "GatePending",
+            "waiting for r-push",
+            Some(1),
+            &now,
+        );
+        let push = decided_gate("r-push", BeforePush, GateState::Rejected, Some("bob"), None);
+        // A gate other than the one the run waits on changes nothing.
+        assert!(!set_gate_decided(&mut st, &start, Some(1), &now));
+        set_gate_decided(&mut st, &push, Some(1), &now);
+        // The pod runs on for a moment (its gateway reports), then the run ends Rejected.
+        set_phase(
+            &mut st,
+            Phase::Running,
+            "AgentRunning",
+            "the agent is running",
+            Some(1),
+            &now,
+        );
+        set_phase(
+            &mut st,
+            Phase::Rejected,
+            "Rejected",
+            "step push failed: rejected",
+            Some(1),
+            &now,
+        );
+        let (status, reason, message) = awaiting(&st);
+        assert_eq!((status.as_str(), reason.as_str()), (FALSE, "Rejected"));
+        assert_eq!(message, "ApprovalGate r-push (stage BeforePush) was rejected by bob");
+        let all: Vec<&str> = st.conditions.iter().map(|c| c.message.as_str()).collect();
+        assert!(!all.iter().any(|m| m.contains("BeforeStart")), "{all:?}");
+    }
+
+    /// When the reconcile could not tell how the gate was decided, the condition claims no
+    /// verdict: it names the gate and says it is no longer pending.
+    #[test]
+    fn leaving_an_unknown_gate_claims_no_verdict() {
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
+        let mut st = AgentRunStatus {
+            gate_name: Some("r-tool-1".into()),
+            ..Default::default()
+        };
+        set_phase(
+            &mut st,
+            Phase::AwaitingApproval,
+            "GatePending",
+            "waiting",
+            Some(1),
+            &now,
+        );
+        set_phase(
+            &mut st,
+            Phase::Running,
+            "AgentRunning",
+            "the agent is running",
+            Some(1),
+            &now,
+        );
+        let c = find_condition(&st.conditions, COND_AWAITING_APPROVAL).unwrap();
+        assert_eq!(
+            (c.reason.as_str(), c.message.as_str()),
+            ("GateClosed", "ApprovalGate r-tool-1 is no longer pending")
+        );
+        st.gate_name = Some("r-tool-2".into());
+        set_phase(
+            &mut st,
+            Phase::AwaitingApproval,
+            "GatePending",
+            "waiting",
+            Some(1),
+            &now,
+        );
+        set_phase(
+            &mut st,
+            Phase::Cancelled,
+            "Cancelled",
+            "spec.cancel was set",
+            Some(1),
+            &now,
+        );
+        let c = find_condition(&st.conditions, COND_AWAITING_APPROVAL).unwrap();
+        assert_eq!(
+            (c.reason.as_str(), c.message.as_str()),
+            ("Cancelled", "the run ended while ApprovalGate r-tool-2 was pending")
+        );
     }
 
     #[test]

@@ -1,6 +1,15 @@
 //! The ApprovalGate controller: counts the decisions humans appended to `spec.decisions` and
-//! records the gate's state. Pure decision logic in [`compute_state`]; identity checks (that
-//! `approver` is the requesting user) are the ValidatingAdmissionPolicy's job, at admission.
+//! records the gate's state. Pure decision logic in [`compute_state`] and
+//! [`compute_withdrawal`]; identity checks (that `approver` is the requesting user) are the
+//! ValidatingAdmissionPolicy's job, at admission.
+//!
+//! A pending gate whose request lost its purpose — its run ended, a retry replaced the attempt
+//! that asked, or the run is gone — is closed as `Withdrawn` (condition `Decided` True, reason
+//! `RunFinished`, `Superseded` or `RunDeleted`) instead of staying `Pending` forever. Like the
+//! other final states it takes no decision any more: the admission policy refuses new ones and
+//! this controller never counts them. Changes of AgentRuns wake the gates they withdraw
+//! ([`gates_to_withdraw`]); every pending gate also looks again every
+//! [`PENDING_RECHECK`] in case such a change was missed.
 
 use crate::context::{Context, MANAGER_GATE};
 use crate::error::{Error, Result};
@@ -8,13 +17,148 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use paddock_crds::condition::{set_condition, FALSE, TRUE};
-use paddock_crds::{ApprovalGate, ApprovalGateSpec, ApprovalGateStatus, GateState, Verdict};
+use paddock_crds::{AgentRun, ApprovalGate, ApprovalGateSpec, ApprovalGateStatus, GateState, Verdict};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Controller name used in metrics and logs.
 pub const CONTROLLER: &str = "approvalgate";
+/// Type of the gate's one condition.
+pub const COND_DECIDED: &str = "Decided";
+/// Longest a pending gate waits before it checks its run again (a safety net: AgentRun changes
+/// wake it sooner, see [`gates_to_withdraw`]).
+pub const PENDING_RECHECK: Duration = Duration::from_secs(300);
+
+/// Why a pending gate is withdrawn: nobody waits for its decision any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// The run reached a terminal phase (`Succeeded`, `Failed`, `Cancelled`, `TimedOut`,
+    /// `Rejected`).
+    RunFinished,
+    /// A retry replaced the attempt whose runner asked (the new attempt asks again).
+    Superseded,
+    /// The run the gate was created for is gone or being deleted (another run may have taken
+    /// its name).
+    RunDeleted,
+}
+
+impl Withdrawal {
+    /// The CamelCase reason of the `Decided` condition and of the Event.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Withdrawal::RunFinished => "RunFinished",
+            Withdrawal::Superseded => "Superseded",
+            Withdrawal::RunDeleted => "RunDeleted",
+        }
+    }
+}
+
+/// Whether `gate`, still pending, is withdrawn, given `run`: the AgentRun named by
+/// `spec.runRef.name` as it is now (`None` when no AgentRun has that name). Returns the reason
+/// and the condition's message, or `None` while the gate's run may still act on a decision.
+/// Pure.
+///
+/// The run must be the one the gate was made for (its `spec.runRef.uid`; a gate without one —
+/// not made by the operator — matches by name, and is kept while no run has that name), must
+/// not be deleting, must not have ended, and — for an in-run gate — must still be on the
+/// attempt that asked (`spec.runRef.attempt`).
+pub fn compute_withdrawal(gate: &ApprovalGate, run: Option<&AgentRun>) -> Option<(Withdrawal, String)> {
+    let name = &gate.spec.run_ref.name;
+    let late = match gate.spec.decisions.len() {
+        0 => String::new(),
+        1 => "; the 1 decision recorded was not counted".to_string(),
+        n => format!("; the {n} decisions recorded were not counted"),
+    };
+    let Some(run) = run else {
+        // A gate without a run UID was not made by the operator for a run it saw (a gate
+        // created by hand may name a run that never exists): nothing says a run went away.
+        gate.spec.run_ref.uid.as_ref()?;
+        return Some((
+            Withdrawal::RunDeleted,
+            format!("AgentRun {name} no longer exists{late}"),
+        ));
+    };
+    let same_run = gate.spec.run_ref.uid.is_none() || gate.spec.run_ref.uid == run.metadata.uid;
+    if !same_run {
+        return Some((
+            Withdrawal::RunDeleted,
+            format!(
+                "the AgentRun {name} this gate was created for (uid {}) no longer exists; another run has its name{late}",
+                gate.spec.run_ref.uid.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    if run.metadata.deletion_timestamp.is_some() {
+        return Some((
+            Withdrawal::RunDeleted,
+            format!("AgentRun {name} is being deleted{late}"),
+        ));
+    }
+    let status = run.status.clone().unwrap_or_default();
+    if let Some(phase) = status.phase.filter(|p| p.is_terminal()) {
+        return Some((
+            Withdrawal::RunFinished,
+            format!("AgentRun {name} ended ({}) before anyone decided{late}", phase.as_str()),
+        ));
+    }
+    let asked = gate.spec.run_ref.attempt?;
+    let current = status.attempt.unwrap_or(1);
+    let ended = status.attempts.iter().any(|a| a.attempt == asked);
+    if current > asked || ended {
+        return Some((
+            Withdrawal::Superseded,
+            format!(
+                "attempt {asked} of AgentRun {name} ended before anyone decided; attempt {} asks again if it needs to{late}",
+                current.max(asked + 1)
+            ),
+        ));
+    }
+    None
+}
+
+/// The pending gates in `gates` that a change of `run` withdraws ([`compute_withdrawal`]):
+/// gates of the same namespace naming the run, still pending. Pure; the mapper of the
+/// controller's AgentRun watch.
+pub fn gates_to_withdraw(run: &AgentRun, gates: &[Arc<ApprovalGate>]) -> Vec<ObjectRef<ApprovalGate>> {
+    gates
+        .iter()
+        .filter(|g| g.metadata.namespace == run.metadata.namespace)
+        .filter(|g| Some(&g.spec.run_ref.name) == run.metadata.name.as_ref())
+        .filter(|g| !g.status.as_ref().and_then(|s| s.state).is_some_and(GateState::is_final))
+        .filter(|g| compute_withdrawal(g, Some(run)).is_some())
+        .map(|g| ObjectRef::from_obj(g.as_ref()))
+        .collect()
+}
+
+/// The status that closes a pending gate as `Withdrawn`: `old` with the state, the `Decided`
+/// condition (True, `why`'s reason, `message`), `decidedAt` = `now` and no `decidedBy`. Pure.
+pub fn build_withdrawn_status(
+    old: &ApprovalGateStatus,
+    why: Withdrawal,
+    message: &str,
+    generation: Option<i64>,
+    now: Time,
+) -> ApprovalGateStatus {
+    let mut st = ApprovalGateStatus {
+        state: Some(GateState::Withdrawn),
+        decided_by: None,
+        decided_at: Some(now.clone()),
+        observed_generation: generation,
+        ..old.clone()
+    };
+    set_condition(
+        &mut st.conditions,
+        COND_DECIDED,
+        TRUE,
+        why.reason(),
+        message,
+        generation,
+        now,
+    );
+    st
+}
 
 /// The gate's state from its decisions. Pure.
 ///
@@ -69,14 +213,20 @@ pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Act
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = gate.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
     let old = gate.status.clone().unwrap_or_default();
-    if matches!(
-        old.state,
-        Some(GateState::Approved | GateState::Rejected | GateState::Expired)
-    ) {
+    // A final gate never changes again: decisions appended later are not counted.
+    if old.state.is_some_and(GateState::is_final) {
+        return Ok(Action::await_change());
+    }
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    // Before counting decisions: one that arrives after the run moved on decides nothing.
+    if let Some((why, message)) = fetch_withdrawal(&gate, &ctx, &ns).await? {
+        let st = build_withdrawn_status(&old, why, &message, gate.metadata.generation, now);
+        apply_status(&ctx, &ns, &name, &st).await?;
+        ctx.publish(gate.as_ref(), EventType::Normal, why.reason(), message)
+            .await;
         return Ok(Action::await_change());
     }
     let (mut state, approvals, by) = compute_state(&gate.spec);
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut st = ApprovalGateStatus {
         state: Some(state),
         approvals,
@@ -84,7 +234,7 @@ pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Act
         ..old.clone()
     };
     // Expiry: only a pending gate with a timeout expires.
-    let mut action = Action::await_change();
+    let mut action = Action::requeue(PENDING_RECHECK);
     let mut warning = None;
     let schedule = gate
         .spec
@@ -111,7 +261,7 @@ pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Act
                 ));
             }
             let next = if st.expiry_warned { expires } else { warn_at };
-            action = Action::requeue(Duration::from_secs((next - now_s).max(1) as u64));
+            action = Action::requeue(Duration::from_secs((next - now_s).max(1) as u64).min(PENDING_RECHECK));
         }
     }
     let (cstatus, reason, message) = match state {
@@ -139,10 +289,15 @@ pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Act
             "Rejected",
             format!("rejected by {}", by.clone().unwrap_or_default()),
         ),
+        // Not produced by compute_state or expiry; withdrawal is handled above.
+        GateState::Withdrawn => (TRUE, "Withdrawn", String::new()),
     };
+    if state.is_final() {
+        action = Action::await_change();
+    }
     set_condition(
         &mut st.conditions,
-        "Decided",
+        COND_DECIDED,
         cstatus,
         reason,
         &message,
@@ -154,10 +309,7 @@ pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Act
         st.decided_at = Some(now);
     }
     if st != old {
-        let api: Api<ApprovalGate> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = serde_json::json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "ApprovalGate", "status": st});
-        api.patch_status(&name, &PatchParams::apply(MANAGER_GATE).force(), &Patch::Apply(&patch))
-            .await?;
+        apply_status(&ctx, &ns, &name, &st).await?;
         if let Some(note) = warning {
             ctx.publish(gate.as_ref(), EventType::Warning, "ExpiringSoon", note)
                 .await;
@@ -172,6 +324,29 @@ pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Act
         }
     }
     Ok(action)
+}
+
+/// Whether the pending `gate` is withdrawn ([`compute_withdrawal`]). Asks the run cache first;
+/// when the cache says withdrawn, asks the API server before acting on it (a cache that lags
+/// behind may hold a deleted run, or not yet a re-created one).
+async fn fetch_withdrawal(gate: &ApprovalGate, ctx: &Context, ns: &str) -> Result<Option<(Withdrawal, String)>> {
+    let run_name = gate.spec.run_ref.name.as_str();
+    let cached = ctx.runs.get(&ObjectRef::<AgentRun>::new(run_name).within(ns));
+    if compute_withdrawal(gate, cached.as_deref()).is_none() {
+        return Ok(None);
+    }
+    let runs: Api<AgentRun> = Api::namespaced(ctx.client.clone(), ns);
+    let fresh = runs.get_opt(run_name).await?;
+    Ok(compute_withdrawal(gate, fresh.as_ref()))
+}
+
+/// Writes the gate's status (server-side apply by [`MANAGER_GATE`], forced).
+async fn apply_status(ctx: &Context, ns: &str, name: &str, st: &ApprovalGateStatus) -> Result<()> {
+    let api: Api<ApprovalGate> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = serde_json::json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "ApprovalGate", "status": st});
+    api.patch_status(name, &PatchParams::apply(MANAGER_GATE).force(), &Patch::Apply(&patch))
+        .await?;
+    Ok(())
 }
 
 /// When a gate created at `created` (seconds since the epoch) with a timeout of `timeout`
@@ -192,7 +367,7 @@ pub fn error_policy(_gate: Arc<ApprovalGate>, error: &Error, ctx: Arc<Context>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paddock_crds::{Approvers, Decision, GateRequest, GateStage};
+    use paddock_crds::{AgentRun, Approvers, Decision, GateRequest, GateStage};
 
     fn spec(quorum: u32, users: &[&str], decisions: &[(&str, Verdict)]) -> ApprovalGateSpec {
         ApprovalGateSpec {
@@ -218,6 +393,263 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    /// A pending in-run gate of run `r` (uid `u1`), asked by `attempt`, with `decisions`.
+    fn gate(attempt: Option<u32>, decisions: &[(&str, Verdict)]) -> ApprovalGate {
+        let mut s = spec(1, &["alice"], decisions);
+        s.run_ref.uid = Some("u1".into());
+        s.run_ref.attempt = attempt;
+        s.stage = if attempt.is_some() {
+            GateStage::ToolUse
+        } else {
+            GateStage::BeforeStart
+        };
+        let mut g = ApprovalGate::new("r-tool-1", s);
+        g.metadata.namespace = Some("ns".into());
+        g.metadata.generation = Some(1);
+        g.status = Some(ApprovalGateStatus {
+            state: Some(GateState::Pending),
+            ..Default::default()
+        });
+        g
+    }
+
+    /// Run `r` in namespace `ns` with `uid`, `phase`, current `attempt` and ended `attempts`.
+    fn run(uid: &str, phase: Option<&str>, attempt: Option<u32>, ended: &[u32]) -> AgentRun {
+        let attempts: Vec<serde_json::Value> = ended
+            .iter()
+            .map(|a| serde_json::json!({"attempt": a, "podName": format!("r-{a}"), "reason": "PodDeleted", "message": "x"}))
+            .collect();
+        let mut status = serde_json::json!({"attempts": attempts});
+        if let Some(p) = phase {
+            status["phase"] = p.into();
+        }
+        if let Some(a) = attempt {
+            status["attempt"] = a.into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun",
+            "metadata": {"name": "r", "namespace": "ns", "uid": uid},
+            "spec": {"repo": {"url": "https://example.com/r.git"}, "agent": {"name": "claude-code"}, "prompt": "x"},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn withdrawal_table() {
+        use Withdrawal::*;
+        let running = run("u1", Some("Running"), Some(1), &[]);
+        let cases: Vec<(&str, ApprovalGate, Option<AgentRun>, Option<Withdrawal>)> = vec![
+            (
+                "running run, its attempt",
+                gate(Some(1), &[]),
+                Some(running.clone()),
+                None,
+            ),
+            (
+                "awaiting approval",
+                gate(Some(1), &[]),
+                Some(run("u1", Some("AwaitingApproval"), None, &[])),
+                None,
+            ),
+            ("no status yet", gate(None, &[]), Some(run("u1", None, None, &[])), None),
+            (
+                "succeeded",
+                gate(Some(1), &[]),
+                Some(run("u1", Some("Succeeded"), Some(1), &[])),
+                Some(RunFinished),
+            ),
+            (
+                "cancelled before start",
+                gate(None, &[]),
+                Some(run("u1", Some("Cancelled"), None, &[])),
+                Some(RunFinished),
+            ),
+            (
+                "failed",
+                gate(Some(1), &[]),
+                Some(run("u1", Some("Failed"), Some(1), &[])),
+                Some(RunFinished),
+            ),
+            (
+                "rejected at another gate",
+                gate(Some(1), &[]),
+                Some(run("u1", Some("Rejected"), Some(1), &[])),
+                Some(RunFinished),
+            ),
+            (
+                "timed out",
+                gate(Some(1), &[]),
+                Some(run("u1", Some("TimedOut"), Some(1), &[])),
+                Some(RunFinished),
+            ),
+            (
+                "retry backoff: attempt 1 ended",
+                gate(Some(1), &[]),
+                Some(run("u1", Some("Pending"), Some(2), &[1])),
+                Some(Superseded),
+            ),
+            (
+                "attempt 2 runs",
+                gate(Some(1), &[]),
+                Some(run("u1", Some("Running"), Some(2), &[1])),
+                Some(Superseded),
+            ),
+            (
+                "attempt 2's own gate",
+                gate(Some(2), &[]),
+                Some(run("u1", Some("Running"), Some(2), &[1])),
+                None,
+            ),
+            ("run gone", gate(Some(1), &[]), None, Some(RunDeleted)),
+            (
+                "re-created under the same name",
+                gate(None, &[]),
+                Some(run("u2", Some("AwaitingApproval"), None, &[])),
+                Some(RunDeleted),
+            ),
+        ];
+        for (name, g, r, want) in cases {
+            assert_eq!(compute_withdrawal(&g, r.as_ref()).map(|w| w.0), want, "{name}");
+        }
+        let mut deleting = running.clone();
+        deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        assert_eq!(
+            compute_withdrawal(&gate(Some(1), &[]), Some(&deleting)).map(|w| w.0),
+            Some(RunDeleted)
+        );
+        // A gate without a run UID (made by hand) goes by name, and stays while no run has it.
+        let mut by_hand = gate(None, &[]);
+        by_hand.spec.run_ref.uid = None;
+        assert_eq!(compute_withdrawal(&by_hand, Some(&running)), None);
+        assert_eq!(compute_withdrawal(&by_hand, None), None);
+        assert_eq!(
+            compute_withdrawal(&by_hand, Some(&run("u9", Some("Failed"), None, &[]))).map(|w| w.0),
+            Some(RunFinished)
+        );
+        // The message names the run and its end, and says late decisions were not counted.
+        let (_, message) = compute_withdrawal(
+            &gate(Some(1), &[("alice", Verdict::Approve)]),
+            Some(&run("u1", Some("Cancelled"), Some(1), &[])),
+        )
+        .unwrap();
+        assert_eq!(
+            message,
+            "AgentRun r ended (Cancelled) before anyone decided; the 1 decision recorded was not counted"
+        );
+    }
+
+    #[test]
+    fn a_run_change_wakes_only_the_gates_it_withdraws() {
+        let mut mine = gate(Some(1), &[]);
+        mine.metadata.name = Some("r-tool-1".into());
+        let mut decided = gate(Some(1), &[]);
+        decided.metadata.name = Some("r-tool-2".into());
+        decided.status.as_mut().unwrap().state = Some(GateState::Approved);
+        let mut other_ns = gate(Some(1), &[]);
+        other_ns.metadata.namespace = Some("elsewhere".into());
+        let mut other_run = gate(Some(1), &[]);
+        other_run.metadata.name = Some("s-tool-1".into());
+        other_run.spec.run_ref.name = "s".into();
+        let gates: Vec<Arc<ApprovalGate>> = [mine, decided, other_ns, other_run].into_iter().map(Arc::new).collect();
+        let names = |r: &AgentRun| {
+            gates_to_withdraw(r, &gates)
+                .into_iter()
+                .map(|o| o.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&run("u1", Some("Succeeded"), Some(1), &[])), ["r-tool-1"]);
+        assert!(names(&run("u1", Some("Running"), Some(1), &[])).is_empty());
+    }
+
+    #[test]
+    fn the_withdrawn_status_is_final_and_says_why() {
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
+        let old = ApprovalGateStatus {
+            state: Some(GateState::Pending),
+            approvals: 1,
+            ..Default::default()
+        };
+        let st = build_withdrawn_status(&old, Withdrawal::Superseded, "attempt 1 ended", Some(3), now.clone());
+        assert_eq!(st.state, Some(GateState::Withdrawn));
+        assert!(st.state.unwrap().is_final());
+        assert_eq!((st.approvals, st.decided_by.as_deref()), (1, None));
+        assert_eq!(st.decided_at, Some(now));
+        assert_eq!(st.observed_generation, Some(3));
+        let c = paddock_crds::condition::find_condition(&st.conditions, COND_DECIDED).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
+            ("True", "Superseded", "attempt 1 ended")
+        );
+    }
+
+    /// Against a fake API server: a pending gate of a run that ended is written `Withdrawn`
+    /// (status patch by the gate's field manager), and no decision counts any more.
+    #[tokio::test]
+    async fn reconcile_withdraws_the_gate_of_an_ended_run() {
+        let g = gate(Some(1), &[("alice", Verdict::Approve)]);
+        let gate_path = "/apis/paddock.dev/v1alpha1/namespaces/ns/approvalgates/r-tool-1".to_string();
+        let run_path = "/apis/paddock.dev/v1alpha1/namespaces/ns/agentruns/r".to_string();
+        let ended = run("u1", Some("Succeeded"), Some(1), &[]);
+        let (ctx, written) = crate::context::test_context_recording(vec![
+            (gate_path.clone(), serde_json::to_value(&g).unwrap()),
+            (run_path, serde_json::to_value(&ended).unwrap()),
+        ]);
+        let action = reconcile(Arc::new(g.clone()), Arc::new(ctx)).await.unwrap();
+        assert_eq!(action, Action::await_change());
+        let written = written.lock().unwrap().clone();
+        let (method, path, body) = written.first().expect("a status write").clone();
+        assert_eq!((method.as_str(), path), ("PATCH", format!("{gate_path}/status")));
+        assert_eq!(body["status"]["state"], "Withdrawn");
+        assert_eq!(body["status"]["conditions"][0]["type"], "Decided");
+        assert_eq!(body["status"]["conditions"][0]["reason"], "RunFinished");
+        assert!(body["status"].get("decidedBy").is_none(), "{body}");
+        // The approval was recorded too late: not counted, the run never sees it.
+        assert_eq!(
+            body["status"]["conditions"][0]["message"],
+            "AgentRun r ended (Succeeded) before anyone decided; the 1 decision recorded was not counted"
+        );
+        // The Event says why.
+        assert!(
+            written
+                .iter()
+                .any(|(m, p, b)| m == "POST" && p.ends_with("/events") && b["reason"] == "RunFinished"),
+            "{written:?}"
+        );
+
+        // Once withdrawn, a decision appended later changes nothing: no request at all.
+        let mut late = g.clone();
+        late.status = Some(body["status"].clone()).map(|s| serde_json::from_value(s).unwrap());
+        late.spec.decisions.push(Decision {
+            approver: "alice".into(),
+            decision: Verdict::Approve,
+            comment: None,
+        });
+        let (ctx, written) = crate::context::test_context_recording(vec![]);
+        let action = reconcile(Arc::new(late), Arc::new(ctx)).await.unwrap();
+        assert_eq!(action, Action::await_change());
+        assert!(written.lock().unwrap().is_empty());
+    }
+
+    /// A gate of a run that is still on the asking attempt counts its decisions as before.
+    #[tokio::test]
+    async fn reconcile_counts_decisions_while_the_run_waits() {
+        let g = gate(Some(1), &[("alice", Verdict::Reject)]);
+        let gate_path = "/apis/paddock.dev/v1alpha1/namespaces/ns/approvalgates/r-tool-1".to_string();
+        let run_path = "/apis/paddock.dev/v1alpha1/namespaces/ns/agentruns/r".to_string();
+        let waiting = run("u1", Some("AwaitingApproval"), Some(1), &[]);
+        let (ctx, written) = crate::context::test_context_recording(vec![
+            (gate_path.clone(), serde_json::to_value(&g).unwrap()),
+            (run_path, serde_json::to_value(&waiting).unwrap()),
+        ]);
+        reconcile(Arc::new(g), Arc::new(ctx)).await.unwrap();
+        let written = written.lock().unwrap().clone();
+        let (_, path, body) = written.first().expect("a status write").clone();
+        assert_eq!(path, format!("{gate_path}/status"));
+        assert_eq!(body["status"]["state"], "Rejected");
+        assert_eq!(body["status"]["decidedBy"], "alice");
     }
 
     #[test]
