@@ -148,7 +148,10 @@ impl Proxy {
         // Only the pool's egress gateway, never the process's proxy variables.
         let builder = reqwest::Client::builder().no_proxy();
         let builder = match &cfg.uplink {
-            Some(u) => builder.proxy(u.reqwest_proxy().map_err(|e| format!("bad egress gateway address: {e}"))?),
+            Some(u) => builder.proxy(
+                u.reqwest_proxy()
+                    .map_err(|e| format!("bad egress gateway address: {e}"))?,
+            ),
             None => builder,
         };
         let client = builder
