@@ -333,6 +333,19 @@ pub struct GatewayLog {
     pub last: GatewayBranch,
     /// The commit of the last successful push.
     pub pushed: Option<String>,
+    /// The upstream's HTTP status of the last model call, from the gateway's own
+    /// `gateway_model_status` lines; `None` when none was printed or after the gateway stopped
+    /// printing them (`gateway_model_status_truncated`): the last one is then not the last call's.
+    pub model_status: Option<u16>,
+}
+
+impl GatewayLog {
+    /// Whether the gateway saw the model endpoint fail on the last call (429 or 5xx): the only
+    /// evidence of `ModelUnavailable` the operator takes (the agent can write
+    /// `.paddock/model-status` and print any reason).
+    pub fn model_unavailable(&self) -> bool {
+        self.model_status.is_some_and(|s| s == 429 || s >= 500)
+    }
 }
 
 impl GatewayLog {
@@ -363,6 +376,14 @@ pub fn with_trusted_facts(mut r: RunResult, gw: &GatewayLog) -> RunResult {
     r.patch_truncated = facts.patch_truncated;
     // Pushed means the remote has this commit: a push of an earlier commit does not count.
     r.pushed = gw.pushed.is_some() && gw.pushed == r.commit;
+    // A retryable cause only if the gateway saw it.
+    if r.reason == "ModelUnavailable" && !gw.model_unavailable() {
+        r.reason = "AgentFailed".into();
+        r.message = format!(
+            "{} (the agent reported ModelUnavailable; the gateway saw no 429/5xx answer to the last model call)",
+            r.message
+        );
+    }
     r
 }
 
@@ -407,6 +428,10 @@ pub fn parse_gateway_log(text: &str) -> GatewayLog {
             continue;
         };
         match v["type"].as_str() {
+            Some("gateway_model_status") => {
+                out.model_status = v["status"].as_u64().and_then(|s| u16::try_from(s).ok());
+            }
+            Some("gateway_model_status_truncated") => out.model_status = None,
             Some("gateway_usage") => {
                 out.usage = Some(paddock_crds::events::Usage {
                     input_tokens: v["input_tokens"].as_u64().unwrap_or_default()
@@ -488,6 +513,38 @@ pub async fn apply_transcript(client: &kube::Client, run: &AgentRun, gw: &Gatewa
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn model_unavailable_counts_only_when_the_gateway_saw_it() {
+        let failed = |reason: &str| -> RunResult {
+            serde_json::from_value(serde_json::json!({
+                "outcome": "Failed", "reason": reason, "failedStep": "agent",
+                "message": "claude exited with exit code 1", "branch": "paddock/r"
+            }))
+            .unwrap()
+        };
+        let seen = parse_gateway_log(
+            "{\"type\":\"gateway_model_status\",\"route\":\"anthropic\",\"status\":200,\"calls\":1}\n\
+             {\"type\":\"gateway_model_status\",\"route\":\"anthropic\",\"status\":503,\"calls\":2}\n",
+        );
+        assert!(seen.model_unavailable());
+        assert_eq!(with_trusted_facts(failed("ModelUnavailable"), &seen).reason, "ModelUnavailable");
+        // The agent wrote .paddock/model-status (or printed the reason) itself: not retried.
+        let forged = with_trusted_facts(failed("ModelUnavailable"), &GatewayLog::default());
+        assert_eq!(forged.reason, "AgentFailed");
+        assert!(forged.message.contains("gateway saw no 429/5xx"), "{}", forged.message);
+        let recovered = parse_gateway_log(
+            "{\"type\":\"gateway_model_status\",\"route\":\"anthropic\",\"status\":503,\"calls\":1}\n\
+             {\"type\":\"gateway_model_status\",\"route\":\"anthropic\",\"status\":200,\"calls\":2}\n",
+        );
+        assert_eq!(with_trusted_facts(failed("ModelUnavailable"), &recovered).reason, "AgentFailed");
+        let truncated = parse_gateway_log(
+            "{\"type\":\"gateway_model_status\",\"route\":\"anthropic\",\"status\":503,\"calls\":1}\n\
+             {\"type\":\"gateway_model_status_truncated\"}\n",
+        );
+        assert!(!truncated.model_unavailable());
+        assert_eq!(with_trusted_facts(failed("AgentFailed"), &seen).reason, "AgentFailed");
+    }
+
     use super::*;
     use std::io::Write;
 
