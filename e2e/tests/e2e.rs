@@ -231,8 +231,10 @@ async fn gated_run(decision: &str) -> Result<(TestNs, AgentRun)> {
         phase(r) == Some(Phase::AwaitingApproval)
     })
     .await?;
+    // Runner pods (the pool's egress gateway has its own pod from the start).
+    let runner_pods = ListParams::default().labels(paddock_crds::LABEL_RUN);
     assert!(
-        ns.api::<Pod>().list(&ListParams::default()).await?.items.is_empty(),
+        ns.api::<Pod>().list(&runner_pods).await?.items.is_empty(),
         "no pod before approval"
     );
     let gate = ns.api::<ApprovalGate>().get("gated-before-start").await?;
@@ -279,8 +281,12 @@ async fn before_start_gate_rejected() -> Result<()> {
         Some(("False".into(), "Rejected".into()))
     );
     assert!(
-        ns.api::<Pod>().list(&ListParams::default()).await?.items.is_empty(),
-        "no pod after a rejection"
+        ns.api::<Pod>()
+            .list(&ListParams::default().labels(paddock_crds::LABEL_RUN))
+            .await?
+            .items
+            .is_empty(),
+        "no runner pod after a rejection"
     );
     // Decisions are append-only.
     let err = ns

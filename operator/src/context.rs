@@ -69,10 +69,9 @@ pub struct Context {
     /// The key that signs verdicts and warm-pod claims (`--verdict-key-file`; a random one when
     /// none is given): runner pods trust only what it signed (`paddock_crds::verdict`).
     pub signer: Arc<paddock_crds::verdict::Signer>,
-    /// Per pool (`namespace/name`): the fingerprint of the egress objects this process applied
-    /// and the runner pods' uplink they give
+    /// Per pool (`namespace/name`): what this process applied of the pool's egress gateway
     /// ([`crate::controller::runnerpool::egress::reconcile_egress`]).
-    pub egress: std::sync::Mutex<HashMap<String, (u64, crate::controller::runnerpool::egress::PodUplink)>>,
+    pub egress: std::sync::Mutex<HashMap<String, crate::controller::runnerpool::egress::EgressApplied>>,
 }
 
 /// Log followers running at once unless `--max-log-followers` says otherwise.
@@ -109,7 +108,7 @@ impl Context {
     }
 
     /// What [`Context::egress`] holds for pool `key` (`namespace/name`).
-    pub fn egress_applied(&self, key: &str) -> Option<(u64, crate::controller::runnerpool::egress::PodUplink)> {
+    pub fn egress_applied(&self, key: &str) -> Option<crate::controller::runnerpool::egress::EgressApplied> {
         self.egress
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -126,16 +125,11 @@ impl Context {
     }
 
     /// Records in [`Context::egress`] what was applied for pool `key`.
-    pub fn set_egress_applied(
-        &self,
-        key: &str,
-        fingerprint: u64,
-        uplink: crate::controller::runnerpool::egress::PodUplink,
-    ) {
+    pub fn set_egress_applied(&self, key: &str, applied: crate::controller::runnerpool::egress::EgressApplied) {
         self.egress
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key.to_string(), (fingerprint, uplink));
+            .insert(key.to_string(), applied);
     }
 
     /// [`Context::followed`], locked (a poisoned lock is taken over: the set stays usable).

@@ -123,14 +123,25 @@ impl Uplink {
     /// The gateway is unreachable, or answers the `CONNECT` with another status than 200
     /// (`io::ErrorKind::PermissionDenied` for 407 and 403).
     pub fn connect(&self, host: &str, port: u16) -> io::Result<TcpStream> {
-        let mut s = connect_retrying(&self.addr, GATEWAY_WAIT)?;
-        s.set_read_timeout(Some(CONNECT_TIMEOUT))?;
-        s.write_all(self.connect_head(host, port).as_bytes())?;
-        let status = read_status(&mut s)?;
-        s.set_read_timeout(None)?;
-        check_status(status, host, port)?;
-        let _ = s.set_nodelay(true);
-        Ok(s)
+        let deadline = Instant::now() + GATEWAY_WAIT;
+        loop {
+            let mut s = connect_retrying(&self.addr, deadline.saturating_duration_since(Instant::now()))?;
+            s.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+            s.write_all(self.connect_head(host, port).as_bytes())?;
+            let status = read_status(&mut s)?;
+            s.set_read_timeout(None)?;
+            match check_status(status, host, port) {
+                Ok(()) => {
+                    let _ = s.set_nodelay(true);
+                    return Ok(s);
+                }
+                // Not the egress gateway's answer (its Service may not route to it yet).
+                Err(_) if not_the_gateways(status) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// [`Uplink::connect`] for tokio.
@@ -237,6 +248,11 @@ fn parse_status(head: &[u8]) -> io::Result<u16> {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an HTTP answer"))
+}
+
+/// An answer the egress gateway never gives to a `CONNECT` (it answers 200, 400, 407 or 502).
+fn not_the_gateways(status: u16) -> bool {
+    !matches!(status, 200 | 400 | 403 | 407 | 502)
 }
 
 fn check_status(status: u16, host: &str, port: u16) -> io::Result<()> {

@@ -527,7 +527,10 @@ mod tests {
              {\"type\":\"gateway_model_status\",\"route\":\"anthropic\",\"status\":503,\"calls\":2}\n",
         );
         assert!(seen.model_unavailable());
-        assert_eq!(with_trusted_facts(failed("ModelUnavailable"), &seen).reason, "ModelUnavailable");
+        assert_eq!(
+            with_trusted_facts(failed("ModelUnavailable"), &seen).reason,
+            "ModelUnavailable"
+        );
         // The agent wrote .paddock/model-status (or printed the reason) itself: not retried.
         let forged = with_trusted_facts(failed("ModelUnavailable"), &GatewayLog::default());
         assert_eq!(forged.reason, "AgentFailed");
@@ -536,7 +539,10 @@ mod tests {
             "{\"type\":\"gateway_model_status\",\"route\":\"anthropic\",\"status\":503,\"calls\":1}\n\
              {\"type\":\"gateway_model_status\",\"route\":\"anthropic\",\"status\":200,\"calls\":2}\n",
         );
-        assert_eq!(with_trusted_facts(failed("ModelUnavailable"), &recovered).reason, "AgentFailed");
+        assert_eq!(
+            with_trusted_facts(failed("ModelUnavailable"), &recovered).reason,
+            "AgentFailed"
+        );
         let truncated = parse_gateway_log(
             "{\"type\":\"gateway_model_status\",\"route\":\"anthropic\",\"status\":503,\"calls\":1}\n\
              {\"type\":\"gateway_model_status_truncated\"}\n",

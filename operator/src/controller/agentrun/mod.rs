@@ -453,7 +453,7 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
             Phase::Pending,
             "WaitingForEgressGateway",
             &format!(
-                "Service {} of pool {pool_name} has no cluster IP yet",
+                "the egress gateway of pool {pool_name} (Deployment {}) has no available pod yet",
                 paddock_crds::egress::gateway_name(&pool_name)
             ),
         );

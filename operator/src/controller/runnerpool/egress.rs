@@ -267,8 +267,15 @@ where
         .await?)
 }
 
+/// Whether the egress gateway Deployment has a pod that is available (its status).
+fn available(d: &Deployment) -> bool {
+    d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) > 0
+}
+
 /// Applies `pool`'s egress gateway and policies when they differ from what this process last
-/// applied, and returns the pods' uplink (the Service's cluster IP and the token).
+/// applied, and returns the pods' uplink (the Service's cluster IP and the token) once the
+/// gateway has an available pod; `None` until then (a runner pod started earlier could find
+/// nothing behind the Service).
 ///
 /// # Errors
 /// Transient API errors.
@@ -279,13 +286,23 @@ pub async fn reconcile_egress(pool: &RunnerPool, ctx: &Context) -> Result<Option
     let token = token(ctx, pool);
     let objects = desired(pool, &token);
     let fp = fingerprint(&objects);
-    if let Some((applied, uplink)) = ctx.egress_applied(&key) {
-        if applied == fp {
-            return Ok(Some(uplink));
-        }
-    }
     let client = ctx.client.clone();
     let gw = contract::gateway_name(&name);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    if let Some(applied) = ctx.egress_applied(&key).filter(|a| a.fingerprint == fp) {
+        if applied.ready {
+            return Ok(Some(applied.uplink));
+        }
+        let ready = deployments.get_opt(&gw).await?.is_some_and(|d| available(&d));
+        ctx.set_egress_applied(
+            &key,
+            EgressApplied {
+                ready,
+                ..applied.clone()
+            },
+        );
+        return Ok(ready.then_some(applied.uplink));
+    }
     // Policies first: no runner pod of the pool is ever unconfined once the gateway exists.
     apply(
         Api::<NetworkPolicy>::namespaced(client.clone(), &ns),
@@ -299,12 +316,7 @@ pub async fn reconcile_egress(pool: &RunnerPool, ctx: &Context) -> Result<Option
         &objects.gateway_policy,
     )
     .await?;
-    apply(
-        Api::<Deployment>::namespaced(client.clone(), &ns),
-        &gw,
-        &objects.deployment,
-    )
-    .await?;
+    let deployment = apply(deployments, &gw, &objects.deployment).await?;
     let svc = apply(Api::<Service>::namespaced(client, &ns), &gw, &objects.service).await?;
     let Some(ip) = svc
         .spec
@@ -317,8 +329,27 @@ pub async fn reconcile_egress(pool: &RunnerPool, ctx: &Context) -> Result<Option
         proxy: format!("http://{ip}:{PORT}"),
         token,
     };
-    ctx.set_egress_applied(&key, fp, uplink.clone());
-    Ok(Some(uplink))
+    let ready = available(&deployment);
+    ctx.set_egress_applied(
+        &key,
+        EgressApplied {
+            fingerprint: fp,
+            uplink: uplink.clone(),
+            ready,
+        },
+    );
+    Ok(ready.then_some(uplink))
+}
+
+/// What this process applied for one pool ([`Context::egress`]).
+#[derive(Clone, Debug)]
+pub struct EgressApplied {
+    /// Fingerprint of the applied objects.
+    pub fingerprint: u64,
+    /// The runner pods' uplink they give.
+    pub uplink: PodUplink,
+    /// Whether the Deployment had an available pod when last read.
+    pub ready: bool,
 }
 
 #[cfg(test)]

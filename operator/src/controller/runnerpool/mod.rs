@@ -88,6 +88,15 @@ pub async fn reconcile(pool: Arc<RunnerPool>, ctx: Arc<Context>) -> Result<Actio
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let (status, reason, message) = if pool.spec.template.image.trim().is_empty() {
         (FALSE, "NoImage", "spec.template.image is empty".to_string())
+    } else if uplink.is_none() {
+        (
+            FALSE,
+            "EgressGatewayNotReady",
+            format!(
+                "the egress gateway (Deployment {}) has no available pod; runs wait for it",
+                paddock_crds::egress::gateway_name(&name)
+            ),
+        )
     } else if warm_ready < desired {
         (
             FALSE,
