@@ -14,6 +14,10 @@
 //! | the agent prints a forged `result` line on `/proc/1/fd/1` and into `/dev/termination-log` | commit, branch, pushed and the diff counts come from trusted code | [`a_forged_result_line_changes_no_trusted_field`] |
 //! | a run sets `ANTHROPIC_BASE_URL` to its own server, on a pool that holds `ANTHROPIC_API_KEY` | a run cannot change the upstream of a key the pool configured: `Failed`/`OverrideNotAllowed`, no pod | [`a_run_cannot_redirect_the_pools_model_key`] |
 //! | a run asks to push to `main` | a run pushes only to branches the pool allows (default `paddock/*`): `Failed`/`BranchNotAllowed` | [`a_run_cannot_push_to_a_branch_the_pool_does_not_allow`] |
+//! | the agent sends 12 model calls at once against a `maxCostUSD` that allows about 3 | each call reserves its worst case before it is forwarded; overshoot ≤ one call | [`parallel_model_calls_cannot_overshoot_the_budget`] |
+//! | the agent calls an unmetered endpoint (`/v1/messages/batches`) and a model without a price, with the pool's key | the gateway forwards only metered endpoints, and refuses unpriced models under `maxCostUSD` | [`unmetered_endpoints_and_unpriced_models_are_refused`] |
+//! | the agent writes `.paddock/model-status` = 503 and fails, to be retried | the operator retries `ModelUnavailable` only on the gateway's own status line | [`a_forged_model_status_buys_no_retry`] |
+//! | a retried attempt asks for the tool call attempt 1 had approved | in-run gates are per attempt and verdicts are signed for the attempt | [`a_retried_attempt_asks_again_for_an_approved_tool_call`] |
 //! | the agent writes 10 GiB into the workspace | every emptyDir has a `sizeLimit` (the workspace's follows the agent's `ephemeral-storage` limit); the kubelet evicts the pod; the run fails `StorageLimitExceeded`, not retried | [`a_10_gib_write_to_the_workspace_is_stopped`] |
 //! | the agent opens sockets of its own: TCP to a host service, the node's API server port, the API server's and another Service's IP, the metadata address; a DNS query straight to the node's resolver; the pool's egress gateway without its token | the pool's NetworkPolicy lets runner pods reach only the egress gateway, which serves only the trusted containers' token; the pod gateway (loopback, `HTTP(S)_PROXY`) is the way out | [`the_agent_reaches_nothing_but_its_gateway`] |
 //!
@@ -709,6 +713,176 @@ async fn a_run_cannot_push_to_a_branch_the_pool_does_not_allow() -> Result<()> {
         "main moved"
     );
     assert!(repo.show("main", "owned.txt").is_err(), "owned.txt reached main");
+    ns.cleanup().await;
+    Ok(())
+}
+
+/// A node script the agent runs: `node /tmp/m.js <path> <model> <n>` sends `n` calls at once to
+/// the pod gateway's Anthropic route and prints each status, in order.
+const MODEL_CALLS_JS: &str = r#"cat > /tmp/m.js <<'JS'
+const [path, model, n] = [process.argv[2], process.argv[3], Number(process.argv[4] || 1)];
+const call = () => fetch(process.env.ANTHROPIC_BASE_URL + path, {method: "POST",
+  headers: {"content-type": "application/json", "x-api-key": process.env.ANTHROPIC_API_KEY, "anthropic-version": "2023-06-01"},
+  body: JSON.stringify({model, max_tokens: 100, messages: [{role: "user", content: "go"}]})})
+  .then(async r => { await r.text(); return r.status; }, e => "error " + e.message);
+Promise.all(Array.from({length: n}, call)).then(s => console.log(path + " " + model + ": " + s.join(" ")));
+JS
+"#;
+
+/// Attack: 12 model calls at once against `maxCostUSD: 0.005`; each costs 0.0016 USD at the
+/// scripted endpoint's test price (1,200 input and 40 output tokens), so checking "limit not yet
+/// reached" per call lets all 12 through (0.0192 USD). Defence: each call reserves its worst case
+/// before it is forwarded and is admitted only while spent + reserved < the limit; the overshoot
+/// is at most the one call that crosses it. Checked on the gateway-metered usage in the run's
+/// status.
+#[tokio::test]
+async fn parallel_model_calls_cannot_overshoot_the_budget() -> Result<()> {
+    let (ns, repo) = setup("hostile-budget").await?;
+    let name = "spender";
+    let prompt = format!("{MODEL_CALLS_JS}node /tmp/m.js /v1/messages scripted-metered 12; sleep 5");
+    shell_run(&ns, &repo, name, &prompt, json!({"budget": {"maxCostUSD": 0.005}})).await?;
+    let run = ns.wait_finished(name, RUN_TIMEOUT).await?;
+    let status = run.status.clone().unwrap_or_default();
+    let (_, reason, message) = condition(&run, "Succeeded").unwrap_or_default();
+    assert_eq!(reason, "BudgetExceeded", "{message}");
+    let usage = status.usage.clone().unwrap_or_default();
+    let cost = usage.cost_usd.unwrap_or_default();
+    eprintln!(
+        "12 parallel calls: {} metered, {cost:.4} USD against 0.005",
+        usage.turns
+    );
+    assert!(
+        usage.turns <= 5,
+        "at most the calls the budget allows, plus one: {usage:?}"
+    );
+    assert!(cost <= 0.005 + 0.0016 + 1e-9, "overshoot beyond one call: {usage:?}");
+    ns.cleanup().await;
+    Ok(())
+}
+
+/// Attack: with the pool's key behind the gateway, the agent calls the Message Batches API (which
+/// the meter does not read) and a model that has no price, under a `maxCostUSD`. Defence: the
+/// gateway forwards only metered endpoints and refuses an unpriced model under a cost budget
+/// (403 in Anthropic's error shape); nothing reaches the endpoint and nothing is metered.
+#[tokio::test]
+async fn unmetered_endpoints_and_unpriced_models_are_refused() -> Result<()> {
+    let (ns, repo) = setup("hostile-endpoints").await?;
+    let name = "sidestep";
+    let prompt = format!(
+        "{MODEL_CALLS_JS}node /tmp/m.js /v1/messages/batches scripted-metered > calls.txt; \
+         node /tmp/m.js /v1/files scripted-metered >> calls.txt; \
+         node /tmp/m.js /v1/messages mystery-model-7 >> calls.txt; cat calls.txt; {AGENT_COMMIT}"
+    );
+    shell_run(&ns, &repo, name, &prompt, json!({"budget": {"maxCostUSD": 1.0}})).await?;
+    let run = ns.wait_finished(name, RUN_TIMEOUT).await?;
+    expect_phase(&ns, &run, Phase::Succeeded).await?;
+    let result = run.status.clone().unwrap_or_default().result.expect("result");
+    let patch_ref = result.patch_ref.clone().unwrap_or_else(|| format!("{name}-patch"));
+    let patch = patch_text(&ns, &patch_ref).await?;
+    for line in [
+        "+/v1/messages/batches scripted-metered: 403",
+        "+/v1/files scripted-metered: 403",
+        "+/v1/messages mystery-model-7: 403",
+    ] {
+        assert!(patch.contains(line), "{line} not in\n{patch}");
+    }
+    let usage = run.status.and_then(|s| s.usage).unwrap_or_default();
+    assert_eq!(
+        (usage.turns, usage.input_tokens),
+        (0, 0),
+        "nothing was forwarded: {usage:?}"
+    );
+    ns.cleanup().await;
+    Ok(())
+}
+
+/// Attack: the agent writes `.paddock/model-status` as if the model endpoint had answered 503,
+/// and fails, so that `spec.retry` gives it another attempt. Defence: the operator keeps the
+/// runner's `ModelUnavailable` only when the gateway's own last `gateway_model_status` line says
+/// 429/5xx; here the gateway saw no model call, so the run fails `AgentFailed`, not retried.
+#[tokio::test]
+async fn a_forged_model_status_buys_no_retry() -> Result<()> {
+    let (ns, repo) = setup("hostile-retry").await?;
+    let name = "retry-me";
+    let prompt =
+        "mkdir -p /workspace/.paddock && printf '{\"status\":503}' > /workspace/.paddock/model-status && exit 1";
+    shell_run(
+        &ns,
+        &repo,
+        name,
+        prompt,
+        json!({"retry": {"limit": 2, "backoff": "1s"}}),
+    )
+    .await?;
+    let run = ns.wait_finished(name, RUN_TIMEOUT).await?;
+    expect_phase(&ns, &run, Phase::Failed).await?;
+    let (_, reason, message) = condition(&run, "Succeeded").unwrap_or_default();
+    assert_eq!(reason, "AgentFailed", "{message}");
+    assert!(message.contains("gateway saw no 429/5xx"), "{message}");
+    let status = run.status.unwrap_or_default();
+    assert!(status.attempts.is_empty(), "no retry: {:?}", status.attempts);
+    assert_eq!(status.attempt, Some(1));
+    ns.cleanup().await;
+    Ok(())
+}
+
+/// Attack: attempt 1 of a Claude Code run asks to run `git rm -r -q doomed` (the run's toolUse
+/// rule), an approver approves, and the attempt's pod is then deleted (a retryable failure).
+/// Attempt 2 asks for the same call: the old approval must not answer it. Defence: in-run gates
+/// are per attempt (`<run>-a2-tool-1`) and the operator signs a verdict for one attempt only.
+#[tokio::test]
+async fn a_retried_attempt_asks_again_for_an_approved_tool_call() -> Result<()> {
+    let (ns, repo) = setup("hostile-tool-retry").await?;
+    // The script's repository needs the directory the tool call removes.
+    let repo = {
+        drop(repo);
+        GitRepo::create(
+            &format!("{}-t", ns.name),
+            &[("README.md", "# gated\n"), ("doomed/keep.txt", "keep\n")],
+        )?
+    };
+    ns.secret("model-key", "key", "sk-e2e-planted-model-key-0123456789")
+        .await?;
+    let name = "tooly";
+    ns.apply::<AgentRun>(run_manifest(
+        name,
+        json!({
+            "repo": {"url": repo.url},
+            "agent": {"name": "claude-code", "model": "scripted-tool-gate",
+                      "env": [{"name": "ANTHROPIC_API_KEY", "valueFrom": {"secretKeyRef": {"name": "model-key", "key": "key"}}}]},
+            "prompt": "Remove the doomed directory, then write notes.txt.",
+            "retry": {"limit": 1, "backoff": "1s"},
+            "approvals": {"toolUse": {"approvers": {"users": [ALICE]}, "rules": [{"tool": "Bash", "pattern": "git rm *"}]}},
+        }),
+    ))
+    .await?;
+    let first = format!("{name}-tool-1");
+    ns.wait_run(name, RUN_TIMEOUT, "attempt 1 awaiting the tool approval", |r| {
+        r.status.as_ref().and_then(|s| s.gate_name.as_deref()) == Some(first.as_str())
+    })
+    .await?;
+    decide_as(&ns, ALICE, &first, "Approve").await?;
+    // Attempt 1's pod goes away (a retryable failure) once the approval is out.
+    let pods = ns.api::<Pod>();
+    let _ = pods
+        .delete(&format!("{name}-1"), &DeleteParams::default().grace_period(0))
+        .await;
+    let second = format!("{name}-a2-tool-1");
+    let run = ns
+        .wait_run(name, RUN_TIMEOUT, "attempt 2 awaiting its own tool approval", |r| {
+            r.status.as_ref().and_then(|s| s.gate_name.as_deref()) == Some(second.as_str())
+                && phase(r) == Some(Phase::AwaitingApproval)
+        })
+        .await?;
+    assert_eq!(run.status.as_ref().and_then(|s| s.attempt), Some(2));
+    // The approval of attempt 1 does not answer attempt 2: it stays waiting.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let gate = ns.api::<ApprovalGate>().get(&second).await?;
+    assert_eq!(gate_state(&gate), Some(GateState::Pending), "{:?}", gate.status);
+    let run = ns.api::<AgentRun>().get(name).await?;
+    assert_eq!(phase(&run), Some(Phase::AwaitingApproval), "{:?}", run.status);
+    decide_as(&ns, ALICE, &second, "Reject").await?;
+    ns.wait_finished(name, RUN_TIMEOUT).await?;
     ns.cleanup().await;
     Ok(())
 }

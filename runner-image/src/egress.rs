@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -72,19 +72,6 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
-
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-];
 
 impl EgressGateway {
     /// A gateway that serves callers presenting `token`.
@@ -207,9 +194,7 @@ impl EgressGateway {
         let url = req.uri().to_string();
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
-        for h in HOP_BY_HOP {
-            headers.remove(*h);
-        }
+        crate::gateway::proxy::strip(&mut headers);
         let stream = body
             .into_data_stream()
             .map(|c| c.map_err(|e| std::io::Error::other(e.to_string())));
@@ -221,20 +206,7 @@ impl EgressGateway {
             .send()
             .await
         {
-            Ok(resp) => {
-                let mut builder = Response::builder().status(resp.status().as_u16());
-                for (k, v) in resp.headers() {
-                    if !HOP_BY_HOP.contains(&k.as_str()) {
-                        builder = builder.header(k, v);
-                    }
-                }
-                let body = resp
-                    .bytes_stream()
-                    .map(|c| c.map(Frame::data).map_err(|e| std::io::Error::other(e.to_string())));
-                builder
-                    .body(BodyExt::boxed(StreamBody::new(body)))
-                    .unwrap_or_else(|e| full(StatusCode::BAD_GATEWAY, format!("paddock egress gateway: {e}\n")))
-            }
+            Ok(resp) => crate::gateway::proxy::passthrough(resp),
             Err(e) => full(StatusCode::BAD_GATEWAY, format!("paddock egress gateway: {e}\n")),
         }
     }

@@ -47,6 +47,7 @@
 mod budget;
 mod config;
 mod egress;
+pub(crate) use egress::passthrough;
 pub mod endpoints;
 mod record;
 
@@ -115,7 +116,8 @@ const HOP_BY_HOP: &[&str] = &[
     "accept-encoding",
 ];
 
-fn strip(headers: &mut HeaderMap) {
+/// Removes the hop-by-hop headers (and those the proxy sets itself) from `headers`.
+pub(crate) fn strip(headers: &mut HeaderMap) {
     for h in HOP_BY_HOP {
         headers.remove(*h);
     }

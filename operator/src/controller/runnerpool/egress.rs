@@ -23,7 +23,6 @@ use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, Patch, PatchParams};
@@ -85,13 +84,6 @@ fn port_3128() -> NetworkPolicyPort {
     }
 }
 
-fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
-        .collect()
-}
-
 /// The desired objects of `pool`'s egress gateway serving `token`.
 pub fn desired(pool: &RunnerPool, token: &str) -> EgressObjects {
     let name = pool.metadata.name.clone().unwrap_or_default();
@@ -108,6 +100,7 @@ pub fn desired(pool: &RunnerPool, token: &str) -> EgressObjects {
     let mut object_labels = gateway_labels(&name);
     object_labels.insert("app.kubernetes.io/managed-by".into(), "paddock".into());
     let tpl = &pool.spec.template;
+    let quantities = crate::controller::agentrun::build::quantities;
     let container = Container {
         name: "egress".into(),
         image: Some(tpl.image.clone()),

@@ -114,7 +114,8 @@ impl Proxy {
     }
 }
 
-fn passthrough(resp: reqwest::Response) -> Response<Body> {
+/// `resp` as the proxy's answer: status, the headers that are not hop-by-hop, the body streamed.
+pub(crate) fn passthrough(resp: reqwest::Response) -> Response<Body> {
     let mut builder = Response::builder().status(resp.status().as_u16());
     for (k, v) in resp.headers() {
         if !HOP_BY_HOP.contains(&k.as_str()) {
