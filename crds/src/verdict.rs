@@ -147,14 +147,15 @@ impl Signer {
     }
 }
 
-/// What a warm pod's claim signature signs: the context line, `claim`, and the SHA-256 (hex) of
-/// the claim annotation's value. A pod that finds the claim annotation checks it with
-/// [`verify`] before it clones anything, so a namespace `edit` user cannot claim an idle pod
-/// (and its pool's git credentials) for a repository of their choice.
-pub fn claim_message(claim_value: &str) -> Vec<u8> {
+/// What a warm pod's claim signature signs: the context line, `claim`, the UID of the pod it is
+/// for, and the SHA-256 (hex) of the claim annotation's value. A pod that finds the claim
+/// annotation checks it with [`verify`] (with its own UID, from the downward API) before it
+/// clones anything, so a namespace `edit` user can neither claim an idle pod (and its pool's git
+/// credentials) for a repository of their choice nor copy a real claim onto another idle pod.
+pub fn claim_message(claim_value: &str, pod_uid: &str) -> Vec<u8> {
     let digest = ring::digest::digest(&ring::digest::SHA256, claim_value.as_bytes());
     let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("{CONTEXT}\nclaim\n{hex}").into_bytes()
+    format!("{CONTEXT}\nclaim\n{pod_uid}\n{hex}").into_bytes()
 }
 
 /// Checks `signature_b64` of `message` against `public_key_b64` (both base64, standard).

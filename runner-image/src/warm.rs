@@ -79,15 +79,20 @@ pub fn decode_claim(value: &str) -> Result<Claim, ClaimError> {
 /// unreadable). With `public_key` (the gateway: it clones and pushes with the pool's
 /// credentials) the claim must carry the operator's signature
 /// ([`paddock_crds::verdict::ANNOTATION_CLAIM_SIGNATURE`] over
-/// [`paddock_crds::verdict::claim_message`]), else [`ClaimError::Unsigned`].
+/// [`paddock_crds::verdict::claim_message`] with this pod's UID, read from the file `uid` beside
+/// `file`), else [`ClaimError::Unsigned`].
 pub fn read_claim(file: &Path, public_key: Option<&str>) -> Option<Result<Claim, ClaimError>> {
     let text = std::fs::read_to_string(file).ok()?;
     let annotations = crate::approval::parse_annotations(&text);
     let value = annotations.get(paddock_crds::ANNOTATION_CLAIM)?;
     if let Some(key) = public_key {
+        // The pod's own UID (the downward API file beside the annotations): a claim signed for
+        // another pod does not count here.
+        let uid = std::fs::read_to_string(file.with_file_name("uid")).unwrap_or_default();
+        let message = paddock_crds::verdict::claim_message(value, uid.trim());
         let signed = annotations
             .get(paddock_crds::verdict::ANNOTATION_CLAIM_SIGNATURE)
-            .is_some_and(|sig| paddock_crds::verdict::verify(key, &paddock_crds::verdict::claim_message(value), sig));
+            .is_some_and(|sig| paddock_crds::verdict::verify(key, &message, sig));
         if !signed {
             return Some(Err(ClaimError::Unsigned));
         }
@@ -195,11 +200,16 @@ mod tests {
         std::fs::write(&file, &text).unwrap();
         assert_eq!(read_claim(&file, Some(&key)), Some(Err(ClaimError::Unsigned)));
         let value = crate::approval::parse_annotations(&text)[paddock_crds::ANNOTATION_CLAIM].clone();
-        let sig = signer.sign(&paddock_crds::verdict::claim_message(&value));
+        std::fs::write(dir.path().join("uid"), "pod-uid-1\n").unwrap();
+        let sig = signer.sign(&paddock_crds::verdict::claim_message(&value, "pod-uid-1"));
         let other = paddock_crds::verdict::Signer::generate()
             .unwrap()
-            .sign(&paddock_crds::verdict::claim_message(&value));
+            .sign(&paddock_crds::verdict::claim_message(&value, "pod-uid-1"));
+        // The operator's signature for another pod (a claim copied onto this one).
+        let elsewhere = signer.sign(&paddock_crds::verdict::claim_message(&value, "pod-uid-2"));
         let sig_key = paddock_crds::verdict::ANNOTATION_CLAIM_SIGNATURE;
+        std::fs::write(&file, format!("{text}{sig_key}=\"{elsewhere}\"\n")).unwrap();
+        assert_eq!(read_claim(&file, Some(&key)), Some(Err(ClaimError::Unsigned)));
         std::fs::write(&file, format!("{text}{sig_key}=\"{other}\"\n")).unwrap();
         assert_eq!(read_claim(&file, Some(&key)), Some(Err(ClaimError::Unsigned)));
         std::fs::write(&file, format!("{text}{sig_key}=\"{sig}\"\n")).unwrap();

@@ -1192,8 +1192,9 @@ fn write_claim_signed(f: &Fixture, trusted: serde_json::Value, agent: serde_json
     use base64::Engine;
     let claim = serde_json::json!({"trusted": trusted, "agent": agent}).to_string();
     let b64 = base64::engine::general_purpose::STANDARD.encode(claim);
+    std::fs::write(f.path("uid"), "warm-pod-uid").unwrap();
     let sig = if signed {
-        operator_key().sign(&paddock_crds::verdict::claim_message(&b64))
+        operator_key().sign(&paddock_crds::verdict::claim_message(&b64, "warm-pod-uid"))
     } else {
         "AAAA".into()
     };

@@ -562,14 +562,25 @@ fn runner_pod_spec(pool: &RunnerPool, shape: PodShape) -> PodSpec {
         Volume {
             name: "podinfo".into(),
             downward_api: Some(DownwardAPIVolumeSource {
-                items: Some(vec![DownwardAPIVolumeFile {
-                    path: "annotations".into(),
-                    field_ref: Some(ObjectFieldSelector {
-                        field_path: "metadata.annotations".into(),
+                items: Some(vec![
+                    DownwardAPIVolumeFile {
+                        path: "annotations".into(),
+                        field_ref: Some(ObjectFieldSelector {
+                            field_path: "metadata.annotations".into(),
+                            ..Default::default()
+                        }),
                         ..Default::default()
-                    }),
-                    ..Default::default()
-                }]),
+                    },
+                    // The pod's UID: a warm pod's claim is signed for it.
+                    DownwardAPIVolumeFile {
+                        path: "uid".into(),
+                        field_ref: Some(ObjectFieldSelector {
+                            field_path: "metadata.uid".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                ]),
                 ..Default::default()
             }),
             ..Default::default()

@@ -159,7 +159,10 @@ pub async fn claim(
             pod,
             attempt,
             &claim,
-            &ctx.signer.sign(&paddock_crds::verdict::claim_message(&claim)),
+            &ctx.signer.sign(&paddock_crds::verdict::claim_message(
+                &claim,
+                pod.metadata.uid.as_deref().unwrap_or_default(),
+            )),
             now,
         );
         match pods.patch(&name, &params, &Patch::Merge(&patch)).await {
