@@ -738,7 +738,24 @@ async fn deleted_pod_is_retried() -> Result<()> {
             condition(r, "Running").is_some_and(|c| c.1 == "AgentRunning")
         })
         .await?;
-        // Let the follower read a line, then delete the pod as a node drain or a human would.
+        // Once the agent printed its line (the follower reads the same log), delete the pod as
+        // a node drain or a human would. (A fixed sleep raced a slow agent start on a busy node.)
+        let pod = format!("{name}-1");
+        let logs = kube::api::LogParams {
+            container: Some("agent".into()),
+            ..Default::default()
+        };
+        let t0 = std::time::Instant::now();
+        while !ns
+            .api::<Pod>()
+            .logs(&pod, &logs)
+            .await
+            .unwrap_or_default()
+            .contains("attempt-started")
+        {
+            anyhow::ensure!(t0.elapsed() < Duration::from_secs(60), "{pod} printed nothing");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
         ns.api::<Pod>()
             .delete(&format!("{name}-1"), &Default::default())
