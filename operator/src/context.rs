@@ -231,22 +231,30 @@ pub(crate) fn test_context_with(
     let objects = Arc::new(objects.into_iter().collect::<HashMap<_, _>>());
     let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
         let path = req.uri().path().to_string();
+        // A container's log is keyed `<path>#<container>` when the test gives one.
+        let container = req
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("container=")))
+            .map(|c| format!("{path}#{c}"));
         let found = (req.method() == http::Method::GET)
-            .then(|| objects.get(&path))
+            .then(|| container.and_then(|k| objects.get(&k)).or_else(|| objects.get(&path)))
             .flatten();
         let (code, body) = match found {
-            Some(obj) => (200, obj.clone()),
+            // Text (a log) as it is; objects as JSON.
+            Some(serde_json::Value::String(text)) => (200, text.clone().into_bytes()),
+            Some(obj) => (200, serde_json::to_vec(obj).unwrap()),
             None => {
                 seen.lock().unwrap().push(format!("{} {path}", req.method()));
                 let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                     "reason": "NotFound", "code": 404, "message": format!("{path} not found")});
-                (404, status)
+                (404, serde_json::to_vec(&status).unwrap())
             }
         };
         let resp = http::Response::builder()
             .status(code)
             .header("content-type", "application/json")
-            .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
+            .body(kube::client::Body::from(body))
             .unwrap();
         std::future::ready(Ok::<_, std::convert::Infallible>(resp))
     });
@@ -261,7 +269,8 @@ pub(crate) type Written = (String, String, serde_json::Value);
 
 /// A context whose client talks to a fake API server that also records what is written: a GET
 /// of a path in `objects` gets that object (others 404); a PATCH of `<path>/status` for an
-/// object in `objects` is answered with that object; every request other than a GET is
+/// object in `objects` is answered with that object, a PATCH (server-side apply) of a ConfigMap
+/// with its own body; every request other than a GET is
 /// recorded with its JSON body (`Null` when it has none) in the returned list, in order.
 #[cfg(test)]
 pub(crate) fn test_context_recording(
@@ -279,11 +288,16 @@ pub(crate) fn test_context_recording(
             let found = if method == http::Method::GET {
                 objects.get(&path).cloned()
             } else {
-                let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-                seen.lock().unwrap().push((method.to_string(), path.clone(), body));
+                let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+                seen.lock()
+                    .unwrap()
+                    .push((method.to_string(), path.clone(), body.clone()));
+                let applied_configmap =
+                    (method == http::Method::PATCH && path.contains("/configmaps/")).then_some(body);
                 path.strip_suffix("/status")
                     .filter(|_| method == http::Method::PATCH)
                     .and_then(|p| objects.get(p).cloned())
+                    .or(applied_configmap)
             };
             let (code, body) = match found {
                 Some(obj) => (200, obj),

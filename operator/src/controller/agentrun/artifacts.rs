@@ -376,15 +376,25 @@ pub fn with_trusted_facts(mut r: RunResult, gw: &GatewayLog) -> RunResult {
     r.patch_truncated = facts.patch_truncated;
     // Pushed means the remote has this commit: a push of an earlier commit does not count.
     r.pushed = gw.pushed.is_some() && gw.pushed == r.commit;
-    // A retryable cause only if the gateway saw it.
-    if r.reason == "ModelUnavailable" && !gw.model_unavailable() {
-        r.reason = "AgentFailed".into();
-        r.message = format!(
-            "{} (the agent reported ModelUnavailable; the gateway saw no 429/5xx answer to the last model call)",
-            r.message
+    let (reason, message) = confirmed_reason(std::mem::take(&mut r.reason), std::mem::take(&mut r.message), gw);
+    (r.reason, r.message) = (reason, message);
+    r
+}
+
+/// `(reason, message)` of an attempt, with `ModelUnavailable` (a retryable cause the agent's
+/// runner proposes from `.paddock/model-status`, which the agent can write) kept only when the
+/// gateway saw the model endpoint fail ([`GatewayLog::model_unavailable`]); otherwise
+/// `AgentFailed`, saying why. Pure.
+pub fn confirmed_reason(reason: String, message: String, gw: &GatewayLog) -> (String, String) {
+    if reason == "ModelUnavailable" && !gw.model_unavailable() {
+        return (
+            "AgentFailed".into(),
+            format!(
+                "{message} (the agent reported ModelUnavailable; the gateway saw no 429/5xx answer to the last model call)"
+            ),
         );
     }
-    r
+    (reason, message)
 }
 
 /// Parses the gateway container's log. Lines that are not the gateway's JSON are skipped. Pure.

@@ -955,6 +955,10 @@ async fn finish_from_pod(
     }
     let log = artifacts::fetch_pod_log(&pods, &pod_name).await;
     let kept = ctx.take_follow_log(&format!("{ns}/{pod_name}"));
+    // The gateway (trusted) states the branch's facts, the patch and what the model endpoint
+    // answered; the agent's log gives the events (and its own report, which is not trusted for
+    // those).
+    let gateway_log = artifacts::parse_gateway_log(&artifacts::fetch_gateway_log(&pods, &pod_name).await);
     // An attempt that ended for a reason outside the agent's control may be retried.
     if forced.is_none() {
         let (reason, message, exit_code) = match classify_pod(pod) {
@@ -971,6 +975,7 @@ async fn finish_from_pod(
             } => (reason, message, result.and_then(|r| r.exit_code)),
             _ => (String::new(), String::new(), None),
         };
+        let (reason, message) = artifacts::confirmed_reason(reason, message, &gateway_log);
         let text = if log.trim().is_empty() { kept } else { Some(log.clone()) };
         if retryable(&reason, &message)
             // The pod's attempt label (a warm pod's name says nothing of it), else its name.
@@ -979,9 +984,6 @@ async fn finish_from_pod(
             return Ok(());
         }
     }
-    // The gateway (trusted) states the branch's facts and the patch; the agent's log gives the
-    // events (and its own report, which is not trusted for those facts).
-    let gateway_log = artifacts::parse_gateway_log(&artifacts::fetch_gateway_log(&pods, &pod_name).await);
     let mut parsed = artifacts::parse_log(&log);
     parsed.patch_gz = gateway_log.branch().patch_gz.clone();
     let refs = artifacts::apply_artifacts(&ctx.client, run, &parsed).await?;
@@ -1044,6 +1046,7 @@ async fn finish_from_pod(
                 format!("runner pod {pod_name} was deleted while the run was going on"),
             )
         } else {
+            let (reason, message) = artifacts::confirmed_reason(reason, message, &gateway_log);
             (phase, reason, message)
         };
     let result = result.map(|r| artifacts::with_trusted_facts(r, &gateway_log));
@@ -1474,8 +1477,11 @@ mod tests {
     async fn a_retry_writes_the_attempts_end_before_it_deletes_the_pod() {
         let (run, pod) = model_unavailable_pod_and_run();
         let fresh = serde_json::to_value(&run).unwrap();
+        // The gateway saw the 503 (the operator trusts only its word for ModelUnavailable).
+        let gateway_log = "{\"type\":\"gateway_model_status\",\"route\":\"anthropic\",\"status\":503,\"calls\":1}\n";
         let (ctx, other) = crate::context::test_context_with(vec![
             ("/api/v1/namespaces/ns/pods/r-1".into(), pod),
+            ("/api/v1/namespaces/ns/pods/r-1/log#gateway".into(), gateway_log.into()),
             ("/apis/paddock.dev/v1alpha1/namespaces/ns/agentruns/r".into(), fresh),
         ]);
         // The fake refuses the status write: the pod must still be there for the next try,
@@ -1488,6 +1494,35 @@ mod tests {
             "{other:?}"
         );
         assert!(!other.iter().any(|r| r.starts_with("DELETE")), "{other:?}");
+    }
+
+    #[tokio::test]
+    async fn a_model_unavailable_the_gateway_did_not_see_is_not_retried() {
+        // The agent wrote .paddock/model-status itself: its runner reports ModelUnavailable, but
+        // the gateway's log has no 429/5xx. The attempt ends (a status write), no retry (no
+        // delete of the pod for a next attempt).
+        let (run, pod) = model_unavailable_pod_and_run();
+        let fresh = serde_json::to_value(&run).unwrap();
+        let (ctx, written) = crate::context::test_context_recording(vec![
+            ("/api/v1/namespaces/ns/pods/r-1".into(), pod),
+            ("/apis/paddock.dev/v1alpha1/namespaces/ns/agentruns/r".into(), fresh),
+        ]);
+        let _ = reconcile(Arc::new(run), Arc::new(ctx)).await;
+        let written = written.lock().unwrap();
+        assert!(!written.iter().any(|(m, _, _)| m == "DELETE"), "{written:?}");
+        let status = written
+            .iter()
+            .find(|(m, p, _)| m == "PATCH" && p.ends_with("/agentruns/r/status"))
+            .map(|(_, _, b)| b.clone())
+            .expect("the run's status is written");
+        assert_eq!(status["status"]["phase"], "Failed", "{status}");
+        let conditions = status["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let succeeded = conditions.iter().find(|c| c["type"] == "Succeeded").expect("Succeeded");
+        assert_eq!(succeeded["reason"], "AgentFailed", "{succeeded}");
+        assert!(
+            status["status"]["attempts"].as_array().is_none_or(|a| a.is_empty()),
+            "{status}"
+        );
     }
 
     /// Issue 17: the run's conditions name the gate that was decided, and how. Here the run
