@@ -539,6 +539,24 @@ fn gateway_pushes_the_branch_to_origin() {
     assert!(!f.ws().join(".paddock/push-request").exists());
     let st = stop(gw);
     assert_eq!(st.code(), Some(0), "gateway exits 0 on SIGTERM");
+    // The final facts and the push are also its termination message (the log can lose them).
+    let message = std::fs::read_to_string(f.term_log()).unwrap();
+    assert!(message.len() <= 4096);
+    let lines: Vec<_> = message
+        .lines()
+        .filter_map(paddock_crds::gateway::GatewayLine::parse)
+        .collect();
+    assert!(
+        lines.iter().any(|l| matches!(l, paddock_crds::gateway::GatewayLine::GatewayBranch(b)
+            if b.purpose == paddock_crds::gateway::BranchPurpose::Final && b.commit.as_deref() == Some(tip.to_string().as_str()) && b.files_changed == 1)),
+        "{message}"
+    );
+    assert!(
+        lines.iter().any(
+            |l| matches!(l, paddock_crds::gateway::GatewayLine::GatewayPush(p) if p.ok && p.commit == tip.to_string())
+        ),
+        "{message}"
+    );
 }
 
 #[test]

@@ -182,6 +182,10 @@ pub struct PushService {
     ws: Workspace,
     state: PathBuf,
     uplink: Option<Uplink>,
+    /// The commit of the last successful push (also in the final report's termination message).
+    pushed: std::sync::Mutex<Option<String>>,
+    /// This container's termination message file (`PADDOCK_TERMINATION_LOG`).
+    termination_log: PathBuf,
 }
 
 /// The branch copied into a private repository: its tip.
@@ -227,6 +231,8 @@ impl PushService {
             ws,
             state: state_dir(env),
             uplink: Uplink::from_env(env),
+            pushed: std::sync::Mutex::new(None),
+            termination_log: crate::config::termination_log(env),
         })
     }
 
@@ -270,6 +276,11 @@ impl PushService {
         let _ = write_atomic(&self.ws.push_result_file(), json.as_bytes());
         if std::fs::read_to_string(&req_file).is_ok_and(|r| r == raw) {
             let _ = std::fs::remove_file(&req_file);
+        }
+        if result.ok {
+            if let Ok(mut p) = self.pushed.lock() {
+                *p = Some(requested.clone());
+            }
         }
         print_line(&GatewayLine::GatewayPush(PushFacts {
             ok: result.ok,
@@ -422,7 +433,36 @@ impl PushService {
                 Err(e) => facts.error = Some(format!("{e} (does the branch still descend from {base}?)")),
             },
         }
+        if purpose == BranchPurpose::Final {
+            self.write_termination_message(&facts);
+        }
         print_line(&GatewayLine::GatewayBranch(facts));
+    }
+
+    /// Writes the final facts (and the last push) as this container's termination message, at
+    /// most 4096 bytes (the kubelet's limit): the operator's fallback when the log lost them (a
+    /// log longer than it reads, a log rotated away). The patch is not in it.
+    fn write_termination_message(&self, facts: &BranchFacts) {
+        let mut facts = facts.clone();
+        if let Some(e) = facts.error.as_mut() {
+            *e = paddock_crds::events::truncate(e, 1024);
+        }
+        let mut text = serde_json::to_string(&GatewayLine::GatewayBranch(facts)).unwrap_or_default();
+        let pushed = self.pushed.lock().ok().and_then(|p| p.clone());
+        if let Some(commit) = pushed {
+            let push = GatewayLine::GatewayPush(PushFacts {
+                ok: true,
+                commit,
+                branch: self.branch.clone(),
+                reason: None,
+                message: String::new(),
+            });
+            text.push('\n');
+            text.push_str(&serde_json::to_string(&push).unwrap_or_default());
+        }
+        if text.len() <= 4096 {
+            let _ = std::fs::write(&self.termination_log, text);
+        }
     }
 
     /// Prints the run's final facts: the branch tip, read into a private repository, and its

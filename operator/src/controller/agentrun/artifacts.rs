@@ -397,6 +397,34 @@ pub fn confirmed_reason(reason: String, message: String, gw: &GatewayLog) -> (St
     (reason, message)
 }
 
+/// Fills what `gw` (the gateway's log) lacks from the gateway container's termination message
+/// in `pod`'s status: the final facts and the last push, which the gateway also writes there
+/// when it stops (at most 4 KiB, no patch). The log wins where it has them; the termination
+/// message is the gateway's own file, which the agent container cannot write. Pure.
+pub fn with_termination_facts(mut gw: GatewayLog, pod: &k8s_openapi::api::core::v1::Pod) -> GatewayLog {
+    let Some(message) = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == "gateway"))
+        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
+    else {
+        return gw;
+    };
+    for line in message.lines() {
+        match GatewayLine::parse(line) {
+            Some(GatewayLine::GatewayBranch(facts))
+                if gw.last.facts.is_none() && facts.purpose == paddock_crds::gateway::BranchPurpose::Final =>
+            {
+                gw.last.facts = Some(facts);
+            }
+            Some(GatewayLine::GatewayPush(p)) if p.ok && gw.pushed.is_none() => gw.pushed = Some(p.commit),
+            _ => {}
+        }
+    }
+    gw
+}
+
 /// Parses the gateway container's log. Lines that are not the gateway's JSON are skipped. Pure.
 pub fn parse_gateway_log(text: &str) -> GatewayLog {
     let mut out = GatewayLog::default();
@@ -523,6 +551,66 @@ pub async fn apply_transcript(client: &kube::Client, run: &AgentRun, gw: &Gatewa
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_gateways_termination_message_fills_facts_its_log_lost() {
+        let commit = "c".repeat(40);
+        let facts = paddock_crds::gateway::BranchFacts {
+            purpose: paddock_crds::gateway::BranchPurpose::Final,
+            branch: "paddock/r".into(),
+            base: "b".repeat(40),
+            commit: Some(commit.clone()),
+            files_changed: 2,
+            insertions: 3,
+            deletions: 1,
+            ..Default::default()
+        };
+        let push = paddock_crds::gateway::PushFacts {
+            ok: true,
+            commit: commit.clone(),
+            branch: "paddock/r".into(),
+            reason: None,
+            message: String::new(),
+        };
+        let message = format!(
+            "{}\n{}",
+            serde_json::to_string(&GatewayLine::GatewayBranch(facts)).unwrap(),
+            serde_json::to_string(&GatewayLine::GatewayPush(push)).unwrap()
+        );
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "r-1"},
+            "status": {"initContainerStatuses": [
+                {"name": "gateway", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"terminated": {"exitCode": 0, "message": message}}}]}
+        }))
+        .unwrap();
+        // The log lost everything (crowded out, rotated): the termination message tells.
+        let gw = with_termination_facts(GatewayLog::default(), &pod);
+        let facts = gw.branch().facts.clone().expect("facts");
+        assert_eq!(
+            (facts.commit.as_deref(), facts.files_changed),
+            (Some(commit.as_str()), 2)
+        );
+        assert_eq!(gw.pushed.as_deref(), Some(commit.as_str()));
+        // What the log has wins.
+        let mut logged = GatewayLog::default();
+        logged.pushed = Some("d".repeat(40));
+        assert_eq!(with_termination_facts(logged, &pod).pushed, Some("d".repeat(40)));
+        // The agent container's termination message is not read.
+        let mut agent_pod = pod.clone();
+        agent_pod
+            .status
+            .as_mut()
+            .unwrap()
+            .init_container_statuses
+            .as_mut()
+            .unwrap()[0]
+            .name = "agent".into();
+        assert!(with_termination_facts(GatewayLog::default(), &agent_pod)
+            .branch()
+            .facts
+            .is_none());
+    }
+
     #[test]
     fn model_unavailable_counts_only_when_the_gateway_saw_it() {
         let failed = |reason: &str| -> RunResult {

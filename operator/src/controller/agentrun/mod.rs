@@ -958,7 +958,10 @@ async fn finish_from_pod(
     // The gateway (trusted) states the branch's facts, the patch and what the model endpoint
     // answered; the agent's log gives the events (and its own report, which is not trusted for
     // those).
-    let gateway_log = artifacts::parse_gateway_log(&artifacts::fetch_gateway_log(&pods, &pod_name).await);
+    let gateway_log = artifacts::with_termination_facts(
+        artifacts::parse_gateway_log(&artifacts::fetch_gateway_log(&pods, &pod_name).await),
+        pod,
+    );
     // An attempt that ended for a reason outside the agent's control may be retried.
     if forced.is_none() {
         let (reason, message, exit_code) = match classify_pod(pod) {
