@@ -592,8 +592,10 @@ mod tests {
         );
         assert_eq!(gw.pushed.as_deref(), Some(commit.as_str()));
         // What the log has wins.
-        let mut logged = GatewayLog::default();
-        logged.pushed = Some("d".repeat(40));
+        let logged = GatewayLog {
+            pushed: Some("d".repeat(40)),
+            ..Default::default()
+        };
         assert_eq!(with_termination_facts(logged, &pod).pushed, Some("d".repeat(40)));
         // The agent container's termination message is not read.
         let mut agent_pod = pod.clone();
