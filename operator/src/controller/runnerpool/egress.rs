@@ -273,6 +273,22 @@ fn available(d: &Deployment) -> bool {
 /// # Errors
 /// Transient API errors.
 pub async fn reconcile_egress(pool: &RunnerPool, ctx: &Context) -> Result<Option<PodUplink>> {
+    // A pool being deleted (with its namespace, say) gets nothing new: the API server would
+    // refuse it, and each refusal would wake the pool again.
+    if pool.metadata.deletion_timestamp.is_some() {
+        return Ok(None);
+    }
+    match apply_egress(pool, ctx).await {
+        Err(crate::error::Error::Kube(kube::Error::Api(e)))
+            if e.code == 403 && e.message.contains("being terminated") =>
+        {
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
+async fn apply_egress(pool: &RunnerPool, ctx: &Context) -> Result<Option<PodUplink>> {
     let ns = pool.metadata.namespace.clone().unwrap_or_default();
     let name = pool.metadata.name.clone().unwrap_or_default();
     let key = format!("{ns}/{name}");
