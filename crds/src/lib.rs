@@ -5,21 +5,26 @@
 //! the `kubectl paddock` plugin share one definition. The CRD YAML in `crds/generated/` is
 //! produced from these types by the `crdgen` binary and checked for drift by a test.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 // kube's `printcolumn(...)` attributes repeat `type_ = ...`; clippy mistakes them for duplicates.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod agent;
 pub mod agentrun;
 pub mod approvalgate;
 pub mod condition;
 pub mod egress;
 pub mod events;
 pub mod gateway;
+pub mod reference;
 pub mod runnerpool;
 pub mod verdict;
 
+pub use agent::*;
 pub use agentrun::*;
 pub use approvalgate::*;
 pub use condition::*;
+pub use reference::*;
 pub use runnerpool::*;
 
 /// API group of every Paddock resource.

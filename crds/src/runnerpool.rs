@@ -1,7 +1,9 @@
 //! `RunnerPool`: where and how runs execute — the runner image, the pod settings merged under
 //! Paddock's hardened defaults, and how many runs may go at once.
 
+use crate::agent::AgentName;
 use crate::condition::conditions_schema;
+use crate::reference::LocalObjectRef;
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -44,7 +46,7 @@ pub struct RunnerPoolSpec {
     /// Agent CLIs the pool's image provides (`claude-code`, `codex`, `qwen-code`, `opencode`,
     /// `shell`). Empty: all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub agents: Vec<crate::AgentName>,
+    pub agents: Vec<AgentName>,
     /// Most runs of this pool with a pod at once; further runs wait `Queued` in creation order.
     /// Unset: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,7 +183,7 @@ pub struct WarmSpec {
     /// Only runs whose `repo.credentialsSecretRef` names this same Secret (or, when unset, runs
     /// without one) can claim a warm pod; others start cold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_secret_ref: Option<crate::LocalObjectRef>,
+    pub credentials_secret_ref: Option<LocalObjectRef>,
 }
 
 /// What runs may override in a pool's template.
