@@ -1,12 +1,11 @@
 //! `AgentRun`: one agent task — a repository, an agent CLI, a prompt, a budget — run once in a
 //! sandboxed pod from a [`crate::RunnerPool`].
 
-use crate::agent::AgentName;
 use crate::approvalgate::{Approvers, TimeoutAction};
 use crate::condition::conditions_schema;
-use crate::reference::LocalObjectRef;
-use crate::runnerpool::NetworkSpec;
 use crate::events::{RunResult, Usage};
+use crate::network::NetworkSpec;
+use crate::reference::LocalObjectRef;
 use k8s_openapi::api::core::v1::EnvVar;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -140,6 +139,72 @@ pub struct RepoSpec {
     #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.split('/').exists(p, p == '..')").message("repo.workdir must be a relative path inside the repository"))]
     #[schemars(length(max = 255))]
     pub workdir: Option<String>,
+}
+
+/// Agent CLIs Paddock has an adapter for.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentName {
+    /// Anthropic's Claude Code (`claude -p … --output-format stream-json`).
+    #[default]
+    ClaudeCode,
+    /// OpenAI's Codex CLI (`codex exec --json`).
+    Codex,
+    /// Qwen Code (`qwen -o stream-json --yolo`), over `OPENAI_BASE_URL` (Chat Completions).
+    QwenCode,
+    /// OpenCode (`opencode run --format json`), over `OPENAI_BASE_URL` (Chat Completions).
+    #[serde(rename = "opencode")]
+    OpenCode,
+    /// Google's Gemini CLI (`gemini --output-format stream-json --yolo --skip-trust`), over
+    /// `GOOGLE_GEMINI_BASE_URL` (Gemini API).
+    GeminiCli,
+    /// Aider (`aider --message`, PyPI `aider-chat`), over `OPENAI_BASE_URL` (Chat Completions);
+    /// plain-text output.
+    Aider,
+    /// Hermes Agent (`hermes -z`, PyPI `hermes-agent`), over `OPENAI_BASE_URL`; final text only.
+    Hermes,
+    /// OpenClaw (`openclaw agent exec --json`), over `OPENAI_BASE_URL` (Chat Completions).
+    #[serde(rename = "openclaw")]
+    OpenClaw,
+    /// `sh -c <prompt>`: the prompt is a shell script (for scripted tasks and tests).
+    Shell,
+    /// Any command (`spec.agent.command`), with the prompt as its last argument and in
+    /// `$PADDOCK_PROMPT`; its output is plain text or Paddock's event JSON lines
+    /// (`spec.agent.output`). The contract is in docs/agents.md.
+    Custom,
+}
+
+impl AgentName {
+    /// Every agent name, in the order the runner's error messages list them.
+    pub const ALL: [AgentName; 10] = [
+        AgentName::ClaudeCode,
+        AgentName::Codex,
+        AgentName::QwenCode,
+        AgentName::OpenCode,
+        AgentName::Shell,
+        AgentName::Custom,
+        AgentName::Aider,
+        AgentName::Hermes,
+        AgentName::GeminiCli,
+        AgentName::OpenClaw,
+    ];
+
+    /// The name as written in manifests (`claude-code`, `codex`, `qwen-code`, `opencode`,
+    /// `gemini-cli`, `aider`, `hermes`, `openclaw`, `shell`, `custom`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentName::ClaudeCode => "claude-code",
+            AgentName::Codex => "codex",
+            AgentName::QwenCode => "qwen-code",
+            AgentName::OpenCode => "opencode",
+            AgentName::GeminiCli => "gemini-cli",
+            AgentName::Aider => "aider",
+            AgentName::Hermes => "hermes",
+            AgentName::OpenClaw => "openclaw",
+            AgentName::Shell => "shell",
+            AgentName::Custom => "custom",
+        }
+    }
 }
 
 /// The agent CLI to run.
@@ -526,4 +591,32 @@ pub struct ResultStatus {
     /// in `binaryData` (redacted, gzip, at most 900 KiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_ref: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AgentName;
+
+    /// Manifest names are what the runner's `PADDOCK_AGENT` parser accepts.
+    #[test]
+    fn agent_names_match_their_wire_form() {
+        for a in [
+            AgentName::ClaudeCode,
+            AgentName::Codex,
+            AgentName::QwenCode,
+            AgentName::OpenCode,
+            AgentName::GeminiCli,
+            AgentName::Aider,
+            AgentName::Hermes,
+            AgentName::OpenClaw,
+            AgentName::Shell,
+            AgentName::Custom,
+        ] {
+            assert_eq!(serde_json::to_value(a).unwrap(), serde_json::json!(a.as_str()));
+            assert_eq!(
+                serde_json::from_value::<AgentName>(serde_json::json!(a.as_str())).unwrap(),
+                a
+            );
+        }
+    }
 }

@@ -9,21 +9,21 @@
 // kube's `printcolumn(...)` attributes repeat `type_ = ...`; clippy mistakes them for duplicates.
 #![allow(clippy::duplicated_attributes)]
 
-pub mod agent;
 pub mod agentrun;
 pub mod approvalgate;
 pub mod condition;
 pub mod egress;
 pub mod events;
 pub mod gateway;
+pub mod network;
 pub mod reference;
 pub mod runnerpool;
 pub mod verdict;
 
-pub use agent::*;
 pub use agentrun::*;
 pub use approvalgate::*;
 pub use condition::*;
+pub use network::*;
 pub use reference::*;
 pub use runnerpool::*;
 
