@@ -43,6 +43,7 @@ pub mod config;
 pub mod diff;
 pub mod egress;
 pub mod emit;
+pub mod env;
 pub mod gateway;
 pub mod gitcreds;
 pub mod mcp;
