@@ -206,7 +206,7 @@ def load_tree(root_file):
 
 
 def expand_use_tree(tree):
-    """`a::{b, c::{d, e as f}, self}` -> [[a,b],[a,c,d],[a,c,e],[a,self]] (aliases dropped)."""
+    """`a::{b, c::{d, e as f}, self}` -> [([a,b],b), ([a,c,d],d), ([a,c,e],f), ([a,self],self)]."""
     tree = re.sub(r"\s+", " ", tree).strip()
     out = []
 
@@ -235,8 +235,10 @@ def expand_use_tree(tree):
             for part in split_top(s[brace + 1:-1]):
                 walk(prefix + head, part)
         else:
+            alias = re.search(r"\s+as\s+(" + IDENT + r")$", s)
             s = re.sub(r"\s+as\s+" + IDENT + r"$", "", s)
-            out.append(prefix + [p.strip() for p in s.split("::") if p.strip()])
+            segs = prefix + [p.strip() for p in s.split("::") if p.strip()]
+            out.append((segs, alias.group(1) if alias else segs[-1]))
 
     walk([], tree)
     return out
@@ -297,12 +299,12 @@ def collect(modules):
         for m in USE.finditer(mod.code):
             if not m.group(1):
                 continue
-            for segs in expand_use_tree(m.group(3)):
+            for segs, name in expand_use_tree(m.group(3)):
                 ap = absolute(mod, modules, segs)
                 if ap and segs[-1] == "*":
                     mod.glob_reexports.append(ap[:-1])
                 elif ap and segs[-1] != "self":
-                    mod.reexports[segs[-1]] = ap
+                    mod.reexports[name] = ap
     refs = []
     for mod in modules.values():
         code = mod.code
@@ -311,7 +313,7 @@ def collect(modules):
             spans.append((m.start(), m.end()))
             if m.group(1):
                 continue  # a re-export is API surface, not a use; references resolve through it
-            for segs in expand_use_tree(m.group(3)):
+            for segs, _ in expand_use_tree(m.group(3)):
                 ap = absolute(mod, modules, segs)
                 if ap is not None:
                     refs.append((mod, resolve(modules, ap), mod.file, line_of(code, m.start()), "use " + "::".join(segs)))
