@@ -47,7 +47,7 @@ pub mod env;
 pub mod gateway;
 pub mod gitcreds;
 pub mod mcp;
-pub mod push;
+pub mod push_request;
 pub mod report;
 pub mod run;
 pub mod session;

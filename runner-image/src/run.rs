@@ -12,7 +12,7 @@
 //! Steps (each reported by `step` events): **agent** ([`crate::agent`]; exit code ≠ 0, a
 //! signal, a CLI that cannot start, or a `final` event with `is_error` → `AgentFailed`) →
 //! **commit** ([`crate::commit`]; also after a failed or terminated agent, so what exists is
-//! reported) → **diff** ([`crate::diff`]; `patch` events) → **push** ([`crate::push`]; only when
+//! reported) → **diff** ([`crate::diff`]; `patch` events) → **push** ([`crate::push_request`]; only when
 //! `PADDOCK_PUSH=true`, the run has not failed and there is a commit). The first failure sets
 //! the result's reason and `failedStep`; later errors become `error` events.
 //!
@@ -36,7 +36,7 @@ use crate::commit::{commit_worktree, CommitRequest};
 use crate::config::{resolve_workdir, termination_log, Env, RunConfig};
 use crate::diff::{compute_diff, encode_patch};
 use crate::emit::Emitter;
-use crate::push::{request_push, PushError};
+use crate::push_request::{request_push, PushError};
 use crate::workspace::Workspace;
 
 pub use crate::report::{fail, finish, initial_result};

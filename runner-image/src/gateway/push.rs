@@ -38,7 +38,7 @@ use paddock_crds::gateway::{BranchFacts, BranchPurpose, GatewayLine, PushFacts};
 use crate::approval::{Verdict, VerdictCheck};
 use crate::config::{parse_bool, validate_branch, ConfigError, Env};
 use crate::gitcreds::{CredentialError, GitCredentials, RepoUrl, UrlError};
-use crate::push::{PushResult, POLL_INTERVAL};
+use crate::push_request::{PushResult, POLL_INTERVAL};
 use crate::workspace::{write_atomic, Workspace};
 
 pub use crate::trusted::{read_base, record_base, DEFAULT_TRUSTED_DIR};
