@@ -17,6 +17,9 @@ test: ## Run every test: unit, CRD drift, chart checks, e2e on a real local clus
 	bash e2e/test-all.sh
 
 unit: ## Unit tests, CRD drift test and lints only (no cluster)
+	python3 checks/module-cycles.py --self-test
+	python3 checks/module-cycles.py
+	python3 checks/file-lines.py
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace --exclude paddock-e2e

@@ -58,7 +58,7 @@ ensure_host_deps() {
   for t in cargo go npm kubectl git; do
     command -v "$t" >/dev/null || { echo "error: '$t' is not on PATH; Paddock's scripts need it (see README.md)" >&2; return 1; }
   done
-  for p in pkg-config libssl-dev git cmake bc curl jq umoci skopeo mmdebstrap; do
+  for p in pkg-config libssl-dev git cmake bc curl jq umoci skopeo mmdebstrap python3; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
   apt_install "${missing[@]}"

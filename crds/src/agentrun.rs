@@ -1,8 +1,11 @@
 //! `AgentRun`: one agent task — a repository, an agent CLI, a prompt, a budget — run once in a
 //! sandboxed pod from a [`crate::RunnerPool`].
 
+use crate::approvalgate::{Approvers, TimeoutAction};
 use crate::condition::conditions_schema;
 use crate::events::{RunResult, Usage};
+use crate::network::NetworkSpec;
+use crate::reference::LocalObjectRef;
 use k8s_openapi::api::core::v1::EnvVar;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -79,7 +82,7 @@ pub struct AgentRunSpec {
     /// must be allowed by the pool's list, else the run fails with `OverrideNotAllowed`).
     /// Unset: the pool's list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<crate::NetworkSpec>,
+    pub network: Option<NetworkSpec>,
     /// Changes to the pool's pod template for this run, within what the pool's
     /// `spec.overrides` allows (otherwise the run fails with reason `OverrideNotAllowed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,6 +175,20 @@ pub enum AgentName {
 }
 
 impl AgentName {
+    /// Every agent name, in the order the runner's error messages list them.
+    pub const ALL: [AgentName; 10] = [
+        AgentName::ClaudeCode,
+        AgentName::Codex,
+        AgentName::QwenCode,
+        AgentName::OpenCode,
+        AgentName::Shell,
+        AgentName::Custom,
+        AgentName::Aider,
+        AgentName::Hermes,
+        AgentName::GeminiCli,
+        AgentName::OpenClaw,
+    ];
+
     /// The name as written in manifests (`claude-code`, `codex`, `qwen-code`, `opencode`,
     /// `gemini-cli`, `aider`, `hermes`, `openclaw`, `shell`, `custom`).
     pub fn as_str(self) -> &'static str {
@@ -390,19 +407,7 @@ pub struct GatePolicy {
     pub timeout: Option<String>,
     /// What expiry decides: `Reject` (default) or `Approve`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_timeout: Option<crate::TimeoutAction>,
-}
-
-/// A list of Kubernetes users and groups (as the API server authenticates them).
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct Approvers {
-    /// User names (e.g. `alice@example.com`, `system:serviceaccount:ns:name`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub users: Vec<String>,
-    /// Group names.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<String>,
+    pub on_timeout: Option<TimeoutAction>,
 }
 
 /// What happens to the agent's changes.
@@ -423,18 +428,6 @@ pub struct OutputSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4096))]
     pub commit_message: Option<String>,
-}
-
-/// Reference to an object by name in the same namespace.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct LocalObjectRef {
-    /// Object name: a DNS subdomain name (RFC 1123), the form Kubernetes requires of Secret,
-    /// ConfigMap and RunnerPool names. A name with `/` would make the operator's request path
-    /// point elsewhere, so it is refused at admission.
-    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("name must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-' and '.'; starting and ending with a letter or digit)"))]
-    #[schemars(length(min = 1, max = 253))]
-    pub name: String,
 }
 
 /// Reference to one key of a ConfigMap in the same namespace.

@@ -1,7 +1,6 @@
 //! `ApprovalGate`: one decision a human must take before a run goes on. Created by the
 //! operator, owned by its AgentRun; humans append decisions to `spec.decisions`.
 
-use crate::agentrun::Approvers;
 use crate::condition::conditions_schema;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -241,4 +240,16 @@ pub struct ApprovalGateStatus {
     /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// A list of Kubernetes users and groups (as the API server authenticates them).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Approvers {
+    /// User names (e.g. `alice@example.com`, `system:serviceaccount:ns:name`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    /// Group names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }

@@ -25,6 +25,15 @@ pub const APP_NAME: &str = "paddock-egress";
 /// Value of `app.kubernetes.io/name` on runner pods (cold and warm).
 pub const RUNNER_APP_NAME: &str = "paddock-runner";
 
+/// Where a runner pod's trusted containers leave the pod: the pool's egress gateway.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PodUplink {
+    /// `http://<clusterIP>:3128` ([`PROXY_ENV`]).
+    pub proxy: String,
+    /// The pool's token ([`TOKEN_ENV`]).
+    pub token: String,
+}
+
 /// Name of the pool's egress gateway Deployment and Service: `<pool>-egress`.
 pub fn gateway_name(pool: &str) -> String {
     format!("{pool}-egress")

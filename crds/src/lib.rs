@@ -5,6 +5,7 @@
 //! the `kubectl paddock` plugin share one definition. The CRD YAML in `crds/generated/` is
 //! produced from these types by the `crdgen` binary and checked for drift by a test.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 // kube's `printcolumn(...)` attributes repeat `type_ = ...`; clippy mistakes them for duplicates.
 #![allow(clippy::duplicated_attributes)]
 
@@ -14,12 +15,16 @@ pub mod condition;
 pub mod egress;
 pub mod events;
 pub mod gateway;
+pub mod network;
+pub mod reference;
 pub mod runnerpool;
 pub mod verdict;
 
 pub use agentrun::*;
 pub use approvalgate::*;
 pub use condition::*;
+pub use network::*;
+pub use reference::*;
 pub use runnerpool::*;
 
 /// API group of every Paddock resource.

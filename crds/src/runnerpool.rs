@@ -1,7 +1,10 @@
 //! `RunnerPool`: where and how runs execute — the runner image, the pod settings merged under
 //! Paddock's hardened defaults, and how many runs may go at once.
 
+use crate::agentrun::AgentName;
 use crate::condition::conditions_schema;
+use crate::network::NetworkSpec;
+use crate::reference::LocalObjectRef;
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -44,7 +47,7 @@ pub struct RunnerPoolSpec {
     /// Agent CLIs the pool's image provides (`claude-code`, `codex`, `qwen-code`, `opencode`,
     /// `shell`). Empty: all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub agents: Vec<crate::AgentName>,
+    pub agents: Vec<AgentName>,
     /// Most runs of this pool with a pod at once; further runs wait `Queued` in creation order.
     /// Unset: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,31 +95,6 @@ pub struct PoolOutputSpec {
 
 /// The branches a pool's runs may push when `spec.output.allowedBranches` is unset.
 pub const DEFAULT_ALLOWED_BRANCHES: &[&str] = &["paddock/*"];
-
-/// Egress allowlist.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct NetworkSpec {
-    /// Hosts the agent may connect to (at most 64). Empty: none.
-    #[serde(default)]
-    #[schemars(length(max = 64))]
-    pub egress: Vec<EgressRule>,
-}
-
-/// One allowed destination.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct EgressRule {
-    /// Host name (`github.com`) or a wildcard for its subdomains (`*.githubusercontent.com`,
-    /// which does not match the bare domain). Lowercase; no scheme, port or path.
-    #[x_kube(validation = Rule::new("self.matches('^(\\\\*\\\\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$')").message("egress host must be a lowercase host name, optionally starting with '*.'"))]
-    #[schemars(length(min = 1, max = 253))]
-    pub host: String,
-    /// Ports (default: 443).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
-    pub ports: Vec<u16>,
-}
 
 /// Gateway settings of a pool.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -181,7 +159,7 @@ pub struct WarmSpec {
     /// Only runs whose `repo.credentialsSecretRef` names this same Secret (or, when unset, runs
     /// without one) can claim a warm pod; others start cold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_secret_ref: Option<crate::LocalObjectRef>,
+    pub credentials_secret_ref: Option<LocalObjectRef>,
 }
 
 /// What runs may override in a pool's template.

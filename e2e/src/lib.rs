@@ -8,6 +8,7 @@
 //! - `PADDOCK_E2E_GIT_ROOT` / `PADDOCK_E2E_GIT_URL`: a directory of bare repositories on the host
 //!   and the `git://` URL under which `git daemon` serves it to pods.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};

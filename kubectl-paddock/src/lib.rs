@@ -2,6 +2,7 @@
 //! formatting, resolving a gate-or-run argument to a gate, and building the decision patch.
 //! The binary (`src/main.rs`) does the API calls and prints what these functions return.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;

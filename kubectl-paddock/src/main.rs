@@ -2,6 +2,7 @@
 //! approves or rejects gates in the caller's own name, prints a run's diff and event log.
 //! Exits 0 on success, 1 with `error: …` on stderr otherwise.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};

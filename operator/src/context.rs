@@ -71,7 +71,7 @@ pub struct Context {
     pub signer: Arc<paddock_crds::verdict::Signer>,
     /// Per pool (`namespace/name`): what this process applied of the pool's egress gateway
     /// ([`crate::controller::runnerpool::egress::reconcile_egress`]).
-    pub egress: std::sync::Mutex<HashMap<String, crate::controller::runnerpool::egress::EgressApplied>>,
+    pub egress: std::sync::Mutex<HashMap<String, EgressApplied>>,
 }
 
 /// Log followers running at once unless `--max-log-followers` says otherwise.
@@ -108,7 +108,7 @@ impl Context {
     }
 
     /// What [`Context::egress`] holds for pool `key` (`namespace/name`).
-    pub fn egress_applied(&self, key: &str) -> Option<crate::controller::runnerpool::egress::EgressApplied> {
+    pub fn egress_applied(&self, key: &str) -> Option<EgressApplied> {
         self.egress
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -125,7 +125,7 @@ impl Context {
     }
 
     /// Records in [`Context::egress`] what was applied for pool `key`.
-    pub fn set_egress_applied(&self, key: &str, applied: crate::controller::runnerpool::egress::EgressApplied) {
+    pub fn set_egress_applied(&self, key: &str, applied: EgressApplied) {
         self.egress
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -367,4 +367,16 @@ mod tests {
             Duration::from_millis(990)
         );
     }
+}
+
+/// What this process applied for one pool ([`Context::egress`]; written by
+/// [`crate::controller::runnerpool::egress::reconcile_egress`]).
+#[derive(Clone, Debug)]
+pub struct EgressApplied {
+    /// Fingerprint of the applied objects.
+    pub fingerprint: u64,
+    /// The runner pods' uplink they give.
+    pub uplink: paddock_crds::egress::PodUplink,
+    /// Whether the Deployment had an available pod when last read.
+    pub ready: bool,
 }

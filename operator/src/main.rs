@@ -1,6 +1,7 @@
 //! `paddock-operator`: runs the AgentRun, ApprovalGate and RunnerPool controllers, and serves
 //! `/metrics`, `/healthz` and `/readyz`. `paddock-operator crd` prints the CRDs.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod context;
 mod controller;

@@ -121,7 +121,7 @@ pub struct VerdictCheck {
 
 impl VerdictCheck {
     /// Reads the variables named above; missing ones stay empty (and nothing verifies).
-    pub fn from_env(env: &crate::config::Env) -> Self {
+    pub fn from_env(env: &crate::env::Env) -> Self {
         let get = |k: &str| env.get(k).unwrap_or_default().to_string();
         Self {
             public_key: get(paddock_crds::verdict::PUBLIC_KEY_ENV),

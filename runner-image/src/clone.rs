@@ -283,7 +283,7 @@ pub fn clone_workspace(cfg: &CloneConfig, creds: &GitCredentials, ws: &Workspace
 /// Runs the clone step with `env`, writing events to `out`; returns the exit code.
 pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
     use crate::emit::Emitter;
-    use crate::run::{fail, finish, initial_result};
+    use crate::report::{fail, finish, initial_result};
     use paddock_crds::events::{RunnerEvent, Step, StepStatus};
 
     let ws = Workspace::from_env(env);
@@ -312,7 +312,7 @@ pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
         Ok((cfg, cloned)) => {
             // The base the gateway diffs against and checks pushes with, where the agent
             // cannot write it (the trusted containers' own /tmp; issue 17).
-            if let Err(e) = crate::gateway::push::record_base(env, &cloned.commit.to_string()) {
+            if let Err(e) = crate::trusted::record_base(env, &cloned.commit.to_string()) {
                 let message = format!("cannot record the base commit for the gateway: {e}");
                 em.emit(RunnerEvent::Step {
                     step: Step::Clone,

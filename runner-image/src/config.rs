@@ -2,7 +2,6 @@
 //! typed values ("parse, don't validate"). Anything invalid is an [`ConfigError`], which the
 //! commands report as a `result` with reason `InvalidConfig`.
 
-use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use crate::agent::{AgentKind, AgentSpec};
@@ -32,79 +31,16 @@ impl ConfigError {
     }
 }
 
-/// A snapshot of the process environment (non-UTF-8 values are converted lossily).
-#[derive(Clone, Debug, Default)]
-pub struct Env {
-    vars: BTreeMap<String, String>,
-    /// Variables that did not come from the process environment (a warm pod's claim); they
-    /// are passed on to the agent CLI's process explicitly.
-    overlay: BTreeMap<String, String>,
+pub use crate::env::Env;
+
+/// [`Env::get`] for a variable the command cannot do without.
+trait Require {
+    fn require(&self, name: &'static str) -> Result<&str, ConfigError>;
 }
 
-impl Env {
-    /// The current process environment.
-    pub fn from_process() -> Self {
-        Self::from_pairs(
-            std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())),
-        )
-    }
-
-    /// An environment from `(name, value)` pairs (tests).
-    pub fn from_pairs<I, K, V>(pairs: I) -> Self
-    where
-        I: IntoIterator<Item = (K, V)>,
-        K: Into<String>,
-        V: Into<String>,
-    {
-        Self {
-            vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
-            overlay: BTreeMap::new(),
-        }
-    }
-
-    /// This environment with `vars` set on top (they win over the process's), as a warm pod's
-    /// containers see it once claimed ([`crate::warm`]).
-    pub fn with_overlay(&self, vars: &BTreeMap<String, String>) -> Self {
-        let mut out = self.clone();
-        for (k, v) in vars {
-            out.vars.insert(k.clone(), v.clone());
-            out.overlay.insert(k.clone(), v.clone());
-        }
-        out
-    }
-
-    /// The variables set by [`Env::with_overlay`] (empty in a cold pod), for child processes
-    /// that would otherwise only inherit the process environment.
-    pub fn overlay(&self) -> &BTreeMap<String, String> {
-        &self.overlay
-    }
-
-    /// The value of `name` when set and not empty.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
-    }
-
+impl Require for Env {
     fn require(&self, name: &'static str) -> Result<&str, ConfigError> {
         self.get(name).ok_or(ConfigError::Missing(name))
-    }
-
-    /// The secret values to redact: the values (at least 4 bytes long) of the variables named
-    /// in the comma-separated `PADDOCK_REDACT_ENV`, longest first (so a secret containing
-    /// another is replaced whole).
-    pub fn secrets(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .get("PADDOCK_REDACT_ENV")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .filter_map(|n| self.get(n))
-            .filter(|v| v.len() >= 4)
-            .map(str::to_string)
-            .collect();
-        out.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        out.dedup();
-        out
     }
 }
 

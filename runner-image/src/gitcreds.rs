@@ -215,7 +215,7 @@ impl GitCredentials {
     }
 
     /// The credential directory from `PADDOCK_GIT_CREDENTIALS_DIR` or the default.
-    pub fn dir_from_env(env: &crate::config::Env) -> PathBuf {
+    pub fn dir_from_env(env: &crate::env::Env) -> PathBuf {
         PathBuf::from(
             env.get("PADDOCK_GIT_CREDENTIALS_DIR")
                 .unwrap_or(DEFAULT_CREDENTIALS_DIR),

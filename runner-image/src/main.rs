@@ -1,5 +1,6 @@
 //! `paddock-runner`: see the library documentation ([`paddock_runner`]) for the pod contract.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use clap::{Parser, Subcommand};
 

@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::approval::{matching_rule, requests_dir, wait_verdict, write_request, write_verdict, Verdict};
-use crate::config::Env;
+use crate::env::Env;
 use crate::workspace::Workspace;
 
 /// Arguments Claude Code passes to the permission-prompt tool.

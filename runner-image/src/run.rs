@@ -12,7 +12,7 @@
 //! Steps (each reported by `step` events): **agent** ([`crate::agent`]; exit code ≠ 0, a
 //! signal, a CLI that cannot start, or a `final` event with `is_error` → `AgentFailed`) →
 //! **commit** ([`crate::commit`]; also after a failed or terminated agent, so what exists is
-//! reported) → **diff** ([`crate::diff`]; `patch` events) → **push** ([`crate::push`]; only when
+//! reported) → **diff** ([`crate::diff`]; `patch` events) → **push** ([`crate::push_request`]; only when
 //! `PADDOCK_PUSH=true`, the run has not failed and there is a commit). The first failure sets
 //! the result's reason and `failedStep`; later errors become `error` events.
 //!
@@ -23,7 +23,6 @@
 //! the run succeeded, 1 when it failed.
 
 use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 
 use git2::Oid;
@@ -36,53 +35,11 @@ use crate::agent::{build_invocation, mapper_for};
 use crate::commit::{commit_worktree, CommitRequest};
 use crate::config::{resolve_workdir, termination_log, Env, RunConfig};
 use crate::diff::{compute_diff, encode_patch};
-use crate::emit::{termination_message, Emitter};
-use crate::push::{request_push, PushError};
+use crate::emit::Emitter;
+use crate::push_request::{request_push, PushError};
 use crate::workspace::Workspace;
 
-/// A result before any step ran: `Succeeded`, nothing committed.
-pub fn initial_result(branch: &str) -> RunResult {
-    RunResult {
-        outcome: Outcome::Succeeded,
-        reason: "Succeeded".into(),
-        message: String::new(),
-        failed_step: None,
-        commit: None,
-        branch: branch.to_string(),
-        pushed: false,
-        files_changed: 0,
-        insertions: 0,
-        deletions: 0,
-        summary: None,
-        usage: Usage::default(),
-        patch_bytes: 0,
-        patch_truncated: false,
-        exit_code: None,
-    }
-}
-
-/// Marks `result` failed with `reason` at `step`, unless an earlier failure already did (the
-/// first failure wins). Returns whether it was recorded.
-pub fn fail(result: &mut RunResult, reason: &str, step: Option<Step>, message: impl Into<String>) -> bool {
-    if result.outcome == Outcome::Failed {
-        return false;
-    }
-    result.outcome = Outcome::Failed;
-    result.reason = reason.to_string();
-    result.failed_step = step.map(|s| s.as_str().to_string());
-    result.message = message.into();
-    true
-}
-
-/// Emits `result` as the final event, writes the termination message to `path` (errors
-/// ignored: stdout already has it) and returns the exit code (0 succeeded, 1 failed).
-pub fn finish<W: Write>(em: &mut Emitter<W>, result: RunResult, path: &Path) -> i32 {
-    let code = if result.outcome == Outcome::Succeeded { 0 } else { 1 };
-    if let Some(line) = em.emit(RunnerEvent::Result(result)) {
-        let _ = std::fs::write(path, termination_message(&line));
-    }
-    code
-}
+pub use crate::report::{fail, finish, initial_result};
 
 fn step<W: Write>(
     em: &mut Emitter<W>,

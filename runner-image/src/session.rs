@@ -20,8 +20,10 @@ use std::path::{Component, Path, PathBuf};
 use flate2::read::GzDecoder;
 use paddock_crds::events::RunnerEvent;
 
-use crate::agent::AgentKind;
-use crate::config::Env;
+pub use crate::agent::claude::project_dir as claude_project_dir;
+pub use crate::agent::RESUME_ID_ENV;
+use crate::agent::{adapter, AgentKind, SessionFiles};
+use crate::env::Env;
 
 /// Largest session file saved or restored (bytes, uncompressed). A longer session is not
 /// saved (an `error` event says so); the run itself is not affected.
@@ -30,43 +32,21 @@ pub const MAX_SESSION_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_SESSION_GZ_BYTES: usize = 900 * 1024;
 /// Where the operator mounts the session to resume (set only for `spec.resumeFrom` runs).
 pub const RESUME_DIR_ENV: &str = "PADDOCK_RESUME_DIR";
-/// Set by the runner for the adapter after [`restore`]: the session id to resume.
-pub const RESUME_ID_ENV: &str = "PADDOCK_RESUME_SESSION_ID";
+
+/// Where `kind`'s CLI keeps its sessions ([`crate::agent::Adapter::sessions`]).
+fn files(kind: AgentKind) -> Option<&'static dyn SessionFiles> {
+    adapter(kind.name()).sessions()
+}
 
 /// Whether the runner can save and resume sessions of `kind` (Claude Code and Codex).
 pub fn supported(kind: AgentKind) -> bool {
-    matches!(kind, AgentKind::ClaudeCode | AgentKind::Codex)
-}
-
-fn home(env: &Env) -> PathBuf {
-    PathBuf::from(env.get("HOME").unwrap_or("/home/paddock"))
+    files(kind).is_some()
 }
 
 /// The directory the CLI keeps its state in: `$CLAUDE_CONFIG_DIR` or `~/.claude`;
 /// `$CODEX_HOME` or `~/.codex`. `None` for other CLIs.
 pub fn cli_root(kind: AgentKind, env: &Env) -> Option<PathBuf> {
-    match kind {
-        AgentKind::ClaudeCode => Some(
-            env.get("CLAUDE_CONFIG_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| home(env).join(".claude")),
-        ),
-        AgentKind::Codex => Some(
-            env.get("CODEX_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| home(env).join(".codex")),
-        ),
-        _ => None,
-    }
-}
-
-/// Claude Code's project folder name for a working directory: every character that is not an
-/// ASCII letter or digit becomes `-` (`/workspace/repo` → `-workspace-repo`).
-pub fn claude_project_dir(cwd: &Path) -> String {
-    cwd.to_string_lossy()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect()
+    files(kind).map(|f| f.root(env))
 }
 
 /// A session id as the CLIs print them (UUIDs): letters, digits, `-` and `_`, 1 to 128
@@ -80,32 +60,7 @@ pub fn find(kind: AgentKind, root: &Path, id: &str) -> Option<(PathBuf, String)>
     if !valid_id(id) {
         return None;
     }
-    let found = match kind {
-        AgentKind::ClaudeCode => std::fs::read_dir(root.join("projects"))
-            .ok()?
-            .flatten()
-            .map(|d| d.path().join(format!("{id}.jsonl")))
-            .find(|p| p.is_file()),
-        AgentKind::Codex => {
-            let suffix = format!("-{id}.jsonl");
-            let mut stack = vec![(root.join("sessions"), 0)];
-            let mut hit = None;
-            while let Some((dir, depth)) = stack.pop() {
-                let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-                for e in entries.flatten() {
-                    let p = e.path();
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    if p.is_dir() && depth < 4 {
-                        stack.push((p, depth + 1));
-                    } else if name.starts_with("rollout-") && name.ends_with(&suffix) {
-                        hit = Some(p);
-                    }
-                }
-            }
-            hit
-        }
-        _ => None,
-    }?;
+    let found = files(kind)?.find(root, id)?;
     let rel = found.strip_prefix(root).ok()?.to_string_lossy().into_owned();
     Some((found, rel))
 }
@@ -182,15 +137,9 @@ pub fn restore(kind: AgentKind, env: &Env, cwd: &Path) -> Result<Option<String>,
         return Err(format!("invalid session path {}", rel.display()));
     }
     let root = cli_root(kind, env).ok_or_else(|| format!("{} cannot resume a session", kind.as_str()))?;
-    let target = match kind {
-        // The project folder is named after the working directory, which may differ from the
-        // earlier run's (another repo.workdir).
-        AgentKind::ClaudeCode => root
-            .join("projects")
-            .join(claude_project_dir(cwd))
-            .join(format!("{id}.jsonl")),
-        _ => root.join(&rel),
-    };
+    let target = files(kind)
+        .map(|f| f.restore_path(&root, &rel, &id, cwd))
+        .unwrap_or_else(|| root.join(&rel));
     let gz = std::fs::read(dir.join("session.jsonl.gz")).map_err(|e| format!("session.jsonl.gz: {e}"))?;
     let mut body = Vec::new();
     GzDecoder::new(gz.as_slice())

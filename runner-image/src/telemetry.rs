@@ -28,7 +28,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use paddock_crds::events::{Step, StepStatus};
 
-use crate::config::Env;
+use crate::env::Env;
 
 /// `service.name` unless `OTEL_SERVICE_NAME` (or `service.name` in `OTEL_RESOURCE_ATTRIBUTES`)
 /// names another.

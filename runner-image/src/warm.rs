@@ -19,7 +19,7 @@ use base64::Engine;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::config::Env;
+use crate::env::Env;
 use crate::workspace::Workspace;
 
 /// How often a waiting container reads the claim and clone files (a stat and a small read).

@@ -21,7 +21,7 @@ impl Workspace {
     }
 
     /// The workspace named by `PADDOCK_WORKSPACE` (non-empty), else [`DEFAULT_WORKSPACE`].
-    pub fn from_env(env: &crate::config::Env) -> Self {
+    pub fn from_env(env: &crate::env::Env) -> Self {
         Self::new(env.get("PADDOCK_WORKSPACE").unwrap_or(DEFAULT_WORKSPACE))
     }
 

@@ -9,6 +9,7 @@
 //! (titles, summaries) and get a short text. Generic actions (`write_file`, `shell`) become the
 //! tool call the requesting CLI offers. See README.md for the script format.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod anthropic;
 pub mod chat;

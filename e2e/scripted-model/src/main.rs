@@ -1,5 +1,6 @@
 //! `scripted-model`: serve scripted conversations to agent CLIs. See README.md.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -37,6 +37,7 @@
 //! path, so about R × N × D of wall time). The gateway binary is `$PADDOCK_RUNNER_BIN`, else
 //! `target/release/paddock-runner`, built with `cargo build --release -p paddock-runner` when
 //! missing. No cluster, no network beyond the loopback. Prints one table.
+#![warn(missing_docs)]
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read};

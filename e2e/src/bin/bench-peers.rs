@@ -33,6 +33,7 @@
 //! [--systems paddock,tekton,tekton-tuned,agent-sandbox] [--scale 1000,10000|none] [--qps Q]
 //! [--burst B] [--tekton-threads T]`, with `KUBECONFIG` and Paddock installed
 //! (e2e/bench.sh sets it up and starts the peers with e2e/peers.sh). Prints markdown tables.
+#![warn(missing_docs)]
 
 use anyhow::{bail, Context as _, Result};
 use futures::StreamExt;

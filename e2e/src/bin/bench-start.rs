@@ -11,6 +11,7 @@
 //! Usage: `bench-start [--runs N] [--warm-replicas N]` (defaults 7 and 2), with the e2e
 //! environment (`PADDOCK_E2E_RUNNER_IMAGE`, `PADDOCK_E2E_MODEL_URL`, `PADDOCK_E2E_GIT_ROOT`,
 //! `PADDOCK_E2E_GIT_URL`, `KUBECONFIG`); `e2e/bench.sh` sets it up. Prints one table.
+#![warn(missing_docs)]
 
 use anyhow::{bail, Context as _, Result};
 use paddock_crds::{AgentRun, Phase, RunnerPool};

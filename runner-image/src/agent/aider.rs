@@ -23,8 +23,12 @@ use std::path::PathBuf;
 
 use paddock_crds::events::{RunnerEvent, Usage};
 
-use super::{log_event, AgentSpec, Invocation, StreamMapper};
-use crate::config::Env;
+use paddock_crds::AgentName;
+
+use super::adapter::{program, Adapter};
+use super::spec::{AgentKind, AgentSpec, Invocation};
+use super::stream::{log_event, StreamMapper};
+use crate::env::Env;
 
 /// Flags every run gets (aider 0.86 `--help`): answer yes to its confirmations, no update
 /// check, no analytics, no colours or terminal input, no auto commits (the runner commits) and
@@ -274,10 +278,10 @@ impl AiderMapper {
                     let banner = line.trim().is_empty() || BANNER_PREFIXES.iter().any(|p| line.starts_with(p));
                     if !banner {
                         self.phase = Phase::Reply;
-                        super::push_bounded(&mut self.reply, line);
+                        super::stream::push_bounded(&mut self.reply, line);
                     }
                 }
-                Phase::Reply => super::push_bounded(&mut self.reply, line),
+                Phase::Reply => super::stream::push_bounded(&mut self.reply, line),
             }
         }
         out
@@ -293,7 +297,26 @@ impl StreamMapper for AiderMapper {
     /// usage line completed. Output after the last usage line (aider's edit report) is not a
     /// reply.
     fn finish(&mut self) -> Vec<RunnerEvent> {
-        super::final_event(self.failure.take(), self.last_reply.take())
+        super::stream::final_event(self.failure.take(), self.last_reply.take())
+    }
+}
+
+/// The `aider` adapter ([`AgentName::Aider`]).
+#[derive(Debug, Default)]
+pub struct Aider;
+
+impl Adapter for Aider {
+    fn name(&self) -> AgentName {
+        AgentName::Aider
+    }
+
+    /// [`invocation`] with program `aider` (or `PADDOCK_AGENT_BIN`).
+    fn invocation(&self, spec: &AgentSpec, env: &Env) -> Invocation {
+        invocation(spec, env, program(env, "aider"))
+    }
+
+    fn mapper(&self, _kind: AgentKind, model: Option<String>) -> Box<dyn StreamMapper> {
+        Box::new(AiderMapper::new(model))
     }
 }
 

@@ -15,8 +15,21 @@ use std::collections::HashSet;
 use paddock_crds::events::{RunnerEvent, Usage};
 use serde_json::Value;
 
-use super::{compact, log_event, StreamMapper};
+use std::path::{Path, PathBuf};
 
+use paddock_crds::AgentName;
+
+use super::adapter::{home, program, Adapter, SessionFiles, RESUME_ID_ENV};
+use super::spec::{AgentKind, AgentSpec, Invocation};
+use super::stream::{compact, log_event, StreamMapper};
+use crate::env::Env;
+
+/// Claude Code's `--permission-mode` without ToolUse rules: no permission checks (the pod is
+/// the sandbox).
+pub const CLAUDE_FREE_MODE: &str = "bypassPermissions";
+/// Claude Code's `--permission-mode` with ToolUse rules: every call that is not read-only asks
+/// the permission-prompt tool (the runner's MCP server, [`crate::mcp`]).
+pub const CLAUDE_GATED_MODE: &str = "default";
 /// State of one Claude Code stream (or of a CLI printing the same shape, see [`super::qwen`]).
 #[derive(Debug)]
 pub struct ClaudeMapper {
@@ -198,6 +211,127 @@ impl StreamMapper for ClaudeMapper {
             _ => log_event("stdout", line),
         }
     }
+}
+
+/// The `claude-code` adapter ([`AgentName::ClaudeCode`]).
+#[derive(Debug, Default)]
+pub struct ClaudeCode;
+
+impl Adapter for ClaudeCode {
+    fn name(&self) -> AgentName {
+        AgentName::ClaudeCode
+    }
+
+    /// `claude -p --output-format stream-json --verbose --permission-mode bypassPermissions
+    /// [--model m] [--max-turns n] [--resume id] <args…> -- <prompt>`; with ToolUse rules
+    /// `--permission-mode default --permission-prompt-tool mcp__paddock__approve --mcp-config …`.
+    fn invocation(&self, spec: &AgentSpec, env: &Env) -> Invocation {
+        // Free inside the pod: no permission checks at all, unless ToolUse rules must see
+        // the calls; then every call Claude Code does not consider read-only goes to the
+        // runner's permission-prompt server, which lets through what no rule names.
+        let gated = env.get("PADDOCK_TOOL_RULES").is_some();
+        let mode = if gated { CLAUDE_GATED_MODE } else { CLAUDE_FREE_MODE };
+        let mut args: Vec<String> = [
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--permission-mode",
+            mode,
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Some(m) = &spec.model {
+            args.extend(["--model".into(), m.clone()]);
+        }
+        if let Some(n) = spec.max_turns {
+            args.extend(["--max-turns".into(), n.to_string()]);
+        }
+        if let Some(id) = env.get(RESUME_ID_ENV) {
+            args.extend(["--resume".into(), id.to_string()]);
+        }
+        if let Some(rules) = env.get("PADDOCK_TOOL_RULES") {
+            // Tool calls that need permission go to the runner's MCP server (crate::mcp).
+            let mut server_env = serde_json::Map::new();
+            server_env.insert("PADDOCK_TOOL_RULES".into(), rules.into());
+            for k in ["PADDOCK_WORKSPACE", "PADDOCK_DECISIONS_FILE", "PADDOCK_RUN"] {
+                if let Some(v) = env.get(k) {
+                    server_env.insert(k.into(), v.into());
+                }
+            }
+            let config = serde_json::json!({"mcpServers": {"paddock": {
+                "type": "stdio",
+                "command": env.get("PADDOCK_RUNNER_BIN").unwrap_or("paddock-runner"),
+                "args": ["permission-prompt"],
+                "env": server_env,
+            }}});
+            args.extend([
+                "--permission-prompt-tool".into(),
+                "mcp__paddock__approve".into(),
+                "--mcp-config".into(),
+                config.to_string(),
+            ]);
+        }
+        args.extend(spec.args.iter().cloned());
+        args.extend(["--".into(), spec.prompt.clone()]);
+        let mut extra = Vec::new();
+        for (k, v) in [
+            ("DISABLE_TELEMETRY", "1"),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+        ] {
+            if env.get(k).is_none() {
+                extra.push((k.to_string(), v.to_string()));
+            }
+        }
+        Invocation {
+            program: program(env, "claude"),
+            args,
+            env: extra,
+            create_dirs: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    fn mapper(&self, _kind: AgentKind, _model: Option<String>) -> Box<dyn StreamMapper> {
+        Box::new(ClaudeMapper::default())
+    }
+
+    fn sessions(&self) -> Option<&dyn SessionFiles> {
+        Some(self)
+    }
+}
+
+/// Claude Code's sessions: `~/.claude/projects/<project dir of the cwd>/<id>.jsonl`
+/// (`$CLAUDE_CONFIG_DIR` replaces `~/.claude`).
+impl SessionFiles for ClaudeCode {
+    fn root(&self, env: &Env) -> PathBuf {
+        env.get("CLAUDE_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home(env).join(".claude"))
+    }
+
+    fn find(&self, root: &Path, id: &str) -> Option<PathBuf> {
+        std::fs::read_dir(root.join("projects"))
+            .ok()?
+            .flatten()
+            .map(|d| d.path().join(format!("{id}.jsonl")))
+            .find(|p| p.is_file())
+    }
+
+    /// The project folder is named after the working directory, which may differ from the
+    /// earlier run's (another repo.workdir).
+    fn restore_path(&self, root: &Path, _rel: &Path, id: &str, cwd: &Path) -> PathBuf {
+        root.join("projects").join(project_dir(cwd)).join(format!("{id}.jsonl"))
+    }
+}
+
+/// Claude Code's project folder name for a working directory: every character that is not an
+/// ASCII letter or digit becomes `-` (`/workspace/repo` → `-workspace-repo`).
+pub fn project_dir(cwd: &Path) -> String {
+    cwd.to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
 }
 
 #[cfg(test)]

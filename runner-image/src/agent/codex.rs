@@ -19,7 +19,17 @@ use std::collections::HashSet;
 use paddock_crds::events::{RunnerEvent, Usage};
 use serde_json::Value;
 
-use super::{compact, log_event, StreamMapper};
+use std::path::{Path, PathBuf};
+
+use paddock_crds::AgentName;
+
+use super::adapter::{home, program, Adapter, SessionFiles, RESUME_ID_ENV};
+use super::spec::{AgentKind, AgentSpec, Invocation};
+use super::stream::{compact, log_event, StreamMapper};
+use crate::env::Env;
+
+/// Codex's flag for a run with no sandbox of its own and no approvals (the pod is the sandbox).
+pub const CODEX_FREE_FLAG: &str = "--dangerously-bypass-approvals-and-sandbox";
 
 /// `$CODEX_HOME/rules/paddock.rules`, written before Codex starts: Codex's exec policy refuses
 /// `rm -f` / `rm -rf` when no one can approve them ("rm -f style commands are not permitted"),
@@ -183,7 +193,104 @@ impl StreamMapper for CodexMapper {
     }
 
     fn finish(&mut self) -> Vec<RunnerEvent> {
-        super::final_event(self.failure.take(), self.last_message.take())
+        super::stream::final_event(self.failure.take(), self.last_message.take())
+    }
+}
+
+/// The `codex` adapter ([`AgentName::Codex`]).
+#[derive(Debug, Default)]
+pub struct Codex;
+
+impl Adapter for Codex {
+    fn name(&self) -> AgentName {
+        AgentName::Codex
+    }
+
+    /// `codex exec --json --skip-git-repo-check --dangerously-bypass-approvals-and-sandbox
+    /// [-m m] [-c …provider overrides when OPENAI_BASE_URL is set] <args…> [resume] -- [id]
+    /// <prompt>` with `CODEX_HOME` and `$CODEX_HOME/rules/paddock.rules`.
+    fn invocation(&self, spec: &AgentSpec, env: &Env) -> Invocation {
+        // The pod is the sandbox: Codex's own (bubblewrap) sandbox cannot create namespaces
+        // under the restricted Pod Security profile (no capabilities, seccomp RuntimeDefault),
+        // so every command would fail with `-s workspace-write`; and `codex exec` has nobody
+        // to ask for approvals. Its exec policy still refuses `rm -f`/`rm -rf` without an
+        // approver, unless a rule allows them: `$CODEX_HOME/rules/paddock.rules`.
+        let mut args: Vec<String> = ["exec", "--json", "--skip-git-repo-check", CODEX_FREE_FLAG]
+            .map(String::from)
+            .to_vec();
+        if let Some(m) = &spec.model {
+            args.extend(["-m".into(), m.clone()]);
+        }
+        if let Some(base) = env.get("OPENAI_BASE_URL") {
+            // TOML basic strings accept JSON string escapes.
+            let base = serde_json::to_string(base).unwrap_or_else(|_| "\"\"".into());
+            for kv in [
+                "model_provider=\"paddock\"".to_string(),
+                "model_providers.paddock.name=\"paddock\"".to_string(),
+                format!("model_providers.paddock.base_url={base}"),
+                "model_providers.paddock.wire_api=\"responses\"".to_string(),
+                "model_providers.paddock.env_key=\"OPENAI_API_KEY\"".to_string(),
+            ] {
+                args.extend(["-c".into(), kv]);
+            }
+        }
+        args.extend(spec.args.iter().cloned());
+        // `codex exec [exec options] resume -- <id> <prompt>` continues a saved session.
+        if let Some(id) = env.get(RESUME_ID_ENV) {
+            args.extend(["resume".into(), "--".into(), id.to_string()]);
+        } else {
+            args.push("--".into());
+        }
+        args.push(spec.prompt.clone());
+        let home = home(env);
+        let codex_home = env
+            .get("CODEX_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(".codex"));
+        Invocation {
+            program: program(env, "codex"),
+            args,
+            env: vec![("CODEX_HOME".into(), codex_home.to_string_lossy().into_owned())],
+            files: vec![(codex_home.join("rules/paddock.rules"), RULES.to_string())],
+            create_dirs: vec![codex_home],
+        }
+    }
+
+    fn mapper(&self, _kind: AgentKind, model: Option<String>) -> Box<dyn StreamMapper> {
+        Box::new(CodexMapper::new(model))
+    }
+
+    fn sessions(&self) -> Option<&dyn SessionFiles> {
+        Some(self)
+    }
+}
+
+/// Codex's sessions: `$CODEX_HOME/sessions/YYYY/MM/DD/rollout-<time>-<id>.jsonl` (`CODEX_HOME`
+/// defaults to `~/.codex`).
+impl SessionFiles for Codex {
+    fn root(&self, env: &Env) -> PathBuf {
+        env.get("CODEX_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home(env).join(".codex"))
+    }
+
+    fn find(&self, root: &Path, id: &str) -> Option<PathBuf> {
+        let suffix = format!("-{id}.jsonl");
+        let mut stack = vec![(root.join("sessions"), 0)];
+        let mut hit = None;
+        while let Some((dir, depth)) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                let p = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
+                if p.is_dir() && depth < 4 {
+                    stack.push((p, depth + 1));
+                } else if name.starts_with("rollout-") && name.ends_with(&suffix) {
+                    hit = Some(p);
+                }
+            }
+        }
+        hit
     }
 }
 

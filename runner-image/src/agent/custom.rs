@@ -18,29 +18,14 @@
 
 use paddock_crds::events::RunnerEvent;
 
-use super::{final_event, log_event, StreamMapper};
+use paddock_crds::AgentName;
 
-/// How the command's stdout is read (`PADDOCK_AGENT_OUTPUT`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Output {
-    /// Plain text (`text`).
-    #[default]
-    Text,
-    /// One Paddock event as JSON per line (`jsonl`).
-    JsonLines,
-}
+use super::adapter::Adapter;
+use super::spec::{AgentKind, AgentSpec, Invocation};
+use super::stream::{final_event, log_event, StreamMapper};
+use crate::env::Env;
 
-impl std::str::FromStr for Output {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim() {
-            "" | "text" => Ok(Output::Text),
-            "jsonl" => Ok(Output::JsonLines),
-            other => Err(format!("unknown output {other:?} (expected text or jsonl)")),
-        }
-    }
-}
+pub use super::spec::CustomOutput as Output;
 
 /// Parses `PADDOCK_AGENT_COMMAND`: a JSON array of strings whose first element (the program)
 /// is not empty.
@@ -114,6 +99,43 @@ impl StreamMapper for CustomMapper {
             Output::JsonLines if self.saw_final => Vec::new(),
             Output::JsonLines => final_event(None, self.last_message.take()),
         }
+    }
+}
+
+/// The `custom` adapter ([`AgentName::Custom`]).
+#[derive(Debug, Default)]
+pub struct Custom;
+
+impl Adapter for Custom {
+    fn name(&self) -> AgentName {
+        AgentName::Custom
+    }
+
+    /// `<command…> <args…> <prompt>` from `PADDOCK_AGENT_COMMAND` ([`parse_command`]).
+    fn invocation(&self, spec: &AgentSpec, env: &Env) -> Invocation {
+        // Validated by `RunConfig::from_env`; an unusable value starts nothing (exit 127).
+        let mut command = env
+            .get("PADDOCK_AGENT_COMMAND")
+            .and_then(|raw| parse_command(raw).ok())
+            .unwrap_or_else(|| vec![String::new()]);
+        let program = command.remove(0);
+        command.extend(spec.args.iter().cloned());
+        command.push(spec.prompt.clone());
+        Invocation {
+            program,
+            args: command,
+            env: Vec::new(),
+            create_dirs: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    fn mapper(&self, kind: AgentKind, _model: Option<String>) -> Box<dyn StreamMapper> {
+        let output = match kind {
+            AgentKind::Custom(output) => output,
+            _ => Output::Text,
+        };
+        Box::new(CustomMapper::new(output))
     }
 }
 

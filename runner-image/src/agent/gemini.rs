@@ -24,8 +24,12 @@ use std::path::PathBuf;
 use paddock_crds::events::{RunnerEvent, Usage};
 use serde_json::{json, Value};
 
-use super::{compact, log_event, AgentSpec, Invocation, StreamMapper};
-use crate::config::Env;
+use paddock_crds::AgentName;
+
+use super::adapter::{program, Adapter};
+use super::spec::{AgentKind, AgentSpec, Invocation};
+use super::stream::{compact, log_event, StreamMapper};
+use crate::env::Env;
 
 /// The command line: `<program> --output-format stream-json --yolo --skip-trust [-m m] <args…>
 /// --prompt=<prompt>`, with [`settings_json`] written to `$GEMINI_CLI_HOME/.gemini/settings.json`
@@ -158,7 +162,7 @@ impl GeminiMapper {
             if s(v, "role").as_deref() == Some("assistant") {
                 self.assistant_output();
                 // Bounded: a CLI streaming one endless message cannot grow the runner's memory.
-                if self.pending.len() < super::MAX_BUFFERED_LINES * super::MAX_BUFFERED_LINE_BYTES {
+                if self.pending.len() < super::stream::MAX_BUFFERED_LINES * super::stream::MAX_BUFFERED_LINE_BYTES {
                     self.pending
                         .push_str(v.get("content").and_then(Value::as_str).unwrap_or_default());
                 }
@@ -253,6 +257,25 @@ impl StreamMapper for GeminiMapper {
     /// Text still pending when the CLI exited without a `result` line.
     fn finish(&mut self) -> Vec<RunnerEvent> {
         self.flush()
+    }
+}
+
+/// The `gemini-cli` adapter ([`AgentName::GeminiCli`]).
+#[derive(Debug, Default)]
+pub struct GeminiCli;
+
+impl Adapter for GeminiCli {
+    fn name(&self) -> AgentName {
+        AgentName::GeminiCli
+    }
+
+    /// [`invocation`] with program `gemini` (or `PADDOCK_AGENT_BIN`).
+    fn invocation(&self, spec: &AgentSpec, env: &Env) -> Invocation {
+        invocation(spec, env, program(env, "gemini"))
+    }
+
+    fn mapper(&self, _kind: AgentKind, _model: Option<String>) -> Box<dyn StreamMapper> {
+        Box::new(GeminiMapper::default())
     }
 }
 

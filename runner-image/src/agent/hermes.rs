@@ -22,8 +22,12 @@ use std::path::{Path, PathBuf};
 use paddock_crds::events::{RunnerEvent, Usage};
 use serde_json::{json, Value};
 
-use super::{log_event, AgentSpec, Invocation, StreamMapper};
-use crate::config::Env;
+use paddock_crds::AgentName;
+
+use super::adapter::{program, Adapter};
+use super::spec::{AgentKind, AgentSpec, Invocation};
+use super::stream::{log_event, StreamMapper};
+use crate::env::Env;
 
 /// The context window written into the generated config (`model.context_length`). Hermes
 /// otherwise probes the endpoint for it (`/models`, Ollama's `/api/show`, llama.cpp's `/props`,
@@ -163,14 +167,14 @@ impl HermesMapper {
                 }));
             }
         }
-        out.extend(super::final_event(failure, (!text.is_empty()).then_some(text)));
+        out.extend(super::stream::final_event(failure, (!text.is_empty()).then_some(text)));
         out
     }
 }
 
 impl StreamMapper for HermesMapper {
     fn stdout_line(&mut self, line: &str) -> Vec<RunnerEvent> {
-        super::push_bounded(&mut self.stdout, line);
+        super::stream::push_bounded(&mut self.stdout, line);
         log_event("stdout", line)
     }
 
@@ -181,6 +185,28 @@ impl StreamMapper for HermesMapper {
             .and_then(|p| std::fs::read_to_string(p).ok())
             .and_then(|t| serde_json::from_str::<Value>(&t).ok());
         self.finish_with(report.as_ref())
+    }
+}
+
+/// The `hermes` adapter ([`AgentName::Hermes`]).
+#[derive(Debug, Default)]
+pub struct Hermes;
+
+impl Adapter for Hermes {
+    fn name(&self) -> AgentName {
+        AgentName::Hermes
+    }
+
+    /// [`invocation`] with program `hermes` (or `PADDOCK_AGENT_BIN`).
+    fn invocation(&self, spec: &AgentSpec, env: &Env) -> Invocation {
+        invocation(spec, env, program(env, "hermes"))
+    }
+
+    fn mapper(&self, _kind: AgentKind, model: Option<String>) -> Box<dyn StreamMapper> {
+        // The usage file is where `invocation` put it: under the runner's own HOME, which the
+        // CLI inherits.
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/home/paddock"), PathBuf::from);
+        Box::new(HermesMapper::new(model, Some(usage_path(&home))))
     }
 }
 

@@ -25,8 +25,12 @@ use std::path::PathBuf;
 use paddock_crds::events::{RunnerEvent, Usage};
 use serde_json::{json, Value};
 
-use super::{compact, log_event, AgentSpec, Invocation, StreamMapper};
-use crate::config::Env;
+use paddock_crds::AgentName;
+
+use super::adapter::{program, Adapter};
+use super::spec::{AgentKind, AgentSpec, Invocation};
+use super::stream::{compact, log_event, StreamMapper};
+use crate::env::Env;
 
 /// Name of the provider the adapter generates from `OPENAI_BASE_URL`; `--model` becomes
 /// `paddock/<model>`.
@@ -192,14 +196,14 @@ impl OpenClawMapper {
                 message: message.clone(),
             });
         }
-        out.extend(super::final_event(failure, s(v, "final")));
+        out.extend(super::stream::final_event(failure, s(v, "final")));
         out
     }
 }
 
 impl StreamMapper for OpenClawMapper {
     fn stdout_line(&mut self, line: &str) -> Vec<RunnerEvent> {
-        super::push_bounded(&mut self.stdout, line);
+        super::stream::push_bounded(&mut self.stdout, line);
         Vec::new()
     }
 
@@ -209,6 +213,25 @@ impl StreamMapper for OpenClawMapper {
             Ok(v) if v.is_object() => self.map_envelope(&v),
             _ => lines.iter().flat_map(|l| log_event("stdout", l)).collect(),
         }
+    }
+}
+
+/// The `openclaw` adapter ([`AgentName::OpenClaw`]).
+#[derive(Debug, Default)]
+pub struct OpenClaw;
+
+impl Adapter for OpenClaw {
+    fn name(&self) -> AgentName {
+        AgentName::OpenClaw
+    }
+
+    /// [`invocation`] with program `openclaw` (or `PADDOCK_AGENT_BIN`).
+    fn invocation(&self, spec: &AgentSpec, env: &Env) -> Invocation {
+        invocation(spec, env, program(env, "openclaw"))
+    }
+
+    fn mapper(&self, _kind: AgentKind, model: Option<String>) -> Box<dyn StreamMapper> {
+        Box::new(OpenClawMapper::new(model))
     }
 }
 

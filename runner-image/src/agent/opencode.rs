@@ -16,7 +16,12 @@ use std::collections::HashSet;
 use paddock_crds::events::{RunnerEvent, Usage};
 use serde_json::{json, Value};
 
-use super::{compact, log_event, StreamMapper};
+use paddock_crds::AgentName;
+
+use super::adapter::{program, Adapter};
+use super::spec::{AgentKind, AgentSpec, Invocation};
+use super::stream::{compact, log_event, StreamMapper};
+use crate::env::Env;
 
 /// Name of the provider the adapter generates from `OPENAI_BASE_URL`; `-m` becomes
 /// `paddock/<model>`.
@@ -174,7 +179,63 @@ impl StreamMapper for OpenCodeMapper {
     }
 
     fn finish(&mut self) -> Vec<RunnerEvent> {
-        super::final_event(self.failure.take(), self.last_message.take())
+        super::stream::final_event(self.failure.take(), self.last_message.take())
+    }
+}
+
+/// The `opencode` adapter ([`AgentName::OpenCode`]).
+#[derive(Debug, Default)]
+pub struct OpenCode;
+
+impl Adapter for OpenCode {
+    fn name(&self) -> AgentName {
+        AgentName::OpenCode
+    }
+
+    /// `opencode run --format json [-m paddock/m] <args…> -- <prompt split at spaces>` with
+    /// `OPENCODE_CONFIG_CONTENT` generated from `OPENAI_BASE_URL` ([`config_content`]).
+    fn invocation(&self, spec: &AgentSpec, env: &Env) -> Invocation {
+        let mut args: Vec<String> = ["run", "--format", "json"].map(String::from).to_vec();
+        let base = env.get("OPENAI_BASE_URL");
+        if let Some(m) = &spec.model {
+            // With OPENAI_BASE_URL the model belongs to the generated `paddock` provider;
+            // otherwise it is passed as given (`<provider>/<model>`).
+            let m = if base.is_some() {
+                format!("{}/{m}", PROVIDER)
+            } else {
+                m.clone()
+            };
+            args.extend(["-m".into(), m]);
+        }
+        args.extend(spec.args.iter().cloned());
+        args.push("--".into());
+        // `opencode run` joins its message words with one space after wrapping every word
+        // that contains a space in double quotes; words split at spaces join back to the
+        // prompt verbatim.
+        args.extend(spec.prompt.split(' ').map(String::from));
+        let mut extra = Vec::new();
+        for (k, v) in DISABLE_ENV {
+            if env.get(k).is_none() {
+                extra.push((k.to_string(), v.to_string()));
+            }
+        }
+        if env.get("OPENCODE_CONFIG_CONTENT").is_none() {
+            extra.push((
+                "OPENCODE_CONFIG_CONTENT".into(),
+                config_content(base, spec.model.as_deref()),
+            ));
+        }
+        Invocation {
+            program: program(env, "opencode"),
+            args,
+            env: extra,
+            create_dirs: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    fn mapper(&self, _kind: AgentKind, model: Option<String>) -> Box<dyn StreamMapper> {
+        Box::new(OpenCodeMapper::new(model))
     }
 }
 

@@ -18,7 +18,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use super::{Invocation, StreamMapper};
+use super::spec::Invocation;
+use super::stream::StreamMapper;
 
 /// Time between SIGTERM and SIGKILL to the CLI's process group.
 pub const TERM_GRACE: Duration = Duration::from_secs(5);

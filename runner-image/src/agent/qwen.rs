@@ -14,7 +14,13 @@
 //! `OPENAI_BASE_URL`/`OPENAI_API_KEY` (Chat Completions); [`settings_json`] selects that auth
 //! type and turns off what would run after the task or phone home.
 
+use paddock_crds::AgentName;
+
+use super::adapter::{home, program, Adapter};
 use super::claude::ClaudeMapper;
+use super::spec::{AgentKind, AgentSpec, Invocation};
+use super::stream::StreamMapper;
+use crate::env::Env;
 
 /// Contents of `~/.qwen/settings.json` the adapter writes before starting: auth type `openai`
 /// (the endpoint and key come from `OPENAI_BASE_URL`/`OPENAI_API_KEY`; without it Qwen Code
@@ -34,6 +40,47 @@ pub fn settings_json() -> String {
 /// The mapper for Qwen Code's stream.
 pub fn mapper() -> ClaudeMapper {
     ClaudeMapper::with_agent("qwen-code", true)
+}
+
+/// The `qwen-code` adapter ([`AgentName::QwenCode`]).
+#[derive(Debug, Default)]
+pub struct QwenCode;
+
+impl Adapter for QwenCode {
+    fn name(&self) -> AgentName {
+        AgentName::QwenCode
+    }
+
+    /// `qwen -o stream-json --yolo [-m m] [--max-session-turns n] <args…> --prompt=<prompt>`
+    /// with `~/.qwen/settings.json` ([`settings_json`]).
+    fn invocation(&self, spec: &AgentSpec, env: &Env) -> Invocation {
+        let mut args: Vec<String> = ["-o", "stream-json", "--yolo"].map(String::from).to_vec();
+        if let Some(m) = &spec.model {
+            args.extend(["-m".into(), m.clone()]);
+        }
+        if let Some(n) = spec.max_turns {
+            args.extend(["--max-session-turns".into(), n.to_string()]);
+        }
+        args.extend(spec.args.iter().cloned());
+        // Qwen Code ignores words after `--`; in `--prompt=<p>` a leading `-` stays text.
+        args.push(format!("--prompt={}", spec.prompt));
+        let home = home(env);
+        let mut extra = Vec::new();
+        if env.get("QWEN_CODE_SUPPRESS_YOLO_WARNING").is_none() {
+            extra.push(("QWEN_CODE_SUPPRESS_YOLO_WARNING".into(), "1".into()));
+        }
+        Invocation {
+            program: program(env, "qwen"),
+            args,
+            env: extra,
+            create_dirs: Vec::new(),
+            files: vec![(home.join(".qwen/settings.json"), settings_json())],
+        }
+    }
+
+    fn mapper(&self, _kind: AgentKind, _model: Option<String>) -> Box<dyn StreamMapper> {
+        Box::new(mapper())
+    }
 }
 
 #[cfg(test)]

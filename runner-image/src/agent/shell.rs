@@ -4,7 +4,12 @@
 
 use paddock_crds::events::RunnerEvent;
 
-use super::{log_event, StreamMapper};
+use paddock_crds::AgentName;
+
+use super::adapter::Adapter;
+use super::spec::{AgentKind, AgentSpec, Invocation};
+use super::stream::{log_event, StreamMapper};
+use crate::env::Env;
 
 /// Maps shell output lines to `log` events.
 #[derive(Debug, Default)]
@@ -13,6 +18,31 @@ pub struct ShellMapper;
 impl StreamMapper for ShellMapper {
     fn stdout_line(&mut self, line: &str) -> Vec<RunnerEvent> {
         log_event("stdout", line)
+    }
+}
+
+/// The `shell` adapter ([`AgentName::Shell`]): never `PADDOCK_AGENT_BIN`, always `sh`.
+#[derive(Debug, Default)]
+pub struct Shell;
+
+impl Adapter for Shell {
+    fn name(&self) -> AgentName {
+        AgentName::Shell
+    }
+
+    /// `sh -c <prompt>`.
+    fn invocation(&self, spec: &AgentSpec, _env: &Env) -> Invocation {
+        Invocation {
+            program: "sh".into(),
+            args: vec!["-c".into(), spec.prompt.clone()],
+            env: Vec::new(),
+            create_dirs: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    fn mapper(&self, _kind: AgentKind, _model: Option<String>) -> Box<dyn StreamMapper> {
+        Box::new(ShellMapper)
     }
 }
 

@@ -38,34 +38,10 @@ use paddock_crds::gateway::{BranchFacts, BranchPurpose, GatewayLine, PushFacts};
 use crate::approval::{Verdict, VerdictCheck};
 use crate::config::{parse_bool, validate_branch, ConfigError, Env};
 use crate::gitcreds::{CredentialError, GitCredentials, RepoUrl, UrlError};
-use crate::push::{PushResult, POLL_INTERVAL};
+use crate::push_request::{PushResult, POLL_INTERVAL};
 use crate::workspace::{write_atomic, Workspace};
 
-/// Default directory of the trusted containers' shared files (their own `/tmp` volume, which
-/// the agent container does not mount); `PADDOCK_TRUSTED_DIR` overrides it.
-pub const DEFAULT_TRUSTED_DIR: &str = "/tmp/paddock-trusted";
-
-fn trusted_dir(env: &Env) -> PathBuf {
-    PathBuf::from(env.get("PADDOCK_TRUSTED_DIR").unwrap_or(DEFAULT_TRUSTED_DIR))
-}
-
-/// Records `commit` as the run's base for the gateway (called by the trusted clone step, in the
-/// `clone` container or, in a warm pod, the gateway itself).
-///
-/// # Errors
-/// When the trusted directory cannot be written.
-pub fn record_base(env: &Env, commit: &str) -> std::io::Result<()> {
-    let dir = trusted_dir(env);
-    std::fs::create_dir_all(&dir)?;
-    write_atomic(&dir.join("base-commit"), format!("{commit}\n").as_bytes())
-}
-
-/// The base recorded by [`record_base`], if any.
-pub fn read_base(env: &Env) -> Option<Oid> {
-    std::fs::read_to_string(trusted_dir(env).join("base-commit"))
-        .ok()
-        .and_then(|s| Oid::from_str(s.trim()).ok())
-}
+pub use crate::trusted::{read_base, record_base, DEFAULT_TRUSTED_DIR};
 
 /// Errors in the gateway's push configuration.
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@
 //! - NetworkPolicy `<pool>-egress`: the egress gateway accepts connections only from the pool's
 //!   runner pods, on TCP 3128.
 
-use crate::context::{Context, MANAGER_POOL};
+use crate::context::{Context, EgressApplied, MANAGER_POOL};
 use crate::error::Result;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
@@ -31,14 +31,7 @@ use paddock_crds::egress::{self as contract, PORT};
 use paddock_crds::RunnerPool;
 use std::collections::BTreeMap;
 
-/// Where a runner pod's trusted containers leave the pod: the pool's egress gateway.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct PodUplink {
-    /// `http://<clusterIP>:3128` ([`contract::PROXY_ENV`]).
-    pub proxy: String,
-    /// The pool's token ([`contract::TOKEN_ENV`]).
-    pub token: String,
-}
+pub use paddock_crds::egress::PodUplink;
 
 /// The four objects of a pool's egress gateway.
 #[derive(Clone, Debug, PartialEq)]
@@ -348,17 +341,6 @@ async fn apply_egress(pool: &RunnerPool, ctx: &Context) -> Result<Option<PodUpli
         },
     );
     Ok(ready.then_some(uplink))
-}
-
-/// What this process applied for one pool ([`Context::egress`]).
-#[derive(Clone, Debug)]
-pub struct EgressApplied {
-    /// Fingerprint of the applied objects.
-    pub fingerprint: u64,
-    /// The runner pods' uplink they give.
-    pub uplink: PodUplink,
-    /// Whether the Deployment had an available pod when last read.
-    pub ready: bool,
 }
 
 #[cfg(test)]

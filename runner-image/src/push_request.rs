@@ -1,5 +1,6 @@
-//! Push step, agent side. The `agent` container holds no credentials, so it asks the
-//! `gateway` sidecar: it removes any old `/workspace/.paddock/push-result`, writes the commit
+//! Push step, agent side (the gateway's side is [`crate::gateway::push`]). The `agent`
+//! container holds no credentials, so it asks the `gateway` sidecar: it removes any old
+//! `/workspace/.paddock/push-result`, writes the commit
 //! SHA to `/workspace/.paddock/push-request` (atomically) and polls every 200 ms for
 //! `push-result`, `{"ok":bool,"message":str,"commit":str,"reason":str}`, until the timeout
 //! (default 120 s; with a BeforePush gate the gateway answers once the gate is decided, so the
