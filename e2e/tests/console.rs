@@ -401,11 +401,19 @@ async fn drive(
         .await?;
     wait_js(
         b,
-        &format!("return !!document.querySelector(\"{card} .decide-result .ok, .decide-result .ok\")"),
+        // The answer shows in the card, until the live inbox drops the decided gate.
+        &format!("return !!document.querySelector(\"{card} .decide-result .ok, {card} .decide-result .error\") || !document.querySelector(\"{card}\")"),
         Duration::from_secs(20),
         "the approval's answer",
     )
     .await?;
+    let refused = b
+        .execute(
+            &format!("return document.querySelector(\"{card} .decide-result .error\")?.innerText ?? null"),
+            vec![],
+        )
+        .await?;
+    assert!(refused.is_null(), "alice's approval was refused: {refused}");
     let gate = ns.api::<ApprovalGate>().get("push-push").await?;
     let d = gate
         .spec

@@ -307,18 +307,18 @@ pub fn expires_in(g: &ApprovalGate, now: Timestamp) -> Option<i64> {
 }
 
 /// The decide controls of a pending gate: a comment box and Approve / Reject, posting to
-/// `/gates/<ns>/<gate>/decide`; the answer (or the API server's refusal) lands in
-/// `#decide-result-<gate>`.
+/// `/gates/<ns>/<gate>/decide`; the answer (or the API server's refusal) lands in the form's
+/// `.decide-result` (kept, like the comment, when a live update re-renders the list).
 pub fn decide_form(ns: &str, gate: &str) -> Markup {
     let action = format!(
         "/gates/{}/{}/decide",
         form_urlencoded::byte_serialize(ns.as_bytes()).collect::<String>(),
         form_urlencoded::byte_serialize(gate.as_bytes()).collect::<String>()
     );
-    let result_id = format!("decide-result-{gate}");
+    let result_id = format!("decide-result-{ns}-{gate}");
     let comment_id = format!("comment-{ns}-{gate}");
     html! {
-        form.decide hx-post=(action) hx-target={"#" (result_id)} hx-swap="innerHTML" {
+        form.decide hx-post=(action) hx-target="find .decide-result" hx-swap="innerHTML" {
             input id=(comment_id) name="comment" placeholder="comment (optional)" hx-preserve="true";
             button.approve type="submit" name="verdict" value="Approve" { "Approve" }
             button.reject type="submit" name="verdict" value="Reject" { "Reject" }
