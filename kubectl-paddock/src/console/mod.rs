@@ -271,6 +271,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/new/preview", post(preview))
         .route("/live/{kind}", get(live::changes))
         .route("/assets/{file}", get(assets::serve))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .layer(axum::middleware::from_fn_with_state(app.clone(), security::guard))
         .layer(axum::middleware::from_fn(server_timing))
         .with_state(app)
