@@ -274,8 +274,24 @@ async fn console_in_a_real_browser() -> Result<()> {
     let (_mallory_console, mallory_url) = start_console(&kubeconfig_as(MALLORY, &tmp)?, &n)?;
     let (alice, mallory) = (origin(&alice_url), origin(&mallory_url));
     let (_driver, b) = browser().await?;
-    let result = drive(&ns, &repo, &b, (&alice_url, &alice), (&mallory_url, &mallory)).await;
+    // A failed assertion panics inside `drive`: close the browser (chromedriver's chromium
+    // outlives chromedriver) before the panic goes on.
+    let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(drive(
+        &ns,
+        &repo,
+        &b,
+        (&alice_url, &alice),
+        (&mallory_url, &mallory),
+    )))
+    .await;
     let _ = b.close().await;
+    let result = match result {
+        Ok(r) => r,
+        Err(panic) => {
+            ns.dump().await;
+            std::panic::resume_unwind(panic)
+        }
+    };
     if result.is_err() {
         ns.dump().await;
     } else {
