@@ -48,7 +48,8 @@ apt_install() {
 
 # ensure_host_deps: what every script here needs on a fresh Debian 12 machine, checked in one
 # place (idempotent, fast when all is there): root, the toolchains the machine image ships
-# (cargo, go, npm, kubectl), and the Debian packages the builds use (installed when missing).
+# (cargo, go, npm, kubectl), and the Debian packages the builds use (installed when missing),
+# with chromium and chromium-driver, the browser e2e/tests/console.rs drives.
 ensure_host_deps() {
   local missing=() p t
   if [ "$(id -u)" != 0 ]; then
@@ -59,6 +60,16 @@ ensure_host_deps() {
     command -v "$t" >/dev/null || { echo "error: '$t' is not on PATH; Paddock's scripts need it (see README.md)" >&2; return 1; }
   done
   for p in pkg-config libssl-dev git cmake bc curl jq umoci skopeo mmdebstrap python3; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  apt_install "${missing[@]}"
+}
+
+# The console's browser test (e2e/tests/console.rs) drives Debian's chromium through
+# chromium-driver; only the e2e suite needs them, not `make demo`.
+ensure_browser() {
+  local missing=()
+  for p in chromium chromium-driver; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
   apt_install "${missing[@]}"

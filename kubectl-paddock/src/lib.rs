@@ -1,8 +1,15 @@
 //! `kubectl paddock`: the pure parts of the kubectl plugin — table rendering, event-log
 //! formatting, resolving a gate-or-run argument to a gate, and building the decision patch.
 //! The binary (`src/main.rs`) does the API calls and prints what these functions return.
+//!
+//! Two modules do I/O, kept apart from the pure functions above: [`fetch`] (the reads both the
+//! command line and the console make: a run, its patch, its transcript, its event log, who you
+//! are) and [`console`] (`kubectl paddock console`, the local web console).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod console;
+pub mod fetch;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -478,42 +485,113 @@ pub fn parse_log(text: &str) -> (Vec<EventLine>, Vec<&str>) {
     (events, raw)
 }
 
+/// One line of a run's model transcript (the gateway's JSON lines, see `<run>-transcript`),
+/// decoded by [`parse_transcript`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TranscriptLine {
+    /// One model API call the pod's gateway proxied.
+    Call(TranscriptCall),
+    /// The gateway stopped recording: later calls are not in the transcript.
+    Truncated {
+        /// The transcript's size limit in bytes, when the line says it.
+        limit_bytes: Option<u64>,
+    },
+    /// A line that is not JSON, kept as it is.
+    Other(String),
+}
+
+/// One model call of a transcript. Every field is optional: a field the line lacks (or gives
+/// with another JSON type) is `None`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TranscriptCall {
+    /// Sequence number of the call in the run (1-based).
+    pub seq: Option<u64>,
+    /// When the gateway saw the call (RFC 3339).
+    pub ts: Option<String>,
+    /// Which upstream route (`anthropic`, `openai`, …).
+    pub route: Option<String>,
+    /// HTTP method.
+    pub method: Option<String>,
+    /// Request path.
+    pub path: Option<String>,
+    /// HTTP status of the model's answer.
+    pub status: Option<u64>,
+    /// Model the call named.
+    pub model: Option<String>,
+    /// Input (prompt) tokens the model reported.
+    pub input_tokens: Option<u64>,
+    /// Output tokens the model reported.
+    pub output_tokens: Option<u64>,
+    /// Price in US dollars by the pool's price table; `None` when the model is unpriced.
+    pub cost_usd: Option<f64>,
+}
+
+/// Decodes transcript text (JSON lines) into [`TranscriptLine`]s, skipping blank lines. Pure;
+/// never fails: a line that is not a JSON value is [`TranscriptLine::Other`].
+pub fn parse_transcript(text: &str) -> Vec<TranscriptLine> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            out.push(TranscriptLine::Other(line.to_string()));
+            continue;
+        };
+        if v["type"] == "transcript_truncated" {
+            out.push(TranscriptLine::Truncated {
+                limit_bytes: v["limit_bytes"].as_u64(),
+            });
+            continue;
+        }
+        let s = |k: &str| v[k].as_str().map(str::to_string);
+        out.push(TranscriptLine::Call(TranscriptCall {
+            seq: v["seq"].as_u64(),
+            ts: s("ts"),
+            route: s("route"),
+            method: s("method"),
+            path: s("path"),
+            status: v["status"].as_u64(),
+            model: s("model"),
+            input_tokens: v["input_tokens"].as_u64(),
+            output_tokens: v["output_tokens"].as_u64(),
+            cost_usd: v["cost_usd"].as_f64(),
+        }));
+    }
+    out
+}
+
 /// Renders transcript lines (the gateway's JSON lines, see `<run>-transcript`) as one readable
 /// line per model call: `#<seq> <ts> <route> <METHOD> <path> <status> <model> in=<n> out=<n>
 /// $<cost>`. Other lines are shown as they are. Pure.
 pub fn render_transcript(text: &str) -> String {
     let mut out = String::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            out.push_str(line);
-            out.push('\n');
-            continue;
-        };
-        if v["type"] == "transcript_truncated" {
-            out.push_str(&format!(
+    for line in parse_transcript(text) {
+        match line {
+            TranscriptLine::Other(l) => {
+                out.push_str(&l);
+                out.push('\n');
+            }
+            TranscriptLine::Truncated { limit_bytes } => out.push_str(&format!(
                 "… later calls not recorded (transcript limit {} bytes)\n",
-                v["limit_bytes"]
-            ));
-            continue;
+                limit_bytes.map_or("null".to_string(), |b| b.to_string())
+            )),
+            TranscriptLine::Call(c) => {
+                let s = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                let n = |v: Option<u64>| v.map_or("-".to_string(), |x| x.to_string());
+                let cost = c.cost_usd.map_or("unpriced".to_string(), |c| format!("${c:.6}"));
+                out.push_str(&format!(
+                    "#{} {} {} {} {} {} {} in={} out={} {}\n",
+                    n(c.seq),
+                    s(&c.ts),
+                    s(&c.route),
+                    s(&c.method),
+                    s(&c.path),
+                    n(c.status),
+                    s(&c.model),
+                    n(c.input_tokens),
+                    n(c.output_tokens),
+                    cost
+                ));
+            }
         }
-        let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
-        let n = |k: &str| v[k].as_u64().map_or("-".to_string(), |x| x.to_string());
-        let cost = v["cost_usd"]
-            .as_f64()
-            .map_or("unpriced".to_string(), |c| format!("${c:.6}"));
-        out.push_str(&format!(
-            "#{} {} {} {} {} {} {} in={} out={} {}\n",
-            n("seq"),
-            s("ts"),
-            s("route"),
-            s("method"),
-            s("path"),
-            n("status"),
-            s("model"),
-            n("input_tokens"),
-            n("output_tokens"),
-            cost
-        ));
     }
     out
 }

@@ -6,14 +6,13 @@
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
 use kube::config::{Config, KubeConfigOptions};
 use kube::Client;
 use kubectl_paddock::{
-    check_can_decide, decision_patch, format_events, gates_table, gunzip, parse_log, resolve_gate, runs_table,
+    check_can_decide, console, decision_patch, fetch, format_events, gates_table, parse_log, resolve_gate, runs_table,
     PluginError,
 };
 use paddock_crds::{AgentRun, ApprovalGate, Verdict};
@@ -73,6 +72,23 @@ enum Cmd {
         #[arg(short = 'f', long)]
         follow: bool,
     },
+    /// Serve the web console on 127.0.0.1 and open it: runs, a run's live timeline, diff and
+    /// gates, the approvals inbox, pools, a new-run form. It acts with your kubeconfig
+    /// credentials; the printed URL holds a token that only this start accepts.
+    Console(ConsoleArgs),
+}
+
+#[derive(Args, Debug)]
+struct ConsoleArgs {
+    /// Show every namespace you can list (default: the one of -n or the context).
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    all_namespaces: bool,
+    /// Port on 127.0.0.1 (default: a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Print the URL but do not open a browser.
+    #[arg(long)]
+    no_open: bool,
 }
 
 #[derive(Args, Debug)]
@@ -162,6 +178,15 @@ async fn run(cli: Cli) -> Result<()> {
             follow: true,
         } => follow_logs(&client, &ns, &run, raw).await?,
         Cmd::Logs { run, raw, attempt, .. } => logs(&client, &ns, &run, raw, attempt).await?,
+        Cmd::Console(a) => {
+            let opts = console::ConsoleOptions {
+                namespace: (!a.all_namespaces).then(|| ns.clone()),
+                port: a.port,
+                open_browser: !a.no_open,
+            };
+            console::serve(client, opts).await?;
+            String::new()
+        }
     };
     print!("{out}");
     Ok(())
@@ -187,37 +212,11 @@ fn empty_or(table: String, empty: bool, ns: &str, all: bool) -> String {
 }
 
 async fn get_run(client: &Client, ns: &str, name: &str) -> Result<AgentRun> {
-    let api: Api<AgentRun> = Api::namespaced(client.clone(), ns);
-    api.get_opt(name)
-        .await
-        .with_context(|| format!("reading AgentRun {name:?}"))?
-        .ok_or_else(|| {
-            PluginError::RunNotFound {
-                name: name.into(),
-                namespace: ns.into(),
-            }
-            .into()
-        })
+    Ok(fetch::fetch_run(client, ns, name).await?)
 }
 
 fn phase_of(run: &AgentRun) -> String {
-    run.status
-        .as_ref()
-        .and_then(|s| s.phase)
-        .map(|p| format!("{p:?}"))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// Who the API server says the caller is: (user name, groups).
-async fn whoami(client: &Client) -> Result<(String, Vec<String>)> {
-    let api: Api<SelfSubjectReview> = Api::all(client.clone());
-    let review = api
-        .create(&PostParams::default(), &SelfSubjectReview::default())
-        .await
-        .context("asking the API server who you are (SelfSubjectReview)")?;
-    let info = review.status.and_then(|s| s.user_info).unwrap_or_default();
-    let user = info.username.filter(|u| !u.is_empty()).ok_or(PluginError::NoUserName)?;
-    Ok((user, info.groups.unwrap_or_default()))
+    fetch::phase_name(run)
 }
 
 async fn decide(client: &Client, ns: &str, args: &DecideArgs, verdict: Verdict) -> Result<String> {
@@ -240,7 +239,7 @@ async fn decide(client: &Client, ns: &str, args: &DecideArgs, verdict: Verdict) 
                 gate: gate_name.clone(),
             })?,
     };
-    let (user, groups) = whoami(client).await?;
+    let (user, groups) = fetch::fetch_whoami(client).await?;
     check_can_decide(&gate, &user, &groups, verdict)?;
     let patch = serde_json::from_value(decision_patch(&user, verdict, args.message.as_deref()))
         .context("building the JSON patch")?;
@@ -265,99 +264,12 @@ async fn decide(client: &Client, ns: &str, args: &DecideArgs, verdict: Verdict) 
     ))
 }
 
-/// The patch ConfigMap a pending or decided BeforePush gate of run `name` points at, if any.
-async fn before_push_patch(client: &Client, ns: &str, name: &str) -> Result<Option<String>> {
-    let gates: Api<ApprovalGate> = Api::namespaced(client.clone(), ns);
-    let list = gates
-        .list(&ListParams::default().labels(&format!("{}={name}", paddock_crds::LABEL_RUN)))
-        .await
-        .context("listing ApprovalGates")?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|g| g.spec.stage == paddock_crds::GateStage::BeforePush && g.spec.run_ref.name == name)
-        .find_map(|g| g.spec.request.patch_ref))
-}
-
 async fn diff(client: &Client, ns: &str, name: &str) -> Result<String> {
-    let run = get_run(client, ns, name).await?;
-    let status = run.status.clone().unwrap_or_default();
-    let patch_ref = match status.result.as_ref() {
-        // Before the run ends, a BeforePush gate links the patch under review.
-        None => match before_push_patch(client, ns, name).await? {
-            Some(p) => p,
-            None => {
-                return Err(PluginError::NoPatch {
-                    run: name.into(),
-                    why: format!("yet (phase {})", phase_of(&run)),
-                }
-                .into())
-            }
-        },
-        Some(r) => r.patch_ref.clone().ok_or_else(|| PluginError::NoPatch {
-            run: name.into(),
-            why: format!(
-                "(phase {}, {} files changed{})",
-                phase_of(&run),
-                r.run.files_changed,
-                if r.run.commit.is_none() { ", no commit" } else { "" }
-            ),
-        })?,
-    };
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let cm = cms
-        .get_opt(&patch_ref)
-        .await
-        .with_context(|| format!("reading ConfigMap {patch_ref:?}"))?
-        .ok_or_else(|| PluginError::BadArtifact {
-            name: patch_ref.clone(),
-            what: "does not exist (deleted?)".into(),
-        })?;
-    let gz = cm
-        .binary_data
-        .as_ref()
-        .and_then(|b| b.get("patch.gz"))
-        .ok_or_else(|| PluginError::BadArtifact {
-            name: patch_ref.clone(),
-            what: "has no binaryData[\"patch.gz\"]".into(),
-        })?;
-    let text = gunzip(&gz.0).map_err(|e| PluginError::BadArtifact {
-        name: patch_ref.clone(),
-        what: format!("patch.gz is not valid gzip: {e}"),
-    })?;
-    Ok(text)
+    Ok(fetch::fetch_patch(client, ns, name).await?)
 }
 
 async fn transcript(client: &Client, ns: &str, name: &str, raw: bool) -> Result<String> {
-    let run = get_run(client, ns, name).await?;
-    let cm_name = format!("{name}-transcript");
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let Some(cm) = cms
-        .get_opt(&cm_name)
-        .await
-        .with_context(|| format!("reading ConfigMap {cm_name:?}"))?
-    else {
-        return Err(PluginError::BadArtifact {
-            name: cm_name,
-            what: format!(
-                "does not exist: no model calls went through the gateway, or the run has not ended (phase {})",
-                phase_of(&run)
-            ),
-        }
-        .into());
-    };
-    let gz = cm
-        .binary_data
-        .as_ref()
-        .and_then(|b| b.get("transcript.jsonl.gz"))
-        .ok_or_else(|| PluginError::BadArtifact {
-            name: cm_name.clone(),
-            what: "has no binaryData[\"transcript.jsonl.gz\"]".into(),
-        })?;
-    let text = gunzip(&gz.0).map_err(|e| PluginError::BadArtifact {
-        name: cm_name.clone(),
-        what: format!("transcript.jsonl.gz is not valid gzip: {e}"),
-    })?;
+    let text = fetch::fetch_transcript(client, ns, name).await?;
     Ok(if raw {
         text
     } else {
@@ -415,74 +327,7 @@ async fn follow_logs(client: &Client, ns: &str, name: &str, raw: bool) -> Result
 }
 
 async fn logs(client: &Client, ns: &str, name: &str, raw: bool, attempt: Option<u32>) -> Result<String> {
-    let run = get_run(client, ns, name).await?;
-    let status = run.status.clone().unwrap_or_default();
-    let current = status.attempt.unwrap_or(1);
-    // An earlier attempt's log is in the ConfigMap its history entry names.
-    let earlier = match attempt {
-        Some(n) if n != current => {
-            let a = status
-                .attempts
-                .iter()
-                .find(|a| a.attempt == n)
-                .ok_or_else(|| PluginError::NoLog {
-                    run: name.into(),
-                    why: format!(
-                        "for attempt {n} (the run is at attempt {current}; ended attempts: {:?})",
-                        status.attempts.iter().map(|a| a.attempt).collect::<Vec<_>>()
-                    ),
-                })?;
-            Some(a.log_ref.clone().ok_or_else(|| PluginError::NoLog {
-                run: name.into(),
-                why: format!(
-                    "for attempt {n}: its pod ({}) was gone before its log was read",
-                    a.pod_name
-                ),
-            })?)
-        }
-        _ => None,
-    };
-    let text = if let Some(log_ref) = earlier.or_else(|| status.result.as_ref().and_then(|r| r.log_ref.clone())) {
-        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-        let cm = cms
-            .get_opt(&log_ref)
-            .await
-            .with_context(|| format!("reading ConfigMap {log_ref:?}"))?
-            .ok_or_else(|| PluginError::BadArtifact {
-                name: log_ref.clone(),
-                what: "does not exist (deleted?)".into(),
-            })?;
-        cm.data
-            .as_ref()
-            .and_then(|d| d.get("events.jsonl"))
-            .cloned()
-            .ok_or_else(|| PluginError::BadArtifact {
-                name: log_ref.clone(),
-                what: "has no data[\"events.jsonl\"]".into(),
-            })?
-    } else if let Some(pod) = status.pod_name.clone() {
-        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-        let lp = LogParams {
-            container: Some("agent".into()),
-            ..Default::default()
-        };
-        match pods.logs(&pod, &lp).await {
-            Ok(t) => t,
-            Err(e) => {
-                return Err(PluginError::NoLog {
-                    run: name.into(),
-                    why: format!("yet (phase {}; pod {pod}'s agent container log: {e})", phase_of(&run)),
-                }
-                .into())
-            }
-        }
-    } else {
-        return Err(PluginError::NoLog {
-            run: name.into(),
-            why: format!("yet (phase {}, no pod)", phase_of(&run)),
-        }
-        .into());
-    };
+    let text = fetch::fetch_log(client, ns, name, attempt).await?;
     let (events, lines) = parse_log(&text);
     if raw {
         let mut out = lines.join("\n");
