@@ -9,8 +9,8 @@
 //!   runner prints events), `#run-status` and `#run-gates` (replaced on every change of the run
 //!   or its gates), `#diff` (replaced when a patch appears or changes).
 
+use super::app::App;
 use super::view;
-use super::App;
 use crate::fetch::{api_message, fetch_gate_patch, fetch_patch};
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -31,27 +31,7 @@ use tokio::sync::mpsc;
 /// Least time between two change notices of one kind.
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
 
-/// What a watch of the console reports, to the `/live/<kind>` streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// AgentRuns.
-    Runs,
-    /// ApprovalGates.
-    Gates,
-    /// RunnerPools.
-    Pools,
-}
-
-impl Kind {
-    /// The SSE event name (`runs`, `gates`, `pools`).
-    pub fn event_name(self) -> &'static str {
-        match self {
-            Kind::Runs => "runs",
-            Kind::Gates => "gates",
-            Kind::Pools => "pools",
-        }
-    }
-}
+pub use super::kind::Kind;
 
 /// An SSE event carrying HTML. SSE data cannot hold a carriage return, so `\r` (only possible in
 /// escaped text or attribute values) becomes the character reference `&#13;`.
@@ -205,7 +185,7 @@ async fn follow_run(app: Arc<App>, ns: String, name: String, tx: Sender) {
                     let list = gates_api.list(&ListParams::default().labels(&label)).await;
                     if let Ok(list) = list {
                         let mut gates: Vec<Arc<ApprovalGate>> = list.items.into_iter().map(Arc::new).collect();
-                        super::sort_gates(&mut gates);
+                        super::view::sort_gates(&mut gates);
                         if !send(&tx, oob(view::gates_panel(&ns, &gates, Timestamp::now()), "run-gates", "true")).await { return; }
                     }
                     if let Some(run) = &last_run {

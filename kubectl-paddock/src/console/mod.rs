@@ -13,7 +13,9 @@
 //! The console keeps a watch (a reflector store) of the AgentRuns, ApprovalGates and
 //! RunnerPools in its scope, so the runs page filters and pages in memory.
 
+pub mod app;
 pub mod assets;
+pub mod kind;
 pub mod live;
 pub mod manifest;
 pub mod security;
@@ -21,25 +23,20 @@ pub mod view;
 
 use crate::fetch::{api_message, fetch_transcript, fetch_whoami, FetchError};
 use crate::{check_can_decide, decision_patch, parse_transcript};
+pub use app::App;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
+use kind::Kind;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
-use live::Kind;
 use maud::{html, Markup};
 use paddock_crds::{AgentRun, ApprovalGate, GateState, Phase, RunnerPool, Verdict};
 use security::Secrets;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::broadcast;
+use std::sync::Arc;
 
 /// How `kubectl paddock console` was asked to run.
 #[derive(Debug, Clone)]
@@ -72,187 +69,7 @@ pub enum ConsoleError {
     Random,
 }
 
-/// The state every handler shares.
-pub struct App {
-    /// The user's client (their kubeconfig credentials).
-    pub client: Client,
-    /// The namespace shown, `None` for all.
-    pub namespace: Option<String>,
-    /// The port the server listens on.
-    pub port: u16,
-    /// The per-start tokens.
-    pub secrets: Secrets,
-    /// The user, as the API server names them.
-    pub user: String,
-    /// The user's groups.
-    pub groups: Vec<String>,
-    /// AgentRuns in scope.
-    pub runs: Store<AgentRun>,
-    /// ApprovalGates in scope.
-    pub gates: Store<ApprovalGate>,
-    /// RunnerPools in scope.
-    pub pools: Store<RunnerPool>,
-    /// Change notices of the watches.
-    pub changes: broadcast::Sender<Kind>,
-    /// The last error of each watch (e.g. RBAC forbids listing), cleared when it recovers.
-    pub errors: Mutex<HashMap<Kind, String>>,
-}
-
-impl App {
-    /// An app whose stores are filled from the API by watches (spawned here) with `client`.
-    pub fn start(
-        client: Client,
-        namespace: Option<String>,
-        port: u16,
-        secrets: Secrets,
-        user: String,
-        groups: Vec<String>,
-    ) -> Arc<App> {
-        let (runs, runs_w) = reflector::store();
-        let (gates, gates_w) = reflector::store();
-        let (pools, pools_w) = reflector::store();
-        let (changes, _) = broadcast::channel(64);
-        let app = Arc::new(App {
-            client,
-            namespace,
-            port,
-            secrets,
-            user,
-            groups,
-            runs,
-            gates,
-            pools,
-            changes,
-            errors: Mutex::new(HashMap::new()),
-        });
-        spawn_watch(&app, app.api::<AgentRun>(), runs_w, Kind::Runs);
-        spawn_watch(&app, app.api::<ApprovalGate>(), gates_w, Kind::Gates);
-        spawn_watch(&app, app.api::<RunnerPool>(), pools_w, Kind::Pools);
-        app
-    }
-
-    /// An app without watches whose stores hold `runs`, `gates` and `pools` (benchmarks and
-    /// tests: nothing is read from the API by the pages that use only the stores).
-    pub fn offline(
-        client: Client,
-        namespace: Option<String>,
-        secrets: Secrets,
-        runs: Vec<AgentRun>,
-        gates: Vec<ApprovalGate>,
-        pools: Vec<RunnerPool>,
-    ) -> Arc<App> {
-        fn fill<K>(objs: Vec<K>) -> Store<K>
-        where
-            K: kube::Resource<DynamicType = ()> + Clone + 'static,
-        {
-            let (store, mut w) = reflector::store();
-            w.apply_watcher_event(&watcher::Event::Init);
-            for o in objs {
-                w.apply_watcher_event(&watcher::Event::InitApply(o));
-            }
-            w.apply_watcher_event(&watcher::Event::InitDone);
-            store
-        }
-        let (changes, _) = broadcast::channel(64);
-        Arc::new(App {
-            client,
-            namespace,
-            port: 0,
-            secrets,
-            user: "offline".into(),
-            groups: vec![],
-            runs: fill(runs),
-            gates: fill(gates),
-            pools: fill(pools),
-            changes,
-            errors: Mutex::new(HashMap::new()),
-        })
-    }
-
-    fn api<K>(&self) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    {
-        match &self.namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        }
-    }
-
-    fn chrome<'a>(&'a self, tab: &'a str) -> view::Chrome<'a> {
-        view::Chrome {
-            user: &self.user,
-            namespace: self.namespace.as_deref(),
-            csrf: &self.secrets.csrf,
-            tab,
-        }
-    }
-
-    fn watch_error(&self, kind: Kind) -> Option<String> {
-        self.errors.lock().ok().and_then(|e| e.get(&kind).cloned())
-    }
-
-    /// Waits (at most 10 s) until the store of `kind` has its first full list; returns the
-    /// watch's error if it has none by then.
-    async fn ready(&self, kind: Kind) -> Option<String> {
-        let wait = async {
-            match kind {
-                Kind::Runs => self.runs.wait_until_ready().await,
-                Kind::Gates => self.gates.wait_until_ready().await,
-                Kind::Pools => self.pools.wait_until_ready().await,
-            }
-        };
-        match tokio::time::timeout(Duration::from_secs(10), wait).await {
-            Ok(Ok(())) => self.watch_error(kind),
-            _ => Some(
-                self.watch_error(kind)
-                    .unwrap_or_else(|| format!("the watch of {} has not listed them yet", kind.event_name())),
-            ),
-        }
-    }
-}
-
-fn spawn_watch<K>(app: &Arc<App>, api: Api<K>, writer: reflector::store::Writer<K>, kind: Kind)
-where
-    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-{
-    let app = Arc::downgrade(app);
-    tokio::spawn(async move {
-        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-            .default_backoff()
-            .boxed();
-        let mut stream = stream;
-        while let Some(ev) = stream.next().await {
-            let Some(app) = app.upgrade() else { return };
-            let mut errors = match app.errors.lock() {
-                Ok(e) => e,
-                Err(p) => p.into_inner(),
-            };
-            match ev {
-                Ok(_) => {
-                    errors.remove(&kind);
-                    drop(errors);
-                    let _ = app.changes.send(kind);
-                }
-                Err(e) => {
-                    errors.insert(kind, format!("watching {}: {e}", kind.event_name()));
-                }
-            }
-        }
-    });
-}
-
-/// Gates in the order pages show them: oldest first, then by name.
-pub fn sort_gates(gates: &mut [Arc<ApprovalGate>]) {
-    gates.sort_by_key(|g| {
-        (
-            g.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            g.metadata.name.clone(),
-        )
-    });
-}
-
-/// The router of the console, every route behind [`security::guard`].
+/// The router of the console, every route behind [`app::guard`].
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(runs_page))
@@ -272,7 +89,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/live/{kind}", get(live::changes))
         .route("/assets/{file}", get(assets::serve))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
-        .layer(axum::middleware::from_fn_with_state(app.clone(), security::guard))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), app::guard))
         .layer(axum::middleware::from_fn(server_timing))
         .with_state(app)
 }
@@ -373,7 +190,7 @@ fn gates_of_run(app: &App, ns: &str, run: &str) -> Vec<Arc<ApprovalGate>> {
         .into_iter()
         .filter(|g| g.metadata.namespace.as_deref() == Some(ns) && g.spec.run_ref.name == run)
         .collect();
-    sort_gates(&mut gates);
+    view::sort_gates(&mut gates);
     gates
 }
 
@@ -520,7 +337,7 @@ async fn inbox_cards(app: &App) -> Vec<Markup> {
         .filter(|g| g.status.as_ref().and_then(|s| s.state).unwrap_or(GateState::Pending) == GateState::Pending)
         .filter(|g| check_can_decide(g, &app.user, &app.groups, Verdict::Approve).is_ok())
         .collect();
-    sort_gates(&mut gates);
+    view::sort_gates(&mut gates);
     let patches = futures::future::join_all(gates.iter().map(|g| live::gate_patch(app, g))).await;
     gates
         .iter()

@@ -14,7 +14,7 @@
 //!   `X-Content-Type-Options`, `X-Frame-Options`, `Referrer-Policy` and `Cache-Control: no-store`.
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 /// The header that carries the CSRF token on writes.
 pub const CSRF_HEADER: &str = "X-Paddock-Csrf";
@@ -153,41 +153,4 @@ pub fn harden(resp: &mut Response<Body>) {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-}
-
-/// The middleware: [`check`], then the handler, then [`harden`].
-pub async fn guard(
-    axum::extract::State(app): axum::extract::State<std::sync::Arc<super::App>>,
-    req: Request<Body>,
-    next: axum::middleware::Next,
-) -> Response<Body> {
-    let verdict = check(&app.secrets, app.port, req.method(), req.uri(), req.headers());
-    let mut resp = match verdict {
-        Verdict::Pass => next.run(req).await,
-        Verdict::SetCookie { location } => {
-            let cookie = format!(
-                "{}={}; Path=/; HttpOnly; SameSite=Strict",
-                cookie_name(app.port),
-                app.secrets.token
-            );
-            let mut r = Response::new(Body::empty());
-            *r.status_mut() = StatusCode::SEE_OTHER;
-            if let (Ok(c), Ok(l)) = (HeaderValue::from_str(&cookie), HeaderValue::from_str(&location)) {
-                r.headers_mut().insert(header::SET_COOKIE, c);
-                r.headers_mut().insert(header::LOCATION, l);
-            }
-            r
-        }
-        Verdict::Refuse(code, why) => {
-            let mut r = Response::new(Body::from(why));
-            *r.status_mut() = code;
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            r
-        }
-    };
-    harden(&mut resp);
-    resp
 }

@@ -749,3 +749,13 @@ pub fn new_run_page(chrome: &Chrome<'_>, default_ns: &str, preview: Markup) -> M
         },
     )
 }
+
+/// Gates in the order pages show them: oldest first, then by name.
+pub fn sort_gates(gates: &mut [std::sync::Arc<paddock_crds::ApprovalGate>]) {
+    gates.sort_by_key(|g| {
+        (
+            g.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            g.metadata.name.clone(),
+        )
+    });
+}
