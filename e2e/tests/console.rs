@@ -257,7 +257,7 @@ async fn console_in_a_real_browser() -> Result<()> {
     ns.apply::<AgentRun>(run_manifest(
         "live",
         json!({"repo": {"url": repo.url}, "agent": {"name": "shell"},
-               "prompt": "sleep 5; for i in 1 2 3 4 5; do echo lag-marker-$i; sleep 1; done; sleep 300"}),
+               "prompt": "sleep 5; i=1; while [ $i -le 20 ]; do echo lag-marker-$i; i=$((i+1)); sleep 1; done; sleep 300"}),
     ))
     .await?;
     ns.apply::<AgentRun>(run_manifest(
@@ -327,7 +327,8 @@ async fn drive(
 
     // 3. The live timeline: lag from the runner's timestamp to the entry in the page.
     // The page opens before the pod runs: the console follows the pod's log once it starts, so
-    // the markers (printed 5 s into the agent) arrive live.
+    // the markers (one a second for 20 s, from 5 s into the agent) arrive live, at least those
+    // printed after the console began to follow the log.
     b.goto(&format!("{alice}/runs/{}/live", ns.name)).await?;
     wait_js(
         b,
@@ -343,9 +344,9 @@ async fn drive(
         .unwrap_or(f64::NAN);
     wait_js(
         b,
-        "return document.querySelector('#timeline').innerText.includes('lag-marker-5')",
-        Duration::from_secs(60),
-        "lag-marker-5",
+        "return document.querySelector('#timeline').innerText.includes('lag-marker-20')",
+        Duration::from_secs(90),
+        "lag-marker-20",
     )
     .await?;
     let lags = b
@@ -485,10 +486,26 @@ async fn drive(
         "mallory's decide form",
     )
     .await?;
-    b.find(Locator::Css(&format!("{gate_css} button.approve")))
-        .await?
-        .click()
-        .await?;
+    // The live updates may swap the gate's card between a find and a click (a stale element):
+    // find it again then.
+    let mut tries = 0;
+    loop {
+        let clicked = async {
+            b.find(Locator::Css(&format!("{gate_css} button.approve")))
+                .await?
+                .click()
+                .await
+        }
+        .await;
+        match clicked {
+            Ok(_) => break,
+            Err(e) if tries < 5 && e.to_string().contains("stale element") => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     wait_js(
         b,
         &format!("return !!document.querySelector(\"{gate_css} .decide-result .error\")"),
