@@ -979,7 +979,7 @@ async fn finish_from_pod(
             _ => (String::new(), String::new(), None),
         };
         let (reason, message) = artifacts::confirmed_reason(reason, message, &gateway_log);
-        let text = if log.trim().is_empty() { kept } else { Some(log.clone()) };
+        let text = attempt_log_text(&log, kept);
         if retryable(&reason, &message)
             // The pod's attempt label (a warm pod's name says nothing of it), else its name.
             && retry(run, ctx, out, attempt_label(pod).unwrap_or_else(|| attempt_of(&pod_name)), &reason, &message, exit_code, text).await?
@@ -1124,6 +1124,17 @@ fn pod_finished_at(pod: &Pod) -> Option<Time> {
         }
     }
     latest
+}
+
+/// The log kept for an attempt that is retried: what the API server still has of the pod's
+/// containers (`fetched`), unless the log follower read more of it live (`followed`) — a pod
+/// deleted or lost can take its agent container's log with it while the clone's remains. Pure.
+pub fn attempt_log_text(fetched: &str, followed: Option<String>) -> Option<String> {
+    match followed {
+        Some(f) if f.trim().len() > fetched.trim().len() => Some(f),
+        _ if !fetched.trim().is_empty() => Some(fetched.to_string()),
+        followed => followed,
+    }
 }
 
 /// Whether an attempt that ended with `reason` (and `message`) is worth another attempt: the
@@ -1497,6 +1508,25 @@ mod tests {
             "{other:?}"
         );
         assert!(!other.iter().any(|r| r.starts_with("DELETE")), "{other:?}");
+    }
+
+    #[test]
+    fn a_retried_attempt_keeps_the_longer_of_the_fetched_and_the_followed_log() {
+        let clone_only = "{\"type\":\"step\",\"step\":\"clone\"}\n";
+        let followed = format!("{clone_only}{{\"type\":\"message\",\"text\":\"attempt-started\"}}\n");
+        assert_eq!(
+            attempt_log_text(clone_only, Some(followed.clone())),
+            Some(followed.clone())
+        );
+        assert_eq!(
+            attempt_log_text(&followed, Some(clone_only.into())),
+            Some(followed.clone())
+        );
+        assert_eq!(attempt_log_text("", None), None);
+        assert_eq!(
+            attempt_log_text(" \n", Some(clone_only.into())).as_deref(),
+            Some(clone_only)
+        );
     }
 
     #[tokio::test]
