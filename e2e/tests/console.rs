@@ -2,10 +2,10 @@
 //! headless, driven through `chromedriver` (WebDriver, the `fantoccini` crate), against the
 //! real binary (`target/debug/kubectl-paddock console`) and runs on the local cluster.
 //!
-//! The console acts with the kubeconfig it is given. For alice and mallory that is the
-//! suite's admin kubeconfig with `as: <user>` (impersonation, which the admin may do), so the
-//! API server authenticates every request of the console as that user: RBAC and the approval
-//! admission policy judge alice and mallory, not the admin.
+//! The console acts with the kubeconfig it is given. Alice and mallory each get a kubeconfig with
+//! a client certificate of their own (CN = the user), signed by the cluster through a
+//! CertificateSigningRequest, so the API server authenticates every request of the console as
+//! that user: RBAC and the approval admission policy judge alice and mallory, not the admin.
 //!
 //! One test, one browser, one namespace, four runs at once:
 //! 1. `push` (BeforePush, approver alice): the inbox shows it with its diff; Approve as alice
@@ -25,6 +25,7 @@
 use anyhow::{anyhow, bail, Context as _, Result};
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use paddock_crds::{AgentRun, ApprovalGate, GateState, Phase};
 use paddock_e2e::{phase, GitRepo, TestNs};
 use serde_json::json;
@@ -81,8 +82,64 @@ fn plugin_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// The suite's kubeconfig with every user impersonating `user`, written to a file.
-fn kubeconfig_as(user: &str, dir: &std::path::Path) -> Result<PathBuf> {
+/// A kubeconfig for `user` with a client certificate of their own: a key and CSR made with
+/// `openssl`, signed by the cluster through a `CertificateSigningRequest`
+/// (`kubernetes.io/kube-apiserver-client`, approved by the suite's admin), the suite's cluster
+/// entry otherwise; written to a file in `dir`.
+async fn kubeconfig_for(client: &kube::Client, user: &str, dir: &std::path::Path) -> Result<PathBuf> {
+    use base64::Engine as _;
+    use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+    let short = user.split('@').next().unwrap_or(user);
+    let key = dir.join(format!("{short}.key"));
+    let csr = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+        ])
+        .arg(&key)
+        .args(["-subj", &format!("/CN={user}")])
+        .output()?;
+    anyhow::ensure!(
+        csr.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&csr.stderr)
+    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let name = format!("paddock-e2e-console-{short}-{}", std::process::id());
+    let api: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let _ = api.delete(&name, &Default::default()).await;
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"name": name},
+            "spec": {"request": b64.encode(&csr.stdout), "signerName": "kubernetes.io/kube-apiserver-client",
+                     "usages": ["client auth"], "expirationSeconds": 3600}
+        }))?,
+    )
+    .await?;
+    api.patch_approval(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"conditions": [{"type": "Approved", "status": "True",
+            "reason": "PaddockE2E", "message": "the console test's user"}]}})),
+    )
+    .await?;
+    let t0 = std::time::Instant::now();
+    let cert = loop {
+        if let Some(c) = api.get(&name).await?.status.and_then(|s| s.certificate) {
+            break c.0;
+        }
+        anyhow::ensure!(t0.elapsed() < Duration::from_secs(60), "CSR {name} was not signed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = api.delete(&name, &Default::default()).await;
     let path = std::env::var("KUBECONFIG").context("KUBECONFIG is not set")?;
     let mut kc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&path)?)?;
     let users = kc
@@ -91,10 +148,12 @@ fn kubeconfig_as(user: &str, dir: &std::path::Path) -> Result<PathBuf> {
         .ok_or_else(|| anyhow!("{path}: no users"))?;
     for u in users {
         if let Some(m) = u.get_mut("user").and_then(|x| x.as_mapping_mut()) {
-            m.insert("as".into(), user.into());
+            m.clear();
+            m.insert("client-certificate-data".into(), b64.encode(&cert).into());
+            m.insert("client-key-data".into(), b64.encode(std::fs::read(&key)?).into());
         }
     }
-    let out = dir.join(format!("kubeconfig-{}", user.split('@').next().unwrap_or(user)));
+    let out = dir.join(format!("kubeconfig-{short}"));
     std::fs::write(&out, serde_yaml::to_string(&kc)?)?;
     Ok(out)
 }
@@ -257,7 +316,7 @@ async fn console_in_a_real_browser() -> Result<()> {
     ns.apply::<AgentRun>(run_manifest(
         "live",
         json!({"repo": {"url": repo.url}, "agent": {"name": "shell"},
-               "prompt": "sleep 5; i=1; while [ $i -le 20 ]; do echo lag-marker-$i; i=$((i+1)); sleep 1; done; sleep 300"}),
+               "prompt": "sleep 5; i=1; while [ $i -le 120 ]; do echo lag-marker-$i; i=$((i+1)); sleep 1; done; sleep 300"}),
     ))
     .await?;
     ns.apply::<AgentRun>(run_manifest(
@@ -270,8 +329,8 @@ async fn console_in_a_real_browser() -> Result<()> {
 
     let tmp = std::env::temp_dir().join(format!("paddock-console-{n}"));
     std::fs::create_dir_all(&tmp)?;
-    let (_alice_console, alice_url) = start_console(&kubeconfig_as(ALICE, &tmp)?, &n)?;
-    let (_mallory_console, mallory_url) = start_console(&kubeconfig_as(MALLORY, &tmp)?, &n)?;
+    let (_alice_console, alice_url) = start_console(&kubeconfig_for(&ns.client, ALICE, &tmp).await?, &n)?;
+    let (_mallory_console, mallory_url) = start_console(&kubeconfig_for(&ns.client, MALLORY, &tmp).await?, &n)?;
     let (alice, mallory) = (origin(&alice_url), origin(&mallory_url));
     let (_driver, b) = browser().await?;
     // A failed assertion panics inside `drive`: close the browser (chromedriver's chromium
@@ -327,8 +386,8 @@ async fn drive(
 
     // 3. The live timeline: lag from the runner's timestamp to the entry in the page.
     // The page opens before the pod runs: the console follows the pod's log once it starts, so
-    // the markers (one a second for 20 s, from 5 s into the agent) arrive live, at least those
-    // printed after the console began to follow the log.
+    // the markers (one a second, from 5 s into the agent) arrive live once the console follows
+    // the log; the test waits for three printed after that.
     b.goto(&format!("{alice}/runs/{}/live", ns.name)).await?;
     wait_js(
         b,
@@ -344,9 +403,11 @@ async fn drive(
         .unwrap_or(f64::NAN);
     wait_js(
         b,
-        "return document.querySelector('#timeline').innerText.includes('lag-marker-20')",
-        Duration::from_secs(90),
-        "lag-marker-20",
+        "const all = [...document.querySelectorAll('#timeline li[data-seq]')];
+         const opened = Math.min(...all.map(li => Number(li.dataset.seen)));
+         return all.filter(li => li.innerText.includes('lag-marker-') && Date.parse(li.dataset.ts) > opened).length >= 3",
+        Duration::from_secs(120),
+        "three markers printed after the timeline began",
     )
     .await?;
     let lags = b
