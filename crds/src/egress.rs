@@ -20,6 +20,14 @@ pub const PROXY_USER: &str = "paddock";
 pub const PROXY_ENV: &str = "PADDOCK_EGRESS_PROXY";
 /// Env var of the trusted containers and of the egress gateway: the pool's token.
 pub const TOKEN_ENV: &str = "PADDOCK_EGRESS_TOKEN";
+/// Header the pod gateway adds to what it sends on the agent's behalf (its `CONNECT`s and
+/// plain `http://` requests), value [`CLASS_AGENT`]: the egress gateway then refuses
+/// destinations that are never the agent's to reach (loopback, link-local such as the cloud
+/// metadata address `169.254.169.254`, unspecified, multicast), after resolving the name itself.
+/// Only token holders reach the egress gateway, so the header is the trusted pod gateway's word.
+pub const CLASS_HEADER: &str = "paddock-egress-class";
+/// [`CLASS_HEADER`] value for the agent's traffic.
+pub const CLASS_AGENT: &str = "agent";
 /// Value of `app.kubernetes.io/name` on egress gateway pods.
 pub const APP_NAME: &str = "paddock-egress";
 /// Value of `app.kubernetes.io/name` on runner pods (cold and warm).

@@ -8,6 +8,11 @@
 //! allowlist of its own: the run's allowlist, keys and budgets are the pod gateway's, which is
 //! the only holder of the token besides the `clone` step.
 //!
+//! What the pod gateway sends on the agent's behalf (header
+//! [`paddock_crds::egress::CLASS_HEADER`]) is resolved here and refused when an address is never
+//! the agent's to reach ([`forbidden_for_agents`]: loopback, link-local — the cloud metadata
+//! address — unspecified, multicast), whatever the run's allowlist says.
+//!
 //! Env: [`paddock_crds::egress::TOKEN_ENV`] (required), `PADDOCK_EGRESS_LISTEN` (default
 //! `0.0.0.0:3128`). Output: one JSON line per refused caller (`{"type":"egress_unauthorized",
 //! "peer":…}`, the first 100) and a summary line on SIGTERM. Exit: 0 on SIGTERM/SIGINT, 1 when
@@ -156,10 +161,27 @@ impl EgressGateway {
             );
             return r;
         }
+        let for_agent = req
+            .headers()
+            .get(paddock_crds::egress::CLASS_HEADER)
+            .is_some_and(|v| v.as_bytes() == paddock_crds::egress::CLASS_AGENT.as_bytes());
         if req.method() == Method::CONNECT {
-            return self.tunnel(req);
+            return self.tunnel(req, for_agent).await;
         }
         if req.uri().scheme_str() == Some("http") {
+            if for_agent {
+                let host = req
+                    .uri()
+                    .host()
+                    .unwrap_or_default()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string();
+                let port = req.uri().port_u16().unwrap_or(80);
+                if let Err(r) = self.vet(&host, port).await {
+                    return r;
+                }
+            }
             return self.forward(req).await;
         }
         full(
@@ -168,18 +190,59 @@ impl EgressGateway {
         )
     }
 
-    fn tunnel(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+    /// The addresses of `host:port`, or the refusal when one of them is never the agent's to
+    /// reach ([`forbidden_for_agents`]).
+    async fn vet(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Response<Body>> {
+        let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+            Ok(a) => a.collect(),
+            Err(e) => {
+                return Err(full(
+                    StatusCode::BAD_GATEWAY,
+                    format!("paddock egress gateway: cannot resolve {host}: {e}\n"),
+                ))
+            }
+        };
+        if let Some(bad) = addrs.iter().find(|a| forbidden_for_agents(a.ip())) {
+            let n = self.refused.fetch_add(1, Ordering::Relaxed);
+            if n < MAX_LOGGED_REFUSALS {
+                println!(
+                    "{}",
+                    json!({"type": "egress_forbidden", "host": host, "port": port, "address": bad.ip().to_string()})
+                );
+            }
+            return Err(full(
+                StatusCode::FORBIDDEN,
+                format!("paddock egress gateway: {host} is {} (loopback, link-local such as the metadata address, unspecified or multicast): never reachable for the agent\n", bad.ip()),
+            ));
+        }
+        Ok(addrs)
+    }
+
+    async fn tunnel(self: Arc<Self>, req: Request<Incoming>, for_agent: bool) -> Response<Body> {
         let Some(auth) = req.uri().authority().cloned() else {
             return full(StatusCode::BAD_REQUEST, "CONNECT needs host:port\n");
         };
         let host = auth.host().trim_start_matches('[').trim_end_matches(']').to_string();
         let port = auth.port_u16().unwrap_or(443);
+        // The agent's tunnels go to the addresses vetted here (not resolved again).
+        let vetted = if for_agent {
+            match self.vet(&host, port).await {
+                Ok(a) => Some(a),
+                Err(r) => return r,
+            }
+        } else {
+            None
+        };
         self.tunnels.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let Ok(upgraded) = hyper::upgrade::on(req).await else {
                 return;
             };
-            let Ok(mut upstream) = TcpStream::connect((host.as_str(), port)).await else {
+            let upstream = match &vetted {
+                Some(addrs) => TcpStream::connect(&addrs[..]).await,
+                None => TcpStream::connect((host.as_str(), port)).await,
+            };
+            let Ok(mut upstream) = upstream else {
                 return;
             };
             let _ = upstream.set_nodelay(true);
@@ -195,6 +258,7 @@ impl EgressGateway {
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
         crate::gateway::proxy::strip(&mut headers);
+        headers.remove(paddock_crds::egress::CLASS_HEADER);
         let stream = body
             .into_data_stream()
             .map(|c| c.map_err(|e| std::io::Error::other(e.to_string())));
@@ -209,6 +273,24 @@ impl EgressGateway {
             Ok(resp) => crate::gateway::proxy::passthrough(resp),
             Err(e) => full(StatusCode::BAD_GATEWAY, format!("paddock egress gateway: {e}\n")),
         }
+    }
+}
+
+/// Whether `ip` is never a destination of the agent's traffic: loopback (the egress gateway's
+/// own pod), link-local (`169.254.0.0/16` holds the cloud metadata address, `fe80::/10`),
+/// unspecified, multicast or broadcast; IPv4-mapped IPv6 addresses are judged as IPv4.
+pub fn forbidden_for_agents(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => forbidden_for_agents(IpAddr::V4(v4)),
+            None => {
+                v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || (v6.segments()[0] & 0xffc0) == 0xfe80
+            }
+        },
     }
 }
 
@@ -255,6 +337,29 @@ pub fn command() -> i32 {
         Err(e) => {
             eprintln!("paddock-runner egress: {e}");
             1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metadata_address_and_loopback_are_never_the_agents() {
+        for ip in [
+            "169.254.169.254",
+            "127.0.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "::ffff:169.254.169.254",
+            "224.0.0.1",
+        ] {
+            assert!(forbidden_for_agents(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["10.244.0.1", "203.0.113.80", "2001:db8::1", "::ffff:10.0.0.1"] {
+            assert!(!forbidden_for_agents(ip.parse().unwrap()), "{ip}");
         }
     }
 }

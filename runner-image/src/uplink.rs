@@ -104,14 +104,23 @@ impl Uplink {
         Ok(reqwest::Proxy::all(format!("http://{}", self.addr))?.basic_auth(PROXY_USER, &self.token))
     }
 
-    fn connect_head(&self, host: &str, port: u16) -> String {
+    fn connect_head(&self, host: &str, port: u16, for_agent: bool) -> String {
         let target = if host.contains(':') {
             format!("[{host}]:{port}")
         } else {
             format!("{host}:{port}")
         };
+        let class = if for_agent {
+            format!(
+                "{}: {}\r\n",
+                paddock_crds::egress::CLASS_HEADER,
+                paddock_crds::egress::CLASS_AGENT
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: {}\r\n\r\n",
+            "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: {}\r\n{class}\r\n",
             proxy_authorization(&self.token)
         )
     }
@@ -127,7 +136,7 @@ impl Uplink {
         loop {
             let mut s = connect_retrying(&self.addr, deadline.saturating_duration_since(Instant::now()))?;
             s.set_read_timeout(Some(CONNECT_TIMEOUT))?;
-            s.write_all(self.connect_head(host, port).as_bytes())?;
+            s.write_all(self.connect_head(host, port, false).as_bytes())?;
             let status = read_status(&mut s)?;
             s.set_read_timeout(None)?;
             match check_status(status, host, port) {
@@ -144,11 +153,12 @@ impl Uplink {
         }
     }
 
-    /// [`Uplink::connect`] for tokio.
+    /// [`Uplink::connect`] for tokio; `for_agent`: a tunnel the pod gateway opens on the agent's
+    /// behalf ([`paddock_crds::egress::CLASS_HEADER`]).
     ///
     /// # Errors
     /// As [`Uplink::connect`].
-    pub async fn connect_async(&self, host: &str, port: u16) -> io::Result<tokio::net::TcpStream> {
+    pub async fn connect_async(&self, host: &str, port: u16, for_agent: bool) -> io::Result<tokio::net::TcpStream> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let deadline = Instant::now() + GATEWAY_WAIT;
         let mut s = loop {
@@ -160,7 +170,7 @@ impl Uplink {
                 Err(e) => return Err(e),
             }
         };
-        s.write_all(self.connect_head(host, port).as_bytes()).await?;
+        s.write_all(self.connect_head(host, port, for_agent).as_bytes()).await?;
         // The head, byte by byte: nothing after it may be consumed here.
         let mut head = Vec::with_capacity(128);
         let read = async {
@@ -421,7 +431,10 @@ mod tests {
     #[test]
     fn the_connect_request_carries_the_pools_token() {
         let u = Uplink::new("10.96.0.9:3128", "tok");
-        let head = u.connect_head("api.example", 443);
+        let head = u.connect_head("api.example", 443, false);
+        assert!(u
+            .connect_head("api.example", 443, true)
+            .contains("paddock-egress-class: agent\r\n"));
         assert!(head.starts_with("CONNECT api.example:443 HTTP/1.1\r\n"));
         assert!(head.contains("Proxy-Authorization: Basic cGFkZG9jazp0b2s=\r\n"));
         assert_eq!(u.proxy_url_with_credentials(), "http://paddock:tok@10.96.0.9:3128");

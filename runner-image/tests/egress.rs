@@ -257,6 +257,33 @@ fn a_caller_without_the_pools_token_gets_nothing() {
     assert!(refused >= 4, "{refused}");
 }
 
+#[test]
+fn what_the_agent_asks_for_never_reaches_loopback_or_the_metadata_address() {
+    let mut w = World::new();
+    let auth = "Proxy-Authorization: Basic cGFkZG9jazpwb29sLXRva2VuLTEyMw==\r\n"; // paddock:pool-token-123
+    let ask = |extra: &str, target: &str| -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", w.egress_port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "CONNECT {target} HTTP/1.1\r\nHost: x\r\n{auth}{extra}\r\n").unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let git = format!("127.0.0.1:{}", w.git_port);
+    // A trusted container's tunnel (the clone, the push) may go where the pool says.
+    assert!(ask("", &git).starts_with("HTTP/1.1 200"));
+    // The same on the agent's behalf (the pod gateway's header): loopback and the cloud
+    // metadata address are refused, by address after resolving (a name pointing there too).
+    let agent = "paddock-egress-class: agent\r\n";
+    for target in [git.as_str(), "169.254.169.254:80", "localhost:9418", "[::1]:80"] {
+        let answer = ask(agent, target);
+        assert!(answer.starts_with("HTTP/1.1 403"), "{target}: {answer}");
+    }
+    let (tunnels, _, refused) = w.summary();
+    assert_eq!(tunnels, 1, "only the trusted tunnel was opened");
+    assert!(refused >= 4, "{refused}");
+}
+
 /// A one-shot HTTP upstream answering an Anthropic-shaped message; returns its port and the
 /// request it saw.
 fn upstream() -> (u16, std::thread::JoinHandle<String>) {

@@ -69,7 +69,7 @@ impl Proxy {
                 return;
             };
             let upstream = match &self.cfg.uplink {
-                Some(u) => u.connect_async(&host, port).await,
+                Some(u) => u.connect_async(&host, port, true).await,
                 None => TcpStream::connect((host.as_str(), port)).await,
             };
             let Ok(mut upstream) = upstream else {
@@ -99,6 +99,11 @@ impl Proxy {
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers.clone();
         strip(&mut headers);
+        // On the agent's behalf: the egress gateway refuses destinations never the agent's.
+        headers.insert(
+            paddock_crds::egress::CLASS_HEADER,
+            hyper::header::HeaderValue::from_static(paddock_crds::egress::CLASS_AGENT),
+        );
         let body = reqwest::Body::wrap_stream(body.into_data_stream());
         match self
             .client
