@@ -38,6 +38,8 @@ use crate::config::Env;
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
+/// Connections served at once (tunnels included); others wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 1024;
 /// Refusals logged one by one; later ones are only counted.
 pub const MAX_LOGGED_REFUSALS: u64 = 100;
 
@@ -119,16 +121,26 @@ impl EgressGateway {
     /// # Errors
     /// Accepting fails.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        // Bounded like the pod gateway: every runner pod of the pool can reach this port, and a
+        // caller without the token must not be able to exhaust it with slow or huge heads.
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return Ok(());
+            };
             let (stream, peer) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
             let me = self.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let svc = hyper::service::service_fn(move |req| {
                     let me = me.clone();
                     async move { Ok::<_, Infallible>(me.handle(req, peer).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(crate::gateway::proxy::HEAD_TIMEOUT)
+                    .max_buf_size(crate::gateway::proxy::MAX_HEAD_BYTES)
                     .serve_connection(TokioIo::new(stream), svc)
                     .with_upgrades()
                     .await;
