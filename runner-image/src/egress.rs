@@ -254,12 +254,7 @@ impl EgressGateway {
                 Some(addrs) => TcpStream::connect(&addrs[..]).await,
                 None => TcpStream::connect((host.as_str(), port)).await,
             };
-            let Ok(mut upstream) = upstream else {
-                return;
-            };
-            let _ = upstream.set_nodelay(true);
-            let mut client = TokioIo::new(upgraded);
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            crate::gateway::proxy::splice(upgraded, upstream).await;
         });
         Response::new(Empty::new().map_err(|e: Infallible| match e {}).boxed())
     }
@@ -333,16 +328,8 @@ pub fn command() -> i32 {
         );
         Ok::<(), EgressError>(())
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("paddock-runner egress: cannot start the runtime: {e}");
-            return 1;
-        }
+    let Some(rt) = crate::gateway::runtime("egress") else {
+        return 1;
     };
     match rt.block_on(run) {
         Ok(()) => 0,

@@ -138,6 +138,22 @@ async fn claim_and_clone(env: Env) -> Option<Env> {
     Some(env)
 }
 
+/// The tokio runtime of a long-running subcommand (`gateway`, `egress`): two worker threads;
+/// `None`, after saying why on stderr as `paddock-runner <name>: …`, when it cannot start.
+pub fn runtime(name: &str) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("paddock-runner {name}: cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
 /// Entry point of `paddock-runner gateway`: isolates libgit2 from the agent-writable `HOME`,
 /// (in a warm pod: waits for the claim and clones), runs [`serve`] and returns the exit code.
 pub fn command() -> i32 {
@@ -146,16 +162,8 @@ pub fn command() -> i32 {
         eprintln!("paddock-runner gateway: {e}");
         return 1;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("paddock-runner gateway: cannot start the runtime: {e}");
-            return 1;
-        }
+    let Some(rt) = runtime("gateway") else {
+        return 1;
     };
     let env = if crate::warm::is_warm(&env) {
         match rt.block_on(claim_and_clone(env)) {

@@ -47,7 +47,7 @@
 mod budget;
 mod config;
 mod egress;
-pub(crate) use egress::passthrough;
+pub(crate) use egress::{passthrough, splice};
 pub mod endpoints;
 mod record;
 

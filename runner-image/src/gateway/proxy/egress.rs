@@ -72,12 +72,7 @@ impl Proxy {
                 Some(u) => u.connect_async(&host, port, true).await,
                 None => TcpStream::connect((host.as_str(), port)).await,
             };
-            let Ok(mut upstream) = upstream else {
-                return;
-            };
-            let _ = upstream.set_nodelay(true);
-            let mut client = TokioIo::new(upgraded);
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            splice(upgraded, upstream).await;
         });
         Response::new(http_body_util::Empty::new().map_err(|e: Infallible| match e {}).boxed())
     }
@@ -117,6 +112,17 @@ impl Proxy {
             Err(e) => full(StatusCode::BAD_GATEWAY, format!("paddock gateway: {e}\n")),
         }
     }
+}
+
+/// Joins a `CONNECT` client's upgraded connection to `upstream` (when it connected) until either
+/// side closes; used by the pod gateway and the egress gateway alike.
+pub(crate) async fn splice(upgraded: hyper::upgrade::Upgraded, upstream: std::io::Result<TcpStream>) {
+    let Ok(mut upstream) = upstream else {
+        return;
+    };
+    let _ = upstream.set_nodelay(true);
+    let mut client = TokioIo::new(upgraded);
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
 }
 
 /// `resp` as the proxy's answer: status, the headers that are not hop-by-hop, the body streamed.
