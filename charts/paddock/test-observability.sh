@@ -77,7 +77,8 @@ CONTRACT="paddock_runs paddock_runs_completed_total paddock_run_duration_seconds
 paddock_queue_depth paddock_queue_wait_seconds paddock_approval_gates_pending paddock_approval_wait_seconds
 paddock_model_tokens_total paddock_model_cost_usd_total paddock_reconciliations_total
 paddock_reconcile_errors_total paddock_reconcile_duration_seconds paddock_reconciles_in_flight
-paddock_kube_api_request_duration_seconds paddock_leader paddock_build_info"
+paddock_kube_api_request_duration_seconds paddock_leader paddock_build_info
+paddock_archive_backlog paddock_archive_uploads_total"
 HISTOGRAMS="paddock_run_duration_seconds paddock_run_start_seconds paddock_queue_wait_seconds
 paddock_approval_wait_seconds paddock_reconcile_duration_seconds paddock_kube_api_request_duration_seconds"
 
@@ -101,7 +102,8 @@ def slug(h):  # GitHub's heading anchors
 anchors = {slug(m.group(1)) for m in re.finditer(r"^#+\s+(.*)$", doc, re.M)}
 rules = [r for g in yaml.safe_load(open(rules_path))["groups"] for r in g["rules"]]
 alerts = {r["alert"]: r for r in rules if "alert" in r}
-want = {"PaddockRunFailureRateHigh", "PaddockApprovalWaitingTooLong", "PaddockQueueStuck", "PaddockOperatorDown", "PaddockReconcileErrors"}
+want = {"PaddockRunFailureRateHigh", "PaddockApprovalWaitingTooLong", "PaddockQueueStuck", "PaddockOperatorDown", "PaddockReconcileErrors",
+        "PaddockArchiveBacklog", "PaddockArchiveUploadsFailing"}
 check(set(alerts) == want, f"the rules file has exactly the alerts {sorted(want)}", sorted(alerts))
 KEYWORDS = {"sum", "by", "on", "and", "or", "unless", "rate", "increase", "absent", "ignoring", "without", "bool",
             "histogram_quantile", "count", "max", "min", "avg", "vector", "offset", "group_left", "group_right"}

@@ -97,6 +97,7 @@ for d in docs:
 EXPECTED_OPERATOR = sorted([
     (("paddock.dev",), ("agentruns", "approvalgates", "runnerpools"), ("get", "list", "watch")),
     (("paddock.dev",), ("approvalgates",), ("create",)),
+    (("paddock.dev",), ("agentruns",), ("patch", "delete")),
     (("paddock.dev",), ("agentruns/status", "approvalgates/status", "runnerpools/status"), ("patch",)),
     (("paddock.dev",), ("agentruns/finalizers", "runnerpools/finalizers"), ("update",)),
     (("",), ("pods",), ("get", "list", "watch", "create", "patch", "delete")),
@@ -106,6 +107,7 @@ EXPECTED_OPERATOR = sorted([
     (("networking.k8s.io",), ("networkpolicies",), ("get", "list", "watch", "create", "patch")),
     (("",), ("configmaps",), ("get", "create", "patch")),
     (("events.k8s.io",), ("events",), ("create", "patch")),
+    (("",), ("events",), ("list",)),
 ])
 EXPECTED_EDIT = sorted([
     (("paddock.dev",), ("agentruns",), ("create", "update", "patch", "delete")),
@@ -239,6 +241,34 @@ if dep:
         check(ep["port"] == "metrics" and ep["path"] == "/metrics" and sm["spec"]["selector"]["matchLabels"] == sel,
               f"{scenario}: ServiceMonitor scrapes /metrics on port metrics of the Service")
 
+    # The evidence signing key (templates/evidence-key.yaml) and the archive's settings.
+    c = cs[0]
+    env = {e["name"]: e for e in c.get("env", [])}
+    mounts = {m["name"]: m for m in c.get("volumeMounts") or []}
+    vols = {v["name"]: v for v in pod.get("volumes") or []}
+    ev = mounts.get("evidence-key", {})
+    check(ev.get("readOnly") is True and ev.get("mountPath") == "/etc/paddock/evidence-key"
+          and env.get("PADDOCK_EVIDENCE_KEY_FILE", {}).get("value") == "/etc/paddock/evidence-key/private.pem",
+          f"{scenario}: PADDOCK_EVIDENCE_KEY_FILE is private.pem of the read-only evidence-key mount", str(ev))
+    evs = vols.get("evidence-key", {}).get("secret", {})
+    check(evs.get("defaultMode") == 0o440 and evs.get("secretName") == ("my-evidence-key" if scenario == "no-pool" else "paddock-evidence-key"),
+          f"{scenario}: evidence-key volume: its Secret, mode 0440", str(evs))
+    archive_env = {k: v.get("value") for k, v in env.items() if k.startswith("PADDOCK_ARCHIVE_")}
+    if scenario == "archive":
+        check(archive_env == {"PADDOCK_ARCHIVE_URL": "s3://evidence/team-a", "PADDOCK_ARCHIVE_ENDPOINT": "http://minio.test:9000",
+                              "PADDOCK_ARCHIVE_REGION": "eu-west-3", "PADDOCK_ARCHIVE_ALLOW_HTTP": "true"},
+              f"{scenario}: PADDOCK_ARCHIVE_URL, _ENDPOINT, _REGION, _ALLOW_HTTP from archive.*", str(archive_env))
+        check(c.get("envFrom") == [{"secretRef": {"name": "archive-creds"}}],
+              f"{scenario}: archive.credentialsSecret loaded with envFrom", str(c.get("envFrom")))
+    elif scenario == "kueue":  # also sets archive.url alone: AWS, https, ambient credentials
+        check(archive_env == {"PADDOCK_ARCHIVE_URL": "s3://evidence", "PADDOCK_ARCHIVE_REGION": "us-east-1",
+                              "PADDOCK_ARCHIVE_ALLOW_HTTP": "false"},
+              f"{scenario}: archive.url alone: URL, default region, no endpoint, ALLOW_HTTP false", str(archive_env))
+        check("envFrom" not in c, f"{scenario}: no envFrom without archive.credentialsSecret", str(c.get("envFrom")))
+    else:
+        check(not archive_env and "envFrom" not in c, f"{scenario}: no archive: no PADDOCK_ARCHIVE_* env, no envFrom",
+              str((archive_env, c.get("envFrom"))))
+
 def binding_ok(b, role):
     return (b and role and b["roleRef"]["name"] == role["metadata"]["name"] and b["roleRef"]["kind"] == role["kind"]
             and b["subjects"] == [{"kind": "ServiceAccount", "name": "paddock-operator", "namespace": "paddock-system"}])
@@ -253,8 +283,13 @@ if scenario == "default":
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     check(mounts.get("verdict-key", {}).get("readOnly") and env.get("PADDOCK_VERDICT_KEY_FILE") == mounts["verdict-key"]["mountPath"] + "/private.pem",
           f"{scenario}: the operator reads the key from its read-only mount", str(mounts.get("verdict-key")))
-    expect_kinds({"Secret": 1, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Deployment": 1, "Service": 1, "RunnerPool": 1,
-                  "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
+    ekey = one("Secret", "-evidence-key")
+    epem = base64.b64decode((ekey or {}).get("data", {}).get("private.pem", "")).decode()
+    check(ekey and epem.startswith("-----BEGIN PRIVATE KEY-----") and epem != pem
+          and ekey["metadata"]["annotations"].get("helm.sh/resource-policy") == "keep",
+          f"{scenario}: the evidence signing key Secret holds its own PEM private key and is kept on uninstall", epem[:40])
+    expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
+                  "Deployment": 1, "Service": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
     op = one("ClusterRole", "-operator")
     check(op and norm(op["rules"]) == EXPECTED_OPERATOR, f"{scenario}: operator ClusterRole has exactly the expected rules",
           str(op and norm(op["rules"])))
@@ -271,21 +306,27 @@ if scenario == "default":
     check(p and p["spec"] == {"maxConcurrentRuns": 4, "template": {"image": "localhost/paddock/runner:dev", "imagePullPolicy": "IfNotPresent"}},
           f"{scenario}: RunnerPool spec: runner:dev IfNotPresent, maxConcurrentRuns 4, all agents", str(p and p["spec"]))
 elif scenario == "watchns-servicemonitor":
-    expect_kinds({"Secret": 1, "ServiceAccount": 1, "ClusterRole": 2, "Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1,
+    expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 2, "Role": 3, "RoleBinding": 3, "Deployment": 1, "Service": 1,
                   "ServiceMonitor": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
-    role = one("Role")
+    role = one("Role", "-operator")
     check(role and role["metadata"]["namespace"] == "team-a" and norm(role["rules"]) == EXPECTED_OPERATOR,
           f"{scenario}: operator Role in team-a has exactly the expected rules")
-    rb = one("RoleBinding")
+    rb = one("RoleBinding", "-operator")
     check(binding_ok(rb, role) and rb["metadata"]["namespace"] == "team-a", f"{scenario}: RoleBinding in team-a binds it to the ServiceAccount")
     check(not any(r["metadata"]["name"].endswith("-operator") for r in kinds("ClusterRole")), f"{scenario}: no operator ClusterRole")
     check(env.get("PADDOCK_WATCH_NAMESPACE", {}).get("value") == "team-a", f"{scenario}: PADDOCK_WATCH_NAMESPACE=team-a")
+    pub = one("Role", "-evidence-publisher")
+    check(pub and pub["metadata"]["namespace"] == "paddock-system" and pub["rules"] == [{"apiGroups": [""], "resources": ["configmaps"],
+          "resourceNames": ["paddock-evidence"], "verbs": ["get", "create", "patch"]}],
+          f"{scenario}: evidence-publisher Role: the operator may get/create/patch only ConfigMap paddock-evidence in the release namespace",
+          str(pub and pub["rules"]))
+    check(binding_ok(one("RoleBinding", "-evidence-publisher"), pub), f"{scenario}: evidence-publisher RoleBinding binds it to the ServiceAccount")
     check(len(pools) == 1 and pools[0]["metadata"]["namespace"] == "team-a", f"{scenario}: RunnerPool in the watched namespace")
     vb = one("ValidatingAdmissionPolicyBinding")
     check(vb and vb["spec"].get("matchResources") == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "team-a"}}},
           f"{scenario}: approval policy bound to the watched namespace only", str(vb and vb["spec"].get("matchResources")))
 elif scenario == "pools-leases":
-    expect_kinds({"Secret": 1, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
+    expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 2, "RoleBinding": 2,
                   "Deployment": 1, "Service": 1, "RunnerPool": 2, "ValidatingAdmissionPolicy": 1,
                   "ValidatingAdmissionPolicyBinding": 1})
     le = one("Role", "-leader-election")
@@ -303,7 +344,7 @@ elif scenario == "pools-leases":
           and t.get("overrides") == {"image": True, "maxResources": {"cpu": "2"}},
           f"{scenario}: queue, warm and overrides passed through", str((t.get("queue"), t.get("warm"), t.get("overrides"))))
 elif scenario == "ha":
-    expect_kinds({"Secret": 1, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
+    expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 2, "RoleBinding": 2,
                   "Deployment": 1, "Service": 1, "RunnerPool": 1, "PodDisruptionBudget": 1,
                   "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
     le = one("Role", "-leader-election")
@@ -317,8 +358,8 @@ elif scenario == "ha":
           and pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": dep["spec"]["selector"]["matchLabels"]}},
           f"{scenario}: PodDisruptionBudget maxUnavailable 1 selects the operator pods", str(pdb and pdb["spec"]))
 elif scenario == "kueue":
-    expect_kinds({"Secret": 1, "ServiceAccount": 1, "ClusterRole": 4, "ClusterRoleBinding": 2, "Deployment": 1, "Service": 1, "RunnerPool": 1,
-                  "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
+    expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 4, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1,
+                  "Deployment": 1, "Service": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
     op = one("ClusterRole", "-operator")
     expected = sorted(EXPECTED_OPERATOR + [
         (("kueue.x-k8s.io",), ("workloads",), ("get", "list", "watch", "create", "patch")),
@@ -333,14 +374,33 @@ elif scenario == "kueue":
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     check(env.get("PADDOCK_KUEUE") == "true", f"{scenario}: PADDOCK_KUEUE=true on the operator", str(env.get("PADDOCK_KUEUE")))
 elif scenario == "no-pool":
-    expect_kinds({"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Deployment": 1})
+    expect_kinds({"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1, "Deployment": 1})
     vols = {v["name"]: v for v in pod.get("volumes") or []}
     check(vols.get("verdict-key", {}).get("secret", {}).get("secretName") == "my-verdict-key",
           f"{scenario}: verdictKey.existingSecret is mounted, and no Secret is rendered", str(vols.get("verdict-key")))
+    check(vols.get("evidence-key", {}).get("secret", {}).get("secretName") == "my-evidence-key",
+          f"{scenario}: evidenceKey.existingSecret is mounted, and no Secret is rendered", str(vols.get("evidence-key")))
+elif scenario == "archive":
+    expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
+                  "Deployment": 1, "Service": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
+    op = one("ClusterRole", "-operator")
+    check(op and norm(op["rules"]) == EXPECTED_OPERATOR, f"{scenario}: operator ClusterRole unchanged by the archive")
 elif scenario == "crds":
     names = sorted(d["metadata"]["name"] for d in kinds("CustomResourceDefinition"))
     check(names == ["agentruns.paddock.dev", "approvalgates.paddock.dev", "runnerpools.paddock.dev"],
           f"{scenario}: --include-crds renders the three CRDs", str(names))
+
+# The evidence reader (templates/evidence-rbac.yaml): any authenticated user may get the one
+# ConfigMap paddock-evidence in the release namespace (rendered with rbac.create).
+if scenario != "crds":
+    rd, rdb = one("Role", "-evidence-reader"), one("RoleBinding", "-evidence-reader")
+    check(rd and rd["metadata"]["namespace"] == "paddock-system" and rd["rules"] == [{"apiGroups": [""], "resources": ["configmaps"],
+          "resourceNames": ["paddock-evidence"], "verbs": ["get"]}],
+          f"{scenario}: evidence-reader Role: get on ConfigMap paddock-evidence only, in the release namespace", str(rd and rd["rules"]))
+    check(rdb and rdb["metadata"]["namespace"] == "paddock-system" and rdb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
+          "kind": "Role", "name": rd and rd["metadata"]["name"]}
+          and rdb["subjects"] == [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "system:authenticated"}],
+          f"{scenario}: evidence-reader RoleBinding grants it to Group system:authenticated", str(rdb and rdb.get("subjects")))
 
 # The approval policy (templates/approval-policy.yaml): shape only; its CEL is proven on a real
 # cluster by e2e/tests/approvals.rs.
@@ -411,6 +471,9 @@ check "helm lint --strict (watchNamespace, serviceMonitor, leases, pool list)" \
   --set rbac.leaderElection=true --set 'defaultPool.namespaces={team-a}'
 check "helm lint --strict (HA: leaderElection, 2 replicas, PodDisruptionBudget)" \
   "$HELM" lint --strict "$CHART" --set leaderElection.enabled=true --set replicaCount=2 --set podDisruptionBudget.enabled=true
+check "helm lint --strict (archive: url, https endpoint, credentialsSecret)" \
+  "$HELM" lint --strict "$CHART" --set archive.url=s3://evidence/prefix --set archive.endpoint=https://minio.test:9000 \
+  --set archive.credentialsSecret=archive-creds
 
 # ---------------------------------------------------------------- renders
 render default
@@ -425,12 +488,15 @@ render pools-leases --set rbac.leaderElection=true --set 'defaultPool.namespaces
   --set defaultPool.overrides.image=true --set-string defaultPool.overrides.maxResources.cpu=2
 checkyaml pools-leases
 render no-pool --set defaultPool.enabled=false --set rbac.aggregateToDefaultRoles=false --set metrics.service.enabled=false \
-  --set approvalPolicy.enabled=false --set verdictKey.existingSecret=my-verdict-key
+  --set approvalPolicy.enabled=false --set verdictKey.existingSecret=my-verdict-key --set evidenceKey.existingSecret=my-evidence-key
 checkyaml no-pool
 render ha --set leaderElection.enabled=true --set replicaCount=2 --set podDisruptionBudget.enabled=true
 checkyaml ha
-render kueue --set kueue.enabled=true --set maxConcurrentReconciles=8 --set maxLogFollowers=0
+render kueue --set kueue.enabled=true --set maxConcurrentReconciles=8 --set maxLogFollowers=0 --set archive.url=s3://evidence
 checkyaml kueue
+render archive --set archive.url=s3://evidence/team-a --set archive.endpoint=http://minio.test:9000 --set archive.region=eu-west-3 \
+  --set archive.allowHttp=true --set archive.credentialsSecret=archive-creds
+checkyaml archive
 render crds --include-crds
 checkyaml crds
 
@@ -457,6 +523,24 @@ check_fails "a string maxLogFollowers is refused" "maxLogFollowers must be a who
   "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set-string maxLogFollowers=12
 check_fails "serviceAccount.create=false without a name is refused" "serviceAccount.name is required" \
   "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set serviceAccount.create=false
+check_fails "an archive.url that is not s3:// is refused" 'archive.url must be s3://BUCKET or s3://BUCKET/PREFIX, got "https://evidence.test/x"' \
+  "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set archive.url=https://evidence.test/x
+check_fails "an archive.url without a bucket is refused" 'archive.url must be s3://BUCKET' \
+  "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set archive.url=s3:///x
+check_fails "an archive.endpoint without a scheme is refused" "archive.endpoint must be an http:// or https:// URL" \
+  "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set archive.url=s3://b --set archive.endpoint=minio.test:9000
+check_fails "a plain-http archive.endpoint without archive.allowHttp is refused" "is plain http: set archive.allowHttp=true" \
+  "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set archive.url=s3://b --set archive.endpoint=http://minio.test:9000
+
+# ---------------------------------------------------------------- alerts
+# The PrometheusRule embeds alerts/paddock-alerts.yaml (test-observability.sh checks it byte for
+# byte and unit-tests the rules); here: the archive's alerts are in it, with or without archive.url.
+check "PrometheusRule has PaddockArchiveBacklog and PaddockArchiveUploadsFailing (always; absent metrics never fire)" bash -c "
+  out=\$('$HELM' template paddock '$CHART' -n paddock-system --kube-version '$KUBE_VERSION' \
+    --set metrics.prometheusRule.enabled=true --show-only templates/prometheusrule.yaml) &&
+  grep -q 'alert: PaddockArchiveBacklog\$' <<<\"\$out\" && grep -q 'alert: PaddockArchiveUploadsFailing\$' <<<\"\$out\" &&
+  grep -q 'expr: max(paddock_archive_backlog) > 0\$' <<<\"\$out\" &&
+  grep -q 'expr: sum(rate(paddock_archive_uploads_total{result=\"error\"}\[10m\])) > 0\$' <<<\"\$out\""
 
 # ---------------------------------------------------------------- files
 check "crds/crds.yaml is the generated file" grep -q "^# Generated by .cargo run -p paddock-crds" "$CHART/crds/crds.yaml"
@@ -623,7 +707,8 @@ if [ "$CLUSTER" = 1 ]; then
       "patch runnerpools.paddock.dev --subresource=status" "update agentruns.paddock.dev --subresource=finalizers" \
       "update runnerpools.paddock.dev --subresource=finalizers" \
       "get pods" "list pods" "watch pods" "create pods" "patch pods" "delete pods" "get pods --subresource=log" \
-      "get configmaps" "create configmaps" "patch configmaps" "create events.events.k8s.io" "patch events.events.k8s.io"; do
+      "get configmaps" "create configmaps" "patch configmaps" "create events.events.k8s.io" "patch events.events.k8s.io" \
+      "patch agentruns.paddock.dev" "delete agentruns.paddock.dev" "list events"; do
       # shellcheck disable=SC2086
       check "operator can: $spec" bash -c "[ \"\$(\"$KUBECTL\" auth can-i $spec -n '$NS' --as '$SA' 2>/dev/null)\" = yes ]"
     done
@@ -668,6 +753,14 @@ type: Normal
 regarding: {kind: ConfigMap, name: chart-test-artifact, namespace: $NS, apiVersion: v1}
 EOF
     check_fails "operator cannot read Secrets (real request)" "[Ff]orbidden" k -n "$NS" get secrets --as "$SA"
+    # The evidence ConfigMap: any authenticated user may get it, and nothing else (a user with
+    # no binding of its own; impersonation adds the group system:authenticated).
+    check "any authenticated user can: get configmap/paddock-evidence" bash -c \
+      "[ \"\$(\"$KUBECTL\" auth can-i get configmap/paddock-evidence -n '$NS' --as chart-test-carol 2>/dev/null)\" = yes ]"
+    for spec in "get configmap/other" "list configmaps" "patch configmap/paddock-evidence"; do
+      # shellcheck disable=SC2086
+      check "any authenticated user cannot: $spec" bash -c "[ \"\$(\"$KUBECTL\" auth can-i $spec -n '$NS' --as chart-test-carol 2>/dev/null)\" = no ]"
+    done
     # Namespace users through the aggregated built-in roles.
     k -n "$NS" create rolebinding chart-test-edit --clusterrole=edit --user=chart-test-alice >/dev/null
     k -n "$NS" create rolebinding chart-test-view --clusterrole=view --user=chart-test-bob >/dev/null

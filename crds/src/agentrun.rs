@@ -1,6 +1,7 @@
 //! `AgentRun`: one agent task — a repository, an agent CLI, a prompt, a budget — run once in a
 //! sandboxed pod from a [`crate::RunnerPool`].
 
+pub use crate::agent::AgentName;
 use crate::approvalgate::{Approvers, TimeoutAction};
 use crate::condition::conditions_schema;
 use crate::events::{RunResult, Usage};
@@ -11,7 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-/// Desired state of an AgentRun. Immutable once created, except `cancel` (a CEL rule on the
+/// Desired state of an AgentRun. Immutable once created, except `cancel`, `priority` and
+/// `ttlSecondsAfterFinished` (a CEL rule on the
 /// CRD refuses other edits; the run's spec is the record of what was asked).
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -38,7 +40,7 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("!has(self.approvals) || !has(self.approvals.beforePush) || (has(self.output) && self.output.push == true)").message("spec.approvals.beforePush needs spec.output.push: true (there is nothing to approve without a push)"),
     validation = Rule::new("!has(self.approvals) || !has(self.approvals.toolUse) || self.agent.name == 'claude-code'").message("spec.approvals.toolUse is supported for agent claude-code only (see docs/approvals.md)"),
     validation = Rule::new("!has(self.resumeFrom) || self.agent.name == 'claude-code' || self.agent.name == 'codex'").message("spec.resumeFrom is supported for agents claude-code and codex only (see docs/agents.md)"),
-    validation = Rule::new("self.repo == oldSelf.repo && self.agent == oldSelf.agent && (has(self.prompt) ? has(oldSelf.prompt) && self.prompt == oldSelf.prompt : !has(oldSelf.prompt)) && (has(self.promptFrom) ? has(oldSelf.promptFrom) && self.promptFrom == oldSelf.promptFrom : !has(oldSelf.promptFrom)) && (has(self.runnerPoolRef) ? has(oldSelf.runnerPoolRef) && self.runnerPoolRef == oldSelf.runnerPoolRef : !has(oldSelf.runnerPoolRef)) && (has(self.budget) ? has(oldSelf.budget) && self.budget == oldSelf.budget : !has(oldSelf.budget)) && (has(self.approvals) ? has(oldSelf.approvals) && self.approvals == oldSelf.approvals : !has(oldSelf.approvals)) && (has(self.output) ? has(oldSelf.output) && self.output == oldSelf.output : !has(oldSelf.output)) && (has(self.retry) ? has(oldSelf.retry) && self.retry == oldSelf.retry : !has(oldSelf.retry)) && (has(self.runner) ? has(oldSelf.runner) && self.runner == oldSelf.runner : !has(oldSelf.runner)) && (has(self.network) ? has(oldSelf.network) && self.network == oldSelf.network : !has(oldSelf.network)) && (has(self.resumeFrom) ? has(oldSelf.resumeFrom) && self.resumeFrom == oldSelf.resumeFrom : !has(oldSelf.resumeFrom))").message("spec is immutable after creation, except spec.cancel and spec.priority"),
+    validation = Rule::new("self.repo == oldSelf.repo && self.agent == oldSelf.agent && (has(self.prompt) ? has(oldSelf.prompt) && self.prompt == oldSelf.prompt : !has(oldSelf.prompt)) && (has(self.promptFrom) ? has(oldSelf.promptFrom) && self.promptFrom == oldSelf.promptFrom : !has(oldSelf.promptFrom)) && (has(self.runnerPoolRef) ? has(oldSelf.runnerPoolRef) && self.runnerPoolRef == oldSelf.runnerPoolRef : !has(oldSelf.runnerPoolRef)) && (has(self.budget) ? has(oldSelf.budget) && self.budget == oldSelf.budget : !has(oldSelf.budget)) && (has(self.approvals) ? has(oldSelf.approvals) && self.approvals == oldSelf.approvals : !has(oldSelf.approvals)) && (has(self.output) ? has(oldSelf.output) && self.output == oldSelf.output : !has(oldSelf.output)) && (has(self.retry) ? has(oldSelf.retry) && self.retry == oldSelf.retry : !has(oldSelf.retry)) && (has(self.runner) ? has(oldSelf.runner) && self.runner == oldSelf.runner : !has(oldSelf.runner)) && (has(self.network) ? has(oldSelf.network) && self.network == oldSelf.network : !has(oldSelf.network)) && (has(self.resumeFrom) ? has(oldSelf.resumeFrom) && self.resumeFrom == oldSelf.resumeFrom : !has(oldSelf.resumeFrom))").message("spec is immutable after creation, except spec.cancel, spec.priority and spec.ttlSecondsAfterFinished"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AgentRunSpec {
@@ -99,6 +101,14 @@ pub struct AgentRunSpec {
     /// stopped and the run ends `Cancelled`. Cannot be unset.
     #[serde(default)]
     pub cancel: bool,
+    /// Seconds after the run ends (`status.completionTime`) when the operator deletes it, as a
+    /// Job's `spec.ttlSecondsAfterFinished` (0: at once). Unset: the pool's
+    /// `spec.ttlSecondsAfterFinished`, else never. With an archive configured, the run is
+    /// deleted only once its evidence bundle is archived (`status.archive`). May be changed
+    /// after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i32>,
 }
 
 /// A run's changes to its pool's pod template.
@@ -139,72 +149,6 @@ pub struct RepoSpec {
     #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.split('/').exists(p, p == '..')").message("repo.workdir must be a relative path inside the repository"))]
     #[schemars(length(max = 255))]
     pub workdir: Option<String>,
-}
-
-/// Agent CLIs Paddock has an adapter for.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum AgentName {
-    /// Anthropic's Claude Code (`claude -p … --output-format stream-json`).
-    #[default]
-    ClaudeCode,
-    /// OpenAI's Codex CLI (`codex exec --json`).
-    Codex,
-    /// Qwen Code (`qwen -o stream-json --yolo`), over `OPENAI_BASE_URL` (Chat Completions).
-    QwenCode,
-    /// OpenCode (`opencode run --format json`), over `OPENAI_BASE_URL` (Chat Completions).
-    #[serde(rename = "opencode")]
-    OpenCode,
-    /// Google's Gemini CLI (`gemini --output-format stream-json --yolo --skip-trust`), over
-    /// `GOOGLE_GEMINI_BASE_URL` (Gemini API).
-    GeminiCli,
-    /// Aider (`aider --message`, PyPI `aider-chat`), over `OPENAI_BASE_URL` (Chat Completions);
-    /// plain-text output.
-    Aider,
-    /// Hermes Agent (`hermes -z`, PyPI `hermes-agent`), over `OPENAI_BASE_URL`; final text only.
-    Hermes,
-    /// OpenClaw (`openclaw agent exec --json`), over `OPENAI_BASE_URL` (Chat Completions).
-    #[serde(rename = "openclaw")]
-    OpenClaw,
-    /// `sh -c <prompt>`: the prompt is a shell script (for scripted tasks and tests).
-    Shell,
-    /// Any command (`spec.agent.command`), with the prompt as its last argument and in
-    /// `$PADDOCK_PROMPT`; its output is plain text or Paddock's event JSON lines
-    /// (`spec.agent.output`). The contract is in docs/agents.md.
-    Custom,
-}
-
-impl AgentName {
-    /// Every agent name, in the order the runner's error messages list them.
-    pub const ALL: [AgentName; 10] = [
-        AgentName::ClaudeCode,
-        AgentName::Codex,
-        AgentName::QwenCode,
-        AgentName::OpenCode,
-        AgentName::Shell,
-        AgentName::Custom,
-        AgentName::Aider,
-        AgentName::Hermes,
-        AgentName::GeminiCli,
-        AgentName::OpenClaw,
-    ];
-
-    /// The name as written in manifests (`claude-code`, `codex`, `qwen-code`, `opencode`,
-    /// `gemini-cli`, `aider`, `hermes`, `openclaw`, `shell`, `custom`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentName::ClaudeCode => "claude-code",
-            AgentName::Codex => "codex",
-            AgentName::QwenCode => "qwen-code",
-            AgentName::OpenCode => "opencode",
-            AgentName::GeminiCli => "gemini-cli",
-            AgentName::Aider => "aider",
-            AgentName::Hermes => "hermes",
-            AgentName::OpenClaw => "openclaw",
-            AgentName::Shell => "shell",
-            AgentName::Custom => "custom",
-        }
-    }
 }
 
 /// The agent CLI to run.
@@ -548,6 +492,14 @@ pub struct AgentRunStatus {
     /// Token and cost usage reported by the agent CLI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// What governed the run, recorded when it was admitted (its first pod created or
+    /// claimed) and never rewritten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicySnapshot>,
+    /// Where the run's signed evidence bundle was archived, once it is (only with an archive
+    /// configured; docs/evidence.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveStatus>,
 }
 
 /// Rolling summary of the runner's event stream.
@@ -619,4 +571,82 @@ mod tests {
             );
         }
     }
+}
+
+/// What governed a run, recorded once, when the run was admitted (its first pod created or
+/// claimed), and never rewritten. Later attempts of the run are built from [`Self::pool_spec`],
+/// not from the pool as edited since, so a change of the pool changes nothing about a started
+/// run (one exception, documented in docs/evidence.md: the pool's shared egress gateway
+/// narrows at once when the pool's egress list does).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySnapshot {
+    /// The RunnerPool as it was: name, UID and `metadata.generation`.
+    pub runner_pool: PoolIdentity,
+    /// SHA-256 of the runner pod's spec resolved for the run (the pool's template with the
+    /// run's overrides, as a cold start builds it for attempt 1), as `sha256:<64 hex>` over its
+    /// JSON serialisation.
+    pub pod_template_hash: String,
+    /// The agent container's image.
+    pub image: String,
+    /// The effective egress allowlist (the run's within the pool's); absent when neither has
+    /// one, empty when nothing is allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "recorded_list_schema")]
+    pub egress: Option<Vec<crate::network::EgressRule>>,
+    /// The run's budget (`spec.budget`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "recorded_object_schema")]
+    pub budget: Option<BudgetSpec>,
+    /// The run's approvals (`spec.approvals`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "recorded_object_schema")]
+    pub approvals: Option<ApprovalsSpec>,
+    /// Which of the pool's overrides the run used: `image`, `resources`, `env`, `modelEnv`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
+    /// The pool's spec as it was when the run was admitted.
+    #[schemars(schema_with = "recorded_object_schema")]
+    pub pool_spec: crate::runnerpool::RunnerPoolSpec,
+    /// When this snapshot was recorded.
+    pub recorded_at: Time,
+}
+
+/// A RunnerPool named at one point of its life.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolIdentity {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.uid`.
+    pub uid: String,
+    /// `metadata.generation`.
+    pub generation: i64,
+}
+
+/// Where the run's signed evidence bundle was archived.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveStatus {
+    /// The object's URL: `s3://BUCKET/PREFIX/NAMESPACE/RUN/UID.bundle.json`.
+    pub url: String,
+    /// SHA-256 of the object's bytes (the DSSE envelope), `sha256:<64 hex>`.
+    pub digest: String,
+    /// Key id of the signature (`sha256:<hex>` of the public key); see
+    /// [`crate::evidence::PUBLIC_CONFIGMAP`].
+    pub key_id: String,
+    /// When the upload completed.
+    pub archived_at: Time,
+}
+
+/// Schema of a value the operator records as it was (in `status.policy`): an object kept
+/// as written, not validated again (the spec it came from was; its CEL rules, repeated in
+/// every run's status, would exceed the API server's CEL cost budget).
+fn recorded_object_schema(_: &mut schemars::generate::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+}
+
+/// [`recorded_object_schema`] for a list of objects.
+fn recorded_list_schema(_: &mut schemars::generate::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}})
 }

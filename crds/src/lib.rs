@@ -9,11 +9,13 @@
 // kube's `printcolumn(...)` attributes repeat `type_ = ...`; clippy mistakes them for duplicates.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod agent;
 pub mod agentrun;
 pub mod approvalgate;
 pub mod condition;
 pub mod egress;
 pub mod events;
+pub mod evidence;
 pub mod gateway;
 pub mod network;
 pub mod reference;

@@ -1,7 +1,7 @@
 //! `RunnerPool`: where and how runs execute — the runner image, the pod settings merged under
 //! Paddock's hardened defaults, and how many runs may go at once.
 
-use crate::agentrun::AgentName;
+use crate::agent::AgentName;
 use crate::condition::conditions_schema;
 use crate::network::NetworkSpec;
 use crate::reference::LocalObjectRef;
@@ -77,6 +77,12 @@ pub struct RunnerPoolSpec {
     /// Where the pool's runs may push. Unset: only to branches matching `paddock/*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<PoolOutputSpec>,
+    /// Default `spec.ttlSecondsAfterFinished` of the pool's runs (seconds after a run ends
+    /// when the operator deletes it, as a Job's field); a run's own value wins. Unset: runs are
+    /// kept until deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i32>,
 }
 
 /// Where a pool's runs may push (the pool's git credentials push only there).

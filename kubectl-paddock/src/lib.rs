@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod console;
+pub mod evidence;
 pub mod fetch;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

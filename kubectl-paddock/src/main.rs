@@ -11,6 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
 use kube::config::{Config, KubeConfigOptions};
 use kube::Client;
+use kubectl_paddock::evidence::{self, EvidenceConfig};
 use kubectl_paddock::{
     check_can_decide, console, decision_patch, fetch, format_events, gates_table, parse_log, resolve_gate, runs_table,
     PluginError,
@@ -29,6 +30,10 @@ struct Cli {
     /// from KUBECONFIG or ~/.kube/config.
     #[arg(long, global = true)]
     context: Option<String>,
+    /// Namespace of the Paddock operator, where it publishes its evidence public key and the
+    /// archive's location (ConfigMap `paddock-evidence`).
+    #[arg(long, global = true, default_value = "paddock-system")]
+    paddock_namespace: String,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -72,6 +77,28 @@ enum Cmd {
         #[arg(short = 'f', long)]
         follow: bool,
     },
+    /// Write a run's evidence bundle (a DSSE envelope of JSON, docs/evidence.md): the signed
+    /// one from the archive once the run was archived or deleted, else one assembled now from
+    /// the cluster (unsigned).
+    Export {
+        /// AgentRun name.
+        run: String,
+        /// Output file (default: standard output).
+        #[arg(short = 'o', long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Check a bundle's signature against the operator's evidence public key; exits 1, saying
+    /// what failed, when a single byte was changed.
+    Verify {
+        /// The bundle file (`-`: standard input).
+        bundle: std::path::PathBuf,
+        /// The trusted public key (base64 of the 32 raw Ed25519 bytes). Default: the one the
+        /// operator publishes in ConfigMap `paddock-evidence`.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// List the runs whose bundles are in the archive: NAME, UID, ARCHIVED, SIZE.
+    History(ListArgs),
     /// Serve the web console on 127.0.0.1 and open it: runs, a run's live timeline, diff and
     /// gates, the approvals inbox, pools, a new-run form. It acts with your kubeconfig
     /// credentials; the printed URL holds a token that only this start accepts.
@@ -136,6 +163,7 @@ async fn run(cli: Cli) -> Result<()> {
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
     let client = Client::try_from(config).context("creating the Kubernetes client")?;
+    let evidence_ns = cli.paddock_namespace.clone();
     let out = match cli.cmd {
         Cmd::Runs(a) => {
             let api: Api<AgentRun> = list_api(&client, &ns, a.all_namespaces);
@@ -169,15 +197,76 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Approve(a) => decide(&client, &ns, &a, Verdict::Approve).await?,
         Cmd::Reject(a) => decide(&client, &ns, &a, Verdict::Reject).await?,
-        Cmd::Diff { run } => diff(&client, &ns, &run).await?,
-        Cmd::Transcript { run, raw } => transcript(&client, &ns, &run, raw).await?,
+        Cmd::Diff { run } => {
+            or_archived(&client, &evidence_ns, &ns, &run, diff(&client, &ns, &run).await, |b| {
+                b.patch
+                    .ok_or_else(|| anyhow::anyhow!("run {run} produced no patch (its archived bundle has none)"))
+            })
+            .await?
+        }
+        Cmd::Transcript { run, raw } => {
+            or_archived(
+                &client,
+                &evidence_ns,
+                &ns,
+                &run,
+                transcript(&client, &ns, &run, raw).await,
+                |b| {
+                    let t = b
+                        .transcript
+                        .ok_or_else(|| anyhow::anyhow!("run {run}'s archived bundle has no transcript"))?;
+                    Ok(if raw { t } else { kubectl_paddock::render_transcript(&t) })
+                },
+            )
+            .await?
+        }
+        Cmd::Export { run, output } => {
+            let cfg = EvidenceConfig::load(&client, &evidence_ns, None).await;
+            let (bytes, note) = evidence::export(&client, &cfg, &ns, &run).await?;
+            match output.as_deref() {
+                Some(p) if p != std::path::Path::new("-") => {
+                    std::fs::write(p, &bytes).with_context(|| format!("writing {}", p.display()))?;
+                    eprintln!("wrote {} ({} bytes): {note}", p.display(), bytes.len());
+                }
+                _ => {
+                    use std::io::Write as _;
+                    std::io::stdout().write_all(&bytes)?;
+                    eprintln!("{note}");
+                }
+            }
+            String::new()
+        }
+        Cmd::Verify { bundle, key } => {
+            let bytes = if bundle == std::path::Path::new("-") {
+                let mut b = vec![];
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
+                b
+            } else {
+                std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?
+            };
+            let cfg = EvidenceConfig::load(&client, &evidence_ns, key).await;
+            evidence::verify_report(&bytes, cfg.key()?)?
+        }
+        Cmd::History(a) => {
+            let cfg = EvidenceConfig::load(&client, &evidence_ns, None).await;
+            evidence::history(&cfg, (!a.all_namespaces).then_some(ns.as_str())).await?
+        }
         Cmd::Logs {
             run,
             raw,
             attempt: None,
             follow: true,
-        } => follow_logs(&client, &ns, &run, raw).await?,
-        Cmd::Logs { run, raw, attempt, .. } => logs(&client, &ns, &run, raw, attempt).await?,
+        } => {
+            let live = follow_logs(&client, &ns, &run, raw).await;
+            or_archived(&client, &evidence_ns, &ns, &run, live, |b| archived_log(b, raw, None)).await?
+        }
+        Cmd::Logs { run, raw, attempt, .. } => {
+            let live = logs(&client, &ns, &run, raw, attempt).await;
+            or_archived(&client, &evidence_ns, &ns, &run, live, |b| {
+                archived_log(b, raw, attempt)
+            })
+            .await?
+        }
         Cmd::Console(a) => {
             let opts = console::ConsoleOptions {
                 namespace: (!a.all_namespaces).then(|| ns.clone()),
@@ -262,6 +351,58 @@ async fn decide(client: &Client, ns: &str, args: &DecideArgs, verdict: Verdict) 
         updated.spec.decisions.len(),
         updated.spec.quorum
     ))
+}
+
+/// `live`, unless it failed because run `name` does not exist: then `from_bundle` of the run's
+/// archived bundle (verified against the operator's evidence key), saying so on stderr.
+async fn or_archived(
+    client: &Client,
+    evidence_ns: &str,
+    ns: &str,
+    name: &str,
+    live: Result<String>,
+    from_bundle: impl FnOnce(paddock_evidence::Bundle) -> Result<String>,
+) -> Result<String> {
+    let gone = matches!(&live, Err(e) if e.downcast_ref::<fetch::FetchError>().is_some_and(|f| matches!(f, fetch::FetchError::Plugin(PluginError::RunNotFound { .. }))));
+    if !gone {
+        return live;
+    }
+    let cfg = EvidenceConfig::load(client, evidence_ns, None).await;
+    let bundle = match evidence::archived_bundle(&cfg, ns, name).await {
+        Ok(b) => b,
+        Err(evidence::EvidenceError::NoArchive { .. }) => return live,
+        Err(e) => return Err(anyhow::anyhow!("{}; the archive: {e}", live.unwrap_err())),
+    };
+    eprintln!(
+        "(run {name} no longer exists; from its archived bundle, uid {}, verified)",
+        bundle.run.uid
+    );
+    from_bundle(bundle)
+}
+
+/// The event log of an archived run (attempt `attempt`, default the last) as `logs` prints it.
+fn archived_log(b: paddock_evidence::Bundle, raw: bool, attempt: Option<u32>) -> Result<String> {
+    let current = b.status.attempt.unwrap_or(1);
+    let text = match attempt.filter(|n| *n != current) {
+        Some(n) => b
+            .attempt_logs
+            .get(&n)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the archived bundle has no log of attempt {n}"))?,
+        None => b
+            .event_log
+            .ok_or_else(|| anyhow::anyhow!("the archived bundle has no event log"))?,
+    };
+    let (events, lines) = parse_log(&text);
+    Ok(if raw {
+        let mut out = lines.join("\n");
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out
+    } else {
+        format_events(&events)
+    })
 }
 
 async fn diff(client: &Client, ns: &str, name: &str) -> Result<String> {

@@ -19,6 +19,9 @@ pub const MANAGER_PROGRESS: &str = "paddock.dev/agentrun-progress";
 pub const MANAGER_GATE: &str = "paddock.dev/approvalgate";
 /// Field manager of the RunnerPool controller.
 pub const MANAGER_POOL: &str = "paddock.dev/runnerpool";
+/// Field manager of `status.archive` (an ended run's archived evidence) and of the
+/// `paddock-evidence` ConfigMap.
+pub const MANAGER_EVIDENCE: &str = "paddock.dev/evidence";
 
 /// Process-wide state shared with the HTTP endpoints.
 #[derive(Default)]
@@ -72,6 +75,8 @@ pub struct Context {
     /// Per pool (`namespace/name`): what this process applied of the pool's egress gateway
     /// ([`crate::controller::runnerpool::egress::reconcile_egress`]).
     pub egress: std::sync::Mutex<HashMap<String, EgressApplied>>,
+    /// Signing and archiving of ended runs' evidence bundles.
+    pub evidence: crate::evidence::Evidence,
 }
 
 /// Log followers running at once unless `--max-log-followers` says otherwise.
@@ -99,6 +104,7 @@ impl Context {
             kueue: false,
             signer: Arc::new(paddock_crds::verdict::Signer::generate().expect("the system's random source works")),
             egress: std::sync::Mutex::new(HashMap::new()),
+            evidence: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@
 mod context;
 mod controller;
 mod error;
+mod evidence;
 mod http;
 mod leader;
 mod metrics;
@@ -39,7 +40,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controllers (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
 }
@@ -91,6 +92,26 @@ struct RunArgs {
     /// never see a verdict they can verify, so set it outside development.
     #[arg(long, env = "PADDOCK_VERDICT_KEY_FILE")]
     verdict_key_file: Option<std::path::PathBuf>,
+    /// PEM file of the Ed25519 private key (PKCS#8) that signs the evidence bundle of each
+    /// ended run (a DSSE envelope; docs/evidence.md). The chart generates it as the Secret
+    /// `<release>-evidence-key`. Without it a random key is made at start (bundles then verify
+    /// only against that start's public key).
+    #[arg(long, env = "PADDOCK_EVIDENCE_KEY_FILE")]
+    evidence_key_file: Option<std::path::PathBuf>,
+    /// The archive of evidence bundles, `s3://BUCKET[/PREFIX]` (unset: no archive, no
+    /// finalizer). Credentials: the standard AWS variables (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, optionally `AWS_SESSION_TOKEN`).
+    #[arg(long, env = "PADDOCK_ARCHIVE_URL")]
+    archive_url: Option<String>,
+    /// The archive's S3 endpoint, e.g. `https://minio.example:9000` (unset: AWS).
+    #[arg(long, env = "PADDOCK_ARCHIVE_ENDPOINT")]
+    archive_endpoint: Option<String>,
+    /// The archive's region (default `us-east-1`).
+    #[arg(long, env = "PADDOCK_ARCHIVE_REGION")]
+    archive_region: Option<String>,
+    /// Allow a plain-HTTP archive endpoint (test stores only).
+    #[arg(long, env = "PADDOCK_ARCHIVE_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    archive_allow_http: bool,
     /// Leader election (`--leader-elect`, `--leader-election-namespace`).
     #[command(flatten)]
     election: leader::ElectionArgs,
@@ -142,7 +163,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", paddock_crds::crds_yaml()?);
             return Ok(());
         }
-        Some(Command::Run(a)) => a,
+        Some(Command::Run(a)) => *a,
         // No subcommand: `run` with its defaults (and its environment variables).
         None => DefaultRun::parse_from(["paddock-operator"]).args,
     };
@@ -208,7 +229,46 @@ async fn main() -> anyhow::Result<()> {
         None => tracing::warn!("no --verdict-key-file: verdicts are signed with a random key that a restart forgets"),
     }
     tracing::info!(public_key = %context.verdict_key(), "verdicts and claims are signed");
+    let evidence_signer = match &args.evidence_key_file {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--evidence-key-file {}: {e}", path.display()))?;
+            paddock_crds::verdict::Signer::from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("--evidence-key-file {}: {e}", path.display()))?
+        }
+        None => {
+            tracing::warn!(
+                "no --evidence-key-file: evidence bundles are signed with a random key that a restart forgets"
+            );
+            paddock_crds::verdict::Signer::generate().map_err(|e| anyhow::anyhow!("generating a key: {e}"))?
+        }
+    };
+    let archive_cfg = args
+        .archive_url
+        .clone()
+        .filter(|u| !u.is_empty())
+        .map(|url| paddock_evidence::ArchiveConfig {
+            url,
+            endpoint: args.archive_endpoint.clone().filter(|e| !e.is_empty()),
+            region: args.archive_region.clone().filter(|r| !r.is_empty()),
+            allow_http: args.archive_allow_http,
+        });
+    let archive = match &archive_cfg {
+        Some(cfg) => Some(paddock_evidence::Archive::new(cfg).map_err(|e| anyhow::anyhow!("--archive-url: {e}"))?),
+        None => None,
+    };
+    context.evidence = evidence::Evidence::new(evidence_signer, archive);
+    tracing::info!(key_id = %context.evidence.key_id(), archive = archive_cfg.as_ref().map(|c| c.url.as_str()).unwrap_or("<none>"), "evidence bundles are signed");
     let ctx = Arc::new(context);
+    // The evidence public key and the archive's location, where `kubectl paddock` finds them.
+    if let Some(own_ns) = args.election.leader_election_namespace.clone() {
+        let (pctx, cfg) = (ctx.clone(), archive_cfg.clone());
+        tokio::spawn(async move {
+            if let Err(e) = agentrun::evidence::publish_public(&pctx, &own_ns, cfg.as_ref()).await {
+                tracing::warn!(error = %e, "could not publish the evidence public key (ConfigMap paddock-evidence)");
+            }
+        });
+    }
     let pool_store = store.clone();
     let workloads = agentrun::kueue::workload_resource();
     let runs = if args.kueue {

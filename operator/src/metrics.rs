@@ -24,6 +24,8 @@
 //! | `paddock_reconciles_in_flight` | gauge | controller | reconciles running now |
 //! | `paddock_kube_api_request_duration_seconds` | histogram | verb, resource, code | Kubernetes API requests, until the response headers (a watch: until the stream opened) |
 //! | `paddock_leader` | gauge | — | 1 when this replica runs the controllers |
+//! | `paddock_archive_backlog` | gauge | — | ended runs whose evidence bundle is not in the archive yet (0 without an archive) |
+//! | `paddock_archive_uploads_total` | counter | result | bundle uploads to the archive, `result` = `success` or `error` |
 //! | `paddock_build_info` | gauge | version | always 1 |
 //!
 //! The run and gate metrics come from [`crate::observe`], which watches the objects itself; the
@@ -158,6 +160,10 @@ pub struct Metrics {
     pub kube_api: HistogramFamily,
     /// `paddock_leader`: 1 when this replica runs the controllers.
     pub leader: Gauge,
+    /// `paddock_archive_backlog`: ended runs whose bundle is not archived yet.
+    pub archive_backlog: Gauge,
+    /// `paddock_archive_uploads_total{result}`: bundle uploads, `success` or `error`.
+    pub archive_uploads: Family<Labels, Counter>,
     /// `paddock_build_info{version}`: always 1.
     pub build_info: GaugeFamily,
     /// The registry the above live in.
@@ -183,6 +189,8 @@ impl Default for Metrics {
             model_cost_usd: Family::default(),
             kube_api: histograms(&FAST_BUCKETS),
             leader: Gauge::default(),
+            archive_backlog: Gauge::default(),
+            archive_uploads: Family::default(),
             build_info: Family::default(),
             registry: Registry::with_prefix("paddock"),
         };
@@ -260,6 +268,16 @@ impl Default for Metrics {
             m.kube_api.clone(),
         );
         r.register("leader", "1 when this replica runs the controllers", m.leader.clone());
+        r.register(
+            "archive_backlog",
+            "Ended AgentRuns whose evidence bundle is not in the archive yet",
+            m.archive_backlog.clone(),
+        );
+        r.register(
+            "archive_uploads",
+            "Evidence bundle uploads to the archive, by result (success, error)",
+            m.archive_uploads.clone(),
+        );
         r.register("build_info", "Operator build; always 1", m.build_info.clone());
         m.build_info
             .get_or_create(&Labels::new().with("version", env!("CARGO_PKG_VERSION")))

@@ -165,7 +165,7 @@ fn shell_agent_is_exactly_sh_c_prompt_and_documented() {
         ),
         "agent module docs no longer document the shell agent"
     );
-    let crd = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/src/agentrun.rs")).unwrap();
+    let crd = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/src/agent.rs")).unwrap();
     assert!(crd.contains("/// `sh -c <prompt>`: the prompt is a shell script"));
 }
 

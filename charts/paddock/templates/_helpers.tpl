@@ -83,3 +83,10 @@ Name of the Secret holding the verdict signing key (verdictKey.existingSecret, o
 {{- define "paddock.verdictKeySecret" -}}
 {{- .Values.verdictKey.existingSecret | default (printf "%s-verdict-key" (include "paddock.fullname" .)) -}}
 {{- end }}
+
+{{/*
+Name of the Secret holding the evidence signing key (evidenceKey.existingSecret, or the chart's).
+*/}}
+{{- define "paddock.evidenceKeySecret" -}}
+{{- .Values.evidenceKey.existingSecret | default (printf "%s-evidence-key" (include "paddock.fullname" .)) -}}
+{{- end }}

@@ -5,6 +5,7 @@
 pub mod approvals;
 pub mod artifacts;
 pub mod build;
+pub mod evidence;
 pub mod follow;
 pub mod gateway;
 pub mod kueue;
@@ -84,6 +85,13 @@ pub async fn reconcile(run: Arc<AgentRun>, ctx: Arc<Context>) -> Result<Action> 
         .clone()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = run.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    // Deleted while holding the evidence finalizer: archive what there is, then let it go.
+    if run.metadata.deletion_timestamp.is_some() {
+        if let Some(uid) = &run.metadata.uid {
+            follow::stop_follower(&ctx, uid).await;
+        }
+        return evidence::on_delete(&run, &ctx).await;
+    }
     let old = run.status.clone().unwrap_or_default();
     if old.phase.is_some_and(Phase::is_terminal) {
         if let Some(uid) = &run.metadata.uid {
@@ -91,8 +99,10 @@ pub async fn reconcile(run: Arc<AgentRun>, ctx: Arc<Context>) -> Result<Action> 
         }
         // Idempotent: covers an operator that stopped between the run's end and this.
         finish_workload(&ctx, &run, &old).await?;
-        return Ok(Action::await_change());
+        // Archive the evidence, then the TTL.
+        return evidence::settle(&run, &ctx).await;
     }
+    evidence::ensure_finalizer(&run, &ctx).await?;
 
     let mut out = Outcome {
         status: old.clone(),
@@ -267,7 +277,7 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
     // Resolve: the pool and the prompt must exist.
     let pool_name = pool_name(run).to_string();
     let pools: Api<RunnerPool> = Api::namespaced(ctx.client.clone(), ns);
-    let Some(pool) = pools.get_opt(&pool_name).await? else {
+    let Some(live_pool) = pools.get_opt(&pool_name).await? else {
         // GitOps may apply the run before its pool: wait, but not forever (counted from the
         // run's creation, so a run whose pool is deleted after that fails at once).
         let waited = run
@@ -297,6 +307,10 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
         out.action = Action::requeue(Duration::from_secs((POOL_WAIT_SECS - waited).clamp(1, 30) as u64));
         return Ok(());
     };
+    // A started run keeps the policy it was admitted under: a retry is built from the pool
+    // spec its snapshot recorded, not from the pool as edited since. The pool's own objects
+    // (its egress gateway) follow the live pool.
+    let pool = evidence::pool_as_admitted(&live_pool, out.status.policy.as_ref());
     let mut prompt_text = run.spec.prompt.clone().unwrap_or_default();
     if let Some(from) = &run.spec.prompt_from {
         let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
@@ -446,7 +460,7 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
 
     // The pod's only way out: the pool's egress gateway (applied here too, so the first run of a
     // new pool need not wait for the pool's own reconcile).
-    let Some(uplink) = crate::controller::runnerpool::egress::reconcile_egress(&pool, ctx).await? else {
+    let Some(uplink) = crate::controller::runnerpool::egress::reconcile_egress(&live_pool, ctx).await? else {
         transition(
             run,
             out,
@@ -604,6 +618,9 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
     if pool.spec.max_concurrent_runs.is_some() {
         // Counted until the cache shows the pod name (pruned by the next admission above).
         ctx.admissions.lock().await.insert(key);
+    }
+    if out.status.policy.is_none() {
+        out.status.policy = Some(evidence::snapshot(run, &pool, &pod, now()));
     }
     out.status.pod_name = Some(pod_name);
     out.status.attempt = Some(attempt);
