@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Repo", type_ = "string", json_path = ".spec.repo.url", priority = 1),
     printcolumn(name = "Diff", type_ = "string", json_path = ".status.result.diffstat"),
+    printcolumn(name = "Verified", type_ = "string", json_path = ".status.verification.result", priority = 1),
     printcolumn(name = "Duration", type_ = "string", json_path = ".status.duration"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Succeeded\")].reason", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
@@ -40,7 +41,7 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("!has(self.approvals) || !has(self.approvals.beforePush) || (has(self.output) && self.output.push == true)").message("spec.approvals.beforePush needs spec.output.push: true (there is nothing to approve without a push)"),
     validation = Rule::new("!has(self.approvals) || !has(self.approvals.toolUse) || self.agent.name == 'claude-code'").message("spec.approvals.toolUse is supported for agent claude-code only (see docs/approvals.md)"),
     validation = Rule::new("!has(self.resumeFrom) || self.agent.name == 'claude-code' || self.agent.name == 'codex'").message("spec.resumeFrom is supported for agents claude-code and codex only (see docs/agents.md)"),
-    validation = Rule::new("self.repo == oldSelf.repo && self.agent == oldSelf.agent && (has(self.prompt) ? has(oldSelf.prompt) && self.prompt == oldSelf.prompt : !has(oldSelf.prompt)) && (has(self.promptFrom) ? has(oldSelf.promptFrom) && self.promptFrom == oldSelf.promptFrom : !has(oldSelf.promptFrom)) && (has(self.runnerPoolRef) ? has(oldSelf.runnerPoolRef) && self.runnerPoolRef == oldSelf.runnerPoolRef : !has(oldSelf.runnerPoolRef)) && (has(self.budget) ? has(oldSelf.budget) && self.budget == oldSelf.budget : !has(oldSelf.budget)) && (has(self.approvals) ? has(oldSelf.approvals) && self.approvals == oldSelf.approvals : !has(oldSelf.approvals)) && (has(self.output) ? has(oldSelf.output) && self.output == oldSelf.output : !has(oldSelf.output)) && (has(self.retry) ? has(oldSelf.retry) && self.retry == oldSelf.retry : !has(oldSelf.retry)) && (has(self.runner) ? has(oldSelf.runner) && self.runner == oldSelf.runner : !has(oldSelf.runner)) && (has(self.network) ? has(oldSelf.network) && self.network == oldSelf.network : !has(oldSelf.network)) && (has(self.resumeFrom) ? has(oldSelf.resumeFrom) && self.resumeFrom == oldSelf.resumeFrom : !has(oldSelf.resumeFrom))").message("spec is immutable after creation, except spec.cancel, spec.priority and spec.ttlSecondsAfterFinished"),
+    validation = Rule::new("self.repo == oldSelf.repo && self.agent == oldSelf.agent && (has(self.prompt) ? has(oldSelf.prompt) && self.prompt == oldSelf.prompt : !has(oldSelf.prompt)) && (has(self.promptFrom) ? has(oldSelf.promptFrom) && self.promptFrom == oldSelf.promptFrom : !has(oldSelf.promptFrom)) && (has(self.runnerPoolRef) ? has(oldSelf.runnerPoolRef) && self.runnerPoolRef == oldSelf.runnerPoolRef : !has(oldSelf.runnerPoolRef)) && (has(self.budget) ? has(oldSelf.budget) && self.budget == oldSelf.budget : !has(oldSelf.budget)) && (has(self.approvals) ? has(oldSelf.approvals) && self.approvals == oldSelf.approvals : !has(oldSelf.approvals)) && (has(self.output) ? has(oldSelf.output) && self.output == oldSelf.output : !has(oldSelf.output)) && (has(self.retry) ? has(oldSelf.retry) && self.retry == oldSelf.retry : !has(oldSelf.retry)) && (has(self.runner) ? has(oldSelf.runner) && self.runner == oldSelf.runner : !has(oldSelf.runner)) && (has(self.network) ? has(oldSelf.network) && self.network == oldSelf.network : !has(oldSelf.network)) && (has(self.resumeFrom) ? has(oldSelf.resumeFrom) && self.resumeFrom == oldSelf.resumeFrom : !has(oldSelf.resumeFrom)) && (has(self.verify) ? has(oldSelf.verify) && self.verify == oldSelf.verify : !has(oldSelf.verify))").message("spec is immutable after creation, except spec.cancel, spec.priority and spec.ttlSecondsAfterFinished"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AgentRunSpec {
@@ -62,6 +63,10 @@ pub struct AgentRunSpec {
     /// Limits on the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetSpec>,
+    /// The repository's own checks, run on the agent's committed tree by the operator
+    /// (docs/verification.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<crate::verify::VerifySpec>,
     /// Human approvals the run must pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvals: Option<ApprovalsSpec>,
@@ -109,6 +114,14 @@ pub struct AgentRunSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<i32>,
+}
+
+impl AgentRunSpec {
+    /// Whether the run's push waits for its verification (`verify.required` with
+    /// `output.push`): the pod's gateway holds it until the operator's signed verdict.
+    pub fn verification_holds_push(&self) -> bool {
+        self.verify.as_ref().is_some_and(|v| v.required) && self.output.as_ref().is_some_and(|o| o.push)
+    }
 }
 
 /// A run's changes to its pool's pod template.
@@ -496,6 +509,9 @@ pub struct AgentRunStatus {
     /// claimed) and never rewritten.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicySnapshot>,
+    /// The verification of the run's change (`spec.verify`), recorded by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::verify::VerificationStatus>,
     /// Where the run's signed evidence bundle was archived, once it is (only with an archive
     /// configured; docs/evidence.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]

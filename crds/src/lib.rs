@@ -21,6 +21,7 @@ pub mod network;
 pub mod reference;
 pub mod runnerpool;
 pub mod verdict;
+pub mod verify;
 
 pub use agentrun::*;
 pub use approvalgate::*;
@@ -28,6 +29,7 @@ pub use condition::*;
 pub use network::*;
 pub use reference::*;
 pub use runnerpool::*;
+pub use verify::*;
 
 /// API group of every Paddock resource.
 pub const GROUP: &str = "paddock.dev";

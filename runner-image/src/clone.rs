@@ -280,6 +280,28 @@ pub fn clone_workspace(cfg: &CloneConfig, creds: &GitCredentials, ws: &Workspace
     Ok(Cloned { commit, resolved })
 }
 
+/// Applies the gzip-compressed unified diff at `patch` to the work tree and index of the
+/// repository at `work` (`git apply --index`, by libgit2), for a verification pod. Renames,
+/// deletions, mode changes and binary patches apply as git wrote them.
+///
+/// # Errors
+/// The file cannot be read or decompressed, is not a diff, or does not apply.
+pub fn apply_patch(work: &Path, patch: &Path) -> Result<(), String> {
+    use std::io::Read as _;
+    let gz = std::fs::read(patch).map_err(|e| format!("{}: {e}", patch.display()))?;
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(gz.as_slice())
+        .read_to_end(&mut text)
+        .map_err(|e| format!("{}: not gzip: {e}", patch.display()))?;
+    if text.is_empty() {
+        return Ok(());
+    }
+    let diff = git2::Diff::from_buffer(&text).map_err(|e| format!("not a diff: {}", e.message()))?;
+    let repo = Repository::open(work).map_err(|e| e.message().to_string())?;
+    repo.apply(&diff, git2::ApplyLocation::Both, None)
+        .map_err(|e| e.message().to_string())
+}
+
 /// Runs the clone step with `env`, writing events to `out`; returns the exit code.
 pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
     use crate::emit::Emitter;
@@ -323,6 +345,20 @@ pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
                 fail(&mut result, "CloneFailed", Some(Step::Clone), message);
                 return finish(&mut em, result, &term_path);
             }
+            // A verification pod (issue 19): the run's patch on the base, as the agent left it.
+            if let Some(patch) = env.get("PADDOCK_APPLY_PATCH").filter(|p| !p.is_empty()) {
+                if let Err(e) = apply_patch(&ws.work(), Path::new(patch)) {
+                    let message = format!("the run's patch does not apply to {}: {e}", cloned.commit);
+                    em.emit(RunnerEvent::Step {
+                        step: Step::Clone,
+                        status: StepStatus::Failed,
+                        message: message.clone(),
+                    });
+                    let mut result = initial_result(env.get("PADDOCK_BRANCH").unwrap_or_default());
+                    fail(&mut result, "PatchDidNotApply", Some(Step::Clone), message);
+                    return finish(&mut em, result, &term_path);
+                }
+            }
             let message = format!(
                 "cloned {} at {} ({}) into branch {}",
                 cfg.url.sanitized(),
@@ -358,4 +394,73 @@ pub fn command() -> i32 {
     let code = run(&env, std::io::stdout());
     telemetry.finish(code);
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn commit_all(repo: &Repository, msg: &str) -> Oid {
+        let mut idx = repo.index().unwrap();
+        idx.add_all(["*"], git2::IndexAddOption::DEFAULT, None).unwrap();
+        idx.write().unwrap();
+        let tree = repo.find_tree(idx.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::new("T", "t@example.com", &git2::Time::new(1_700_000_000, 0)).unwrap();
+        let parents: Vec<git2::Commit> = repo
+            .head()
+            .ok()
+            .and_then(|h| h.peel_to_commit().ok())
+            .into_iter()
+            .collect();
+        let refs: Vec<&git2::Commit> = parents.iter().collect();
+        repo.commit(Some("HEAD"), &sig, &sig, msg, &tree, &refs).unwrap()
+    }
+
+    #[test]
+    fn a_runs_patch_applies_to_its_base_and_a_stale_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        std::fs::write(dir.path().join("a.py"), "x = 1\n").unwrap();
+        std::fs::write(dir.path().join("old.txt"), "gone\n").unwrap();
+        let base = commit_all(&repo, "base");
+        // The agent's change: edit, add, delete.
+        std::fs::write(dir.path().join("a.py"), "x = 2\n").unwrap();
+        std::fs::write(dir.path().join("new.py"), "y = 3\n").unwrap();
+        std::fs::remove_file(dir.path().join("old.txt")).unwrap();
+        let head = commit_all(&repo, "agent");
+        let (bt, ht) = (
+            repo.find_commit(base).unwrap().tree().unwrap(),
+            repo.find_commit(head).unwrap().tree().unwrap(),
+        );
+        let diff = repo.diff_tree_to_tree(Some(&bt), Some(&ht), None).unwrap();
+        let mut text = Vec::new();
+        diff.print(git2::DiffFormat::Patch, |_, _, l| {
+            if matches!(l.origin(), '+' | '-' | ' ') {
+                text.push(l.origin() as u8);
+            }
+            text.extend_from_slice(l.content());
+            true
+        })
+        .unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&text).unwrap();
+        let patch = dir.path().join("patch.gz");
+        std::fs::write(&patch, gz.finish().unwrap()).unwrap();
+        // Back to the base, as a verification pod's clone leaves it.
+        repo.reset(&repo.find_object(base, None).unwrap(), git2::ResetType::Hard, None)
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("a.py")).unwrap(), "x = 1\n");
+        apply_patch(dir.path(), &patch).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("a.py")).unwrap(), "x = 2\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join("new.py")).unwrap(), "y = 3\n");
+        assert!(!dir.path().join("old.txt").exists());
+        // Applied again (the tree moved on): refused, with git's reason.
+        let err = apply_patch(dir.path(), &patch).unwrap_err();
+        assert!(!err.is_empty());
+        std::fs::write(dir.path().join("junk.gz"), b"not gzip").unwrap();
+        assert!(apply_patch(dir.path(), &dir.path().join("junk.gz"))
+            .unwrap_err()
+            .contains("not gzip"));
+    }
 }

@@ -59,6 +59,7 @@ pub fn has_in_run_gates(run: &AgentRun) -> bool {
         .approvals
         .as_ref()
         .is_some_and(|a| a.before_push.is_some() || a.tool_use.is_some())
+        || super::verify::holds_push(run)
 }
 
 /// Whether `id` is a request id the runner may use: `push` or `tool-<1..9999>` (anything else,
@@ -103,7 +104,29 @@ pub async fn on_request(ctx: &Arc<Context>, run: &AgentRun, pod: &str, req: Requ
         tracing::warn!(id = req.id, "ignoring an approval request with an invalid id");
         return;
     }
-    let Some((stage, policy)) = policy_for(run, &req) else {
+    let policy = policy_for(run, &req);
+    // A held push is verified first (issue 19): the verification pod of this attempt, for the
+    // commit the gateway reviewed; the push verdict waits for its result.
+    if req.id == "push" && req.stage == "BeforePush" && super::verify::holds_push(run) {
+        let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+        let attempt = match pods.get_opt(pod).await {
+            Ok(Some(p)) => pod_attempt(&p),
+            _ => run.status.as_ref().and_then(|s| s.attempt).unwrap_or(1),
+        };
+        for try_no in 0..6u64 {
+            match super::verify::start_held(ctx, run, pod, attempt).await {
+                Ok(true) => break,
+                Ok(false) => tracing::info!(try_no, "the gateway has not reviewed the push yet"),
+                Err(e) => tracing::warn!(error = %e, try_no, "cannot start the verification; retrying"),
+            }
+            tokio::time::sleep(Duration::from_secs(1 << try_no)).await;
+        }
+        if policy.is_none() {
+            return;
+        }
+    }
+    let Some((stage, policy)) = policy else {
         ctx.publish(
             run,
             EventType::Warning,
@@ -277,6 +300,55 @@ pub async fn list_gates(ctx: &Context, run: &AgentRun) -> Result<Vec<ApprovalGat
     Ok(list)
 }
 
+/// A held push (`verify.required` with `output.push`; issue 19) gets its verdict from the
+/// verification of `attempt` too: none while it runs (a BeforePush gate's approval waits for
+/// it), `Reject` when it failed, and when it passed the gate's verdict, or `Approve` without a
+/// BeforePush gate. Signed for the commit the verification pod applied. Pure.
+pub fn held_push_verdict(
+    run: &AgentRun,
+    attempt: u32,
+    verification: Option<&paddock_crds::VerificationStatus>,
+    signer: &paddock_crds::verdict::Signer,
+    wanted: &mut BTreeMap<String, String>,
+) {
+    use paddock_crds::VerificationResult as R;
+    if !super::verify::holds_push(run) {
+        return;
+    }
+    let key = format!("{DECISION_PREFIX}push");
+    let v = verification.filter(|v| v.attempt == attempt);
+    let gated = run.spec.approvals.as_ref().is_some_and(|a| a.before_push.is_some());
+    let verdict = match v.map(|v| v.result) {
+        Some(R::Passed) if gated => return,
+        Some(R::Passed) => "Approve",
+        Some(R::Failed | R::Error) => "Reject",
+        Some(R::Running) | None => {
+            wanted.remove(&key);
+            return;
+        }
+    };
+    let Some(commit) = v.and_then(|v| v.commit.clone()) else {
+        wanted.remove(&key);
+        return;
+    };
+    let subject = paddock_crds::verdict::Subject {
+        namespace: run.metadata.namespace.as_deref().unwrap_or_default(),
+        run: run.metadata.name.as_deref().unwrap_or_default(),
+        run_uid: run.metadata.uid.as_deref().unwrap_or_default(),
+        attempt,
+        id: "push",
+        subject: &commit,
+    };
+    match signer.verdict_value(&subject, verdict) {
+        Some(value) => {
+            wanted.insert(key, value);
+        }
+        None => {
+            wanted.remove(&key);
+        }
+    }
+}
+
 /// The verdict annotations `gates` call for on the pod of `attempt`: `decision.paddock.dev/<id>`
 /// → `<verdict>;ed25519=<signature>` for each decided gate of that attempt, signed by `signer`
 /// for the run's UID, the attempt, the request id and (for a push) the commit the gate showed.
@@ -317,10 +389,16 @@ pub fn verdict_annotations(
 /// annotations only, by [`MANAGER_VERDICTS`], forced: a value someone else wrote under the same
 /// key is replaced); a no-op when the pod has them all. Returns the first gate of the pod's
 /// attempt still pending, if any.
-pub async fn sync_verdicts(ctx: &Context, run: &AgentRun, pod: &Pod) -> Result<Option<ApprovalGate>> {
+pub async fn sync_verdicts(
+    ctx: &Context,
+    run: &AgentRun,
+    pod: &Pod,
+    verification: Option<&paddock_crds::VerificationStatus>,
+) -> Result<Option<ApprovalGate>> {
     let attempt = pod_attempt(pod);
     let gates = list_gates(ctx, run).await?;
-    let wanted = verdict_annotations(run, &gates, attempt, &ctx.signer);
+    let mut wanted = verdict_annotations(run, &gates, attempt, &ctx.signer);
+    held_push_verdict(run, attempt, verification, &ctx.signer, &mut wanted);
     let have = pod.metadata.annotations.clone().unwrap_or_default();
     if wanted.iter().any(|(k, v)| have.get(k) != Some(v)) {
         let ns = run.metadata.namespace.as_deref().unwrap_or_default();

@@ -168,7 +168,7 @@ pub fn patch_configmap_name(run: &AgentRun) -> String {
     format!("{}-patch", run.metadata.name.as_deref().unwrap_or_default())
 }
 
-fn configmap(run: &AgentRun, name: String, kind: &str) -> ConfigMap {
+pub(super) fn configmap(run: &AgentRun, name: String, kind: &str) -> ConfigMap {
     let mut cm = ConfigMap::default();
     cm.metadata.name = Some(name);
     cm.metadata.namespace = run.metadata.namespace.clone();
@@ -295,7 +295,7 @@ pub async fn apply_attempt_log(
     Ok(name)
 }
 
-fn with_kind(cm: ConfigMap) -> serde_json::Value {
+pub(super) fn with_kind(cm: ConfigMap) -> serde_json::Value {
     let mut v = serde_json::to_value(cm).unwrap_or_default();
     v["apiVersion"] = "v1".into();
     v["kind"] = "ConfigMap".into();

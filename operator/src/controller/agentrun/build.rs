@@ -163,7 +163,7 @@ fn labels(run: &AgentRun, pool: &str) -> BTreeMap<String, String> {
     ])
 }
 
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
+pub(super) fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: Some(value.into()),
@@ -337,7 +337,8 @@ fn trusted_run_env(run: &AgentRun, attempt: u32) -> Vec<EnvVar> {
     ];
     vars.extend(identity_env(run, attempt));
     // The gateway holds the push until the operator's signed BeforePush verdict.
-    if run.spec.approvals.as_ref().is_some_and(|a| a.before_push.is_some()) {
+    // Also while a required verification has not passed (issue 19).
+    if run.spec.approvals.as_ref().is_some_and(|a| a.before_push.is_some()) || run.spec.verification_holds_push() {
         vars.push(env("PADDOCK_PUSH_APPROVAL", "true"));
     }
     vars

@@ -10,6 +10,7 @@ pub mod follow;
 pub mod gateway;
 pub mod kueue;
 pub mod status;
+pub mod verify;
 pub mod warm;
 
 use crate::context::{Context, MANAGER_AGENTRUN};
@@ -21,7 +22,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use paddock_crds::{AgentRun, AgentRunStatus, ApprovalGate, GateState, Phase, QueuePolicy, ResultStatus, RunnerPool};
+use paddock_crds::{
+    AgentRun, AgentRunStatus, ApprovalGate, GateState, Phase, QueuePolicy, ResultStatus, RunnerPool, VerificationResult,
+};
 use status::{classify_pod, format_duration, set_phase, PodState};
 use std::sync::Arc;
 use std::time::Duration;
@@ -242,6 +245,20 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
         return Ok(());
     }
 
+    // The agent's pod ended and its change is being verified (issue 19): the checks' pod,
+    // then the run's end.
+    if out.status.result.is_some()
+        && out
+            .status
+            .verification
+            .as_ref()
+            .is_some_and(|v| v.result == VerificationResult::Running && v.attempt == attempt)
+        && pod
+            .as_ref()
+            .is_none_or(|p| matches!(classify_pod(p), PodState::Finished { .. }))
+    {
+        return verify_after_end(run, ctx, out).await;
+    }
     if let Some(pod) = pod {
         return observe_pod(run, ctx, &pods, &pod, out).await;
     }
@@ -880,9 +897,13 @@ async fn observe_pod(run: &AgentRun, ctx: &Arc<Context>, pods: &Api<Pod>, pod: &
             } else {
                 "PodStarting"
             };
+            // A held push's verification (issue 19): its pod's result, once it has one.
+            if verify::holds_push(run) && state == PodState::Running {
+                held_verification(run, ctx, out).await?;
+            }
             // In-run approvals: hand decided verdicts to the pod; show a pending gate.
             let pending = if approvals::has_in_run_gates(run) && state == PodState::Running {
-                approvals::sync_verdicts(ctx, run, pod).await?
+                approvals::sync_verdicts(ctx, run, pod, out.status.verification.as_ref()).await?
             } else {
                 None
             };
@@ -1094,10 +1115,172 @@ async fn finish_from_pod(
     } else {
         out.status.result = None;
     }
+    // Verification (issue 19): a change that ended well is verified before the run ends; a
+    // required verification that did not pass fails the run (its push was held and refused).
+    let (phase, reason, message) = match (forced, run.spec.verify.as_ref()) {
+        (None, Some(spec)) => {
+            let attempt = out.status.attempt.unwrap_or(1);
+            let current = out.status.verification.clone().filter(|v| v.attempt == attempt);
+            match current {
+                None if phase == Phase::Succeeded => {
+                    let base = gateway_log
+                        .branch()
+                        .facts
+                        .as_ref()
+                        .map(|f| f.base.clone())
+                        .unwrap_or_default();
+                    start_verifying(run, out, verify::started(attempt, &base, None, now()));
+                    return Ok(());
+                }
+                Some(v) if v.result == VerificationResult::Running && phase == Phase::Succeeded => {
+                    start_verifying(run, out, v);
+                    return Ok(());
+                }
+                Some(v)
+                    if spec.required
+                        && !matches!(v.result, VerificationResult::Passed | VerificationResult::Running) =>
+                {
+                    (
+                        Phase::Failed,
+                        "VerificationFailed".to_string(),
+                        verification_message(&v),
+                    )
+                }
+                _ => (phase, reason, message),
+            }
+        }
+        _ => (phase, reason, message),
+    };
     if forced.is_none() && out.status.completion_time.is_none() {
         out.status.completion_time = pod_finished_at(pod);
     }
     transition(run, out, phase, &reason, &message);
+    Ok(())
+}
+
+/// `verification <reason>: <message> (<summary>)`.
+fn verification_message(v: &paddock_crds::VerificationStatus) -> String {
+    let summary = v.summary.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
+    format!("verification {}: {}{summary}", v.reason, v.message)
+}
+
+/// The run's agent is done and its change goes to verification: phase `Running`, reason
+/// `Verifying`, condition `Verified` Unknown; the next reconcile creates the checks' pod.
+fn start_verifying(run: &AgentRun, out: &mut Outcome, v: paddock_crds::VerificationStatus) {
+    let t = now();
+    verify::set_condition(&mut out.status, &v, run.metadata.generation, &t);
+    out.status.verification = Some(v);
+    out.status.completion_time = None;
+    transition(
+        run,
+        out,
+        Phase::Running,
+        "Verifying",
+        "the agent finished; its change is being verified (spec.verify)",
+    );
+    out.action = Action::requeue(Duration::from_secs(1));
+}
+
+/// Verification after the agent's pod ended: checks protected paths, creates the checks' pod,
+/// records its result, then ends the run (`Failed`/`VerificationFailed` when required and not
+/// passed).
+async fn verify_after_end(run: &AgentRun, ctx: &Arc<Context>, out: &mut Outcome) -> Result<()> {
+    let Some(mut v) = out.status.verification.clone() else {
+        return Ok(());
+    };
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let name = verify::pod_name(run, v.attempt);
+    let patch_cm = out.status.result.as_ref().and_then(|r| r.patch_ref.clone());
+    let patch = match &patch_cm {
+        Some(cm) => verify::read_patch(ctx, run, cm).await?,
+        None => None,
+    };
+    let t = now();
+    let done = if verify::check_protected(run, patch.as_deref(), &mut v) {
+        true
+    } else {
+        match pods.get_opt(&name).await? {
+            Some(p) => verify::finish(ctx, run, &p, &mut v, &t).await?,
+            None if v.pod_name.is_some() => {
+                v.result = VerificationResult::Error;
+                v.reason = "VerificationPodFailed".into();
+                v.message = format!("the verification pod {name} disappeared before it ended");
+                true
+            }
+            None => match verify::runner_pod_for(ctx, run, v.attempt).await? {
+                Ok(runner) => {
+                    let applied = patch_cm.as_deref().filter(|_| patch.is_some());
+                    verify::create_pod(ctx, &verify::build_pod(run, runner, v.attempt, &v.base_commit, applied))
+                        .await?;
+                    v.pod_name = Some(name.clone());
+                    false
+                }
+                Err(why) => {
+                    v.result = VerificationResult::Error;
+                    v.reason = "VerificationPodFailed".into();
+                    v.message = format!("the verification pod cannot be built: {why}");
+                    true
+                }
+            },
+        }
+    };
+    verify::set_condition(&mut out.status, &v, run.metadata.generation, &t);
+    out.status.verification = Some(v.clone());
+    if !done {
+        out.action = Action::requeue(Duration::from_secs(
+            verify::timeout_secs(run) + verify::CLONE_ALLOWANCE_SECS + 30,
+        ));
+        return Ok(());
+    }
+    let required = run.spec.verify.as_ref().is_some_and(|s| s.required);
+    let what = verification_message(&v);
+    let (phase, reason, message) = if required && v.result != VerificationResult::Passed {
+        (Phase::Failed, "VerificationFailed", what)
+    } else {
+        let done = out
+            .status
+            .result
+            .as_ref()
+            .map(|r| status::succeeded_message(&r.run))
+            .unwrap_or_default();
+        (Phase::Succeeded, "Succeeded", format!("{done}; {what}"))
+    };
+    out.status.completion_time = None;
+    transition(run, out, phase, reason, &message);
+    Ok(())
+}
+
+/// While a held push waits (issue 19): records the result of the attempt's verification pod
+/// (created by the log follower when the gateway asked to push) into `status.verification`.
+async fn held_verification(run: &AgentRun, ctx: &Arc<Context>, out: &mut Outcome) -> Result<()> {
+    let attempt = out.status.attempt.unwrap_or(1);
+    let current = out.status.verification.clone().filter(|v| v.attempt == attempt);
+    if current
+        .as_ref()
+        .is_some_and(|v| v.result != VerificationResult::Running)
+    {
+        return Ok(());
+    }
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let name = verify::pod_name(run, attempt);
+    let Some(p) = pods.get_opt(&name).await? else {
+        return Ok(());
+    };
+    let t = now();
+    let mut v = current.unwrap_or_else(|| {
+        let (base, commit) = verify::pod_commits(&p);
+        let mut v = verify::started(attempt, &base, Some(name.clone()), t.clone());
+        v.commit = commit;
+        v
+    });
+    let patch = verify::read_patch(ctx, run, &artifacts::patch_configmap_name(run)).await?;
+    if !verify::check_protected(run, patch.as_deref(), &mut v) {
+        verify::finish(ctx, run, &p, &mut v, &t).await?;
+    }
+    verify::set_condition(&mut out.status, &v, run.metadata.generation, &t);
+    out.status.verification = Some(v);
     Ok(())
 }
 

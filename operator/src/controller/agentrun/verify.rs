@@ -1,0 +1,726 @@
+//! Verification (issue 19, docs/verification.md): the repository's own checks
+//! (`spec.verify.command`) run on the agent's change, in a pod of their own that the operator
+//! builds, and their outcome recorded by the operator (`status.verification`, condition
+//! `Verified`).
+//!
+//! The verification pod `<run>-verify-<attempt>`: the trusted `clone` step checks out the
+//! commit the run started from (the gateway's `base` fact) and applies the run's patch (the
+//! gateway's diff, stored in `<run>-patch`); then the `verify` container, the agent's image
+//! with the agent's restrictions and none of its credentials or network (it holds no egress
+//! token, and the pool's NetworkPolicy lets runner pods reach only the egress gateway), runs
+//! the command in the work tree. The result is the kubelet's report of that container's exit
+//! code, and a protected path the patch changed fails verification before anything runs.
+//!
+//! When: a run without a held push is verified after its pod ended, before its terminal phase
+//! is written (phase `Running`, reason `Verifying`). A run with `verify.required` and
+//! `output.push` holds its push (the pod's gateway waits for the operator's signed verdict, as
+//! for a BeforePush gate): it is verified while it waits, and the push verdict is `Approve`
+//! only once the checks passed (and any BeforePush gate is approved), `Reject` when they did
+//! not.
+
+use super::artifacts;
+use crate::context::{Context, MANAGER_AGENTRUN};
+use crate::error::Result;
+use k8s_openapi::api::core::v1::{ConfigMap, ConfigMapVolumeSource, KeyToPath, Pod, Volume, VolumeMount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, LogParams, Patch, PatchParams};
+use paddock_crds::{AgentRun, VerificationResult, VerificationStatus};
+use std::collections::BTreeMap;
+
+/// Name of the checks' container in a verification pod.
+pub const CONTAINER: &str = "verify";
+/// Label on verification pods (value `true`).
+pub const LABEL_VERIFY: &str = "paddock.dev/verify";
+/// Default `spec.verify.timeout` (seconds).
+pub const DEFAULT_TIMEOUT_SECS: u64 = 600;
+/// Time the verification pod gets beyond the timeout, for the clone (seconds).
+pub const CLONE_ALLOWANCE_SECS: u64 = 300;
+/// Most bytes of the checks' output kept (the end of it).
+pub const MAX_LOG_BYTES: usize = 256 * 1024;
+/// Where the patch is mounted in the `clone` container.
+const PATCH_DIR: &str = "/etc/paddock/patch";
+
+/// Name of the verification pod of `attempt`: `<run>-verify-<attempt>`.
+pub fn pod_name(run: &AgentRun, attempt: u32) -> String {
+    format!("{}-verify-{attempt}", run.metadata.name.as_deref().unwrap_or_default())
+}
+
+/// Name of the ConfigMap keeping the checks' output: `<run>-verify-log`.
+pub fn log_configmap_name(run: &AgentRun) -> String {
+    format!("{}-verify-log", run.metadata.name.as_deref().unwrap_or_default())
+}
+
+/// `spec.verify.timeout` in seconds (default [`DEFAULT_TIMEOUT_SECS`]).
+pub fn timeout_secs(run: &AgentRun) -> u64 {
+    run.spec
+        .verify
+        .as_ref()
+        .and_then(|v| v.timeout.as_deref())
+        .and_then(super::build::parse_duration_secs)
+        .unwrap_or(DEFAULT_TIMEOUT_SECS)
+}
+
+/// Whether `run` holds its push until verified (`verify.required` with `output.push`).
+pub fn holds_push(run: &AgentRun) -> bool {
+    run.spec.verification_holds_push()
+}
+
+/// The files a unified diff (git's format) touches, old and new names, in order, without
+/// repeats. Pure.
+pub fn changed_files(patch: &str) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    let mut push = |p: &str| {
+        let p = p.trim_end_matches('\t');
+        if p != "/dev/null" && !out.iter().any(|o| o == p) {
+            out.push(p.to_string());
+        }
+    };
+    for line in patch.lines() {
+        if let Some(rest) = line.strip_prefix("--- a/").or_else(|| line.strip_prefix("+++ b/")) {
+            push(rest);
+        } else if let Some(rest) = line
+            .strip_prefix("rename from ")
+            .or_else(|| line.strip_prefix("rename to "))
+        {
+            push(rest);
+        } else if let Some(rest) = line.strip_prefix("diff --git a/") {
+            // `diff --git a/X b/X`: covers mode-only and binary changes with no ---/+++ lines.
+            if let Some((a, b)) = rest.split_once(" b/") {
+                push(a);
+                push(b);
+            }
+        }
+    }
+    out
+}
+
+/// The files of `patch` matching one of `globs` (shell-style, `**` for any depth, `*` not
+/// crossing `/`; a glob without `/` also matches that name in any directory, as `.gitignore`
+/// does). Pure.
+pub fn protected_changes(patch: &str, globs: &[String]) -> Vec<String> {
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let patterns: Vec<glob::Pattern> = globs
+        .iter()
+        .flat_map(|g| {
+            let g = g.trim_start_matches('/');
+            let mut v = vec![g.to_string()];
+            if !g.contains('/') {
+                v.push(format!("**/{g}"));
+            }
+            // `dir/**` also means the directory's files at any depth (glob's `**` needs a name).
+            if let Some(dir) = g.strip_suffix("/**") {
+                v.push(format!("{dir}/**/*"));
+            }
+            v
+        })
+        .filter_map(|g| glob::Pattern::new(&g).ok())
+        .collect();
+    changed_files(patch)
+        .into_iter()
+        .filter(|f| patterns.iter().any(|p| p.matches_with(f, opts)))
+        .collect()
+}
+
+/// The test runner's closing line, where its format is known: pytest (`== 41 passed, 2 failed
+/// in 0.12s ==` → `41 passed, 2 failed`), cargo test (`test result: FAILED. 12 passed; 1
+/// failed; …` → `12 passed; 1 failed`), Jest (`Tests: 2 failed, 41 passed, 43 total`), go test
+/// (`ok`/`FAIL` package lines, counted). The last match wins. Pure.
+pub fn summary(log: &str) -> Option<String> {
+    let mut found = None;
+    let (mut go_ok, mut go_fail) = (0u32, 0u32);
+    for line in log.lines() {
+        let t = line.trim();
+        let bare = t.trim_matches('=').trim();
+        let words_ok = bare.contains(" passed") || bare.contains(" failed") || bare.contains(" error");
+        if t.starts_with('=') && words_ok {
+            // pytest: drop the timing ("in 0.12s").
+            let s = bare.rsplit_once(" in ").map(|(s, _)| s).unwrap_or(bare);
+            found = Some(s.trim().to_string());
+        } else if let Some(rest) = t.strip_prefix("test result: ") {
+            let rest = rest.split_once(". ").map(|(_, r)| r).unwrap_or(rest);
+            let parts: Vec<&str> = rest.split("; ").take(2).collect();
+            found = Some(parts.join("; "));
+        } else if let Some(rest) = t.strip_prefix("Tests:") {
+            found = Some(rest.trim().to_string());
+        } else if t.starts_with("ok  \t") || t.starts_with("ok \t") {
+            go_ok += 1;
+        } else if t.starts_with("FAIL\t") {
+            go_fail += 1;
+        }
+    }
+    if found.is_none() && go_ok + go_fail > 0 {
+        found = Some(format!("{go_ok} packages ok, {go_fail} failed"));
+    }
+    found
+}
+
+/// The verification pod for `attempt` of `run`, from `runner` (the runner pod as the run
+/// would get it for that attempt, egress uplink applied): the `clone` init container checks
+/// out `base` and applies the patch of ConfigMap `patch_cm` (when the run changed anything);
+/// the `verify` container runs the command with the agent container's image, security
+/// settings, resources and volumes, without its environment (no prompt, keys, proxy or
+/// secrets). Pure.
+pub fn build_pod(run: &AgentRun, runner: Pod, attempt: u32, base: &str, patch_cm: Option<&str>) -> Pod {
+    let mut pod = runner;
+    let verify = run.spec.verify.clone().unwrap_or_default();
+    pod.metadata.name = Some(pod_name(run, attempt));
+    pod.metadata.annotations = None;
+    let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(LABEL_VERIFY.into(), "true".into());
+    let Some(spec) = pod.spec.as_mut() else { return pod };
+    spec.active_deadline_seconds = Some((timeout_secs(run) + CLONE_ALLOWANCE_SECS) as i64);
+    let mut inits: Vec<_> = spec.init_containers.take().unwrap_or_default();
+    inits.retain(|c| c.name == "clone");
+    for c in &mut inits {
+        let env = c.env.get_or_insert_with(Vec::new);
+        env.retain(|e| e.name != "PADDOCK_REVISION" && e.name != "PADDOCK_PUSH" && e.name != "PADDOCK_PUSH_APPROVAL");
+        env.push(super::build::env("PADDOCK_REVISION", base));
+        if patch_cm.is_some() {
+            env.push(super::build::env(
+                "PADDOCK_APPLY_PATCH",
+                format!("{PATCH_DIR}/patch.gz"),
+            ));
+            c.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
+                name: "patch".into(),
+                mount_path: PATCH_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
+    }
+    spec.init_containers = Some(inits);
+    if let Some(cm) = patch_cm {
+        spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+            name: "patch".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: cm.into(),
+                items: Some(vec![KeyToPath {
+                    key: "patch.gz".into(),
+                    path: "patch.gz".into(),
+                    mode: None,
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    let workdir = run
+        .spec
+        .repo
+        .workdir
+        .as_deref()
+        .map(|w| format!("/workspace/work/{}", w.trim_matches('/')))
+        .unwrap_or_else(|| "/workspace/work".into());
+    for c in spec.containers.iter_mut() {
+        c.name = CONTAINER.into();
+        c.command = Some(verify.command.clone());
+        c.args = None;
+        c.working_dir = Some(workdir.clone());
+        c.env = Some(vec![
+            super::build::env("HOME", "/home/paddock"),
+            super::build::env("CI", "true"),
+        ]);
+    }
+    pod
+}
+
+/// How a verification pod ended: (result, reason, message, exit code), or `None` while it
+/// runs. Pure.
+pub fn outcome(pod: &Pod) -> Option<(VerificationResult, String, String, Option<i32>)> {
+    let status = pod.status.as_ref()?;
+    let term = |list: &Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>, name: &str| {
+        list.iter()
+            .flatten()
+            .find(|c| c.name == name)
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.terminated.clone())
+    };
+    if let Some(t) = term(&status.container_statuses, CONTAINER) {
+        return Some(if t.exit_code == 0 {
+            (
+                VerificationResult::Passed,
+                "Passed".into(),
+                "the checks passed (exit 0)".into(),
+                Some(0),
+            )
+        } else {
+            (
+                VerificationResult::Failed,
+                "ChecksFailed".into(),
+                format!("the checks failed (exit {})", t.exit_code),
+                Some(t.exit_code),
+            )
+        });
+    }
+    if let Some(t) = term(&status.init_container_statuses, "clone").filter(|t| t.exit_code != 0) {
+        let msg = t.message.unwrap_or_default();
+        let reason = if msg.contains("PatchDidNotApply") {
+            "PatchDidNotApply"
+        } else {
+            "VerificationPodFailed"
+        };
+        return Some((
+            VerificationResult::Error,
+            reason.into(),
+            format!(
+                "preparing the tree failed: {}",
+                paddock_crds::events::truncate(&msg, 500)
+            ),
+            None,
+        ));
+    }
+    match status.phase.as_deref() {
+        Some("Failed") => {
+            let why = status.reason.clone().unwrap_or_default();
+            let reason = if why == "DeadlineExceeded" {
+                "VerificationTimedOut"
+            } else {
+                "VerificationPodFailed"
+            };
+            Some((
+                VerificationResult::Error,
+                reason.into(),
+                format!(
+                    "the verification pod failed: {} {}",
+                    why,
+                    status.message.clone().unwrap_or_default()
+                ),
+                None,
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// A verification of `attempt` starting now (or already decided by protected paths).
+pub fn started(attempt: u32, base: &str, pod: Option<String>, now: Time) -> VerificationStatus {
+    VerificationStatus {
+        result: VerificationResult::Running,
+        reason: "Verifying".into(),
+        message: "the checks are running".into(),
+        attempt,
+        base_commit: base.into(),
+        commit: None,
+        pod_name: pod,
+        exit_code: None,
+        summary: None,
+        protected_paths_changed: vec![],
+        start_time: Some(now),
+        duration_seconds: None,
+        log_ref: None,
+    }
+}
+
+/// The patch text of `run` (its `<run>-patch` ConfigMap), `None` when it has none.
+///
+/// # Errors
+/// API errors.
+pub async fn read_patch(ctx: &Context, run: &AgentRun, cm: &str) -> Result<Option<String>> {
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(c) = cms.get_opt(cm).await? else {
+        return Ok(None);
+    };
+    let gz = c
+        .binary_data
+        .as_ref()
+        .and_then(|b| b.get("patch.gz"))
+        .map(|b| b.0.clone());
+    Ok(gz.and_then(|g| {
+        use std::io::Read as _;
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(g.as_slice())
+            .read_to_string(&mut s)
+            .ok()
+            .map(|_| s)
+    }))
+}
+
+/// Creates the verification pod (server-side apply; idempotent).
+///
+/// # Errors
+/// API errors.
+pub async fn create_pod(ctx: &Context, pod: &Pod) -> Result<()> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let mut value = serde_json::to_value(pod)?;
+    value["apiVersion"] = "v1".into();
+    value["kind"] = "Pod".into();
+    pods.patch(
+        name,
+        &PatchParams::apply(MANAGER_AGENTRUN).force(),
+        &Patch::Apply(&value),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records how verification pod `pod` ended into `v`: the result, the checks' output (kept
+/// in [`log_configmap_name`]), its summary and the duration.
+///
+/// # Errors
+/// API errors storing the output.
+pub async fn finish(ctx: &Context, run: &AgentRun, pod: &Pod, v: &mut VerificationStatus, now: &Time) -> Result<bool> {
+    let Some((result, reason, message, exit_code)) = outcome(pod) else {
+        return Ok(false);
+    };
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let lp = LogParams {
+        container: Some(CONTAINER.into()),
+        tail_lines: Some(5000),
+        ..Default::default()
+    };
+    let mut log = pods.logs(&name, &lp).await.unwrap_or_default();
+    if log.len() > MAX_LOG_BYTES {
+        let mut cut = log.len() - MAX_LOG_BYTES;
+        while !log.is_char_boundary(cut) {
+            cut += 1;
+        }
+        log = log[cut..].to_string();
+    }
+    let cm_name = log_configmap_name(run);
+    let mut cm = artifacts::configmap(run, cm_name.clone(), "verify-log");
+    cm.data = Some(BTreeMap::from([("verify.log".to_string(), log.clone())]));
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    cms.patch(
+        &cm_name,
+        &PatchParams::apply(MANAGER_AGENTRUN).force(),
+        &Patch::Apply(&artifacts::with_kind(cm)),
+    )
+    .await?;
+    v.result = result;
+    v.reason = reason;
+    v.message = message;
+    v.exit_code = exit_code;
+    v.summary = summary(&log);
+    v.log_ref = Some(cm_name);
+    v.duration_seconds = v
+        .start_time
+        .as_ref()
+        .map(|s| (now.0.as_second() - s.0.as_second()).max(0));
+    Ok(true)
+}
+
+/// Env on a verification pod's `clone` container naming the commit whose patch it applies
+/// (the gateway's reviewed commit of a held push): the push verdict is signed for it.
+pub const VERIFIED_COMMIT_ENV: &str = "PADDOCK_VERIFIED_COMMIT";
+
+/// The runner pod `run` gets for `attempt` (built from the pool as the run was admitted, with
+/// the pool's egress uplink), the template of its verification pod; `Ok(Err(why))` when it
+/// cannot be built (the pool is gone, the egress gateway not ready yet, the build refused).
+///
+/// # Errors
+/// API errors.
+pub async fn runner_pod_for(ctx: &Context, run: &AgentRun, attempt: u32) -> Result<std::result::Result<Pod, String>> {
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    let pools: Api<paddock_crds::RunnerPool> = Api::namespaced(ctx.client.clone(), ns);
+    let pool_name = super::build::pool_name(run);
+    let Some(live) = pools.get_opt(pool_name).await? else {
+        return Ok(Err(format!("RunnerPool {pool_name} does not exist")));
+    };
+    let pool = super::evidence::pool_as_admitted(&live, run.status.as_ref().and_then(|s| s.policy.as_ref()));
+    let mut pod = match super::build::build_pod(run, &pool, attempt, &ctx.verdict_key()) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let Some(uplink) = crate::controller::runnerpool::egress::reconcile_egress(&live, ctx).await? else {
+        return Ok(Err(format!("the egress gateway of pool {pool_name} is not ready")));
+    };
+    super::build::apply_uplink(&mut pod, &uplink);
+    Ok(Ok(pod))
+}
+
+/// The base and reviewed commit a verification pod was built for (its `clone` container's
+/// env; pod specs are immutable). Pure.
+pub fn pod_commits(pod: &Pod) -> (String, Option<String>) {
+    let env: Vec<k8s_openapi::api::core::v1::EnvVar> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .filter(|c| c.name == "clone")
+        .flat_map(|c| c.env.clone().unwrap_or_default())
+        .collect();
+    let get = |n: &str| env.iter().find(|e| e.name == n).and_then(|e| e.value.clone());
+    (get("PADDOCK_REVISION").unwrap_or_default(), get(VERIFIED_COMMIT_ENV))
+}
+
+/// A held push (`verify.required` with `output.push`) was requested: stores the gateway's
+/// patch (`<run>-patch`) and creates the verification pod of `attempt` for the commit the
+/// gateway reviewed. Idempotent. `Ok(false)` while the gateway has not printed its review.
+///
+/// # Errors
+/// API errors.
+pub async fn start_held(ctx: &Context, run: &AgentRun, runner_pod: &str, attempt: u32) -> Result<bool> {
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let name = pod_name(run, attempt);
+    if pods.get_opt(&name).await?.is_some() {
+        return Ok(true);
+    }
+    let gw = artifacts::parse_gateway_log(&artifacts::fetch_gateway_log(&pods, runner_pod).await);
+    let Some(facts) = gw.review.facts.clone() else {
+        return Ok(false);
+    };
+    let Some(commit) = facts.commit.clone() else {
+        return Ok(false);
+    };
+    let mut parsed = artifacts::parse_log(&artifacts::fetch_pod_log(&pods, runner_pod).await);
+    parsed.patch_gz = gw.review.patch_gz.clone();
+    let patch_ref = artifacts::apply_artifacts(&ctx.client, run, &parsed).await?.patch;
+    let runner = match runner_pod_for(ctx, run, attempt).await? {
+        Ok(p) => p,
+        Err(why) => {
+            tracing::warn!(
+                run = run.metadata.name.as_deref().unwrap_or_default(),
+                why,
+                "cannot build the verification pod"
+            );
+            return Ok(false);
+        }
+    };
+    let mut pod = build_pod(run, runner, attempt, &facts.base, patch_ref.as_deref());
+    for c in pod.spec.iter_mut().flat_map(|s| s.init_containers.iter_mut().flatten()) {
+        c.env
+            .get_or_insert_with(Vec::new)
+            .push(super::build::env(VERIFIED_COMMIT_ENV, commit.clone()));
+    }
+    create_pod(ctx, &pod).await?;
+    Ok(true)
+}
+
+/// Sets condition `Verified` from `v`: Unknown while `Running`, True when `Passed`, False
+/// otherwise (reason: `v.reason`).
+pub fn set_condition(
+    st: &mut paddock_crds::AgentRunStatus,
+    v: &VerificationStatus,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let status = match v.result {
+        VerificationResult::Running => "Unknown",
+        VerificationResult::Passed => "True",
+        _ => "False",
+    };
+    paddock_crds::condition::set_condition(
+        &mut st.conditions,
+        COND_VERIFIED,
+        status,
+        &v.reason,
+        &paddock_crds::events::truncate(&v.message, 1000),
+        generation,
+        now.clone(),
+    );
+}
+
+/// Condition type of verification.
+pub const COND_VERIFIED: &str = "Verified";
+
+/// Fails `v` with `ProtectedPathChanged` when `patch` changes a protected path; `true` if so.
+pub fn check_protected(run: &AgentRun, patch: Option<&str>, v: &mut VerificationStatus) -> bool {
+    let globs = run
+        .spec
+        .verify
+        .as_ref()
+        .map(|s| s.protected_paths.clone())
+        .unwrap_or_default();
+    let changed = protected_changes(patch.unwrap_or_default(), &globs);
+    if changed.is_empty() {
+        return false;
+    }
+    v.result = VerificationResult::Failed;
+    v.reason = "ProtectedPathChanged".into();
+    v.message = format!("the change touches protected paths: {}", changed.join(", "));
+    v.protected_paths_changed = changed;
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PATCH: &str = "diff --git a/src/calc.py b/src/calc.py\n--- a/src/calc.py\n+++ b/src/calc.py\n@@ -1 +1 @@\n-x\n+y\n\
+diff --git a/tests/test_calc.py b/tests/test_calc.py\n--- a/tests/test_calc.py\n+++ b/tests/test_calc.py\n@@ -1 +1 @@\n-a\n+b\n\
+diff --git a/new.txt b/new.txt\nnew file mode 100644\n--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1 @@\n+n\n\
+diff --git a/old.sh b/renamed.sh\nsimilarity index 100%\nrename from old.sh\nrename to renamed.sh\n\
+diff --git a/sub/conftest.py b/sub/conftest.py\nold mode 100644\nnew mode 100755\n";
+
+    #[test]
+    fn the_files_of_a_patch_are_read_from_every_kind_of_hunk() {
+        assert_eq!(
+            changed_files(PATCH),
+            vec![
+                "src/calc.py",
+                "tests/test_calc.py",
+                "new.txt",
+                "old.sh",
+                "renamed.sh",
+                "sub/conftest.py"
+            ]
+        );
+    }
+
+    #[test]
+    fn protected_globs_catch_test_edits_renames_and_mode_changes() {
+        let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(protected_changes(PATCH, &g(&["tests/**"])), vec!["tests/test_calc.py"]);
+        assert_eq!(protected_changes(PATCH, &g(&["conftest.py"])), vec!["sub/conftest.py"]);
+        assert_eq!(protected_changes(PATCH, &g(&["*.sh"])), vec!["old.sh", "renamed.sh"]);
+        assert!(protected_changes(PATCH, &g(&["docs/**", "*.md"])).is_empty());
+        // `*` does not cross directories.
+        assert!(protected_changes(PATCH, &g(&["src*"])).is_empty());
+        assert_eq!(protected_changes(PATCH, &g(&["src/*.py"])), vec!["src/calc.py"]);
+    }
+
+    #[test]
+    fn closing_lines_of_known_test_runners_become_the_summary() {
+        let pytest = "....F\n=================== 41 passed, 2 failed in 0.12s ===================\n";
+        assert_eq!(summary(pytest).as_deref(), Some("41 passed, 2 failed"));
+        let cargo = "test a ... ok\ntest result: FAILED. 12 passed; 1 failed; 0 ignored; 0 measured\n";
+        assert_eq!(summary(cargo).as_deref(), Some("12 passed; 1 failed"));
+        let jest = "Tests:       2 failed, 41 passed, 43 total\n";
+        assert_eq!(summary(jest).as_deref(), Some("2 failed, 41 passed, 43 total"));
+        let go = "ok  \texample.com/a\t0.1s\nFAIL\texample.com/b\t0.2s\n";
+        assert_eq!(summary(go).as_deref(), Some("1 packages ok, 1 failed"));
+        assert_eq!(summary("all good\n"), None);
+    }
+
+    fn run(verify: serde_json::Value, output: serde_json::Value) -> AgentRun {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun",
+            "metadata": {"name": "fix", "namespace": "ns", "uid": "u-1"},
+            "spec": {"repo": {"url": "https://example.com/r.git", "workdir": "app"},
+                     "agent": {"name": "claude-code",
+                               "env": [{"name": "ANTHROPIC_API_KEY", "valueFrom": {"secretKeyRef": {"name": "k", "key": "k"}}}]},
+                     "prompt": "fix it", "verify": verify, "output": output},
+        }))
+        .unwrap()
+    }
+
+    fn pool() -> paddock_crds::RunnerPool {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "RunnerPool",
+            "metadata": {"name": "default", "namespace": "ns"},
+            "spec": {"template": {"image": "runner:1"}, "overrides": {"env": true}},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_verification_pod_runs_the_command_on_base_plus_patch_without_the_agents_secrets_or_network() {
+        let r = run(
+            serde_json::json!({"command": ["pytest", "-q"], "timeout": "2m"}),
+            serde_json::json!({}),
+        );
+        let mut runner = super::super::build::build_pod(&r, &pool(), 1, "key").unwrap();
+        super::super::build::apply_uplink(
+            &mut runner,
+            &crate::controller::runnerpool::egress::PodUplink {
+                proxy: "http://egress:3128".into(),
+                token: "tok".into(),
+            },
+        );
+        let pod = build_pod(&r, runner, 1, "abc123", Some("fix-patch"));
+        assert_eq!(pod.metadata.name.as_deref(), Some("fix-verify-1"));
+        assert_eq!(pod.metadata.labels.as_ref().unwrap()[LABEL_VERIFY], "true");
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.active_deadline_seconds, Some(120 + CLONE_ALLOWANCE_SECS as i64));
+        let inits = spec.init_containers.unwrap();
+        assert_eq!(
+            inits.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            vec!["clone"],
+            "no gateway"
+        );
+        let env = |c: &k8s_openapi::api::core::v1::Container, n: &str| {
+            c.env
+                .iter()
+                .flatten()
+                .find(|e| e.name == n)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(env(&inits[0], "PADDOCK_REVISION").as_deref(), Some("abc123"));
+        assert_eq!(
+            env(&inits[0], "PADDOCK_APPLY_PATCH").as_deref(),
+            Some("/etc/paddock/patch/patch.gz")
+        );
+        assert_eq!(spec.containers.len(), 1);
+        let c = &spec.containers[0];
+        assert_eq!(c.name, CONTAINER);
+        assert_eq!(
+            c.command.as_deref(),
+            Some(&["pytest".to_string(), "-q".to_string()][..])
+        );
+        assert_eq!(c.working_dir.as_deref(), Some("/workspace/work/app"));
+        let names: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, vec!["HOME", "CI"], "no prompt, key, proxy or egress token");
+        assert!(c.env.iter().flatten().all(|e| e.value_from.is_none()));
+        assert!(spec
+            .volumes
+            .unwrap()
+            .iter()
+            .any(|v| v.config_map.as_ref().is_some_and(|c| c.name == "fix-patch")));
+    }
+
+    #[test]
+    fn a_held_push_is_approved_only_after_passing_and_rejected_after_failing() {
+        use paddock_crds::verdict::{verified_verdict, Signer, Subject};
+        let signer = Signer::generate().unwrap();
+        let r = run(
+            serde_json::json!({"command": ["true"], "required": true}),
+            serde_json::json!({"push": true}),
+        );
+        assert!(holds_push(&r));
+        let mut v = started(
+            1,
+            "base",
+            Some("fix-verify-1".into()),
+            Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        );
+        v.commit = Some("c0ffee".into());
+        let subject = Subject {
+            namespace: "ns",
+            run: "fix",
+            run_uid: "u-1",
+            attempt: 1,
+            id: "push",
+            subject: "c0ffee",
+        };
+        let verdict_of = |v: &VerificationStatus, gate: Option<&str>| {
+            let mut wanted = BTreeMap::new();
+            if let Some(g) = gate {
+                wanted.insert("decision.paddock.dev/push".to_string(), g.to_string());
+            }
+            super::super::approvals::held_push_verdict(&r, 1, Some(v), &signer, &mut wanted);
+            wanted.get("decision.paddock.dev/push").cloned()
+        };
+        // Running: nothing, even when something was there.
+        assert_eq!(verdict_of(&v, Some("Approve;ed25519=x")), None);
+        v.result = VerificationResult::Failed;
+        let rejected = verdict_of(&v, None).unwrap();
+        assert_eq!(
+            verified_verdict(&signer.public_key_b64(), &subject, &rejected),
+            Some("Reject")
+        );
+        v.result = VerificationResult::Passed;
+        let approved = verdict_of(&v, None).unwrap();
+        assert_eq!(
+            verified_verdict(&signer.public_key_b64(), &subject, &approved),
+            Some("Approve")
+        );
+        // Another attempt's verification says nothing for this one.
+        v.attempt = 2;
+        assert_eq!(verdict_of(&v, None), None);
+        // Not held (verification not required): untouched.
+        let free = run(
+            serde_json::json!({"command": ["true"]}),
+            serde_json::json!({"push": true}),
+        );
+        assert!(!holds_push(&free));
+    }
+}
