@@ -285,19 +285,40 @@ impl EgressGateway {
 
 /// Whether `ip` is never a destination of the agent's traffic: loopback (the egress gateway's
 /// own pod), link-local (`169.254.0.0/16` holds the cloud metadata address, `fe80::/10`),
-/// unspecified, multicast or broadcast; IPv4-mapped IPv6 addresses are judged as IPv4.
+/// unspecified, multicast or broadcast, and the metadata services outside those ranges
+/// (AWS's IPv6 `fd00:ec2::254`, Alibaba Cloud's `100.100.100.200`); IPv4-mapped and NAT64
+/// (`64:ff9b::/96`, RFC 6052) IPv6 addresses are judged as the IPv4 address they carry.
 pub fn forbidden_for_agents(ip: std::net::IpAddr) -> bool {
     use std::net::IpAddr;
     match ip {
         IpAddr::V4(v4) => {
-            v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
+            v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4 == std::net::Ipv4Addr::new(100, 100, 100, 200)
         }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => forbidden_for_agents(IpAddr::V4(v4)),
-            None => {
-                v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || (v6.segments()[0] & 0xffc0) == 0xfe80
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+            match v6.to_ipv4_mapped() {
+                Some(v4) => forbidden_for_agents(IpAddr::V4(v4)),
+                None if nat64 => forbidden_for_agents(IpAddr::V4(std::net::Ipv4Addr::new(
+                    (s[6] >> 8) as u8,
+                    s[6] as u8,
+                    (s[7] >> 8) as u8,
+                    s[7] as u8,
+                ))),
+                None => {
+                    v6.is_loopback()
+                        || v6.is_unspecified()
+                        || v6.is_multicast()
+                        || (s[0] & 0xffc0) == 0xfe80
+                        || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+                }
             }
-        },
+        }
     }
 }
 
@@ -354,10 +375,22 @@ mod tests {
             "fe80::1",
             "::ffff:169.254.169.254",
             "224.0.0.1",
+            "fd00:ec2::254",
+            "100.100.100.200",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::7f00:1",
         ] {
             assert!(forbidden_for_agents(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["10.244.0.1", "203.0.113.80", "2001:db8::1", "::ffff:10.0.0.1"] {
+        for ip in [
+            "10.244.0.1",
+            "203.0.113.80",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
+            "100.100.100.1",
+            "64:ff9b::cb00:7150",
+            "fd00:ec2::253",
+        ] {
             assert!(!forbidden_for_agents(ip.parse().unwrap()), "{ip}");
         }
     }
