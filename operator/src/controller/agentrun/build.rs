@@ -389,7 +389,7 @@ fn agent_run_env(run: &AgentRun, prompt: EnvVar, user_env: &[EnvVar], attempt: u
     }
     // In-run approvals: verdicts arrive as pod annotations in a downward API file.
     let approvals = run.spec.approvals.as_ref();
-    if approvals.is_some_and(|a| a.before_push.is_some()) {
+    if approvals.is_some_and(|a| a.before_push.is_some()) || run.spec.verification_holds_push() {
         paddock_env.push(env("PADDOCK_PUSH_APPROVAL", "true"));
     }
     if let Some(t) = approvals.and_then(|a| a.tool_use.as_ref()) {
