@@ -676,6 +676,25 @@ diff --git a/sub/conftest.py b/sub/conftest.py\nold mode 100644\nnew mode 100755
             serde_json::json!({"push": true}),
         );
         assert!(holds_push(&r));
+        // The pod's gateway holds the push and the runner announces it, as for a BeforePush gate.
+        let runner = super::super::build::build_pod(&r, &pool(), 1, "key").unwrap();
+        let spec = runner.spec.unwrap();
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .filter(|c| c.name == "gateway")
+            .chain(spec.containers.iter())
+        {
+            assert!(
+                c.env
+                    .iter()
+                    .flatten()
+                    .any(|e| e.name == "PADDOCK_PUSH_APPROVAL" && e.value.as_deref() == Some("true")),
+                "{} holds the push",
+                c.name
+            );
+        }
         let mut v = started(
             1,
             "base",
