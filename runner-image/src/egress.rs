@@ -8,10 +8,12 @@
 //! allowlist of its own: the run's allowlist, keys and budgets are the pod gateway's, which is
 //! the only holder of the token besides the `clone` step.
 //!
-//! What the pod gateway sends on the agent's behalf (header
-//! [`paddock_crds::egress::CLASS_HEADER`]) is resolved here and refused when an address is never
-//! the agent's to reach ([`forbidden_for_agents`]: loopback, link-local — the cloud metadata
-//! address — unspecified, multicast), whatever the run's allowlist says.
+//! Every destination is resolved here and refused when an address is a cloud metadata service
+//! ([`forbidden_for_everyone`]: link-local, AWS's IPv6 and Alibaba's addresses), whoever asks
+//! (a run's own model base URL or repository URL included). What the pod gateway sends on the
+//! agent's behalf (header [`paddock_crds::egress::CLASS_HEADER`]) is also refused loopback,
+//! unspecified and multicast addresses ([`forbidden_for_agents`]), whatever the run's
+//! allowlist says.
 //!
 //! Env: [`paddock_crds::egress::TOKEN_ENV`] (required), `PADDOCK_EGRESS_LISTEN` (default
 //! `0.0.0.0:3128`). Output: one JSON line per refused caller (`{"type":"egress_unauthorized",
@@ -181,18 +183,16 @@ impl EgressGateway {
             return self.tunnel(req, for_agent).await;
         }
         if req.uri().scheme_str() == Some("http") {
-            if for_agent {
-                let host = req
-                    .uri()
-                    .host()
-                    .unwrap_or_default()
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string();
-                let port = req.uri().port_u16().unwrap_or(80);
-                if let Err(r) = self.vet(&host, port).await {
-                    return r;
-                }
+            let host = req
+                .uri()
+                .host()
+                .unwrap_or_default()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let port = req.uri().port_u16().unwrap_or(80);
+            if let Err(r) = self.vet(&host, port, for_agent).await {
+                return r;
             }
             return self.forward(req).await;
         }
@@ -202,9 +202,14 @@ impl EgressGateway {
         )
     }
 
-    /// The addresses of `host:port`, or the refusal when one of them is never the agent's to
-    /// reach ([`forbidden_for_agents`]).
-    async fn vet(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Response<Body>> {
+    /// The addresses of `host:port`, or the refusal when one of them is never the caller's to
+    /// reach ([`forbidden_for_agents`] on the agent's behalf, else [`forbidden_for_everyone`]).
+    async fn vet(&self, host: &str, port: u16, for_agent: bool) -> Result<Vec<SocketAddr>, Response<Body>> {
+        let forbidden = if for_agent {
+            forbidden_for_agents
+        } else {
+            forbidden_for_everyone
+        };
         let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
             Ok(a) => a.collect(),
             Err(e) => {
@@ -214,7 +219,7 @@ impl EgressGateway {
                 ))
             }
         };
-        if let Some(bad) = addrs.iter().find(|a| forbidden_for_agents(a.ip())) {
+        if let Some(bad) = addrs.iter().find(|a| forbidden(a.ip())) {
             let n = self.refused.fetch_add(1, Ordering::Relaxed);
             if n < MAX_LOGGED_REFUSALS {
                 println!(
@@ -224,7 +229,15 @@ impl EgressGateway {
             }
             return Err(full(
                 StatusCode::FORBIDDEN,
-                format!("paddock egress gateway: {host} is {} (loopback, link-local such as the metadata address, unspecified or multicast): never reachable for the agent\n", bad.ip()),
+                format!(
+                    "paddock egress gateway: {host} is {} ({}): never reachable through the egress gateway\n",
+                    bad.ip(),
+                    if for_agent {
+                        "loopback, link-local such as the metadata address, unspecified or multicast, for the agent"
+                    } else {
+                        "a cloud metadata address"
+                    }
+                ),
             ));
         }
         Ok(addrs)
@@ -236,24 +249,17 @@ impl EgressGateway {
         };
         let host = auth.host().trim_start_matches('[').trim_end_matches(']').to_string();
         let port = auth.port_u16().unwrap_or(443);
-        // The agent's tunnels go to the addresses vetted here (not resolved again).
-        let vetted = if for_agent {
-            match self.vet(&host, port).await {
-                Ok(a) => Some(a),
-                Err(r) => return r,
-            }
-        } else {
-            None
+        // Tunnels go to the addresses vetted here (not resolved again).
+        let vetted = match self.vet(&host, port, for_agent).await {
+            Ok(a) => a,
+            Err(r) => return r,
         };
         self.tunnels.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let Ok(upgraded) = hyper::upgrade::on(req).await else {
                 return;
             };
-            let upstream = match &vetted {
-                Some(addrs) => TcpStream::connect(&addrs[..]).await,
-                None => TcpStream::connect((host.as_str(), port)).await,
-            };
+            let upstream = TcpStream::connect(&vetted[..]).await;
             crate::gateway::proxy::splice(upgraded, upstream).await;
         });
         Response::new(Empty::new().map_err(|e: Infallible| match e {}).boxed())
@@ -283,42 +289,49 @@ impl EgressGateway {
     }
 }
 
-/// Whether `ip` is never a destination of the agent's traffic: loopback (the egress gateway's
-/// own pod), link-local (`169.254.0.0/16` holds the cloud metadata address, `fe80::/10`),
-/// unspecified, multicast or broadcast, and the metadata services outside those ranges
-/// (AWS's IPv6 `fd00:ec2::254`, Alibaba Cloud's `100.100.100.200`); IPv4-mapped and NAT64
-/// (`64:ff9b::/96`, RFC 6052) IPv6 addresses are judged as the IPv4 address they carry.
-pub fn forbidden_for_agents(ip: std::net::IpAddr) -> bool {
+/// Whether `ip` is a cloud metadata service, never a destination of anyone's traffic through
+/// the egress gateway (the agent's, and the trusted containers' too: a run's own model base URL
+/// or repository URL must not reach it): link-local (`169.254.0.0/16`, which holds the usual
+/// metadata address, and `fe80::/10`), AWS's IPv6 `fd00:ec2::254`, Alibaba Cloud's
+/// `100.100.100.200`; IPv4-mapped and NAT64 (`64:ff9b::/96`, RFC 6052) IPv6 addresses are
+/// judged as the IPv4 address they carry.
+pub fn forbidden_for_everyone(ip: std::net::IpAddr) -> bool {
     use std::net::IpAddr;
     match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4 == std::net::Ipv4Addr::new(100, 100, 100, 200)
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
-            match v6.to_ipv4_mapped() {
-                Some(v4) => forbidden_for_agents(IpAddr::V4(v4)),
-                None if nat64 => forbidden_for_agents(IpAddr::V4(std::net::Ipv4Addr::new(
-                    (s[6] >> 8) as u8,
-                    s[6] as u8,
-                    (s[7] >> 8) as u8,
-                    s[7] as u8,
-                ))),
-                None => {
-                    v6.is_loopback()
-                        || v6.is_unspecified()
-                        || v6.is_multicast()
-                        || (s[0] & 0xffc0) == 0xfe80
-                        || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
-                }
+        IpAddr::V4(v4) => v4.is_link_local() || v4 == std::net::Ipv4Addr::new(100, 100, 100, 200),
+        IpAddr::V6(v6) => match embedded_v4(v6) {
+            Some(v4) => forbidden_for_everyone(IpAddr::V4(v4)),
+            None => {
+                (v6.segments()[0] & 0xffc0) == 0xfe80
+                    || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
             }
-        }
+        },
+    }
+}
+
+/// The IPv4 address an IPv4-mapped (`::ffff:a.b.c.d`) or NAT64 (`64:ff9b::a.b.c.d`) IPv6
+/// address carries. Pure.
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    v6.to_ipv4_mapped().or_else(|| {
+        (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0])
+            .then(|| std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8))
+    })
+}
+
+/// Whether `ip` is never a destination of the agent's traffic: [`forbidden_for_everyone`], and
+/// loopback (the egress gateway's own pod), unspecified, multicast or broadcast.
+pub fn forbidden_for_agents(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    if forbidden_for_everyone(ip) {
+        return true;
+    }
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
+        IpAddr::V6(v6) => match embedded_v4(v6) {
+            Some(v4) => forbidden_for_agents(IpAddr::V4(v4)),
+            None => v6.is_loopback() || v6.is_unspecified() || v6.is_multicast(),
+        },
     }
 }
 

@@ -270,8 +270,17 @@ fn what_the_agent_asks_for_never_reaches_loopback_or_the_metadata_address() {
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
     let git = format!("127.0.0.1:{}", w.git_port);
-    // A trusted container's tunnel (the clone, the push) may go where the pool says.
+    // A trusted container's tunnel (the clone, the push) may go where the pool says, but
+    // never to a metadata address (a run's own repository or model URL pointing there).
     assert!(ask("", &git).starts_with("HTTP/1.1 200"));
+    for target in [
+        "169.254.169.254:80",
+        "[fd00:ec2::254]:80",
+        "[::ffff:169.254.169.254]:80",
+    ] {
+        let answer = ask("", target);
+        assert!(answer.starts_with("HTTP/1.1 403"), "trusted {target}: {answer}");
+    }
     // The same on the agent's behalf (the pod gateway's header): loopback and the cloud
     // metadata address are refused, by address after resolving (a name pointing there too).
     let agent = "paddock-egress-class: agent\r\n";
@@ -281,7 +290,7 @@ fn what_the_agent_asks_for_never_reaches_loopback_or_the_metadata_address() {
     }
     let (tunnels, _, refused) = w.summary();
     assert_eq!(tunnels, 1, "only the trusted tunnel was opened");
-    assert!(refused >= 4, "{refused}");
+    assert!(refused >= 7, "{refused}");
 }
 
 /// A one-shot HTTP upstream answering an Anthropic-shaped message; returns its port and the
