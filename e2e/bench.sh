@@ -21,6 +21,9 @@ cleanup() {
   [ "${PADDOCK_BENCH_KEEP_PEERS:-}" = 1 ] || bash e2e/peers.sh stop all >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+# The default installation: no evidence archive (its finalizer and status.archive write would
+# add two API writes per run to the figures; docs/evidence.md).
+export PADDOCK_E2E_ARCHIVE=${PADDOCK_E2E_ARCHIVE:-0}
 e2e_up
 export KUBECTL=${KUBECTL:-$(command -v kubectl.1.33 || echo /usr/lib/google-cloud-sdk/bin/kubectl.1.33)}
 

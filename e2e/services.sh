@@ -120,16 +120,25 @@ e2e_up() {
   bash e2e/build-images.sh
   step "host services (scripted model, git daemon) on $HOST_IP"
   start_services "$HOST_IP"
-  step "object store (s3s-fs, emptied) on $HOST_IP:${PADDOCK_OBJECT_STORE_PORT:-19000}: the evidence archive"
-  local store_url
-  PADDOCK_RUN_DIR=$PADDOCK_RUN_DIR bash e2e/object-store.sh wipe
-  store_url=$(PADDOCK_RUN_DIR=$PADDOCK_RUN_DIR bash e2e/object-store.sh start "$HOST_IP")
-  # The archive's credentials, the fixed test keys of e2e/object-store.sh (chart value
-  # archive.credentialsSecret: loaded into the operator's environment).
-  kubectl create namespace paddock-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  kubectl -n paddock-system create secret generic paddock-archive-credentials \
-    --from-literal=AWS_ACCESS_KEY_ID=paddock-e2e --from-literal=AWS_SECRET_ACCESS_KEY=paddock-e2e-secret \
-    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  # PADDOCK_E2E_ARCHIVE=0 (the benchmark): Paddock as installed by default, without an archive
+  # (an archive adds the evidence finalizer and the status.archive write to each run).
+  local archive_args=(--set archive.url=)
+  if [ "${PADDOCK_E2E_ARCHIVE:-1}" != 0 ]; then
+    step "object store (s3s-fs, emptied) on $HOST_IP:${PADDOCK_OBJECT_STORE_PORT:-19000}: the evidence archive"
+    local store_url
+    PADDOCK_RUN_DIR=$PADDOCK_RUN_DIR bash e2e/object-store.sh wipe
+    store_url=$(PADDOCK_RUN_DIR=$PADDOCK_RUN_DIR bash e2e/object-store.sh start "$HOST_IP")
+    # The archive's credentials, the fixed test keys of e2e/object-store.sh (chart value
+    # archive.credentialsSecret: loaded into the operator's environment).
+    kubectl create namespace paddock-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+    kubectl -n paddock-system create secret generic paddock-archive-credentials \
+      --from-literal=AWS_ACCESS_KEY_ID=paddock-e2e --from-literal=AWS_SECRET_ACCESS_KEY=paddock-e2e-secret \
+      --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+    archive_args=(--set archive.url=s3://paddock-evidence/e2e --set archive.endpoint="$store_url"
+      --set archive.allowHttp=true --set archive.credentialsSecret=paddock-archive-credentials)
+    export PADDOCK_E2E_ARCHIVE_URL=s3://paddock-evidence/e2e PADDOCK_E2E_OBJECT_STORE_URL=$store_url
+    export PADDOCK_E2E_S3_ACCESS_KEY=paddock-e2e PADDOCK_E2E_S3_SECRET_KEY=paddock-e2e-secret
+  fi
   local kueue=false
   if [ "${PADDOCK_E2E_KUEUE:-}" = 1 ]; then
     step "Kueue controller (host process; e2e/kueue.sh)"
@@ -137,11 +146,7 @@ e2e_up() {
     kueue=true
   fi
   step "install Paddock (helm)"
-  install_paddock --set kueue.enabled=$kueue \
-    --set archive.url=s3://paddock-evidence/e2e --set archive.endpoint="$store_url" \
-    --set archive.allowHttp=true --set archive.credentialsSecret=paddock-archive-credentials
+  install_paddock --set kueue.enabled=$kueue "${archive_args[@]}"
   export PADDOCK_E2E_RUNNER_IMAGE=localhost/paddock/runner:dev
-  export PADDOCK_E2E_ARCHIVE_URL=s3://paddock-evidence/e2e PADDOCK_E2E_OBJECT_STORE_URL=$store_url
-  export PADDOCK_E2E_S3_ACCESS_KEY=paddock-e2e PADDOCK_E2E_S3_SECRET_KEY=paddock-e2e-secret
   export PADDOCK_E2E_MODEL_URL=$MODEL_URL PADDOCK_E2E_GIT_ROOT=$GIT_ROOT PADDOCK_E2E_GIT_URL=$GIT_URL
 }

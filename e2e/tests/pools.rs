@@ -325,3 +325,58 @@ async fn overrides_beyond_the_pools_policy_are_refused() -> Result<()> {
     ns.cleanup().await;
     Ok(())
 }
+
+/// A pool named after an existing object of someone else's (here a Service `clash-egress` a
+/// namespace user made) never takes it over: the pool says `EgressNameTaken`, its runs wait
+/// saying so, and the Service is left as it was.
+#[tokio::test]
+async fn a_pool_never_takes_over_a_same_named_object() -> Result<()> {
+    use k8s_openapi::api::core::v1::Service;
+    let ns = TestNs::new("pool-clash").await?;
+    let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
+    ns.apply::<Service>(json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "clash-egress", "labels": {"team": "web"}},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+    }))
+    .await?;
+    ns.pool("clash", None).await?;
+    let pool = wait_pool(&ns, "clash", "EgressNameTaken", |p| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.reason == "EgressNameTaken")
+    })
+    .await?;
+    let ready = pool
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert!(ready.message.contains("Service/clash-egress"), "{}", ready.message);
+    shell_run(&ns, &repo, "waits", "clash", "echo hi", json!({})).await?;
+    ns.wait_run("waits", RUN_TIMEOUT, "waiting on the name clash", |r| {
+        paddock_e2e::condition(r, "Succeeded").is_some_and(|c| c.1 == "EgressNameTaken")
+    })
+    .await?;
+    let svc = ns.api::<Service>().get("clash-egress").await?;
+    assert!(
+        svc.metadata.owner_references.is_none(),
+        "not taken over: {:?}",
+        svc.metadata.owner_references
+    );
+    assert_eq!(svc.spec.unwrap().selector.unwrap()["app"], "web");
+    // No Deployment was made either.
+    let deps = ns
+        .api::<k8s_openapi::api::apps::v1::Deployment>()
+        .list(&ListParams::default())
+        .await?;
+    assert!(
+        deps.items.is_empty(),
+        "{:?}",
+        deps.items.iter().map(|d| d.metadata.name.clone()).collect::<Vec<_>>()
+    );
+    ns.cleanup().await;
+    Ok(())
+}

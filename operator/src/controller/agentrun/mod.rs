@@ -477,7 +477,17 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
 
     // The pod's only way out: the pool's egress gateway (applied here too, so the first run of a
     // new pool need not wait for the pool's own reconcile).
-    let Some(uplink) = crate::controller::runnerpool::egress::reconcile_egress(&live_pool, ctx).await? else {
+    use crate::controller::runnerpool::egress::{reconcile_egress_state, Egress};
+    let uplink = match reconcile_egress_state(&live_pool, ctx).await? {
+        Egress::Ready(u) => Some(u),
+        Egress::NameTaken(why) => {
+            transition(run, out, Phase::Pending, "EgressNameTaken", &why);
+            out.action = Action::requeue(Duration::from_secs(30));
+            return Ok(());
+        }
+        Egress::NotReady => None,
+    };
+    let Some(uplink) = uplink else {
         transition(
             run,
             out,

@@ -266,22 +266,92 @@ fn available(d: &Deployment) -> bool {
 /// # Errors
 /// Transient API errors.
 pub async fn reconcile_egress(pool: &RunnerPool, ctx: &Context) -> Result<Option<PodUplink>> {
+    Ok(reconcile_egress_state(pool, ctx).await?.uplink())
+}
+
+/// Where a pool's egress gateway stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Egress {
+    /// Applied, with an available pod: the runner pods' uplink.
+    Ready(PodUplink),
+    /// Applied (or being applied); no available pod yet.
+    NotReady,
+    /// An object the gateway needs exists and belongs to something else (its owner references
+    /// do not name the pool): the operator does not take it over. The message names it.
+    NameTaken(String),
+}
+
+impl Egress {
+    /// The uplink when ready.
+    pub fn uplink(self) -> Option<PodUplink> {
+        match self {
+            Egress::Ready(u) => Some(u),
+            _ => None,
+        }
+    }
+}
+
+/// [`reconcile_egress`], saying why there is no uplink.
+///
+/// # Errors
+/// Transient API errors.
+pub async fn reconcile_egress_state(pool: &RunnerPool, ctx: &Context) -> Result<Egress> {
     // A pool being deleted (with its namespace, say) gets nothing new: the API server would
     // refuse it, and each refusal would wake the pool again.
     if pool.metadata.deletion_timestamp.is_some() {
-        return Ok(None);
+        return Ok(Egress::NotReady);
     }
     match apply_egress(pool, ctx).await {
         Err(crate::error::Error::Kube(kube::Error::Api(e)))
             if e.code == 403 && e.message.contains("being terminated") =>
         {
-            Ok(None)
+            Ok(Egress::NotReady)
         }
         other => other,
     }
 }
 
-async fn apply_egress(pool: &RunnerPool, ctx: &Context) -> Result<Option<PodUplink>> {
+/// Whether `existing` belongs to another owner than the pool of UID `pool_uid` (no owner
+/// reference naming the pool): such an object is never taken over. Pure.
+pub fn foreign(existing: &ObjectMeta, pool_uid: &str) -> bool {
+    !existing.owner_references.iter().flatten().any(|o| o.uid == pool_uid)
+}
+
+/// The first of the pool's egress objects that exists and is someone else's, as
+/// `Kind/name`.
+async fn name_taken(pool: &RunnerPool, ctx: &Context) -> Result<Option<String>> {
+    let ns = pool.metadata.namespace.clone().unwrap_or_default();
+    let name = pool.metadata.name.clone().unwrap_or_default();
+    let uid = pool.metadata.uid.clone().unwrap_or_default();
+    let gw = contract::gateway_name(&name);
+    let c = ctx.client.clone();
+    for policy in [
+        contract::runners_policy_name(&name),
+        contract::gateway_policy_name(&name),
+    ] {
+        if let Some(o) = Api::<NetworkPolicy>::namespaced(c.clone(), &ns)
+            .get_opt(&policy)
+            .await?
+        {
+            if foreign(&o.metadata, &uid) {
+                return Ok(Some(format!("NetworkPolicy/{policy}")));
+            }
+        }
+    }
+    if let Some(o) = Api::<Deployment>::namespaced(c.clone(), &ns).get_opt(&gw).await? {
+        if foreign(&o.metadata, &uid) {
+            return Ok(Some(format!("Deployment/{gw}")));
+        }
+    }
+    if let Some(o) = Api::<Service>::namespaced(c, &ns).get_opt(&gw).await? {
+        if foreign(&o.metadata, &uid) {
+            return Ok(Some(format!("Service/{gw}")));
+        }
+    }
+    Ok(None)
+}
+
+async fn apply_egress(pool: &RunnerPool, ctx: &Context) -> Result<Egress> {
     let ns = pool.metadata.namespace.clone().unwrap_or_default();
     let name = pool.metadata.name.clone().unwrap_or_default();
     let key = format!("{ns}/{name}");
@@ -293,7 +363,7 @@ async fn apply_egress(pool: &RunnerPool, ctx: &Context) -> Result<Option<PodUpli
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
     if let Some(applied) = ctx.egress_applied(&key).filter(|a| a.fingerprint == fp) {
         if applied.ready {
-            return Ok(Some(applied.uplink));
+            return Ok(Egress::Ready(applied.uplink));
         }
         let ready = deployments.get_opt(&gw).await?.is_some_and(|d| available(&d));
         ctx.set_egress_applied(
@@ -303,7 +373,18 @@ async fn apply_egress(pool: &RunnerPool, ctx: &Context) -> Result<Option<PodUpli
                 ..applied.clone()
             },
         );
-        return Ok(ready.then_some(applied.uplink));
+        return Ok(if ready {
+            Egress::Ready(applied.uplink)
+        } else {
+            Egress::NotReady
+        });
+    }
+    // Only objects the pool owns (or new ones) are applied: a server-side apply would take
+    // over a same-named object of someone else's (docs/security.md).
+    if let Some(taken) = name_taken(pool, ctx).await? {
+        return Ok(Egress::NameTaken(format!(
+            "{taken} exists and does not belong to RunnerPool {name}; rename the pool or remove that object"
+        )));
     }
     // Policies first: no runner pod of the pool is ever unconfined once the gateway exists.
     apply(
@@ -325,7 +406,7 @@ async fn apply_egress(pool: &RunnerPool, ctx: &Context) -> Result<Option<PodUpli
         .and_then(|s| s.cluster_ip)
         .filter(|ip| !ip.is_empty() && ip != "None")
     else {
-        return Ok(None);
+        return Ok(Egress::NotReady);
     };
     let uplink = PodUplink {
         proxy: format!("http://{ip}:{PORT}"),
@@ -340,7 +421,7 @@ async fn apply_egress(pool: &RunnerPool, ctx: &Context) -> Result<Option<PodUpli
             ready,
         },
     );
-    Ok(ready.then_some(uplink))
+    Ok(if ready { Egress::Ready(uplink) } else { Egress::NotReady })
 }
 
 #[cfg(test)]
@@ -354,6 +435,14 @@ mod tests {
             "spec": {"template": {"image": "paddock-runner:dev"}}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn an_object_not_naming_the_pool_as_owner_is_someone_elses() {
+        let o = desired(&pool(), "tok");
+        assert!(!foreign(&o.service.metadata, "u-1"), "the pool's own");
+        assert!(foreign(&o.service.metadata, "u-2"), "another pool's of the same name");
+        assert!(foreign(&ObjectMeta::default(), "u-1"), "a user's, with no owner");
     }
 
     #[test]

@@ -68,7 +68,12 @@ pub async fn reconcile(pool: Arc<RunnerPool>, ctx: Arc<Context>) -> Result<Actio
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = pool.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
     let (running, queued) = count_runs(&ctx.runs.state(), &ns, &name);
-    let uplink = egress::reconcile_egress(&pool, &ctx).await?;
+    let state = egress::reconcile_egress_state(&pool, &ctx).await?;
+    let name_taken = match &state {
+        egress::Egress::NameTaken(why) => Some(why.clone()),
+        _ => None,
+    };
+    let uplink = state.uplink();
     let (warm_total, warm_ready) = match &uplink {
         Some(u) => reconcile_warm(&pool, &ctx, &ns, &name, u).await?,
         // The Service has no cluster IP yet: warm pods wait for it.
@@ -88,6 +93,8 @@ pub async fn reconcile(pool: Arc<RunnerPool>, ctx: Arc<Context>) -> Result<Actio
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let (status, reason, message) = if pool.spec.template.image.trim().is_empty() {
         (FALSE, "NoImage", "spec.template.image is empty".to_string())
+    } else if let Some(why) = name_taken {
+        (FALSE, "EgressNameTaken", why)
     } else if uplink.is_none() {
         (
             FALSE,
