@@ -56,7 +56,8 @@ pub struct VerificationStatus {
     /// `Running`, `Passed`, `Failed` or `Error`.
     pub result: VerificationResult,
     /// Why, in CamelCase: `Passed`, `ChecksFailed`, `ProtectedPathChanged`,
-    /// `VerificationTimedOut`, `PatchDidNotApply`, `VerificationPodFailed`.
+    /// `VerificationTimedOut`, `PatchTooLarge`, `PatchChanged`, `PatchDidNotApply`,
+    /// `VerificationPodFailed`.
     #[serde(default)]
     pub reason: String,
     /// For people.
@@ -71,6 +72,10 @@ pub struct VerificationStatus {
     /// The commit whose change was verified (the gateway's reviewed commit of a held push).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// Lowercase hex SHA-256 of the gzip patch applied (the gateway's): the verification pod
+    /// refuses a patch file with another digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_sha256: Option<String>,
     /// The verification pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_name: Option<String>,

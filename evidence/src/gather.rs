@@ -15,6 +15,9 @@ use paddock_crds::{AgentRun, ApprovalGate};
 use std::collections::BTreeMap;
 use std::io::Read as _;
 
+/// Largest decompressed artifact (patch, transcript) taken into a bundle, bytes (16 MiB).
+pub const MAX_ARTIFACT_BYTES: u64 = 16 << 20;
+
 /// Kubernetes Events kept in a bundle, newest kept when there are more.
 pub const MAX_EVENTS: usize = 500;
 
@@ -135,11 +138,14 @@ fn text(cm: &ConfigMap, key: &str) -> Option<String> {
 
 fn gz_text(cm: &ConfigMap, key: &str) -> Option<String> {
     let gz = cm.binary_data.as_ref()?.get(key)?;
+    // At most MAX_ARTIFACT_BYTES decompressed (the operator's own artifacts are far smaller);
+    // a larger one (a gzip bomb written into the ConfigMap) is left out.
     let mut out = String::new();
     flate2::read::GzDecoder::new(gz.0.as_slice())
+        .take(MAX_ARTIFACT_BYTES + 1)
         .read_to_string(&mut out)
         .ok()?;
-    Some(out)
+    (out.len() as u64 <= MAX_ARTIFACT_BYTES).then_some(out)
 }
 
 /// The fields of a core/v1 Event a reader needs. Pure.

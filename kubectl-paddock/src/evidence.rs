@@ -220,6 +220,15 @@ pub async fn export(
             Ok(a) => {
                 let uid = run.metadata.uid.clone().unwrap_or_default();
                 let bytes = a.get(ns, name, &uid).await?;
+                // The object must be the one the operator archived (its digest in the run's
+                // status, which only the operator writes).
+                let digest = dsse::sha256_digest(&bytes);
+                if digest != st.digest {
+                    return Err(EvidenceError::Verify(paddock_evidence::bundle::BundleError::Schema(format!(
+                        "the archived object {} has digest {digest}, not the {} the operator recorded in status.archive",
+                        st.url, st.digest
+                    ))));
+                }
                 return Ok((bytes, format!("signed, from the archive: {}", st.url)));
             }
             Err(e) => {
@@ -247,8 +256,18 @@ async fn assemble_unsigned(client: &Client, run: &AgentRun) -> Result<Vec<u8>, E
 /// # Errors
 /// No archive, no bundle, or one that does not verify against the trusted key.
 pub async fn archived_bundle(cfg: &EvidenceConfig, ns: &str, name: &str) -> Result<Bundle, EvidenceError> {
-    let (_, bytes) = cfg.archive()?.latest(ns, name).await?;
-    Ok(Bundle::verified(&bytes, cfg.key()?)?)
+    let (found, bytes) = cfg.archive()?.latest(ns, name).await?;
+    let b = Bundle::verified(&bytes, cfg.key()?)?;
+    // A validly signed bundle of another run, copied under this run's key, is refused.
+    if (b.run.namespace.as_str(), b.run.name.as_str(), b.run.uid.as_str()) != (ns, name, found.uid.as_str()) {
+        return Err(EvidenceError::Verify(paddock_evidence::bundle::BundleError::Schema(
+            format!(
+                "the archived object {} holds the bundle of {}/{} (uid {}), not of {ns}/{name}",
+                found.url, b.run.namespace, b.run.name, b.run.uid
+            ),
+        )));
+    }
+    Ok(b)
 }
 
 /// `kubectl paddock history`: the archived runs of `ns` (all namespaces when `None`), oldest

@@ -18,8 +18,8 @@ pub struct Evidence {
     /// The archive (`--archive-url`); `None`: bundles are not uploaded and runs get no
     /// finalizer.
     pub archive: Option<Archive>,
-    /// Ended runs (by UID) whose upload failed, with how many times: the backlog.
-    backlog: std::sync::Mutex<HashMap<String, u32>>,
+    /// Ended runs (by UID) whose upload failed: the backlog.
+    backlog: std::sync::Mutex<HashMap<String, Pending>>,
 }
 
 impl Default for Evidence {
@@ -47,8 +47,8 @@ impl Evidence {
         dsse::key_id(&self.signer.public_key_b64())
     }
 
-    /// The backlog: ended runs (by UID) whose upload failed, with how many times.
-    pub fn backlog(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+    /// The backlog: ended runs (by UID) whose upload failed.
+    pub fn backlog(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
         self.backlog.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
@@ -57,4 +57,13 @@ impl Evidence {
 /// [`MAX_RETRY_SECS`]. Pure.
 pub fn retry_after(failures: u32) -> Duration {
     Duration::from_secs((5u64 << failures.saturating_sub(1).min(10)).min(MAX_RETRY_SECS))
+}
+
+/// A run in the backlog: how many uploads failed, and when the next may be tried.
+#[derive(Clone, Copy, Debug)]
+pub struct Pending {
+    /// Failed uploads so far.
+    pub failures: u32,
+    /// Not before this (a reconcile woken earlier by another change does not upload again).
+    pub next: std::time::Instant,
 }

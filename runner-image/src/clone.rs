@@ -280,6 +280,41 @@ pub fn clone_workspace(cfg: &CloneConfig, creds: &GitCredentials, ws: &Workspace
     Ok(Cloned { commit, resolved })
 }
 
+/// A verification pod's preparation (the operator sets these variables, issue 19):
+/// `PADDOCK_VERIFY_REFUSE` (the operator found the change unverifiable, e.g. its patch was cut
+/// at the size limit: refused, reason `PatchTooLarge`); `PADDOCK_APPLY_PATCH` (a gzip patch
+/// file) with `PADDOCK_APPLY_PATCH_SHA256` (the lowercase hex SHA-256 of that file as the pod
+/// gateway produced it: a file changed since, e.g. by someone editing the ConfigMap, is
+/// refused with reason `PatchChanged`) is applied to the work tree (`PatchDidNotApply` when it
+/// does not apply).
+///
+/// # Errors
+/// `(reason, message)`.
+pub fn prepare_verification(env: &Env, ws: &Workspace) -> Result<(), (&'static str, String)> {
+    if let Some(why) = env.get("PADDOCK_VERIFY_REFUSE").filter(|p| !p.is_empty()) {
+        return Err(("PatchTooLarge", why.to_string()));
+    }
+    let Some(patch) = env.get("PADDOCK_APPLY_PATCH").filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let bytes = std::fs::read(patch).map_err(|e| ("PatchDidNotApply", format!("{patch}: {e}")))?;
+    if let Some(want) = env.get("PADDOCK_APPLY_PATCH_SHA256") {
+        let got: String = ring::digest::digest(&ring::digest::SHA256, &bytes)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if !got.eq_ignore_ascii_case(want.trim()) {
+            return Err((
+                "PatchChanged",
+                format!("the patch file is not the one the pod gateway produced (sha256 {got}, expected {want})"),
+            ));
+        }
+    }
+    apply_patch(&ws.work(), Path::new(patch))
+        .map_err(|e| ("PatchDidNotApply", format!("the run's patch does not apply: {e}")))
+}
+
 /// Applies the gzip-compressed unified diff at `patch` to the work tree and index of the
 /// repository at `work` (`git apply --index`, by libgit2), for a verification pod. Renames,
 /// deletions, mode changes and binary patches apply as git wrote them.
@@ -290,7 +325,9 @@ pub fn apply_patch(work: &Path, patch: &Path) -> Result<(), String> {
     use std::io::Read as _;
     let gz = std::fs::read(patch).map_err(|e| format!("{}: {e}", patch.display()))?;
     let mut text = Vec::new();
+    // At most 64 MiB decompressed (the gateway's patches are cut at 1 MiB).
     flate2::read::GzDecoder::new(gz.as_slice())
+        .take(64 << 20)
         .read_to_end(&mut text)
         .map_err(|e| format!("{}: not gzip: {e}", patch.display()))?;
     if text.is_empty() {
@@ -346,18 +383,16 @@ pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
                 return finish(&mut em, result, &term_path);
             }
             // A verification pod (issue 19): the run's patch on the base, as the agent left it.
-            if let Some(patch) = env.get("PADDOCK_APPLY_PATCH").filter(|p| !p.is_empty()) {
-                if let Err(e) = apply_patch(&ws.work(), Path::new(patch)) {
-                    let message = format!("the run's patch does not apply to {}: {e}", cloned.commit);
-                    em.emit(RunnerEvent::Step {
-                        step: Step::Clone,
-                        status: StepStatus::Failed,
-                        message: message.clone(),
-                    });
-                    let mut result = initial_result(env.get("PADDOCK_BRANCH").unwrap_or_default());
-                    fail(&mut result, "PatchDidNotApply", Some(Step::Clone), message);
-                    return finish(&mut em, result, &term_path);
-                }
+            if let Err((reason, e)) = prepare_verification(env, &ws) {
+                let message = format!("verification of {}: {e}", cloned.commit);
+                em.emit(RunnerEvent::Step {
+                    step: Step::Clone,
+                    status: StepStatus::Failed,
+                    message: message.clone(),
+                });
+                let mut result = initial_result(env.get("PADDOCK_BRANCH").unwrap_or_default());
+                fail(&mut result, reason, Some(Step::Clone), format!("{reason}: {message}"));
+                return finish(&mut em, result, &term_path);
             }
             let message = format!(
                 "cloned {} at {} ({}) into branch {}",
@@ -458,6 +493,34 @@ mod tests {
         // Applied again (the tree moved on): refused, with git's reason.
         let err = apply_patch(dir.path(), &patch).unwrap_err();
         assert!(!err.is_empty());
+        // Through the verification pod's preparation: the digest must match the file.
+        repo.reset(&repo.find_object(base, None).unwrap(), git2::ResetType::Hard, None)
+            .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::rename(dir.path(), root.path().join(crate::workspace::WORKTREE_NAME)).unwrap();
+        let ws_root = root.path().to_str().unwrap().to_string();
+        let patch = root.path().join(crate::workspace::WORKTREE_NAME).join("patch.gz");
+        let sha: String = ring::digest::digest(&ring::digest::SHA256, &std::fs::read(&patch).unwrap())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let ws = Workspace::new(&ws_root);
+        let env = |digest: &str| {
+            Env::from_pairs([
+                ("PADDOCK_APPLY_PATCH", patch.to_str().unwrap()),
+                ("PADDOCK_APPLY_PATCH_SHA256", digest),
+            ])
+        };
+        assert_eq!(
+            prepare_verification(&env(&"0".repeat(64)), &ws).unwrap_err().0,
+            "PatchChanged"
+        );
+        prepare_verification(&env(&sha), &ws).unwrap();
+        assert_eq!(std::fs::read_to_string(ws.work().join("a.py")).unwrap(), "x = 2\n");
+        let refuse = Env::from_pairs([("PADDOCK_VERIFY_REFUSE", "the patch was cut at 1 MiB")]);
+        assert_eq!(prepare_verification(&refuse, &ws).unwrap_err().0, "PatchTooLarge");
+        let dir = root;
         std::fs::write(dir.path().join("junk.gz"), b"not gzip").unwrap();
         assert!(apply_patch(dir.path(), &dir.path().join("junk.gz"))
             .unwrap_err()

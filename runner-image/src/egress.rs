@@ -292,18 +292,24 @@ impl EgressGateway {
 /// Whether `ip` is a cloud metadata service, never a destination of anyone's traffic through
 /// the egress gateway (the agent's, and the trusted containers' too: a run's own model base URL
 /// or repository URL must not reach it): link-local (`169.254.0.0/16`, which holds the usual
-/// metadata address, and `fe80::/10`), AWS's IPv6 `fd00:ec2::254`, Alibaba Cloud's
-/// `100.100.100.200`; IPv4-mapped and NAT64 (`64:ff9b::/96`, RFC 6052) IPv6 addresses are
-/// judged as the IPv4 address they carry.
+/// metadata address, and `fe80::/10`), AWS's IPv6 `fd00:ec2::254`, Google Cloud's IPv6
+/// `fd20:ce::254`, Alibaba Cloud's `100.100.100.200`, Azure's WireServer `168.63.129.16`;
+/// IPv4-mapped and NAT64 (`64:ff9b::/96`, RFC 6052, and the local-use `64:ff9b:1::/48`, RFC
+/// 8215, its last 32 bits) IPv6 addresses are judged as the IPv4 address they carry.
 pub fn forbidden_for_everyone(ip: std::net::IpAddr) -> bool {
     use std::net::IpAddr;
     match ip {
-        IpAddr::V4(v4) => v4.is_link_local() || v4 == std::net::Ipv4Addr::new(100, 100, 100, 200),
+        IpAddr::V4(v4) => {
+            v4.is_link_local()
+                || v4 == std::net::Ipv4Addr::new(100, 100, 100, 200)
+                || v4 == std::net::Ipv4Addr::new(168, 63, 129, 16)
+        }
         IpAddr::V6(v6) => match embedded_v4(v6) {
             Some(v4) => forbidden_for_everyone(IpAddr::V4(v4)),
             None => {
                 (v6.segments()[0] & 0xffc0) == 0xfe80
                     || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+                    || v6 == std::net::Ipv6Addr::new(0xfd20, 0xce, 0, 0, 0, 0, 0, 0x254)
             }
         },
     }
@@ -314,7 +320,7 @@ pub fn forbidden_for_everyone(ip: std::net::IpAddr) -> bool {
 fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
     let s = v6.segments();
     v6.to_ipv4_mapped().or_else(|| {
-        (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0])
+        (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || s[..3] == [0x64, 0xff9b, 1])
             .then(|| std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8))
     })
 }
@@ -389,6 +395,9 @@ mod tests {
             "::ffff:169.254.169.254",
             "224.0.0.1",
             "fd00:ec2::254",
+            "fd20:ce::254",
+            "168.63.129.16",
+            "64:ff9b:1::a9fe:a9fe",
             "100.100.100.200",
             "64:ff9b::a9fe:a9fe",
             "64:ff9b::7f00:1",

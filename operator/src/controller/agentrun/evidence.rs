@@ -98,6 +98,16 @@ async fn archive_run(run: &AgentRun, ctx: &Context, archive: &Archive) -> Result
     let ns = run.metadata.namespace.clone().unwrap_or_default();
     let name = run.metadata.name.clone().unwrap_or_default();
     let uid = run.metadata.uid.clone().unwrap_or_default();
+    // Backing off: a reconcile woken by another change does not upload again before its time.
+    let waiting = ctx
+        .evidence
+        .backlog()
+        .get(&uid)
+        .map(|p| p.next.saturating_duration_since(std::time::Instant::now()))
+        .filter(|d| !d.is_zero());
+    if let Some(wait) = waiting {
+        return Ok(Some(wait));
+    }
     let metrics = &ctx.state.metrics;
     let result = async {
         let b = paddock_evidence::gather::gather(
@@ -149,9 +159,13 @@ async fn archive_run(run: &AgentRun, ctx: &Context, archive: &Archive) -> Result
                 .inc();
             let failures = {
                 let mut backlog = ctx.evidence.backlog();
-                let n = backlog.entry(uid).or_insert(0);
-                *n += 1;
-                let failures = *n;
+                let n = backlog.entry(uid).or_insert(crate::evidence::Pending {
+                    failures: 0,
+                    next: std::time::Instant::now(),
+                });
+                n.failures += 1;
+                n.next = std::time::Instant::now() + retry_after(n.failures);
+                let failures = n.failures;
                 prune(&mut backlog, ctx);
                 metrics.archive_backlog.set(backlog.len() as i64);
                 failures
@@ -176,7 +190,7 @@ async fn archive_run(run: &AgentRun, ctx: &Context, archive: &Archive) -> Result
 }
 
 /// Drops backlog entries of runs the cache no longer has (deleted by other means).
-fn prune(backlog: &mut HashMap<String, u32>, ctx: &Context) {
+fn prune(backlog: &mut HashMap<String, crate::evidence::Pending>, ctx: &Context) {
     if backlog.is_empty() {
         return;
     }

@@ -1133,18 +1133,42 @@ async fn finish_from_pod(
             let current = out.status.verification.clone().filter(|v| v.attempt == attempt);
             match current {
                 None if phase == Phase::Succeeded => {
-                    let base = gateway_log
-                        .branch()
-                        .facts
-                        .as_ref()
-                        .map(|f| f.base.clone())
-                        .unwrap_or_default();
-                    start_verifying(run, out, verify::started(attempt, &base, None, now()));
+                    let facts = gateway_log.branch().facts.clone().unwrap_or_default();
+                    let inputs = verify::inputs(
+                        &facts,
+                        gateway_log.branch().patch_gz.as_deref(),
+                        out.status.result.as_ref().and_then(|r| r.patch_ref.clone()),
+                    );
+                    let mut v = verify::started(attempt, &inputs.base, None, now());
+                    v.commit = inputs.commit.clone();
+                    v.patch_sha256 = inputs.patch_sha256.clone();
+                    match inputs.refuse {
+                        // Too large to verify: never `Passed` (checking part of a change would
+                        // approve the rest unseen).
+                        Some(why) => {
+                            v.result = VerificationResult::Error;
+                            v.reason = "PatchTooLarge".into();
+                            v.message = why;
+                            conclude_verification(run, out, v);
+                        }
+                        None => start_verifying(run, out, v),
+                    }
                     return Ok(());
                 }
                 Some(v) if v.result == VerificationResult::Running && phase == Phase::Succeeded => {
                     start_verifying(run, out, v);
                     return Ok(());
+                }
+                // The run ended otherwise while its held push was being verified: the
+                // verification ends with it.
+                Some(mut v) if v.result == VerificationResult::Running => {
+                    v.result = VerificationResult::Error;
+                    v.reason = "VerificationPodFailed".into();
+                    v.message = format!("the run ended ({reason}) before its verification did");
+                    let t = now();
+                    verify::set_condition(&mut out.status, &v, run.metadata.generation, &t);
+                    out.status.verification = Some(v);
+                    (phase, reason, message)
                 }
                 Some(v)
                     if spec.required
@@ -1191,58 +1215,13 @@ fn start_verifying(run: &AgentRun, out: &mut Outcome, v: paddock_crds::Verificat
     out.action = Action::requeue(Duration::from_secs(1));
 }
 
-/// Verification after the agent's pod ended: checks protected paths, creates the checks' pod,
-/// records its result, then ends the run (`Failed`/`VerificationFailed` when required and not
-/// passed).
-async fn verify_after_end(run: &AgentRun, ctx: &Arc<Context>, out: &mut Outcome) -> Result<()> {
-    let Some(mut v) = out.status.verification.clone() else {
-        return Ok(());
-    };
-    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let name = verify::pod_name(run, v.attempt);
-    let patch_cm = out.status.result.as_ref().and_then(|r| r.patch_ref.clone());
-    let patch = match &patch_cm {
-        Some(cm) => verify::read_patch(ctx, run, cm).await?,
-        None => None,
-    };
+/// Ends a run whose verification is done: condition `Verified`, then `Failed` with reason
+/// `VerificationFailed` when it was required and did not pass, else `Succeeded` (the agent's
+/// work ended well, or verification would not have run).
+fn conclude_verification(run: &AgentRun, out: &mut Outcome, v: paddock_crds::VerificationStatus) {
     let t = now();
-    let done = if verify::check_protected(run, patch.as_deref(), &mut v) {
-        true
-    } else {
-        match pods.get_opt(&name).await? {
-            Some(p) => verify::finish(ctx, run, &p, &mut v, &t).await?,
-            None if v.pod_name.is_some() => {
-                v.result = VerificationResult::Error;
-                v.reason = "VerificationPodFailed".into();
-                v.message = format!("the verification pod {name} disappeared before it ended");
-                true
-            }
-            None => match verify::runner_pod_for(ctx, run, v.attempt).await? {
-                Ok(runner) => {
-                    let applied = patch_cm.as_deref().filter(|_| patch.is_some());
-                    verify::create_pod(ctx, &verify::build_pod(run, runner, v.attempt, &v.base_commit, applied))
-                        .await?;
-                    v.pod_name = Some(name.clone());
-                    false
-                }
-                Err(why) => {
-                    v.result = VerificationResult::Error;
-                    v.reason = "VerificationPodFailed".into();
-                    v.message = format!("the verification pod cannot be built: {why}");
-                    true
-                }
-            },
-        }
-    };
     verify::set_condition(&mut out.status, &v, run.metadata.generation, &t);
     out.status.verification = Some(v.clone());
-    if !done {
-        out.action = Action::requeue(Duration::from_secs(
-            verify::timeout_secs(run) + verify::CLONE_ALLOWANCE_SECS + 30,
-        ));
-        return Ok(());
-    }
     let required = run.spec.verify.as_ref().is_some_and(|s| s.required);
     let what = verification_message(&v);
     let (phase, reason, message) = if required && v.result != VerificationResult::Passed {
@@ -1258,11 +1237,149 @@ async fn verify_after_end(run: &AgentRun, ctx: &Arc<Context>, out: &mut Outcome)
     };
     out.status.completion_time = None;
     transition(run, out, phase, reason, &message);
+}
+
+/// Whether a verification started at `v.start_time` is past its deadline: the checks'
+/// timeout, the clone allowance and two minutes for the pod to be scheduled.
+fn verification_overdue(run: &AgentRun, v: &paddock_crds::VerificationStatus) -> bool {
+    let limit = (verify::timeout_secs(run) + verify::CLONE_ALLOWANCE_SECS + 120) as i64;
+    v.start_time
+        .as_ref()
+        .is_some_and(|s| now().0.as_second() - s.0.as_second() > limit)
+}
+
+/// Records the verification pod's end into `v` when `pod` is the operator's (its spec is the
+/// one built from `inputs`, [`verify::spec_mismatch`]), else fails `v`. `Ok(true)` when `v` is
+/// final.
+async fn read_verification_pod(
+    run: &AgentRun,
+    ctx: &Arc<Context>,
+    pod: &Pod,
+    inputs: &verify::Inputs,
+    v: &mut paddock_crds::VerificationStatus,
+) -> Result<bool> {
+    if verify::outcome(pod).is_none() {
+        return Ok(false);
+    }
+    match verify::runner_pod_for(ctx, run, v.attempt).await? {
+        Ok(runner) => {
+            let expected = verify::build_pod(run, runner, v.attempt, inputs);
+            if let Some(why) = verify::spec_mismatch(pod, &expected) {
+                v.result = VerificationResult::Error;
+                v.reason = "VerificationPodFailed".into();
+                v.message = format!(
+                    "pod {} is not the operator's verification pod: {why}",
+                    verify::pod_name(run, v.attempt)
+                );
+                return Ok(true);
+            }
+        }
+        // The pool is gone or its egress not ready: the expected spec cannot be rebuilt now.
+        Err(_) if !verification_overdue(run, v) => return Ok(false),
+        Err(why) => {
+            v.result = VerificationResult::Error;
+            v.reason = "VerificationPodFailed".into();
+            v.message = format!("the verification pod cannot be checked: {why}");
+            return Ok(true);
+        }
+    }
+    verify::finish(ctx, run, pod, v, &now()).await
+}
+
+/// Checks `v`'s protected paths on the stored patch, which must be the gateway's (its digest);
+/// `true` when that decided `v` (a protected path changed, or the patch was altered).
+async fn protected_or_altered(
+    run: &AgentRun,
+    ctx: &Arc<Context>,
+    patch_cm: Option<&str>,
+    v: &mut paddock_crds::VerificationStatus,
+) -> Result<bool> {
+    let text = match patch_cm {
+        Some(cm) => match verify::read_patch(ctx, run, cm, v.patch_sha256.as_deref()).await? {
+            Some(Ok(t)) => Some(t),
+            Some(Err(_)) | None if v.patch_sha256.is_some() => {
+                v.result = VerificationResult::Error;
+                v.reason = "PatchChanged".into();
+                v.message = format!(
+                    "ConfigMap {} does not hold the patch the pod gateway produced (changed or deleted since it was stored)",
+                    patch_cm.unwrap_or_default()
+                );
+                return Ok(true);
+            }
+            _ => None,
+        },
+        None => None,
+    };
+    Ok(verify::check_protected(run, text.as_deref(), v))
+}
+
+/// Verification after the agent's pod ended: checks protected paths, creates the checks' pod,
+/// records its result, then ends the run (`Failed`/`VerificationFailed` when required and not
+/// passed). Past its deadline (an unschedulable pod, say) it ends `Error`/`VerificationTimedOut`.
+async fn verify_after_end(run: &AgentRun, ctx: &Arc<Context>, out: &mut Outcome) -> Result<()> {
+    let Some(mut v) = out.status.verification.clone() else {
+        return Ok(());
+    };
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let name = verify::pod_name(run, v.attempt);
+    let patch_cm = v
+        .patch_sha256
+        .as_ref()
+        .and_then(|_| out.status.result.as_ref().and_then(|r| r.patch_ref.clone()));
+    let inputs = verify::Inputs {
+        base: v.base_commit.clone(),
+        commit: v.commit.clone(),
+        patch_cm: patch_cm.clone(),
+        patch_sha256: v.patch_sha256.clone(),
+        refuse: None,
+    };
+    let done = if protected_or_altered(run, ctx, patch_cm.as_deref(), &mut v).await? {
+        true
+    } else {
+        match pods.get_opt(&name).await? {
+            Some(p) => read_verification_pod(run, ctx, &p, &inputs, &mut v).await?,
+            None if v.pod_name.is_some() => {
+                v.result = VerificationResult::Error;
+                v.reason = "VerificationPodFailed".into();
+                v.message = format!("the verification pod {name} disappeared before it ended");
+                true
+            }
+            None => {
+                if let Ok(runner) = verify::runner_pod_for(ctx, run, v.attempt).await? {
+                    verify::create_pod(ctx, &verify::build_pod(run, runner, v.attempt, &inputs)).await?;
+                    v.pod_name = Some(name.clone());
+                }
+                false
+            }
+        }
+    };
+    let done = done || {
+        if verification_overdue(run, &v) {
+            v.result = VerificationResult::Error;
+            v.reason = "VerificationTimedOut".into();
+            v.message = format!("the verification did not end within {}s", verify::timeout_secs(run));
+            let _ = pods.delete(&name, &DeleteParams::default()).await;
+            true
+        } else {
+            false
+        }
+    };
+    if !done {
+        let t = now();
+        verify::set_condition(&mut out.status, &v, run.metadata.generation, &t);
+        out.status.verification = Some(v);
+        out.action = Action::requeue(Duration::from_secs(30));
+        return Ok(());
+    }
+    conclude_verification(run, out, v);
     Ok(())
 }
 
 /// While a held push waits (issue 19): records the result of the attempt's verification pod
 /// (created by the log follower when the gateway asked to push) into `status.verification`.
+/// The commit it names, the base and the patch digest come from the gateway's own log, and
+/// the pod counts only if its spec is the operator's.
 async fn held_verification(run: &AgentRun, ctx: &Arc<Context>, out: &mut Outcome) -> Result<()> {
     let attempt = out.status.attempt.unwrap_or(1);
     let current = out.status.verification.clone().filter(|v| v.attempt == attempt);
@@ -1278,16 +1395,23 @@ async fn held_verification(run: &AgentRun, ctx: &Arc<Context>, out: &mut Outcome
     let Some(p) = pods.get_opt(&name).await? else {
         return Ok(());
     };
+    // Read the gateway's review only when there is something to record.
+    if current.is_some() && verify::outcome(&p).is_none() {
+        return Ok(());
+    }
+    let Some(runner_pod) = out.status.pod_name.clone() else {
+        return Ok(());
+    };
+    let Some((inputs, _)) = verify::held_inputs(ctx, run, &runner_pod).await? else {
+        return Ok(());
+    };
     let t = now();
-    let mut v = current.unwrap_or_else(|| {
-        let (base, commit) = verify::pod_commits(&p);
-        let mut v = verify::started(attempt, &base, Some(name.clone()), t.clone());
-        v.commit = commit;
-        v
-    });
-    let patch = verify::read_patch(ctx, run, &artifacts::patch_configmap_name(run)).await?;
-    if !verify::check_protected(run, patch.as_deref(), &mut v) {
-        verify::finish(ctx, run, &p, &mut v, &t).await?;
+    let mut v = current.unwrap_or_else(|| verify::started(attempt, &inputs.base, Some(name.clone()), t.clone()));
+    v.base_commit = inputs.base.clone();
+    v.commit = inputs.commit.clone();
+    v.patch_sha256 = inputs.patch_sha256.clone();
+    if !protected_or_altered(run, ctx, inputs.patch_cm.as_deref(), &mut v).await? {
+        read_verification_pod(run, ctx, &p, &inputs, &mut v).await?;
     }
     verify::set_condition(&mut out.status, &v, run.metadata.generation, &t);
     out.status.verification = Some(v);

@@ -40,9 +40,52 @@ pub const MAX_LOG_BYTES: usize = 256 * 1024;
 /// Where the patch is mounted in the `clone` container.
 const PATCH_DIR: &str = "/etc/paddock/patch";
 
-/// Name of the verification pod of `attempt`: `<run>-verify-<attempt>`.
+/// Name of the verification pod of `attempt`: `<run>-<attempt>-verify` (a runner pod's name,
+/// `<run>-<attempt>`, always ends in a digit, so no run's runner pod can have it).
 pub fn pod_name(run: &AgentRun, attempt: u32) -> String {
-    format!("{}-verify-{attempt}", run.metadata.name.as_deref().unwrap_or_default())
+    format!("{}-{attempt}-verify", run.metadata.name.as_deref().unwrap_or_default())
+}
+
+/// What a verification is built from, all from trusted sources (the pod gateway's facts and
+/// its patch, as the operator read them from the gateway's own log).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Inputs {
+    /// The commit the run started from.
+    pub base: String,
+    /// The commit whose change is verified.
+    pub commit: Option<String>,
+    /// ConfigMap holding the patch (`<run>-patch`), when there is one to apply.
+    pub patch_cm: Option<String>,
+    /// Lowercase hex SHA-256 of the gzip patch as the gateway printed it.
+    pub patch_sha256: Option<String>,
+    /// Why the change cannot be verified (its patch was cut at the size limit or not stored):
+    /// the verification is then `Error`/`PatchTooLarge`, never `Passed`.
+    pub refuse: Option<String>,
+}
+
+/// The [`Inputs`] of a change: the gateway's `facts`, its patch (`patch_gz`, gzip) and the
+/// ConfigMap the operator stored it in. A change whose patch was cut (`patch_truncated`) or
+/// not stored cannot be verified: checking a part of it would approve the rest unseen. Pure.
+pub fn inputs(facts: &paddock_crds::gateway::BranchFacts, patch_gz: Option<&[u8]>, patch_cm: Option<String>) -> Inputs {
+    let changed = facts.commit.is_some() && facts.files_changed > 0;
+    let refuse = if facts.patch_truncated {
+        Some(format!(
+            "the change's patch ({} bytes) was cut at the size limit: too large to verify",
+            facts.patch_bytes
+        ))
+    } else if changed && (patch_gz.is_none() || patch_cm.is_none()) {
+        Some("the change's patch was not stored (over the size limit): too large to verify".to_string())
+    } else {
+        None
+    };
+    let patch_cm = patch_cm.filter(|_| changed && patch_gz.is_some());
+    Inputs {
+        base: facts.base.clone(),
+        commit: facts.commit.clone(),
+        patch_sha256: patch_cm.as_ref().and(patch_gz).map(paddock_evidence::dsse::sha256_hex),
+        patch_cm,
+        refuse,
+    }
 }
 
 /// Name of the ConfigMap keeping the checks' output: `<run>-verify-log`.
@@ -76,6 +119,12 @@ pub fn changed_files(patch: &str) -> Vec<String> {
         }
     };
     for line in patch.lines() {
+        // A path git quoted (non-ASCII or special characters: `diff --git "a/t\303\251st" …`)
+        // is kept quoted: [`protected_changes`] counts it as protected, failing closed.
+        if let Some(rest) = line.strip_prefix("diff --git \"") {
+            push(&format!("\"{rest}"));
+            continue;
+        }
         if let Some(rest) = line.strip_prefix("--- a/").or_else(|| line.strip_prefix("+++ b/")) {
             push(rest);
         } else if let Some(rest) = line
@@ -119,9 +168,12 @@ pub fn protected_changes(patch: &str, globs: &[String]) -> Vec<String> {
         })
         .filter_map(|g| glob::Pattern::new(&g).ok())
         .collect();
+    if globs.is_empty() {
+        return vec![];
+    }
     changed_files(patch)
         .into_iter()
-        .filter(|f| patterns.iter().any(|p| p.matches_with(f, opts)))
+        .filter(|f| f.starts_with('"') || patterns.iter().any(|p| p.matches_with(f, opts)))
         .collect()
 }
 
@@ -164,7 +216,9 @@ pub fn summary(log: &str) -> Option<String> {
 /// the `verify` container runs the command with the agent container's image, security
 /// settings, resources and volumes, without its environment (no prompt, keys, proxy or
 /// secrets). Pure.
-pub fn build_pod(run: &AgentRun, runner: Pod, attempt: u32, base: &str, patch_cm: Option<&str>) -> Pod {
+pub fn build_pod(run: &AgentRun, runner: Pod, attempt: u32, inputs: &Inputs) -> Pod {
+    let base = inputs.base.as_str();
+    let patch_cm = inputs.patch_cm.as_deref();
     let mut pod = runner;
     let verify = run.spec.verify.clone().unwrap_or_default();
     pod.metadata.name = Some(pod_name(run, attempt));
@@ -179,11 +233,20 @@ pub fn build_pod(run: &AgentRun, runner: Pod, attempt: u32, base: &str, patch_cm
         let env = c.env.get_or_insert_with(Vec::new);
         env.retain(|e| e.name != "PADDOCK_REVISION" && e.name != "PADDOCK_PUSH" && e.name != "PADDOCK_PUSH_APPROVAL");
         env.push(super::build::env("PADDOCK_REVISION", base));
+        if let Some(why) = &inputs.refuse {
+            env.push(super::build::env("PADDOCK_VERIFY_REFUSE", why.clone()));
+        }
+        if let Some(commit) = &inputs.commit {
+            env.push(super::build::env(VERIFIED_COMMIT_ENV, commit.clone()));
+        }
         if patch_cm.is_some() {
             env.push(super::build::env(
                 "PADDOCK_APPLY_PATCH",
                 format!("{PATCH_DIR}/patch.gz"),
             ));
+            if let Some(sha) = &inputs.patch_sha256 {
+                env.push(super::build::env("PADDOCK_APPLY_PATCH_SHA256", sha.clone()));
+            }
             c.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
                 name: "patch".into(),
                 mount_path: PATCH_DIR.into(),
@@ -258,11 +321,10 @@ pub fn outcome(pod: &Pod) -> Option<(VerificationResult, String, String, Option<
     }
     if let Some(t) = term(&status.init_container_statuses, "clone").filter(|t| t.exit_code != 0) {
         let msg = t.message.unwrap_or_default();
-        let reason = if msg.contains("PatchDidNotApply") {
-            "PatchDidNotApply"
-        } else {
-            "VerificationPodFailed"
-        };
+        let reason = ["PatchTooLarge", "PatchChanged", "PatchDidNotApply"]
+            .into_iter()
+            .find(|r| msg.contains(r))
+            .unwrap_or("VerificationPodFailed");
         return Some((
             VerificationResult::Error,
             reason.into(),
@@ -305,6 +367,7 @@ pub fn started(attempt: u32, base: &str, pod: Option<String>, now: Time) -> Veri
         attempt,
         base_commit: base.into(),
         commit: None,
+        patch_sha256: None,
         pod_name: pod,
         exit_code: None,
         summary: None,
@@ -315,11 +378,19 @@ pub fn started(attempt: u32, base: &str, pod: Option<String>, now: Time) -> Veri
     }
 }
 
-/// The patch text of `run` (its `<run>-patch` ConfigMap), `None` when it has none.
+/// The patch of ConfigMap `cm` (key `patch.gz`), as text, when its gzip bytes have SHA-256
+/// `sha256` (the gateway's; `Err` with a reason when they differ: the ConfigMap was changed
+/// since the operator stored it). At most 8 MiB decompressed. `Ok(None)` without a ConfigMap.
 ///
 /// # Errors
 /// API errors.
-pub async fn read_patch(ctx: &Context, run: &AgentRun, cm: &str) -> Result<Option<String>> {
+pub async fn read_patch(
+    ctx: &Context,
+    run: &AgentRun,
+    cm: &str,
+    sha256: Option<&str>,
+) -> Result<Option<std::result::Result<String, String>>> {
+    use std::io::Read as _;
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
     let Some(c) = cms.get_opt(cm).await? else {
@@ -329,35 +400,100 @@ pub async fn read_patch(ctx: &Context, run: &AgentRun, cm: &str) -> Result<Optio
         .binary_data
         .as_ref()
         .and_then(|b| b.get("patch.gz"))
-        .map(|b| b.0.clone());
-    Ok(gz.and_then(|g| {
-        use std::io::Read as _;
-        let mut s = String::new();
-        flate2::read::GzDecoder::new(g.as_slice())
-            .read_to_string(&mut s)
-            .ok()
-            .map(|_| s)
-    }))
+        .map(|b| b.0.clone())
+        .unwrap_or_default();
+    if let Some(want) = sha256 {
+        if paddock_evidence::dsse::sha256_hex(&gz) != want {
+            return Ok(Some(Err(format!(
+                "ConfigMap {cm} does not hold the patch the pod gateway produced (changed since it was stored)"
+            ))));
+        }
+    }
+    let mut s = String::new();
+    let read = flate2::read::GzDecoder::new(gz.as_slice())
+        .take(8 << 20)
+        .read_to_string(&mut s);
+    Ok(Some(
+        read.map(|_| s)
+            .map_err(|e| format!("ConfigMap {cm}: not a gzip text patch: {e}")),
+    ))
 }
 
-/// Creates the verification pod (server-side apply; idempotent).
+/// Creates the verification pod (a POST: an existing pod of that name is never changed, and
+/// is accepted later only if its spec is the one the operator builds, [`spec_mismatch`]).
 ///
 /// # Errors
-/// API errors.
+/// API errors other than "already exists".
 pub async fn create_pod(ctx: &Context, pod: &Pod) -> Result<()> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-    let name = pod.metadata.name.as_deref().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let mut value = serde_json::to_value(pod)?;
-    value["apiVersion"] = "v1".into();
-    value["kind"] = "Pod".into();
-    pods.patch(
-        name,
-        &PatchParams::apply(MANAGER_AGENTRUN).force(),
-        &Patch::Apply(&value),
-    )
-    .await?;
-    Ok(())
+    let pp = kube::api::PostParams {
+        field_manager: Some(MANAGER_AGENTRUN.into()),
+        ..Default::default()
+    };
+    match pods.create(&pp, pod).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Why `actual` (a pod read from the API server) is not the verification pod the operator
+/// builds (`expected`), or `None` when it is: the checks' container (image, command, args,
+/// env, working directory, security context), the `clone` container (image, args, env), the
+/// patch volume and the run as controller owner. Whoever created a pod of that name, only this
+/// spec's result counts (a namespace `edit` user may create pods, never write their status).
+/// Pure.
+pub fn spec_mismatch(actual: &Pod, expected: &Pod) -> Option<String> {
+    let (Some(a), Some(e)) = (actual.spec.as_ref(), expected.spec.as_ref()) else {
+        return Some("no spec".into());
+    };
+    let container = |s: &k8s_openapi::api::core::v1::PodSpec, init: bool, name: &str| {
+        let list = if init {
+            s.init_containers.clone().unwrap_or_default()
+        } else {
+            s.containers.clone()
+        };
+        list.into_iter().find(|c| c.name == name)
+    };
+    let pick = |c: Option<k8s_openapi::api::core::v1::Container>| {
+        c.map(|c| {
+            serde_json::json!({
+                "image": c.image, "command": c.command, "args": c.args, "env": c.env,
+                "workingDir": c.working_dir, "securityContext": c.security_context,
+            })
+        })
+    };
+    if a.containers.len() != 1 || a.init_containers.as_ref().map_or(0, Vec::len) != 1 {
+        return Some("its containers are not the operator's".into());
+    }
+    for (init, name) in [(false, CONTAINER), (true, "clone")] {
+        if pick(container(a, init, name)) != pick(container(e, init, name)) {
+            return Some(format!("its {name} container is not the one the operator builds"));
+        }
+    }
+    let patch_cm = |s: &k8s_openapi::api::core::v1::PodSpec| {
+        s.volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "patch")
+            .and_then(|v| v.config_map.as_ref().map(|c| c.name.clone()))
+    };
+    if patch_cm(a) != patch_cm(e) {
+        return Some("its patch volume is not the run's".into());
+    }
+    let owner = |p: &Pod| {
+        p.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| o.uid.clone())
+    };
+    if owner(actual).is_none() || owner(actual) != owner(expected) {
+        return Some("it is not owned by the run".into());
+    }
+    None
 }
 
 /// Records how verification pod `pod` ended into `v`: the result, the checks' output (kept
@@ -437,61 +573,64 @@ pub async fn runner_pod_for(ctx: &Context, run: &AgentRun, attempt: u32) -> Resu
     Ok(Ok(pod))
 }
 
-/// The base and reviewed commit a verification pod was built for (its `clone` container's
-/// env; pod specs are immutable). Pure.
-pub fn pod_commits(pod: &Pod) -> (String, Option<String>) {
-    let env: Vec<k8s_openapi::api::core::v1::EnvVar> = pod
-        .spec
-        .iter()
-        .flat_map(|s| s.init_containers.iter().flatten())
-        .filter(|c| c.name == "clone")
-        .flat_map(|c| c.env.clone().unwrap_or_default())
-        .collect();
-    let get = |n: &str| env.iter().find(|e| e.name == n).and_then(|e| e.value.clone());
-    (get("PADDOCK_REVISION").unwrap_or_default(), get(VERIFIED_COMMIT_ENV))
+/// The [`Inputs`] of a held push, from runner pod `runner_pod`'s gateway log (its review of
+/// the push: facts and patch), with the event log parsed for storing; `None` until the gateway
+/// has reviewed a commit.
+///
+/// # Errors
+/// None today (log reads that fail count as "not yet").
+pub async fn held_inputs(
+    ctx: &Context,
+    run: &AgentRun,
+    runner_pod: &str,
+) -> Result<Option<(Inputs, artifacts::ParsedLog)>> {
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let gw = artifacts::parse_gateway_log(&artifacts::fetch_gateway_log(&pods, runner_pod).await);
+    let Some(facts) = gw.review.facts.clone().filter(|f| f.commit.is_some()) else {
+        return Ok(None);
+    };
+    let gz = gw
+        .review
+        .patch_gz
+        .clone()
+        .filter(|g| g.len() <= artifacts::MAX_PATCH_GZ_BYTES);
+    let cm = gz.as_ref().map(|_| artifacts::patch_configmap_name(run));
+    let inputs = inputs(&facts, gz.as_deref(), cm);
+    let mut parsed = artifacts::parse_log(&artifacts::fetch_pod_log(&pods, runner_pod).await);
+    parsed.patch_gz = gw.review.patch_gz.clone();
+    Ok(Some((inputs, parsed)))
 }
 
 /// A held push (`verify.required` with `output.push`) was requested: stores the gateway's
 /// patch (`<run>-patch`) and creates the verification pod of `attempt` for the commit the
-/// gateway reviewed. Idempotent. `Ok(false)` while the gateway has not printed its review.
+/// gateway reviewed (refusing, inside the pod, a change too large to verify). Idempotent.
+/// `Ok(false)` while the gateway has not printed its review or the pod cannot be built yet.
 ///
 /// # Errors
 /// API errors.
 pub async fn start_held(ctx: &Context, run: &AgentRun, runner_pod: &str, attempt: u32) -> Result<bool> {
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let name = pod_name(run, attempt);
-    if pods.get_opt(&name).await?.is_some() {
+    if pods.get_opt(&pod_name(run, attempt)).await?.is_some() {
         return Ok(true);
     }
-    let gw = artifacts::parse_gateway_log(&artifacts::fetch_gateway_log(&pods, runner_pod).await);
-    let Some(facts) = gw.review.facts.clone() else {
+    let Some((inputs, parsed)) = held_inputs(ctx, run, runner_pod).await? else {
         return Ok(false);
     };
-    let Some(commit) = facts.commit.clone() else {
-        return Ok(false);
-    };
-    let mut parsed = artifacts::parse_log(&artifacts::fetch_pod_log(&pods, runner_pod).await);
-    parsed.patch_gz = gw.review.patch_gz.clone();
-    let patch_ref = artifacts::apply_artifacts(&ctx.client, run, &parsed).await?.patch;
+    artifacts::apply_artifacts(&ctx.client, run, &parsed).await?;
     let runner = match runner_pod_for(ctx, run, attempt).await? {
         Ok(p) => p,
         Err(why) => {
             tracing::warn!(
                 run = run.metadata.name.as_deref().unwrap_or_default(),
                 why,
-                "cannot build the verification pod"
+                "cannot build the verification pod yet"
             );
             return Ok(false);
         }
     };
-    let mut pod = build_pod(run, runner, attempt, &facts.base, patch_ref.as_deref());
-    for c in pod.spec.iter_mut().flat_map(|s| s.init_containers.iter_mut().flatten()) {
-        c.env
-            .get_or_insert_with(Vec::new)
-            .push(super::build::env(VERIFIED_COMMIT_ENV, commit.clone()));
-    }
-    create_pod(ctx, &pod).await?;
+    create_pod(ctx, &build_pod(run, runner, attempt, &inputs)).await?;
     Ok(true)
 }
 
@@ -573,6 +712,10 @@ diff --git a/sub/conftest.py b/sub/conftest.py\nold mode 100644\nnew mode 100755
         assert_eq!(protected_changes(PATCH, &g(&["conftest.py"])), vec!["sub/conftest.py"]);
         assert_eq!(protected_changes(PATCH, &g(&["*.sh"])), vec!["old.sh", "renamed.sh"]);
         assert!(protected_changes(PATCH, &g(&["docs/**", "*.md"])).is_empty());
+        // A path git quoted cannot be matched reliably: it counts as protected.
+        let quoted = "diff --git \"a/t\\303\\251st.py\" \"b/t\\303\\251st.py\"\n--- \"a/t\\303\\251st.py\"\n";
+        assert_eq!(protected_changes(quoted, &g(&["tests/**"])).len(), 1);
+        assert!(protected_changes(quoted, &[]).is_empty());
         // `*` does not cross directories.
         assert!(protected_changes(PATCH, &g(&["src*"])).is_empty());
         assert_eq!(protected_changes(PATCH, &g(&["src/*.py"])), vec!["src/calc.py"]);
@@ -626,10 +769,22 @@ diff --git a/sub/conftest.py b/sub/conftest.py\nold mode 100644\nnew mode 100755
                 token: "tok".into(),
             },
         );
-        let pod = build_pod(&r, runner, 1, "abc123", Some("fix-patch"));
-        assert_eq!(pod.metadata.name.as_deref(), Some("fix-verify-1"));
+        let facts = paddock_crds::gateway::BranchFacts {
+            base: "abc123".into(),
+            commit: Some("c0ffee".into()),
+            files_changed: 1,
+            ..Default::default()
+        };
+        let inputs = inputs(&facts, Some(b"gz".as_slice()), Some("fix-patch".into()));
+        assert_eq!(inputs.refuse, None);
+        assert_eq!(
+            inputs.patch_sha256.as_deref(),
+            Some(paddock_evidence::dsse::sha256_hex(b"gz").as_str())
+        );
+        let pod = build_pod(&r, runner.clone(), 1, &inputs);
+        assert_eq!(pod.metadata.name.as_deref(), Some("fix-1-verify"));
         assert_eq!(pod.metadata.labels.as_ref().unwrap()[LABEL_VERIFY], "true");
-        let spec = pod.spec.unwrap();
+        let spec = pod.spec.clone().unwrap();
         assert_eq!(spec.active_deadline_seconds, Some(120 + CLONE_ALLOWANCE_SECS as i64));
         let inits = spec.init_containers.unwrap();
         assert_eq!(
@@ -660,6 +815,23 @@ diff --git a/sub/conftest.py b/sub/conftest.py\nold mode 100644\nnew mode 100755
         let names: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
         assert_eq!(names, vec!["HOME", "CI"], "no prompt, key, proxy or egress token");
         assert!(c.env.iter().flatten().all(|e| e.value_from.is_none()));
+        // The operator accepts only its own spec under that name.
+        assert_eq!(spec_mismatch(&pod, &build_pod(&r, runner.clone(), 1, &inputs)), None);
+        let mut forged = pod.clone();
+        forged.spec.as_mut().unwrap().containers[0].command = Some(vec!["true".into()]);
+        assert!(spec_mismatch(&forged, &pod).unwrap().contains("verify container"));
+        let mut forged = pod.clone();
+        for c in forged.spec.as_mut().unwrap().init_containers.iter_mut().flatten() {
+            c.env
+                .iter_mut()
+                .flatten()
+                .filter(|e| e.name == "PADDOCK_APPLY_PATCH_SHA256")
+                .for_each(|e| e.value = Some("0".into()));
+        }
+        assert!(spec_mismatch(&forged, &pod).unwrap().contains("clone container"));
+        let mut forged = pod.clone();
+        forged.metadata.owner_references = None;
+        assert!(spec_mismatch(&forged, &pod).unwrap().contains("owned"));
         assert!(spec
             .volumes
             .unwrap()
@@ -741,5 +913,31 @@ diff --git a/sub/conftest.py b/sub/conftest.py\nold mode 100644\nnew mode 100755
             serde_json::json!({"push": true}),
         );
         assert!(!holds_push(&free));
+    }
+
+    #[test]
+    fn a_change_whose_patch_was_cut_or_not_stored_is_never_verified() {
+        let facts = |truncated: bool| paddock_crds::gateway::BranchFacts {
+            base: "b".into(),
+            commit: Some("c".into()),
+            files_changed: 3,
+            patch_bytes: 5 << 20,
+            patch_truncated: truncated,
+            ..Default::default()
+        };
+        assert!(inputs(&facts(true), Some(b"gz".as_slice()), Some("p".into()))
+            .refuse
+            .unwrap()
+            .contains("cut"));
+        assert!(inputs(&facts(false), None, None).refuse.unwrap().contains("not stored"));
+        let ok = inputs(&facts(false), Some(b"gz".as_slice()), Some("p".into()));
+        assert_eq!((ok.refuse, ok.patch_cm.as_deref()), (None, Some("p")));
+        // Nothing changed: nothing to apply, nothing refused.
+        let same = paddock_crds::gateway::BranchFacts {
+            base: "b".into(),
+            ..Default::default()
+        };
+        let none = inputs(&same, None, None);
+        assert_eq!((none.refuse, none.patch_cm, none.patch_sha256), (None, None, None));
     }
 }
