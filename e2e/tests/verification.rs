@@ -139,3 +139,46 @@ async fn an_agent_cannot_pass_by_editing_the_protected_check() -> Result<()> {
     ns.cleanup().await;
     Ok(())
 }
+
+/// A namespace user creates the run's verification pod first, with a check that always
+/// passes: the operator takes only the result of the pod it builds, so the run fails.
+#[tokio::test]
+async fn a_verification_pod_made_by_someone_else_never_passes() -> Result<()> {
+    let ns = TestNs::new("verify-forged").await?;
+    let repo = repo(&ns)?;
+    ns.pool("default", None).await?;
+    ns.apply::<Pod>(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "forged-1-verify"},
+        "spec": {"restartPolicy": "Never", "containers": [{
+            "name": "verify", "image": paddock_e2e::env("PADDOCK_E2E_RUNNER_IMAGE")?,
+            "imagePullPolicy": "IfNotPresent", "command": ["true"],
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "allowPrivilegeEscalation": false,
+                                "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
+        }]},
+    }))
+    .await?;
+    let r = run(
+        &ns,
+        &repo,
+        "forged",
+        "echo 3 > value.txt",
+        json!({"command": ["sh", "check.sh"], "required": true}),
+        true,
+    )
+    .await?;
+    let v = verification(&r);
+    assert_eq!(phase(&r), Some(Phase::Failed), "{:?}", r.status);
+    assert_eq!(
+        (v.result, v.reason.as_str()),
+        (VerificationResult::Error, "VerificationPodFailed"),
+        "{v:?}"
+    );
+    assert!(
+        v.message.contains("not the operator's verification pod"),
+        "{}",
+        v.message
+    );
+    assert!(repo.show("paddock/forged", "value.txt").is_err(), "nothing was pushed");
+    ns.cleanup().await;
+    Ok(())
+}
