@@ -612,13 +612,15 @@ pub async fn held_inputs(
 pub async fn start_held(ctx: &Context, run: &AgentRun, runner_pod: &str, attempt: u32) -> Result<bool> {
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    if pods.get_opt(&pod_name(run, attempt)).await?.is_some() {
-        return Ok(true);
-    }
     let Some((inputs, parsed)) = held_inputs(ctx, run, runner_pod).await? else {
         return Ok(false);
     };
+    // The patch is stored whoever made a pod of that name (it is checked against the gateway's
+    // digest when the result is read).
     artifacts::apply_artifacts(&ctx.client, run, &parsed).await?;
+    if pods.get_opt(&pod_name(run, attempt)).await?.is_some() {
+        return Ok(true);
+    }
     let runner = match runner_pod_for(ctx, run, attempt).await? {
         Ok(p) => p,
         Err(why) => {
