@@ -64,9 +64,16 @@ pub async fn ensure_finalizer(run: &AgentRun, ctx: &Context) -> Result<()> {
     };
     let patch: json_patch::Patch = serde_json::from_value(patch)?;
     let api: Api<AgentRun> = Api::namespaced(ctx.client.clone(), ns);
-    api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
-        .await?;
-    Ok(())
+    match api
+        .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+    {
+        // The `test` failed: the list changed since this cached copy (the finalizer may be
+        // there already). Not an error: that change wakes the run again, with the list as it is.
+        Err(kube::Error::Api(e)) if e.code == 422 => Ok(()),
+        Err(e) => Err(e.into()),
+        Ok(_) => Ok(()),
+    }
 }
 
 /// Removes [`FINALIZER`] (JSON patch testing the entry it removes).
