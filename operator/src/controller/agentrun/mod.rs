@@ -1405,6 +1405,14 @@ async fn held_verification(run: &AgentRun, ctx: &Arc<Context>, out: &mut Outcome
     let Some((inputs, _)) = verify::held_inputs(ctx, run, &runner_pod).await? else {
         return Ok(());
     };
+    // The log follower stores the gateway's patch when it reads the push request: until then
+    // there is nothing to check the pod's result against (a deleted ConfigMap waits too, and
+    // the push with it: nothing passes unchecked).
+    if let Some(cm) = inputs.patch_cm.as_deref() {
+        if verify::read_patch(ctx, run, cm, None).await?.is_none() {
+            return Ok(());
+        }
+    }
     let t = now();
     let mut v = current.unwrap_or_else(|| verify::started(attempt, &inputs.base, Some(name.clone()), t.clone()));
     v.base_commit = inputs.base.clone();
