@@ -95,11 +95,11 @@ for d in docs:
 
 # The operator's rules, exactly (from operator/src; see templates/rbac.yaml).
 EXPECTED_OPERATOR = sorted([
-    (("paddock.dev",), ("agentruns", "approvalgates", "runnerpools"), ("get", "list", "watch")),
+    (("paddock.dev",), ("agentruns", "agentrunsets", "approvalgates", "runnerpools"), ("get", "list", "watch")),
     (("paddock.dev",), ("approvalgates",), ("create",)),
-    (("paddock.dev",), ("agentruns",), ("patch", "delete")),
-    (("paddock.dev",), ("agentruns/status", "approvalgates/status", "runnerpools/status"), ("patch",)),
-    (("paddock.dev",), ("agentruns/finalizers", "runnerpools/finalizers"), ("update",)),
+    (("paddock.dev",), ("agentruns",), ("create", "patch", "delete")),
+    (("paddock.dev",), ("agentruns/status", "agentrunsets/status", "approvalgates/status", "runnerpools/status"), ("patch",)),
+    (("paddock.dev",), ("agentruns/finalizers", "agentrunsets/finalizers", "runnerpools/finalizers"), ("update",)),
     (("",), ("pods",), ("get", "list", "watch", "create", "patch", "delete")),
     (("",), ("pods/log",), ("get",)),
     (("apps",), ("deployments",), ("get", "list", "watch", "create", "patch")),
@@ -110,11 +110,11 @@ EXPECTED_OPERATOR = sorted([
     (("",), ("events",), ("list",)),
 ])
 EXPECTED_EDIT = sorted([
-    (("paddock.dev",), ("agentruns",), ("create", "update", "patch", "delete")),
+    (("paddock.dev",), ("agentruns", "agentrunsets"), ("create", "update", "patch", "delete")),
     (("paddock.dev",), ("approvalgates",), ("get", "list", "watch", "patch")),
     (("paddock.dev",), ("runnerpools",), ("get", "list", "watch")),
 ])
-EXPECTED_VIEW = [(("paddock.dev",), ("agentruns", "approvalgates", "runnerpools"), ("get", "list", "watch"))]
+EXPECTED_VIEW = [(("paddock.dev",), ("agentruns", "agentrunsets", "approvalgates", "runnerpools"), ("get", "list", "watch"))]
 EXPECTED_LEASES = [(("coordination.k8s.io",), ("leases",), ("get", "create", "update"))]
 def norm(rules):
     return sorted((tuple(r.get("apiGroups", [])), tuple(r.get("resources", [])), tuple(r.get("verbs", []))) for r in rules or [])

@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(
+    validation = Rule::new("self.stage != 'Pick' || self.decisions.all(d, d.decision == 'Reject' || (has(d.candidate) && d.candidate in self.request.candidates))").message("an Approve of a Pick gate names one of spec.request.candidates in candidate"),
+    validation = Rule::new("(self.stage == 'Pick') == (has(self.runRef.kind) && self.runRef.kind == 'AgentRunSet')").message("a Pick gate, and only a Pick gate, has runRef.kind AgentRunSet"),
     validation = Rule::new("self.runRef == oldSelf.runRef && self.stage == oldSelf.stage && self.request == oldSelf.request && self.approvers == oldSelf.approvers && self.quorum == oldSelf.quorum && (has(self.timeout) ? has(oldSelf.timeout) && self.timeout == oldSelf.timeout : !has(oldSelf.timeout)) && (has(self.onTimeout) ? has(oldSelf.onTimeout) && self.onTimeout == oldSelf.onTimeout : !has(oldSelf.onTimeout))").message("only spec.decisions may change, by appending"),
 )]
 #[serde(rename_all = "camelCase")]
@@ -71,6 +73,9 @@ pub enum GateStage {
     BeforePush,
     /// A risky tool call during the run (`spec.approvals.toolUse`); the agent waits for it.
     ToolUse,
+    /// An AgentRunSet's `Manual` selection: an approval names the candidate whose branch is
+    /// pushed (`spec.decisions[].candidate`).
+    Pick,
 }
 
 impl GateStage {
@@ -80,6 +85,7 @@ impl GateStage {
             GateStage::BeforeStart => "BeforeStart",
             GateStage::BeforePush => "BeforePush",
             GateStage::ToolUse => "ToolUse",
+            GateStage::Pick => "Pick",
         }
     }
 }
@@ -116,13 +122,22 @@ pub struct GateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4096))]
     pub input: Option<String>,
+    /// `Pick`: the candidates that may be picked (their verification allows it), in the set's
+    /// order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub candidates: Vec<String>,
 }
 
 /// The run a gate belongs to.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RunReference {
-    /// Name of the AgentRun (same namespace).
+    /// `AgentRun` (unset: the default) or, for a `Pick` gate, `AgentRunSet`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub kind: Option<String>,
+    /// Name of the AgentRun (or AgentRunSet; same namespace).
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// `metadata.uid` of the AgentRun that the gate was created for. A run deleted and
@@ -149,6 +164,10 @@ pub struct Decision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub comment: Option<String>,
+    /// `Pick` gates: the candidate an `Approve` picks (one of `spec.request.candidates`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub candidate: Option<String>,
 }
 
 /// What a gate's expiry decides.
@@ -219,6 +238,9 @@ pub struct ApprovalGateStatus {
     /// Approve decisions counted (from allowed approvers, one per approver).
     #[serde(default)]
     pub approvals: u32,
+    /// `Pick` gates: the candidate picked, once approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<String>,
     /// Who decided the gate (the last counted decision), once decided by people (unset when it
     /// expired or was withdrawn).
     #[serde(default, skip_serializing_if = "Option::is_none")]

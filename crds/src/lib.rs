@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod agentrun;
+pub mod agentrunset;
 pub mod approvalgate;
 pub mod condition;
 pub mod egress;
@@ -24,6 +25,7 @@ pub mod verdict;
 pub mod verify;
 
 pub use agentrun::*;
+pub use agentrunset::*;
 pub use approvalgate::*;
 pub use condition::*;
 pub use network::*;
@@ -53,7 +55,12 @@ pub const ANNOTATION_CLAIM: &str = "paddock.dev/claim";
 /// All CustomResourceDefinitions of the API, in install order.
 pub fn all_crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
     use kube::CustomResourceExt;
-    vec![AgentRun::crd(), ApprovalGate::crd(), RunnerPool::crd()]
+    vec![
+        AgentRun::crd(),
+        AgentRunSet::crd(),
+        ApprovalGate::crd(),
+        RunnerPool::crd(),
+    ]
 }
 
 /// Renders [`all_crds`] as one multi-document YAML stream, as written to `crds/generated/`.

@@ -72,6 +72,10 @@ pub struct VerificationStatus {
     /// The commit whose change was verified (the gateway's reviewed commit of a held push).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// The verified change's size, `<files> files, +<insertions>/-<deletions>` (the gateway's
+    /// facts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diffstat: Option<String>,
     /// Lowercase hex SHA-256 of the gzip patch applied (the gateway's): the verification pod
     /// refuses a patch file with another digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]

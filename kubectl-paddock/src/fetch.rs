@@ -138,6 +138,9 @@ pub async fn fetch_patch(client: &Client, ns: &str, name: &str) -> Result<String
     let patch_ref = match status.result.as_ref() {
         None => match before_push_patch_ref(client, ns, name).await? {
             Some(p) => p,
+            // A held push under verification (or waiting for its set's selection): the
+            // operator stored the gateway's patch as `<run>-patch` when it started the checks.
+            None if status.verification.as_ref().is_some_and(|v| v.patch_sha256.is_some()) => format!("{name}-patch"),
             None => {
                 return Err(PluginError::NoPatch {
                     run: name.into(),

@@ -11,6 +11,7 @@
 pub mod console;
 pub mod evidence;
 pub mod fetch;
+pub mod sets;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -108,6 +109,24 @@ pub enum PluginError {
         name: String,
         /// What is wrong with it.
         what: String,
+    },
+    /// The candidate cannot be picked (a set's `Pick` gate lists those that can).
+    #[error("cannot pick {candidate:?} in AgentRunSet {set:?}: {why}")]
+    NotPickable {
+        /// The set.
+        set: String,
+        /// The candidate named.
+        candidate: String,
+        /// Why, e.g. the candidates that may be picked.
+        why: String,
+    },
+    /// The set has no `Pick` gate (yet, or its policy is not `Manual`).
+    #[error("AgentRunSet {set:?} has no Pick gate {why}")]
+    NoPickGate {
+        /// The set.
+        set: String,
+        /// Why, e.g. `yet (2 of 3 candidates done)`.
+        why: String,
     },
     /// The API server did not say who the caller is.
     #[error("the API server's SelfSubjectReview returned no user name; cannot decide in your name")]
@@ -354,6 +373,7 @@ pub fn decision_patch(approver: &str, verdict: Verdict, comment: Option<&str>) -
         approver: approver.into(),
         decision: verdict,
         comment: comment.map(str::to_string),
+        candidate: None,
     };
     serde_json::json!([{"op": "add", "path": "/spec/decisions/-", "value": d}])
 }

@@ -12,11 +12,12 @@ use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
 use kube::config::{Config, KubeConfigOptions};
 use kube::Client;
 use kubectl_paddock::evidence::{self, EvidenceConfig};
+use kubectl_paddock::sets;
 use kubectl_paddock::{
     check_can_decide, console, decision_patch, fetch, format_events, gates_table, parse_log, resolve_gate, runs_table,
     PluginError,
 };
-use paddock_crds::{AgentRun, ApprovalGate, Verdict};
+use paddock_crds::{AgentRun, AgentRunSet, ApprovalGate, Verdict};
 use std::process::ExitCode;
 
 /// kubectl paddock: Paddock AgentRuns and ApprovalGates from the command line.
@@ -48,6 +49,26 @@ enum Cmd {
     Approve(DecideArgs),
     /// Reject a gate, in your own name (the argument is a gate or a run name).
     Reject(DecideArgs),
+    /// Print an AgentRunSet's candidates side by side (verification, diff, cost, tokens,
+    /// turns, duration; the winner marked `*`), and with --diff each candidate's diff.
+    Compare {
+        /// AgentRunSet name.
+        set: String,
+        /// Also print each candidate's diff.
+        #[arg(long)]
+        diff: bool,
+    },
+    /// Pick the winner of an AgentRunSet with `selection.policy: Manual`, in your own name (an
+    /// approval naming the candidate on the set's Pick gate).
+    Pick {
+        /// AgentRunSet name.
+        set: String,
+        /// The candidate whose branch is pushed.
+        candidate: String,
+        /// Comment recorded with the pick.
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+    },
     /// Print a run's patch (unified diff).
     Diff {
         /// AgentRun name.
@@ -195,6 +216,12 @@ async fn run(cli: Cli) -> Result<()> {
                 a.all_namespaces,
             )
         }
+        Cmd::Compare { set, diff } => compare(&client, &ns, &set, diff).await?,
+        Cmd::Pick {
+            set,
+            candidate,
+            message,
+        } => pick(&client, &ns, &set, &candidate, message.as_deref()).await?,
         Cmd::Approve(a) => decide(&client, &ns, &a, Verdict::Approve).await?,
         Cmd::Reject(a) => decide(&client, &ns, &a, Verdict::Reject).await?,
         Cmd::Diff { run } => {
@@ -350,6 +377,70 @@ async fn decide(client: &Client, ns: &str, args: &DecideArgs, verdict: Verdict) 
         updated.spec.run_ref.name,
         updated.spec.decisions.len(),
         updated.spec.quorum
+    ))
+}
+
+async fn get_set(client: &Client, ns: &str, name: &str) -> Result<AgentRunSet> {
+    let sets: Api<AgentRunSet> = Api::namespaced(client.clone(), ns);
+    sets.get_opt(name)
+        .await
+        .context("reading AgentRunSet")?
+        .ok_or_else(|| anyhow::anyhow!("no AgentRunSet named {name:?} in namespace {ns:?}"))
+}
+
+async fn compare(client: &Client, ns: &str, name: &str, with_diff: bool) -> Result<String> {
+    let set = get_set(client, ns, name).await?;
+    let mut out = sets::compare_table(&set).render();
+    out.push_str(&sets::compare_footer(&set));
+    if with_diff {
+        let st = set.status.clone().unwrap_or_default();
+        for c in &st.candidates {
+            let Some(run) = c.run.as_deref() else { continue };
+            out.push_str(&format!("\n=== {} (AgentRun {run}) ===\n", c.name));
+            match diff(client, ns, run).await {
+                Ok(d) if d.is_empty() => out.push_str("(no change)\n"),
+                Ok(d) => out.push_str(&d),
+                Err(e) => out.push_str(&format!("(no diff: {e:#})\n")),
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn pick(client: &Client, ns: &str, name: &str, candidate: &str, message: Option<&str>) -> Result<String> {
+    let set = get_set(client, ns, name).await?;
+    let st = set.status.clone().unwrap_or_default();
+    let Some(gate_name) = st.gate_name.clone() else {
+        return Err(kubectl_paddock::PluginError::NoPickGate {
+            set: name.into(),
+            why: if set.spec.selection.policy != paddock_crds::SelectionPolicy::Manual {
+                format!("(selection.policy is {})", set.spec.selection.policy.as_str())
+            } else {
+                format!("yet ({} of {} candidates done)", st.finished, st.total)
+            },
+        }
+        .into());
+    };
+    let gates: Api<ApprovalGate> = Api::namespaced(client.clone(), ns);
+    let gate = gates
+        .get_opt(&gate_name)
+        .await
+        .context("reading ApprovalGate")?
+        .ok_or_else(|| kubectl_paddock::PluginError::NoPickGate {
+            set: name.into(),
+            why: format!("(ApprovalGate {gate_name} does not exist)"),
+        })?;
+    sets::check_pick(&set, &gate, candidate)?;
+    let (user, groups) = fetch::fetch_whoami(client).await?;
+    check_can_decide(&gate, &user, &groups, Verdict::Approve)?;
+    let patch =
+        serde_json::from_value(sets::pick_patch(&user, candidate, message)).context("building the JSON patch")?;
+    gates
+        .patch(&gate_name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+        .with_context(|| format!("appending your pick to ApprovalGate {gate_name:?}"))?;
+    Ok(format!(
+        "approvalgate/{gate_name}: {user} picked {candidate} for AgentRunSet {name}\n"
     ))
 }
 

@@ -15,7 +15,7 @@ mod telemetry;
 
 use clap::{Parser, Subcommand};
 use context::{Context, State};
-use controller::{agentrun, approvalgate, runnerpool};
+use controller::{agentrun, agentrunset, approvalgate, runnerpool};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::events::Reporter;
@@ -23,7 +23,7 @@ use kube::runtime::reflector::{self, reflector, ObjectRef};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
-use paddock_crds::{AgentRun, ApprovalGate, RunnerPool};
+use paddock_crds::{AgentRun, AgentRunSet, ApprovalGate, RunnerPool};
 use std::sync::Arc;
 
 #[derive(Parser)]
@@ -289,9 +289,28 @@ async fn main() -> anyhow::Result<()> {
             watcher::Config::default(),
             move |pool: RunnerPool| agentrun::runs_waiting_for_pool(&pool_store.state(), &pool),
         )
+        // A set's selection decides its candidates' pushes.
+        .watches(
+            api::<AgentRunSet>(&client, &ns),
+            watcher::Config::default(),
+            |set: AgentRunSet| agentrunset::runs_of(&set),
+        )
         .with_config(kube::runtime::controller::Config::default().concurrency(args.max_concurrent_reconciles))
         .shutdown_on_signal()
         .run(agentrun::reconcile, agentrun::error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let sets = Controller::new(api::<AgentRunSet>(&client, &ns), watcher::Config::default())
+        .owns(
+            api::<AgentRun>(&client, &ns),
+            watcher::Config::default().labels(paddock_crds::LABEL_SET),
+        )
+        .owns(
+            api::<ApprovalGate>(&client, &ns),
+            watcher::Config::default().labels(paddock_crds::LABEL_SET),
+        )
+        .shutdown_on_signal()
+        .run(agentrunset::reconcile, agentrunset::error_policy, ctx.clone())
         .for_each(|_| async {});
 
     let gates = Controller::new(api::<ApprovalGate>(&client, &ns), watcher::Config::default());
@@ -385,7 +404,7 @@ async fn main() -> anyhow::Result<()> {
     let lead = async {
         let leadership = leader::lead(client.clone(), &args.election, state.clone()).await?;
         tokio::select! {
-            _ = async { tokio::join!(runs, gates, pools, workload_controller, ready) } => {},
+            _ = async { tokio::join!(runs, sets, gates, pools, workload_controller, ready) } => {},
             _ = observer => {},
         }
         // The controllers stopped (SIGTERM): free the Lease for a standby.

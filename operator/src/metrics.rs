@@ -339,8 +339,9 @@ impl Drop for ReconcileTimer<'_> {
 }
 
 /// Resources named in `paddock_kube_api_request_duration_seconds`; any other is `other`.
-const API_RESOURCES: [&str; 7] = [
+const API_RESOURCES: [&str; 8] = [
     "agentruns",
+    "agentrunsets",
     "approvalgates",
     "runnerpools",
     "pods",

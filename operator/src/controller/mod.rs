@@ -2,5 +2,6 @@
 //! builders and status functions, and an error policy.
 
 pub mod agentrun;
+pub mod agentrunset;
 pub mod approvalgate;
 pub mod runnerpool;

@@ -16,6 +16,7 @@
 use super::artifacts;
 use super::build::{new_gate, request_gate_name};
 use crate::context::{Context, MANAGER_AGENTRUN};
+use crate::controller::agentrunset::Selection;
 use crate::error::Result;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -193,6 +194,7 @@ pub fn reviewed_push(gw: &artifacts::GatewayLog, branch: &str) -> Option<GateReq
         input: None,
         commit: Some(commit),
         diffstat: Some(diffstat),
+        candidates: Vec::new(),
         patch_ref: None,
     })
 }
@@ -249,6 +251,7 @@ async fn create_gate(
         commit: None,
         diffstat: None,
         patch_ref: None,
+        candidates: Vec::new(),
     };
     if stage == GateStage::BeforePush {
         // The reviewer reads the gateway's patch before the push: store it now (the final store
@@ -300,14 +303,17 @@ pub async fn list_gates(ctx: &Context, run: &AgentRun) -> Result<Vec<ApprovalGat
     Ok(list)
 }
 
-/// A held push (`verify.required` with `output.push`; issue 19) gets its verdict from the
-/// verification of `attempt` too: none while it runs (a BeforePush gate's approval waits for
-/// it), `Reject` when it failed, and when it passed the gate's verdict, or `Approve` without a
-/// BeforePush gate. Signed for the commit the verification pod applied. Pure.
+/// A held push (`verify.required` with `output.push`, or a set's candidate with `output.push`;
+/// issue 19) gets its verdict from the verification of `attempt` too: none while it runs (a
+/// BeforePush gate's approval waits for it), `Reject` when it failed and was required; for a
+/// candidate then none until its set selects, `Reject` unless it won; and at last the
+/// BeforePush gate's verdict, or `Approve` without a gate. Signed for the commit the
+/// verification pod applied. Pure.
 pub fn held_push_verdict(
     run: &AgentRun,
     attempt: u32,
     verification: Option<&paddock_crds::VerificationStatus>,
+    selection: &Selection,
     signer: &paddock_crds::verdict::Signer,
     wanted: &mut BTreeMap<String, String>,
 ) {
@@ -318,14 +324,22 @@ pub fn held_push_verdict(
     let key = format!("{DECISION_PREFIX}push");
     let v = verification.filter(|v| v.attempt == attempt);
     let gated = run.spec.approvals.as_ref().is_some_and(|a| a.before_push.is_some());
-    let verdict = match v.map(|v| v.result) {
-        Some(R::Passed) if gated => return,
-        Some(R::Passed) => "Approve",
-        Some(R::Failed | R::Error) => "Reject",
-        Some(R::Running) | None => {
+    let required = run.spec.verify.as_ref().is_some_and(|s| s.required);
+    let verdict = match (v.map(|v| v.result), selection) {
+        (Some(R::Running) | None, _) => {
             wanted.remove(&key);
             return;
         }
+        (Some(R::Failed | R::Error), _) if required => "Reject",
+        // A set's candidate (issue 19): only the winner's branch is pushed.
+        (_, Selection::Waiting) => {
+            wanted.remove(&key);
+            return;
+        }
+        (_, Selection::Loser(_)) => "Reject",
+        (Some(R::Failed | R::Error), Selection::NotACandidate) => "Reject",
+        (Some(_), _) if gated => return,
+        (Some(_), _) => "Approve",
     };
     let Some(commit) = v.and_then(|v| v.commit.clone()) else {
         wanted.remove(&key);
@@ -394,11 +408,12 @@ pub async fn sync_verdicts(
     run: &AgentRun,
     pod: &Pod,
     verification: Option<&paddock_crds::VerificationStatus>,
+    selection: &Selection,
 ) -> Result<Option<ApprovalGate>> {
     let attempt = pod_attempt(pod);
     let gates = list_gates(ctx, run).await?;
     let mut wanted = verdict_annotations(run, &gates, attempt, &ctx.signer);
-    held_push_verdict(run, attempt, verification, &ctx.signer, &mut wanted);
+    held_push_verdict(run, attempt, verification, selection, &ctx.signer, &mut wanted);
     let have = pod.metadata.annotations.clone().unwrap_or_default();
     if wanted.iter().any(|(k, v)| have.get(k) != Some(v)) {
         let ns = run.metadata.namespace.as_deref().unwrap_or_default();

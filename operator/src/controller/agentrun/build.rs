@@ -338,7 +338,9 @@ fn trusted_run_env(run: &AgentRun, attempt: u32) -> Vec<EnvVar> {
     vars.extend(identity_env(run, attempt));
     // The gateway holds the push until the operator's signed BeforePush verdict.
     // Also while a required verification has not passed (issue 19).
-    if run.spec.approvals.as_ref().is_some_and(|a| a.before_push.is_some()) || run.spec.verification_holds_push() {
+    if run.spec.approvals.as_ref().is_some_and(|a| a.before_push.is_some())
+        || paddock_crds::agentrunset::holds_push(run)
+    {
         vars.push(env("PADDOCK_PUSH_APPROVAL", "true"));
     }
     vars
@@ -389,7 +391,7 @@ fn agent_run_env(run: &AgentRun, prompt: EnvVar, user_env: &[EnvVar], attempt: u
     }
     // In-run approvals: verdicts arrive as pod annotations in a downward API file.
     let approvals = run.spec.approvals.as_ref();
-    if approvals.is_some_and(|a| a.before_push.is_some()) || run.spec.verification_holds_push() {
+    if approvals.is_some_and(|a| a.before_push.is_some()) || paddock_crds::agentrunset::holds_push(run) {
         paddock_env.push(env("PADDOCK_PUSH_APPROVAL", "true"));
     }
     if let Some(t) = approvals.and_then(|a| a.tool_use.as_ref()) {
@@ -1072,6 +1074,7 @@ pub fn new_gate(
                 name: run.metadata.name.clone().unwrap_or_default(),
                 uid: run.metadata.uid.clone(),
                 attempt,
+                kind: None,
             },
             stage,
             request,

@@ -14,6 +14,7 @@ pub mod verify;
 pub mod warm;
 
 use crate::context::{Context, MANAGER_AGENTRUN};
+use crate::controller::agentrunset;
 use crate::error::{Error, Result};
 use build::{build_gate, build_pod, gate_name, pod_name, pool_name, timeout_secs};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -911,12 +912,21 @@ async fn observe_pod(run: &AgentRun, ctx: &Arc<Context>, pods: &Api<Pod>, pod: &
             if verify::holds_push(run) && state == PodState::Running {
                 held_verification(run, ctx, out).await?;
             }
+            // A set's candidate (issue 19): its push waits for the set's selection.
+            let selection = if verify::holds_push(run) && state == PodState::Running {
+                agentrunset::selection_of(ctx, run).await?
+            } else {
+                agentrunset::Selection::NotACandidate
+            };
             // In-run approvals: hand decided verdicts to the pod; show a pending gate.
             let pending = if approvals::has_in_run_gates(run) && state == PodState::Running {
-                approvals::sync_verdicts(ctx, run, pod, out.status.verification.as_ref()).await?
+                approvals::sync_verdicts(ctx, run, pod, out.status.verification.as_ref(), &selection).await?
             } else {
                 None
             };
+            let verified = out.status.verification.as_ref().is_some_and(|v| {
+                v.attempt == out.status.attempt.unwrap_or(1) && v.result != VerificationResult::Running
+            });
             if let Some(g) = pending {
                 let gname = g.metadata.name.clone().unwrap_or_default();
                 let what = g.spec.request.summary.lines().next().unwrap_or_default().to_string();
@@ -931,6 +941,16 @@ async fn observe_pod(run: &AgentRun, ctx: &Arc<Context>, pods: &Api<Pod>, pod: &
                         g.spec.stage.as_str(),
                         paddock_crds::events::truncate(&what, 200)
                     ),
+                );
+            } else if selection == agentrunset::Selection::Waiting && verified {
+                let (set, _) = agentrunset::owner_set(run).unwrap_or_default();
+                set_phase(
+                    &mut out.status,
+                    Phase::Running,
+                    "AwaitingSelection",
+                    &format!("the change is verified; its push waits for AgentRunSet {set} to select a winner"),
+                    run.metadata.generation,
+                    &now(),
                 );
             } else if matches!(&state, PodState::Starting { message } if message == "pod Pending")
                 && out
@@ -1141,6 +1161,7 @@ async fn finish_from_pod(
                     );
                     let mut v = verify::started(attempt, &inputs.base, None, now());
                     v.commit = inputs.commit.clone();
+                    v.diffstat = inputs.diffstat.clone();
                     v.patch_sha256 = inputs.patch_sha256.clone();
                     match inputs.refuse {
                         // Too large to verify: never `Passed` (checking part of a change would
@@ -1184,6 +1205,19 @@ async fn finish_from_pod(
             }
         }
         _ => (phase, reason, message),
+    };
+    // A set's candidate whose push the set refused (another won): its work is done and kept.
+    let (phase, reason, message) = if forced.is_none() && phase == Phase::Rejected && agentrunset::is_candidate(run) {
+        match agentrunset::selection_of(ctx, run).await? {
+            agentrunset::Selection::Loser(why) => (
+                Phase::Succeeded,
+                "NotSelected".to_string(),
+                format!("not pushed: {why}; the change is kept (kubectl paddock diff)"),
+            ),
+            _ => (phase, reason, message),
+        }
+    } else {
+        (phase, reason, message)
     };
     if forced.is_none() && out.status.completion_time.is_none() {
         out.status.completion_time = pod_finished_at(pod);
@@ -1333,6 +1367,8 @@ async fn verify_after_end(run: &AgentRun, ctx: &Arc<Context>, out: &mut Outcome)
         patch_cm: patch_cm.clone(),
         patch_sha256: v.patch_sha256.clone(),
         refuse: None,
+        diffstat: v.diffstat.clone(),
+        usage: None,
     };
     let done = if protected_or_altered(run, ctx, patch_cm.as_deref(), &mut v).await? {
         true
@@ -1417,9 +1453,15 @@ async fn held_verification(run: &AgentRun, ctx: &Arc<Context>, out: &mut Outcome
     let mut v = current.unwrap_or_else(|| verify::started(attempt, &inputs.base, Some(name.clone()), t.clone()));
     v.base_commit = inputs.base.clone();
     v.commit = inputs.commit.clone();
+    v.diffstat = inputs.diffstat.clone();
     v.patch_sha256 = inputs.patch_sha256.clone();
     if !protected_or_altered(run, ctx, inputs.patch_cm.as_deref(), &mut v).await? {
         read_verification_pod(run, ctx, &p, &inputs, &mut v).await?;
+    }
+    // The agent is done: its metered usage is final (a set's CheapestVerified reads it before
+    // the run ends).
+    if v.result != VerificationResult::Running && out.status.usage.is_none() {
+        out.status.usage = inputs.usage.clone();
     }
     verify::set_condition(&mut out.status, &v, run.metadata.generation, &t);
     out.status.verification = Some(v);

@@ -61,6 +61,11 @@ pub struct Inputs {
     /// Why the change cannot be verified (its patch was cut at the size limit or not stored):
     /// the verification is then `Error`/`PatchTooLarge`, never `Passed`.
     pub refuse: Option<String>,
+    /// The change's size, `<files> files, +<insertions>/-<deletions>` (the gateway's facts).
+    pub diffstat: Option<String>,
+    /// Tokens and USD of the agent's model calls so far (the gateway's metering), for a held
+    /// push: the agent is done, so this is its whole usage.
+    pub usage: Option<paddock_crds::events::Usage>,
 }
 
 /// The [`Inputs`] of a change: the gateway's `facts`, its patch (`patch_gz`, gzip) and the
@@ -85,6 +90,11 @@ pub fn inputs(facts: &paddock_crds::gateway::BranchFacts, patch_gz: Option<&[u8]
         patch_sha256: patch_cm.as_ref().and(patch_gz).map(paddock_evidence::dsse::sha256_hex),
         patch_cm,
         refuse,
+        diffstat: facts
+            .commit
+            .as_ref()
+            .map(|_| paddock_crds::events::diffstat(facts.files_changed, facts.insertions, facts.deletions)),
+        usage: None,
     }
 }
 
@@ -103,9 +113,10 @@ pub fn timeout_secs(run: &AgentRun) -> u64 {
         .unwrap_or(DEFAULT_TIMEOUT_SECS)
 }
 
-/// Whether `run` holds its push until verified (`verify.required` with `output.push`).
+/// Whether `run` holds its push until verified (`verify.required` with `output.push`) or, a
+/// set's candidate, until its set selects ([`paddock_crds::agentrunset::holds_push`]).
 pub fn holds_push(run: &AgentRun) -> bool {
-    run.spec.verification_holds_push()
+    paddock_crds::agentrunset::holds_push(run)
 }
 
 /// The files a unified diff (git's format) touches, old and new names, in order, without
@@ -180,12 +191,50 @@ pub fn protected_changes(patch: &str, globs: &[String]) -> Vec<String> {
 /// The test runner's closing line, where its format is known: pytest (`== 41 passed, 2 failed
 /// in 0.12s ==` → `41 passed, 2 failed`), cargo test (`test result: FAILED. 12 passed; 1
 /// failed; …` → `12 passed; 1 failed`), Jest (`Tests: 2 failed, 41 passed, 43 total`), go test
-/// (`ok`/`FAIL` package lines, counted). The last match wins. Pure.
+/// (`ok`/`FAIL` package lines, counted), Python's unittest (`Ran 3 tests in 0.001s` then `OK` or
+/// `FAILED (failures=1, errors=1)` → `1 passed, 1 failed, 1 error`). The last match wins. Pure.
 pub fn summary(log: &str) -> Option<String> {
     let mut found = None;
     let (mut go_ok, mut go_fail) = (0u32, 0u32);
+    let mut unittest_ran: Option<u32> = None;
     for line in log.lines() {
         let t = line.trim();
+        if let Some(n) = t
+            .strip_prefix("Ran ")
+            .and_then(|r| r.split_once(' '))
+            .filter(|(_, rest)| rest.starts_with("test"))
+            .and_then(|(n, _)| n.parse::<u32>().ok())
+        {
+            unittest_ran = Some(n);
+            continue;
+        }
+        if let Some(ran) = unittest_ran {
+            if t.is_empty() {
+                continue;
+            }
+            unittest_ran = None;
+            if t == "OK" || t.starts_with("OK (") || t.starts_with("FAILED (") {
+                let count = |key: &str| -> u32 {
+                    t.split(['(', ')', ',', ' '])
+                        .filter_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse::<u32>().ok())
+                        .sum()
+                };
+                let (failed, errors, skipped) = (count("failures"), count("errors"), count("skipped"));
+                let passed = ran.saturating_sub(failed + errors + skipped);
+                let mut parts = vec![format!("{passed} passed")];
+                if failed > 0 {
+                    parts.push(format!("{failed} failed"));
+                }
+                if errors > 0 {
+                    parts.push(format!("{errors} error{}", if errors == 1 { "" } else { "s" }));
+                }
+                if skipped > 0 {
+                    parts.push(format!("{skipped} skipped"));
+                }
+                found = Some(parts.join(", "));
+                continue;
+            }
+        }
         let bare = t.trim_matches('=').trim();
         let words_ok = bare.contains(" passed") || bare.contains(" failed") || bare.contains(" error");
         if t.starts_with('=') && words_ok {
@@ -367,6 +416,7 @@ pub fn started(attempt: u32, base: &str, pod: Option<String>, now: Time) -> Veri
         attempt,
         base_commit: base.into(),
         commit: None,
+        diffstat: None,
         patch_sha256: None,
         pod_name: pod,
         exit_code: None,
@@ -596,7 +646,8 @@ pub async fn held_inputs(
         .clone()
         .filter(|g| g.len() <= artifacts::MAX_PATCH_GZ_BYTES);
     let cm = gz.as_ref().map(|_| artifacts::patch_configmap_name(run));
-    let inputs = inputs(&facts, gz.as_deref(), cm);
+    let mut inputs = inputs(&facts, gz.as_deref(), cm);
+    inputs.usage = gw.usage.clone();
     let mut parsed = artifacts::parse_log(&artifacts::fetch_pod_log(&pods, runner_pod).await);
     parsed.patch_gz = gw.review.patch_gz.clone();
     Ok(Some((inputs, parsed)))

@@ -19,7 +19,10 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use paddock_crds::condition::{set_condition, FALSE, TRUE};
-use paddock_crds::{AgentRun, ApprovalGate, ApprovalGateSpec, ApprovalGateStatus, GateState, Verdict};
+use paddock_crds::{
+    AgentRun, AgentRunSet, ApprovalGate, ApprovalGateSpec, ApprovalGateStatus, GateStage, GateState, Verdict,
+};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,6 +121,29 @@ pub fn compute_withdrawal(gate: &ApprovalGate, run: Option<&AgentRun>) -> Option
     None
 }
 
+/// Whether a pending `Pick` gate is withdrawn, given its AgentRunSet as it is now: the set is
+/// gone (or another has its name), is being deleted, or has ended (cancelled). Pure.
+pub fn compute_pick_withdrawal(gate: &ApprovalGate, set: Option<&AgentRunSet>) -> Option<(Withdrawal, String)> {
+    let name = &gate.spec.run_ref.name;
+    let Some(set) = set else {
+        return Some((Withdrawal::RunDeleted, format!("AgentRunSet {name} no longer exists")));
+    };
+    if gate.spec.run_ref.uid.is_some() && gate.spec.run_ref.uid != set.metadata.uid {
+        return Some((
+            Withdrawal::RunDeleted,
+            format!("the AgentRunSet {name} this gate was created for no longer exists; another set has its name"),
+        ));
+    }
+    if set.metadata.deletion_timestamp.is_some() {
+        return Some((Withdrawal::RunDeleted, format!("AgentRunSet {name} is being deleted")));
+    }
+    let phase = set.status.as_ref().and_then(|s| s.phase).filter(|p| p.is_terminal())?;
+    Some((
+        Withdrawal::RunFinished,
+        format!("AgentRunSet {name} ended ({}) before anyone picked", phase.as_str()),
+    ))
+}
+
 /// The pending gates in `gates` that a change of `run` withdraws ([`compute_withdrawal`]):
 /// gates of the same namespace naming the run, still pending. Pure; the mapper of the
 /// controller's AgentRun watch.
@@ -125,7 +151,7 @@ pub fn gates_to_withdraw(run: &AgentRun, gates: &[Arc<ApprovalGate>]) -> Vec<Obj
     gates
         .iter()
         .filter(|g| g.metadata.namespace == run.metadata.namespace)
-        .filter(|g| Some(&g.spec.run_ref.name) == run.metadata.name.as_ref())
+        .filter(|g| g.spec.stage != GateStage::Pick && Some(&g.spec.run_ref.name) == run.metadata.name.as_ref())
         .filter(|g| !g.status.as_ref().and_then(|s| s.state).is_some_and(GateState::is_final))
         .filter(|g| compute_withdrawal(g, Some(run)).is_some())
         .map(|g| ObjectRef::from_obj(g.as_ref()))
@@ -168,25 +194,60 @@ pub fn build_withdrawn_status(
 /// a Reject decides the gate; `quorum` distinct approvals approve it.
 /// Returns (state, approvals counted, the deciding approver).
 pub fn compute_state(spec: &ApprovalGateSpec) -> (GateState, u32, Option<String>) {
+    let (state, approvals, by, _) = tally(spec);
+    (state, approvals, by)
+}
+
+/// The candidate an approved `Pick` gate picked: the first whose approvals (by listed
+/// approvers, one each) reached the quorum. `None` for other stages or while none has. Pure.
+pub fn picked(spec: &ApprovalGateSpec) -> Option<String> {
+    tally(spec).3
+}
+
+/// [`compute_state`] and, for a `Pick` gate, the candidate picked.
+fn tally(spec: &ApprovalGateSpec) -> (GateState, u32, Option<String>, Option<String>) {
     let listed = |who: &str| {
         (spec.approvers.users.is_empty() && spec.approvers.groups.is_empty())
             || spec.approvers.users.iter().any(|u| u == who)
             || !spec.approvers.groups.is_empty()
     };
     let mut seen: Vec<&str> = Vec::new();
+    // A Pick gate's approvals count per candidate: the quorum must agree on one.
+    let mut per_candidate: BTreeMap<&str, u32> = BTreeMap::new();
     for d in &spec.decisions {
         if !listed(&d.approver) || seen.contains(&d.approver.as_str()) {
             continue;
         }
-        seen.push(&d.approver);
         if d.decision == Verdict::Reject {
-            return (GateState::Rejected, (seen.len() - 1) as u32, Some(d.approver.clone()));
+            return (GateState::Rejected, seen.len() as u32, Some(d.approver.clone()), None);
         }
-        if seen.len() as u32 >= spec.quorum.max(1) {
-            return (GateState::Approved, seen.len() as u32, Some(d.approver.clone()));
+        let (count, candidate) = if spec.stage == GateStage::Pick {
+            // An approval naming no listed candidate counts for nothing (the CRD's rule
+            // refuses it at admission).
+            let Some(c) = d
+                .candidate
+                .as_deref()
+                .filter(|c| spec.request.candidates.iter().any(|x| x == c))
+            else {
+                continue;
+            };
+            let n = per_candidate.entry(c).or_default();
+            *n += 1;
+            (*n, Some(c.to_string()))
+        } else {
+            (seen.len() as u32 + 1, None)
+        };
+        seen.push(&d.approver);
+        if count >= spec.quorum.max(1) {
+            return (
+                GateState::Approved,
+                seen.len() as u32,
+                Some(d.approver.clone()),
+                candidate,
+            );
         }
     }
-    (GateState::Pending, seen.len() as u32, None)
+    (GateState::Pending, seen.len() as u32, None, None)
 }
 
 /// Reconciles one gate: computes its state and writes status when it changed.
@@ -307,6 +368,7 @@ pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Act
     if state != GateState::Pending {
         st.decided_by = by;
         st.decided_at = Some(now);
+        st.candidate = picked(&gate.spec);
     }
     if st != old {
         apply_status(&ctx, &ns, &name, &st).await?;
@@ -331,6 +393,11 @@ pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Act
 /// behind may hold a deleted run, or not yet a re-created one).
 async fn fetch_withdrawal(gate: &ApprovalGate, ctx: &Context, ns: &str) -> Result<Option<(Withdrawal, String)>> {
     let run_name = gate.spec.run_ref.name.as_str();
+    if gate.spec.stage == GateStage::Pick {
+        let sets: Api<AgentRunSet> = Api::namespaced(ctx.client.clone(), ns);
+        let set = sets.get_opt(run_name).await?;
+        return Ok(compute_pick_withdrawal(gate, set.as_ref()));
+    }
     let cached = ctx.runs.get(&ObjectRef::<AgentRun>::new(run_name).within(ns));
     if compute_withdrawal(gate, cached.as_deref()).is_none() {
         return Ok(None);
@@ -390,6 +457,7 @@ mod tests {
                     approver: a.to_string(),
                     decision: *d,
                     comment: None,
+                    candidate: None,
                 })
                 .collect(),
         }
@@ -435,6 +503,45 @@ mod tests {
             "status": status,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_pick_needs_its_quorum_on_one_listed_candidate() {
+        let mut s = spec(2, &["alice", "bob", "carol"], &[]);
+        s.stage = GateStage::Pick;
+        s.request.candidates = vec!["a".into(), "b".into()];
+        let pick = |who: &str, c: Option<&str>, d: Verdict| Decision {
+            approver: who.into(),
+            decision: d,
+            comment: None,
+            candidate: c.map(str::to_string),
+        };
+        s.decisions = vec![
+            pick("alice", Some("a"), Verdict::Approve),
+            pick("bob", Some("b"), Verdict::Approve),
+        ];
+        assert_eq!(compute_state(&s).0, GateState::Pending, "two approvals, one each");
+        assert_eq!(picked(&s), None);
+        s.decisions.push(pick("carol", Some("b"), Verdict::Approve));
+        assert_eq!(compute_state(&s), (GateState::Approved, 3, Some("carol".into())));
+        assert_eq!(picked(&s).as_deref(), Some("b"));
+        // An unlisted candidate or a repeated approver counts for nothing.
+        s.decisions = vec![
+            pick("alice", Some("zzz"), Verdict::Approve),
+            pick("bob", Some("a"), Verdict::Approve),
+            pick("bob", Some("a"), Verdict::Approve),
+        ];
+        assert_eq!(compute_state(&s).0, GateState::Pending);
+        s.decisions.push(pick("carol", None, Verdict::Reject));
+        assert_eq!(compute_state(&s).0, GateState::Rejected);
+        assert_eq!(picked(&s), None);
+        // Quorum 1: the first listed pick decides.
+        s.quorum = 1;
+        s.decisions = vec![
+            pick("mallory", Some("a"), Verdict::Approve),
+            pick("bob", Some("b"), Verdict::Approve),
+        ];
+        assert_eq!(picked(&s).as_deref(), Some("b"), "mallory is not an approver");
     }
 
     #[test]
@@ -626,6 +733,7 @@ mod tests {
             approver: "alice".into(),
             decision: Verdict::Approve,
             comment: None,
+            candidate: None,
         });
         let (ctx, written) = crate::context::test_context_recording(vec![]);
         let action = reconcile(Arc::new(late), Arc::new(ctx)).await.unwrap();

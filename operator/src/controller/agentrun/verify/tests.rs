@@ -49,6 +49,16 @@ fn closing_lines_of_known_test_runners_become_the_summary() {
     let go = "ok  \texample.com/a\t0.1s\nFAIL\texample.com/b\t0.2s\n";
     assert_eq!(summary(go).as_deref(), Some("1 packages ok, 1 failed"));
     assert_eq!(summary("all good\n"), None);
+    // Python's unittest prints "Ran N tests" then a blank line and OK or FAILED (...).
+    let unittest = "..F\n======\nFAIL: test_mul\n----\nRan 3 tests in 0.001s\n\nFAILED (failures=1)\n";
+    assert_eq!(summary(unittest).as_deref(), Some("2 passed, 1 failed"));
+    let ok = "Ran 2 tests in 0.000s\n\nOK\n";
+    assert_eq!(summary(ok).as_deref(), Some("2 passed"));
+    let mixed = "Ran 5 tests in 0.1s\n\nFAILED (failures=1, errors=2, skipped=1)\n";
+    assert_eq!(
+        summary(mixed).as_deref(),
+        Some("1 passed, 1 failed, 2 errors, 1 skipped")
+    );
 }
 
 fn run(verify: serde_json::Value, output: serde_json::Value) -> AgentRun {
@@ -204,7 +214,14 @@ fn a_held_push_is_approved_only_after_passing_and_rejected_after_failing() {
         if let Some(g) = gate {
             wanted.insert("decision.paddock.dev/push".to_string(), g.to_string());
         }
-        super::super::approvals::held_push_verdict(&r, 1, Some(v), &signer, &mut wanted);
+        super::super::approvals::held_push_verdict(
+            &r,
+            1,
+            Some(v),
+            &crate::controller::agentrunset::Selection::NotACandidate,
+            &signer,
+            &mut wanted,
+        );
         wanted.get("decision.paddock.dev/push").cloned()
     };
     // Running: nothing, even when something was there.
@@ -230,6 +247,56 @@ fn a_held_push_is_approved_only_after_passing_and_rejected_after_failing() {
         serde_json::json!({"push": true}),
     );
     assert!(!holds_push(&free));
+    // A set's candidate (issue 19): held even without `required`; after a passed (or, not
+    // required, failed) verification it waits for its set, and only the winner's push goes on.
+    use crate::controller::agentrunset::Selection;
+    let mut cand = run(
+        serde_json::json!({"command": ["true"]}),
+        serde_json::json!({"push": true}),
+    );
+    cand.metadata.uid = Some("u-1".into());
+    cand.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+        api_version: "paddock.dev/v1alpha1".into(),
+        kind: "AgentRunSet".into(),
+        name: "set".into(),
+        uid: "set-uid".into(),
+        controller: Some(true),
+        ..Default::default()
+    }]);
+    assert!(holds_push(&cand));
+    let candidate_verdict = |v: &VerificationStatus, sel: Selection| {
+        let mut wanted = BTreeMap::new();
+        super::super::approvals::held_push_verdict(&cand, 1, Some(v), &sel, &signer, &mut wanted);
+        wanted
+            .get("decision.paddock.dev/push")
+            .and_then(|value| verified_verdict(&signer.public_key_b64(), &subject, value))
+            .map(str::to_string)
+    };
+    v.attempt = 1;
+    for result in [VerificationResult::Passed, VerificationResult::Failed] {
+        v.result = result;
+        assert_eq!(
+            candidate_verdict(&v, Selection::Waiting),
+            None,
+            "{result:?}: waits for the set"
+        );
+        assert_eq!(
+            candidate_verdict(&v, Selection::Winner),
+            Some("Approve".into()),
+            "{result:?}"
+        );
+        assert_eq!(
+            candidate_verdict(&v, Selection::Loser("b won".into())),
+            Some("Reject".into()),
+            "{result:?}"
+        );
+    }
+    v.result = VerificationResult::Running;
+    assert_eq!(
+        candidate_verdict(&v, Selection::Winner),
+        None,
+        "never before its checks end"
+    );
 }
 
 #[test]
