@@ -453,3 +453,70 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
+
+/// Output of one `kubectl paddock` invocation.
+#[derive(Debug, Clone)]
+pub struct PluginOut {
+    /// Whether it exited 0.
+    pub ok: bool,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// The plugin binary (`$CARGO_TARGET_DIR/debug/kubectl-paddock`), built with `cargo build -p
+/// kubectl-paddock` if it is not there yet (`e2e/run-e2e.sh` builds it first).
+///
+/// # Errors
+/// When the build fails.
+pub fn plugin_binary() -> Result<PathBuf> {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("target"));
+    let bin = target.join("debug").join("kubectl-paddock");
+    if !bin.exists() {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "kubectl-paddock"])
+            .current_dir(&repo)
+            .status()
+            .context("running cargo build -p kubectl-paddock")?;
+        if !st.success() || !bin.exists() {
+            bail!(
+                "cargo build -p kubectl-paddock failed ({st}); {} missing",
+                bin.display()
+            );
+        }
+    }
+    Ok(bin)
+}
+
+/// Runs `kubectl paddock ARGS` (the real plugin, [`plugin_binary`]) with `KUBECONFIG` and
+/// `envs` in its environment; prints the command and its output; fails the test if the
+/// plugin panicked.
+///
+/// # Errors
+/// When the binary cannot be built or started.
+pub fn kubectl_paddock(args: &[&str], envs: &[(&str, String)]) -> Result<PluginOut> {
+    let mut cmd = Command::new(plugin_binary()?);
+    cmd.args(args).env("KUBECONFIG", env("KUBECONFIG")?);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().context("running kubectl-paddock")?;
+    let o = PluginOut {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!(
+        "$ kubectl paddock {}\n{}{}(exit ok: {})",
+        args.join(" "),
+        o.stdout,
+        o.stderr,
+        o.ok
+    );
+    assert!(!o.stderr.contains("panicked"), "the plugin panicked: {}", o.stderr);
+    Ok(o)
+}

@@ -29,26 +29,12 @@ fn run_manifest(name: &str, spec: serde_json::Value) -> serde_json::Value {
 /// Runs the plugin (`target/debug/kubectl-paddock`, built by run-e2e.sh) with the archive's
 /// credentials in its environment, as an auditor with read access to the bucket would.
 fn plugin(args: &[&str]) -> Result<(bool, String, String)> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
-    let out = Command::new(target.join("debug/kubectl-paddock"))
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", env("PADDOCK_E2E_S3_ACCESS_KEY")?)
-        .env("AWS_SECRET_ACCESS_KEY", env("PADDOCK_E2E_S3_SECRET_KEY")?)
-        .output()
-        .context("running kubectl-paddock (built by e2e/run-e2e.sh)")?;
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    eprintln!(
-        "$ kubectl paddock {}\n{stdout}{stderr}(ok: {})",
-        args.join(" "),
-        out.status.success()
-    );
-    assert!(!stderr.contains("panicked"), "the plugin panicked: {stderr}");
-    Ok((out.status.success(), stdout, stderr))
+    let envs = [
+        ("AWS_ACCESS_KEY_ID", env("PADDOCK_E2E_S3_ACCESS_KEY")?),
+        ("AWS_SECRET_ACCESS_KEY", env("PADDOCK_E2E_S3_SECRET_KEY")?),
+    ];
+    let o = paddock_e2e::kubectl_paddock(args, &envs)?;
+    Ok((o.ok, o.stdout, o.stderr))
 }
 
 fn ok(args: &[&str]) -> Result<String> {

@@ -7,8 +7,6 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use paddock_crds::{AgentRun, ApprovalGate, Phase, Verdict};
 use paddock_e2e::{condition, phase, GitRepo, TestNs};
 use serde_json::json;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
@@ -17,58 +15,10 @@ fn run_manifest(name: &str, spec: serde_json::Value) -> serde_json::Value {
     json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun", "metadata": {"name": name}, "spec": spec})
 }
 
-/// The plugin binary, built with `cargo build -p kubectl-paddock` if it is not there yet.
-fn plugin_binary() -> Result<PathBuf> {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("target"));
-    let bin = target.join("debug").join("kubectl-paddock");
-    if !bin.exists() {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "kubectl-paddock"])
-            .current_dir(&repo)
-            .status()
-            .context("running cargo build -p kubectl-paddock")?;
-        if !st.success() || !bin.exists() {
-            bail!(
-                "cargo build -p kubectl-paddock failed ({st}); {} missing",
-                bin.display()
-            );
-        }
-    }
-    Ok(bin)
-}
-
-/// Output of one plugin invocation.
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
+type Out = paddock_e2e::PluginOut;
 
 fn plugin(args: &[&str]) -> Result<Out> {
-    let out = Command::new(plugin_binary()?)
-        .args(args)
-        .env(
-            "KUBECONFIG",
-            std::env::var("KUBECONFIG").context("KUBECONFIG is not set")?,
-        )
-        .output()?;
-    let o = Out {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    eprintln!(
-        "$ kubectl paddock {}\n{}{}(exit ok: {})",
-        args.join(" "),
-        o.stdout,
-        o.stderr,
-        o.ok
-    );
-    assert!(!o.stderr.contains("panicked"), "the plugin panicked: {}", o.stderr);
-    Ok(o)
+    paddock_e2e::kubectl_paddock(args, &[])
 }
 
 fn ok(args: &[&str]) -> Result<String> {
