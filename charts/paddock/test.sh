@@ -298,7 +298,7 @@ if scenario == "default":
     check(ed and norm(ed["rules"]) == EXPECTED_EDIT and ed["metadata"]["labels"].get("rbac.authorization.k8s.io/aggregate-to-edit") == "true",
           f"{scenario}: edit ClusterRole aggregates exactly agentruns c/u/p/d, approvalgates g/l/w/patch, runnerpools g/l/w")
     check(vw and norm(vw["rules"]) == EXPECTED_VIEW and vw["metadata"]["labels"].get("rbac.authorization.k8s.io/aggregate-to-view") == "true",
-          f"{scenario}: view ClusterRole aggregates get/list/watch on the three kinds")
+          f"{scenario}: view ClusterRole aggregates get/list/watch on the four kinds")
     check("PADDOCK_WATCH_NAMESPACE" not in env, f"{scenario}: no PADDOCK_WATCH_NAMESPACE (all namespaces)")
     p = pools[0] if len(pools) == 1 else None
     check(p and p["metadata"]["name"] == "default" and p["metadata"]["namespace"] == "paddock-system",
@@ -387,8 +387,8 @@ elif scenario == "archive":
     check(op and norm(op["rules"]) == EXPECTED_OPERATOR, f"{scenario}: operator ClusterRole unchanged by the archive")
 elif scenario == "crds":
     names = sorted(d["metadata"]["name"] for d in kinds("CustomResourceDefinition"))
-    check(names == ["agentruns.paddock.dev", "approvalgates.paddock.dev", "runnerpools.paddock.dev"],
-          f"{scenario}: --include-crds renders the three CRDs", str(names))
+    check(names == ["agentruns.paddock.dev", "agentrunsets.paddock.dev", "approvalgates.paddock.dev", "runnerpools.paddock.dev"],
+          f"{scenario}: --include-crds renders the four CRDs", str(names))
 
 # The evidence reader (templates/evidence-rbac.yaml): any authenticated user may get the one
 # ConfigMap paddock-evidence in the release namespace (rendered with rbac.create).

@@ -3,8 +3,10 @@
 # in samples/<kind>-<case>.<ExpectedStatus>.json is run through health-<kind>.lua (run-health.lua
 # emulates Argo CD's call: the object as global `obj`, only base/string/table/math available),
 # and the returned status must equal the expected one, with a non-empty message that, when the
-# object has condition messages, includes one of them. Also checks argocd-cm-snippet.yaml is
-# what gen-snippet.sh generates from the scripts.
+# object has condition messages, includes one of them. Some states must say more (see
+# must_say): an AgentRunSet waiting for a pick names its gate and `kubectl paddock pick <set>`,
+# a succeeded one its winner. Also checks argocd-cm-snippet.yaml is what gen-snippet.sh
+# generates from the scripts.
 #
 # Env: LUA (default: lua5.1, which Argo CD's gopher-lua matches, else lua5.4/lua); needs a JSON
 # module for it (Debian lua-dkjson or lua-cjson). Last line "N passed, N failed"; exit 0 when
@@ -27,6 +29,38 @@ if [ -z "$LUA" ] || ! "$LUA" -e 'if not pcall(require, "dkjson") then require("c
   exit 1
 fi
 echo "# $("$LUA" -v 2>&1 | head -n 1)"
+
+# jfield <sample> <key>...: the string at that path in the sample (e.g. status winner), empty
+# when unset.
+jfield() {
+  F=$1 K="${*:2}" "$LUA" -e '
+    local ok, json = pcall(require, "dkjson")
+    if not ok then json = require("cjson") end
+    local f = assert(io.open(os.getenv("F"), "r"))
+    local v = json.decode(f:read("*a"))
+    f:close()
+    for k in string.gmatch(os.getenv("K"), "%S+") do
+      if type(v) ~= "table" then v = nil break end
+      v = v[k]
+    end
+    if type(v) == "string" then io.write(v) end'
+}
+# must_say <kind> <status> <sample>: what the message must contain besides a condition's message,
+# one per line.
+must_say() {
+  case "$1:$2" in
+    agentrunset:Suspended)
+      echo "kubectl paddock pick"
+      echo " $(jfield "$3" metadata name) <candidate>"
+      jfield "$3" status gateName
+      echo
+      ;;
+    agentrunset:Healthy)
+      jfield "$3" status winner
+      echo
+      ;;
+  esac
+}
 
 valid="Healthy Progressing Degraded Suspended Missing Unknown"
 declare -A seen=()
@@ -56,14 +90,25 @@ for sample in "$DIR"/samples/*.json; do
       IFS='|' read -r -a arr <<<"$cmsgs"
       for m in "${arr[@]}"; do [[ "$msg" == *"$m"* ]] && from_cond=1; done
     fi
-    if [ "$from_cond" = 1 ]; then ok "$case_name: $got ($msg)"; else bad "$case_name: message '$msg' has none of the condition messages ($cmsgs)"; fi
+    missing=""
+    while IFS= read -r m; do
+      [ -n "${m// /}" ] && [[ "$msg" != *"$m"* ]] && missing+="${missing:+, }'$m'"
+    done < <(must_say "$kind" "$got" "$sample")
+    if [ "$from_cond" != 1 ]; then
+      bad "$case_name: message '$msg' has none of the condition messages ($cmsgs)"
+    elif [ -n "$missing" ]; then
+      bad "$case_name: message '$msg' lacks $missing"
+    else
+      ok "$case_name: $got ($msg)"
+    fi
   fi
 done
 
 # Every status each script can map to has a sample.
 for need in agentrun:Progressing agentrun:Suspended agentrun:Healthy agentrun:Degraded \
   approvalgate:Progressing approvalgate:Suspended approvalgate:Healthy approvalgate:Degraded \
-  runnerpool:Progressing runnerpool:Healthy runnerpool:Degraded; do
+  runnerpool:Progressing runnerpool:Healthy runnerpool:Degraded \
+  agentrunset:Progressing agentrunset:Suspended agentrunset:Healthy agentrunset:Degraded; do
   if [ -n "${seen[$need]:-}" ]; then ok "a sample covers $need"; else bad "no sample for $need"; fi
 done
 
