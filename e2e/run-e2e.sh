@@ -4,7 +4,7 @@
 # and the S3 object store the operator archives evidence bundles to: e2e/object-store.sh, emptied
 # at the start, PADDOCK_E2E_ARCHIVE_URL and PADDOCK_E2E_OBJECT_STORE_URL exported),
 # Prometheus started (e2e/prometheus.sh), then
-# `cargo test -p paddock-e2e --test e2e --test approvals --test plugin --test metrics --test leaks --test pools --test kueue --test gateway --test agents --test hostile --test console --test evidence --test verification --test sets`. Env:
+# `cargo test -p paddock-e2e --test e2e --test approvals --test plugin --test metrics --test leaks --test pools --test kueue --test gateway --test agents --test hostile --test console --test evidence --test verification --test sets --test triggers`. Env:
 #   PADDOCK_E2E_DOWN=1      tear the cluster down at the end (CI)
 #   PADDOCK_E2E_KEEP=1      keep the test namespaces
 #   PADDOCK_E2E_THREADS=N   tests in parallel (default 4)
@@ -26,11 +26,11 @@ step "e2e tests"
 rc=0
 E2E_LOG=$(mktemp "${TMPDIR:-/tmp}/paddock-e2e.XXXXXX")
 # Thirteen test files (cargo prints one "test result:" line per file); the last line below totals them.
-cargo test --no-fail-fast -p paddock-e2e --test e2e --test approvals --test plugin --test metrics --test leaks --test pools --test kueue --test gateway --test agents --test hostile --test console --test evidence --test verification --test sets -- --test-threads="${PADDOCK_E2E_THREADS:-4}" 2>&1 |
+cargo test --no-fail-fast -p paddock-e2e --test e2e --test approvals --test plugin --test metrics --test leaks --test pools --test kueue --test gateway --test agents --test hostile --test console --test evidence --test verification --test sets --test triggers -- --test-threads="${PADDOCK_E2E_THREADS:-4}" 2>&1 |
   tee "$E2E_LOG" || rc=$?
 # The suite's closing line, in the plain "N passed, N failed" form.
 awk '/^test result:/ { files++; for (i = 1; i < NF; i++) { if ($(i+1) ~ /^(passed|failed);?$/) t[$(i+1)] += $i } }
-  END { f = t["failed;"] + 0; if (files < 14) f++; printf "e2e: %d passed, %d failed\n", t["passed;"], f }' "$E2E_LOG"
+  END { f = t["failed;"] + 0; if (files < 15) f++; printf "e2e: %d passed, %d failed\n", t["passed;"], f }' "$E2E_LOG"
 rm -f "$E2E_LOG"
 if [ $rc -ne 0 ]; then
   echo "---- operator log (last 80 lines) ----" >&2

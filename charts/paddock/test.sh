@@ -95,11 +95,11 @@ for d in docs:
 
 # The operator's rules, exactly (from operator/src; see templates/rbac.yaml).
 EXPECTED_OPERATOR = sorted([
-    (("paddock.dev",), ("agentruns", "agentrunsets", "approvalgates", "runnerpools"), ("get", "list", "watch")),
+    (("paddock.dev",), ("agentruns", "agentrunsets", "agentruntriggers", "approvalgates", "runnerpools"), ("get", "list", "watch")),
     (("paddock.dev",), ("approvalgates",), ("create",)),
     (("paddock.dev",), ("agentruns",), ("create", "patch", "delete")),
-    (("paddock.dev",), ("agentruns/status", "agentrunsets/status", "approvalgates/status", "runnerpools/status"), ("patch",)),
-    (("paddock.dev",), ("agentruns/finalizers", "agentrunsets/finalizers", "runnerpools/finalizers"), ("update",)),
+    (("paddock.dev",), ("agentruns/status", "agentrunsets/status", "agentruntriggers/status", "approvalgates/status", "runnerpools/status"), ("patch",)),
+    (("paddock.dev",), ("agentruns/finalizers", "agentrunsets/finalizers", "agentruntriggers/finalizers", "runnerpools/finalizers"), ("update",)),
     (("",), ("pods",), ("get", "list", "watch", "create", "patch", "delete")),
     (("",), ("pods/log",), ("get",)),
     (("apps",), ("deployments",), ("get", "list", "watch", "create", "patch")),
@@ -110,11 +110,11 @@ EXPECTED_OPERATOR = sorted([
     (("",), ("events",), ("list",)),
 ])
 EXPECTED_EDIT = sorted([
-    (("paddock.dev",), ("agentruns", "agentrunsets"), ("create", "update", "patch", "delete")),
+    (("paddock.dev",), ("agentruns", "agentrunsets", "agentruntriggers"), ("create", "update", "patch", "delete")),
     (("paddock.dev",), ("approvalgates",), ("get", "list", "watch", "patch")),
     (("paddock.dev",), ("runnerpools",), ("get", "list", "watch")),
 ])
-EXPECTED_VIEW = [(("paddock.dev",), ("agentruns", "agentrunsets", "approvalgates", "runnerpools"), ("get", "list", "watch"))]
+EXPECTED_VIEW = [(("paddock.dev",), ("agentruns", "agentrunsets", "agentruntriggers", "approvalgates", "runnerpools"), ("get", "list", "watch"))]
 EXPECTED_LEASES = [(("coordination.k8s.io",), ("leases",), ("get", "create", "update"))]
 def norm(rules):
     return sorted((tuple(r.get("apiGroups", [])), tuple(r.get("resources", [])), tuple(r.get("verbs", []))) for r in rules or [])
@@ -298,7 +298,7 @@ if scenario == "default":
     check(ed and norm(ed["rules"]) == EXPECTED_EDIT and ed["metadata"]["labels"].get("rbac.authorization.k8s.io/aggregate-to-edit") == "true",
           f"{scenario}: edit ClusterRole aggregates exactly agentruns c/u/p/d, approvalgates g/l/w/patch, runnerpools g/l/w")
     check(vw and norm(vw["rules"]) == EXPECTED_VIEW and vw["metadata"]["labels"].get("rbac.authorization.k8s.io/aggregate-to-view") == "true",
-          f"{scenario}: view ClusterRole aggregates get/list/watch on the four kinds")
+          f"{scenario}: view ClusterRole aggregates get/list/watch on the five kinds")
     check("PADDOCK_WATCH_NAMESPACE" not in env, f"{scenario}: no PADDOCK_WATCH_NAMESPACE (all namespaces)")
     p = pools[0] if len(pools) == 1 else None
     check(p and p["metadata"]["name"] == "default" and p["metadata"]["namespace"] == "paddock-system",
@@ -387,8 +387,8 @@ elif scenario == "archive":
     check(op and norm(op["rules"]) == EXPECTED_OPERATOR, f"{scenario}: operator ClusterRole unchanged by the archive")
 elif scenario == "crds":
     names = sorted(d["metadata"]["name"] for d in kinds("CustomResourceDefinition"))
-    check(names == ["agentruns.paddock.dev", "agentrunsets.paddock.dev", "approvalgates.paddock.dev", "runnerpools.paddock.dev"],
-          f"{scenario}: --include-crds renders the four CRDs", str(names))
+    check(names == ["agentruns.paddock.dev", "agentrunsets.paddock.dev", "agentruntriggers.paddock.dev", "approvalgates.paddock.dev", "runnerpools.paddock.dev"],
+          f"{scenario}: --include-crds renders the five CRDs", str(names))
 
 # The evidence reader (templates/evidence-rbac.yaml): any authenticated user may get the one
 # ConfigMap paddock-evidence in the release namespace (rendered with rbac.create).

@@ -21,6 +21,7 @@ pub mod gateway;
 pub mod network;
 pub mod reference;
 pub mod runnerpool;
+pub mod trigger;
 pub mod verdict;
 pub mod verify;
 
@@ -31,6 +32,7 @@ pub use condition::*;
 pub use network::*;
 pub use reference::*;
 pub use runnerpool::*;
+pub use trigger::*;
 pub use verify::*;
 
 /// API group of every Paddock resource.
@@ -58,6 +60,7 @@ pub fn all_crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiext
     vec![
         AgentRun::crd(),
         AgentRunSet::crd(),
+        AgentRunTrigger::crd(),
         ApprovalGate::crd(),
         RunnerPool::crd(),
     ]

@@ -15,7 +15,7 @@ mod telemetry;
 
 use clap::{Parser, Subcommand};
 use context::{Context, State};
-use controller::{agentrun, agentrunset, approvalgate, runnerpool};
+use controller::{agentrun, agentrunset, agentruntrigger, approvalgate, runnerpool};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::events::Reporter;
@@ -23,7 +23,7 @@ use kube::runtime::reflector::{self, reflector, ObjectRef};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
-use paddock_crds::{AgentRun, AgentRunSet, ApprovalGate, RunnerPool};
+use paddock_crds::{AgentRun, AgentRunSet, AgentRunTrigger, ApprovalGate, RunnerPool};
 use std::sync::Arc;
 
 #[derive(Parser)]
@@ -313,6 +313,15 @@ async fn main() -> anyhow::Result<()> {
         .run(agentrunset::reconcile, agentrunset::error_policy, ctx.clone())
         .for_each(|_| async {});
 
+    let triggers = Controller::new(api::<AgentRunTrigger>(&client, &ns), watcher::Config::default())
+        .owns(
+            api::<AgentRun>(&client, &ns),
+            watcher::Config::default().labels(paddock_crds::LABEL_TRIGGER),
+        )
+        .shutdown_on_signal()
+        .run(agentruntrigger::reconcile, agentruntrigger::error_policy, ctx.clone())
+        .for_each(|_| async {});
+
     let gates = Controller::new(api::<ApprovalGate>(&client, &ns), watcher::Config::default());
     // A run that ends, retries or is replaced withdraws its pending gates.
     let gate_store = gates.store();
@@ -404,7 +413,7 @@ async fn main() -> anyhow::Result<()> {
     let lead = async {
         let leadership = leader::lead(client.clone(), &args.election, state.clone()).await?;
         tokio::select! {
-            _ = async { tokio::join!(runs, sets, gates, pools, workload_controller, ready) } => {},
+            _ = async { tokio::join!(runs, sets, triggers, gates, pools, workload_controller, ready) } => {},
             _ = observer => {},
         }
         // The controllers stopped (SIGTERM): free the Lease for a standby.

@@ -339,9 +339,10 @@ impl Drop for ReconcileTimer<'_> {
 }
 
 /// Resources named in `paddock_kube_api_request_duration_seconds`; any other is `other`.
-const API_RESOURCES: [&str; 8] = [
+const API_RESOURCES: [&str; 9] = [
     "agentruns",
     "agentrunsets",
+    "agentruntriggers",
     "approvalgates",
     "runnerpools",
     "pods",

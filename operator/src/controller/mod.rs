@@ -3,5 +3,6 @@
 
 pub mod agentrun;
 pub mod agentrunset;
+pub mod agentruntrigger;
 pub mod approvalgate;
 pub mod runnerpool;
