@@ -176,22 +176,23 @@ token_ok() {
     [ "$(api GET /user -o /dev/null -w '%{http_code}' 2>/dev/null)" = 200 ]
 }
 
-# ensure_secrets: SECRET_KEY and INTERNAL_TOKEN, made once per state dir (Gitea would otherwise
-# write them into app.ini itself, and the config check of `start` would see a change every time).
+# ensure_secrets: SECRET_KEY, INTERNAL_TOKEN and [oauth2] JWT_SECRET (written by Gitea even with
+# oauth2 off), made once per state dir (Gitea would otherwise write them into app.ini itself, and the config check of `start` would see a change every time).
 ensure_secrets() {
-  [ -s "$DIR/secrets" ] && return 0
+  grep -q '^JWT_SECRET=' "$DIR/secrets" 2>/dev/null && return 0
   (
     umask 077
-    printf 'SECRET_KEY=%s\nINTERNAL_TOKEN=%s\n' "$("$BIN" generate secret SECRET_KEY)" \
-      "$("$BIN" generate secret INTERNAL_TOKEN)" >"$DIR/secrets.tmp"
+    printf 'SECRET_KEY=%s\nINTERNAL_TOKEN=%s\nJWT_SECRET=%s\n' "$("$BIN" generate secret SECRET_KEY)" \
+      "$("$BIN" generate secret INTERNAL_TOKEN)" "$("$BIN" generate secret JWT_SECRET)" >"$DIR/secrets.tmp"
   )
   mv "$DIR/secrets.tmp" "$DIR/secrets"
 }
 
 config() {
-  local ip=$1 secret_key internal_token
+  local ip=$1 secret_key internal_token jwt_secret
   secret_key=$(sed -n 's/^SECRET_KEY=//p' "$DIR/secrets")
   internal_token=$(sed -n 's/^INTERNAL_TOKEN=//p' "$DIR/secrets")
+  jwt_secret=$(sed -n 's/^JWT_SECRET=//p' "$DIR/secrets")
   cat <<INI
 ; Written by e2e/forge.sh; rewritten by every start.
 APP_NAME = Paddock e2e forge
@@ -244,6 +245,7 @@ DELIVER_TIMEOUT = 10
 
 [oauth2]
 ENABLED = false
+JWT_SECRET = $jwt_secret
 
 [actions]
 ENABLED = false
@@ -380,18 +382,12 @@ wipe() {
 # HTTP with the token, a pull request opened, listed and found by base/head, an issue labelled and
 # commented on, and every expected delivery received with a valid HMAC signature. Loud on failure.
 selftest() {
-  local tmp repo owner=$ADMIN_USER secret=selftest-hook-secret rc=0 code hook_port lpid ip
-  local listener_pid= sha pr i
+  local tmp repo owner=$ADMIN_USER secret=selftest-hook-secret rc=0 code hook_port ip listener_pid sha pr i
   eval "$(start "$@")"
   ip=$(host)
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/paddock-forge-selftest.XXXXXX")
   repo=selftest-$(date +%s)-$$
-  # shellcheck disable=SC2317
-  cleanup() {
-    [ -z "${listener_pid:-}" ] || kill "$listener_pid" 2>/dev/null || true
-    rm -rf "$tmp"
-  }
-  trap cleanup EXIT
+  trap "rm -rf '$tmp'" EXIT # shellcheck disable=SC2064
   expect() { # expect DESC COND...
     local desc=$1
     shift
@@ -420,6 +416,8 @@ import os; os.rename(portfile + ".tmp", portfile)
 s.serve_forever()
 PY
   listener_pid=$!
+  # shellcheck disable=SC2064 # expanded now: the locals are gone when the trap runs
+  trap "kill $listener_pid 2>/dev/null || true; rm -rf '$tmp'" EXIT
   for i in $(seq 1 50); do [ -s "$tmp/listener-port" ] && break; sleep 0.1; done
   hook_port=$(cat "$tmp/listener-port" 2>/dev/null || true)
   expect "webhook listener on $ip:${hook_port:-?}" [ -n "$hook_port" ]

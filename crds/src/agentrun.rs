@@ -626,6 +626,21 @@ pub struct PolicySnapshot {
     pub pool_spec: crate::runnerpool::RunnerPoolSpec,
     /// When this snapshot was recorded.
     pub recorded_at: Time,
+    /// The AgentRunSet whose selection governs the run's push (docs/fan-out.md): the run's
+    /// controller owner when its first pod was built. Recorded here (operator-only status),
+    /// so an owner reference removed or added later changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_run_set: Option<ObjectIdentity>,
+}
+
+/// An object named by name and UID (a re-created object of the same name has another UID).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectIdentity {
+    /// Its name.
+    pub name: String,
+    /// Its `metadata.uid`.
+    pub uid: String,
 }
 
 /// A RunnerPool named at one point of its life.

@@ -29,12 +29,23 @@ pub fn controller_set(run: &crate::AgentRun) -> Option<(String, String)> {
         .map(|o| (o.name.clone(), o.uid.clone()))
 }
 
+/// The AgentRunSet `run` is a candidate of: the one recorded in `status.policy.agentRunSet`
+/// once the run's first pod was built (operator-only status, so later edits of owner
+/// references change nothing), else its controller owner ([`controller_set`]). Name and UID.
+pub fn candidate_set(run: &crate::AgentRun) -> Option<(String, String)> {
+    match run.status.as_ref().and_then(|s| s.policy.as_ref()) {
+        Some(p) => p.agent_run_set.as_ref().map(|s| (s.name.clone(), s.uid.clone())),
+        None => controller_set(run),
+    }
+}
+
 /// Whether `run`'s pod gateway holds its push until the operator's signed verdict: a required
 /// verification with `output.push` ([`AgentRunSpec::verification_holds_push`]), or an
-/// AgentRunSet's candidate with `output.push` (only the set's winner is pushed).
+/// AgentRunSet's candidate ([`candidate_set`]) with `output.push` (only the set's winner is
+/// pushed).
 pub fn holds_push(run: &crate::AgentRun) -> bool {
     run.spec.verification_holds_push()
-        || (controller_set(run).is_some() && run.spec.output.as_ref().is_some_and(|o| o.push))
+        || (candidate_set(run).is_some() && run.spec.output.as_ref().is_some_and(|o| o.push))
 }
 
 /// Desired state of a set: the task (a run template), the candidates, how the winner is chosen.
@@ -62,6 +73,8 @@ pub fn holds_push(run: &crate::AgentRun) -> bool {
     validation = Rule::new("has(self.template.spec.verify)").message("spec.template.spec.verify is required: a set judges its candidates by their verification"),
     validation = Rule::new("!has(self.template.spec.cancel) || !self.template.spec.cancel").message("spec.template.spec.cancel must not be set; cancel the set with spec.cancel"),
     validation = Rule::new("!has(self.template.spec.resumeFrom)").message("spec.template.spec.resumeFrom is not supported in a set"),
+    validation = Rule::new("!has(self.template.spec.retry) || self.template.spec.retry.limit == 0").message("spec.template.spec.retry is not supported in a set: a candidate's verified change is the one selected"),
+    validation = Rule::new("!has(self.template.spec.output) || !has(self.template.spec.output.branch)").message("spec.template.spec.output.branch is not supported in a set: each candidate pushes to its own paddock/<run> branch"),
     validation = Rule::new("oldSelf.cancel == true ? self.cancel == true : true").message("spec.cancel cannot be unset once set"),
     validation = Rule::new("self.template == oldSelf.template && self.candidates == oldSelf.candidates && self.selection == oldSelf.selection").message("spec is immutable after creation, except spec.cancel and spec.maxParallel"),
 )]
@@ -217,6 +230,9 @@ impl SetPhase {
 /// Observed state of a set, written by the operator only.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(oldSelf.winner) || (has(self.winner) && self.winner == oldSelf.winner)").message("status.winner cannot change once set"),
+)]
 pub struct AgentRunSetStatus {
     /// Summary of the conditions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -309,6 +325,9 @@ pub struct CandidateStatus {
     /// Whether its branch was pushed.
     #[serde(default)]
     pub pushed: bool,
+    /// The commit its verification judged (the pod gateway's reviewed commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
     /// When its verification ended (what `FirstVerified` orders by).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_at: Option<Time>,
@@ -322,6 +341,10 @@ pub struct SelectionStatus {
     pub candidate: String,
     /// The policy that chose it.
     pub policy: SelectionPolicy,
+    /// The commit selected (the winner's verified commit): the winner's push is approved for
+    /// this commit only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
     /// Why, for people (e.g. `the first candidate whose verification passed (2 passed)`).
     #[serde(default)]
     pub message: String,

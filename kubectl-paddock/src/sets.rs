@@ -82,20 +82,17 @@ pub fn compare_footer(set: &AgentRunSet) -> String {
         st.total,
         set.spec.selection.policy.as_str()
     );
-    match (&st.selection, &st.gate_name) {
-        (Some(s), _) => out.push_str(&format!("winner: {} ({})\n", s.candidate, s.message)),
-        (None, Some(g)) => out.push_str(&format!(
+    let no_winner = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Selected" && c.status == "False");
+    match (&st.selection, no_winner, &st.gate_name) {
+        (Some(s), _, _) => out.push_str(&format!("winner: {} ({})\n", s.candidate, s.message)),
+        (None, Some(c), _) => out.push_str(&format!("no winner: {} ({})\n", c.reason, c.message)),
+        (None, None, Some(g)) => out.push_str(&format!(
             "waiting for a pick on ApprovalGate {g}: kubectl paddock pick {name} <candidate>\n"
         )),
-        _ => {
-            if let Some(c) = st
-                .conditions
-                .iter()
-                .find(|c| c.type_ == "Selected" && c.status == "False")
-            {
-                out.push_str(&format!("no winner: {} ({})\n", c.reason, c.message));
-            }
-        }
+        _ => {}
     }
     out
 }

@@ -331,6 +331,17 @@ async fn main() -> anyhow::Result<()> {
             watcher::Config::default(),
             move |run: AgentRun| approvalgate::gates_to_withdraw(&run, &gate_store.state()),
         )
+        // A set that ends (cancelled, deleted) withdraws its pending Pick gate.
+        .watches(
+            api::<AgentRunSet>(&client, &ns),
+            watcher::Config::default(),
+            |set: AgentRunSet| {
+                let ns = set.metadata.namespace.clone().unwrap_or_default();
+                set.status
+                    .and_then(|s| s.gate_name)
+                    .map(|g| ObjectRef::<ApprovalGate>::new(&g).within(&ns))
+            },
+        )
         .shutdown_on_signal()
         .run(approvalgate::reconcile, approvalgate::error_policy, ctx.clone())
         .for_each(|_| async {});

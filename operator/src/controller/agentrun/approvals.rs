@@ -337,6 +337,8 @@ pub fn held_push_verdict(
             return;
         }
         (_, Selection::Loser(_)) => "Reject",
+        // The selection chose a commit: only that one (a later change of the same run never).
+        (_, Selection::Winner { commit: Some(c) }) if v.and_then(|v| v.commit.as_ref()) != Some(c) => "Reject",
         (Some(R::Failed | R::Error), Selection::NotACandidate) => "Reject",
         (Some(_), _) if gated => return,
         (Some(_), _) => "Approve",

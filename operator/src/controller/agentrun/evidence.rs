@@ -347,6 +347,8 @@ pub fn snapshot(run: &AgentRun, pool: &RunnerPool, pod: &Pod, now: Time) -> Poli
         overrides,
         pool_spec: pool.spec.clone(),
         recorded_at: now,
+        agent_run_set: paddock_crds::agentrunset::controller_set(run)
+            .map(|(name, uid)| paddock_crds::ObjectIdentity { name, uid }),
     }
 }
 

@@ -948,7 +948,9 @@ async fn observe_pod(run: &AgentRun, ctx: &Arc<Context>, pods: &Api<Pod>, pod: &
                     &mut out.status,
                     Phase::Running,
                     "AwaitingSelection",
-                    &format!("the change is verified; its push waits for AgentRunSet {set} to select a winner"),
+                    &format!(
+                        "its change's verification has ended; its push waits for AgentRunSet {set} to select a winner"
+                    ),
                     run.metadata.generation,
                     &now(),
                 );

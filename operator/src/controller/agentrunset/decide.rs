@@ -78,6 +78,24 @@ pub fn build_run(set: &AgentRunSet, index: usize) -> Option<AgentRun> {
     Some(run)
 }
 
+/// Whether `run` is the set's run of candidate `index`: owned by the set (controller, UID) and
+/// with exactly the spec the set gives it, apart from the fields that may change after
+/// creation (`cancel`, `priority`, `ttlSecondsAfterFinished`). A run made by someone else under
+/// that name — even with a forged owner reference — is not, and never wins. Pure.
+pub fn is_own_run(set: &AgentRunSet, index: usize, run: &AgentRun) -> bool {
+    let Some(want) = build_run(set, index) else {
+        return false;
+    };
+    let norm = |s: &paddock_crds::AgentRunSpec| {
+        let mut s = s.clone();
+        s.cancel = false;
+        s.priority = None;
+        s.ttl_seconds_after_finished = None;
+        s
+    };
+    owned_by(&run.metadata, set) && norm(&run.spec) == norm(&want.spec)
+}
+
 fn secs_between(a: &Time, b: &Time) -> i64 {
     b.0.as_second() - a.0.as_second()
 }
@@ -135,6 +153,7 @@ pub fn row_from_run(name: &str, run: &AgentRun) -> CandidateStatus {
             _ => None,
         },
         pushed: st.result.as_ref().is_some_and(|r| r.run.pushed),
+        commit: v.as_ref().and_then(|v| v.commit.clone()),
         verified_at,
     }
 }
@@ -144,6 +163,7 @@ pub fn is_done(row: &CandidateStatus) -> bool {
     row.phase.is_some_and(Phase::is_terminal)
         || row.verification.is_some_and(|v| v != VerificationResult::Running)
         || row.reason == "Skipped"
+        || row.reason == "NameTaken"
 }
 
 /// Whether a candidate may still win: its run waits, held, with its change verified (or,
@@ -206,8 +226,16 @@ pub fn choose(
 }
 
 /// Decides one reconcile of `set` (pure). `runs`: the set's runs by candidate name (owned by
-/// the set); `gate`: its `Pick` gate, when it exists; `now`: the clock.
-pub fn decide(set: &AgentRunSet, runs: &BTreeMap<String, AgentRun>, gate: Option<&ApprovalGate>, now: Time) -> Plan {
+/// the set, with the spec the set gives them: [`is_own_run`]); `taken`: candidates whose run
+/// name is held by a run that is not the set's; `gate`: its `Pick` gate, when it exists;
+/// `now`: the clock.
+pub fn decide(
+    set: &AgentRunSet,
+    runs: &BTreeMap<String, AgentRun>,
+    taken: &[String],
+    gate: Option<&ApprovalGate>,
+    now: Time,
+) -> Plan {
     let old = set.status.clone().unwrap_or_default();
     let generation = set.metadata.generation;
     let set_name = set.metadata.name.clone().unwrap_or_default();
@@ -227,6 +255,19 @@ pub fn decide(set: &AgentRunSet, runs: &BTreeMap<String, AgentRun>, gate: Option
         .iter()
         .map(|c| match runs.get(&c.name) {
             Some(r) => row_from_run(&c.name, r),
+            None if taken.contains(&c.name) => CandidateStatus {
+                name: c.name.clone(),
+                agent: c
+                    .agent
+                    .as_ref()
+                    .unwrap_or(&set.spec.template.spec.agent)
+                    .name
+                    .as_str()
+                    .into(),
+                model: c.agent.as_ref().unwrap_or(&set.spec.template.spec.agent).model.clone(),
+                reason: "NameTaken".into(),
+                ..Default::default()
+            },
             None => match old.candidates.iter().find(|o| o.name == c.name && o.run.is_some()) {
                 Some(o) => CandidateStatus {
                     phase: o.phase.filter(|p| p.is_terminal()).or(Some(Phase::Failed)),
@@ -253,7 +294,7 @@ pub fn decide(set: &AgentRunSet, runs: &BTreeMap<String, AgentRun>, gate: Option
     let mut winner = old.winner.clone();
     let mut selection = old.selection.clone();
     let mut failed: Option<(&str, String)> = None;
-    let started_all = rows.iter().all(|r| r.run.is_some());
+    let started_all = rows.iter().all(|r| r.run.is_some() || r.reason == "NameTaken");
     let all_done = started_all && rows.iter().all(is_done);
     if winner.is_none() && !set.spec.cancel {
         if policy == SelectionPolicy::Manual {
@@ -302,6 +343,7 @@ pub fn decide(set: &AgentRunSet, runs: &BTreeMap<String, AgentRun>, gate: Option
                                     selection = Some(SelectionStatus {
                                         candidate: rows[i].name.clone(),
                                         policy,
+                                        commit: rows[i].commit.clone(),
                                         message: format!(
                                             "picked by {} on ApprovalGate {}",
                                             gs.decided_by.clone().unwrap_or_default(),
@@ -359,6 +401,7 @@ pub fn decide(set: &AgentRunSet, runs: &BTreeMap<String, AgentRun>, gate: Option
             selection = Some(SelectionStatus {
                 candidate: rows[i].name.clone(),
                 policy,
+                commit: rows[i].commit.clone(),
                 message,
                 decided_by: None,
                 decided_at: Some(now.clone()),
@@ -390,7 +433,7 @@ pub fn decide(set: &AgentRunSet, runs: &BTreeMap<String, AgentRun>, gate: Option
     let max_parallel = set.spec.max_parallel.unwrap_or(u32::MAX);
     let mut room = max_parallel.saturating_sub(active);
     for (i, row) in rows.iter_mut().enumerate() {
-        if row.run.is_some() {
+        if row.run.is_some() || row.reason == "NameTaken" {
             continue;
         }
         if closed {
@@ -399,16 +442,6 @@ pub fn decide(set: &AgentRunSet, runs: &BTreeMap<String, AgentRun>, gate: Option
             if let Some(run) = build_run(set, i) {
                 row.run = run.metadata.name.clone();
                 row.reason = "Created".into();
-                plan.events.push((
-                    EventType::Normal,
-                    "CandidateStarted".into(),
-                    format!(
-                        "candidate {} ({}) started as AgentRun {}",
-                        row.name,
-                        row.agent,
-                        row.run.clone().unwrap_or_default()
-                    ),
-                ));
                 plan.create.push(run);
                 room -= 1;
             }
@@ -418,6 +451,25 @@ pub fn decide(set: &AgentRunSet, runs: &BTreeMap<String, AgentRun>, gate: Option
         plan.cancel = runs
             .values()
             .filter(|r| !r.spec.cancel && !r.status.as_ref().and_then(|s| s.phase).is_some_and(Phase::is_terminal))
+            .filter_map(|r| r.metadata.name.clone())
+            .collect();
+    } else if closed {
+        // Decided: a candidate whose agent has not started (queued in its pool or Kueue, or at
+        // a BeforeStart gate) can no longer win; cancel it rather than wait for it.
+        plan.cancel = runs
+            .iter()
+            .filter(|(c, _)| winner.as_ref() != Some(*c))
+            .map(|(_, r)| r)
+            .filter(|r| !r.spec.cancel)
+            .filter(|r| {
+                let st = r.status.clone().unwrap_or_default();
+                st.pod_name.is_none()
+                    && st.verification.is_none()
+                    && matches!(
+                        st.phase,
+                        None | Some(Phase::Pending | Phase::Queued | Phase::AwaitingApproval)
+                    )
+            })
             .filter_map(|r| r.metadata.name.clone())
             .collect();
     }

@@ -14,8 +14,9 @@ mod tests;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use paddock_crds::{AgentRun, AgentRunSet, ApprovalGate, SetPhase};
 use std::collections::BTreeMap;
@@ -37,65 +38,68 @@ pub const MANAGER_SET: &str = "paddock.dev/agentrunset";
     err(Display),
     fields(
         controller = CONTROLLER,
-        namespace = set.metadata.namespace.as_deref().unwrap_or_default(),
-        name = set.metadata.name.as_deref().unwrap_or_default(),
+        namespace = cached.metadata.namespace.as_deref().unwrap_or_default(),
+        name = cached.metadata.name.as_deref().unwrap_or_default(),
     )
 )]
-pub async fn reconcile(set: Arc<AgentRunSet>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(cached: Arc<AgentRunSet>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.state.metrics.reconcile(CONTROLLER);
-    let ns = set
+    let ns = cached
         .metadata
         .namespace
         .clone()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = set.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    let name = cached
+        .metadata
+        .name
+        .clone()
+        .ok_or(Error::MissingField("metadata.name"))?;
+    // The set as the API server has it now: its winner must never be decided twice from a
+    // cache that does not show the last status write yet.
+    let sets: Api<AgentRunSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(set) = sets.get_opt(&name).await? else {
+        return Ok(Action::await_change());
+    };
     if set.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    // Resolve: the set's runs (by label, owned by this set's UID) and its Pick gate.
+    // Resolve: each candidate's run by its fixed name (a label can be edited away), accepted
+    // only when it is the set's own (decide::is_own_run); and the Pick gate.
     let runs_api: Api<AgentRun> = Api::namespaced(ctx.client.clone(), &ns);
-    let listed = runs_api
-        .list(&ListParams::default().labels(&format!("{}={name}", paddock_crds::LABEL_SET)))
-        .await?;
     let mut runs = BTreeMap::new();
-    for r in listed.items {
-        if !decide::owned_by(&r.metadata, &set) {
-            continue;
-        }
-        let candidate = r
-            .metadata
-            .name
-            .as_deref()
-            .and_then(|n| n.strip_prefix(&format!("{name}-")))
-            .map(str::to_string);
-        if let Some(c) = candidate.filter(|c| set.spec.candidates.iter().any(|x| &x.name == c)) {
-            runs.insert(c, r);
+    let mut taken = Vec::new();
+    for (i, c) in set.spec.candidates.iter().enumerate() {
+        if let Some(r) = runs_api.get_opt(&decide::run_name(&name, &c.name)).await? {
+            if decide::is_own_run(&set, i, &r) {
+                runs.insert(c.name.clone(), r);
+            } else {
+                taken.push(c.name.clone());
+            }
         }
     }
     let gates: Api<ApprovalGate> = Api::namespaced(ctx.client.clone(), &ns);
-    let gate = gates
-        .get_opt(&decide::gate_name(&name))
-        .await?
-        .filter(|g| decide::owned_by(&g.metadata, &set));
+    let gate = gates.get_opt(&decide::gate_name(&name)).await?.filter(|g| {
+        g.spec.stage == paddock_crds::GateStage::Pick
+            && g.spec.run_ref.uid.is_some()
+            && g.spec.run_ref.uid == set.metadata.uid
+    });
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let plan = decide::decide(&set, &runs, gate.as_ref(), now);
+    let plan = decide::decide(&set, &runs, &taken, gate.as_ref(), now);
 
     // Apply.
+    let mut started = Vec::new();
     for run in &plan.create {
+        let run_name = run.metadata.name.clone().unwrap_or_default();
         match runs_api.create(&PostParams::default(), run).await {
-            Ok(_) => {}
+            Ok(_) => started.push(run_name),
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(kube::Error::Api(e)) if e.code == 422 || e.code == 400 => {
                 // The template makes an invalid run: the API server said why; say it on the set.
                 ctx.publish(
-                    set.as_ref(),
-                    kube::runtime::events::EventType::Warning,
+                    &set,
+                    EventType::Warning,
                     "InvalidTemplate",
-                    format!(
-                        "AgentRun {} was refused: {}",
-                        run.metadata.name.clone().unwrap_or_default(),
-                        e.message
-                    ),
+                    format!("AgentRun {run_name} was refused: {}", e.message),
                 )
                 .await;
             }
@@ -122,7 +126,6 @@ pub async fn reconcile(set: Arc<AgentRunSet>, ctx: Arc<Context>) -> Result<Actio
     }
     let old = set.status.clone().unwrap_or_default();
     if plan.status != old {
-        let sets: Api<AgentRunSet> = Api::namespaced(ctx.client.clone(), &ns);
         let patch = serde_json::json!({
             "apiVersion": "paddock.dev/v1alpha1",
             "kind": "AgentRunSet",
@@ -131,8 +134,41 @@ pub async fn reconcile(set: Arc<AgentRunSet>, ctx: Arc<Context>) -> Result<Actio
         sets.patch_status(&name, &PatchParams::apply(MANAGER_SET).force(), &Patch::Apply(&patch))
             .await?;
     }
+    for run in started {
+        let row = plan
+            .status
+            .candidates
+            .iter()
+            .find(|r| r.run.as_deref() == Some(run.as_str()));
+        ctx.publish(
+            &set,
+            EventType::Normal,
+            "CandidateStarted",
+            format!(
+                "candidate {} ({}) started as AgentRun {run}",
+                row.map(|r| r.name.as_str()).unwrap_or_default(),
+                row.map(|r| r.agent.as_str()).unwrap_or_default()
+            ),
+        )
+        .await;
+    }
+    for c in taken
+        .iter()
+        .filter(|c| !old.candidates.iter().any(|r| &r.name == *c && r.reason == "NameTaken"))
+    {
+        ctx.publish(
+            &set,
+            EventType::Warning,
+            "NameTaken",
+            format!(
+                "AgentRun {} exists and is not this set's (another owner, or a spec the set did not give it): candidate {c} cannot run or win",
+                decide::run_name(&name, c)
+            ),
+        )
+        .await;
+    }
     for (t, reason, note) in plan.events {
-        ctx.publish(set.as_ref(), t, &reason, note).await;
+        ctx.publish(&set, t, &reason, note).await;
     }
     // Runs and the gate wake the set (owned objects); a safety net otherwise.
     Ok(if plan.status.phase.is_some_and(SetPhase::is_terminal) {
@@ -155,23 +191,29 @@ pub enum Selection {
     NotACandidate,
     /// No winner yet.
     Waiting,
-    /// This run's candidate won: its push may go on.
-    Winner,
-    /// Another candidate won, or none will (the set ended or was cancelled): why.
+    /// This run's candidate won: its push may go on, for the selected commit only.
+    Winner {
+        /// The verified commit the selection chose (`status.selection.commit`).
+        commit: Option<String>,
+    },
+    /// Another candidate won, none will (the set ended, was cancelled or is gone), or this
+    /// one cannot win: why.
     Loser(String),
 }
 
-/// The set that owns `run` as controller, if any: (set name, set UID).
+/// The set `run` is a candidate of ([`paddock_crds::agentrunset::candidate_set`]).
 pub fn owner_set(run: &AgentRun) -> Option<(String, String)> {
-    paddock_crds::controller_set(run)
+    paddock_crds::agentrunset::candidate_set(run)
 }
 
-/// Whether `run` is a set's candidate (its controller owner is an AgentRunSet). Pure.
+/// Whether `run` is a set's candidate. Pure.
 pub fn is_candidate(run: &AgentRun) -> bool {
     owner_set(run).is_some()
 }
 
-/// Where `run` stands given its owning `set` as read now (`None`: gone). Pure.
+/// Where `run` stands given its `set` as read now (`None`: gone). Pure. A cancelled or
+/// deleted set rejects every push; under an automatic policy a candidate whose checks did not
+/// pass cannot win and is told so at once (its pod need not wait).
 pub fn selection_for(run: &AgentRun, set: Option<&AgentRunSet>) -> Selection {
     let Some((set_name, uid)) = owner_set(run) else {
         return Selection::NotACandidate;
@@ -179,6 +221,9 @@ pub fn selection_for(run: &AgentRun, set: Option<&AgentRunSet>) -> Selection {
     let Some(set) = set.filter(|s| s.metadata.uid.as_deref() == Some(uid.as_str())) else {
         return Selection::Loser(format!("its AgentRunSet {set_name} no longer exists"));
     };
+    if set.spec.cancel || set.metadata.deletion_timestamp.is_some() {
+        return Selection::Loser(format!("AgentRunSet {set_name} was cancelled or deleted"));
+    }
     let me = run
         .metadata
         .name
@@ -187,12 +232,13 @@ pub fn selection_for(run: &AgentRun, set: Option<&AgentRunSet>) -> Selection {
         .unwrap_or_default();
     let st = set.status.clone().unwrap_or_default();
     match st.winner.as_deref() {
-        Some(w) if w == me => Selection::Winner,
+        Some(w) if w == me => Selection::Winner {
+            commit: st.selection.and_then(|s| s.commit),
+        },
         Some(w) => Selection::Loser(format!(
             "AgentRunSet {set_name} selected candidate {w}{}",
             st.selection.map(|s| format!(" ({})", s.message)).unwrap_or_default()
         )),
-        None if set.spec.cancel => Selection::Loser(format!("AgentRunSet {set_name} was cancelled")),
         None if st.phase.is_some_and(SetPhase::is_terminal)
             || st
                 .conditions
@@ -201,7 +247,28 @@ pub fn selection_for(run: &AgentRun, set: Option<&AgentRunSet>) -> Selection {
         {
             Selection::Loser(format!("AgentRunSet {set_name} selected no winner"))
         }
-        None => Selection::Waiting,
+        None => {
+            let attempt = run.status.as_ref().and_then(|s| s.attempt).unwrap_or(1);
+            let failed = run
+                .status
+                .as_ref()
+                .and_then(|s| s.verification.as_ref())
+                .is_some_and(|v| {
+                    v.attempt == attempt
+                        && matches!(
+                            v.result,
+                            paddock_crds::VerificationResult::Failed | paddock_crds::VerificationResult::Error
+                        )
+                });
+            if failed && set.spec.selection.policy != paddock_crds::SelectionPolicy::Manual {
+                Selection::Loser(format!(
+                    "its verification did not pass, and AgentRunSet {set_name}'s policy {} selects only a verified candidate",
+                    set.spec.selection.policy.as_str()
+                ))
+            } else {
+                Selection::Waiting
+            }
+        }
     }
 }
 
@@ -222,9 +289,22 @@ pub async fn selection_of(ctx: &Context, run: &AgentRun) -> Result<Selection> {
     Ok(selection_for(run, set.as_ref()))
 }
 
-/// The candidate runs a change of `set` wakes (its run controller's watch mapper): every run
-/// named in its table. Pure.
+/// The candidate runs a change of `set` wakes (its run controller's watch mapper): every
+/// run of its table, once there is something for their pushes to learn (a winner, no winner,
+/// a cancel or deletion); none before. Pure.
 pub fn runs_of(set: &AgentRunSet) -> Vec<ObjectRef<AgentRun>> {
+    let st = set.status.clone().unwrap_or_default();
+    let decided = st.winner.is_some()
+        || set.spec.cancel
+        || set.metadata.deletion_timestamp.is_some()
+        || st.phase.is_some_and(SetPhase::is_terminal)
+        || st
+            .conditions
+            .iter()
+            .any(|c| c.type_ == decide::COND_SELECTED && c.status == paddock_crds::condition::FALSE);
+    if !decided {
+        return Vec::new();
+    }
     let ns = set.metadata.namespace.clone().unwrap_or_default();
     let name = set.metadata.name.clone().unwrap_or_default();
     set.spec

@@ -1,7 +1,7 @@
 //! Table tests of the set's pure part: creation under `maxParallel`, every selection policy,
 //! the Pick gate, cancellation, the set's end, and where a candidate stands for its push.
 
-use super::decide::{build_run, decide, Plan, COND_SELECTED, COND_SUCCEEDED};
+use super::decide::{build_run, decide, is_own_run, Plan, COND_SELECTED, COND_SUCCEEDED};
 use super::{selection_for, Selection};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use paddock_crds::{AgentRun, AgentRunSet, ApprovalGate, GateStage, GateState, Phase, SetPhase};
@@ -87,7 +87,7 @@ fn reasons(plan: &Plan) -> Vec<String> {
 #[test]
 fn a_new_set_creates_its_candidates_up_to_max_parallel() {
     let s = set(json!({"maxParallel": 2}));
-    let plan = decide(&s, &BTreeMap::new(), None, t(0));
+    let plan = decide(&s, &BTreeMap::new(), &[], None, t(0));
     let names: Vec<_> = plan.create.iter().map(|r| r.metadata.name.clone().unwrap()).collect();
     assert_eq!(names, ["s-a", "s-b"]);
     assert_eq!(plan.status.phase, Some(SetPhase::Running));
@@ -96,7 +96,11 @@ fn a_new_set_creates_its_candidates_up_to_max_parallel() {
         (plan.status.total, plan.status.finished, plan.status.verified),
         (3, 0, 0)
     );
-    assert_eq!(reasons(&plan), ["CandidateStarted", "CandidateStarted"]);
+    assert!(
+        plan.events.is_empty(),
+        "CandidateStarted is published once a create succeeded: {:?}",
+        plan.events
+    );
     assert_eq!(cond(&plan, COND_SELECTED), ("Unknown".into(), "Pending".into()));
     // The run: the template's spec and labels, the candidate's agent, owned by the set.
     let r = &plan.create[0];
@@ -125,7 +129,7 @@ fn a_verified_candidate_waiting_for_the_selection_frees_its_slot() {
         Some(("Passed", "Passed", Some("2 passed"), 10)),
         Some(0.5),
     );
-    let plan = decide(&s, &runs(vec![("a", a)]), None, t(20));
+    let plan = decide(&s, &runs(vec![("a", a)]), &[], None, t(20));
     let names: Vec<_> = plan.create.iter().map(|r| r.metadata.name.clone().unwrap()).collect();
     assert_eq!(names, ["s-b"], "a is done (verified, held): b may start");
     assert!(
@@ -156,7 +160,7 @@ fn first_verified_picks_the_first_candidate_whose_checks_passed() {
             run("c", "Running", Some(("Passed", "Passed", Some("2 passed"), 20)), None),
         ),
     ]);
-    let plan = decide(&s, &rs, None, t(40));
+    let plan = decide(&s, &rs, &[], None, t(40));
     assert_eq!(plan.status.winner.as_deref(), Some("c"), "c passed before b");
     assert_eq!(cond(&plan, COND_SELECTED), ("True".into(), "FirstVerified".into()));
     assert!(plan.status.selection.clone().unwrap().message.contains("2 passed"));
@@ -172,7 +176,7 @@ fn first_verified_does_not_start_queued_candidates_after_a_winner() {
         "a",
         run("a", "Running", Some(("Passed", "Passed", None, 5)), None),
     )]);
-    let plan = decide(&s, &rs, None, t(10));
+    let plan = decide(&s, &rs, &[], None, t(10));
     assert_eq!(plan.status.winner.as_deref(), Some("a"));
     assert!(plan.create.is_empty());
     assert_eq!(plan.status.candidates[1].reason, "Skipped");
@@ -201,7 +205,7 @@ fn the_set_succeeds_once_the_winner_pushed_and_every_run_ended() {
             run("c", "Failed", Some(("Failed", "ProtectedPathChanged", None, 7)), None),
         ),
     ]);
-    let first = decide(&s, &rs, None, t(10));
+    let first = decide(&s, &rs, &[], None, t(10));
     assert_eq!(first.status.winner.as_deref(), Some("a"));
     assert_eq!(first.status.phase, Some(SetPhase::Running));
     s.status = Some(first.status);
@@ -218,7 +222,7 @@ fn the_set_succeeds_once_the_winner_pushed_and_every_run_ended() {
     let mut b = run("b", "Succeeded", Some(("Failed", "ChecksFailed", None, 6)), None);
     b.status.as_mut().unwrap().result.as_mut().unwrap().run.pushed = false;
     rs.insert("b".into(), b);
-    let plan = decide(&s, &rs, None, t(20));
+    let plan = decide(&s, &rs, &[], None, t(20));
     assert_eq!(plan.status.phase, Some(SetPhase::Succeeded));
     assert_eq!(cond(&plan, COND_SUCCEEDED), ("True".into(), "Succeeded".into()));
     assert_eq!(plan.status.completion_time, Some(t(20)));
@@ -226,7 +230,7 @@ fn the_set_succeeds_once_the_winner_pushed_and_every_run_ended() {
     assert!(reasons(&plan).contains(&"Succeeded".to_string()));
     // The next reconcile changes nothing and repeats no Event.
     s.status = Some(plan.status.clone());
-    let again = decide(&s, &rs, None, t(30));
+    let again = decide(&s, &rs, &[], None, t(30));
     assert_eq!(again.status, plan.status);
     assert!(again.events.is_empty(), "{:?}", again.events);
 }
@@ -242,7 +246,7 @@ fn no_verified_candidate_fails_the_set_once_the_runs_ended() {
         ),
         ("c", run("c", "Failed", None, None)),
     ]);
-    let plan = decide(&s, &rs, None, t(10));
+    let plan = decide(&s, &rs, &[], None, t(10));
     assert_eq!(plan.status.phase, Some(SetPhase::Failed));
     assert_eq!(
         cond(&plan, COND_SELECTED),
@@ -274,6 +278,7 @@ fn cheapest_and_fastest_choose_among_the_verified_once_all_are_done() {
     let cheap = decide(
         &set(json!({"selection": {"policy": "CheapestVerified"}})),
         &rs,
+        &[],
         None,
         t(100),
     );
@@ -281,6 +286,7 @@ fn cheapest_and_fastest_choose_among_the_verified_once_all_are_done() {
     let fast = decide(
         &set(json!({"selection": {"policy": "FastestVerified"}})),
         &rs,
+        &[],
         None,
         t(100),
     );
@@ -291,6 +297,7 @@ fn cheapest_and_fastest_choose_among_the_verified_once_all_are_done() {
     let wait = decide(
         &set(json!({"selection": {"policy": "CheapestVerified"}})),
         &partial,
+        &[],
         None,
         t(100),
     );
@@ -322,7 +329,7 @@ fn manual_asks_for_a_pick_of_the_eligible_candidates_then_takes_it() {
             run("c", "Failed", Some(("Failed", "ProtectedPathChanged", None, 7)), None),
         ),
     ]);
-    let plan = decide(&s, &rs, None, t(10));
+    let plan = decide(&s, &rs, &[], None, t(10));
     let gate = plan.gate.clone().expect("a Pick gate");
     assert_eq!(gate.spec.stage, GateStage::Pick);
     assert_eq!(gate.spec.request.candidates, ["a", "b"], "c cannot be pushed");
@@ -334,19 +341,19 @@ fn manual_asks_for_a_pick_of_the_eligible_candidates_then_takes_it() {
     assert!(plan.status.winner.is_none());
     s.status = Some(plan.status);
     // Pending: nothing new.
-    let pending = decide(&s, &rs, Some(&pick_gate(GateState::Pending, None)), t(20));
+    let pending = decide(&s, &rs, &[], Some(&pick_gate(GateState::Pending, None)), t(20));
     assert!(pending.gate.is_none() && pending.status.winner.is_none());
     // Picked: b wins, in alice's name.
-    let picked = decide(&s, &rs, Some(&pick_gate(GateState::Approved, Some("b"))), t(30));
+    let picked = decide(&s, &rs, &[], Some(&pick_gate(GateState::Approved, Some("b"))), t(30));
     assert_eq!(picked.status.winner.as_deref(), Some("b"));
     let sel = picked.status.selection.clone().unwrap();
     assert_eq!(sel.decided_by.as_deref(), Some("alice"));
     assert_eq!(cond(&picked, COND_SELECTED), ("True".into(), "Manual".into()));
     // Rejected: no winner.
-    let rejected = decide(&s, &rs, Some(&pick_gate(GateState::Rejected, None)), t(30));
+    let rejected = decide(&s, &rs, &[], Some(&pick_gate(GateState::Rejected, None)), t(30));
     assert!(rejected.status.winner.is_none());
     assert_eq!(cond(&rejected, COND_SELECTED), ("False".into(), "PickRejected".into()));
-    let expired = decide(&s, &rs, Some(&pick_gate(GateState::Expired, None)), t(30));
+    let expired = decide(&s, &rs, &[], Some(&pick_gate(GateState::Expired, None)), t(30));
     assert_eq!(cond(&expired, COND_SELECTED), ("False".into(), "PickExpired".into()));
 }
 
@@ -354,13 +361,13 @@ fn manual_asks_for_a_pick_of_the_eligible_candidates_then_takes_it() {
 fn cancel_cancels_the_runs_going_and_skips_the_queued() {
     let s = set(json!({"cancel": true, "maxParallel": 1}));
     let rs = runs(vec![("a", run("a", "Running", None, None))]);
-    let plan = decide(&s, &rs, None, t(10));
+    let plan = decide(&s, &rs, &[], None, t(10));
     assert_eq!(plan.cancel, ["s-a"]);
     assert!(plan.create.is_empty());
     assert_eq!(plan.status.candidates[1].reason, "Skipped");
     assert_eq!(plan.status.phase, Some(SetPhase::Running), "until the run ended");
     let ended = runs(vec![("a", run("a", "Cancelled", None, None))]);
-    let plan = decide(&s, &ended, None, t(20));
+    let plan = decide(&s, &ended, &[], None, t(20));
     assert!(plan.cancel.is_empty());
     assert_eq!(plan.status.phase, Some(SetPhase::Cancelled));
     assert_eq!(cond(&plan, COND_SELECTED), ("False".into(), "Cancelled".into()));
@@ -378,9 +385,9 @@ fn a_deleted_run_keeps_its_row() {
             Some(0.2),
         ),
     )]);
-    let first = decide(&s, &rs, None, t(10));
+    let first = decide(&s, &rs, &[], None, t(10));
     s.status = Some(first.status);
-    let plan = decide(&s, &BTreeMap::new(), None, t(20));
+    let plan = decide(&s, &BTreeMap::new(), &[], None, t(20));
     let a = &plan.status.candidates[0];
     assert_eq!(
         (a.phase, a.summary.as_deref(), a.cost_usd),
@@ -398,9 +405,9 @@ fn a_candidate_learns_where_it_stands_from_its_own_set_only() {
     let mut s = set(json!({}));
     assert_eq!(selection_for(&a, Some(&s)), Selection::Waiting);
     assert!(matches!(selection_for(&a, None), Selection::Loser(_)));
-    let plan = decide(&s, &runs(vec![("a", a.clone())]), None, t(10));
+    let plan = decide(&s, &runs(vec![("a", a.clone())]), &[], None, t(10));
     s.status = Some(plan.status);
-    assert_eq!(selection_for(&a, Some(&s)), Selection::Winner);
+    assert!(matches!(selection_for(&a, Some(&s)), Selection::Winner { .. }));
     let b = run("b", "Running", Some(("Passed", "Passed", None, 6)), None);
     assert!(matches!(selection_for(&b, Some(&s)), Selection::Loser(w) if w.contains("selected candidate a")));
     // Another set of the same name (a different UID) decides nothing for it.
@@ -413,4 +420,49 @@ fn a_candidate_learns_where_it_stands_from_its_own_set_only() {
     let mut cancelled = set(json!({"cancel": true}));
     cancelled.metadata.uid = Some("set-uid".into());
     assert!(matches!(selection_for(&a, Some(&cancelled)), Selection::Loser(_)));
+}
+
+#[test]
+fn a_run_the_set_did_not_make_is_never_its_candidate() {
+    let s = set(json!({}));
+    let own = build_run(&s, 0).unwrap();
+    assert!(is_own_run(&s, 0, &own));
+    // Cancel, priority and TTL may change after creation.
+    let mut cancelled = own.clone();
+    cancelled.spec.cancel = true;
+    cancelled.spec.priority = Some(5);
+    assert!(is_own_run(&s, 0, &cancelled));
+    // A forged owner reference with another spec (a check that always passes): not the set's.
+    let mut forged = own.clone();
+    forged.spec.verify.as_mut().unwrap().command = vec!["true".into()];
+    assert!(!is_own_run(&s, 0, &forged));
+    // The right spec without the set's owner reference: not the set's either.
+    let mut unowned = own.clone();
+    unowned.metadata.owner_references = None;
+    assert!(!is_own_run(&s, 0, &unowned));
+    assert!(!is_own_run(&s, 1, &own), "another candidate's spec");
+    // Its candidate is NameTaken: never created, never eligible; the set still ends.
+    let rs = runs(vec![
+        ("b", run("b", "Failed", Some(("Failed", "ChecksFailed", None, 5)), None)),
+        ("c", run("c", "Failed", Some(("Failed", "ChecksFailed", None, 6)), None)),
+    ]);
+    let plan = decide(&s, &rs, &["a".to_string()], None, t(10));
+    assert!(plan.create.is_empty());
+    assert_eq!(plan.status.candidates[0].reason, "NameTaken");
+    assert_eq!(plan.status.phase, Some(SetPhase::Failed));
+}
+
+#[test]
+fn once_decided_candidates_not_started_are_cancelled() {
+    let s = set(json!({}));
+    let mut queued = run("c", "Queued", None, None);
+    queued.status.as_mut().unwrap().verification = None;
+    let rs = runs(vec![
+        ("a", run("a", "Running", Some(("Passed", "Passed", None, 5)), None)),
+        ("b", run("b", "Running", None, None)),
+        ("c", queued),
+    ]);
+    let plan = decide(&s, &rs, &[], None, t(10));
+    assert_eq!(plan.status.winner.as_deref(), Some("a"));
+    assert_eq!(plan.cancel, ["s-c"], "b's agent works (it has a pod), c never started");
 }

@@ -92,7 +92,7 @@ pub fn decide(trigger: &AgentRunTrigger, runs: &[AgentRun], now: i64) -> Plan {
         observed_generation: generation,
         ..old.clone()
     };
-    let now_t = ts(now).unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+    let now_t = ts(now).unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
     // Runs going on, the last success, history.
     let mut active: Vec<&AgentRun> = runs
         .iter()

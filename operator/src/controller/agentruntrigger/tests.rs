@@ -126,7 +126,7 @@ fn a_due_time_creates_one_run_named_by_its_minute() {
     let mut again = t.clone();
     again.status = Some(plan.status.clone());
     let name = run.metadata.name.clone().unwrap();
-    let p2 = decide(&again, &[run.clone()], T0 + 20);
+    let p2 = decide(&again, std::slice::from_ref(&run), T0 + 20);
     assert!(p2.create.is_none() && p2.events.is_empty());
     let p3 = decide(&t, &[run], T0 + 20);
     assert!(p3.create.is_none(), "the run of that minute exists already ({name})");
@@ -137,7 +137,7 @@ fn forbid_skips_while_a_run_goes_on_and_replace_cancels_it() {
     let status = json!({"lastScheduleTime": at(T0)});
     let going = run(&format!("nightly-{}", T0 / 60), "Running", T0, None);
     let forbid = trigger(json!({"concurrencyPolicy": "Forbid"}), status.clone());
-    let plan = decide(&forbid, &[going.clone()], T0 + MIN + 2);
+    let plan = decide(&forbid, std::slice::from_ref(&going), T0 + MIN + 2);
     assert!(plan.create.is_none());
     assert_eq!(plan.status.missed_schedules, 1);
     assert_eq!(reasons(&plan), ["SkippedSchedule"]);
@@ -155,7 +155,7 @@ fn forbid_skips_while_a_run_goes_on_and_replace_cancels_it() {
     assert_eq!(plan.status.last_successful_time.unwrap().0.as_second(), T0 + 100);
 
     let replace = trigger(json!({"concurrencyPolicy": "Replace"}), status.clone());
-    let plan = decide(&replace, &[going.clone()], T0 + MIN + 2);
+    let plan = decide(&replace, std::slice::from_ref(&going), T0 + MIN + 2);
     assert_eq!(plan.cancel, [going.metadata.name.clone().unwrap()]);
     assert!(plan.create.is_some());
     assert_eq!(reasons(&plan), ["RunsReplaced", "RunCreated"]);

@@ -281,7 +281,7 @@ fn a_held_push_is_approved_only_after_passing_and_rejected_after_failing() {
             "{result:?}: waits for the set"
         );
         assert_eq!(
-            candidate_verdict(&v, Selection::Winner),
+            candidate_verdict(&v, Selection::Winner { commit: None }),
             Some("Approve".into()),
             "{result:?}"
         );
@@ -291,12 +291,48 @@ fn a_held_push_is_approved_only_after_passing_and_rejected_after_failing() {
             "{result:?}"
         );
     }
+    // The selection names a commit: a different one (a later change) is refused.
+    v.result = VerificationResult::Passed;
+    let chosen = Selection::Winner {
+        commit: Some("c0ffee".into()),
+    };
+    assert_eq!(candidate_verdict(&v, chosen.clone()), Some("Approve".into()));
+    let other = Selection::Winner {
+        commit: Some("beef".into()),
+    };
+    assert_eq!(candidate_verdict(&v, other), Some("Reject".into()));
     v.result = VerificationResult::Running;
-    assert_eq!(
-        candidate_verdict(&v, Selection::Winner),
-        None,
-        "never before its checks end"
+    assert_eq!(candidate_verdict(&v, chosen), None, "never before its checks end");
+    // Recorded candidacy (status.policy.agentRunSet) outlives the owner reference.
+    let mut orphaned = cand.clone();
+    let st = paddock_crds::AgentRunStatus {
+        policy: Some(
+            serde_json::from_value(serde_json::json!({
+                "runnerPool": {"name": "p", "uid": "pu", "generation": 1}, "podTemplateHash": "sha256:x", "image": "i",
+                "poolSpec": {"template": {"image": "i"}}, "recordedAt": "2027-01-15T08:00:00Z",
+                "agentRunSet": {"name": "set", "uid": "set-uid"},
+            }))
+            .unwrap(),
+        ),
+        ..Default::default()
+    };
+    orphaned.status = Some(st);
+    orphaned.metadata.owner_references = None;
+    assert!(
+        holds_push(&orphaned),
+        "an owner reference removed later changes nothing"
     );
+    let mut recorded_free = orphaned.clone();
+    recorded_free
+        .status
+        .as_mut()
+        .unwrap()
+        .policy
+        .as_mut()
+        .unwrap()
+        .agent_run_set = None;
+    recorded_free.metadata.owner_references = cand.metadata.owner_references.clone();
+    assert!(!holds_push(&recorded_free), "nor does one added later");
 }
 
 #[test]
