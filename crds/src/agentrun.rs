@@ -173,7 +173,7 @@ pub struct RepoSpec {
 )]
 pub struct AgentSpec {
     /// Which CLI: `claude-code`, `codex`, `qwen-code`, `opencode`, `gemini-cli`, `aider`,
-    /// `hermes`, `openclaw`, `shell` or `custom` (docs/agents.md).
+    /// `hermes`, `openclaw`, `openhands`, `shell` or `custom` (docs/agents.md).
     pub name: AgentName,
     /// For `custom` only (required there, refused otherwise): the program and its first
     /// arguments, e.g. `["node", "/opt/agent/main.js"]`. Run without a shell; Paddock appends
@@ -577,6 +577,7 @@ mod tests {
             AgentName::Aider,
             AgentName::Hermes,
             AgentName::OpenClaw,
+            AgentName::OpenHands,
             AgentName::Shell,
             AgentName::Custom,
         ] {

@@ -138,6 +138,13 @@ async fn gemini_cli_edits_a_file() -> Result<()> {
     agent_edits_a_file("gemini-cli", "GEMINI_API_KEY").await
 }
 
+/// OpenHands (on the image's Python 3.12) writes hello.txt with its `terminal` tool; the
+/// scripted model fills in the `security_risk` OpenHands requires on every call.
+#[tokio::test]
+async fn openhands_edits_a_file() -> Result<()> {
+    agent_edits_a_file("openhands", "OPENAI_API_KEY").await
+}
+
 #[tokio::test]
 async fn shell_failure_says_why() -> Result<()> {
     let (ns, repo) = setup("fail").await?;

@@ -63,10 +63,11 @@ fn expected_prompt_args(kind: AgentKind, prompt: &str) -> Vec<String> {
         AgentKind::Custom(_) => vec![prompt.into()],
         AgentKind::Aider => vec![format!("--message={prompt}")],
         AgentKind::Hermes => vec![format!("--oneshot={prompt}")],
+        AgentKind::OpenHands => vec![format!("--task={prompt}")],
     }
 }
 
-const CLIS: [AgentKind; 8] = [
+const CLIS: [AgentKind; 9] = [
     AgentKind::ClaudeCode,
     AgentKind::Codex,
     AgentKind::QwenCode,
@@ -75,6 +76,7 @@ const CLIS: [AgentKind; 8] = [
     AgentKind::OpenClaw,
     AgentKind::Aider,
     AgentKind::Hermes,
+    AgentKind::OpenHands,
 ];
 
 #[test]
@@ -104,6 +106,7 @@ fn every_cli_gets_the_prompt_verbatim_without_a_shell() {
             }
             AgentKind::Aider => assert_eq!(tail[0].strip_prefix("--message="), Some(prompt.as_str())),
             AgentKind::Hermes => assert_eq!(tail[0].strip_prefix("--oneshot="), Some(prompt.as_str())),
+            AgentKind::OpenHands => assert_eq!(tail[0].strip_prefix("--task="), Some(prompt.as_str())),
             _ => assert_eq!(tail[1], prompt),
         }
         assert!(!["sh", "bash", "/bin/sh"].contains(&inv.program.as_str()));
@@ -116,7 +119,17 @@ fn every_cli_gets_the_prompt_verbatim_without_a_shell() {
         .collect();
     assert_eq!(
         programs,
-        ["claude", "codex", "qwen", "opencode", "gemini", "openclaw", "aider", "hermes"]
+        [
+            "claude",
+            "codex",
+            "qwen",
+            "opencode",
+            "gemini",
+            "openclaw",
+            "aider",
+            "hermes",
+            "openhands"
+        ]
     );
     assert!(!m.exists());
 }

@@ -76,6 +76,28 @@ fn find<'a>(offered: &'a [OfferedTool], names: &[&str]) -> Option<&'a OfferedToo
     names.iter().find_map(|n| offered.iter().find(|t| t.name == *n))
 }
 
+/// `args` with each argument the schema requires but `args` lacks filled in, where the schema
+/// gives a choice: an `enum`'s first value. OpenHands requires a `security_risk`
+/// (`UNKNOWN`/`LOW`/`MEDIUM`/`HIGH`) on its `terminal` and `file_editor` tools and refuses a
+/// call without one; a real model picks one, the script does not say.
+fn with_required_choices(schema: &Value, mut args: Map<String, Value>) -> Value {
+    let required = schema.get("required").and_then(Value::as_array);
+    for key in required.into_iter().flatten().filter_map(Value::as_str) {
+        if args.contains_key(key) {
+            continue;
+        }
+        let first = properties(schema)
+            .and_then(|p| p.get(key))
+            .and_then(|s| s.get("enum"))
+            .and_then(Value::as_array)
+            .and_then(|e| e.first());
+        if let Some(v) = first {
+            args.insert(key.to_string(), v.clone());
+        }
+    }
+    Value::Object(args)
+}
+
 fn shell_call(tool: &OfferedTool, command: &str) -> ToolCall {
     let key = pick_key(&tool.schema, COMMAND_KEYS);
     let is_array = properties(&tool.schema)
@@ -92,7 +114,7 @@ fn shell_call(tool: &OfferedTool, command: &str) -> ToolCall {
     args.insert(key.to_string(), value);
     ToolCall {
         name: tool.name.clone(),
-        arguments: Value::Object(args),
+        arguments: with_required_choices(&tool.schema, args),
     }
 }
 
@@ -115,7 +137,7 @@ pub fn resolve(action: &Action, offered: &[OfferedTool]) -> Result<ToolCall, Str
                 args.insert(pick_key(&tool.schema, CONTENT_KEYS).to_string(), json!(content));
                 return Ok(ToolCall {
                     name: tool.name.clone(),
-                    arguments: Value::Object(args),
+                    arguments: with_required_choices(&tool.schema, args),
                 });
             }
             match shell {
@@ -270,6 +292,23 @@ mod tests {
         assert_eq!(
             resolve(&Action::Shell("ls".into()), &offered).unwrap().arguments,
             json!({"command": ["bash", "-lc", "ls"]})
+        );
+    }
+
+    #[test]
+    fn required_enum_arguments_get_their_first_value() {
+        // OpenHands 1.16.0's `terminal` (description and other properties abridged).
+        let risk = json!({"type": "string", "enum": ["UNKNOWN", "LOW", "MEDIUM", "HIGH"]});
+        let terminal = OfferedTool {
+            name: "terminal".into(),
+            schema: json!({"type": "object",
+                "properties": {"security_risk": risk, "command": {"type": "string"},
+                               "is_input": {"type": "boolean"}, "mode": {"enum": ["a", "b"]}},
+                "required": ["command", "security_risk"]}),
+        };
+        assert_eq!(
+            resolve(&Action::Shell("ls".into()), &[terminal]).unwrap().arguments,
+            json!({"command": "ls", "security_risk": "UNKNOWN"})
         );
     }
 

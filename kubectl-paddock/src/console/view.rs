@@ -711,6 +711,7 @@ pub fn new_run_page(chrome: &Chrome<'_>, default_ns: &str, preview: Markup) -> M
         "aider",
         "hermes",
         "openclaw",
+        "openhands",
         "shell",
         "custom",
     ];

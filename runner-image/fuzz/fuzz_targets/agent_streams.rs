@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use paddock_crds::events::{parse_line, EventLine, RunnerEvent, MAX_TEXT_BYTES, SCHEMA_VERSION};
-use paddock_runner::agent::{custom, hermes, mapper_for, AgentKind, StreamMapper};
+use paddock_runner::agent::{custom, hermes, mapper_for, openhands, AgentKind, StreamMapper};
 use paddock_runner::emit::{sanitize, MAX_SUMMARY_BYTES};
 use serde_json::Value;
 
@@ -58,7 +58,8 @@ static KINDS: OnceLock<Vec<AgentKind>> = OnceLock::new();
 
 fn kinds() -> &'static [AgentKind] {
     KINDS.get_or_init(|| {
-        // Hermes reads its usage report from $HOME at `finish`: point it at nothing.
+        // Hermes reads its usage report and OpenHands its state file from $HOME at `finish`:
+        // point it at nothing.
         std::env::set_var("HOME", "/nonexistent/paddock-fuzz-home");
         let mut kinds: Vec<AgentKind> = Vec::new();
         for name in AGENT_NAMES.iter().chain(MORE_NAMES) {
@@ -146,6 +147,14 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(report) = serde_json::from_slice::<Value>(data) {
         if let Ok(kind) = "hermes".parse::<AgentKind>() {
             let mut m = hermes::HermesMapper::new(Some("m".into()), None);
+            m.stdout_line(&text);
+            for ev in m.finish_with(Some(&report)) {
+                check(kind, ev, &secrets);
+            }
+        }
+        // OpenHands' conversation state file (read at exit): likewise.
+        if let Ok(kind) = "openhands".parse::<AgentKind>() {
+            let mut m = openhands::OpenHandsMapper::new(Some("m".into()), None);
             m.stdout_line(&text);
             for ev in m.finish_with(Some(&report)) {
                 check(kind, ev, &secrets);

@@ -35,6 +35,10 @@
 //! - `openclaw`: `openclaw agent exec --json --timeout 86400 [--config
 //!   ~/.openclaw/paddock.json] [--model paddock/m] <args…> -- <prompt>` with the config
 //!   generated from `OPENAI_BASE_URL`; one JSON envelope out when it exits ([`openclaw`]).
+//! - `openhands`: `openhands --headless --json --override-with-envs --always-approve <args…>
+//!   --task=<prompt>` with `LLM_MODEL=openai/m`, `LLM_BASE_URL`, `LLM_API_KEY` from
+//!   `OPENAI_BASE_URL`/`OPENAI_API_KEY`; JSON event lines among text out, usage from the
+//!   conversation's state file ([`openhands`]).
 //! - `custom`: `<command…> <args…> <prompt>` from `PADDOCK_AGENT_COMMAND`; text or Paddock's
 //!   event JSON lines out ([`custom`]).
 //!
@@ -56,6 +60,7 @@ pub mod gemini;
 pub mod hermes;
 pub mod openclaw;
 pub mod opencode;
+pub mod openhands;
 pub mod process;
 pub mod qwen;
 pub mod shell;
@@ -89,6 +94,7 @@ pub fn adapter(name: AgentName) -> &'static dyn Adapter {
         AgentName::Aider => &aider::Aider,
         AgentName::Hermes => &hermes::Hermes,
         AgentName::OpenClaw => &openclaw::OpenClaw,
+        AgentName::OpenHands => &openhands::OpenHands,
         AgentName::Shell => &shell::Shell,
         AgentName::Custom => &custom::Custom,
     }

@@ -33,6 +33,9 @@ pub enum AgentKind {
     /// OpenClaw (`openclaw`, npm `openclaw`) with `agent exec`, over an OpenAI-compatible Chat
     /// Completions endpoint; one JSON envelope out.
     OpenClaw,
+    /// The OpenHands CLI (`openhands`, PyPI `openhands`, on Python 3.12) in headless JSON mode,
+    /// over an OpenAI-compatible Chat Completions endpoint.
+    OpenHands,
 }
 
 impl AgentKind {
@@ -50,6 +53,7 @@ impl AgentKind {
             AgentKind::Hermes => AgentName::Hermes,
             AgentKind::GeminiCli => AgentName::GeminiCli,
             AgentKind::OpenClaw => AgentName::OpenClaw,
+            AgentKind::OpenHands => AgentName::OpenHands,
         }
     }
 
@@ -67,6 +71,7 @@ impl AgentKind {
             AgentName::Hermes => AgentKind::Hermes,
             AgentName::GeminiCli => AgentKind::GeminiCli,
             AgentName::OpenClaw => AgentKind::OpenClaw,
+            AgentName::OpenHands => AgentKind::OpenHands,
         }
     }
 

@@ -140,6 +140,7 @@ fn every_cli_runs_its_tools_freely() {
     let openclaw = inv(AgentKind::OpenClaw);
     let config: serde_json::Value = serde_json::from_str(&openclaw.files[0].1).unwrap();
     assert_eq!(config["tools"]["fs"]["workspaceOnly"], false);
+    assert!(has(&inv(AgentKind::OpenHands), &["--always-approve"]));
 }
 
 #[test]
@@ -311,6 +312,7 @@ fn agent_names_round_trip() {
         AgentKind::Hermes,
         AgentKind::GeminiCli,
         AgentKind::OpenClaw,
+        AgentKind::OpenHands,
     ] {
         assert_eq!(k.as_str().parse::<AgentKind>(), Ok(k));
     }
@@ -318,7 +320,54 @@ fn agent_names_round_trip() {
     assert!("aider-chat"
         .parse::<AgentKind>()
         .unwrap_err()
-        .contains("aider, hermes, gemini-cli or openclaw"));
+        .contains("aider, hermes, gemini-cli, openclaw or openhands"));
+}
+
+#[test]
+fn openhands_command_line_and_env() {
+    let env = Env::from_pairs([
+        ("HOME", "/h"),
+        ("OPENAI_BASE_URL", "http://127.0.0.1:15001/openai"),
+        ("OPENAI_API_KEY", "paddock-placeholder-key"),
+        ("PYTHONUNBUFFERED", "0"),
+    ]);
+    let inv = build_invocation(&spec(AgentKind::OpenHands), &env);
+    assert_eq!(inv.program, "openhands");
+    assert_eq!(
+        inv.args,
+        [
+            "--headless",
+            "--json",
+            "--override-with-envs",
+            "--always-approve",
+            "--allowedTools",
+            "Bash",
+            "--task=-rf do it"
+        ]
+    );
+    let vars: std::collections::HashMap<_, _> = inv.env.iter().cloned().collect();
+    assert_eq!(vars["LLM_MODEL"], "openai/m1");
+    assert_eq!(vars["LLM_BASE_URL"], "http://127.0.0.1:15001/openai");
+    assert_eq!(vars["LLM_API_KEY"], "paddock-placeholder-key");
+    assert_eq!(vars["LITELLM_LOCAL_MODEL_COST_MAP"], "True");
+    assert_eq!(vars["OPENHANDS_SUPPRESS_BANNER"], "1");
+    assert_eq!(vars["TTY_COMPATIBLE"], "0");
+    assert!(!vars.contains_key("PYTHONUNBUFFERED"), "yours wins");
+    assert_eq!(
+        inv.files,
+        vec![(
+            PathBuf::from("/h/.openhands/cache/skills/public-skills/.git"),
+            "gitdir: /nonexistent\n".to_string()
+        )]
+    );
+    // Without an endpoint the model is passed as given; LLM_* of yours win.
+    let plain = build_invocation(
+        &spec(AgentKind::OpenHands),
+        &Env::from_pairs([("HOME", "/h"), ("LLM_API_KEY", "k")]),
+    );
+    let vars: std::collections::HashMap<_, _> = plain.env.iter().cloned().collect();
+    assert_eq!(vars["LLM_MODEL"], "m1");
+    assert!(!vars.contains_key("LLM_BASE_URL") && !vars.contains_key("LLM_API_KEY"));
 }
 
 #[test]
