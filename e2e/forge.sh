@@ -397,13 +397,13 @@ selftest() {
 
   # The listener: records each POST (headers, body) as a JSON line; port 0 (the kernel picks one).
   python3 - "$ip" "$tmp/deliveries" "$tmp/listener-port" <<'PY' >/dev/null 2>"$tmp/listener.log" &
-import http.server, json, sys
+import http.server, json, sys, time
 ip, out, portfile = sys.argv[1:]
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         with open(out, "a") as f:
-            f.write(json.dumps({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+            f.write(json.dumps({"t": time.time(), "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
                                 "body": body.decode()}) + "\n")
         self.send_response(200)
         self.end_headers()
@@ -480,28 +480,34 @@ PY
     -d '{"body":"/paddock please fix it"}' || true)
   expect "a comment on the issue: 201" [ "$code" = 201 ]
 
-  # Deliveries are queued and sent asynchronously: wait for all five kinds (up to 30 s).
-  local want='[.[] | select(.headers["x-gitea-event"] == "push")] | length >= 1'
-  want+=' and ([.[] | select(.headers["x-gitea-event"] == "pull_request" and (.body | fromjson | .action) == "opened")] | length >= 1)'
-  want+=' and ([.[] | select(.headers["x-gitea-event"] == "issues" and (.body | fromjson | .action) == "opened")] | length >= 1)'
-  want+=' and ([.[] | select((.body | fromjson | .action) == "label_updated")] | length >= 1)'
-  want+=' and ([.[] | select(.headers["x-gitea-event"] == "issue_comment" and (.body | fromjson | .action) == "created")] | length >= 1)'
-  for i in $(seq 1 150); do
-    [ -s "$tmp/deliveries" ] && jq -se "$want" "$tmp/deliveries" >/dev/null 2>&1 && break
-    sleep 0.2
+  # Deliveries are queued and sent asynchronously: wait (up to 30 s) until each expected one came.
+  local t_sent checks=() descs=() c n all
+  t_sent=$(date +%s.%N)
+  descs+=("push of refs/heads/selftest")
+  checks+=('select(.event == "push" and .body.ref == "refs/heads/selftest")')
+  descs+=("pull_request opened #$pr, head selftest")
+  checks+=("select(.event == \"pull_request\" and .body.action == \"opened\" and .body.number == $pr and .body.pull_request.head.ref == \"selftest\")")
+  descs+=("issues opened")
+  checks+=('select(.event == "issues" and .body.action == "opened")')
+  descs+=("issues label_updated, labels [paddock]")
+  checks+=('select(.event == "issues" and .body.action == "label_updated" and ([.body.issue.labels[]?.name] | index("paddock")))')
+  descs+=("issue_comment created, body '/paddock please fix it'")
+  checks+=('select(.event == "issue_comment" and .body.action == "created" and .body.comment.body == "/paddock please fix it")')
+  # deliveries FILTER: FILTER holds on [each delivery as {event, body (parsed)}].
+  deliveries() {
+    jq -se "[.[] | {event: .headers[\"x-gitea-event\"], body: (.body | fromjson)}] | $1" "$tmp/deliveries" >/dev/null 2>&1
+  }
+  all='true'
+  for c in "${checks[@]}"; do all+=" and ([.[] | $c] | length >= 1)"; done
+  for i in $(seq 1 300); do
+    [ -s "$tmp/deliveries" ] && deliveries "$all" && break
+    sleep 0.1
   done
   [ -s "$tmp/deliveries" ] || : >"$tmp/deliveries"
-  delivered() { jq -se "$1" "$tmp/deliveries" >/dev/null 2>&1; }
-  expect "webhook: push of refs/heads/selftest delivered" \
-    delivered "[.[] | select(.headers[\"x-gitea-event\"] == \"push\" and (.body | fromjson | .ref) == \"refs/heads/selftest\")] | length >= 1"
-  expect "webhook: pull_request opened #$pr delivered" \
-    delivered "[.[] | select(.headers[\"x-gitea-event\"] == \"pull_request\" and (.body | fromjson | .action == \"opened\" and .number == $pr))] | length >= 1"
-  expect "webhook: issues opened delivered" \
-    delivered '[.[] | select(.headers["x-gitea-event"] == "issues" and (.body | fromjson | .action) == "opened")] | length >= 1'
-  expect "webhook: label_updated with label paddock delivered (event $(jq -sr '[.[] | select((.body | fromjson | .action) == "label_updated") | .headers["x-gitea-event"]] | first // "none"' "$tmp/deliveries" 2>/dev/null))" \
-    delivered '[.[] | select((.body | fromjson) as $b | $b.action == "label_updated" and ([$b.issue.labels[]?.name] | index("paddock")))] | length >= 1'
-  expect "webhook: issue_comment created with the comment body delivered" \
-    delivered '[.[] | select(.headers["x-gitea-event"] == "issue_comment" and (.body | fromjson | .comment.body) == "/paddock please fix it")] | length >= 1'
+  echo "#    $(jq -s length "$tmp/deliveries") deliveries; the last one $(jq -s --argjson t0 "$t_sent" '(map(.t) | max // $t0) - $t0 | . * 10 | round / 10' "$tmp/deliveries") s after the last API call"
+  for n in "${!checks[@]}"; do
+    expect "webhook: ${descs[$n]} delivered" deliveries "[.[] | ${checks[$n]}] | length == 1"
+  done
   expect "every delivery has a delivery id and a valid HMAC-SHA256 signature ($(jq -s length "$tmp/deliveries") deliveries)" \
     python3 - "$tmp/deliveries" "$secret" <<'PY'
 import hashlib, hmac, json, sys
