@@ -28,7 +28,17 @@ if [ -n "$name" ]; then
   archive=$tmp/image.tar
 fi
 before=$(ctr_ images ls -q | sort)
-ctr_ images import --snapshotter overlayfs "$archive" >&2
+# containerd's unpack can fail once with "parent snapshot ... does not exist" when a layer's
+# snapshot is being garbage-collected as the import starts (seen after a cluster restart); the
+# second import of the same archive finds a consistent state.
+for attempt in 1 2 3; do
+  if ctr_ images import --snapshotter overlayfs "$archive" >&2; then
+    break
+  fi
+  [ "$attempt" -lt 3 ] || { echo "import-image: ctr import failed 3 times" >&2; exit 1; }
+  echo "import-image: ctr import failed (attempt $attempt); retrying in 2 s" >&2
+  sleep 2
+done
 after=$(ctr_ images ls -q | sort)
 # Names in the archive (docker-archive RepoTags) or those that appeared.
 if tar -tf "$archive" manifest.json >/dev/null 2>&1; then
