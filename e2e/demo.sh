@@ -23,7 +23,7 @@ else
 fi
 
 if [ "$LOCAL" = 1 ]; then
-  step "builds, in parallel (cached after the first run; cold on 2 cores about 14 min): release binaries (cargo), Kubernetes + etcd + helm (Go), runner image base (Debian + agent CLIs)"
+  step "builds, in parallel (cached after the first run; cold on 2 cores about 15–18 min): release binaries (cargo), Kubernetes + etcd + helm (Go), runner image base (Debian + agent CLIs)"
   prebuild --local-cluster
   step "local cluster (cached binaries; starts in about 30 s)"
   KUBECONFIG=$(bash e2e/cluster/cluster.sh up | tail -n 1); export KUBECONFIG

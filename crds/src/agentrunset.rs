@@ -73,6 +73,7 @@ pub fn holds_push(run: &crate::AgentRun) -> bool {
     validation = Rule::new("has(self.template.spec.verify)").message("spec.template.spec.verify is required: a set judges its candidates by their verification"),
     validation = Rule::new("!has(self.template.spec.cancel) || !self.template.spec.cancel").message("spec.template.spec.cancel must not be set; cancel the set with spec.cancel"),
     validation = Rule::new("!has(self.template.spec.resumeFrom)").message("spec.template.spec.resumeFrom is not supported in a set"),
+    validation = Rule::new("!has(self.template.spec.approvals) || !has(self.template.spec.approvals.toolUse) || self.candidates.all(c, has(c.agent) ? c.agent.name == 'claude-code' : self.template.spec.agent.name == 'claude-code')").message("spec.template.spec.approvals.toolUse is supported for agent claude-code only: every candidate must run claude-code (see docs/approvals.md)"),
     validation = Rule::new("!has(self.template.spec.retry) || self.template.spec.retry.limit == 0").message("spec.template.spec.retry is not supported in a set: a candidate's verified change is the one selected"),
     validation = Rule::new("!has(self.template.spec.output) || !has(self.template.spec.output.branch)").message("spec.template.spec.output.branch is not supported in a set: each candidate pushes to its own paddock/<run> branch"),
     validation = Rule::new("oldSelf.cancel == true ? self.cancel == true : true").message("spec.cancel cannot be unset once set"),

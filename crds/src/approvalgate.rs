@@ -135,8 +135,7 @@ pub struct GateRequest {
 pub struct RunReference {
     /// `AgentRun` (unset: the default) or, for a `Pick` gate, `AgentRunSet`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 63))]
-    pub kind: Option<String>,
+    pub kind: Option<RunRefKind>,
     /// Name of the AgentRun (or AgentRunSet; same namespace).
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
@@ -149,6 +148,15 @@ pub struct RunReference {
     /// retried attempt asks again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+}
+
+/// The kind of object a gate belongs to.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunRefKind {
+    /// An AgentRun (every stage but `Pick`).
+    AgentRun,
+    /// An AgentRunSet (stage `Pick`).
+    AgentRunSet,
 }
 
 /// One human decision.

@@ -320,3 +320,92 @@ async fn manual_selection_pushes_nothing_until_an_approver_picks() -> Result<()>
     ns.cleanup().await;
     Ok(())
 }
+
+/// The earliest layer: the API server refuses sets and triggers that cannot work, with a
+/// message that says why (CEL on the CRDs).
+#[tokio::test]
+async fn bad_sets_and_triggers_are_refused_by_the_api_server() -> Result<()> {
+    let ns = TestNs::new("set-bad").await?;
+    let template = json!({"spec": {"repo": {"url": "https://example.com/x.git"}, "agent": {"name": "shell"},
+                                   "prompt": "true", "verify": {"command": ["true"]}}});
+    let set = |name: &str, patch: serde_json::Value| {
+        let mut spec = json!({"template": template.clone(), "candidates": [{"name": "a"}, {"name": "b", "agent": {"name": "codex"}}]});
+        for (k, v) in patch.as_object().unwrap() {
+            if k == "templateSpec" {
+                for (tk, tv) in v.as_object().unwrap() {
+                    spec["template"]["spec"][tk] = tv.clone();
+                }
+            } else {
+                spec[k] = v.clone();
+            }
+        }
+        json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRunSet", "metadata": {"name": name}, "spec": spec})
+    };
+    let cases = [
+        (
+            "no-verify",
+            json!({"templateSpec": {"verify": null}}),
+            "verify is required",
+        ),
+        (
+            "twins",
+            json!({"candidates": [{"name": "a"}, {"name": "a"}]}),
+            "candidate names must be unique",
+        ),
+        (
+            "bad-name",
+            json!({"candidates": [{"name": "Not_A_Label"}]}),
+            "DNS label",
+        ),
+        (
+            "retry",
+            json!({"templateSpec": {"retry": {"limit": 2}}}),
+            "retry is not supported",
+        ),
+        (
+            "branch",
+            json!({"templateSpec": {"output": {"branch": "shared", "push": true}}}),
+            "output.branch is not supported",
+        ),
+        (
+            "tooluse-codex",
+            json!({"templateSpec": {"agent": {"name": "claude-code"},
+                   "approvals": {"toolUse": {"rules": [{"tool": "Bash"}], "gate": {}}}}}),
+            "every candidate must run claude-code",
+        ),
+        ("no-candidates", json!({"candidates": []}), "candidates"),
+    ];
+    for (name, patch, want) in cases {
+        let mut manifest = set(name, patch);
+        if manifest["spec"]["template"]["spec"]["verify"].is_null() {
+            manifest["spec"]["template"]["spec"]
+                .as_object_mut()
+                .unwrap()
+                .remove("verify");
+        }
+        let err = ns.apply::<AgentRunSet>(manifest).await.unwrap_err();
+        assert!(err.to_string().contains(want), "{name}: expected {want:?} in {err}");
+    }
+    let schedules = [
+        ("*/5 * * * *", true),
+        ("@daily", true),
+        ("* * * *", false),
+        ("0 * * * * *", false),
+    ];
+    for (i, (schedule, ok)) in schedules.into_iter().enumerate() {
+        let res = ns
+            .apply::<paddock_crds::AgentRunTrigger>(json!({
+                "apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRunTrigger",
+                "metadata": {"name": format!("t{i}")},
+                "spec": {"schedule": schedule, "suspend": true, "runTemplate": template.clone()},
+            }))
+            .await;
+        match (res, ok) {
+            (Ok(_), true) => {}
+            (Err(e), false) => assert!(e.to_string().contains("five cron fields"), "{schedule}: {e}"),
+            (r, _) => panic!("{schedule}: {r:?}"),
+        }
+    }
+    ns.cleanup().await;
+    Ok(())
+}

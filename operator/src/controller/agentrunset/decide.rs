@@ -709,7 +709,7 @@ fn build_gate(set: &AgentRunSet, rows: &[CandidateStatus], eligible: Vec<String>
         &gate_name(&set_name),
         ApprovalGateSpec {
             run_ref: RunReference {
-                kind: Some("AgentRunSet".into()),
+                kind: Some(paddock_crds::RunRefKind::AgentRunSet),
                 name: set_name.clone(),
                 uid: set.metadata.uid.clone(),
                 attempt: None,

@@ -335,7 +335,7 @@ fn manual_asks_for_a_pick_of_the_eligible_candidates_then_takes_it() {
     assert_eq!(gate.spec.request.candidates, ["a", "b"], "c cannot be pushed");
     assert_eq!(gate.spec.approvers.users, ["alice"]);
     assert_eq!(gate.spec.timeout.as_deref(), Some("1h"));
-    assert_eq!(gate.spec.run_ref.kind.as_deref(), Some("AgentRunSet"));
+    assert_eq!(gate.spec.run_ref.kind, Some(paddock_crds::RunRefKind::AgentRunSet));
     assert!(gate.spec.request.summary.contains("2 passed"));
     assert_eq!(plan.status.phase, Some(SetPhase::Selecting));
     assert!(plan.status.winner.is_none());

@@ -239,15 +239,16 @@ fn tally(spec: &ApprovalGateSpec) -> (GateState, u32, Option<String>, Option<Str
         };
         seen.push(&d.approver);
         if count >= spec.quorum.max(1) {
-            return (
-                GateState::Approved,
-                seen.len() as u32,
-                Some(d.approver.clone()),
-                candidate,
-            );
+            return (GateState::Approved, count, Some(d.approver.clone()), candidate);
         }
     }
-    (GateState::Pending, seen.len() as u32, None, None)
+    // A Pick gate counts the approvals of its most-approved candidate (approvals split over
+    // candidates do not add up to the quorum).
+    let approvals = match spec.stage {
+        GateStage::Pick => per_candidate.values().copied().max().unwrap_or(0),
+        _ => seen.len() as u32,
+    };
+    (GateState::Pending, approvals, None, None)
 }
 
 /// Reconciles one gate: computes its state and writes status when it changed.

@@ -87,9 +87,10 @@ fn a_pick_needs_its_quorum_on_one_listed_candidate() {
         pick("bob", Some("b"), Verdict::Approve),
     ];
     assert_eq!(compute_state(&s).0, GateState::Pending, "two approvals, one each");
+    assert_eq!(compute_state(&s).1, 1, "a quorum of 2 is not half met twice");
     assert_eq!(picked(&s), None);
     s.decisions.push(pick("carol", Some("b"), Verdict::Approve));
-    assert_eq!(compute_state(&s), (GateState::Approved, 3, Some("carol".into())));
+    assert_eq!(compute_state(&s), (GateState::Approved, 2, Some("carol".into())));
     assert_eq!(picked(&s).as_deref(), Some("b"));
     // An unlisted candidate or a repeated approver counts for nothing.
     s.decisions = vec![
