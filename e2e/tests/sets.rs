@@ -370,7 +370,7 @@ async fn bad_sets_and_triggers_are_refused_by_the_api_server() -> Result<()> {
         (
             "tooluse-codex",
             json!({"templateSpec": {"agent": {"name": "claude-code"},
-                   "approvals": {"toolUse": {"rules": [{"tool": "Bash"}], "gate": {}}}}}),
+                   "approvals": {"toolUse": {"rules": [{"tool": "Bash"}]}}}}),
             "every candidate must run claude-code",
         ),
         ("no-candidates", json!({"candidates": []}), "candidates"),

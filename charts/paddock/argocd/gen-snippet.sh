@@ -9,7 +9,7 @@ DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
   echo "#   kubectl -n argocd patch configmap argocd-cm --type merge --patch-file charts/paddock/argocd/argocd-cm-snippet.yaml"
   echo "# Generated from health-*.lua by gen-snippet.sh; do not edit (argocd/test.sh checks it)."
   echo "data:"
-  for kind in AgentRun ApprovalGate RunnerPool AgentRunSet; do
+  for kind in AgentRun ApprovalGate RunnerPool AgentRunSet AgentRunTrigger; do
     lower=$(tr '[:upper:]' '[:lower:]' <<<"$kind")
     echo "  resource.customizations.health.paddock.dev_$kind: |"
     sed 's/^/    /; s/^ *$//' "$DIR/health-$lower.lua"

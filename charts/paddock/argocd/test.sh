@@ -5,8 +5,8 @@
 # and the returned status must equal the expected one, with a non-empty message that, when the
 # object has condition messages, includes one of them. Some states must say more (see
 # must_say): an AgentRunSet waiting for a pick names its gate and `kubectl paddock pick <set>`,
-# a succeeded one its winner. Also checks argocd-cm-snippet.yaml is what gen-snippet.sh
-# generates from the scripts.
+# a succeeded one its winner; a healthy AgentRunTrigger its next due time and its active runs.
+# Also checks argocd-cm-snippet.yaml is what gen-snippet.sh generates from the scripts.
 #
 # Env: LUA (default: lua5.1, which Argo CD's gopher-lua matches, else lua5.4/lua); needs a JSON
 # module for it (Debian lua-dkjson or lua-cjson). Last line "N passed, N failed"; exit 0 when
@@ -30,8 +30,8 @@ if [ -z "$LUA" ] || ! "$LUA" -e 'if not pcall(require, "dkjson") then require("c
 fi
 echo "# $("$LUA" -v 2>&1 | head -n 1)"
 
-# jfield <sample> <key>...: the string at that path in the sample (e.g. status winner), empty
-# when unset.
+# jfield <sample> <key>...: the string or number at that path in the sample (e.g. status
+# winner), empty when unset.
 jfield() {
   F=$1 K="${*:2}" "$LUA" -e '
     local ok, json = pcall(require, "dkjson")
@@ -43,7 +43,7 @@ jfield() {
       if type(v) ~= "table" then v = nil break end
       v = v[k]
     end
-    if type(v) == "string" then io.write(v) end'
+    if type(v) == "string" or type(v) == "number" then io.write(tostring(v)) end'
 }
 # must_say <kind> <status> <sample>: what the message must contain besides a condition's message,
 # one per line.
@@ -58,6 +58,13 @@ must_say() {
     agentrunset:Healthy)
       jfield "$3" status winner
       echo
+      ;;
+    agentruntrigger:Healthy)
+      jfield "$3" status nextScheduleTime
+      echo
+      local n
+      n=$(jfield "$3" status activeCount)
+      if [ "$n" = 1 ]; then echo "1 run active"; else echo "${n:-0} runs active"; fi
       ;;
   esac
 }
@@ -108,7 +115,8 @@ done
 for need in agentrun:Progressing agentrun:Suspended agentrun:Healthy agentrun:Degraded \
   approvalgate:Progressing approvalgate:Suspended approvalgate:Healthy approvalgate:Degraded \
   runnerpool:Progressing runnerpool:Healthy runnerpool:Degraded \
-  agentrunset:Progressing agentrunset:Suspended agentrunset:Healthy agentrunset:Degraded; do
+  agentrunset:Progressing agentrunset:Suspended agentrunset:Healthy agentrunset:Degraded \
+  agentruntrigger:Progressing agentruntrigger:Suspended agentruntrigger:Healthy agentruntrigger:Degraded; do
   if [ -n "${seen[$need]:-}" ]; then ok "a sample covers $need"; else bad "no sample for $need"; fi
 done
 

@@ -1,0 +1,123 @@
+-- Argo CD health check for paddock.dev/AgentRunTrigger (argocd-cm key
+-- resource.customizations.health.paddock.dev_AgentRunTrigger). Argo CD sets the global `obj`
+-- to the object; the script returns {status = ..., message = ...}.
+--
+--   being deleted                                   Progressing
+--   no status / no Ready condition yet              Progressing
+--   Ready False (InvalidSchedule, InvalidTimeZone)  Degraded
+--   spec.suspend, or Ready reason Suspended         Suspended
+--   observedGeneration < generation                 Progressing (spec change not yet observed)
+--   Ready True (Scheduled)                          Healthy
+--   Ready Unknown                                   Progressing
+--
+-- A trigger that schedules normally is Healthy while its runs go on: they are AgentRuns and get
+-- their own health. Staleness wins over Ready False (the edit may be the fix), spec.suspend over
+-- staleness (what the user asked for; the operator creates nothing once it sees it). The message
+-- is the Ready condition's message (reason: message), with the next due time, the runs going on
+-- and the missed times.
+
+local function find_condition(status, ctype)
+  if status == nil or status.conditions == nil then
+    return nil
+  end
+  for _, c in ipairs(status.conditions) do
+    if c.type == ctype then
+      return c
+    end
+  end
+  return nil
+end
+
+local function describe(c, fallback)
+  if c == nil then
+    return fallback
+  end
+  local reason = c.reason
+  local message = c.message
+  if message ~= nil and message ~= "" and reason ~= nil and reason ~= "" then
+    return reason .. ": " .. message
+  end
+  if message ~= nil and message ~= "" then
+    return message
+  end
+  if reason ~= nil and reason ~= "" then
+    return reason
+  end
+  return fallback
+end
+
+local function contains(s, part)
+  return string.find(s, part, 1, true) ~= nil
+end
+
+-- "N runs active" (with the names of up to three) and ", N scheduled times missed" when any were.
+local function runs(status)
+  local active = status.active or {}
+  local count = status.activeCount or #active
+  local text = tostring(count) .. " runs active"
+  if count == 1 then
+    text = "1 run active"
+  end
+  if #active > 0 and #active <= 3 then
+    text = text .. " (" .. table.concat(active, ", ") .. ")"
+  end
+  if status.missedSchedules ~= nil and status.missedSchedules > 0 then
+    text = text .. ", " .. tostring(status.missedSchedules) .. " scheduled times missed"
+  end
+  return text
+end
+
+local status = obj.status
+local ready = find_condition(status, "Ready")
+local suspend = obj.spec ~= nil and obj.spec.suspend == true
+
+if obj.metadata ~= nil and obj.metadata.deletionTimestamp ~= nil then
+  local msg = "AgentRunTrigger is being deleted"
+  if ready ~= nil then
+    msg = msg .. " (" .. describe(ready, "Ready " .. tostring(ready.status)) .. ")"
+  end
+  return { status = "Progressing", message = msg }
+end
+
+if ready == nil then
+  return { status = "Progressing", message = "Waiting for the Paddock operator to read the trigger's schedule" }
+end
+
+local generation = obj.metadata and obj.metadata.generation
+local observed = status.observedGeneration
+local stale = generation ~= nil and observed ~= nil and observed < generation
+
+if ready.status == "False" and not stale then
+  return { status = "Degraded", message = describe(ready, "The schedule cannot be used") }
+end
+
+if suspend then
+  local msg = describe(ready, "Suspended")
+  if ready.reason ~= "Suspended" then
+    msg = "Suspended by spec.suspend, not yet seen by the operator (status: " .. msg .. ")"
+  end
+  return { status = "Suspended", message = msg .. "; " .. runs(status) }
+end
+
+if stale then
+  return {
+    status = "Progressing",
+    message = "Waiting for the operator to observe generation " .. tostring(generation)
+      .. " (status of generation " .. tostring(observed) .. ": " .. describe(ready, "Ready "
+      .. tostring(ready.status)) .. ")",
+  }
+end
+
+if ready.reason == "Suspended" then
+  return { status = "Suspended", message = describe(ready, "Suspended") .. "; " .. runs(status) }
+end
+
+if ready.status == "True" then
+  local msg = describe(ready, "Scheduled")
+  local next_time = status.nextScheduleTime
+  if next_time ~= nil and next_time ~= "" and not contains(msg, next_time) then
+    msg = msg .. " (next run due at " .. next_time .. ")"
+  end
+  return { status = "Healthy", message = msg .. "; " .. runs(status) }
+end
+return { status = "Progressing", message = describe(ready, "Readiness unknown") }
