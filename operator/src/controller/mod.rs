@@ -6,3 +6,59 @@ pub mod agentrunset;
 pub mod agentruntrigger;
 pub mod approvalgate;
 pub mod runnerpool;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::EventType;
+use paddock_crds::AgentRun;
+
+/// `(namespace, name)` of a namespaced object as the API server sent it.
+///
+/// # Errors
+/// [`Error::MissingField`] when either is unset (never for an object read from the API server).
+pub fn namespace_and_name(meta: &ObjectMeta) -> Result<(String, String)> {
+    let ns = meta
+        .namespace
+        .clone()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = meta.name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    Ok((ns, name))
+}
+
+/// Creates `run` (built by `owner`'s controller, which owns it). `Ok(true)` when created;
+/// `Ok(false)` when a run of that name exists (409) or the API server refused the run the
+/// template makes (400/422: a Warning Event `InvalidTemplate` on `owner` carries its message).
+///
+/// # Errors
+/// Other API errors.
+pub async fn create_owned_run<K>(ctx: &Context, owner: &K, api: &Api<AgentRun>, run: &AgentRun) -> Result<bool>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    match api.create(&PostParams::default(), run).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(kube::Error::Api(e)) if e.code == 422 || e.code == 400 => {
+            let name = run.metadata.name.clone().unwrap_or_default();
+            let note = format!("AgentRun {name} was refused: {}", e.message);
+            ctx.publish(owner, EventType::Warning, "InvalidTemplate", note).await;
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sets `spec.cancel: true` on run `name` (a merge patch); a run already gone is fine.
+///
+/// # Errors
+/// Other API errors.
+pub async fn cancel_run(api: &Api<AgentRun>, name: &str) -> Result<()> {
+    let patch = serde_json::json!({"spec": {"cancel": true}});
+    match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

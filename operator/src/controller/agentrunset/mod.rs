@@ -44,16 +44,7 @@ pub const MANAGER_SET: &str = "paddock.dev/agentrunset";
 )]
 pub async fn reconcile(cached: Arc<AgentRunSet>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.state.metrics.reconcile(CONTROLLER);
-    let ns = cached
-        .metadata
-        .namespace
-        .clone()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = cached
-        .metadata
-        .name
-        .clone()
-        .ok_or(Error::MissingField("metadata.name"))?;
+    let (ns, name) = super::namespace_and_name(&cached.metadata)?;
     // The set as the API server has it now: its winner must never be decided twice from a
     // cache that does not show the last status write yet.
     let sets: Api<AgentRunSet> = Api::namespaced(ctx.client.clone(), &ns);
@@ -89,33 +80,12 @@ pub async fn reconcile(cached: Arc<AgentRunSet>, ctx: Arc<Context>) -> Result<Ac
     // Apply.
     let mut started = Vec::new();
     for run in &plan.create {
-        let run_name = run.metadata.name.clone().unwrap_or_default();
-        match runs_api.create(&PostParams::default(), run).await {
-            Ok(_) => started.push(run_name),
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(kube::Error::Api(e)) if e.code == 422 || e.code == 400 => {
-                // The template makes an invalid run: the API server said why; say it on the set.
-                ctx.publish(
-                    &set,
-                    EventType::Warning,
-                    "InvalidTemplate",
-                    format!("AgentRun {run_name} was refused: {}", e.message),
-                )
-                .await;
-            }
-            Err(e) => return Err(e.into()),
+        if super::create_owned_run(&ctx, &set, &runs_api, run).await? {
+            started.push(run.metadata.name.clone().unwrap_or_default());
         }
     }
     for run in &plan.cancel {
-        let patch = serde_json::json!({"spec": {"cancel": true}});
-        match runs_api
-            .patch(run, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        super::cancel_run(&runs_api, run).await?;
     }
     if let Some(g) = &plan.gate {
         match gates.create(&PostParams::default(), g).await {

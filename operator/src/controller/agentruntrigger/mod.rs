@@ -12,7 +12,7 @@ mod tests;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::Resource;
@@ -265,16 +265,7 @@ fn finish_active(st: &mut AgentRunTriggerStatus, active: &[&AgentRun]) {
 )]
 pub async fn reconcile(trigger: Arc<AgentRunTrigger>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.state.metrics.reconcile(CONTROLLER);
-    let ns = trigger
-        .metadata
-        .namespace
-        .clone()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = trigger
-        .metadata
-        .name
-        .clone()
-        .ok_or(Error::MissingField("metadata.name"))?;
+    let (ns, name) = super::namespace_and_name(&trigger.metadata)?;
     if trigger.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -296,35 +287,10 @@ pub async fn reconcile(trigger: Arc<AgentRunTrigger>, ctx: Arc<Context>) -> Resu
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     let plan = decide(&trigger, &runs, now);
     for run in &plan.cancel {
-        let patch = serde_json::json!({"spec": {"cancel": true}});
-        match runs_api
-            .patch(run, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        super::cancel_run(&runs_api, run).await?;
     }
     if let Some(run) = &plan.create {
-        match runs_api.create(&PostParams::default(), run).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(kube::Error::Api(e)) if e.code == 422 || e.code == 400 => {
-                ctx.publish(
-                    trigger.as_ref(),
-                    EventType::Warning,
-                    "InvalidTemplate",
-                    format!(
-                        "AgentRun {} was refused: {}",
-                        run.metadata.name.clone().unwrap_or_default(),
-                        e.message
-                    ),
-                )
-                .await;
-            }
-            Err(e) => return Err(e.into()),
-        }
+        super::create_owned_run(&ctx, trigger.as_ref(), &runs_api, run).await?;
     }
     for run in &plan.delete {
         match runs_api.delete(run, &DeleteParams::background()).await {
