@@ -83,20 +83,22 @@ install_paddock() {
 #                      (runner-image/build.sh --base-only, $PADDOCK_CACHE/runner-image)
 # See the README for the measured times.
 prebuild() {
-  local repo local_cluster=0 go_tools=helm object_store=
+  local repo local_cluster=0 go_tools=helm object_store= forge=
   repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   while [ $# -gt 0 ]; do
     case "$1" in
       --local-cluster) local_cluster=1; go_tools="etcd kubernetes kube-router $go_tools" ;;
       --kueue) go_tools="$go_tools kueue" ;;
       --object-store) object_store=" && bash '$repo/e2e/object-store.sh' install" ;;
+      --forge) forge=" && bash '$repo/e2e/forge.sh' build" ;;
     esac
     shift
   done
   # cargo and Go one after the other: each saturates both cores, and side by side they took
   # longer (cold demo 907 s) than in turn (Go 283 s, then the demo's cargo 461 s). The image
   # base (mostly downloads) overlaps them. The object store's cargo install comes last, in turn too.
-  local jobs=("compile=bash '$repo/e2e/cluster/build-binaries.sh' $go_tools && cd '$repo' && cargo build --release -p paddock-runner -p paddock-operator -p scripted-model$object_store")
+  # --forge: Gitea (Go, about 600 s cold) after the other Go tools, before cargo.
+  local jobs=("compile=bash '$repo/e2e/cluster/build-binaries.sh' $go_tools$forge && cd '$repo' && cargo build --release -p paddock-runner -p paddock-operator -p scripted-model$object_store")
   [ "$local_cluster" = 0 ] || jobs+=("runner-image-base=bash '$repo/runner-image/build.sh' --base-only")
   run_parallel "${jobs[@]}"
 }
@@ -110,6 +112,7 @@ e2e_up() {
   ensure_host_deps
   local kueue_build=()
   [ "${PADDOCK_E2E_KUEUE:-}" != 1 ] || kueue_build=(--kueue)
+  [ "${PADDOCK_E2E_FORGE:-}" != 1 ] || kueue_build+=(--forge)
   step "builds, in parallel (first run only; each is cached): release binaries, Go tools, object store, runner image base"
   prebuild --local-cluster --object-store "${kueue_build[@]}"
   step "local cluster"
@@ -138,6 +141,12 @@ e2e_up() {
       --set archive.allowHttp=true --set archive.credentialsSecret=paddock-archive-credentials)
     export PADDOCK_E2E_ARCHIVE_URL=s3://paddock-evidence/e2e PADDOCK_E2E_OBJECT_STORE_URL=$store_url
     export PADDOCK_E2E_S3_ACCESS_KEY=paddock-e2e PADDOCK_E2E_S3_SECRET_KEY=paddock-e2e-secret
+  fi
+  if [ "${PADDOCK_E2E_FORGE:-}" = 1 ]; then
+    step "forge (Gitea, emptied) on $HOST_IP:${PADDOCK_FORGE_PORT:-13000}: tests/forge.rs"
+    PADDOCK_RUN_DIR=$PADDOCK_RUN_DIR bash e2e/forge.sh wipe
+    eval "$(PADDOCK_RUN_DIR=$PADDOCK_RUN_DIR bash e2e/forge.sh start "$HOST_IP")"
+    export PADDOCK_E2E_FORGE_URL PADDOCK_E2E_FORGE_USER PADDOCK_E2E_FORGE_TOKEN
   fi
   local kueue=false
   if [ "${PADDOCK_E2E_KUEUE:-}" = 1 ]; then

@@ -78,7 +78,7 @@ paddock_queue_depth paddock_queue_wait_seconds paddock_approval_gates_pending pa
 paddock_model_tokens_total paddock_model_cost_usd_total paddock_reconciliations_total
 paddock_reconcile_errors_total paddock_reconcile_duration_seconds paddock_reconciles_in_flight
 paddock_kube_api_request_duration_seconds paddock_leader paddock_build_info
-paddock_archive_backlog paddock_archive_uploads_total"
+paddock_archive_backlog paddock_archive_uploads_total paddock_webhook_deliveries_total"
 HISTOGRAMS="paddock_run_duration_seconds paddock_run_start_seconds paddock_queue_wait_seconds
 paddock_approval_wait_seconds paddock_reconcile_duration_seconds paddock_kube_api_request_duration_seconds"
 
@@ -103,7 +103,7 @@ anchors = {slug(m.group(1)) for m in re.finditer(r"^#+\s+(.*)$", doc, re.M)}
 rules = [r for g in yaml.safe_load(open(rules_path))["groups"] for r in g["rules"]]
 alerts = {r["alert"]: r for r in rules if "alert" in r}
 want = {"PaddockRunFailureRateHigh", "PaddockApprovalWaitingTooLong", "PaddockQueueStuck", "PaddockOperatorDown", "PaddockReconcileErrors",
-        "PaddockArchiveBacklog", "PaddockArchiveUploadsFailing"}
+        "PaddockArchiveBacklog", "PaddockArchiveUploadsFailing", "PaddockWebhookDeliveriesRefused"}
 check(set(alerts) == want, f"the rules file has exactly the alerts {sorted(want)}", sorted(alerts))
 KEYWORDS = {"sum", "by", "on", "and", "or", "unless", "rate", "increase", "absent", "ignoring", "without", "bool",
             "histogram_quantile", "count", "max", "min", "avg", "vector", "offset", "group_left", "group_right"}
@@ -168,12 +168,14 @@ check "dashboard: panel ids unique" jq -e '[.panels[] | ., (.panels[]?) | .id] |
 for metric in paddock_runs paddock_runs_completed_total paddock_run_duration_seconds_bucket paddock_run_start_seconds_bucket \
   paddock_queue_depth paddock_queue_wait_seconds_bucket paddock_approval_gates_pending paddock_approval_wait_seconds_bucket \
   paddock_model_tokens_total paddock_model_cost_usd_total paddock_reconciliations_total paddock_reconcile_errors_total \
-  paddock_reconcile_duration_seconds_bucket paddock_kube_api_request_duration_seconds_bucket; do
+  paddock_reconcile_duration_seconds_bucket paddock_kube_api_request_duration_seconds_bucket paddock_webhook_deliveries_total; do
   check "dashboard: a panel shows $metric" jq -e --arg m "$metric" \
     '[.panels[] | ., (.panels[]?) | .targets[]?.expr] | any(test("\\b" + $m + "\\{|\\b" + $m + "\\[|\\b" + $m + "\\)"))' "$DASH"
 done
 check "dashboard: start latency split by start (cold/warm), p50 and p99" jq -e \
   '[.panels[].targets[]?.expr | select(test("paddock_run_start_seconds_bucket"))] | (any(test("histogram_quantile\\(0.5,.*by \\(le, start\\)")) and any(test("histogram_quantile\\(0.99,.*by \\(le, start\\)")))' "$DASH"
+check "dashboard: webhook deliveries by result" jq -e \
+  '[.panels[] | ., (.panels[]?) | .targets[]?.expr | select(test("paddock_webhook_deliveries_total"))] | any(test("sum by \\(result\\)"))' "$DASH"
 check "dashboard: run duration p50 and p95" jq -e \
   '[.panels[].targets[]?.expr | select(test("paddock_run_duration_seconds_bucket"))] | (any(test("^histogram_quantile\\(0.5,")) and any(test("^histogram_quantile\\(0.95,")))' "$DASH"
 
@@ -331,7 +333,16 @@ for scen in ("all", "custom"):
         check(ep and ep[0].get("interval") == ("30s" if scen == "all" else "15s"), f"{scen}: PodMonitor interval from values")
         if scen == "custom":
             check(pm["metadata"]["labels"].get("release") == "kps", f"{scen}: PodMonitor has the labels value")
-            check(not of(docs, "Service"), f"{scen}: PodMonitor works without the metrics Service")
+            check(not [s for s in of(docs, "Service") if s["metadata"]["name"].endswith("-operator-metrics")],
+                  f"{scen}: PodMonitor works without the metrics Service")
+        # The webhook receiver's NetworkPolicy isolates the operator pods for ingress: it must
+        # still admit the port the PodMonitor scrapes, from anywhere.
+        mport = {p["name"]: p["containerPort"] for c in dep["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}.get("metrics") if dep else None
+        nps = [n for n in of(docs, "NetworkPolicy") if n["spec"]["podSelector"].get("matchLabels") == sel]
+        check(nps and all(any("from" not in r and {"protocol": "TCP", "port": mport} in r.get("ports", [])
+                                for r in n["spec"].get("ingress") or []) for n in nps),
+              f"{scen}: the NetworkPolicy on the operator pods admits the scraped metrics port {mport} from anywhere",
+              [n["spec"] for n in nps])
 print("\n".join(out))
 PY
 count_lines < <($PY "$TMP/rendered.py" "$TMP" "$CHART" 2>&1 || echo "FAIL - rendered.py crashed")

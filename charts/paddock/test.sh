@@ -108,6 +108,7 @@ EXPECTED_OPERATOR = sorted([
     (("",), ("configmaps",), ("get", "create", "patch")),
     (("events.k8s.io",), ("events",), ("create", "patch")),
     (("",), ("events",), ("list",)),
+    (("",), ("secrets",), ("get",)),
 ])
 EXPECTED_EDIT = sorted([
     (("paddock.dev",), ("agentruns", "agentrunsets", "agentruntriggers"), ("create", "update", "patch", "delete")),
@@ -119,7 +120,8 @@ EXPECTED_LEASES = [(("coordination.k8s.io",), ("leases",), ("get", "create", "up
 def norm(rules):
     return sorted((tuple(r.get("apiGroups", [])), tuple(r.get("resources", [])), tuple(r.get("verbs", []))) for r in rules or [])
 
-# Every Role/ClusterRole: no wildcard, no Secrets, no escalation verbs, no non-resource URLs.
+# Every Role/ClusterRole: no wildcard, no escalation verbs, no non-resource URLs; on Secrets only
+# the operator's `get` (a run's forge token, a webhook trigger's secret), never list/watch.
 for r in kinds("Role") + kinds("ClusterRole"):
     name = f"{r['kind']}/{r['metadata']['name']}"
     rules = r.get("rules") or []
@@ -127,7 +129,11 @@ for r in kinds("Role") + kinds("ClusterRole"):
     wild = [x for x in rules if any("*" in f for f in x.get("apiGroups", []) + x.get("resources", []) + x.get("verbs", []) + x.get("resourceNames", []))]
     check(not wild, f"{scenario}: {name}: no '*' in any rule", str(wild))
     sec = [x for x in rules if any(res == "secrets" or res.startswith("secrets/") for res in x.get("resources", []))]
-    check(not sec, f"{scenario}: {name}: no rule on secrets", str(sec))
+    if r["metadata"]["name"].endswith("-operator"):
+        check(sec == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
+              f"{scenario}: {name}: on secrets only get (no list, watch, resourceNames or subresources)", str(sec))
+    else:
+        check(not sec, f"{scenario}: {name}: no rule on secrets", str(sec))
     esc = [x for x in rules if set(x.get("verbs", [])) & {"escalate", "bind", "impersonate", "deletecollection"}]
     check(not esc, f"{scenario}: {name}: no escalate/bind/impersonate/deletecollection", str(esc))
     nru = [x for x in rules if "nonResourceURLs" in x]
@@ -217,7 +223,12 @@ if dep:
     check(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
           f"{scenario}: POD_NAME from fieldRef metadata.name")
     ports = c.get("ports", [])
-    check(ports == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}], f"{scenario}: port 8080 named metrics", str(ports))
+    hooks_on = scenario != "webhooks-off"
+    hport = 9000 if scenario == "webhooks-nodeport" else 8090
+    want_ports = [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
+    if hooks_on:
+        want_ports.append({"name": "webhooks", "containerPort": hport, "protocol": "TCP"})
+    check(ports == want_ports, f"{scenario}: ports: 8080 named metrics" + (f", {hport} named webhooks" if hooks_on else " only (no receiver)"), str(ports))
     check(c.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz", f"{scenario}: liveness /healthz")
     check(c.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz", f"{scenario}: readiness /readyz")
     check(c.get("resources") == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
@@ -232,7 +243,7 @@ if dep:
     check(pod.get("automountServiceAccountToken") is True, f"{scenario}: automountServiceAccountToken true")
     sa = one("ServiceAccount")
     check(sa and pod.get("serviceAccountName") == sa["metadata"]["name"], f"{scenario}: pod uses the chart's ServiceAccount")
-    svc = one("Service")
+    svc = one("Service", "-operator-metrics")
     check(scenario == "no-pool" and svc is None or svc and svc["spec"]["ports"][0]["port"] == 8080 and svc["spec"]["ports"][0]["targetPort"] == "metrics"
           and svc["spec"]["selector"] == sel, f"{scenario}: metrics Service on 8080 selects the operator")
     sm = one("ServiceMonitor")
@@ -240,6 +251,52 @@ if dep:
         ep = sm["spec"]["endpoints"][0]
         check(ep["port"] == "metrics" and ep["path"] == "/metrics" and sm["spec"]["selector"]["matchLabels"] == sel,
               f"{scenario}: ServiceMonitor scrapes /metrics on port metrics of the Service")
+
+    # The forge webhook receiver (templates/webhooks-service.yaml, webhooks-networkpolicy.yaml)
+    # and the console URL.
+    check(env.get("PADDOCK_WEBHOOK_ADDR", {}).get("value") == (f"0.0.0.0:{hport}" if hooks_on else ""),
+          f"{scenario}: PADDOCK_WEBHOOK_ADDR=" + (f"0.0.0.0:{hport}" if hooks_on else '"" (receiver off)'), str(env.get("PADDOCK_WEBHOOK_ADDR")))
+    console = "https://paddock.example.com" if scenario == "webhooks-nodeport" else None
+    check(env.get("PADDOCK_CONSOLE_URL", {}).get("value") == console,
+          f"{scenario}: PADDOCK_CONSOLE_URL " + (f"= {console}" if console else "unset (consoleURL empty)"), str(env.get("PADDOCK_CONSOLE_URL")))
+    wsvc, wnp = one("Service", "-webhooks"), one("NetworkPolicy", "-webhooks")
+    if not hooks_on:
+        check(wsvc is None and not kinds("NetworkPolicy"), f"{scenario}: webhooks.enabled=false: no webhooks Service, no NetworkPolicy")
+    else:
+        wmeta = (wsvc or {}).get("metadata", {})
+        check(wsvc and wmeta["name"] == "paddock-webhooks" and wmeta["namespace"] == "paddock-system" and wsvc["spec"]["selector"] == sel,
+              f"{scenario}: Service paddock-webhooks in the release namespace selects the operator pods", str(wsvc and wsvc["spec"].get("selector")))
+        sp = (wsvc or {}).get("spec", {})
+        if scenario == "webhooks-nodeport":
+            check(sp.get("type") == "NodePort" and sp.get("ports") == [{"name": "webhooks", "port": 8443, "targetPort": "webhooks",
+                  "protocol": "TCP", "nodePort": 30090}] and wmeta.get("annotations") == {"example.com/lb": "forge"},
+                  f"{scenario}: webhooks Service NodePort 30090, port 8443 -> webhooks, annotations from values", str((sp, wmeta.get("annotations"))))
+        else:
+            check(sp.get("type") == "ClusterIP" and sp.get("ports") == [{"name": "webhooks", "port": 80, "targetPort": "webhooks", "protocol": "TCP"}]
+                  and "annotations" not in wmeta,
+                  f"{scenario}: webhooks Service ClusterIP, port 80 -> container port webhooks, no nodePort", str(sp))
+        ing = (wnp or {}).get("spec", {}).get("ingress") or []
+        check(wnp and wnp["apiVersion"] == "networking.k8s.io/v1" and wnp["metadata"]["namespace"] == "paddock-system"
+              and wnp["spec"]["podSelector"] == {"matchLabels": sel} and wnp["spec"]["policyTypes"] == ["Ingress"] and len(ing) == 2,
+              f"{scenario}: NetworkPolicy paddock-webhooks selects the operator pods, Ingress only, two rules", str(wnp and wnp["spec"]))
+        hook_rules = [r for r in ing if r.get("ports") == [{"protocol": "TCP", "port": hport}]]
+        want_from = ([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+                      {"ipBlock": {"cidr": "140.82.112.0/20"}}] if scenario == "webhooks-nodeport" else None)
+        check(len(hook_rules) == 1 and hook_rules[0].get("from") == want_from,
+              f"{scenario}: NetworkPolicy admits the receiver port {hport} " + ("from webhooks.networkPolicy.from" if want_from else "from anywhere (no from)"),
+              str(hook_rules))
+        met_rules = [r for r in ing if r.get("ports") == [{"protocol": "TCP", "port": 8080}]]
+        check(len(met_rules) == 1 and "from" not in met_rules[0],
+              f"{scenario}: NetworkPolicy admits the metrics/health port 8080 from anywhere (Prometheus, kubelet probes)", str(met_rules))
+        # Nothing the pod listens on or is probed on is cut off by the policy.
+        open_ports = {p["port"] for r in ing for p in r.get("ports", [])}
+        check({p["containerPort"] for p in ports} <= open_ports, f"{scenario}: every container port is admitted by the NetworkPolicy",
+              str((ports, open_ports)))
+        byname = {p["name"]: p["containerPort"] for p in ports}
+        probe_ports = {byname.get(c.get(pr, {}).get("httpGet", {}).get("port"), c.get(pr, {}).get("httpGet", {}).get("port"))
+                       for pr in ("livenessProbe", "readinessProbe")}
+        anywhere = {p["port"] for r in ing if "from" not in r for p in r.get("ports", [])}
+        check(probe_ports and probe_ports <= anywhere, f"{scenario}: the probes' port is admitted from anywhere", str((probe_ports, anywhere)))
 
     # The evidence signing key (templates/evidence-key.yaml) and the archive's settings.
     c = cs[0]
@@ -289,7 +346,8 @@ if scenario == "default":
           and ekey["metadata"]["annotations"].get("helm.sh/resource-policy") == "keep",
           f"{scenario}: the evidence signing key Secret holds its own PEM private key and is kept on uninstall", epem[:40])
     expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
-                  "Deployment": 1, "Service": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
+                  "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1,
+                  "ValidatingAdmissionPolicyBinding": 1})
     op = one("ClusterRole", "-operator")
     check(op and norm(op["rules"]) == EXPECTED_OPERATOR, f"{scenario}: operator ClusterRole has exactly the expected rules",
           str(op and norm(op["rules"])))
@@ -306,8 +364,8 @@ if scenario == "default":
     check(p and p["spec"] == {"maxConcurrentRuns": 4, "template": {"image": "localhost/paddock/runner:dev", "imagePullPolicy": "IfNotPresent"}},
           f"{scenario}: RunnerPool spec: runner:dev IfNotPresent, maxConcurrentRuns 4, all agents", str(p and p["spec"]))
 elif scenario == "watchns-servicemonitor":
-    expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 2, "Role": 3, "RoleBinding": 3, "Deployment": 1, "Service": 1,
-                  "ServiceMonitor": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
+    expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 2, "Role": 3, "RoleBinding": 3, "Deployment": 1, "Service": 2,
+                  "NetworkPolicy": 1, "ServiceMonitor": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
     role = one("Role", "-operator")
     check(role and role["metadata"]["namespace"] == "team-a" and norm(role["rules"]) == EXPECTED_OPERATOR,
           f"{scenario}: operator Role in team-a has exactly the expected rules")
@@ -327,7 +385,7 @@ elif scenario == "watchns-servicemonitor":
           f"{scenario}: approval policy bound to the watched namespace only", str(vb and vb["spec"].get("matchResources")))
 elif scenario == "pools-leases":
     expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 2, "RoleBinding": 2,
-                  "Deployment": 1, "Service": 1, "RunnerPool": 2, "ValidatingAdmissionPolicy": 1,
+                  "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 2, "ValidatingAdmissionPolicy": 1,
                   "ValidatingAdmissionPolicyBinding": 1})
     le = one("Role", "-leader-election")
     check(le and le["metadata"]["namespace"] == "paddock-system" and norm(le["rules"]) == EXPECTED_LEASES,
@@ -345,7 +403,7 @@ elif scenario == "pools-leases":
           f"{scenario}: queue, warm and overrides passed through", str((t.get("queue"), t.get("warm"), t.get("overrides"))))
 elif scenario == "ha":
     expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 2, "RoleBinding": 2,
-                  "Deployment": 1, "Service": 1, "RunnerPool": 1, "PodDisruptionBudget": 1,
+                  "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 1, "PodDisruptionBudget": 1,
                   "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
     le = one("Role", "-leader-election")
     check(le and le["metadata"]["namespace"] == "paddock-system" and norm(le["rules"]) == EXPECTED_LEASES,
@@ -359,7 +417,7 @@ elif scenario == "ha":
           f"{scenario}: PodDisruptionBudget maxUnavailable 1 selects the operator pods", str(pdb and pdb["spec"]))
 elif scenario == "kueue":
     expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 4, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1,
-                  "Deployment": 1, "Service": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
+                  "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
     op = one("ClusterRole", "-operator")
     expected = sorted(EXPECTED_OPERATOR + [
         (("kueue.x-k8s.io",), ("workloads",), ("get", "list", "watch", "create", "patch")),
@@ -374,7 +432,8 @@ elif scenario == "kueue":
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     check(env.get("PADDOCK_KUEUE") == "true", f"{scenario}: PADDOCK_KUEUE=true on the operator", str(env.get("PADDOCK_KUEUE")))
 elif scenario == "no-pool":
-    expect_kinds({"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1, "Deployment": 1})
+    expect_kinds({"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1, "Deployment": 1,
+                  "Service": 1, "NetworkPolicy": 1})
     vols = {v["name"]: v for v in pod.get("volumes") or []}
     check(vols.get("verdict-key", {}).get("secret", {}).get("secretName") == "my-verdict-key",
           f"{scenario}: verdictKey.existingSecret is mounted, and no Secret is rendered", str(vols.get("verdict-key")))
@@ -382,9 +441,23 @@ elif scenario == "no-pool":
           f"{scenario}: evidenceKey.existingSecret is mounted, and no Secret is rendered", str(vols.get("evidence-key")))
 elif scenario == "archive":
     expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
-                  "Deployment": 1, "Service": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
+                  "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1,
+                  "ValidatingAdmissionPolicyBinding": 1})
     op = one("ClusterRole", "-operator")
     check(op and norm(op["rules"]) == EXPECTED_OPERATOR, f"{scenario}: operator ClusterRole unchanged by the archive")
+elif scenario == "webhooks-nodeport":
+    expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
+                  "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1,
+                  "ValidatingAdmissionPolicyBinding": 1})
+    op = one("ClusterRole", "-operator")
+    check(op and norm(op["rules"]) == EXPECTED_OPERATOR, f"{scenario}: operator ClusterRole unchanged by the webhook settings")
+elif scenario == "webhooks-off":
+    expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
+                  "Deployment": 1, "Service": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
+    check(one("Service", "-operator-metrics"), f"{scenario}: the metrics Service stays")
+    op = one("ClusterRole", "-operator")
+    check(op and norm(op["rules"]) == EXPECTED_OPERATOR,
+          f"{scenario}: operator ClusterRole keeps secrets get (a run's forge token for its pull request needs no receiver)")
 elif scenario == "crds":
     names = sorted(d["metadata"]["name"] for d in kinds("CustomResourceDefinition"))
     check(names == ["agentruns.paddock.dev", "agentrunsets.paddock.dev", "agentruntriggers.paddock.dev", "approvalgates.paddock.dev", "runnerpools.paddock.dev"],
@@ -458,7 +531,9 @@ checkyaml() {
     skipped "$1: PyYAML missing, structural checks not run"
     # Minimal fallback: no wildcard and no secrets in any rendered rule.
     check "$1: no '*' in the rendered manifest" bash -c "! grep -nE '\"\\*\"|- \\*\$' '$TMP/$1.yaml'"
-    check "$1: no secrets in the rendered manifest" bash -c "! grep -nw 'secrets' '$TMP/$1.yaml'"
+    check "$1: secrets only in the operator's get rule" bash -c \
+      "! grep -nw 'secrets' '$TMP/$1.yaml' | grep -v 'resources: \\[\"secrets\"\\]\$' &&
+       ! grep -A1 -w 'resources: \\[\"secrets\"\\]' '$TMP/$1.yaml' | grep 'verbs:' | grep -v 'verbs: \\[\"get\"\\]\$'"
   fi
 }
 
@@ -471,6 +546,10 @@ check "helm lint --strict (watchNamespace, serviceMonitor, leases, pool list)" \
   --set rbac.leaderElection=true --set 'defaultPool.namespaces={team-a}'
 check "helm lint --strict (HA: leaderElection, 2 replicas, PodDisruptionBudget)" \
   "$HELM" lint --strict "$CHART" --set leaderElection.enabled=true --set replicaCount=2 --set podDisruptionBudget.enabled=true
+check "helm lint --strict (webhooks: LoadBalancer, nodePort, networkPolicy.from, consoleURL)" \
+  "$HELM" lint --strict "$CHART" --set webhooks.service.type=LoadBalancer --set webhooks.service.nodePort=30091 \
+  --set 'webhooks.networkPolicy.from[0].ipBlock.cidr=10.0.0.0/8' --set consoleURL=https://paddock.example.com
+check "helm lint --strict (webhooks.enabled=false)" "$HELM" lint --strict "$CHART" --set webhooks.enabled=false
 check "helm lint --strict (archive: url, https endpoint, credentialsSecret)" \
   "$HELM" lint --strict "$CHART" --set archive.url=s3://evidence/prefix --set archive.endpoint=https://minio.test:9000 \
   --set archive.credentialsSecret=archive-creds
@@ -497,6 +576,24 @@ checkyaml kueue
 render archive --set archive.url=s3://evidence/team-a --set archive.endpoint=http://minio.test:9000 --set archive.region=eu-west-3 \
   --set archive.allowHttp=true --set archive.credentialsSecret=archive-creds
 checkyaml archive
+cat >"$TMP/webhooks-values.yaml" <<'VALUES'
+consoleURL: https://paddock.example.com
+webhooks:
+  port: 9000
+  service:
+    type: NodePort
+    port: 8443
+    nodePort: 30090
+    annotations: {example.com/lb: forge}
+  networkPolicy:
+    from:
+      - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}
+      - ipBlock: {cidr: 140.82.112.0/20}
+VALUES
+render webhooks-nodeport -f "$TMP/webhooks-values.yaml"
+checkyaml webhooks-nodeport
+render webhooks-off --set webhooks.enabled=false
+checkyaml webhooks-off
 render crds --include-crds
 checkyaml crds
 
@@ -531,6 +628,20 @@ check_fails "an archive.endpoint without a scheme is refused" "archive.endpoint 
   "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set archive.url=s3://b --set archive.endpoint=minio.test:9000
 check_fails "a plain-http archive.endpoint without archive.allowHttp is refused" "is plain http: set archive.allowHttp=true" \
   "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set archive.url=s3://b --set archive.endpoint=http://minio.test:9000
+check_fails "webhooks.service.nodePort with type ClusterIP is refused" "webhooks.service.nodePort needs webhooks.service.type NodePort or LoadBalancer" \
+  "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set webhooks.service.nodePort=30090
+check_fails "a webhooks.service.type other than ClusterIP/NodePort/LoadBalancer is refused" 'webhooks.service.type must be ClusterIP, NodePort or LoadBalancer, got "ExternalName"' \
+  "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set webhooks.service.type=ExternalName
+check_fails "webhooks.port equal to metrics.port is refused" "webhooks.port must differ from metrics.port" \
+  "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set webhooks.port=8080
+check_fails "a consoleURL that is not http(s) is refused" 'consoleURL must be an http:// or https:// URL, got "paddock.example.com"' \
+  "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set consoleURL=paddock.example.com
+check_fails "webhooks.networkPolicy.enabled=false renders no NetworkPolicy" "could not find template" \
+  "$HELM" template paddock "$CHART" -n x --kube-version "$KUBE_VERSION" --set webhooks.networkPolicy.enabled=false \
+  --show-only templates/webhooks-networkpolicy.yaml
+check "webhooks.networkPolicy.enabled=false keeps the webhooks Service" bash -c \
+  "'$HELM' template paddock '$CHART' -n x --kube-version '$KUBE_VERSION' --set webhooks.networkPolicy.enabled=false \
+    --show-only templates/webhooks-service.yaml | grep -q '^  name: paddock-webhooks\$'"
 
 # ---------------------------------------------------------------- alerts
 # The PrometheusRule embeds alerts/paddock-alerts.yaml (test-observability.sh checks it byte for
@@ -708,11 +819,11 @@ if [ "$CLUSTER" = 1 ]; then
       "update runnerpools.paddock.dev --subresource=finalizers" \
       "get pods" "list pods" "watch pods" "create pods" "patch pods" "delete pods" "get pods --subresource=log" \
       "get configmaps" "create configmaps" "patch configmaps" "create events.events.k8s.io" "patch events.events.k8s.io" \
-      "patch agentruns.paddock.dev" "delete agentruns.paddock.dev" "list events"; do
+      "patch agentruns.paddock.dev" "delete agentruns.paddock.dev" "list events" "get secrets"; do
       # shellcheck disable=SC2086
       check "operator can: $spec" bash -c "[ \"\$(\"$KUBECTL\" auth can-i $spec -n '$NS' --as '$SA' 2>/dev/null)\" = yes ]"
     done
-    for spec in "get secrets" "list secrets" "update pods" "create agentruns.paddock.dev" "update agentruns.paddock.dev" \
+    for spec in "list secrets" "watch secrets" "update pods" "create agentruns.paddock.dev" "update agentruns.paddock.dev" \
       "delete configmaps" "list configmaps" "create runnerpools.paddock.dev" "patch approvalgates.paddock.dev" \
       "create pods --subresource=exec" "list nodes" "create events"; do
       # shellcheck disable=SC2086
@@ -752,7 +863,9 @@ reason: Test
 type: Normal
 regarding: {kind: ConfigMap, name: chart-test-artifact, namespace: $NS, apiVersion: v1}
 EOF
-    check_fails "operator cannot read Secrets (real request)" "[Ff]orbidden" k -n "$NS" get secrets --as "$SA"
+    check_fails "operator cannot list Secrets (real request)" "[Ff]orbidden" k -n "$NS" get secrets --as "$SA"
+    check "operator gets a Secret by name (real request: the chart's verdict key)" \
+      k -n "$NS" get secret "$REL-verdict-key" --as "$SA" -o name
     # The evidence ConfigMap: any authenticated user may get it, and nothing else (a user with
     # no binding of its own; impersonation adds the group system:authenticated).
     check "any authenticated user can: get configmap/paddock-evidence" bash -c \

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Repo", type_ = "string", json_path = ".spec.repo.url", priority = 1),
     printcolumn(name = "Diff", type_ = "string", json_path = ".status.result.diffstat"),
     printcolumn(name = "Verified", type_ = "string", json_path = ".status.verification.result", priority = 1),
+    printcolumn(name = "PR", type_ = "string", json_path = ".status.result.pullRequest.url", priority = 1),
     printcolumn(name = "Duration", type_ = "string", json_path = ".status.duration"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Succeeded\")].reason", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
@@ -370,6 +371,7 @@ pub struct GatePolicy {
 /// What happens to the agent's changes.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.pullRequest) || self.push").message("output.pullRequest needs output.push: true"))]
 pub struct OutputSpec {
     /// Branch to commit to. Default `paddock/<run name>`. A branch name in short form as
     /// `git check-ref-format --branch` accepts it (`paddock/fix-1`, not `refs/heads/...` nor
@@ -385,6 +387,10 @@ pub struct OutputSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4096))]
     pub commit_message: Option<String>,
+    /// Open a pull request from the pushed branch (needs `push`), by the operator with
+    /// `repo.credentialsSecretRef`'s `token`; recorded in `status.result.pullRequest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<crate::forge::PullRequestSpec>,
 }
 
 /// Reference to one key of a ConfigMap in the same namespace.
@@ -559,6 +565,10 @@ pub struct ResultStatus {
     /// in `binaryData` (redacted, gzip, at most 900 KiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_ref: Option<String>,
+    /// The pull request opened from the pushed branch (`spec.output.pullRequest`); written by
+    /// the operator's field manager `paddock-forge` after the run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<crate::forge::PullRequestStatus>,
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod condition;
 pub mod egress;
 pub mod events;
 pub mod evidence;
+pub mod forge;
 pub mod gateway;
 pub mod network;
 pub mod reference;

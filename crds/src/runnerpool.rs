@@ -97,6 +97,14 @@ pub struct PoolOutputSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub allowed_branches: Vec<String>,
+    /// Hosts to which the runs' git credentials (clone, push) and the operator's forge token
+    /// (pull requests, issue comments) may go over plain `http://`: `host` (any port) or
+    /// `host:port`, e.g. an in-cluster forge without TLS. Empty (default): credentials go only
+    /// over `https://` or `ssh://`. At most 16.
+    #[serde(default, rename = "plainHTTPHosts", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 261)))]
+    #[x_kube(validation = Rule::new("self.all(h, h.matches('^[A-Za-z0-9.-]+(:[0-9]+)?$'))").message("plainHTTPHosts entries are host or host:port"))]
+    pub plain_http_hosts: Vec<String>,
 }
 
 /// The branches a pool's runs may push when `spec.output.allowedBranches` is unset.

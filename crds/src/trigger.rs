@@ -24,8 +24,9 @@ pub const ANNOTATION_SCHEDULED_AT: &str = "paddock.dev/scheduled-at";
     status = "AgentRunTriggerStatus",
     shortname = "art",
     category = "paddock",
-    doc = "Creates AgentRuns from a template on a schedule, as a CronJob creates Jobs.",
+    doc = "Creates AgentRuns from a template on a schedule, as a CronJob creates Jobs, or from a forge's issue webhooks.",
     printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
+    printcolumn(name = "Webhook", type_ = "string", json_path = ".spec.webhook.provider", priority = 1),
     printcolumn(name = "TimeZone", type_ = "string", json_path = ".spec.timeZone", priority = 1),
     printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(name = "Active", type_ = "integer", json_path = ".status.activeCount"),
@@ -35,15 +36,23 @@ pub const ANNOTATION_SCHEDULED_AT: &str = "paddock.dev/scheduled-at";
 )]
 #[x_kube(
     validation = Rule::new("!has(self.runTemplate.spec.cancel) || !self.runTemplate.spec.cancel").message("spec.runTemplate.spec.cancel must not be set"),
-    validation = Rule::new("self.schedule.matches('^ *(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+) *$')").message("spec.schedule is five cron fields separated by spaces (minute hour day-of-month month day-of-week) or @yearly, @monthly, @weekly, @daily, @hourly"),
+    validation = Rule::new("has(self.schedule) != has(self.webhook)").message("set exactly one of spec.schedule and spec.webhook"),
+    validation = Rule::new("!has(self.webhook) || has(self.runTemplate.spec.prompt)").message("a webhook trigger's runTemplate needs spec.prompt (its $(issue.title), $(issue.body), $(comment.body) are filled in from the delivery)"),
+    validation = Rule::new("!has(self.schedule) || self.schedule.matches('^ *(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+) *$')").message("spec.schedule is five cron fields separated by spaces (minute hour day-of-month month day-of-week) or @yearly, @monthly, @weekly, @daily, @hourly"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AgentRunTriggerSpec {
     /// The schedule in cron format (five fields: minute, hour, day of month, month, day of
     /// week; `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly` too), as a CronJob's
-    /// `spec.schedule`. Day of week 0 or 7 is Sunday.
+    /// `spec.schedule`. Day of week 0 or 7 is Sunday. Exactly one of `schedule` and `webhook`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 128))]
-    pub schedule: String,
+    pub schedule: Option<String>,
+    /// Runs from a forge's issue events instead of a schedule: a label or a comment command
+    /// (docs/triggers.md). The template's `$(issue.title)`, `$(issue.body)`, `$(issue.url)`,
+    /// `$(issue.number)`, `$(comment.body)` and `$(sender)` are replaced in `spec.prompt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<crate::forge::WebhookSpec>,
     /// IANA time zone the schedule is read in (e.g. `Europe/Berlin`); default `UTC` (a
     /// CronJob's default is the controller's local zone; the operator's is UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]

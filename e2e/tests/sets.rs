@@ -406,6 +406,46 @@ async fn bad_sets_and_triggers_are_refused_by_the_api_server() -> Result<()> {
             (r, _) => panic!("{schedule}: {r:?}"),
         }
     }
+    // Webhook triggers and pull requests (issue 20, docs/triggers.md).
+    let hook = |webhook: serde_json::Value| {
+        json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRunTrigger", "metadata": {"name": "hook"},
+               "spec": {"webhook": webhook, "runTemplate": template.clone()}})
+    };
+    let refused = [
+        (
+            hook(json!({"secretRef": {"name": "s"}, "command": "/paddock"})),
+            "webhook.command needs allowedUsers",
+        ),
+        (
+            hook(json!({"secretRef": {"name": "s"}})),
+            "webhook needs issueLabel or command",
+        ),
+        (
+            json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRunTrigger", "metadata": {"name": "both"},
+                   "spec": {"schedule": "@daily", "webhook": {"secretRef": {"name": "s"}, "issueLabel": "x"},
+                            "runTemplate": template.clone()}}),
+            "set exactly one of spec.schedule and spec.webhook",
+        ),
+    ];
+    for (manifest, want) in refused {
+        let err = ns.apply::<paddock_crds::AgentRunTrigger>(manifest).await.unwrap_err();
+        assert!(err.to_string().contains(want), "expected {want:?} in {err}");
+    }
+    ns.apply::<paddock_crds::AgentRunTrigger>(hook(
+        json!({"provider": "github", "secretRef": {"name": "s"}, "command": "/paddock", "allowedUsers": ["alice"]}),
+    ))
+    .await?;
+    let mut no_push = template.clone();
+    no_push["spec"]["output"] = json!({"pullRequest": {"base": "main"}});
+    let err = ns
+        .apply::<paddock_crds::AgentRun>(json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun",
+                                                "metadata": {"name": "pr"}, "spec": no_push["spec"]}))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("output.pullRequest needs output.push: true"),
+        "{err}"
+    );
     ns.cleanup().await;
     Ok(())
 }

@@ -371,6 +371,7 @@ fn result_status_diffstat_feeds_the_diff_column() {
             patch_ref: None,
             log_ref: None,
             session_ref: None,
+            pull_request: None,
         }),
         ..Default::default()
     });

@@ -77,6 +77,9 @@ pub struct Context {
     pub egress: std::sync::Mutex<HashMap<String, EgressApplied>>,
     /// Signing and archiving of ended runs' evidence bundles.
     pub evidence: crate::evidence::Evidence,
+    /// The web console's base URL (`--console-url`), linked from pull-request receipts and
+    /// issue comments as `<url>/runs/<namespace>/<name>`.
+    pub console_url: Option<String>,
 }
 
 /// Log followers running at once unless `--max-log-followers` says otherwise.
@@ -105,6 +108,7 @@ impl Context {
             signer: Arc::new(paddock_crds::verdict::Signer::generate().expect("the system's random source works")),
             egress: std::sync::Mutex::new(HashMap::new()),
             evidence: Default::default(),
+            console_url: None,
         }
     }
 

@@ -12,6 +12,7 @@ mod leader;
 mod metrics;
 mod observe;
 mod telemetry;
+mod webhook;
 
 use clap::{Parser, Subcommand};
 use context::{Context, State};
@@ -112,6 +113,14 @@ struct RunArgs {
     /// Allow a plain-HTTP archive endpoint (test stores only).
     #[arg(long, env = "PADDOCK_ARCHIVE_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     archive_allow_http: bool,
+    /// The web console's base URL (e.g. `https://paddock.example.com`), linked from pull-request
+    /// receipts and issue comments as `<url>/runs/<namespace>/<name>`.
+    #[arg(long, env = "PADDOCK_CONSOLE_URL")]
+    console_url: Option<String>,
+    /// Address of the forge webhook receiver (`POST /hooks/<namespace>/<trigger>`; docs/triggers.md).
+    /// Empty: no receiver.
+    #[arg(long, env = "PADDOCK_WEBHOOK_ADDR", default_value = "0.0.0.0:8090")]
+    webhook_addr: String,
     /// Leader election (`--leader-elect`, `--leader-election-namespace`).
     #[command(flatten)]
     election: leader::ElectionArgs,
@@ -215,6 +224,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .touched_objects();
     let mut context = Context::new(client.clone(), state.clone(), store.clone(), reporter);
+    context.console_url = args.console_url.clone();
     context.kueue = args.kueue;
     context.pods = Some(pod_store);
     context.follow_slots = Arc::new(tokio::sync::Semaphore::new(args.max_log_followers));
@@ -418,6 +428,20 @@ async fn main() -> anyhow::Result<()> {
     };
     let observer = observe::run(client.clone(), ns.clone(), state.clone(), args.metrics_namespace_label);
     let server = http::serve(args.metrics_addr, state.clone());
+    // The forge webhook receiver: on every replica (it only creates uniquely named runs).
+    let hooks = {
+        let (ctx, ns, addr) = (ctx.clone(), ns.clone(), args.webhook_addr.clone());
+        async move {
+            if addr.is_empty() {
+                return std::future::pending::<anyhow::Result<()>>().await;
+            }
+            let addr: std::net::SocketAddr = addr
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--webhook-addr {addr}: {e}"))?;
+            tracing::info!(%addr, "webhook receiver listening");
+            webhook::serve(addr, ctx, ns).await
+        }
+    };
     tracing::info!(addr = %args.metrics_addr, namespace = ns.as_deref().unwrap_or("<all>"), "paddock-operator starting");
     // Only the leader runs the controllers and the observer (leader.rs); a standby serves the
     // endpoints meanwhile. A leader that loses the Lease exits the process.
@@ -434,6 +458,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::select! {
         r = lead => r?,
         r = server => r?,
+        r = hooks => r?,
     }
     Ok(())
 }

@@ -26,6 +26,7 @@
 //! | `paddock_leader` | gauge | — | 1 when this replica runs the controllers |
 //! | `paddock_archive_backlog` | gauge | — | ended runs whose evidence bundle is not in the archive yet (0 without an archive) |
 //! | `paddock_archive_uploads_total` | counter | result | bundle uploads to the archive, `result` = `success` or `error` |
+//! | `paddock_webhook_deliveries_total` | counter | provider, result | forge webhook deliveries to the receiver; `result` = `created` (a run), `duplicate` (its run exists: a replayed delivery or a second label event), `ignored` (not an event the trigger acts on, a user not allowed), `refused` (unsigned or a bad signature: 401), `unknown` (no such webhook trigger: 404), `invalid` (unreadable body: 400), `error` (the operator could not act: 5xx) |
 //! | `paddock_build_info` | gauge | version | always 1 |
 //!
 //! The run and gate metrics come from [`crate::observe`], which watches the objects itself; the
@@ -164,6 +165,8 @@ pub struct Metrics {
     pub archive_backlog: Gauge,
     /// `paddock_archive_uploads_total{result}`: bundle uploads, `success` or `error`.
     pub archive_uploads: Family<Labels, Counter>,
+    /// `paddock_webhook_deliveries_total{provider,result}`: forge webhook deliveries.
+    pub webhook_deliveries: Family<Labels, Counter>,
     /// `paddock_build_info{version}`: always 1.
     pub build_info: GaugeFamily,
     /// The registry the above live in.
@@ -191,6 +194,7 @@ impl Default for Metrics {
             leader: Gauge::default(),
             archive_backlog: Gauge::default(),
             archive_uploads: Family::default(),
+            webhook_deliveries: Family::default(),
             build_info: Family::default(),
             registry: Registry::with_prefix("paddock"),
         };
@@ -277,6 +281,11 @@ impl Default for Metrics {
             "archive_uploads",
             "Evidence bundle uploads to the archive, by result (success, error)",
             m.archive_uploads.clone(),
+        );
+        r.register(
+            "webhook_deliveries",
+            "Forge webhook deliveries, by provider and result (created, duplicate, ignored, refused, unknown, invalid, error)",
+            m.webhook_deliveries.clone(),
         );
         r.register("build_info", "Operator build; always 1", m.build_info.clone());
         m.build_info

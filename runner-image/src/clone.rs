@@ -221,6 +221,7 @@ pub fn clone_workspace(cfg: &CloneConfig, creds: &GitCredentials, ws: &Workspace
     let repo = Repository::init(&source).map_err(git("init /workspace/source"))?;
     let uplink = cfg.uplink.as_ref();
     let remote_url = remote_url(&cfg.url, uplink)?;
+    crate::uplink::set_http_auth(creds.http_authorization());
     if let Some(u) = uplink {
         wait_ready(u)?;
     }
@@ -348,10 +349,7 @@ pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
     let ws = Workspace::from_env(env);
     let term_path = crate::config::termination_log(env);
     let cfg = CloneConfig::from_env(env);
-    let creds = cfg
-        .as_ref()
-        .ok()
-        .map(|c| GitCredentials::load(&GitCredentials::dir_from_env(env), &c.url));
+    let creds = cfg.as_ref().ok().map(|c| GitCredentials::load_from_env(env, &c.url));
     let mut secrets = env.secrets();
     if let Some(Ok(c)) = &creds {
         secrets.extend(c.secrets());

@@ -152,7 +152,7 @@ pub enum CredentialError {
         source: std::io::Error,
     },
     /// Credentials would be sent in clear text.
-    #[error("refusing to send git credentials over plain http://; use https://")]
+    #[error("refusing to send git credentials over plain http://; use https:// (or list the host in the pool's spec.output.plainHTTPHosts)")]
     PlainHttp,
 }
 
@@ -166,6 +166,9 @@ pub struct GitCredentials {
     known_hosts: Option<String>,
     url_user: Option<String>,
     url_password: Option<String>,
+    /// `host` or `host:port` entries credentials may go to over plain `http://`
+    /// (`PADDOCK_GIT_PLAIN_HTTP_HOSTS`, from the pool's `spec.output.plainHTTPHosts`).
+    plain_http_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for GitCredentials {
@@ -211,7 +214,28 @@ impl GitCredentials {
             known_hosts: read_opt(dir, "known_hosts")?,
             url_user: url.username().map(str::to_string),
             url_password: url.password().map(str::to_string),
+            plain_http_hosts: vec![],
         })
+    }
+
+    /// [`GitCredentials::load`] from the directory `PADDOCK_GIT_CREDENTIALS_DIR` names, with
+    /// the plain-HTTP hosts of `PADDOCK_GIT_PLAIN_HTTP_HOSTS` (comma-separated `host[:port]`;
+    /// the operator sets it in the trusted containers from the pool's
+    /// `spec.output.plainHTTPHosts`).
+    ///
+    /// # Errors
+    /// [`CredentialError::Read`].
+    pub fn load_from_env(env: &crate::env::Env, url: &RepoUrl) -> Result<Self, CredentialError> {
+        let mut c = Self::load(&Self::dir_from_env(env), url)?;
+        c.plain_http_hosts = env
+            .get("PADDOCK_GIT_PLAIN_HTTP_HOSTS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        Ok(c)
     }
 
     /// The credential directory from `PADDOCK_GIT_CREDENTIALS_DIR` or the default.
@@ -242,14 +266,40 @@ impl GitCredentials {
         out
     }
 
-    /// Checks that credentials are not about to be sent over plain HTTP.
+    /// The HTTP `Authorization` value for an `http(s)://` remote (`Basic` of the same user and
+    /// password the credential callback gives libgit2: `x-access-token` + token, or
+    /// username + password, or the URL's user info); `None` without credentials.
+    pub fn http_authorization(&self) -> Option<String> {
+        use base64::Engine;
+        let (u, p) = if let Some(t) = &self.token {
+            ("x-access-token", t.as_str())
+        } else if let (Some(u), Some(p)) = (&self.username, &self.password) {
+            (u.as_str(), p.as_str())
+        } else if let Some(p) = &self.url_password {
+            (self.url_user.as_deref().unwrap_or(""), p.as_str())
+        } else {
+            return None;
+        };
+        Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        ))
+    }
+
+    /// Checks that credentials are not about to be sent over plain HTTP, unless to a host the
+    /// pool lists (`plain_http_hosts`).
     ///
     /// # Errors
     /// [`CredentialError::PlainHttp`].
     pub fn check_transport(&self, url: &RepoUrl) -> Result<(), CredentialError> {
         let has_http_creds = self.token.is_some() || self.password.is_some() || self.url_password.is_some();
         if url.scheme() == "http" && has_http_creds {
-            return Err(CredentialError::PlainHttp);
+            let (host, port) = url.host_port();
+            let host = host.to_ascii_lowercase();
+            let with_port = format!("{host}:{}", port.unwrap_or(80));
+            if !self.plain_http_hosts.iter().any(|h| *h == host || *h == with_port) {
+                return Err(CredentialError::PlainHttp);
+            }
         }
         Ok(())
     }
@@ -435,5 +485,29 @@ mod tests {
         let http = RepoUrl::parse("http://h/r").unwrap();
         assert!(c.check_transport(&http).is_err());
         assert!(none.check_transport(&http).is_ok());
+    }
+
+    #[test]
+    fn plain_http_goes_only_to_the_hosts_the_pool_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "tok-123456").unwrap();
+        let env = crate::env::Env::from_pairs([
+            ("PADDOCK_GIT_CREDENTIALS_DIR", dir.path().to_str().unwrap()),
+            ("PADDOCK_GIT_PLAIN_HTTP_HOSTS", " forge.internal:3000 , Git.Local "),
+        ]);
+        let check = |u: &str| {
+            let url = RepoUrl::parse(u).unwrap();
+            GitCredentials::load_from_env(&env, &url).unwrap().check_transport(&url)
+        };
+        assert!(check("http://forge.internal:3000/o/r.git").is_ok());
+        assert!(
+            check("http://git.local/o/r.git").is_ok(),
+            "a host without a port: any port"
+        );
+        assert!(check("http://git.local:8080/o/r.git").is_ok());
+        assert!(check("http://forge.internal/o/r.git").is_err(), "port 80 is not 3000");
+        assert!(check("http://forge.internal:3001/o/r.git").is_err());
+        assert!(check("http://other:3000/o/r.git").is_err());
+        assert!(check("https://other/o/r.git").is_ok());
     }
 }

@@ -31,6 +31,11 @@ use std::time::{Duration, Instant};
 
 /// Scheme under which `git://` remotes are fetched and pushed through the egress gateway.
 pub const GIT_SCHEME: &str = "paddock-git";
+/// Scheme under which plain `http://` remotes are fetched and pushed through the egress
+/// gateway: libgit2 sends only `https://` through a proxy (`use_connect_proxy` in its
+/// `httpclient.c`, 1.9) and would connect to an `http://` host directly, which the pod's
+/// NetworkPolicy forbids.
+pub const HTTP_SCHEME: &str = "paddock-http";
 /// Default port of the git daemon protocol.
 pub const GIT_PORT: u16 = 9418;
 /// How long a caller waits for the egress gateway to accept connections (it may be starting
@@ -278,8 +283,9 @@ fn check_status(status: u16, host: &str, port: u16) -> io::Result<()> {
     }
 }
 
-/// The URL libgit2 should use for `url`: with an uplink, `git://` becomes [`GIT_SCHEME`] (and
-/// the transport is registered), `http(s)://` and `file://` stay; without one, `url` as is.
+/// The URL libgit2 should use for `url`: with an uplink, `git://` becomes [`GIT_SCHEME`] and
+/// `http://` [`HTTP_SCHEME`] (and the transports are registered), `https://` and `file://`
+/// stay; without one, `url` as is.
 ///
 /// # Errors
 /// [`UplinkError::Ssh`] for an ssh remote with an uplink.
@@ -292,7 +298,11 @@ pub fn remote_url(url: &RepoUrl, uplink: Option<&Uplink>) -> Result<String, Upli
             register_git_transport(uplink);
             Ok(format!("{GIT_SCHEME}://{}", &url.as_str()["git://".len()..]))
         }
-        "http" | "https" | "file" => Ok(url.as_str().to_string()),
+        "http" => {
+            register_git_transport(uplink);
+            Ok(format!("{HTTP_SCHEME}://{}", &url.as_str()["http://".len()..]))
+        }
+        "https" | "file" => Ok(url.as_str().to_string()),
         _ => Err(UplinkError::Ssh(url.sanitized())),
     }
 }
@@ -335,6 +345,209 @@ fn register_git_transport(uplink: &Uplink) {
     };
     if let Err(e) = r {
         eprintln!("paddock-runner: cannot register the {GIT_SCHEME} transport: {e}");
+    }
+    // SAFETY: as above, in the same first call.
+    let r = unsafe {
+        git2::transport::register(HTTP_SCHEME, |remote| {
+            git2::transport::Transport::smart(remote, true, HttpTunnel)
+        })
+    };
+    if let Err(e) = r {
+        eprintln!("paddock-runner: cannot register the {HTTP_SCHEME} transport: {e}");
+    }
+}
+
+static HTTP_AUTH: Mutex<Option<String>> = Mutex::new(None);
+
+/// Sets the `Authorization` header value the [`HTTP_SCHEME`] transport sends (e.g.
+/// `Basic …` from [`crate::gitcreds::GitCredentials::http_authorization`]); `None` sends none.
+/// Call it before fetching or pushing an `http://` remote (one remote per process).
+pub fn set_http_auth(header: Option<String>) {
+    if let Ok(mut g) = HTTP_AUTH.lock() {
+        *g = header;
+    }
+}
+
+/// Git's smart HTTP protocol (gitprotocol-http(5)) over a `CONNECT` tunnel, for `http://`
+/// remotes: `GET <path>/info/refs?service=…` for the refs, `POST <path>/git-upload-pack` (or
+/// `git-receive-pack`) with what libgit2 wrote, one tunnel per request. Requests are HTTP/1.0
+/// with `Content-Length`, so answers end at the connection's end (no chunked bodies).
+struct HttpTunnel;
+
+/// `(host, port, path)` of `paddock-http://host[:port]/path` (port 80 by default).
+fn split_http_url(url: &str) -> Option<(String, u16, String)> {
+    let rest = url.strip_prefix(HTTP_SCHEME)?.strip_prefix("://")?;
+    let (authority, path) = rest.split_at(rest.find('/')?);
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().ok()?),
+        None => (authority, 80),
+    };
+    (!host.is_empty()).then(|| (host.to_string(), port, path.trim_end_matches('/').to_string()))
+}
+
+/// One request's stream: what libgit2 writes is the body; the first read sends the request.
+struct HttpRequest {
+    host: String,
+    port: u16,
+    method: &'static str,
+    path: String,
+    content_type: Option<String>,
+    body: Vec<u8>,
+    response: Option<Box<dyn Read + Send>>,
+}
+
+impl HttpRequest {
+    fn head(&self, auth: Option<&str>) -> String {
+        let host = if self.port == 80 {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        };
+        let mut h = format!(
+            "{} {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: git/2.0 (paddock-runner)\r\nConnection: close\r\n",
+            self.method, self.path
+        );
+        if let Some(ct) = &self.content_type {
+            h.push_str(&format!(
+                "Content-Type: {ct}\r\nContent-Length: {}\r\n",
+                self.body.len()
+            ));
+        }
+        if let Some(a) = auth {
+            h.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        h.push_str("\r\n");
+        h
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let uplink = GIT_UPLINK.get().ok_or_else(|| io::Error::other("no uplink"))?;
+        let mut s = uplink.connect(&self.host, self.port)?;
+        s.set_read_timeout(Some(Duration::from_secs(300)))?;
+        let auth = HTTP_AUTH.lock().ok().and_then(|g| g.clone());
+        s.write_all(self.head(auth.as_deref()).as_bytes())?;
+        s.write_all(&self.body)?;
+        let mut r = io::BufReader::new(s);
+        let (status, headers) = read_head(&mut r)?;
+        if headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+        {
+            return Err(io::Error::other("chunked answer to an HTTP/1.0 request"));
+        }
+        match status {
+            200 => {}
+            401 | 403 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{} {} answered {status}: the credentials were refused",
+                        self.method, self.path
+                    ),
+                ))
+            }
+            _ => {
+                return Err(io::Error::other(format!(
+                    "{} {} answered {status}",
+                    self.method, self.path
+                )))
+            }
+        }
+        self.response = Some(Box::new(r));
+        Ok(())
+    }
+}
+
+/// Reads an HTTP/1.x status line and headers (names lowercased); at most 64 KiB.
+fn read_head(r: &mut impl io::BufRead) -> io::Result<(u16, Vec<(String, String)>)> {
+    let mut line = String::new();
+    let mut total = 0;
+    r.read_line(&mut line)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("not an HTTP answer: {:?}", line.trim_end())))?;
+    let mut headers = vec![];
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line)?;
+        total += n;
+        if n == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+        if total > 64 * 1024 {
+            return Err(io::Error::other("answer headers over 64 KiB"));
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    Ok((status, headers))
+}
+
+impl Read for HttpRequest {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.response.is_none() {
+            self.send()?;
+        }
+        match self.response.as_mut() {
+            Some(r) => r.read(buf),
+            None => Ok(0),
+        }
+    }
+}
+
+impl Write for HttpRequest {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.response.is_some() {
+            return Err(io::Error::other("write after the request was sent"));
+        }
+        self.body.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl git2::transport::SmartSubtransport for HttpTunnel {
+    fn action(
+        &self,
+        url: &str,
+        action: git2::transport::Service,
+    ) -> Result<Box<dyn git2::transport::SmartSubtransportStream>, git2::Error> {
+        use git2::transport::Service;
+        let (host, port, base) = split_http_url(url).ok_or_else(|| git_err(format!("bad URL {url}")))?;
+        let (method, path, content_type) = match action {
+            Service::UploadPackLs => ("GET", format!("{base}/info/refs?service=git-upload-pack"), None),
+            Service::ReceivePackLs => ("GET", format!("{base}/info/refs?service=git-receive-pack"), None),
+            Service::UploadPack => (
+                "POST",
+                format!("{base}/git-upload-pack"),
+                Some("application/x-git-upload-pack-request".to_string()),
+            ),
+            Service::ReceivePack => (
+                "POST",
+                format!("{base}/git-receive-pack"),
+                Some("application/x-git-receive-pack-request".to_string()),
+            ),
+        };
+        Ok(Box::new(HttpRequest {
+            host,
+            port,
+            method,
+            path,
+            content_type,
+            body: vec![],
+            response: None,
+        }))
+    }
+
+    fn close(&self) -> Result<(), git2::Error> {
+        Ok(())
     }
 }
 
@@ -445,6 +658,42 @@ mod tests {
     }
 
     #[test]
+    fn http_urls_split_and_requests_are_http_1_0_with_the_credentials() {
+        assert_eq!(
+            split_http_url("paddock-http://10.244.0.1:13000/o/r.git"),
+            Some(("10.244.0.1".into(), 13000, "/o/r.git".into()))
+        );
+        assert_eq!(
+            split_http_url("paddock-http://u@forge/o/r/"),
+            Some(("forge".into(), 80, "/o/r".into()))
+        );
+        assert_eq!(split_http_url("paddock-http://forge:x/o/r"), None);
+        assert_eq!(split_http_url("http://forge/o/r"), None);
+        let req = HttpRequest {
+            host: "forge".into(),
+            port: 3000,
+            method: "POST",
+            path: "/o/r.git/git-receive-pack".into(),
+            content_type: Some("application/x-git-receive-pack-request".into()),
+            body: b"0000".to_vec(),
+            response: None,
+        };
+        assert_eq!(
+            req.head(Some("Basic eDp5")),
+            "POST /o/r.git/git-receive-pack HTTP/1.0\r\nHost: forge:3000\r\nUser-Agent: git/2.0 (paddock-runner)\r\nConnection: close\r\nContent-Type: application/x-git-receive-pack-request\r\nContent-Length: 4\r\nAuthorization: Basic eDp5\r\n\r\n"
+        );
+        let mut r =
+            io::Cursor::new(b"HTTP/1.1 200 OK\r\nContent-Type: x\r\nTransfer-Encoding: identity\r\n\r\nbody".to_vec());
+        let (status, headers) = read_head(&mut r).unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(headers[0], ("content-type".to_string(), "x".to_string()));
+        let mut rest = String::new();
+        r.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "body");
+        assert!(read_head(&mut io::Cursor::new(b"garbage\r\n\r\n".to_vec())).is_err());
+    }
+
+    #[test]
     fn ssh_remotes_are_refused_with_an_uplink() {
         let u = Uplink::new("10.96.0.9:3128", "tok");
         let ssh = RepoUrl::parse("ssh://git@example.com/r.git").unwrap();
@@ -452,5 +701,11 @@ mod tests {
         assert_eq!(remote_url(&ssh, None).unwrap(), "ssh://git@example.com/r.git");
         let https = RepoUrl::parse("https://example.com/r.git").unwrap();
         assert_eq!(remote_url(&https, Some(&u)).unwrap(), "https://example.com/r.git");
+        let http = RepoUrl::parse("http://example.com:3000/r.git").unwrap();
+        assert_eq!(
+            remote_url(&http, Some(&u)).unwrap(),
+            "paddock-http://example.com:3000/r.git"
+        );
+        assert_eq!(remote_url(&http, None).unwrap(), "http://example.com:3000/r.git");
     }
 }

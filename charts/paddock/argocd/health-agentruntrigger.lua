@@ -7,14 +7,15 @@
 --   Ready False (InvalidSchedule, InvalidTimeZone)  Degraded
 --   spec.suspend, or Ready reason Suspended         Suspended
 --   observedGeneration < generation                 Progressing (spec change not yet observed)
---   Ready True (Scheduled)                          Healthy
+--   Ready True (Scheduled, or Listening: webhook)   Healthy
 --   Ready Unknown                                   Progressing
 --
 -- A trigger that schedules normally is Healthy while its runs go on: they are AgentRuns and get
 -- their own health. Staleness wins over Ready False (the edit may be the fix), spec.suspend over
 -- staleness (what the user asked for; the operator creates nothing once it sees it). The message
 -- is the Ready condition's message (reason: message), with the next due time, the runs going on
--- and the missed times.
+-- and the missed times. A webhook trigger (spec.webhook, no schedule) has no due times: its
+-- message names its receiver, POST /hooks/<namespace>/<name>, and the runs going on.
 
 local function find_condition(status, ctype)
   if status == nil or status.conditions == nil then
@@ -70,6 +71,24 @@ end
 local status = obj.status
 local ready = find_condition(status, "Ready")
 local suspend = obj.spec ~= nil and obj.spec.suspend == true
+local webhook = obj.spec ~= nil and obj.spec.webhook ~= nil and obj.spec.schedule == nil
+
+-- The webhook receiver's path for this trigger, with its provider: "gitea deliveries to
+-- POST /hooks/<namespace>/<name>".
+local function receiver()
+  local meta = obj.metadata or {}
+  local provider = obj.spec.webhook.provider or "gitea"
+  return provider .. " deliveries to POST /hooks/" .. tostring(meta.namespace) .. "/" .. tostring(meta.name)
+end
+
+-- The Ready condition's text for a webhook trigger, naming the receiver when it does not.
+local function listening(c, fallback)
+  local msg = describe(c, fallback)
+  if not contains(msg, "/hooks/") then
+    msg = msg .. " (" .. receiver() .. ")"
+  end
+  return msg
+end
 
 if obj.metadata ~= nil and obj.metadata.deletionTimestamp ~= nil then
   local msg = "AgentRunTrigger is being deleted"
@@ -80,6 +99,9 @@ if obj.metadata ~= nil and obj.metadata.deletionTimestamp ~= nil then
 end
 
 if ready == nil then
+  if webhook then
+    return { status = "Progressing", message = "Waiting for the Paddock operator to read the trigger's webhook (" .. receiver() .. ")" }
+  end
   return { status = "Progressing", message = "Waiting for the Paddock operator to read the trigger's schedule" }
 end
 
@@ -89,6 +111,16 @@ local stale = generation ~= nil and observed ~= nil and observed < generation
 
 if ready.status == "False" and not stale then
   return { status = "Degraded", message = describe(ready, "The schedule cannot be used") }
+end
+
+if suspend and webhook then
+  -- The operator keeps a suspended webhook trigger Listening; the receiver ignores its
+  -- deliveries (answers 202) while spec.suspend is set.
+  return {
+    status = "Suspended",
+    message = "Suspended by spec.suspend: deliveries are ignored (status: " .. listening(ready, "Listening") .. "); "
+      .. runs(status),
+  }
 end
 
 if suspend then
@@ -110,6 +142,10 @@ end
 
 if ready.reason == "Suspended" then
   return { status = "Suspended", message = describe(ready, "Suspended") .. "; " .. runs(status) }
+end
+
+if ready.status == "True" and webhook then
+  return { status = "Healthy", message = listening(ready, "Listening") .. "; " .. runs(status) }
 end
 
 if ready.status == "True" then

@@ -5,7 +5,9 @@
 # and the returned status must equal the expected one, with a non-empty message that, when the
 # object has condition messages, includes one of them. Some states must say more (see
 # must_say): an AgentRunSet waiting for a pick names its gate and `kubectl paddock pick <set>`,
-# a succeeded one its winner; a healthy AgentRunTrigger its next due time and its active runs.
+# a succeeded one its winner; a healthy AgentRunTrigger its next due time and its active runs; a
+# webhook trigger (spec.webhook) its receiver, /hooks/<namespace>/<name>, whatever its health (a
+# suspended one also that deliveries are ignored).
 # Also checks argocd-cm-snippet.yaml is what gen-snippet.sh generates from the scripts.
 #
 # Env: LUA (default: lua5.1, which Argo CD's gopher-lua matches, else lua5.4/lua); needs a JSON
@@ -67,6 +69,12 @@ must_say() {
       if [ "$n" = 1 ]; then echo "1 run active"; else echo "${n:-0} runs active"; fi
       ;;
   esac
+  # A webhook trigger: its receiver, in every state.
+  if [ "$1" = agentruntrigger ] && [ -n "$(jfield "$3" spec webhook secretRef name)" ]; then
+    echo "/hooks/$(jfield "$3" metadata namespace)/$(jfield "$3" metadata name)"
+    [ "$2" = Suspended ] && echo "deliveries are ignored"
+  fi
+  return 0
 }
 
 valid="Healthy Progressing Degraded Suspended Missing Unknown"

@@ -5,6 +5,7 @@ pub mod agentrun;
 pub mod agentrunset;
 pub mod agentruntrigger;
 pub mod approvalgate;
+pub mod forge;
 pub mod runnerpool;
 
 use crate::context::Context;

@@ -187,7 +187,7 @@ impl PushService {
         validate_branch(&branch)?;
         let allowed = parse_bool(env, "PADDOCK_PUSH", true)?;
         let approval = parse_bool(env, "PADDOCK_PUSH_APPROVAL", false)?;
-        let creds = GitCredentials::load(&GitCredentials::dir_from_env(env), &url)?;
+        let creds = GitCredentials::load_from_env(env, &url)?;
         let mut secrets = env.secrets();
         secrets.extend(creds.secrets());
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -353,6 +353,7 @@ impl PushService {
                 .map_err(|e| PushFailure::Io(std::io::Error::other(e.to_string())))?;
             let url = remote_url(&self.url, self.uplink.as_ref())
                 .map_err(|e| PushFailure::Io(std::io::Error::other(e.to_string())))?;
+            crate::uplink::set_http_auth(self.creds.http_authorization());
             let mut remote = snap.repo.remote_anonymous(&url).map_err(git("remote"))?;
             remote
                 .push(&[format!("{refname}:{refname}")], Some(&mut opts))

@@ -325,7 +325,7 @@ fn identity_env(run: &AgentRun, attempt: u32) -> Vec<EnvVar> {
 }
 
 /// The run's variables for the trusted containers (clone, gateway).
-fn trusted_run_env(run: &AgentRun, attempt: u32) -> Vec<EnvVar> {
+fn trusted_run_env(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Vec<EnvVar> {
     let mut vars = vec![
         env(
             "PADDOCK_PUSH",
@@ -336,6 +336,15 @@ fn trusted_run_env(run: &AgentRun, attempt: u32) -> Vec<EnvVar> {
         env("PADDOCK_BRANCH", branch(run)),
     ];
     vars.extend(identity_env(run, attempt));
+    let plain_http = pool
+        .spec
+        .output
+        .as_ref()
+        .map(|o| o.plain_http_hosts.join(","))
+        .unwrap_or_default();
+    if !plain_http.is_empty() {
+        vars.push(env("PADDOCK_GIT_PLAIN_HTTP_HOSTS", plain_http));
+    }
     // The gateway holds the push until the operator's signed BeforePush verdict.
     // Also while a required verification has not passed (issue 19).
     if run.spec.approvals.as_ref().is_some_and(|a| a.before_push.is_some())
@@ -739,7 +748,7 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32, verdict_key: &
     let mut spec = runner_pod_spec(
         pool,
         PodShape {
-            trusted_env: trusted_run_env(run, attempt),
+            trusted_env: trusted_run_env(run, pool, attempt),
             gateway_env,
             // User env first so that Paddock's own variables cannot be overridden by a run.
             agent_env: merge_env(&[&agent_user_env, &proxy, &paddock_env]),
@@ -988,7 +997,7 @@ pub fn claim_value(run: &AgentRun, pool: &RunnerPool, prompt: &str, attempt: u32
     if egress.is_some() || !model_env.is_empty() {
         proxy.push(gateway::gateway_url_env());
     }
-    let mut trusted = trusted_run_env(run, attempt);
+    let mut trusted = trusted_run_env(run, pool, attempt);
     trusted.extend(model_env);
     trusted.extend(gateway::gateway_run_env(run, pool, egress.as_deref()));
     let literal = |vars: &[EnvVar]| -> BTreeMap<String, String> {
@@ -1185,9 +1194,28 @@ mod tests {
         let mut p = pool(vec![]);
         p.spec.output = Some(paddock_crds::PoolOutputSpec {
             allowed_branches: vec!["feature/*".into()],
+            plain_http_hosts: vec!["forge.internal:3000".into(), "git.local".into()],
         });
         let pod = build_pod(&r, &p, 1, "test-key").unwrap();
         assert_eq!(pod.metadata.name.as_deref(), Some("r1-1"));
+        // The pool's plain-HTTP hosts reach the trusted containers only.
+        for c in pod
+            .spec
+            .as_ref()
+            .unwrap()
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&pod.spec.as_ref().unwrap().containers)
+        {
+            let v = c
+                .env
+                .iter()
+                .flatten()
+                .find(|e| e.name == "PADDOCK_GIT_PLAIN_HTTP_HOSTS");
+            let want = (c.name == "clone" || c.name == "gateway").then_some("forge.internal:3000,git.local");
+            assert_eq!(v.and_then(|e| e.value.as_deref()), want, "{}", c.name);
+        }
         assert_eq!(pod.metadata.owner_references.as_ref().unwrap()[0].uid, "uid-1");
         assert_eq!(pod.metadata.labels.as_ref().unwrap()[paddock_crds::LABEL_RUN], "r1");
         let spec = pod.spec.unwrap();
@@ -1396,6 +1424,7 @@ mod tests {
         // Without a push, the branch is local to the pod.
         assert!(build_pod(&run(json!({"output": {"branch": "main"}})), &p, 1, "test-key").is_ok());
         p.spec.output = Some(paddock_crds::PoolOutputSpec {
+            plain_http_hosts: vec![],
             allowed_branches: vec!["agents/*".into()],
         });
         assert!(build_pod(&to("agents/x"), &p, 1, "test-key").is_ok());

@@ -9,6 +9,7 @@ pub mod evidence;
 pub mod follow;
 pub mod gateway;
 pub mod kueue;
+pub mod pullrequest;
 pub mod status;
 pub mod verify;
 pub mod warm;
@@ -103,8 +104,11 @@ pub async fn reconcile(run: Arc<AgentRun>, ctx: Arc<Context>) -> Result<Action> 
         }
         // Idempotent: covers an operator that stopped between the run's end and this.
         finish_workload(&ctx, &run, &old).await?;
-        // Archive the evidence, then the TTL.
-        return evidence::settle(&run, &ctx).await;
+        // The pull request from the pushed branch (spec.output.pullRequest), then the evidence
+        // and the TTL.
+        let pr_retry = pullrequest::ensure(&run, &ctx).await?;
+        let settled = evidence::settle(&run, &ctx).await?;
+        return Ok(pr_retry.map(Action::requeue).unwrap_or(settled));
     }
     evidence::ensure_finalizer(&run, &ctx).await?;
 
@@ -1143,6 +1147,7 @@ async fn finish_from_pod(
             patch_ref: refs.patch,
             log_ref: Some(refs.log),
             session_ref: refs.session,
+            pull_request: None,
         });
     } else {
         out.status.result = None;

@@ -5,6 +5,7 @@
 //! apply. A run's name is `<trigger>-<scheduled time in minutes since the epoch>`, so a
 //! restarted operator that handles the same time again creates nothing new (409).
 
+pub mod issue;
 pub mod schedule;
 #[cfg(test)]
 mod tests;
@@ -121,7 +122,30 @@ pub fn decide(trigger: &AgentRunTrigger, runs: &[AgentRun], now: i64) -> Plan {
         .filter_map(|r| r.metadata.name.clone())
         .collect();
 
-    let schedule = match Schedule::parse(&spec.schedule, spec.time_zone.as_deref()) {
+    let Some(schedule_text) = spec.schedule.as_deref() else {
+        // A webhook trigger: runs come from the receiver (crate::webhook); here only the
+        // status and the history.
+        finish_active(&mut st, &active);
+        let (ns, name) = (
+            trigger.metadata.namespace.as_deref().unwrap_or_default(),
+            trigger.metadata.name.as_deref().unwrap_or_default(),
+        );
+        let provider = spec.webhook.as_ref().map(|w| w.provider.as_str()).unwrap_or_default();
+        let msg = format!("receiving {provider} deliveries at /hooks/{ns}/{name}");
+        set_condition(
+            &mut st.conditions,
+            COND_READY,
+            TRUE,
+            "Listening",
+            &msg,
+            generation,
+            now_t,
+        );
+        st.next_schedule_time = None;
+        plan.status = st;
+        return plan;
+    };
+    let schedule = match Schedule::parse(schedule_text, spec.time_zone.as_deref()) {
         Ok(s) => s,
         Err(bad) => {
             set_condition(
@@ -270,19 +294,12 @@ pub async fn reconcile(trigger: Arc<AgentRunTrigger>, ctx: Arc<Context>) -> Resu
         return Ok(Action::await_change());
     }
     let runs_api: Api<AgentRun> = Api::namespaced(ctx.client.clone(), &ns);
-    let uid = trigger.metadata.uid.clone().unwrap_or_default();
     let runs: Vec<AgentRun> = runs_api
         .list(&ListParams::default().labels(&format!("{LABEL_TRIGGER}={name}")))
         .await?
         .items
         .into_iter()
-        .filter(|r| {
-            r.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.controller == Some(true) && o.uid == uid)
-        })
+        .filter(|r| issue::owned_by(r, &trigger))
         .collect();
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     let plan = decide(&trigger, &runs, now);
@@ -316,6 +333,7 @@ pub async fn reconcile(trigger: Arc<AgentRunTrigger>, ctx: Arc<Context>) -> Resu
     for (t, reason, note) in plan.events {
         ctx.publish(trigger.as_ref(), t, &reason, note).await;
     }
+    issue::comment_ended_runs(&ctx, &trigger, &runs).await;
     Ok(match plan.requeue_secs {
         Some(s) => Action::requeue(Duration::from_secs(s.min(3_600))),
         None => Action::requeue(Duration::from_secs(3_600)),
