@@ -80,7 +80,8 @@ pub struct PullRequestSpec {
     pub labels: Vec<String>,
     /// The forge's API base URL when it is not derived from `repo.url` (Gitea
     /// `<origin>/api/v1`, GitHub `https://api.github.com` or `<origin>/api/v3`, GitLab
-    /// `<origin>/api/v4`).
+    /// `<origin>/api/v4`). Must be on `repo.url`'s host (the token goes nowhere else; else
+    /// condition `PullRequest` False, reason `InvalidAPIURL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^https?://[^ ]+$')").message("pullRequest.apiURL must be an http(s) URL"))]
     #[schemars(length(max = 2048))]

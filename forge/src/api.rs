@@ -9,7 +9,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The repository URL does not name `<owner>/<repo>` on an http(s) host.
-    #[error("cannot read the repository from {0:?} (expected http(s)://host/<owner>/<repo>[.git])")]
+    #[error("cannot read the repository from {:?} (expected http(s)://host/<owner>/<repo>[.git])", sanitize_url(.0))]
     BadRepoUrl(String),
     /// The forge could not be reached (connection, TLS, timeout).
     #[error("the forge could not be reached: {0}")]
@@ -51,6 +51,7 @@ impl Error {
             Error::BadRepoUrl(_) => "InvalidRepoURL",
             Error::Transport(_) => "ForgeUnreachable",
             Error::Status { status: 401 | 403, .. } => "ForgeUnauthorized",
+            e @ Error::Status { .. } if e.is_retryable() => "ForgeUnavailable",
             Error::Status { status: 404, .. } => "ForgeNotFound",
             Error::Status { .. } => "ForgeError",
             Error::Decode { .. } => "ForgeError",
@@ -172,6 +173,9 @@ pub fn http_client() -> Result<reqwest::Client> {
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("paddock-operator/", env!("CARGO_PKG_VERSION")))
+            // A redirect could carry the token (GitLab's PRIVATE-TOKEN header survives one)
+            // to another host: none are followed.
+            .redirect(reqwest::redirect::Policy::none())
     };
     match builder().build() {
         Ok(c) => Ok(c),
@@ -187,11 +191,24 @@ pub fn http_client() -> Result<reqwest::Client> {
     }
 }
 
+/// Largest answer read from a forge (bytes).
+pub const MAX_ANSWER_BYTES: usize = 4 << 20;
+
 /// Sends `req`, and reads a 2xx JSON answer into `T`; `what` names the call in errors.
 pub async fn send_json<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder, what: &str) -> Result<T> {
-    let resp = req.send().await.map_err(|e| Error::Transport(e.to_string()))?;
+    let mut resp = req.send().await.map_err(|e| Error::Transport(e.to_string()))?;
     let status = resp.status();
-    let bytes = resp.bytes().await.map_err(|e| Error::Transport(e.to_string()))?;
+    // At most MAX_ANSWER_BYTES: a server the URL points at cannot fill the operator's memory.
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| Error::Transport(e.to_string()))? {
+        if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(Error::Decode {
+                what: what.to_string(),
+                message: format!("the answer is over {MAX_ANSWER_BYTES} bytes"),
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     if !status.is_success() {
         let text = String::from_utf8_lossy(&bytes);
         return Err(Error::Status {
@@ -218,4 +235,26 @@ pub fn percent_encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// `(scheme, host, port)` of `url` as the HTTP client will connect to it (parsed by the same
+/// WHATWG URL parser reqwest uses, so `http://a?@b/` is host `a`), host lowercased, the
+/// scheme's default port when absent; `None` when it does not parse or has no host.
+pub fn origin_of(url: &str) -> Option<(String, String, u16)> {
+    let u = reqwest::Url::parse(url).ok()?;
+    let host = u.host_str()?.to_ascii_lowercase();
+    Some((u.scheme().to_string(), host, u.port_or_known_default()?))
+}
+
+/// `url` without its user info (`https://user:secret@host/…` → `https://host/…`): safe to put
+/// in conditions, Events, logs and answers.
+pub fn sanitize_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
 }

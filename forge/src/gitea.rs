@@ -6,8 +6,8 @@ use crate::api::{send_json, Comment, NewPullRequest, PullRequest, Repo, Result};
 use crate::payload::{github_style_issue, header, str_at, Delivery, Event, ParseError};
 use serde::Deserialize;
 
-/// A Gitea repository client.
-#[derive(Clone, Debug)]
+/// A Gitea repository client. `Debug` leaves the token out.
+#[derive(Clone)]
 pub struct Gitea {
     http: reqwest::Client,
     repo: Repo,
@@ -20,12 +20,16 @@ struct PullJson {
     html_url: String,
     state: String,
     head: BranchJson,
+    base: BranchJson,
 }
 
 #[derive(Deserialize)]
 struct BranchJson {
     #[serde(rename = "ref")]
     name: String,
+    /// The repository the branch is in (a fork's for a pull request from a fork).
+    #[serde(default)]
+    repo_id: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -38,6 +42,14 @@ struct LabelJson {
 struct CommentJson {
     id: u64,
     body: String,
+}
+
+impl std::fmt::Debug for Gitea {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gitea")
+            .field("repo", &self.repo)
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<PullJson> for PullRequest {
@@ -93,7 +105,13 @@ impl Gitea {
             let path = format!("/pulls?state=open&limit=50&page={page}");
             let pulls: Vec<PullJson> = send_json(self.req(reqwest::Method::GET, &path), &format!("GET {path}")).await?;
             let n = pulls.len();
-            if let Some(p) = pulls.into_iter().find(|p| p.head.name == head) {
+            // Only a pull request from this repository's own branch: anyone may open one from
+            // a fork's branch of the same name, and updating that would put Paddock's receipt
+            // on someone else's change.
+            if let Some(p) = pulls
+                .into_iter()
+                .find(|p| p.head.name == head && p.head.repo_id.is_some() && p.head.repo_id == p.base.repo_id)
+            {
                 return Ok(Some(p.into()));
             }
             if n < 50 {

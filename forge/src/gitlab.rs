@@ -45,6 +45,11 @@ struct MergeRequestJson {
     web_url: String,
     source_branch: String,
     state: String,
+    /// The project the source branch is in (a fork's for a merge request from a fork).
+    #[serde(default)]
+    source_project_id: Option<u64>,
+    #[serde(default)]
+    target_project_id: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -110,7 +115,15 @@ impl GitLab {
         );
         let mrs: Vec<MergeRequestJson> =
             send_json(self.req(reqwest::Method::GET, &path), "GET /merge_requests").await?;
-        Ok(mrs.into_iter().find(|m| m.source_branch == head).map(Into::into))
+        // Only a merge request from this project's own branch: anyone may open one from a
+        // fork's branch of the same name, and updating that would put Paddock's receipt on
+        // someone else's change.
+        Ok(mrs
+            .into_iter()
+            .find(|m| {
+                m.source_branch == head && m.source_project_id.is_some() && m.source_project_id == m.target_project_id
+            })
+            .map(Into::into))
     }
 
     /// Opens a merge request (`POST /projects/{id}/merge_requests` with `{source_branch,
@@ -230,7 +243,7 @@ fn issue(v: &serde_json::Value, fallback_url: &str) -> Result<Issue, ParseError>
 /// [`crate::webhook::verify`]:
 /// - `X-Gitlab-Event: Issue Hook` with `object_kind: issue`, `object_attributes.action:
 ///   update` and `changes.labels` where some label of `current` is not in `previous` (one was
-///   added): [`Event::Labeled`] with the titles of all of `current` (the issue's labels now).
+///   added): [`Event::Labeled`] with the titles of the labels added.
 ///   A change that only removed labels, and any other issue update, is [`Event::Other`].
 /// - `X-Gitlab-Event: Note Hook` with `object_attributes.noteable_type: Issue`, action
 ///   `create` (or none: GitLab before 16.11 sends none) and not a system note:
@@ -255,10 +268,13 @@ pub fn parse_webhook(headers: &http::HeaderMap, v: &serde_json::Value) -> Result
             let changes = &v["changes"]["labels"];
             let previous = label_titles(&changes["previous"]);
             let current = label_titles(&changes["current"]);
-            if current.iter().any(|l| !previous.contains(l)) {
+            let added: Vec<String> = current.into_iter().filter(|l| !previous.contains(l)).collect();
+            if !added.is_empty() {
+                // Only the labels added: a change to other labels of an issue that already has
+                // the trigger's label starts nothing.
                 Event::Labeled {
                     issue: issue(attrs, "")?,
-                    labels: current,
+                    labels: added,
                 }
             } else {
                 Event::Other(format!("{kind}/{action}"))

@@ -20,8 +20,8 @@ pub struct Issue {
 /// What a delivery says happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// Labels were added to an issue: `labels` are the issue's labels now (Gitea and GitLab
-    /// report the whole set, GitHub the one added).
+    /// Labels were added to an issue: `labels` are the ones added (GitHub, GitLab), or the
+    /// issue's labels now (Gitea, whose `label_updated` does not say which was added).
     Labeled {
         /// The issue.
         issue: Issue,

@@ -215,3 +215,16 @@ fn the_client_builds_without_system_roots() {
     std::env::remove_var("SSL_CERT_DIR");
     built.unwrap();
 }
+
+#[test]
+fn urls_lose_their_credentials_before_they_are_shown() {
+    assert_eq!(api::sanitize_url("https://x:tok@h/o/r.git"), "https://h/o/r.git");
+    assert_eq!(api::sanitize_url("https://h/o/r@x"), "https://h/o/r@x");
+    assert_eq!(api::sanitize_url("not a url"), "not a url");
+    let e = Repo::from_clone_url(ForgeProvider::Gitea, "https://u:secret@h/r", None).unwrap_err();
+    assert!(!e.to_string().contains("secret"), "{e}");
+    assert!(webhook::same_repository(
+        "https://github.com/Octo/Repo",
+        "https://github.com/octo/repo.git"
+    ));
+}

@@ -92,8 +92,8 @@ pub fn parse(provider: ForgeProvider, headers: &HeaderMap, body: &[u8]) -> Resul
     }
 }
 
-/// Whether `a` and `b` name the same repository: scheme and host compared without case,
-/// credentials, a trailing `/` and `.git` dropped.
+/// Whether `a` and `b` name the same repository: compared without case (the forges treat
+/// owner and repository names so), credentials, a trailing `/` and `.git` dropped.
 pub fn same_repository(a: &str, b: &str) -> bool {
     fn norm(u: &str) -> Option<String> {
         let (scheme, rest) = u.split_once("://")?;
@@ -101,12 +101,8 @@ pub fn same_repository(a: &str, b: &str) -> bool {
         let host = auth.rsplit('@').next()?;
         let path = path.trim_end_matches('/');
         let path = path.strip_suffix(".git").unwrap_or(path);
-        Some(format!(
-            "{}://{}/{}",
-            scheme.to_ascii_lowercase(),
-            host.to_ascii_lowercase(),
-            path
-        ))
+        // Owner and repository names are case-insensitive on GitHub, GitLab and Gitea.
+        Some(format!("{scheme}://{host}/{path}").to_ascii_lowercase())
     }
     matches!((norm(a), norm(b)), (Some(x), Some(y)) if x == y)
 }

@@ -80,6 +80,10 @@ pub struct Context {
     /// The web console's base URL (`--console-url`), linked from pull-request receipts and
     /// issue comments as `<url>/runs/<namespace>/<name>`.
     pub console_url: Option<String>,
+    /// When each run (by UID) may try its pull request again after a forge failure: a
+    /// condition message that changes with each failure would otherwise wake the reconcile at
+    /// once.
+    pub forge_retry: std::sync::Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// Log followers running at once unless `--max-log-followers` says otherwise.
@@ -109,6 +113,7 @@ impl Context {
             egress: std::sync::Mutex::new(HashMap::new()),
             evidence: Default::default(),
             console_url: None,
+            forge_retry: std::sync::Mutex::new(HashMap::new()),
         }
     }
 

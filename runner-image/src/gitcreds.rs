@@ -77,6 +77,12 @@ impl RepoUrl {
         if url.host_port().0.starts_with('-') {
             return Err(UrlError::OptionOrHelper);
         }
+        // `?`, `#` or `\` before the path: parsers disagree on the host of such a URL
+        // (`http://a?@b/` is host `a` to libgit2 and browsers, `b` to a split at '@'), so the
+        // host checked would not be the host connected to.
+        if url.authority().contains(['?', '#', '\\']) {
+            return Err(UrlError::BadCharacters);
+        }
         Ok(url)
     }
 
@@ -437,6 +443,17 @@ mod tests {
             Err(UrlError::OptionOrHelper)
         );
         assert_eq!(RepoUrl::parse("git@github.com:o/r.git"), Err(UrlError::Scheme));
+        for confusing in [
+            "http://evil?@allowed/o/r",
+            "http://evil#@allowed/o/r",
+            "http://evil\\@allowed/o/r",
+        ] {
+            assert_eq!(RepoUrl::parse(confusing), Err(UrlError::BadCharacters), "{confusing}");
+        }
+        assert!(
+            RepoUrl::parse("https://h/o/r.git?x=1").is_ok(),
+            "a query after the path is fine"
+        );
         assert_eq!(RepoUrl::parse("/tmp/repo"), Err(UrlError::Scheme));
         assert_eq!(RepoUrl::parse("ftp://h/r"), Err(UrlError::Scheme));
         assert_eq!(RepoUrl::parse("https://h/r x"), Err(UrlError::BadCharacters));

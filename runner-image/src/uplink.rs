@@ -429,13 +429,18 @@ impl HttpRequest {
         s.write_all(self.head(auth.as_deref()).as_bytes())?;
         s.write_all(&self.body)?;
         let mut r = io::BufReader::new(s);
-        let (status, headers) = read_head(&mut r)?;
+        // The head is read through a 64 KiB window: a server cannot make it grow without end.
+        let (status, headers) = read_head(&mut (&mut r).take(MAX_HEAD_BYTES))?;
         if headers
             .iter()
-            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+            .any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"))
         {
             return Err(io::Error::other("chunked answer to an HTTP/1.0 request"));
         }
+        let length = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse::<u64>().ok());
         match status {
             200 => {}
             401 | 403 => {
@@ -454,12 +459,21 @@ impl HttpRequest {
                 )))
             }
         }
-        self.response = Some(Box::new(r));
+        // The body ends at Content-Length when the server sends one (a server keeping the
+        // connection open is not waited for), else at the connection's end.
+        self.response = Some(match length {
+            Some(n) => Box::new(r.take(n)),
+            None => Box::new(r),
+        });
         Ok(())
     }
 }
 
-/// Reads an HTTP/1.x status line and headers (names lowercased); at most 64 KiB.
+/// Most bytes of an answer's status line and headers.
+const MAX_HEAD_BYTES: u64 = 64 * 1024;
+
+/// Reads an HTTP/1.x status line and headers (names lowercased); the caller bounds the input
+/// (an input that ends before the blank line is an error).
 fn read_head(r: &mut impl io::BufRead) -> io::Result<(u16, Vec<(String, String)>)> {
     let mut line = String::new();
     let mut total = 0;
@@ -474,7 +488,10 @@ fn read_head(r: &mut impl io::BufRead) -> io::Result<(u16, Vec<(String, String)>
         line.clear();
         let n = r.read_line(&mut line)?;
         total += n;
-        if n == 0 || line == "\r\n" || line == "\n" {
+        if n == 0 {
+            return Err(io::Error::other("the answer's head ended early (or is over 64 KiB)"));
+        }
+        if line == "\r\n" || line == "\n" {
             break;
         }
         if total > 64 * 1024 {
@@ -691,6 +708,10 @@ mod tests {
         r.read_to_string(&mut rest).unwrap();
         assert_eq!(rest, "body");
         assert!(read_head(&mut io::Cursor::new(b"garbage\r\n\r\n".to_vec())).is_err());
+        // A head that never ends (or is cut by the caller's window) is an error, not a hang.
+        let endless = format!("HTTP/1.1 200 OK\r\n{}", "X-Pad: aaaaaaaaaaaaaaaa\r\n".repeat(10_000));
+        let mut window = io::Cursor::new(endless.into_bytes()).take(MAX_HEAD_BYTES);
+        assert!(read_head(&mut io::BufReader::new(&mut window)).is_err());
     }
 
     #[test]

@@ -296,7 +296,7 @@ async fn errors_map_to_reasons() {
     mock.on("GET", PULLS, 502, "<html><body><h1>502 Bad Gateway</h1></body></html>");
     let e = client(&mock).find_pull_request("paddock/run-6f1c").await.unwrap_err();
     assert!(matches!(&e, Error::Status { status: 502, .. }), "{e:?}");
-    assert_eq!(e.reason(), "ForgeError");
+    assert_eq!(e.reason(), "ForgeUnavailable");
     assert!(e.is_retryable());
     // One request: no retries of its own under the operator's.
     assert_eq!(mock.requests().len(), 1);

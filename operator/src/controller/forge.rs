@@ -76,6 +76,16 @@ pub async fn client_for_run(
         .and_then(|p| p.pool_spec.output.as_ref())
         .map(|o| o.plain_http_hosts.clone())
         .unwrap_or_default();
+    if !same_forge(&repo.api, &run.spec.repo.url) {
+        return Err(Unusable {
+            reason: "InvalidAPIURL",
+            message: format!(
+                "the forge API {} is not on the repository's host: the token goes only there",
+                paddock_forge::api::sanitize_url(&repo.api)
+            ),
+            retryable: false,
+        });
+    }
     if !plain_http_allowed(&repo.api, &allowed) {
         return Err(Unusable {
             reason: "InsecureTransport",
@@ -94,22 +104,33 @@ pub async fn client_for_run(
 }
 
 /// Whether a token may go to `url`: any `https://` URL, or an `http://` one whose `host` or
-/// `host:port` (port 80 when absent) is in `allowed` (the pool's `spec.output.plainHTTPHosts`,
-/// the same list the runner's trusted containers use for git). Pure.
+/// `host:port` is in `allowed` (the pool's `spec.output.plainHTTPHosts`, the same list the
+/// runner's trusted containers use for git). The URL is read by the HTTP client's own parser
+/// ([`paddock_forge::api::origin_of`]), so the host checked is the host connected to. Pure.
 pub fn plain_http_allowed(url: &str, allowed: &[String]) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return true;
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let hostport = authority.rsplit('@').next().unwrap_or(authority).to_ascii_lowercase();
-    let (host, with_port) = match hostport.rsplit_once(':') {
-        Some((h, _)) => (h.to_string(), hostport.clone()),
-        None => (hostport.clone(), format!("{hostport}:80")),
-    };
-    allowed
-        .iter()
-        .map(|a| a.to_ascii_lowercase())
-        .any(|a| a == host || a == with_port)
+    match paddock_forge::api::origin_of(url) {
+        Some((scheme, _, _)) if scheme == "https" => true,
+        Some((scheme, host, port)) if scheme == "http" => {
+            let with_port = format!("{host}:{port}");
+            allowed
+                .iter()
+                .map(|a| a.to_ascii_lowercase())
+                .any(|a| a == host || a == with_port)
+        }
+        _ => false,
+    }
+}
+
+/// Whether the forge API at `api` is on the repository's host (`repo_url`): a token meant for
+/// the repository goes nowhere else. `api.github.com` counts as `github.com`'s. Pure.
+pub fn same_forge(api: &str, repo_url: &str) -> bool {
+    match (
+        paddock_forge::api::origin_of(api),
+        paddock_forge::api::origin_of(repo_url),
+    ) {
+        (Some((_, a, _)), Some((_, r, _))) => a == r || (a == "api.github.com" && r == "github.com"),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -126,5 +147,32 @@ mod tests {
         assert!(!plain_http_allowed("http://forge.internal:3001/api/v1", &allowed));
         assert!(!plain_http_allowed("http://u@evil:3000/api", &allowed));
         assert!(!plain_http_allowed("http://forge.internal:3000/api/v1", &[]));
+        // The host connected to, not the text after the last '@'.
+        assert!(!plain_http_allowed(
+            "http://169.254.169.254?@forge.internal:3000/api",
+            &allowed
+        ));
+        assert!(!plain_http_allowed(
+            "http://169.254.169.254#@forge.internal:3000/api",
+            &allowed
+        ));
+        assert!(!plain_http_allowed("ftp://forge.internal:3000/", &allowed));
+    }
+
+    #[test]
+    fn the_token_goes_only_to_the_repositorys_host() {
+        use super::same_forge;
+        assert!(same_forge("https://api.github.com", "https://github.com/o/r.git"));
+        assert!(same_forge("https://GHE.example/api/v3", "https://ghe.example/o/r"));
+        assert!(same_forge(
+            "http://10.244.0.1:13000/api/v1",
+            "http://10.244.0.1:13000/o/r.git"
+        ));
+        assert!(!same_forge("https://evil.example/api/v1", "https://forge.example/o/r"));
+        assert!(!same_forge(
+            "https://forge.example.evil/api",
+            "https://forge.example/o/r"
+        ));
+        assert!(!same_forge("https://api.github.com", "https://gitlab.com/o/r"));
     }
 }

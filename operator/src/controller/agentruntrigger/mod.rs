@@ -111,6 +111,8 @@ pub fn decide(trigger: &AgentRunTrigger, runs: &[AgentRun], now: i64) -> Plan {
         .filter(|r| run_phase(r).is_some_and(Phase::is_terminal))
         .collect();
     ended.sort_by_key(|r| std::cmp::Reverse(r.metadata.creation_timestamp.as_ref().map(secs).unwrap_or(0)));
+    // A webhook run still to open its pull request or to comment on its issue is kept.
+    ended.retain(|r| issue::comment_due(r).is_none() && crate::controller::agentrun::pullrequest::wanted(r).is_none());
     let (ok, failed): (Vec<&AgentRun>, Vec<&AgentRun>) =
         ended.into_iter().partition(|r| run_phase(r) == Some(Phase::Succeeded));
     let keep_ok = spec.successful_runs_history_limit.unwrap_or(3) as usize;
@@ -302,7 +304,33 @@ pub async fn reconcile(trigger: Arc<AgentRunTrigger>, ctx: Arc<Context>) -> Resu
         .filter(|r| issue::owned_by(r, &trigger))
         .collect();
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
-    let plan = decide(&trigger, &runs, now);
+    let mut plan = decide(&trigger, &runs, now);
+    if let Some(hook) = &trigger.spec.webhook {
+        // Say on the trigger when no delivery can be verified (the receiver refuses them all).
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        let has_key = secrets
+            .get_opt(&hook.secret_ref.name)
+            .await?
+            .and_then(|s| s.data)
+            .is_some_and(|d| d.get("secret").is_some_and(|v| !v.0.is_empty()));
+        if !has_key {
+            let msg = format!(
+                "Secret {} does not exist or has no key secret: every delivery is refused",
+                hook.secret_ref.name
+            );
+            let now_t = ts(now).unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+            set_condition(
+                &mut plan.status.conditions,
+                COND_READY,
+                FALSE,
+                "WebhookSecretMissing",
+                &msg,
+                trigger.metadata.generation,
+                now_t,
+            );
+            plan.requeue_secs = Some(30);
+        }
+    }
     for run in &plan.cancel {
         super::cancel_run(&runs_api, run).await?;
     }

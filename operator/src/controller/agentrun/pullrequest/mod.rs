@@ -22,8 +22,12 @@ use std::time::Duration;
 pub const MANAGER_FORGE: &str = "paddock.dev/forge";
 /// Condition type: whether the pull request was opened (True, reason `Opened` or `Updated`),
 /// or why not (False, a forge reason: `ForgeUnreachable`, `ForgeUnauthorized`,
-/// `ForgeNotFound`, `ForgeError`, `MissingCredentials`, `InvalidRepoURL`, `InsecureTransport`).
+/// `ForgeNotFound`, `ForgeUnavailable`, `ForgeError`, `MissingCredentials`, `InvalidRepoURL`,
+/// `InsecureTransport`).
 pub const COND_PULL_REQUEST: &str = "PullRequest";
+/// `PullRequest` reasons of failures that pass by themselves (tried again after
+/// [`RETRY_AFTER`]); the others need a fix.
+pub const RETRYABLE_REASONS: &[&str] = &["ForgeUnreachable", "ForgeUnavailable", "KubeApiError"];
 /// How long a retryable forge failure (unreachable, 5xx, 429) waits before the next try.
 pub const RETRY_AFTER: Duration = Duration::from_secs(20);
 /// How long any other failure (no credentials, 401/403, 404) waits: it needs a fix (a
@@ -241,10 +245,26 @@ pub fn new_pull_request(
 /// Kubernetes API errors (the forge's own are recorded in the `PullRequest` condition).
 pub async fn ensure(run: &AgentRun, ctx: &Context) -> Result<Option<Duration>> {
     let Some(spec) = wanted(run) else {
+        if let Some(uid) = &run.metadata.uid {
+            ctx.forge_retry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(uid);
+        }
         return Ok(None);
     };
     let (ns, name) = super::super::namespace_and_name(&run.metadata)?;
     let uid = run.metadata.uid.clone().unwrap_or_default();
+    let due = ctx
+        .forge_retry
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&uid)
+        .map(|at| at.saturating_duration_since(std::time::Instant::now()))
+        .filter(|d| !d.is_zero());
+    if let Some(wait) = due {
+        return Ok(Some(wait));
+    }
     let gates_api: Api<ApprovalGate> = Api::namespaced(ctx.client.clone(), &ns);
     let gates: Vec<ApprovalGate> = gates_api
         .list(&ListParams::default().labels(&format!("{}={name}", paddock_crds::LABEL_RUN)))
@@ -282,6 +302,10 @@ pub async fn ensure(run: &AgentRun, ctx: &Context) -> Result<Option<Duration>> {
                 now,
             );
             ctx.publish(run, EventType::Normal, "PullRequestOpened", msg).await;
+            ctx.forge_retry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&uid);
             (
                 serde_json::json!({"result": {"pullRequest": PullRequestStatus { url: opened.url, number: opened.number }}}),
                 None,
@@ -289,6 +313,10 @@ pub async fn ensure(run: &AgentRun, ctx: &Context) -> Result<Option<Duration>> {
         }
         Err((reason, message, retryable)) => {
             let wait = if retryable { RETRY_AFTER } else { RETRY_AFTER_FIX };
+            ctx.forge_retry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(uid.clone(), std::time::Instant::now() + wait);
             let msg = format!("{message} (next try in {} s)", wait.as_secs());
             set_condition(
                 &mut conditions,

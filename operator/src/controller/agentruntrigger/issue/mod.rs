@@ -40,8 +40,9 @@ pub type Ignored = String;
 pub fn accept(spec: &WebhookSpec, repo_url: &str, delivery: &Delivery) -> Result<Accepted, Ignored> {
     if !same_repository(&delivery.repository_url, repo_url) {
         return Err(format!(
-            "the delivery is for {:?}, the trigger's repository is {repo_url:?}",
-            delivery.repository_url
+            "the delivery is for {:?}, the trigger's repository is {:?}",
+            paddock_forge::api::sanitize_url(&delivery.repository_url),
+            paddock_forge::api::sanitize_url(repo_url)
         ));
     }
     let allowed = |who: &str| spec.allowed_users.is_empty() || spec.allowed_users.iter().any(|u| u == who);
@@ -90,6 +91,47 @@ pub fn accept(spec: &WebhookSpec, repo_url: &str, delivery: &Delivery) -> Result
     }
 }
 
+/// `n` in base 36 (digits, then lowercase letters).
+pub fn base36(mut n: u64) -> String {
+    let mut out = vec![];
+    loop {
+        out.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Replaces each `$(key)` of `values` in `template`, in one pass: text a value brings in is
+/// never expanded again (an issue body containing `$(sender)` stays as written). Unknown
+/// `$(…)` are kept.
+pub fn expand_once(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find("$(") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after
+            .find(')')
+            .and_then(|j| values.iter().find(|(k, _)| *k == &after[..j]).map(|(_, v)| (j, v)))
+        {
+            Some((j, v)) => {
+                out.push_str(v);
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push_str("$(");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn clip(s: &str) -> &str {
     if s.len() <= MAX_TEXT_BYTES {
         return s;
@@ -113,20 +155,24 @@ pub fn build_run(trigger: &AgentRunTrigger, delivery: &Delivery, accepted: &Acce
     let issue = &accepted.issue;
     let run_name = match &accepted.comment {
         None => format!("{name}-i{}", issue.number),
-        Some((id, _)) => format!("{name}-c{id}"),
+        // Base 36: a 10-digit comment id is 7 characters, so `<41-character trigger>-c<id>`
+        // stays within an AgentRun name's 52.
+        Some((id, _)) => format!("{name}-c{}", base36(*id)),
     };
     let mut spec = t.spec.clone();
     spec.cancel = false;
     if let Some(p) = &spec.prompt {
         let comment = accepted.comment.as_ref().map(|(_, c)| c.as_str()).unwrap_or_default();
-        spec.prompt = Some(
-            p.replace("$(issue.title)", &issue.title)
-                .replace("$(issue.body)", clip(&issue.body))
-                .replace("$(issue.url)", &issue.url)
-                .replace("$(issue.number)", &issue.number.to_string())
-                .replace("$(comment.body)", clip(comment))
-                .replace("$(sender)", &delivery.sender),
-        );
+        let number = issue.number.to_string();
+        let values = [
+            ("issue.title", clip(&issue.title)),
+            ("issue.body", clip(&issue.body)),
+            ("issue.url", issue.url.as_str()),
+            ("issue.number", number.as_str()),
+            ("comment.body", clip(comment)),
+            ("sender", delivery.sender.as_str()),
+        ];
+        spec.prompt = Some(expand_once(p, &values));
     }
     let mut run = AgentRun::new(&run_name, spec);
     let meta = t.metadata.clone().unwrap_or_default();
@@ -163,8 +209,13 @@ pub fn comment_due(run: &AgentRun) -> Option<u64> {
     if !st.phase.is_some_and(Phase::is_terminal) {
         return None;
     }
+    // Wait while the pull request is still to be opened, unless its failure needs a fix
+    // (a retryable one, e.g. the forge briefly down, is waited for).
     let pr_pending = crate::controller::agentrun::pullrequest::wanted(run).is_some()
-        && paddock_crds::condition::find_condition(&st.conditions, "PullRequest").is_none_or(|c| c.status != "False");
+        && paddock_crds::condition::find_condition(&st.conditions, "PullRequest").is_none_or(|c| {
+            c.status != "False"
+                || crate::controller::agentrun::pullrequest::RETRYABLE_REASONS.contains(&c.reason.as_str())
+        });
     (!pr_pending).then_some(number)
 }
 

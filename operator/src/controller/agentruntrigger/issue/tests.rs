@@ -183,8 +183,20 @@ fn a_label_makes_one_run_per_issue_and_a_comment_one_per_comment() {
         comment: Some((42, "also the README".into())),
     };
     let run = build_run(&t, &d, &by_comment).unwrap();
-    assert_eq!(run.metadata.name.as_deref(), Some("issues-c42"));
+    assert_eq!(run.metadata.name.as_deref(), Some("issues-c16"), "42 in base 36");
+    // A 10-digit comment id on a 41-character trigger still makes a valid run name (<= 52).
+    assert_eq!(super::base36(9_999_999_999), "4ldqpdr");
+    assert!(format!("{}-c{}", "t".repeat(41), super::base36(u64::from(u32::MAX) * 3)).len() <= 52);
     assert!(run.spec.prompt.unwrap().contains("[also the README]"));
+    // One pass: placeholders inside the issue's text are not expanded (an outsider's issue
+    // cannot write the allowed sender's name or comment into the prompt).
+    let mut sneaky = by_label.clone();
+    sneaky.issue.body = "alice says $(sender) $(comment.body) $(unknown)".into();
+    let prompt = build_run(&t, &d, &sneaky).unwrap().spec.prompt.unwrap();
+    assert!(
+        prompt.contains(": alice says $(sender) $(comment.body) $(unknown) [] by alice"),
+        "{prompt}"
+    );
     // A huge issue body is cut to 16 KiB, on a character boundary.
     let mut big = by_label.clone();
     big.issue.body = "é".repeat(20_000);
@@ -251,6 +263,14 @@ fn the_issue_hears_once_when_the_run_and_its_pull_request_are_done() {
         "a failing pull request does not hold the comment back"
     );
     assert!(comment_body(&r, None).contains("Branch `paddock/issues-i7` pushed; no pull request."));
+    let retrying = json!({"phase": "Succeeded", "result": result(true),
+                          "conditions": [{"type": "PullRequest", "status": "False", "reason": "ForgeUnreachable",
+                                          "message": "down", "lastTransitionTime": "2026-12-07T08:00:00Z"}]});
+    assert_eq!(
+        comment_due(&webhook_run(ann.clone(), retrying)),
+        None,
+        "a retryable failure is waited for"
+    );
     let failed = webhook_run(ann.clone(), json!({"phase": "Failed", "result": result(false)}));
     assert_eq!(comment_due(&failed), Some(7));
     assert!(comment_body(&failed, Some("https://c.example"))
