@@ -3,7 +3,9 @@
 //! code.gitea.io/gitea v1.26). Authentication: `Authorization: token <token>`.
 
 use crate::api::{send_json, Comment, NewPullRequest, PullRequest, Repo, Result};
-use crate::payload::{github_style_issue, header, str_at, Delivery, Event, ParseError};
+use crate::payload::{
+    github_style_comment, github_style_delivery, github_style_issue, header, str_at, Delivery, Event, ParseError,
+};
 use serde::Deserialize;
 
 /// A Gitea repository client. `Debug` leaves the token out.
@@ -210,19 +212,12 @@ pub fn parse_webhook(headers: &http::HeaderMap, v: &serde_json::Value) -> Result
                 .unwrap_or_default(),
             issue: github_style_issue(&v["issue"])?,
         },
-        ("issue_comment", "created") => Event::Commented {
-            issue: github_style_issue(&v["issue"])?,
-            comment_id: v["comment"]["id"]
-                .as_u64()
-                .ok_or_else(|| ParseError("comment.id is missing".into()))?,
-            body: str_at(v, &["comment", "body"]).to_string(),
-        },
+        ("issue_comment", "created") => github_style_comment(v)?,
         _ => Event::Other(format!("{kind}/{action}")),
     };
-    Ok(Delivery {
-        id: header(headers, "x-gitea-delivery").unwrap_or_default().to_string(),
-        sender: str_at(v, &["sender", "login"]).to_string(),
-        repository_url: str_at(v, &["repository", "html_url"]).to_string(),
+    Ok(github_style_delivery(
+        header(headers, "x-gitea-delivery").unwrap_or_default(),
+        v,
         event,
-    })
+    ))
 }

@@ -19,7 +19,9 @@
 //! open already; [`crate::Client::ensure_pull_request`] then finds and updates it.
 
 use crate::api::{send_json, Comment, Error, NewPullRequest, PullRequest, Repo, Result};
-use crate::payload::{github_style_issue, str_at, Delivery, Event, ParseError};
+use crate::payload::{
+    github_style_comment, github_style_delivery, github_style_issue, str_at, Delivery, Event, ParseError,
+};
 use serde::Deserialize;
 
 /// A GitHub repository client. `Debug` leaves the token out.
@@ -224,11 +226,7 @@ impl GitHub {
 }
 
 fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .unwrap_or_default()
+    crate::payload::header(headers, name).unwrap_or_default()
 }
 
 /// Reads a GitHub webhook delivery (GitHub docs, "Webhook events and payloads"), already
@@ -259,19 +257,8 @@ pub fn parse_webhook(headers: &http::HeaderMap, v: &serde_json::Value) -> Result
                 labels: vec![label.to_string()],
             }
         }
-        ("issue_comment", "created") => Event::Commented {
-            issue: github_style_issue(&v["issue"])?,
-            comment_id: v["comment"]["id"]
-                .as_u64()
-                .ok_or_else(|| ParseError("comment.id is missing".into()))?,
-            body: str_at(v, &["comment", "body"]).to_string(),
-        },
+        ("issue_comment", "created") => github_style_comment(v)?,
         _ => Event::Other(format!("{kind}/{action}")),
     };
-    Ok(Delivery {
-        id: header(headers, "x-github-delivery").to_string(),
-        sender: str_at(v, &["sender", "login"]).to_string(),
-        repository_url: str_at(v, &["repository", "html_url"]).to_string(),
-        event,
-    })
+    Ok(github_style_delivery(header(headers, "x-github-delivery"), v, event))
 }

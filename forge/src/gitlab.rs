@@ -206,11 +206,7 @@ impl GitLab {
 }
 
 fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .unwrap_or_default()
+    crate::payload::header(headers, name).unwrap_or_default()
 }
 
 /// The titles of the labels in a `changes.labels.previous` / `.current` list.

@@ -83,3 +83,28 @@ pub fn github_style_issue(v: &serde_json::Value) -> Result<Issue, ParseError> {
 pub fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }
+
+/// An `issue_comment`/`created` event in GitHub's shape (Gitea copies it): the issue, the
+/// comment's id and text.
+///
+/// # Errors
+/// [`ParseError`] when the issue's number or the comment's id is missing.
+pub fn github_style_comment(v: &serde_json::Value) -> Result<Event, ParseError> {
+    Ok(Event::Commented {
+        issue: github_style_issue(&v["issue"])?,
+        comment_id: v["comment"]["id"]
+            .as_u64()
+            .ok_or_else(|| ParseError("comment.id is missing".into()))?,
+        body: str_at(v, &["comment", "body"]).to_string(),
+    })
+}
+
+/// A delivery in GitHub's shape (Gitea copies it): `sender.login`, `repository.html_url`.
+pub fn github_style_delivery(id: &str, v: &serde_json::Value, event: Event) -> Delivery {
+    Delivery {
+        id: id.to_string(),
+        sender: str_at(v, &["sender", "login"]).to_string(),
+        repository_url: str_at(v, &["repository", "html_url"]).to_string(),
+        event,
+    }
+}

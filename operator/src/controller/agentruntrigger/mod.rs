@@ -6,6 +6,7 @@
 //! restarted operator that handles the same time again creates nothing new (409).
 
 pub mod issue;
+pub mod runs;
 pub mod schedule;
 #[cfg(test)]
 mod tests;
@@ -16,7 +17,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::Resource;
 use paddock_crds::condition::{set_condition, FALSE, TRUE};
 use paddock_crds::trigger::{ANNOTATION_SCHEDULED_AT, LABEL_TRIGGER};
 use paddock_crds::{AgentRun, AgentRunTrigger, AgentRunTriggerStatus, ConcurrencyPolicy, Phase};
@@ -62,20 +62,13 @@ fn secs(t: &Time) -> i64 {
 /// `paddock.dev/trigger`, annotation `paddock.dev/scheduled-at`, owned by the trigger. Pure.
 pub fn build_run(trigger: &AgentRunTrigger, due: i64) -> Option<AgentRun> {
     let name = trigger.metadata.name.as_deref()?;
-    let t = &trigger.spec.run_template;
-    let mut run = AgentRun::new(&format!("{name}-{}", due / 60), t.spec.clone());
-    let meta = t.metadata.clone().unwrap_or_default();
-    let mut labels = meta.labels;
-    labels.insert(LABEL_TRIGGER.into(), name.into());
-    let mut annotations = meta.annotations;
-    annotations.insert(ANNOTATION_SCHEDULED_AT.into(), ts(due)?.0.to_string());
-    run.metadata.namespace = trigger.metadata.namespace.clone();
-    run.metadata.labels = Some(labels);
-    run.metadata.annotations = Some(annotations);
-    let mut owner = trigger.controller_owner_ref(&())?;
-    owner.block_owner_deletion = Some(true);
-    run.metadata.owner_references = Some(vec![owner]);
-    Some(run)
+    let at = ts(due)?.0.to_string();
+    runs::owned_run(
+        trigger,
+        &format!("{name}-{}", due / 60),
+        trigger.spec.run_template.spec.clone(),
+        [(ANNOTATION_SCHEDULED_AT.to_string(), at)],
+    )
 }
 
 fn run_phase(r: &AgentRun) -> Option<Phase> {

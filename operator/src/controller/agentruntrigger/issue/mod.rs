@@ -10,7 +10,6 @@ use kube::Resource;
 use paddock_crds::forge::{
     WebhookSpec, ANNOTATION_DELIVERY, ANNOTATION_ISSUE_COMMENTED, ANNOTATION_ISSUE_NUMBER, ANNOTATION_ISSUE_URL,
 };
-use paddock_crds::trigger::LABEL_TRIGGER;
 use paddock_crds::{AgentRun, AgentRunTrigger, Phase};
 use paddock_forge::webhook::{same_repository, Delivery, Event, Issue};
 
@@ -174,23 +173,14 @@ pub fn build_run(trigger: &AgentRunTrigger, delivery: &Delivery, accepted: &Acce
         ];
         spec.prompt = Some(expand_once(p, &values));
     }
-    let mut run = AgentRun::new(&run_name, spec);
-    let meta = t.metadata.clone().unwrap_or_default();
-    let mut labels = meta.labels;
-    labels.insert(LABEL_TRIGGER.into(), name.into());
-    let mut annotations = meta.annotations;
-    annotations.insert(ANNOTATION_ISSUE_URL.into(), issue.url.clone());
-    annotations.insert(ANNOTATION_ISSUE_NUMBER.into(), issue.number.to_string());
+    let mut annotations = vec![
+        (ANNOTATION_ISSUE_URL.to_string(), issue.url.clone()),
+        (ANNOTATION_ISSUE_NUMBER.to_string(), issue.number.to_string()),
+    ];
     if !delivery.id.is_empty() {
-        annotations.insert(ANNOTATION_DELIVERY.into(), delivery.id.clone());
+        annotations.push((ANNOTATION_DELIVERY.to_string(), delivery.id.clone()));
     }
-    run.metadata.namespace = trigger.metadata.namespace.clone();
-    run.metadata.labels = Some(labels);
-    run.metadata.annotations = Some(annotations);
-    let mut owner = trigger.controller_owner_ref(&())?;
-    owner.block_owner_deletion = Some(true);
-    run.metadata.owner_references = Some(vec![owner]);
-    Some(run)
+    super::runs::owned_run(trigger, &run_name, spec, annotations)
 }
 
 fn annotation<'a>(run: &'a AgentRun, key: &str) -> Option<&'a str> {
