@@ -915,6 +915,16 @@ async fn observe_pod(run: &AgentRun, ctx: &Arc<Context>, pods: &Api<Pod>, pod: &
             // A held push's verification (issue 19): its pod's result, once it has one.
             if verify::holds_push(run) && state == PodState::Running {
                 held_verification(run, ctx, out).await?;
+                // Until its result is in, look again: a verification pod made by someone else
+                // carries no label the pod watch sees, so no event would wake this run.
+                if out
+                    .status
+                    .verification
+                    .as_ref()
+                    .is_none_or(|v| v.result == VerificationResult::Running)
+                {
+                    out.action = Action::requeue(std::time::Duration::from_secs(5));
+                }
             }
             // A set's candidate (issue 19): its push waits for the set's selection.
             let selection = if verify::holds_push(run) && state == PodState::Running {
