@@ -73,7 +73,7 @@ pub struct Context {
     /// none is given): runner pods trust only what it signed (`paddock_crds::verdict`).
     pub signer: Arc<paddock_crds::verdict::Signer>,
     /// Per pool (`namespace/name`): what this process applied of the pool's egress gateway
-    /// ([`crate::controller::runnerpool::egress::reconcile_egress`]).
+    /// ([`crate::controller::egress::reconcile_egress`]).
     pub egress: std::sync::Mutex<HashMap<String, EgressApplied>>,
     /// Signing and archiving of ended runs' evidence bundles.
     pub evidence: crate::evidence::Evidence,
@@ -385,7 +385,7 @@ mod tests {
 }
 
 /// What this process applied for one pool ([`Context::egress`]; written by
-/// [`crate::controller::runnerpool::egress::reconcile_egress`]).
+/// [`crate::controller::egress::reconcile_egress`]).
 #[derive(Clone, Debug)]
 pub struct EgressApplied {
     /// Fingerprint of the applied objects.

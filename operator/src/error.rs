@@ -14,6 +14,9 @@ pub enum Error {
     /// The object lacks a field the API server always sets (namespace, uid).
     #[error("object is missing {0}")]
     MissingField(&'static str),
+    /// The reconcile's own bookkeeping went wrong (a bug): e.g. a decision kept asking for facts.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -23,6 +26,7 @@ impl Error {
             Error::Kube(_) => "KubeApiError",
             Error::Serialization(_) => "SerializationError",
             Error::MissingField(_) => "MissingField",
+            Error::Internal(_) => "InternalError",
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod agentrun;
 pub mod agentrunset;
 pub mod agentruntrigger;
 pub mod approvalgate;
+pub mod egress;
 pub mod forge;
 pub mod runnerpool;
 

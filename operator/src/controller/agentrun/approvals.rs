@@ -173,7 +173,7 @@ pub async fn on_request(ctx: &Arc<Context>, run: &AgentRun, pod: &str, req: Requ
 
 /// The attempt a runner pod serves (its `paddock.dev/attempt` label; 1 when missing).
 pub fn pod_attempt(pod: &Pod) -> u32 {
-    super::attempt_label(pod).unwrap_or(1)
+    super::status::attempt_label(pod).unwrap_or(1)
 }
 
 /// The BeforePush request as the gateway reviewed it (`paddock_crds::gateway`): commit,

@@ -22,14 +22,13 @@ use kube::Resource;
 use kube_quantity::ParsedQuantity;
 
 use super::gateway;
-pub use crate::controller::runnerpool::egress::PodUplink;
+pub use crate::controller::egress::PodUplink;
 use paddock_crds::{AgentRun, ApprovalGate, ApprovalGateSpec, GatePolicy, GateRequest, GateStage, RunnerPool};
 use std::collections::BTreeMap;
 
 /// Default `spec.budget.timeout` (seconds).
 pub const DEFAULT_TIMEOUT_SECS: u64 = 3600;
-/// UID and GID the runner containers run as (the image's `paddock` user).
-pub const RUNNER_UID: i64 = 1000;
+pub use crate::controller::egress::RUNNER_UID;
 /// Where the git credentials Secret is mounted in the trusted containers.
 pub const GIT_CREDENTIALS_DIR: &str = "/var/run/paddock/git";
 
@@ -180,13 +179,7 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-/// Resource quantities from `(name, value)` pairs, e.g. `[("cpu", "50m")]`.
-pub fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
-        .collect()
-}
+pub use crate::controller::egress::quantities;
 
 /// The restricted-profile container security context
 /// (<https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted>).

@@ -155,56 +155,88 @@ pub fn admission_of(wl: &Value) -> Admission {
     Admission::Waiting(message.to_string())
 }
 
-/// Creates the run's Workload if needed and reads its admission.
+/// What a run waiting for Kueue says in its first pass, when its Workload was just created.
+pub const CREATED_MESSAGE: &str = "waiting for Kueue to reserve quota";
+
+/// Reads the admission of the run's Workload; `None` when there is no Workload yet.
 ///
 /// # Errors
 /// API errors (a missing Kueue CRD shows as a 404 here).
-pub async fn admission(ctx: &Arc<Context>, run: &AgentRun, queue: &str, pod: &Pod) -> Result<Admission> {
+pub async fn admission(ctx: &Context, run: &AgentRun) -> Result<Option<Admission>> {
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &workload_resource());
-    let name = workload_name(run);
-    let wl = match api.get_opt(&name).await? {
-        Some(wl) => wl,
-        None => {
-            let obj: DynamicObject = serde_json::from_value(build_workload(run, queue, pod))?;
-            let pp = PostParams {
-                field_manager: Some(MANAGER_AGENTRUN.into()),
-                ..Default::default()
-            };
-            match api.create(&pp, &obj).await {
-                Ok(wl) => wl,
-                Err(kube::Error::Api(e)) if e.code == 409 => api.get(&name).await?,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    };
-    Ok(admission_of(&serde_json::to_value(&wl)?))
+    match api.get_opt(&workload_name(run)).await? {
+        Some(wl) => Ok(Some(admission_of(&serde_json::to_value(&wl)?))),
+        None => Ok(None),
+    }
 }
 
-/// Puts the admitted flavors' node labels and tolerations on the pod (Kueue's
-/// `podSetAssignments[].flavors` → `ResourceFlavor.spec.{nodeLabels,tolerations}`).
+/// Creates the run's Workload for `pod` in LocalQueue `queue` (one that exists already, made
+/// by a concurrent pass, is fine).
+///
+/// # Errors
+/// API errors.
+pub async fn create_workload(ctx: &Context, run: &AgentRun, queue: &str, pod: &Pod) -> Result<()> {
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &workload_resource());
+    let obj: DynamicObject = serde_json::from_value(build_workload(run, queue, pod))?;
+    let pp = PostParams {
+        field_manager: Some(MANAGER_AGENTRUN.into()),
+        ..Default::default()
+    };
+    match api.create(&pp, &obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The node labels and tolerations of the flavors Kueue admitted a Workload to
+/// (`ResourceFlavor.spec.{nodeLabels,tolerations}`), in the flavors' order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Placement {
+    /// Node labels the pod must select.
+    pub node_labels: BTreeMap<String, String>,
+    /// Tolerations the pod gets.
+    pub tolerations: Vec<Toleration>,
+}
+
+/// Reads the ResourceFlavors named `flavors` (a missing one adds nothing).
 ///
 /// # Errors
 /// API errors reading a ResourceFlavor.
-pub async fn apply_flavors(ctx: &Arc<Context>, flavors: &[String], pod: &mut Pod) -> Result<()> {
+pub async fn placement(ctx: &Context, flavors: &[String]) -> Result<Placement> {
     let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &flavor_resource());
-    let spec: &mut PodSpec = pod.spec.get_or_insert_with(Default::default);
+    let mut out = Placement::default();
     for f in flavors {
         let Some(flavor) = api.get_opt(f).await? else { continue };
         let fs = &flavor.data["spec"];
         if let Some(labels) = fs["nodeLabels"].as_object() {
-            let sel = spec.node_selector.get_or_insert_with(BTreeMap::new);
             for (k, v) in labels {
                 if let Some(v) = v.as_str() {
-                    sel.insert(k.clone(), v.to_string());
+                    out.node_labels.insert(k.clone(), v.to_string());
                 }
             }
         }
         if let Ok(tols) = serde_json::from_value::<Vec<Toleration>>(fs["tolerations"].clone()) {
-            spec.tolerations.get_or_insert_with(Vec::new).extend(tols);
+            out.tolerations.extend(tols);
         }
     }
-    Ok(())
+    Ok(out)
+}
+
+/// Puts `placement`'s node labels and tolerations on the pod. Pure.
+pub fn apply_placement(placement: &Placement, pod: &mut Pod) {
+    let spec: &mut PodSpec = pod.spec.get_or_insert_with(Default::default);
+    if !placement.node_labels.is_empty() {
+        let sel = spec.node_selector.get_or_insert_with(BTreeMap::new);
+        sel.extend(placement.node_labels.clone());
+    }
+    if !placement.tolerations.is_empty() {
+        spec.tolerations
+            .get_or_insert_with(Vec::new)
+            .extend(placement.tolerations.clone());
+    }
 }
 
 /// Marks the run's Workload `Finished` (releasing its quota) and lets it go (removes Kueue's

@@ -616,7 +616,7 @@ pub async fn runner_pod_for(ctx: &Context, run: &AgentRun, attempt: u32) -> Resu
         Ok(p) => p,
         Err(e) => return Ok(Err(e.to_string())),
     };
-    let Some(uplink) = crate::controller::runnerpool::egress::reconcile_egress(&live, ctx).await? else {
+    let Some(uplink) = crate::controller::egress::reconcile_egress(&live, ctx).await? else {
         return Ok(Err(format!("the egress gateway of pool {pool_name} is not ready")));
     };
     super::build::apply_uplink(&mut pod, &uplink);

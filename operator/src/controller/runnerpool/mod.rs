@@ -3,7 +3,7 @@
 //! `queued` (from the AgentRun cache), `warmReady`, `warmTotal`, `warmSelector` and the `Ready`
 //! condition — and the pool's egress gateway with its NetworkPolicies ([`egress`]).
 
-pub mod egress;
+use super::egress;
 
 use crate::context::{Context, MANAGER_POOL};
 use crate::controller::agentrun::build::{

@@ -91,7 +91,7 @@ fn the_verification_pod_runs_the_command_on_base_plus_patch_without_the_agents_s
     let mut runner = super::super::build::build_pod(&r, &pool(), 1, "key").unwrap();
     super::super::build::apply_uplink(
         &mut runner,
-        &crate::controller::runnerpool::egress::PodUplink {
+        &crate::controller::egress::PodUplink {
             proxy: "http://egress:3128".into(),
             token: "tok".into(),
         },

@@ -23,6 +23,7 @@ use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, Patch, PatchParams};
@@ -44,6 +45,18 @@ pub struct EgressObjects {
     pub runners_policy: NetworkPolicy,
     /// `<pool>-egress`.
     pub gateway_policy: NetworkPolicy,
+}
+
+/// UID and GID the runner's containers run as, the egress gateway's too (the runner image's
+/// `paddock` user).
+pub const RUNNER_UID: i64 = 1000;
+
+/// Resource quantities from `(name, value)` pairs, e.g. `[("cpu", "50m")]`.
+pub fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+        .collect()
 }
 
 /// Labels selecting the pool's runner pods (cold and warm; [`crate::controller::agentrun::build`]).
@@ -93,7 +106,6 @@ pub fn desired(pool: &RunnerPool, token: &str) -> EgressObjects {
     let mut object_labels = gateway_labels(&name);
     object_labels.insert("app.kubernetes.io/managed-by".into(), "paddock".into());
     let tpl = &pool.spec.template;
-    let quantities = crate::controller::agentrun::build::quantities;
     let container = Container {
         name: "egress".into(),
         image: Some(tpl.image.clone()),
@@ -142,8 +154,8 @@ pub fn desired(pool: &RunnerPool, token: &str) -> EgressObjects {
                     enable_service_links: Some(false),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
-                        run_as_user: Some(crate::controller::agentrun::build::RUNNER_UID),
-                        run_as_group: Some(crate::controller::agentrun::build::RUNNER_UID),
+                        run_as_user: Some(RUNNER_UID),
+                        run_as_group: Some(RUNNER_UID),
                         seccomp_profile: Some(SeccompProfile {
                             type_: "RuntimeDefault".into(),
                             localhost_profile: None,
