@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 use k8s_openapi::api::core::v1::ConfigMap;
+use paddock_crds::Reason;
 use paddock_crds::{AgentRun, Phase};
 use paddock_e2e::{condition, gunzip, phase, GitRepo, TestNs};
 use serde_json::json;
@@ -123,7 +124,7 @@ async fn follow_up_resumes_the_session(agent: &str, key_env: &str) -> Result<()>
     ns.wait_run("next", Duration::from_secs(60), "waiting for its resume source", |r| {
         r.status
             .as_ref()
-            .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "WaitingForResumeSource"))
+            .is_some_and(|s| s.conditions.iter().any(|c| c.reason == Reason::WaitingForResumeSource))
     })
     .await?;
     ns.apply::<AgentRun>(run_manifest("first", spec("Create hello.txt with a greeting.")))
@@ -212,7 +213,7 @@ async fn resume_needs_a_saved_session() -> Result<()> {
     let run = ns.wait_finished("after-broken", RUN_TIMEOUT).await?;
     assert_eq!(phase(&run), Some(Phase::Failed));
     let (_, reason, message) = condition(&run, "Succeeded").expect("condition");
-    assert_eq!(reason, "ResumeNotPossible", "{message}");
+    assert_eq!(reason, Reason::ResumeNotPossible, "{message}");
     assert!(message.contains("broken"), "{message}");
     ns.cleanup().await;
     Ok(())

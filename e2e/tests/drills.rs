@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
+use paddock_crds::Reason;
 use paddock_crds::{AgentRun, ApprovalGate, Phase, LABEL_RUN};
 use paddock_e2e::{phase, GitRepo, TestNs};
 use serde_json::json;
@@ -714,7 +715,7 @@ async fn control_plane_faults_drill() -> Result<()> {
                                         "metadata": {"name": name}, "spec": spec}))
                 .await?;
             ns.wait_run(&name, RUN_TIMEOUT, "running its agent", |r| {
-                paddock_e2e::condition(r, "Running").is_some_and(|c| c.1 == "AgentRunning")
+                paddock_e2e::condition(r, "Running").is_some_and(|c| c.1 == Reason::AgentRunning)
             })
             .await
         }
@@ -794,7 +795,10 @@ async fn control_plane_faults_drill() -> Result<()> {
     assert!(!st.attempts.is_empty(), "the drained attempt is in the history: {st:?}");
     let reason = st.attempts[0].reason.clone();
     assert!(
-        matches!(reason.as_str(), "PodDeleted" | "PodEvicted" | "PodLost"),
+        matches!(
+            Reason::parse(&reason),
+            Some(Reason::PodDeleted | Reason::PodEvicted | Reason::PodLost)
+        ),
         "drained attempt's reason: {reason}"
     );
     let once = ns.wait_finished("drained-once", RUN_TIMEOUT).await?;
@@ -803,7 +807,10 @@ async fn control_plane_faults_drill() -> Result<()> {
         .map(|c| c.1)
         .unwrap_or_default();
     assert!(
-        matches!(once_reason.as_str(), "PodDeleted" | "PodEvicted" | "PodLost"),
+        matches!(
+            Reason::parse(&once_reason),
+            Some(Reason::PodDeleted | Reason::PodEvicted | Reason::PodLost)
+        ),
         "{once_reason}"
     );
     report.push(format!(

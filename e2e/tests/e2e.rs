@@ -4,6 +4,7 @@
 use anyhow::Result;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{ListParams, Patch, PatchParams};
+use paddock_crds::Reason;
 use paddock_crds::{AgentRun, ApprovalGate, Phase};
 use paddock_e2e::{condition, env, gunzip, phase, whoami, GitRepo, TestNs};
 use serde_json::json;
@@ -100,7 +101,12 @@ async fn agent_edits_a_file(agent: &str, key_env: &str) -> Result<()> {
     // Transitions and the agent's own progress (from the runner's event stream) become Events.
     ns.wait_events(
         &name,
-        &["PodCreated", "AgentStarted", "ToolCall", "Succeeded"],
+        &[
+            Reason::PodCreated.as_str(),
+            "AgentStarted",
+            "ToolCall",
+            Reason::Succeeded.as_str(),
+        ],
         Duration::from_secs(15),
     )
     .await?;
@@ -159,7 +165,11 @@ async fn shell_failure_says_why() -> Result<()> {
     let run = ns.wait_finished("fails", RUN_TIMEOUT).await?;
     assert_eq!(phase(&run), Some(Phase::Failed));
     let (s, reason, message) = condition(&run, "Succeeded").unwrap();
-    assert_eq!((s.as_str(), reason.as_str()), ("False", "AgentFailed"), "{message}");
+    assert_eq!(
+        (s.as_str(), reason.as_str()),
+        ("False", Reason::AgentFailed.as_str()),
+        "{message}"
+    );
     assert!(
         message.contains("agent") && message.contains('3'),
         "message names the step and the exit code: {message}"
@@ -174,7 +184,10 @@ async fn timeout_ends_timed_out() -> Result<()> {
     shell_run(&ns, &repo, "slow", "sleep 600", json!({"budget": {"timeout": "10s"}})).await?;
     let run = ns.wait_finished("slow", RUN_TIMEOUT).await?;
     assert_eq!(phase(&run), Some(Phase::TimedOut), "{:?}", run.status);
-    assert_eq!(condition(&run, "Succeeded").map(|c| c.1), Some("TimedOut".into()));
+    assert_eq!(
+        condition(&run, "Succeeded").map(|c| c.1),
+        Some(Reason::TimedOut.to_string())
+    );
     ns.cleanup().await;
     Ok(())
 }
@@ -184,7 +197,7 @@ async fn cancel_stops_the_pod() -> Result<()> {
     let (ns, repo) = setup("cancel").await?;
     shell_run(&ns, &repo, "long", "echo started; sleep 600", json!({})).await?;
     ns.wait_run("long", RUN_TIMEOUT, "running", |r| {
-        condition(r, "Running").is_some_and(|c| c.1 == "AgentRunning")
+        condition(r, "Running").is_some_and(|c| c.1 == Reason::AgentRunning)
     })
     .await?;
     ns.api::<AgentRun>()
@@ -332,7 +345,10 @@ async fn before_start_gate_expires() -> Result<()> {
     // No decision: the gate warns, then expires, and the run ends Rejected without a pod.
     let run = ns.wait_finished("expires", RUN_TIMEOUT).await?;
     assert_eq!(phase(&run), Some(Phase::Rejected), "{:?}", run.status);
-    assert_eq!(condition(&run, "Succeeded").map(|c| c.1), Some("GateExpired".into()));
+    assert_eq!(
+        condition(&run, "Succeeded").map(|c| c.1),
+        Some(Reason::GateExpired.to_string())
+    );
     let gate = ns.api::<ApprovalGate>().get("expires-before-start").await?;
     let st = gate.status.unwrap_or_default();
     assert_eq!(st.state, Some(paddock_crds::GateState::Expired));
@@ -519,7 +535,7 @@ async fn bad_manifests_are_refused_by_the_api_server() -> Result<()> {
         .wait_run("elsewhere", Duration::from_secs(60), "waiting for its pool", |r| {
             r.status
                 .as_ref()
-                .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "PoolNotFound"))
+                .is_some_and(|s| s.conditions.iter().any(|c| c.reason == Reason::PoolNotFound))
         })
         .await?;
     let message = waiting
@@ -527,7 +543,7 @@ async fn bad_manifests_are_refused_by_the_api_server() -> Result<()> {
         .unwrap_or_default()
         .conditions
         .into_iter()
-        .find(|c| c.reason == "PoolNotFound")
+        .find(|c| c.reason == Reason::PoolNotFound)
         .map(|c| c.message)
         .unwrap_or_default();
     assert!(message.contains(&format!("namespace {}", ns.name)), "{message}");
@@ -742,7 +758,7 @@ async fn deleted_pod_is_retried() -> Result<()> {
     shell_run(&ns, &repo, "once", prompt, json!({})).await?;
     for name in ["again", "once"] {
         ns.wait_run(name, RUN_TIMEOUT, "running its agent", |r| {
-            condition(r, "Running").is_some_and(|c| c.1 == "AgentRunning")
+            condition(r, "Running").is_some_and(|c| c.1 == Reason::AgentRunning)
         })
         .await?;
         // Once the agent printed its line (the follower reads the same log), delete the pod as
@@ -775,7 +791,10 @@ async fn deleted_pod_is_retried() -> Result<()> {
     assert_eq!(st.attempts.len(), 1, "{:?}", st.attempts);
     let a1 = &st.attempts[0];
     assert_eq!((a1.attempt, a1.pod_name.as_str()), (1, "again-1"));
-    assert!(matches!(a1.reason.as_str(), "PodDeleted" | "PodLost"), "{a1:?}");
+    assert!(
+        matches!(Reason::parse(&a1.reason), Some(Reason::PodDeleted | Reason::PodLost)),
+        "{a1:?}"
+    );
     let log_ref = a1.log_ref.clone().expect("attempt 1's log is kept");
     let log = ns.api::<ConfigMap>().get(&log_ref).await?;
     let text = log
@@ -793,12 +812,16 @@ async fn deleted_pod_is_retried() -> Result<()> {
         "{:?}",
         st.result
     );
-    ns.wait_events("again", &["Retrying"], Duration::from_secs(30)).await?;
+    ns.wait_events("again", &[Reason::Retrying.as_str()], Duration::from_secs(30))
+        .await?;
 
     let once = ns.wait_finished("once", RUN_TIMEOUT).await?;
     assert_eq!(phase(&once), Some(Phase::Failed), "{:?}", once.status);
     let reason = condition(&once, "Succeeded").map(|c| c.1).unwrap_or_default();
-    assert!(matches!(reason.as_str(), "PodDeleted" | "PodLost"), "{reason}");
+    assert!(
+        matches!(Reason::parse(&reason), Some(Reason::PodDeleted | Reason::PodLost)),
+        "{reason}"
+    );
     assert!(once.status.unwrap_or_default().attempts.is_empty());
     ns.cleanup().await;
     Ok(())

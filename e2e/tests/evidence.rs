@@ -8,6 +8,7 @@
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use kube::api::{Patch, PatchParams};
+use paddock_crds::Reason;
 use paddock_crds::{AgentRun, Phase, RunnerPool};
 use paddock_e2e::{env, phase, GitRepo, TestNs};
 use serde_json::json;
@@ -224,7 +225,7 @@ async fn an_ended_run_is_archived_signed_and_readable_after_its_ttl() -> Result<
     assert!(policy.pod_template_hash.starts_with("sha256:"));
     assert_eq!(policy.budget.as_ref().and_then(|b| b.max_cost_usd), Some(5.0));
     let reasons: Vec<&str> = b.kube_events.iter().map(|e| e.reason.as_str()).collect();
-    for want in ["PodCreated", "Succeeded"] {
+    for want in [Reason::PodCreated.as_str(), Reason::Succeeded.as_str()] {
         assert!(reasons.contains(&want), "{want} in the bundle's Events {reasons:?}");
     }
 
@@ -367,7 +368,7 @@ async fn a_pool_edited_after_a_run_started_leaves_its_policy_snapshot_as_it_was(
     .await?;
     let r = ns
         .wait_run("steady", RUN_TIMEOUT, "running", |r| {
-            paddock_e2e::condition(r, "Running").is_some_and(|c| c.1 == "AgentRunning")
+            paddock_e2e::condition(r, "Running").is_some_and(|c| c.1 == Reason::AgentRunning)
         })
         .await?;
     let before = r

@@ -5,6 +5,7 @@
 
 use anyhow::Result;
 use k8s_openapi::api::core::v1::ConfigMap;
+use paddock_crds::Reason;
 use paddock_crds::{AgentRun, Phase};
 use paddock_e2e::{condition, gunzip, phase, GitRepo, TestNs};
 use serde_json::json;
@@ -208,7 +209,7 @@ async fn the_cost_budget_stops_the_agent_and_keeps_its_work() -> Result<()> {
     let r = ns.wait_finished("budget", RUN_TIMEOUT).await?;
     assert_eq!(phase(&r), Some(Phase::Failed), "{:?}", r.status);
     let (_, reason, message) = condition(&r, "Succeeded").unwrap_or_default();
-    assert_eq!(reason, "BudgetExceeded", "{message}");
+    assert_eq!(reason, Reason::BudgetExceeded, "{message}");
     assert!(message.contains("maxCostUSD 0.002"), "{message}");
     let st = r.status.clone().unwrap_or_default();
     let result = st.result.expect("result");
@@ -276,7 +277,7 @@ async fn egress_outside_the_allowlist_is_refused_and_reported() -> Result<()> {
     let (_, reason, message) = condition(&w, "Succeeded").unwrap_or_default();
     assert_eq!(
         (phase(&w), reason.as_str()),
-        (Some(Phase::Failed), "OverrideNotAllowed"),
+        (Some(Phase::Failed), Reason::OverrideNotAllowed.as_str()),
         "{message}"
     );
     assert!(message.contains("evil.example"), "{message}");
@@ -305,7 +306,7 @@ async fn a_model_endpoint_error_is_retried() -> Result<()> {
     assert_eq!(phase(&r), Some(Phase::Succeeded), "{st:?}");
     assert_eq!(st.attempt, Some(2), "{st:?}");
     let first = st.attempts.first().expect("attempt 1 in the history");
-    assert_eq!(first.reason, "ModelUnavailable", "{first:?}");
+    assert_eq!(first.reason, Reason::ModelUnavailable, "{first:?}");
     assert!(first.message.contains("HTTP 503"), "{first:?}");
     // An agent's own failure is not retried: same run without the endpoint error fails once.
     ns.apply::<AgentRun>(run_manifest(

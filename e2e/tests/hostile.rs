@@ -29,6 +29,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::Client;
+use paddock_crds::Reason;
 use paddock_crds::{AgentRun, ApprovalGate, GateStage, GateState, Phase, RunnerPool};
 use paddock_e2e::{condition, env, gunzip, phase, GitRepo, TestNs};
 use serde_json::json;
@@ -266,7 +267,7 @@ async fn push_request_while_the_gate_is_pending_pushes_nothing() -> Result<()> {
     shell_run(&ns, &repo, name, &prompt, extra).await?;
     // The agent runs (and has written its request) …
     ns.wait_run(name, RUN_TIMEOUT, "running its agent or later", |r| {
-        condition(r, "Running").is_some_and(|c| c.1 == "AgentRunning")
+        condition(r, "Running").is_some_and(|c| c.1 == Reason::AgentRunning)
             || matches!(phase(r), Some(Phase::AwaitingApproval))
             || phase(r).is_some_and(Phase::is_terminal)
     })
@@ -660,7 +661,7 @@ async fn a_run_cannot_redirect_the_pools_model_key() -> Result<()> {
     let r = ns.wait_finished("redirect", RUN_TIMEOUT).await?;
     expect_phase(&ns, &r, Phase::Failed).await?;
     let (_, reason, message) = condition(&r, "Succeeded").unwrap_or_default();
-    assert_eq!(reason, "OverrideNotAllowed", "{message}");
+    assert_eq!(reason, Reason::OverrideNotAllowed, "{message}");
     assert!(message.contains("ANTHROPIC_BASE_URL"), "{message}");
     let pods = ns.api::<Pod>().list(&ListParams::default()).await?.items;
     let redirect_pods: Vec<String> = pods
@@ -702,7 +703,7 @@ async fn a_run_cannot_push_to_a_branch_the_pool_does_not_allow() -> Result<()> {
     let run = ns.wait_finished(name, RUN_TIMEOUT).await?;
     expect_phase(&ns, &run, Phase::Failed).await?;
     let (_, reason, message) = condition(&run, "Succeeded").unwrap_or_default();
-    assert_eq!(reason, "BranchNotAllowed", "{message}");
+    assert_eq!(reason, Reason::BranchNotAllowed, "{message}");
     assert!(
         message.contains("main") && message.contains("paddock/*"),
         "the message names the branch and the allowed pattern: {message}"
@@ -751,7 +752,8 @@ async fn parallel_model_calls_cannot_overshoot_the_budget() -> Result<()> {
         None => String::new(),
     };
     assert_eq!(
-        reason, "BudgetExceeded",
+        reason,
+        Reason::BudgetExceeded,
         "{message}; usage {:?}; the calls:\n{patch}",
         status.usage
     );
@@ -831,7 +833,7 @@ async fn a_forged_model_status_buys_no_retry() -> Result<()> {
     let run = ns.wait_finished(name, RUN_TIMEOUT).await?;
     expect_phase(&ns, &run, Phase::Failed).await?;
     let (_, reason, message) = condition(&run, "Succeeded").unwrap_or_default();
-    assert_eq!(reason, "AgentFailed", "{message}");
+    assert_eq!(reason, Reason::AgentFailed, "{message}");
     assert!(message.contains("gateway saw no 429/5xx"), "{message}");
     let status = run.status.unwrap_or_default();
     assert!(status.attempts.is_empty(), "no retry: {:?}", status.attempts);
@@ -934,7 +936,7 @@ async fn a_10_gib_write_to_the_workspace_is_stopped() -> Result<()> {
     let status = run.status.clone().unwrap_or_default();
     assert_eq!(phase(&run), Some(Phase::Failed), "{status:?}");
     let (_, reason, message) = condition(&run, "Succeeded").context("Succeeded condition")?;
-    assert_eq!(reason, "StorageLimitExceeded", "{message}");
+    assert_eq!(reason, Reason::StorageLimitExceeded, "{message}");
     assert!(message.contains("workspace"), "{message}");
     assert!(status.attempts.is_empty(), "not retried: {:?}", status.attempts);
     eprintln!(

@@ -7,6 +7,7 @@
 
 use anyhow::{bail, Result};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use paddock_crds::Reason;
 use paddock_crds::{AgentRun, Phase};
 use paddock_e2e::{condition, phase, GitRepo, TestNs};
 use serde_json::json;
@@ -91,7 +92,7 @@ async fn kueue_admits_runs_within_quota_and_finishing_releases_it() -> Result<()
     queued_run(&ns, &repo, "k2", "lq", "echo two > two.txt").await?;
     let k2 = ns
         .wait_run("k2", RUN_TIMEOUT, "waiting for Kueue", |r| {
-            condition(r, "Queued").is_some_and(|c| c.1 == "WaitingForKueue" && c.2.contains("quota"))
+            condition(r, "Queued").is_some_and(|c| c.1 == Reason::WaitingForKueue && c.2.contains("quota"))
         })
         .await?;
     let msg = condition(&k2, "Queued").map(|c| c.2).unwrap_or_default();
@@ -149,7 +150,7 @@ async fn a_run_for_a_missing_local_queue_waits_with_kueues_reason_and_can_be_can
     queued_run(&ns, &repo, "lost", "no-such-queue", "echo x > x.txt").await?;
     let r = ns
         .wait_run("lost", RUN_TIMEOUT, "Kueue's reason", |r| {
-            condition(r, "Queued").is_some_and(|c| c.1 == "WaitingForKueue" && c.2.contains("no-such-queue"))
+            condition(r, "Queued").is_some_and(|c| c.1 == Reason::WaitingForKueue && c.2.contains("no-such-queue"))
         })
         .await?;
     assert_eq!(phase(&r), Some(Phase::Queued));

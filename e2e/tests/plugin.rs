@@ -4,6 +4,7 @@
 use anyhow::{bail, Context as _, Result};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use paddock_crds::Reason;
 use paddock_crds::{AgentRun, ApprovalGate, Phase, Verdict};
 use paddock_e2e::{condition, phase, GitRepo, TestNs};
 use serde_json::json;
@@ -143,7 +144,7 @@ async fn plugin_approves_and_shows_diff_and_logs() -> Result<()> {
 
     // The live run has no log ConfigMap yet: `logs` reads the agent container.
     ns.wait_run("live", RUN_TIMEOUT, "running", |r| {
-        condition(r, "Running").is_some_and(|c| c.1 == "AgentRunning")
+        condition(r, "Running").is_some_and(|c| c.1 == Reason::AgentRunning)
     })
     .await?;
     let t0 = std::time::Instant::now();
@@ -233,7 +234,7 @@ async fn plugin_follows_a_running_runs_events() -> Result<()> {
     )
     .await?;
     ns.wait_run("slow", Duration::from_secs(120), "running", |r| {
-        paddock_e2e::condition(r, "Running").is_some_and(|c| c.1 == "AgentRunning")
+        paddock_e2e::condition(r, "Running").is_some_and(|c| c.1 == Reason::AgentRunning)
     })
     .await?;
     // Follows while the agent sleeps: returns only when the pod's log ends.

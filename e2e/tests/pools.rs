@@ -6,6 +6,7 @@
 use anyhow::{bail, Context as _, Result};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
+use paddock_crds::Reason;
 use paddock_crds::{AgentRun, Phase, RunnerPool, LABEL_POOL, LABEL_WARM};
 use paddock_e2e::{phase, GitRepo, TestNs};
 use serde_json::json;
@@ -200,9 +201,13 @@ async fn warm_pods_are_claimed_replenished_and_scaled() -> Result<()> {
     assert!(before.contains(&claimed), "claimed {claimed} is one of {before:?}");
     let result = st.result.clone().context("result")?;
     assert_eq!(result.run.files_changed, 1, "{result:?}");
-    let events = ns.wait_events("w1", &["PodClaimed"], Duration::from_secs(30)).await?;
+    let events = ns
+        .wait_events("w1", &[Reason::PodClaimed.as_str()], Duration::from_secs(30))
+        .await?;
     assert!(
-        events.iter().any(|(r, n)| r == "PodClaimed" && n.contains(&claimed)),
+        events
+            .iter()
+            .any(|(r, n)| r == Reason::PodClaimed.as_str() && n.contains(&claimed)),
         "{events:?}"
     );
     // The run's env reached the CLI, and the warm pod's gateway pushed the branch.
@@ -223,11 +228,13 @@ async fn warm_pods_are_claimed_replenished_and_scaled() -> Result<()> {
         c1.status.as_ref().and_then(|s| s.pod_name.clone()).as_deref(),
         Some("c1-1")
     );
-    let events = ns.wait_events("c1", &["PodCreated"], Duration::from_secs(30)).await?;
+    let events = ns
+        .wait_events("c1", &[Reason::PodCreated.as_str()], Duration::from_secs(30))
+        .await?;
     assert!(
-        events
-            .iter()
-            .any(|(r, n)| r == "PodCreated" && n.contains("cold start: the run asks for other resources")),
+        events.iter().any(
+            |(r, n)| r == Reason::PodCreated.as_str() && n.contains("cold start: the run asks for other resources")
+        ),
         "{events:?}"
     );
     assert_eq!(
@@ -298,7 +305,7 @@ async fn overrides_beyond_the_pools_policy_are_refused() -> Result<()> {
         let r = ns.wait_finished(name, RUN_TIMEOUT).await?;
         assert_eq!(phase(&r), Some(Phase::Failed), "{name}");
         let c = paddock_e2e::condition(&r, "Succeeded").unwrap_or_default();
-        assert_eq!(c.1, "OverrideNotAllowed", "{name}: {c:?}");
+        assert_eq!(c.1, Reason::OverrideNotAllowed, "{name}: {c:?}");
         assert!(c.2.contains(why), "{name}: {}", c.2);
         assert!(
             r.status.as_ref().is_some_and(|s| s.pod_name.is_none()),
@@ -344,7 +351,7 @@ async fn a_pool_never_takes_over_a_same_named_object() -> Result<()> {
         p.status
             .as_ref()
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-            .is_some_and(|c| c.reason == "EgressNameTaken")
+            .is_some_and(|c| c.reason == Reason::EgressNameTaken)
     })
     .await?;
     let ready = pool
@@ -357,7 +364,7 @@ async fn a_pool_never_takes_over_a_same_named_object() -> Result<()> {
     assert!(ready.message.contains("Service/clash-egress"), "{}", ready.message);
     shell_run(&ns, &repo, "waits", "clash", "echo hi", json!({})).await?;
     ns.wait_run("waits", RUN_TIMEOUT, "waiting on the name clash", |r| {
-        paddock_e2e::condition(r, "Succeeded").is_some_and(|c| c.1 == "EgressNameTaken")
+        paddock_e2e::condition(r, "Succeeded").is_some_and(|c| c.1 == Reason::EgressNameTaken)
     })
     .await?;
     let svc = ns.api::<Service>().get("clash-egress").await?;

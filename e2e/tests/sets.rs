@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
+use paddock_crds::Reason;
 use paddock_crds::{AgentRun, AgentRunSet, ApprovalGate, Phase, SetPhase, VerificationResult};
 use paddock_e2e::{condition, kubectl_paddock, phase, whoami, GitRepo, TestNs};
 use serde_json::json;
@@ -156,7 +157,7 @@ async fn first_verified_pushes_only_the_candidate_whose_tests_pass() -> Result<(
         assert_eq!(phase(r), Some(Phase::Succeeded), "{name}: {:?}", r.status);
         assert_eq!(
             condition(r, "Succeeded").map(|c| c.1),
-            Some("NotSelected".into()),
+            Some(Reason::NotSelected.to_string()),
             "{name}"
         );
         assert!(
@@ -240,12 +241,12 @@ async fn manual_selection_pushes_nothing_until_an_approver_picks() -> Result<()>
     }
     assert_eq!(
         condition(&claude, "Running").map(|c| c.1),
-        Some("AwaitingSelection".into())
+        Some(Reason::AwaitingSelection.to_string())
     );
     // verify.required: the failed candidates ended without a push, and only claude may be picked.
     assert_eq!(
         condition(&codex, "Succeeded").map(|c| c.1),
-        Some("VerificationFailed".into())
+        Some(Reason::VerificationFailed.to_string())
     );
     let gates = ns.api::<ApprovalGate>();
     let gate = gates.get(&gate_name).await?;

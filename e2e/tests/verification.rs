@@ -5,6 +5,7 @@
 
 use anyhow::Result;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use paddock_crds::Reason;
 use paddock_crds::{AgentRun, Phase, VerificationResult};
 use paddock_e2e::{condition, phase, GitRepo, TestNs};
 use serde_json::json;
@@ -56,7 +57,7 @@ async fn a_required_verification_holds_the_push_until_the_checks_pass() -> Resul
     assert_eq!(phase(&wrong), Some(Phase::Failed), "{:?}", wrong.status);
     assert_eq!(
         condition(&wrong, "Succeeded").map(|c| c.1),
-        Some("VerificationFailed".into())
+        Some(Reason::VerificationFailed.to_string())
     );
     assert_eq!(
         (v.result, v.reason.as_str(), v.exit_code),
@@ -110,7 +111,7 @@ async fn an_agent_cannot_pass_by_editing_the_protected_check() -> Result<()> {
     assert_eq!(phase(&r), Some(Phase::Failed), "{:?}", r.status);
     assert_eq!(
         condition(&r, "Succeeded").map(|c| c.1),
-        Some("VerificationFailed".into())
+        Some(Reason::VerificationFailed.to_string())
     );
     assert_eq!(
         (v.result, v.reason.as_str()),
