@@ -185,6 +185,9 @@ fn start(run: &AgentRun, facts: &Facts, mut plan: Plan, now: &Time, ns: &str, fo
                 .push(Effect::CreateGate(Box::new(build_gate(run, policy, gname))));
             return gate_pending(run, plan, now, gname);
         };
+        // Decided between the awaited gate's read and this one: the condition says how from
+        // this read, the one the run acts on (else it would say GateClosed; seen by make envtest).
+        super::status::set_gate_decided(&mut plan.status, gate, run.metadata.generation, now);
         let approve_on_expiry = gate.spec.on_timeout == Some(TimeoutAction::Approve);
         match gate.status.as_ref().and_then(|s| s.state) {
             Some(GateState::Approved) => {}
