@@ -23,8 +23,6 @@ KNOWN = {
     "operator/src/controller/agentrun/build.rs": None,
     # owned by the AgentRun work too (agentrun/* is being changed); its table test is inline.
     "operator/src/controller/agentrun/status.rs": 878,
-    # the peers benchmark (e2e, not shipped): one scenario driver per peer controller.
-    "e2e/src/bin/bench-peers.rs": 1261,
 }
 
 
