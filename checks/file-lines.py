@@ -20,10 +20,6 @@ KNOWN = {
     # the pod builder (cold pods, warm pods, claims); issue 24 item 2 (the operator/runner
     # contract) moves its environment composition out. 1743 lines when listed.
     "operator/src/controller/agentrun/build.rs": 1743,
-    # the operator's log follower: events -> Events/status (one table per event type).
-    "operator/src/observe.rs": 949,
-    # the peers benchmark (e2e, not shipped): one scenario driver per peer controller.
-    "e2e/src/bin/bench-peers.rs": 1261,
 }
 
 

@@ -262,7 +262,8 @@ def of(docs, kind):
 rules_text = open(f"{chart}/alerts/paddock-alerts.yaml").read()
 rules = yaml.safe_load(rules_text)
 dash_text = open(f"{chart}/dashboards/paddock.json").read()
-lua = {k: open(f"{chart}/argocd/health-{k.lower()}.lua").read() for k in ("AgentRun", "ApprovalGate", "RunnerPool", "AgentRunSet", "AgentRunTrigger")}
+lua_lib = open(f"{chart}/argocd/lib.lua").read()
+lua = {k: lua_lib + open(f"{chart}/argocd/health-{k.lower()}.lua").read() for k in ("AgentRun", "ApprovalGate", "RunnerPool", "AgentRunSet", "AgentRunTrigger")}
 snippet = yaml.safe_load(open(f"{chart}/argocd/argocd-cm-snippet.yaml"))
 
 default = load("default")
@@ -316,7 +317,7 @@ for scen in ("all", "custom"):
     if acm:
         data = acm[0].get("data", {})
         want = {f"resource.customizations.health.paddock.dev_{k}": v for k, v in lua.items()}
-        check(data == want, f"{scen}: Argo CD ConfigMap holds the five health-*.lua scripts verbatim", sorted(data))
+        check(data == want, f"{scen}: Argo CD ConfigMap holds lib.lua + each of the five health-*.lua scripts verbatim", sorted(data))
         check(snippet.get("data") == want, f"{scen}: argocd-cm-snippet.yaml holds the same keys and scripts")
         check(acm[0]["metadata"]["namespace"] == ("paddock-system" if scen == "all" else "argocd"), f"{scen}: Argo CD ConfigMap namespace")
     pm = of(docs, "PodMonitor")

@@ -68,7 +68,7 @@ pub enum LeaderError {
 
 /// What to do with the Lease as just read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub enum LeaseAction {
     /// The Lease does not exist: create it naming us.
     Create,
     /// We hold it: renew it (same acquire time and transitions).
@@ -84,37 +84,37 @@ pub enum Decision {
 ///
 /// A holder of `""` or none means free; a missing `leaseDurationSeconds` counts as
 /// [`LEASE_DURATION`]; a negative one as 0.
-pub fn decide(lease: Option<&LeaseSpec>, exists: bool, me: &str, unchanged_for: Duration) -> Decision {
+pub fn decide(lease: Option<&LeaseSpec>, exists: bool, me: &str, unchanged_for: Duration) -> LeaseAction {
     if !exists {
-        return Decision::Create;
+        return LeaseAction::Create;
     }
     let holder = lease.and_then(|s| s.holder_identity.as_deref()).unwrap_or("");
     if holder.is_empty() {
-        return Decision::TakeOver;
+        return LeaseAction::TakeOver;
     }
     if holder == me {
-        return Decision::Renew;
+        return LeaseAction::Renew;
     }
     let duration = lease
         .and_then(|s| s.lease_duration_seconds)
         .map(|s| Duration::from_secs(s.max(0) as u64))
         .unwrap_or(LEASE_DURATION);
     if unchanged_for >= duration {
-        Decision::TakeOver
+        LeaseAction::TakeOver
     } else {
-        Decision::Wait(duration - unchanged_for)
+        LeaseAction::Wait(duration - unchanged_for)
     }
 }
 
-/// The record `me` writes for `decision` over the current one (`old`), stamped `now`.
-pub fn next_spec(old: Option<&LeaseSpec>, me: &str, decision: &Decision, now: MicroTime) -> LeaseSpec {
+/// The record `me` writes for `action` over the current one (`old`), stamped `now`.
+pub fn next_spec(old: Option<&LeaseSpec>, me: &str, action: &LeaseAction, now: MicroTime) -> LeaseSpec {
     let transitions = old.and_then(|s| s.lease_transitions).unwrap_or(0);
-    let (acquire_time, transitions) = match decision {
-        Decision::Renew => (
+    let (acquire_time, transitions) = match action {
+        LeaseAction::Renew => (
             old.and_then(|s| s.acquire_time.clone()).or(Some(now.clone())),
             transitions,
         ),
-        Decision::Create => (Some(now.clone()), 0),
+        LeaseAction::Create => (Some(now.clone()), 0),
         _ => (Some(now.clone()), transitions + 1),
     };
     LeaseSpec {
@@ -192,11 +192,11 @@ impl Elector {
         let current = self.api.get_opt(LEASE_NAME).await?;
         let spec = current.as_ref().and_then(|l| l.spec.clone());
         let unchanged_for = self.observe(spec.as_ref());
-        let decision = decide(spec.as_ref(), current.is_some(), &self.identity, unchanged_for);
-        if let Decision::Wait(left) = decision {
+        let action = decide(spec.as_ref(), current.is_some(), &self.identity, unchanged_for);
+        if let LeaseAction::Wait(left) = action {
             return Ok(Attempt::Standby(left));
         }
-        let new_spec = next_spec(spec.as_ref(), &self.identity, &decision, now());
+        let new_spec = next_spec(spec.as_ref(), &self.identity, &action, now());
         let written = match current {
             None => {
                 let lease = Lease {
@@ -409,16 +409,19 @@ mod tests {
 
     #[test]
     fn missing_lease_is_created() {
-        assert_eq!(decide(None, false, "a", S(0)), Decision::Create);
+        assert_eq!(decide(None, false, "a", S(0)), LeaseAction::Create);
     }
 
     #[test]
     fn free_lease_is_taken_at_once() {
-        assert_eq!(decide(None, true, "a", S(0)), Decision::TakeOver);
-        assert_eq!(decide(Some(&spec(None, Some(15))), true, "a", S(0)), Decision::TakeOver);
+        assert_eq!(decide(None, true, "a", S(0)), LeaseAction::TakeOver);
+        assert_eq!(
+            decide(Some(&spec(None, Some(15))), true, "a", S(0)),
+            LeaseAction::TakeOver
+        );
         assert_eq!(
             decide(Some(&spec(Some(""), Some(1))), true, "a", S(0)),
-            Decision::TakeOver
+            LeaseAction::TakeOver
         );
     }
 
@@ -426,45 +429,45 @@ mod tests {
     fn own_lease_is_renewed_even_if_stale() {
         assert_eq!(
             decide(Some(&spec(Some("a"), Some(15))), true, "a", S(0)),
-            Decision::Renew
+            LeaseAction::Renew
         );
         assert_eq!(
             decide(Some(&spec(Some("a"), Some(15))), true, "a", S(60)),
-            Decision::Renew
+            LeaseAction::Renew
         );
     }
 
     #[test]
     fn live_lease_of_another_is_respected_until_it_expires() {
         let s = spec(Some("b"), Some(15));
-        assert_eq!(decide(Some(&s), true, "a", S(0)), Decision::Wait(S(15)));
-        assert_eq!(decide(Some(&s), true, "a", S(14)), Decision::Wait(S(1)));
+        assert_eq!(decide(Some(&s), true, "a", S(0)), LeaseAction::Wait(S(15)));
+        assert_eq!(decide(Some(&s), true, "a", S(14)), LeaseAction::Wait(S(1)));
         assert_eq!(
             decide(Some(&s), true, "a", Duration::from_millis(14_999)),
-            Decision::Wait(Duration::from_millis(1))
+            LeaseAction::Wait(Duration::from_millis(1))
         );
-        assert_eq!(decide(Some(&s), true, "a", S(15)), Decision::TakeOver);
-        assert_eq!(decide(Some(&s), true, "a", S(100)), Decision::TakeOver);
+        assert_eq!(decide(Some(&s), true, "a", S(15)), LeaseAction::TakeOver);
+        assert_eq!(decide(Some(&s), true, "a", S(100)), LeaseAction::TakeOver);
     }
 
     #[test]
     fn the_records_own_duration_counts() {
         assert_eq!(
             decide(Some(&spec(Some("b"), Some(60))), true, "a", S(30)),
-            Decision::Wait(S(30))
+            LeaseAction::Wait(S(30))
         );
         // A released lease (client-go style: 1 s) or a missing duration.
         assert_eq!(
             decide(Some(&spec(Some("b"), Some(1))), true, "a", S(1)),
-            Decision::TakeOver
+            LeaseAction::TakeOver
         );
         assert_eq!(
             decide(Some(&spec(Some("b"), None)), true, "a", S(6)),
-            Decision::Wait(LEASE_DURATION - S(6))
+            LeaseAction::Wait(LEASE_DURATION - S(6))
         );
         assert_eq!(
             decide(Some(&spec(Some("b"), Some(-5))), true, "a", S(0)),
-            Decision::TakeOver
+            LeaseAction::TakeOver
         );
     }
 
@@ -472,7 +475,7 @@ mod tests {
     fn renewal_keeps_acquire_time_and_transitions() {
         let old = spec(Some("a"), Some(15));
         let t = MicroTime(k8s_openapi::jiff::Timestamp::from_second(1_000_000).unwrap());
-        let new = next_spec(Some(&old), "a", &Decision::Renew, t.clone());
+        let new = next_spec(Some(&old), "a", &LeaseAction::Renew, t.clone());
         assert_eq!(new.holder_identity.as_deref(), Some("a"));
         assert_eq!(new.lease_transitions, Some(3));
         assert_eq!(new.acquire_time, old.acquire_time);
@@ -484,11 +487,11 @@ mod tests {
     fn take_over_counts_a_transition() {
         let old = spec(Some("b"), Some(15));
         let t = MicroTime(k8s_openapi::jiff::Timestamp::from_second(1_000_000).unwrap());
-        let new = next_spec(Some(&old), "a", &Decision::TakeOver, t.clone());
+        let new = next_spec(Some(&old), "a", &LeaseAction::TakeOver, t.clone());
         assert_eq!(new.holder_identity.as_deref(), Some("a"));
         assert_eq!(new.lease_transitions, Some(4));
         assert_eq!(new.acquire_time, Some(t.clone()));
-        let created = next_spec(None, "a", &Decision::Create, t);
+        let created = next_spec(None, "a", &LeaseAction::Create, t);
         assert_eq!(created.lease_transitions, Some(0));
     }
 

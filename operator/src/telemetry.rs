@@ -22,9 +22,7 @@ use std::sync::OnceLock;
 
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use opentelemetry_sdk::Resource;
 use serde_json::{Map, Value};
 use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
@@ -57,29 +55,10 @@ impl Drop for Guard {
     }
 }
 
-fn env_value(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-}
-
-/// The OTLP/HTTP traces URL the environment asks for, or `None` when traces are off:
-/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as is, else `OTEL_EXPORTER_OTLP_ENDPOINT` +
-/// `/v1/traces`; `None` when neither is set, `OTEL_SDK_DISABLED=true` or
-/// `OTEL_TRACES_EXPORTER=none`.
+/// The OTLP/HTTP traces URL the process environment asks for, or `None` when traces are off
+/// (see [`paddock_otlp::endpoint`]).
 pub fn endpoint_from_env() -> Option<String> {
-    endpoint_from(env_value)
-}
-
-fn endpoint_from(get: impl Fn(&str) -> Option<String>) -> Option<String> {
-    if get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
-        || get("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"))
-    {
-        return None;
-    }
-    get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .or_else(|| get("OTEL_EXPORTER_OTLP_ENDPOINT").map(|e| format!("{}/v1/traces", e.trim_end_matches('/'))))
+    paddock_otlp::endpoint(|name| std::env::var(name).ok())
 }
 
 /// A tracer provider exporting to `endpoint` (an OTLP/HTTP traces URL) in batches from a
@@ -87,28 +66,9 @@ fn endpoint_from(get: impl Fn(&str) -> Option<String>) -> Option<String> {
 ///
 /// # Errors
 /// The endpoint is not a valid URI, or the HTTP client cannot be built.
-pub fn tracer_provider(endpoint: &str) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
-    // The exporter's reqwest client is built without a crypto provider of its own (the
-    // workspace enables reqwest's `rustls-no-provider`): rustls's ring provider, as kube uses.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(endpoint)
-        .build()?;
-    let mut resource = Resource::builder();
-    let named = env_value("OTEL_SERVICE_NAME").is_some()
-        || env_value("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.contains("service.name="));
-    if !named {
-        resource = resource.with_service_name(SERVICE_NAME);
-    }
-    let resource = resource
-        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-        .build();
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource)
-        .build())
+pub fn tracer_provider(endpoint: &str) -> Result<SdkTracerProvider, paddock_otlp::ExporterBuildError> {
+    let version = KeyValue::new("service.version", env!("CARGO_PKG_VERSION"));
+    paddock_otlp::tracer_provider(endpoint, SERVICE_NAME, vec![version], |name| std::env::var(name).ok())
 }
 
 /// The subscriber: `RUST_LOG` filter, the OpenTelemetry layer when `endpoint` is given and
@@ -325,40 +285,6 @@ mod tests {
     use std::process::{Child, Command, Stdio};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
-
-    #[test]
-    fn endpoint_follows_the_otel_variables() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
-        };
-        assert_eq!(endpoint_from(env(&[])), None);
-        assert_eq!(
-            endpoint_from(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")])).as_deref(),
-            Some("http://c:4318/v1/traces")
-        );
-        assert_eq!(
-            endpoint_from(env(&[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
-                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:9/x"),
-            ]))
-            .as_deref(),
-            Some("http://t:9/x")
-        );
-        assert_eq!(
-            endpoint_from(env(&[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
-                ("OTEL_SDK_DISABLED", "TRUE"),
-            ])),
-            None
-        );
-        assert_eq!(
-            endpoint_from(env(&[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
-                ("OTEL_TRACES_EXPORTER", "none"),
-            ])),
-            None
-        );
-    }
 
     /// Log lines captured in memory.
     #[derive(Clone, Default)]

@@ -23,9 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use opentelemetry::global::{self, BoxedSpan};
 use opentelemetry::trace::{Span as _, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, ContextGuard, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use opentelemetry_sdk::Resource;
 use paddock_crds::events::{Step, StepStatus};
 
 use crate::env::Env;
@@ -48,15 +46,7 @@ thread_local! {
 /// The OTLP/HTTP traces URL `env` asks for, or `None` when traces are off (see the module
 /// documentation).
 pub fn endpoint(env: &Env) -> Option<String> {
-    let get = |name: &str| env.get(name).map(str::trim).filter(|v| !v.is_empty());
-    if get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
-        || get("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"))
-    {
-        return None;
-    }
-    get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .map(str::to_string)
-        .or_else(|| get("OTEL_EXPORTER_OTLP_ENDPOINT").map(|e| format!("{}/v1/traces", e.trim_end_matches('/'))))
+    paddock_otlp::endpoint(|name| env.get(name).map(str::to_string))
 }
 
 fn run_attributes(env: &Env) -> Vec<KeyValue> {
@@ -69,31 +59,12 @@ fn run_attributes(env: &Env) -> Vec<KeyValue> {
     .collect()
 }
 
-fn tracer_provider(env: &Env, endpoint: &str) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
-    // The exporter's reqwest client is built without a crypto provider of its own (the
-    // workspace enables reqwest's `rustls-no-provider`): rustls's ring provider, as kube uses.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(endpoint)
-        .build()?;
-    let mut resource = Resource::builder();
-    let named = env.get("OTEL_SERVICE_NAME").is_some_and(|v| !v.trim().is_empty())
-        || env
-            .get("OTEL_RESOURCE_ATTRIBUTES")
-            .is_some_and(|a| a.contains("service.name="));
-    if !named {
-        resource = resource.with_service_name(SERVICE_NAME);
-    }
-    let resource = resource
-        .with_attribute(KeyValue::new("service.version", crate::VERSION))
-        .with_attributes(run_attributes(env))
-        .build();
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource)
-        .build())
+fn tracer_provider(env: &Env, endpoint: &str) -> Result<SdkTracerProvider, paddock_otlp::ExporterBuildError> {
+    let mut attributes = vec![KeyValue::new("service.version", crate::VERSION)];
+    attributes.extend(run_attributes(env));
+    paddock_otlp::tracer_provider(endpoint, SERVICE_NAME, attributes, |name| {
+        env.get(name).map(str::to_string)
+    })
 }
 
 /// The exporter and the command's root span; [`Telemetry::finish`] ends and flushes them.
@@ -206,35 +177,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoint_follows_the_otel_variables() {
+    fn endpoint_reads_the_runner_env() {
         let e = |pairs: &[(&str, &str)]| endpoint(&Env::from_pairs(pairs.iter().copied()));
         assert_eq!(e(&[]), None);
-        assert_eq!(e(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "")]), None);
         assert_eq!(
             e(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")]).as_deref(),
             Some("http://c:4318/v1/traces")
-        );
-        assert_eq!(
-            e(&[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
-                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:9/x")
-            ])
-            .as_deref(),
-            Some("http://t:9/x")
-        );
-        assert_eq!(
-            e(&[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
-                ("OTEL_SDK_DISABLED", "true")
-            ]),
-            None
-        );
-        assert_eq!(
-            e(&[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
-                ("OTEL_TRACES_EXPORTER", "none")
-            ]),
-            None
         );
     }
 

@@ -14,36 +14,6 @@
 -- observedGeneration may stay behind after a late spec.cancel): they win over staleness.
 -- The message is the matching condition's message (reason: message), else the phase.
 
-local function find_condition(status, ctype)
-  if status == nil or status.conditions == nil then
-    return nil
-  end
-  for _, c in ipairs(status.conditions) do
-    if c.type == ctype then
-      return c
-    end
-  end
-  return nil
-end
-
-local function describe(c, fallback)
-  if c == nil then
-    return fallback
-  end
-  local reason = c.reason
-  local message = c.message
-  if message ~= nil and message ~= "" and reason ~= nil and reason ~= "" then
-    return reason .. ": " .. message
-  end
-  if message ~= nil and message ~= "" then
-    return message
-  end
-  if reason ~= nil and reason ~= "" then
-    return reason
-  end
-  return fallback
-end
-
 -- The condition that describes the current phase best.
 local function current_condition(status, phase)
   local c = nil
@@ -83,9 +53,8 @@ if terminal[phase] ~= nil then
   return { status = terminal[phase], message = describe(succeeded, "Run " .. phase) }
 end
 
-local generation = obj.metadata and obj.metadata.generation
-local observed = status.observedGeneration
-if generation ~= nil and observed ~= nil and observed < generation then
+local generation, observed = stale_generation(status)
+if generation ~= nil then
   return {
     status = "Progressing",
     message = "Waiting for the operator to observe generation " .. tostring(generation)
@@ -97,7 +66,7 @@ end
 if phase == "AwaitingApproval" then
   local msg = describe(find_condition(status, "AwaitingApproval"), "Waiting for approval")
   local gate = status.gateName
-  if gate ~= nil and gate ~= "" and string.find(msg, gate, 1, true) == nil then
+  if gate ~= nil and gate ~= "" and not contains(msg, gate) then
     msg = msg .. " (ApprovalGate " .. gate .. ")"
   end
   return { status = "Suspended", message = msg }

@@ -15,40 +15,6 @@
 -- condition): they win over staleness. The message is the Succeeded condition's message
 -- (reason: message), else the candidate counts or the phase.
 
-local function find_condition(status, ctype)
-  if status == nil or status.conditions == nil then
-    return nil
-  end
-  for _, c in ipairs(status.conditions) do
-    if c.type == ctype then
-      return c
-    end
-  end
-  return nil
-end
-
-local function describe(c, fallback)
-  if c == nil then
-    return fallback
-  end
-  local reason = c.reason
-  local message = c.message
-  if message ~= nil and message ~= "" and reason ~= nil and reason ~= "" then
-    return reason .. ": " .. message
-  end
-  if message ~= nil and message ~= "" then
-    return message
-  end
-  if reason ~= nil and reason ~= "" then
-    return reason
-  end
-  return fallback
-end
-
-local function contains(s, part)
-  return string.find(s, part, 1, true) ~= nil
-end
-
 -- "N of M candidates done, V verified" from the status counts, or nil before the first count.
 local function counts(status)
   if status == nil or status.total == nil then
@@ -96,9 +62,8 @@ if phase == "Failed" or phase == "Cancelled" then
   return { status = "Degraded", message = describe(succeeded, "Set " .. phase) }
 end
 
-local generation = obj.metadata and obj.metadata.generation
-local observed = status.observedGeneration
-if generation ~= nil and observed ~= nil and observed < generation then
+local generation, observed = stale_generation(status)
+if generation ~= nil then
   return {
     status = "Progressing",
     message = "Waiting for the operator to observe generation " .. tostring(generation)

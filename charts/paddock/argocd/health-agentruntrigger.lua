@@ -17,40 +17,6 @@
 -- and the missed times. A webhook trigger (spec.webhook, no schedule) has no due times: its
 -- message names its receiver, POST /hooks/<namespace>/<name>, and the runs going on.
 
-local function find_condition(status, ctype)
-  if status == nil or status.conditions == nil then
-    return nil
-  end
-  for _, c in ipairs(status.conditions) do
-    if c.type == ctype then
-      return c
-    end
-  end
-  return nil
-end
-
-local function describe(c, fallback)
-  if c == nil then
-    return fallback
-  end
-  local reason = c.reason
-  local message = c.message
-  if message ~= nil and message ~= "" and reason ~= nil and reason ~= "" then
-    return reason .. ": " .. message
-  end
-  if message ~= nil and message ~= "" then
-    return message
-  end
-  if reason ~= nil and reason ~= "" then
-    return reason
-  end
-  return fallback
-end
-
-local function contains(s, part)
-  return string.find(s, part, 1, true) ~= nil
-end
-
 -- "N runs active" (with the names of up to three) and ", N scheduled times missed" when any were.
 local function runs(status)
   local active = status.active or {}
@@ -105,9 +71,8 @@ if ready == nil then
   return { status = "Progressing", message = "Waiting for the Paddock operator to read the trigger's schedule" }
 end
 
-local generation = obj.metadata and obj.metadata.generation
-local observed = status.observedGeneration
-local stale = generation ~= nil and observed ~= nil and observed < generation
+local generation, observed = stale_generation(status)
+local stale = generation ~= nil
 
 if ready.status == "False" and not stale then
   return { status = "Degraded", message = describe(ready, "The schedule cannot be used") }

@@ -14,36 +14,6 @@
 -- Decided gates are final (their spec cannot change any more). The message is the `Decided`
 -- condition's message (reason: message), else the state.
 
-local function find_condition(status, ctype)
-  if status == nil or status.conditions == nil then
-    return nil
-  end
-  for _, c in ipairs(status.conditions) do
-    if c.type == ctype then
-      return c
-    end
-  end
-  return nil
-end
-
-local function describe(c, fallback)
-  if c == nil then
-    return fallback
-  end
-  local reason = c.reason
-  local message = c.message
-  if message ~= nil and message ~= "" and reason ~= nil and reason ~= "" then
-    return reason .. ": " .. message
-  end
-  if message ~= nil and message ~= "" then
-    return message
-  end
-  if reason ~= nil and reason ~= "" then
-    return reason
-  end
-  return fallback
-end
-
 local status = obj.status
 local state = nil
 if status ~= nil then
@@ -77,9 +47,8 @@ if state == "Withdrawn" then
 end
 
 if state == "Pending" then
-  local generation = obj.metadata and obj.metadata.generation
-  local observed = status.observedGeneration
-  if generation ~= nil and observed ~= nil and observed < generation then
+  local generation, observed = stale_generation(status)
+  if generation ~= nil then
     return {
       status = "Progressing",
       message = "Waiting for the operator to count the latest decisions (generation "

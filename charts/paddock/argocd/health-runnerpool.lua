@@ -10,42 +10,14 @@
 --
 -- The message is the Ready condition's message (reason: message).
 
-local function find_condition(status, ctype)
-  if status == nil or status.conditions == nil then
-    return nil
-  end
-  for _, c in ipairs(status.conditions) do
-    if c.type == ctype then
-      return c
-    end
-  end
-  return nil
-end
-
-local function describe(c, fallback)
-  local reason = c.reason
-  local message = c.message
-  if message ~= nil and message ~= "" and reason ~= nil and reason ~= "" then
-    return reason .. ": " .. message
-  end
-  if message ~= nil and message ~= "" then
-    return message
-  end
-  if reason ~= nil and reason ~= "" then
-    return reason
-  end
-  return fallback
-end
-
 local status = obj.status
 local ready = find_condition(status, "Ready")
 if ready == nil then
   return { status = "Progressing", message = "Waiting for the Paddock operator to check the pool" }
 end
 
-local generation = obj.metadata and obj.metadata.generation
-local observed = status.observedGeneration
-if generation ~= nil and observed ~= nil and observed < generation then
+local generation, observed = stale_generation(status)
+if generation ~= nil then
   return {
     status = "Progressing",
     message = "Waiting for the operator to observe generation " .. tostring(generation)

@@ -1,5 +1,6 @@
 -- run-health.lua <health.lua> <object.json>: runs an Argo CD health script the way Argo CD does
--- (the object as the global `obj`, the chunk's return value is the health) and prints
+-- (lib.lua then <health.lua>, as the chart and gen-snippet.sh assemble it; the object as the
+-- global `obj`, the chunk's return value is the health) and prints
 -- "<status>US<message>US<condition messages joined by |>" (US: the ASCII unit separator, \031,
 -- so an empty field stays a field). The script runs in an environment
 -- holding only Lua's base functions and the string/table/math libraries (no io, os, require),
@@ -22,14 +23,22 @@ local env = {
   tonumber = tonumber, select = select, error = error, pcall = pcall, unpack = unpack,
   string = string, table = table, math = math,
 }
+-- The script as Argo CD gets it: lib.lua (next to this file) and then the kind's own check.
+local function read(path)
+  local rf = assert(io.open(path, "r"))
+  local t = rf:read("*a")
+  rf:close()
+  return t
+end
+local lib_path = (string.match(arg[0], "^(.*)/") or ".") .. "/lib.lua"
+local source = read(lib_path) .. read(script_path)
+local name = "=" .. script_path .. " (after lib.lua)"
 local chunk
 if setfenv then -- Lua 5.1 (what Argo CD's gopher-lua implements)
-  chunk = assert(loadfile(script_path))
+  chunk = assert(loadstring(source, name))
   setfenv(chunk, env)
 else
-  local sf = assert(io.open(script_path, "r"))
-  chunk = assert(load(sf:read("*a"), "@" .. script_path, "t", env))
-  sf:close()
+  chunk = assert(load(source, name, "t", env))
 end
 local hs = chunk()
 assert(type(hs) == "table", "the script did not return a table")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Tests the Argo CD health checks (health-*.lua) with a real Lua interpreter: each sample object
-# in samples/<kind>-<case>.<ExpectedStatus>.json is run through health-<kind>.lua (run-health.lua
-# emulates Argo CD's call: the object as global `obj`, only base/string/table/math available),
-# and the returned status must equal the expected one, with a non-empty message that, when the
+# in samples/<kind>-<case>.<ExpectedStatus>.json is run through lib.lua + health-<kind>.lua
+# (run-health.lua emulates Argo CD's call: the object as global `obj`, only
+# base/string/table/math available), and the returned status must equal the expected one, with
+# a non-empty message that, when the
 # object has condition messages, includes one of them. Some states must say more (see
 # must_say): an AgentRunSet waiting for a pick names its gate and `kubectl paddock pick <set>`,
 # a succeeded one its winner; a healthy AgentRunTrigger its next due time and its active runs; a
@@ -131,9 +132,9 @@ done
 # The snippet is generated from the scripts.
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-cp "$DIR"/health-*.lua "$DIR/gen-snippet.sh" "$tmp/"
+cp "$DIR"/lib.lua "$DIR"/health-*.lua "$DIR/gen-snippet.sh" "$tmp/"
 if bash "$tmp/gen-snippet.sh" && cmp -s "$tmp/argocd-cm-snippet.yaml" "$DIR/argocd-cm-snippet.yaml"; then
-  ok "argocd-cm-snippet.yaml is up to date with health-*.lua (gen-snippet.sh)"
+  ok "argocd-cm-snippet.yaml is up to date with lib.lua and health-*.lua (gen-snippet.sh)"
 else
   bad "argocd-cm-snippet.yaml is out of date: run charts/paddock/argocd/gen-snippet.sh"
 fi

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::reply::{chunks, count_assistant_turns, ParsedRequest, Reply};
+use crate::reply::{chunks, has_role, items, ParsedRequest, Reply};
 use crate::script::Usage;
 use crate::sse::{event, StreamPlan};
 use crate::tools::OfferedTool;
@@ -10,39 +10,12 @@ use crate::tools::OfferedTool;
 /// Parses the fields the server needs from a Messages request body. Missing fields read as
 /// empty (model ""), `stream` false, no tools, no history).
 pub fn parse(body: &Value) -> ParsedRequest {
-    let tools = body
-        .get("tools")
-        .and_then(Value::as_array)
-        .map(|ts| {
-            ts.iter()
-                .filter_map(|t| {
-                    Some(OfferedTool {
-                        name: t.get("name")?.as_str()?.to_string(),
-                        schema: t.get("input_schema").cloned().unwrap_or(Value::Null),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let roles = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(|ms| {
-            ms.iter()
-                .map(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    ParsedRequest {
-        model: body
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
-        tools,
-        history_turns: count_assistant_turns(roles),
-    }
+    let tools = items(body, "tools")
+        .iter()
+        .filter_map(|t| OfferedTool::from_json(t, &["input_schema"]))
+        .collect();
+    let history = items(body, "messages").iter().map(|m| has_role(m, "assistant"));
+    ParsedRequest::from_body(body, tools, history)
 }
 
 fn usage_json(u: &Usage) -> Value {
@@ -118,42 +91,18 @@ pub fn render_stream(reply: &Reply, model: &str, seq: u64) -> StreamPlan {
     let mut tail = Vec::new();
     let mut index = 0;
     if let Some(text) = &reply.text {
-        tail.push(event(
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": index,
-                    "content_block": {"type": "text", "text": ""}}),
-        ));
-        for piece in chunks(text, 24) {
-            tail.push(event(
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": index,
-                        "delta": {"type": "text_delta", "text": piece}}),
-            ));
-        }
-        tail.push(event(
-            "content_block_stop",
-            &json!({"type": "content_block_stop", "index": index}),
-        ));
+        let deltas = chunks(text, 24)
+            .into_iter()
+            .map(|piece| json!({"type": "text_delta", "text": piece}));
+        tail.extend(content_block(index, json!({"type": "text", "text": ""}), deltas));
         index += 1;
     }
     if let Some(tool) = &reply.tool {
-        tail.push(event(
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": index,
-                    "content_block": {"type": "tool_use", "id": format!("toolu_sm_{seq:06}"),
-                                      "name": tool.name, "input": {}}}),
-        ));
-        for piece in chunks(&tool.arguments.to_string(), 40) {
-            tail.push(event(
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": index,
-                        "delta": {"type": "input_json_delta", "partial_json": piece}}),
-            ));
-        }
-        tail.push(event(
-            "content_block_stop",
-            &json!({"type": "content_block_stop", "index": index}),
-        ));
+        let block = json!({"type": "tool_use", "id": format!("toolu_sm_{seq:06}"), "name": tool.name, "input": {}});
+        let deltas = chunks(&tool.arguments.to_string(), 40)
+            .into_iter()
+            .map(|piece| json!({"type": "input_json_delta", "partial_json": piece}));
+        tail.extend(content_block(index, block, deltas));
     }
     tail.push(event(
         "message_delta",
@@ -167,6 +116,26 @@ pub fn render_stream(reply: &Reply, model: &str, seq: u64) -> StreamPlan {
         keepalive: event("ping", &json!({"type": "ping"})),
         tail,
     }
+}
+
+/// One content block of the stream: `content_block_start` with `block`, a
+/// `content_block_delta` per delta, `content_block_stop`.
+fn content_block(index: usize, block: Value, deltas: impl Iterator<Item = Value>) -> Vec<String> {
+    let mut events = vec![event(
+        "content_block_start",
+        &json!({"type": "content_block_start", "index": index, "content_block": block}),
+    )];
+    events.extend(deltas.map(|delta| {
+        event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
+        )
+    }));
+    events.push(event(
+        "content_block_stop",
+        &json!({"type": "content_block_stop", "index": index}),
+    ));
+    events
 }
 
 /// An error body in Anthropic's shape; `kind` is e.g. `invalid_request_error`, `not_found_error`.

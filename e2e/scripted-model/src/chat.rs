@@ -2,47 +2,19 @@
 
 use serde_json::{json, Value};
 
-use crate::reply::{chunks, count_assistant_turns, ParsedRequest, Reply};
+use crate::reply::{chunks, has_role, items, ParsedRequest, Reply};
 use crate::script::Usage;
 use crate::sse::{comment, data, StreamPlan};
 use crate::tools::OfferedTool;
 
 /// Parses the fields the server needs from a Chat Completions body (`tools[].function`).
 pub fn parse(body: &Value) -> ParsedRequest {
-    let tools = body
-        .get("tools")
-        .and_then(Value::as_array)
-        .map(|ts| {
-            ts.iter()
-                .filter_map(|t| {
-                    let f = t.get("function")?;
-                    Some(OfferedTool {
-                        name: f.get("name")?.as_str()?.to_string(),
-                        schema: f.get("parameters").cloned().unwrap_or(Value::Null),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let roles = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(|ms| {
-            ms.iter()
-                .map(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    ParsedRequest {
-        model: body
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
-        tools,
-        history_turns: count_assistant_turns(roles),
-    }
+    let tools = items(body, "tools")
+        .iter()
+        .filter_map(|t| OfferedTool::from_json(t.get("function")?, &["parameters"]))
+        .collect();
+    let history = items(body, "messages").iter().map(|m| has_role(m, "assistant"));
+    ParsedRequest::from_body(body, tools, history)
 }
 
 /// The text of a message's `content`: a string, or the `text` of its parts when it is a list.
@@ -61,15 +33,10 @@ fn content_text(m: &Value) -> String {
 /// For text requests (no tools; see [`crate::script::Script::text_turn`]): the `system`
 /// messages' text joined with newlines, and each `assistant` message's text, in order.
 pub fn text_history(body: &Value) -> (String, Vec<String>) {
-    let messages = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     let of_role = |role: &str| {
-        messages
+        items(body, "messages")
             .iter()
-            .filter(|m| m.get("role").and_then(Value::as_str) == Some(role))
+            .filter(|m| has_role(m, role))
             .map(content_text)
             .collect::<Vec<_>>()
     };

@@ -11,7 +11,7 @@
 use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
 
-use crate::reply::{chunks, count_assistant_turns, ParsedRequest, Reply};
+use crate::reply::{chunks, count_assistant_turns, has_role, items, ParsedRequest, Reply};
 use crate::script::Usage;
 use crate::sse::{data, StreamPlan};
 use crate::tools::OfferedTool;
@@ -35,40 +35,17 @@ pub fn split_model_method(segment: &str) -> Option<(&str, &str)> {
 /// (schema `parametersJsonSchema`, else `parameters`), the assistant turns from the runs of
 /// `contents[]` items with `role: model`.
 pub fn parse(body: &Value, model: &str, method: &str) -> ParsedRequest {
-    let tools = body
-        .get("tools")
-        .and_then(Value::as_array)
-        .map(|ts| {
-            ts.iter()
-                .filter_map(|t| t.get("functionDeclarations").and_then(Value::as_array))
-                .flatten()
-                .filter_map(|f| {
-                    Some(OfferedTool {
-                        name: f.get("name")?.as_str()?.to_string(),
-                        schema: f
-                            .get("parametersJsonSchema")
-                            .or_else(|| f.get("parameters"))
-                            .cloned()
-                            .unwrap_or(Value::Null),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let roles = body
-        .get("contents")
-        .and_then(Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .map(|c| c.get("role").and_then(Value::as_str) == Some("model"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
+    let tools = items(body, "tools")
+        .iter()
+        .flat_map(|t| items(t, "functionDeclarations"))
+        .filter_map(|f| OfferedTool::from_json(f, &["parametersJsonSchema", "parameters"]))
+        .collect();
+    let history = items(body, "contents").iter().map(|c| has_role(c, "model"));
     ParsedRequest {
         model: model.to_string(),
         stream: method == STREAM_METHOD,
         tools,
-        history_turns: count_assistant_turns(roles),
+        history_turns: count_assistant_turns(history),
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::script::{Script, Usage};
 use crate::tools::{resolve, OfferedTool, ToolCall};
 
@@ -20,6 +22,37 @@ pub struct ParsedRequest {
     pub tools: Vec<OfferedTool>,
     /// Assistant turns already in the history (runs of consecutive assistant items).
     pub history_turns: usize,
+}
+
+impl ParsedRequest {
+    /// A request of an API that names the model and the streaming choice in the body (`model`,
+    /// `stream`; every one but Gemini's), offering `tools`; `history` says for each history item
+    /// whether it is the assistant's.
+    pub fn from_body(body: &Value, tools: Vec<OfferedTool>, history: impl IntoIterator<Item = bool>) -> ParsedRequest {
+        ParsedRequest {
+            model: body
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
+            tools,
+            history_turns: count_assistant_turns(history),
+        }
+    }
+}
+
+/// The items of the list `v[key]`; none when it is absent or not a list.
+pub fn items<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+/// Whether the history item `item` has the role `role`.
+pub fn has_role(item: &Value, role: &str) -> bool {
+    item.get("role").and_then(Value::as_str) == Some(role)
 }
 
 /// Which kind of answer a [`Reply`] is, for logs.

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::reply::{chunks, count_assistant_turns, ParsedRequest, Reply};
+use crate::reply::{chunks, has_role, items, ParsedRequest, Reply};
 use crate::script::Usage;
 use crate::sse::{event, StreamPlan};
 use crate::tools::OfferedTool;
@@ -21,42 +21,19 @@ fn is_assistant_item(item: &Value) -> bool {
     if kind.is_some_and(|k| ASSISTANT_ITEM_TYPES.contains(&k)) {
         return true;
     }
-    matches!(kind, None | Some("message")) && item.get("role").and_then(Value::as_str) == Some("assistant")
+    matches!(kind, None | Some("message")) && has_role(item, "assistant")
 }
 
 /// Parses the fields the server needs from a Responses request body. `input` may be a string
 /// (no history) or a list of items; only `type: function` tools are offered tools.
 pub fn parse(body: &Value) -> ParsedRequest {
-    let tools = body
-        .get("tools")
-        .and_then(Value::as_array)
-        .map(|ts| {
-            ts.iter()
-                .filter(|t| t.get("type").and_then(Value::as_str).unwrap_or("function") == "function")
-                .filter_map(|t| {
-                    Some(OfferedTool {
-                        name: t.get("name")?.as_str()?.to_string(),
-                        schema: t.get("parameters").cloned().unwrap_or(Value::Null),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let flags = body
-        .get("input")
-        .and_then(Value::as_array)
-        .map(|items| items.iter().map(is_assistant_item).collect::<Vec<_>>())
-        .unwrap_or_default();
-    ParsedRequest {
-        model: body
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
-        tools,
-        history_turns: count_assistant_turns(flags),
-    }
+    let tools = items(body, "tools")
+        .iter()
+        .filter(|t| t.get("type").and_then(Value::as_str).unwrap_or("function") == "function")
+        .filter_map(|t| OfferedTool::from_json(t, &["parameters"]))
+        .collect();
+    let history = items(body, "input").iter().map(is_assistant_item);
+    ParsedRequest::from_body(body, tools, history)
 }
 
 fn usage_json(u: &Usage) -> Value {

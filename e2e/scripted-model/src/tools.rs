@@ -35,6 +35,21 @@ pub struct OfferedTool {
     pub schema: Value,
 }
 
+impl OfferedTool {
+    /// The tool `t` of a request: its `name`, its schema the first of `schema_keys` present
+    /// (null when none is); `None` without a name.
+    pub fn from_json(t: &Value, schema_keys: &[&str]) -> Option<OfferedTool> {
+        Some(OfferedTool {
+            name: t.get("name")?.as_str()?.to_string(),
+            schema: schema_keys
+                .iter()
+                .find_map(|k| t.get(*k))
+                .cloned()
+                .unwrap_or(Value::Null),
+        })
+    }
+}
+
 /// A concrete tool call: the offered tool's name and a JSON object of arguments.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolCall {

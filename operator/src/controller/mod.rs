@@ -11,10 +11,38 @@ pub mod runnerpool;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::metrics::ReconcileTimer;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use paddock_crds::AgentRun;
+use std::time::Duration;
+
+/// The start of every reconcile pass: the pass is counted and timed for `controller` (the
+/// timer records when dropped, at the end of the pass, whatever its result), and the object's
+/// namespace and name are read. Bind the timer to a name, or it ends at once:
+/// `let (_timer, ns, name) = begin_reconcile(&ctx, CONTROLLER, &obj.metadata)?;`
+///
+/// # Errors
+/// [`Error::MissingField`], as [`namespace_and_name`].
+pub fn begin_reconcile<'c>(
+    ctx: &'c Context,
+    controller: &str,
+    meta: &ObjectMeta,
+) -> Result<(ReconcileTimer<'c>, String, String)> {
+    let timer = ctx.state.metrics.reconcile(controller);
+    let (ns, name) = namespace_and_name(meta)?;
+    Ok((timer, ns, name))
+}
+
+/// What a failed reconcile pass does, the same for every controller: counts it by its
+/// [`Error::reason`] and requeues after a short backoff. (The error itself is logged once, with
+/// the pass's span fields, by the reconcile's `#[instrument(err)]`.)
+pub fn requeue_failed(ctx: &Context, controller: &str, error: &Error) -> Action {
+    ctx.state.metrics.error(controller, error.reason());
+    Action::requeue(Duration::from_secs(5))
+}
 
 /// `(namespace, name)` of a namespaced object as the API server sent it.
 ///

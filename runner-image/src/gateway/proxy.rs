@@ -66,7 +66,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-pub use budget::{Admission, Ledger, Limits, Outcome, Reservation, Ticket, Totals};
+pub use budget::{Admission, Billed, Ledger, Limits, Reservation, Ticket, Totals};
 pub use config::{
     allowed, Allow, KeyHeader, ProxyConfig, ProxyConfigError, Route, DEFAULT_ADDR, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_INFLIGHT, DEFAULT_QUEUE_SECONDS, STATE_FILE,
@@ -418,9 +418,9 @@ impl Proxy {
                 if let Some(t) = ticket {
                     // Never connected: not billed. Otherwise the upstream may have run it.
                     t.settle(if e.is_connect() {
-                        Outcome::Nothing
+                        Billed::Nothing
                     } else {
-                        Outcome::Unknown
+                        Billed::Unknown
                     });
                 }
                 let _ = head_tx.send(full(
@@ -484,9 +484,9 @@ impl Proxy {
         // Settled before the client sees the end of the body: once a call is answered, its usage
         // is on record (and in the state file).
         let reserved = ticket.as_ref().map(|t| t.reserved.clone());
-        let outcome = match (&parser, &reserved) {
+        let billed = match (&parser, &reserved) {
             // The upstream broke off: what it reported so far may be short of what it bills.
-            (Some(_), Some(_)) if cut && status.is_success() => Outcome::Unknown,
+            (Some(_), Some(_)) if cut && status.is_success() => Billed::Unknown,
             (Some(p), Some(r)) => match p.tokens() {
                 Some(tokens) => {
                     let model = p.model().or(r.model.as_deref()).unwrap_or("unknown").to_string();
@@ -496,24 +496,24 @@ impl Proxy {
                         .prices
                         .cost(&model, tokens)
                         .or_else(|| r.model.as_deref().and_then(|m| self.cfg.prices.cost(m, tokens)));
-                    Outcome::Usage {
+                    Billed::Usage {
                         model,
                         tokens,
                         cost_usd,
                     }
                 }
-                None if status.is_success() => Outcome::Unknown,
-                None => Outcome::Nothing,
+                None if status.is_success() => Billed::Unknown,
+                None => Billed::Nothing,
             },
-            _ => Outcome::Nothing,
+            _ => Billed::Nothing,
         };
         if let Some(t) = ticket {
-            t.settle(outcome.clone());
+            t.settle(billed.clone());
         }
         drop(tx);
-        let (model, input, output, cost, estimated) = match (&outcome, &reserved) {
+        let (model, input, output, cost, estimated) = match (&billed, &reserved) {
             (
-                Outcome::Usage {
+                Billed::Usage {
                     model,
                     tokens,
                     cost_usd,
@@ -526,7 +526,7 @@ impl Proxy {
                 *cost_usd,
                 false,
             ),
-            (Outcome::Unknown, Some(r)) => (
+            (Billed::Unknown, Some(r)) => (
                 r.model.clone(),
                 Some(r.input_tokens),
                 Some(r.output_tokens),

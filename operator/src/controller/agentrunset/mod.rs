@@ -43,8 +43,7 @@ pub const MANAGER_SET: &str = "paddock.dev/agentrunset";
     )
 )]
 pub async fn reconcile(cached: Arc<AgentRunSet>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.state.metrics.reconcile(CONTROLLER);
-    let (ns, name) = super::namespace_and_name(&cached.metadata)?;
+    let (_timer, ns, name) = super::begin_reconcile(&ctx, CONTROLLER, &cached.metadata)?;
     // The set as the API server has it now: its winner must never be decided twice from a
     // cache that does not show the last status write yet.
     let sets: Api<AgentRunSet> = Api::namespaced(ctx.client.clone(), &ns);
@@ -148,10 +147,9 @@ pub async fn reconcile(cached: Arc<AgentRunSet>, ctx: Arc<Context>) -> Result<Ac
     })
 }
 
-/// Requeues failed reconciles with a short backoff and counts them.
+/// Counts a failed reconcile and requeues it ([`super::requeue_failed`]).
 pub fn error_policy(_set: Arc<AgentRunSet>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.state.metrics.error(CONTROLLER, error.reason());
-    Action::requeue(Duration::from_secs(5))
+    super::requeue_failed(&ctx, CONTROLLER, error)
 }
 
 /// Where a candidate run stands in its set's selection, as its push verdict needs it.

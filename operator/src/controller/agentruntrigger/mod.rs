@@ -283,8 +283,7 @@ fn finish_active(st: &mut AgentRunTriggerStatus, active: &[&AgentRun]) {
     )
 )]
 pub async fn reconcile(trigger: Arc<AgentRunTrigger>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.state.metrics.reconcile(CONTROLLER);
-    let (ns, name) = super::namespace_and_name(&trigger.metadata)?;
+    let (_timer, ns, name) = super::begin_reconcile(&ctx, CONTROLLER, &trigger.metadata)?;
     if trigger.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -361,8 +360,7 @@ pub async fn reconcile(trigger: Arc<AgentRunTrigger>, ctx: Arc<Context>) -> Resu
     })
 }
 
-/// Requeues failed reconciles with a short backoff and counts them.
+/// Counts a failed reconcile and requeues it ([`super::requeue_failed`]).
 pub fn error_policy(_t: Arc<AgentRunTrigger>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.state.metrics.error(CONTROLLER, error.reason());
-    Action::requeue(Duration::from_secs(5))
+    super::requeue_failed(&ctx, CONTROLLER, error)
 }

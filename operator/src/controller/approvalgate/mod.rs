@@ -267,13 +267,7 @@ fn tally(spec: &ApprovalGateSpec) -> (GateState, u32, Option<String>, Option<Str
     )
 )]
 pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.state.metrics.reconcile(CONTROLLER);
-    let ns = gate
-        .metadata
-        .namespace
-        .clone()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = gate.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    let (_timer, ns, name) = super::begin_reconcile(&ctx, CONTROLLER, &gate.metadata)?;
     let old = gate.status.clone().unwrap_or_default();
     // A final gate never changes again: decisions appended later are not counted.
     if old.state.is_some_and(GateState::is_final) {
@@ -426,10 +420,9 @@ pub fn expiry(created: i64, timeout: i64) -> (i64, i64) {
     (created + timeout, created + timeout - lead)
 }
 
-/// Requeues failed reconciles with a short backoff and counts them.
+/// Counts a failed reconcile and requeues it ([`super::requeue_failed`]).
 pub fn error_policy(_gate: Arc<ApprovalGate>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.state.metrics.error(CONTROLLER, error.reason());
-    Action::requeue(Duration::from_secs(5))
+    super::requeue_failed(&ctx, CONTROLLER, error)
 }
 
 #[cfg(test)]

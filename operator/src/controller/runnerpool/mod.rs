@@ -60,13 +60,7 @@ pub const STATUS_WRITE_INTERVAL: Duration = Duration::from_secs(1);
     )
 )]
 pub async fn reconcile(pool: Arc<RunnerPool>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.state.metrics.reconcile(CONTROLLER);
-    let ns = pool
-        .metadata
-        .namespace
-        .clone()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = pool.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    let (_timer, ns, name) = super::begin_reconcile(&ctx, CONTROLLER, &pool.metadata)?;
     let (running, queued) = count_runs(&ctx.runs.state(), &ns, &name);
     let state = egress::reconcile_egress_state(&pool, &ctx).await?;
     let name_taken = match &state {
@@ -235,10 +229,9 @@ async fn reconcile_warm(
     Ok((plan.total + plan.create, plan.ready))
 }
 
-/// Requeues failed reconciles with a short backoff and counts them.
+/// Counts a failed reconcile and requeues it ([`super::requeue_failed`]).
 pub fn error_policy(_pool: Arc<RunnerPool>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.state.metrics.error(CONTROLLER, error.reason());
-    Action::requeue(Duration::from_secs(5))
+    super::requeue_failed(&ctx, CONTROLLER, error)
 }
 
 #[cfg(test)]

@@ -129,9 +129,9 @@ impl Reservation {
     }
 }
 
-/// How a call ended, for its settlement.
+/// What a call was billed, for its settlement.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
+pub enum Billed {
     /// The usage the response reported, priced (`None`: the model has no price).
     Usage {
         /// The model (the response's, else the request's).
@@ -194,7 +194,7 @@ pub struct Ledger {
     control_dir: PathBuf,
 }
 
-/// A call's claim on the budget; settles as [`Outcome::Unknown`] if dropped unsettled.
+/// A call's claim on the budget; settles as [`Billed::Unknown`] if dropped unsettled.
 #[derive(Debug)]
 pub struct Ticket {
     ledger: Arc<Ledger>,
@@ -205,17 +205,17 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    /// Ends the call: replaces the reservation by `outcome`.
-    pub fn settle(mut self, outcome: Outcome) {
+    /// Ends the call: replaces the reservation by what it was `billed`.
+    pub fn settle(mut self, billed: Billed) {
         self.settled = true;
-        self.ledger.settle(self.id, outcome);
+        self.ledger.settle(self.id, billed);
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         if !self.settled {
-            self.ledger.settle(self.id, Outcome::Unknown);
+            self.ledger.settle(self.id, Billed::Unknown);
         }
     }
 }
@@ -242,7 +242,7 @@ impl Ledger {
                 Ok(saved) if saved.version == STATE_VERSION => {
                     state.totals = saved.totals.into();
                     for r in saved.in_flight {
-                        charge(&mut state.totals, &r, &Outcome::Unknown);
+                        charge(&mut state.totals, &r, &Billed::Unknown);
                     }
                 }
                 Ok(saved) => {
@@ -357,15 +357,15 @@ impl Ledger {
         }
     }
 
-    fn settle(&self, id: u64, outcome: Outcome) {
+    fn settle(&self, id: u64, billed: Billed) {
         let mut st = self.lock();
         let Some(r) = st.in_flight.remove(&id) else { return };
-        if outcome != Outcome::Nothing {
-            charge(&mut st.totals, &r, &outcome);
+        if billed != Billed::Nothing {
+            charge(&mut st.totals, &r, &billed);
         }
         let newly = self.check_limits(&mut st);
         self.persist(&mut st);
-        if outcome != Outcome::Nothing || newly {
+        if billed != Billed::Nothing || newly {
             out(&line(&st));
         }
         if newly {
@@ -439,15 +439,15 @@ fn unreadable(file: &Path, why: &str) -> String {
     )
 }
 
-/// Adds a call's usage (or, for [`Outcome::Unknown`], its reservation) to `t`.
-fn charge(t: &mut Totals, r: &Reservation, outcome: &Outcome) {
-    let (model, tokens, cost) = match outcome {
-        Outcome::Usage {
+/// Adds a call's usage (or, for [`Billed::Unknown`], its reservation) to `t`.
+fn charge(t: &mut Totals, r: &Reservation, billed: &Billed) {
+    let (model, tokens, cost) = match billed {
+        Billed::Usage {
             model,
             tokens,
             cost_usd,
         } => (model.clone(), *tokens, *cost_usd),
-        Outcome::Unknown | Outcome::Nothing => {
+        Billed::Unknown | Billed::Nothing => {
             t.estimated += 1;
             let tokens = Tokens {
                 input: r.input_tokens,
@@ -503,8 +503,8 @@ mod tests {
         }
     }
 
-    fn usage(cost: f64, out: u64) -> Outcome {
-        Outcome::Usage {
+    fn usage(cost: f64, out: u64) -> Billed {
+        Billed::Usage {
             model: "scripted-x".into(),
             tokens: Tokens {
                 input: 10,
@@ -536,7 +536,7 @@ mod tests {
         let b = go(l.reserve(res(0.6, 10), wait).await);
         assert!(matches!(l.reserve(res(0.1, 10), wait).await, Admission::Busy));
         a.settle(usage(0.2, 5));
-        b.settle(Outcome::Nothing);
+        b.settle(Billed::Nothing);
         assert_eq!((l.totals().cost_usd, l.totals().requests), (0.2, 1));
         // A call whose usage is unknown is charged its reservation, and crosses the limit.
         drop(go(l.reserve(res(0.9, 10), wait).await));
