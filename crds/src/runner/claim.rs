@@ -91,12 +91,7 @@ mod tests {
             &[literal("PADDOCK_REPO_URL", "git://h/r"), secret],
             &[literal("PADDOCK_PROMPT", "a \"b\"\nc"), literal("FOO", "1")],
         );
-        let text = String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(c.encode())
-                .unwrap(),
-        )
-        .unwrap();
+        let text = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(c.encode()).unwrap()).unwrap();
         assert_eq!(
             text,
             r#"{"agent":{"FOO":"1","PADDOCK_PROMPT":"a \"b\"\nc"},"trusted":{"PADDOCK_REPO_URL":"git://h/r"}}"#

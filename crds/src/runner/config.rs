@@ -163,7 +163,10 @@ impl RunnerConfig {
         ];
         out.extend(s.identity.env());
         if !self.trusted.plain_http_hosts.is_empty() {
-            out.push(literal(vars::GIT_PLAIN_HTTP_HOSTS, self.trusted.plain_http_hosts.join(",")));
+            out.push(literal(
+                vars::GIT_PLAIN_HTTP_HOSTS,
+                self.trusted.plain_http_hosts.join(","),
+            ));
         }
         if s.push_approval {
             out.push(literal(vars::PUSH_APPROVAL, "true"));
@@ -198,7 +201,10 @@ impl RunnerConfig {
         }
         if let Some(rules) = &g.egress {
             // A list of plain structs always serializes.
-            out.push(literal(vars::EGRESS_ALLOW, serde_json::to_string(rules).unwrap_or_default()));
+            out.push(literal(
+                vars::EGRESS_ALLOW,
+                serde_json::to_string(rules).unwrap_or_default(),
+            ));
         }
         out
     }
@@ -332,7 +338,12 @@ mod tests {
         for e in &agent {
             assert!(!vars::is_trusted_only(&e.name), "{} reaches the agent", e.name);
         }
-        let trusted: Vec<String> = c.trusted_env().into_iter().chain(c.gateway_env()).map(|e| e.name).collect();
+        let trusted: Vec<String> = c
+            .trusted_env()
+            .into_iter()
+            .chain(c.gateway_env())
+            .map(|e| e.name)
+            .collect();
         for only in [vars::REPO_URL, vars::REVISION, vars::GIT_PLAIN_HTTP_HOSTS] {
             assert!(trusted.iter().any(|n| n == only), "{only}");
         }
