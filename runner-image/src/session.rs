@@ -14,6 +14,7 @@
 //! under the *current* working directory's project folder) and returns the id; the adapter
 //! then adds `--resume <id>` (Claude Code) or runs `codex exec resume <id>` (Codex).
 
+use paddock_crds::runner::vars;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
@@ -31,7 +32,7 @@ pub const MAX_SESSION_BYTES: usize = 16 * 1024 * 1024;
 /// Largest compressed session saved (bytes): it must fit a ConfigMap (1 MiB object limit).
 pub const MAX_SESSION_GZ_BYTES: usize = 900 * 1024;
 /// Where the operator mounts the session to resume (set only for `spec.resumeFrom` runs).
-pub const RESUME_DIR_ENV: &str = "PADDOCK_RESUME_DIR";
+pub const RESUME_DIR_ENV: &str = vars::RESUME_DIR;
 
 /// Where `kind`'s CLI keeps its sessions ([`crate::agent::Adapter::sessions`]).
 fn files(kind: AgentKind) -> Option<&'static dyn SessionFiles> {

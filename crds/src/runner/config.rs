@@ -250,7 +250,7 @@ impl RunnerConfig {
             (vars::MAX_TURNS, a.max_turns.map(|t| t.to_string())),
             (vars::COMMIT_MESSAGE, a.commit_message.clone()),
             (vars::PUSH_APPROVAL, s.push_approval.then(|| "true".to_string())),
-            (vars::TOOL_RULES, a.tool_rules.as_ref().map(|r| json(r))),
+            (vars::TOOL_RULES, a.tool_rules.as_ref().map(json)),
         ];
         out.extend(
             optional

@@ -1115,7 +1115,7 @@ mod tests {
                     image: "runner:1".into(),
                     env: vec![
                         env("ANTHROPIC_BASE_URL", "http://pool"),
-                        env("PADDOCK_AGENT", "shell"), // a pool cannot override Paddock's own variables
+                        env(vars::AGENT, "shell"), // a pool cannot override Paddock's own variables
                     ],
                     ..Default::default()
                 },
@@ -1191,11 +1191,7 @@ mod tests {
             .flatten()
             .chain(&pod.spec.as_ref().unwrap().containers)
         {
-            let v = c
-                .env
-                .iter()
-                .flatten()
-                .find(|e| e.name == "PADDOCK_GIT_PLAIN_HTTP_HOSTS");
+            let v = c.env.iter().flatten().find(|e| e.name == vars::GIT_PLAIN_HTTP_HOSTS);
             let want = (c.name == "clone" || c.name == "gateway").then_some("forge.internal:3000,git.local");
             assert_eq!(v.and_then(|e| e.value.as_deref()), want, "{}", c.name);
         }
@@ -1248,7 +1244,7 @@ mod tests {
         assert!(!mounts(agent).contains(&"git-credentials".to_string()));
         assert!(!mounts(agent).contains(&"trusted-tmp".to_string()));
         let e = env_of(agent);
-        assert_eq!(e["PADDOCK_AGENT"].value.as_deref(), Some("claude-code"));
+        assert_eq!(e[vars::AGENT].value.as_deref(), Some("claude-code"));
         // The model API goes through the gateway: the agent has its route and a placeholder
         // key; the gateway has the run's upstream (the run's env wins over the pool's) and the
         // key by reference.
@@ -1261,18 +1257,18 @@ mod tests {
         let g = env_of(&inits[1]);
         assert_eq!(g["PADDOCK_UPSTREAM_ANTHROPIC"].value.as_deref(), Some("http://run"));
         assert!(g["ANTHROPIC_API_KEY"].value_from.is_some());
-        assert_eq!(g["PADDOCK_REDACT_ENV"].value.as_deref(), Some("ANTHROPIC_API_KEY"));
+        assert_eq!(g[vars::REDACT_ENV].value.as_deref(), Some("ANTHROPIC_API_KEY"));
         assert_eq!(
-            e["PADDOCK_REDACT_ENV"].value.as_deref(),
+            e[vars::REDACT_ENV].value.as_deref(),
             Some(""),
             "the agent holds no secret, only the placeholder"
         );
-        assert_eq!(e["PADDOCK_BRANCH"].value.as_deref(), Some("feature/x"));
-        assert_eq!(e["PADDOCK_WORKDIR"].value.as_deref(), Some("svc"));
-        assert_eq!(e["PADDOCK_MAX_TURNS"].value.as_deref(), Some("7"));
+        assert_eq!(e[vars::BRANCH].value.as_deref(), Some("feature/x"));
+        assert_eq!(e[vars::WORKDIR].value.as_deref(), Some("svc"));
+        assert_eq!(e[vars::MAX_TURNS].value.as_deref(), Some("7"));
         assert_eq!(e["PADDOCK_AGENT_ARGS"].value.as_deref(), Some(r#"["--verbose"]"#));
-        assert_eq!(e["PADDOCK_PUSH"].value.as_deref(), Some("true"));
-        assert_eq!(env_of(&inits[0])["PADDOCK_REVISION"].value.as_deref(), Some("v1"));
+        assert_eq!(e[vars::PUSH].value.as_deref(), Some("true"));
+        assert_eq!(env_of(&inits[0])[vars::REVISION].value.as_deref(), Some("v1"));
         assert!(
             !env_of(&inits[0]).contains_key("ANTHROPIC_API_KEY"),
             "model keys stay out of the clone container"
@@ -1287,7 +1283,7 @@ mod tests {
         let spec = pod.spec.unwrap();
         assert_eq!(spec.active_deadline_seconds, Some(DEFAULT_TIMEOUT_SECS as i64));
         let e = env_of(&spec.containers[0]);
-        let cm = e["PADDOCK_PROMPT"]
+        let cm = e[vars::PROMPT]
             .value_from
             .as_ref()
             .unwrap()
@@ -1295,8 +1291,8 @@ mod tests {
             .as_ref()
             .unwrap();
         assert_eq!((cm.name.as_str(), cm.key.as_str()), ("cm", "task"));
-        assert_eq!(e["PADDOCK_BRANCH"].value.as_deref(), Some("paddock/r1"));
-        assert_eq!(e["PADDOCK_PUSH"].value.as_deref(), Some("false"));
+        assert_eq!(e[vars::BRANCH].value.as_deref(), Some("paddock/r1"));
+        assert_eq!(e[vars::PUSH].value.as_deref(), Some("false"));
         assert!(
             spec.volumes.unwrap().iter().all(|v| v.secret.is_none()),
             "no credentials volume without a secret ref"
@@ -1377,7 +1373,7 @@ mod tests {
                 .name,
             "token"
         );
-        assert!(gw["PADDOCK_REDACT_ENV"]
+        assert!(gw[vars::REDACT_ENV]
             .value
             .as_deref()
             .unwrap()
@@ -1559,7 +1555,7 @@ mod tests {
             "no clone container: the gateway clones once claimed"
         );
         let agent = env_of(&spec.containers[0]);
-        assert_eq!(agent["PADDOCK_WARM"].value.as_deref(), Some("true"));
+        assert_eq!(agent[vars::WARM].value.as_deref(), Some("true"));
         assert_eq!(
             agent["ANTHROPIC_BASE_URL"].value.as_deref(),
             Some("http://127.0.0.1:15001/anthropic")
@@ -1568,8 +1564,8 @@ mod tests {
             env_of(&inits[0])["PADDOCK_UPSTREAM_ANTHROPIC"].value.as_deref(),
             Some("http://pool")
         );
-        assert!(!agent.contains_key("PADDOCK_PROMPT") && !agent.contains_key("PADDOCK_RUN"));
-        assert_eq!(env_of(&inits[0])["PADDOCK_WARM"].value.as_deref(), Some("true"));
+        assert!(!agent.contains_key(vars::PROMPT) && !agent.contains_key(vars::RUN));
+        assert_eq!(env_of(&inits[0])[vars::WARM].value.as_deref(), Some("true"));
         assert!(
             inits[0]
                 .volume_mounts
@@ -1598,7 +1594,7 @@ mod tests {
         );
 
         let r = run(
-            json!({"agent": {"name": "claude-code", "env": [{"name": "FOO", "value": "bar"}, {"name": "PADDOCK_AGENT", "value": "shell"}]}, "output": {"push": true}}),
+            json!({"agent": {"name": "claude-code", "env": [{"name": "FOO", "value": "bar"}, {"name": vars::AGENT, "value": "shell"}]}, "output": {"push": true}}),
         );
         use base64::Engine;
         let claim: serde_json::Value = serde_json::from_slice(
@@ -1607,14 +1603,11 @@ mod tests {
                 .unwrap(),
         )
         .unwrap();
-        assert_eq!(claim["agent"]["PADDOCK_PROMPT"], "the prompt from a ConfigMap");
-        assert_eq!(
-            claim["agent"]["PADDOCK_AGENT"], "claude-code",
-            "Paddock's variables win"
-        );
+        assert_eq!(claim["agent"][vars::PROMPT], "the prompt from a ConfigMap");
+        assert_eq!(claim["agent"][vars::AGENT], "claude-code", "Paddock's variables win");
         assert_eq!(claim["agent"]["FOO"], "bar");
-        assert_eq!(claim["trusted"]["PADDOCK_REPO_URL"], "https://example.com/r.git");
-        assert_eq!(claim["trusted"]["PADDOCK_PUSH"], "true");
+        assert_eq!(claim["trusted"][vars::REPO_URL], "https://example.com/r.git");
+        assert_eq!(claim["trusted"][vars::PUSH], "true");
         assert!(
             claim["trusted"].get("FOO").is_none(),
             "a run's env stays out of the trusted containers"
@@ -1728,7 +1721,7 @@ mod tests {
             .find(|m| m.name == "resume")
             .unwrap();
         assert_eq!((mount.mount_path.as_str(), mount.read_only), (RESUME_DIR, Some(true)));
-        assert_eq!(env_of(agent)["PADDOCK_RESUME_DIR"].value.as_deref(), Some(RESUME_DIR));
+        assert_eq!(env_of(agent)[vars::RESUME_DIR].value.as_deref(), Some(RESUME_DIR));
         // Only the agent container sees the session; every container clones the same revision.
         for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
             if c.name != "agent" {
@@ -1738,7 +1731,7 @@ mod tests {
                     c.name
                 );
             }
-            if let Some(rev) = env_of(c).get("PADDOCK_REVISION") {
+            if let Some(rev) = env_of(c).get(vars::REVISION) {
                 assert_eq!(rev.value.as_deref(), Some("0123abcd"), "{}", c.name);
             }
         }

@@ -289,10 +289,10 @@ mod tests {
             ..Default::default()
         }
         .gateway_env();
-        assert_eq!(get(&env, "PADDOCK_MAX_COST_USD"), Some("0.5"));
-        assert_eq!(get(&env, "PADDOCK_MAX_OUTPUT_TOKENS"), Some("1000"));
-        assert_eq!(get(&env, "PADDOCK_EGRESS_ALLOW"), Some("[]"));
-        let prices: serde_json::Value = serde_json::from_str(get(&env, "PADDOCK_PRICES").unwrap()).unwrap();
+        assert_eq!(get(&env, vars::MAX_COST_USD), Some("0.5"));
+        assert_eq!(get(&env, vars::MAX_OUTPUT_TOKENS), Some("1000"));
+        assert_eq!(get(&env, vars::EGRESS_ALLOW), Some("[]"));
+        let prices: serde_json::Value = serde_json::from_str(get(&env, vars::PRICES).unwrap()).unwrap();
         assert_eq!(prices["m-"]["output"], 2.0);
     }
 }
