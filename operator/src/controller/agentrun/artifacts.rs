@@ -459,30 +459,25 @@ pub fn parse_gateway_log(text: &str) -> GatewayLog {
                 }
                 GatewayLine::GatewayPush(p) if p.ok => out.pushed = Some(p.commit),
                 GatewayLine::GatewayPush(_) => {}
+                GatewayLine::GatewayModelStatus(m) => out.model_status = Some(m.status),
+                GatewayLine::GatewayModelStatusTruncated { .. } => out.model_status = None,
+                GatewayLine::GatewayUsage(u) => {
+                    out.usage = Some(paddock_crds::events::Usage {
+                        input_tokens: u.input_tokens + u.cache_read_tokens + u.cache_write_tokens,
+                        output_tokens: u.output_tokens,
+                        turns: u.requests as u32,
+                        cost_usd: u.cost_usd,
+                    });
+                    out.budget_exceeded = u.budget_exceeded;
+                }
             }
             continue;
         }
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        match v["type"].as_str() {
-            Some("gateway_model_status") => {
-                out.model_status = v["status"].as_u64().and_then(|s| u16::try_from(s).ok());
-            }
-            Some("gateway_model_status_truncated") => out.model_status = None,
-            Some("gateway_usage") => {
-                out.usage = Some(paddock_crds::events::Usage {
-                    input_tokens: v["input_tokens"].as_u64().unwrap_or_default()
-                        + v["cache_read_tokens"].as_u64().unwrap_or_default()
-                        + v["cache_write_tokens"].as_u64().unwrap_or_default(),
-                    output_tokens: v["output_tokens"].as_u64().unwrap_or_default(),
-                    turns: v["requests"].as_u64().unwrap_or_default() as u32,
-                    cost_usd: v["cost_usd"].as_f64(),
-                });
-                out.budget_exceeded = v["budget_exceeded"].as_str().map(str::to_string);
-            }
-            Some("transcript" | "transcript_truncated") => out.transcript.push(line.to_string()),
-            _ => {}
+        if matches!(v["type"].as_str(), Some("transcript" | "transcript_truncated")) {
+            out.transcript.push(line.to_string());
         }
     }
     out
