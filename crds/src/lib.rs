@@ -13,6 +13,7 @@ pub mod agent;
 pub mod agentrun;
 pub mod agentrunset;
 pub mod approvalgate;
+pub mod artifacts;
 pub mod condition;
 pub mod egress;
 pub mod events;
