@@ -3,13 +3,23 @@
 //! reads these lines only from the `gateway` container's log, which the agent container cannot
 //! write; the same JSON in the agent's log is ignored.
 //!
-//! One JSON object per line, internally tagged by `type` (the gateway's other lines,
-//! `gateway_usage` and the transcript, are described in docs/gateway.md):
+//! The same holds for its metering lines: the run's usage and budget (`gateway_usage`) and the
+//! upstream's answers to model calls (`gateway_model_status`).
+//!
+//! One JSON object per line, internally tagged by `type` ([`GatewayLine`]; the transcript and
+//! `gateway_refused` lines are described in docs/gateway.md). The branch lines are printed with
+//! `serde_json::to_string` (`type` first), the metering lines as a `serde_json::Value`
+//! ([`GatewayLine::to_value`]: keys sorted):
 //! ```json
 //! {"type":"gateway_patch","commit":"9f…","index":0,"total":1,"data":"H4sI…"}
 //! {"type":"gateway_branch","purpose":"review","branch":"paddock/r1","base":"1a…","commit":"9f…","filesChanged":1,"insertions":5,"deletions":0,"patchBytes":180,"patchTruncated":false}
 //! {"type":"gateway_push","ok":true,"commit":"9f…","branch":"paddock/r1","message":"pushed …"}
+//! {"budget_exceeded":null,"cache_read_tokens":0,"cache_write_tokens":0,"cost_usd":0.0003,"estimated_requests":0,"in_flight_requests":0,"input_tokens":100,"output_tokens":20,"refused_requests":0,"requests":1,"reserved_cost_usd":0.0,"type":"gateway_usage","unpriced_models":[]}
+//! {"calls":1,"route":"anthropic","status":200,"type":"gateway_model_status"}
+//! {"calls":10001,"limit_lines":10000,"type":"gateway_model_status_truncated"}
 //! ```
+
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -80,8 +90,56 @@ pub struct PushFacts {
     pub message: String,
 }
 
-/// One line of the gateway's own log, as the operator reads it.
+/// The gateway's metering totals for the run (its `gateway_usage` line), printed after every
+/// metered or refused model call. Field names are the line's keys (snake_case); a missing key
+/// reads as 0 (or none).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(default)]
+pub struct UsageTotals {
+    /// Input tokens (not cached).
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Input tokens read from the provider's prompt cache.
+    pub cache_read_tokens: u64,
+    /// Input tokens written to the provider's prompt cache.
+    pub cache_write_tokens: u64,
+    /// USD of the priced calls (always printed; `None` only when a line lacks it).
+    pub cost_usd: Option<f64>,
+    /// Model calls metered (estimated ones included).
+    pub requests: u64,
+    /// Of those, calls charged their reservation because their usage is unknown.
+    pub estimated_requests: u64,
+    /// Calls the gateway refused (endpoint, body, budget, busy).
+    pub refused_requests: u64,
+    /// Calls in flight when the line was printed.
+    pub in_flight_requests: u64,
+    /// USD the calls in flight have reserved (their worst case).
+    pub reserved_cost_usd: f64,
+    /// Models without a price (their calls count tokens, not USD).
+    pub unpriced_models: BTreeSet<String>,
+    /// Why further calls are refused, once a budget is reached (printed as `null` before).
+    pub budget_exceeded: Option<String>,
+}
+
+/// The upstream's answer to a model call (its `gateway_model_status` line), printed when route
+/// or status differ from the last such line.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ModelStatus {
+    /// The model route (`anthropic`, `openai`, …).
+    pub route: String,
+    /// HTTP status of the upstream's answer; 502 when it could not be reached.
+    pub status: u16,
+    /// Upstream calls made so far.
+    #[serde(default)]
+    pub calls: u64,
+    /// Why the upstream could not be reached (at most 512 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One line of the gateway's own log, as the operator reads it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum GatewayLine {
     /// The branch's facts ([`BranchFacts`]).
@@ -101,16 +159,41 @@ pub enum GatewayLine {
     },
     /// A push ([`PushFacts`]).
     GatewayPush(PushFacts),
+    /// The run's metering totals ([`UsageTotals`]).
+    GatewayUsage(UsageTotals),
+    /// The upstream's answer to a model call ([`ModelStatus`]).
+    GatewayModelStatus(ModelStatus),
+    /// The gateway stopped printing [`GatewayLine::GatewayModelStatus`] lines after
+    /// `limit_lines` of them: the last one printed is no longer current.
+    GatewayModelStatusTruncated {
+        /// Upstream calls made so far.
+        #[serde(default)]
+        calls: u64,
+        /// Status lines printed at most.
+        #[serde(default)]
+        limit_lines: u64,
+    },
 }
 
 impl GatewayLine {
-    /// Parses one log line; `None` for anything else (the gateway's other lines, noise).
+    /// Parses one log line; `None` for anything else (the transcript, `gateway_refused`,
+    /// noise).
     pub fn parse(line: &str) -> Option<GatewayLine> {
         let line = line.trim();
-        if !line.starts_with("{\"type\":\"gateway_") {
+        // Branch lines start with their tag, metering lines have it among sorted keys; inside
+        // a JSON string the quotes would be escaped.
+        if !line.starts_with('{') || !line.contains("\"type\":\"gateway_") {
             return None;
         }
         serde_json::from_str(line).ok()
+    }
+
+    /// The line as a JSON value, whose keys serde_json sorts: how the gateway prints its
+    /// metering lines ([`GatewayLine::GatewayUsage`], [`GatewayLine::GatewayModelStatus`],
+    /// [`GatewayLine::GatewayModelStatusTruncated`]).
+    pub fn to_value(&self) -> serde_json::Value {
+        // Plain structs and maps of strings always serialize.
+        serde_json::to_value(self).unwrap_or_default()
     }
 }
 
@@ -138,7 +221,56 @@ mod tests {
             "{text}"
         );
         assert_eq!(GatewayLine::parse(&text), Some(b));
-        assert_eq!(GatewayLine::parse("{\"type\":\"gateway_usage\",\"requests\":1}"), None);
+        assert_eq!(
+            GatewayLine::parse("{\"type\":\"gateway_refused\",\"status\":403}"),
+            None
+        );
+        assert_eq!(
+            GatewayLine::parse("{\"type\":\"transcript\",\"request\":\"{\\\"type\\\":\\\"gateway_usage\\\"}\"}"),
+            None
+        );
         assert_eq!(GatewayLine::parse("paddock-runner gateway: serving"), None);
+    }
+
+    #[test]
+    fn metering_lines_print_with_sorted_keys_and_read_back() {
+        let usage = GatewayLine::GatewayUsage(UsageTotals {
+            input_tokens: 100,
+            output_tokens: 20,
+            cost_usd: Some(0.0003),
+            requests: 1,
+            ..Default::default()
+        });
+        let text = usage.to_value().to_string();
+        assert_eq!(
+            text,
+            r#"{"budget_exceeded":null,"cache_read_tokens":0,"cache_write_tokens":0,"cost_usd":0.0003,"estimated_requests":0,"in_flight_requests":0,"input_tokens":100,"output_tokens":20,"refused_requests":0,"requests":1,"reserved_cost_usd":0.0,"type":"gateway_usage","unpriced_models":[]}"#
+        );
+        assert_eq!(GatewayLine::parse(&text), Some(usage));
+        let status = GatewayLine::GatewayModelStatus(ModelStatus {
+            route: "anthropic".into(),
+            status: 502,
+            calls: 3,
+            error: Some("refused".into()),
+        });
+        let text = status.to_value().to_string();
+        assert_eq!(
+            text,
+            r#"{"calls":3,"error":"refused","route":"anthropic","status":502,"type":"gateway_model_status"}"#
+        );
+        assert_eq!(GatewayLine::parse(&text), Some(status));
+        assert_eq!(
+            GatewayLine::parse(r#"{"type":"gateway_model_status_truncated"}"#),
+            Some(GatewayLine::GatewayModelStatusTruncated {
+                calls: 0,
+                limit_lines: 0
+            })
+        );
+        // A usage line with keys missing reads them as 0 or none.
+        let GatewayLine::GatewayUsage(u) = GatewayLine::parse(r#"{"type":"gateway_usage","requests":2}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((u.requests, u.cost_usd, u.budget_exceeded), (2, None, None));
     }
 }

@@ -13,6 +13,7 @@ pub mod agent;
 pub mod agentrun;
 pub mod agentrunset;
 pub mod approvalgate;
+pub mod artifacts;
 pub mod condition;
 pub mod egress;
 pub mod events;
@@ -22,6 +23,7 @@ pub mod gateway;
 pub mod network;
 pub mod reason;
 pub mod reference;
+pub mod runner;
 pub mod runnerpool;
 pub mod trigger;
 pub mod verdict;
@@ -52,9 +54,10 @@ pub const LABEL_ARTIFACT: &str = "paddock.dev/artifact";
 pub const LABEL_WARM: &str = "paddock.dev/warm";
 /// Label carrying the attempt number on runner pods.
 pub const LABEL_ATTEMPT: &str = "paddock.dev/attempt";
-/// Annotation by which the operator hands a run's settings to a claimed warm pod: base64 of a
-/// JSON object `{"env": {NAME: value, …}}`, the variables a cold pod would have had. The kubelet
-/// projects it into the pod's downward API volume, where the runner reads it.
+/// Annotation by which the operator hands a run's settings to a claimed warm pod: base64 of the
+/// JSON object `{"agent": {NAME: value, …}, "trusted": {NAME: value, …}}`, the variables a cold
+/// pod's agent and trusted containers would have had ([`runner::Claim`]). The kubelet projects
+/// it into the pod's downward API volume, where the runner reads it.
 pub const ANNOTATION_CLAIM: &str = "paddock.dev/claim";
 
 /// All CustomResourceDefinitions of the API, in install order.

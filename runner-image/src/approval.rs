@@ -15,6 +15,7 @@
 //! [`ToolRequest`]) and, once decided, `<id>.verdict` into [`requests_dir`]; the `run` process
 //! turns new files into events ([`watch_requests`]).
 
+use paddock_crds::runner::vars;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -125,10 +126,10 @@ impl VerdictCheck {
         let get = |k: &str| env.get(k).unwrap_or_default().to_string();
         Self {
             public_key: get(paddock_crds::verdict::PUBLIC_KEY_ENV),
-            namespace: get("PADDOCK_NAMESPACE"),
-            run: get("PADDOCK_RUN"),
-            run_uid: get("PADDOCK_RUN_UID"),
-            attempt: env.get("PADDOCK_ATTEMPT").and_then(|a| a.parse().ok()).unwrap_or(0),
+            namespace: get(vars::NAMESPACE),
+            run: get(vars::RUN),
+            run_uid: get(vars::RUN_UID),
+            attempt: env.get(vars::ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(0),
         }
     }
 

@@ -15,6 +15,7 @@
 //! Output: `step` events for `clone`; on failure a `result` (reason `CloneFailed` or
 //! `InvalidConfig`, failed step `clone`), also written to the termination log, and exit 1.
 
+use paddock_crds::runner::vars;
 use std::path::Path;
 
 use crate::uplink::{proxy_options, remote_url, wait_ready, Uplink, UplinkError};
@@ -106,7 +107,7 @@ pub struct CloneConfig {
 pub fn validate_revision(rev: &str) -> Result<(), ConfigError> {
     if rev.starts_with('-') || rev.len() > 255 || rev.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(ConfigError::Invalid {
-            name: "PADDOCK_REVISION",
+            name: vars::REVISION,
             reason: "must be a branch, tag or commit (no leading '-', no spaces)".into(),
         });
     }
@@ -119,12 +120,9 @@ impl CloneConfig {
     /// # Errors
     /// [`CloneError::Config`] or [`CloneError::Url`].
     pub fn from_env(env: &Env) -> Result<Self, CloneError> {
-        let url = RepoUrl::parse(
-            env.get("PADDOCK_REPO_URL")
-                .ok_or(ConfigError::Missing("PADDOCK_REPO_URL"))?,
-        )?;
+        let url = RepoUrl::parse(env.get(vars::REPO_URL).ok_or(ConfigError::Missing(vars::REPO_URL))?)?;
         let revision = env
-            .get("PADDOCK_REVISION")
+            .get(vars::REVISION)
             .map(str::trim)
             .filter(|r| !r.is_empty())
             .map(str::to_string);
@@ -132,8 +130,8 @@ impl CloneConfig {
             validate_revision(r)?;
         }
         let branch = env
-            .get("PADDOCK_BRANCH")
-            .ok_or(ConfigError::Missing("PADDOCK_BRANCH"))?
+            .get(vars::BRANCH)
+            .ok_or(ConfigError::Missing(vars::BRANCH))?
             .to_string();
         validate_branch(&branch)?;
         Ok(Self {
@@ -292,14 +290,14 @@ pub fn clone_workspace(cfg: &CloneConfig, creds: &GitCredentials, ws: &Workspace
 /// # Errors
 /// `(reason, message)`.
 pub fn prepare_verification(env: &Env, ws: &Workspace) -> Result<(), (&'static str, String)> {
-    if let Some(why) = env.get("PADDOCK_VERIFY_REFUSE").filter(|p| !p.is_empty()) {
+    if let Some(why) = env.get(vars::VERIFY_REFUSE).filter(|p| !p.is_empty()) {
         return Err(("PatchTooLarge", why.to_string()));
     }
-    let Some(patch) = env.get("PADDOCK_APPLY_PATCH").filter(|p| !p.is_empty()) else {
+    let Some(patch) = env.get(vars::APPLY_PATCH).filter(|p| !p.is_empty()) else {
         return Ok(());
     };
     let bytes = std::fs::read(patch).map_err(|e| ("PatchDidNotApply", format!("{patch}: {e}")))?;
-    if let Some(want) = env.get("PADDOCK_APPLY_PATCH_SHA256") {
+    if let Some(want) = env.get(vars::APPLY_PATCH_SHA256) {
         let got: String = ring::digest::digest(&ring::digest::SHA256, &bytes)
             .as_ref()
             .iter()
@@ -376,7 +374,7 @@ pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
                     status: StepStatus::Failed,
                     message: message.clone(),
                 });
-                let mut result = initial_result(env.get("PADDOCK_BRANCH").unwrap_or_default());
+                let mut result = initial_result(env.get(vars::BRANCH).unwrap_or_default());
                 fail(&mut result, "CloneFailed", Some(Step::Clone), message);
                 return finish(&mut em, result, &term_path);
             }
@@ -388,7 +386,7 @@ pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
                     status: StepStatus::Failed,
                     message: message.clone(),
                 });
-                let mut result = initial_result(env.get("PADDOCK_BRANCH").unwrap_or_default());
+                let mut result = initial_result(env.get(vars::BRANCH).unwrap_or_default());
                 fail(&mut result, reason, Some(Step::Clone), format!("{reason}: {message}"));
                 return finish(&mut em, result, &term_path);
             }
@@ -413,7 +411,7 @@ pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
                 status: StepStatus::Failed,
                 message: message.clone(),
             });
-            let mut result = initial_result(env.get("PADDOCK_BRANCH").unwrap_or_default());
+            let mut result = initial_result(env.get(vars::BRANCH).unwrap_or_default());
             fail(&mut result, e.reason(), Some(Step::Clone), message);
             finish(&mut em, result, &term_path)
         }
@@ -506,8 +504,8 @@ mod tests {
         let ws = Workspace::new(&ws_root);
         let env = |digest: &str| {
             Env::from_pairs([
-                ("PADDOCK_APPLY_PATCH", patch.to_str().unwrap()),
-                ("PADDOCK_APPLY_PATCH_SHA256", digest),
+                (vars::APPLY_PATCH, patch.to_str().unwrap()),
+                (vars::APPLY_PATCH_SHA256, digest),
             ])
         };
         assert_eq!(
@@ -516,7 +514,7 @@ mod tests {
         );
         prepare_verification(&env(&sha), &ws).unwrap();
         assert_eq!(std::fs::read_to_string(ws.work().join("a.py")).unwrap(), "x = 2\n");
-        let refuse = Env::from_pairs([("PADDOCK_VERIFY_REFUSE", "the patch was cut at 1 MiB")]);
+        let refuse = Env::from_pairs([(vars::VERIFY_REFUSE, "the patch was cut at 1 MiB")]);
         assert_eq!(prepare_verification(&refuse, &ws).unwrap_err().0, "PatchTooLarge");
         let dir = root;
         std::fs::write(dir.path().join("junk.gz"), b"not gzip").unwrap();

@@ -2,6 +2,7 @@
 //! typed values ("parse, don't validate"). Anything invalid is an [`ConfigError`], which the
 //! commands report as a `result` with reason `InvalidConfig`.
 
+use paddock_crds::runner::vars;
 use std::path::{Component, Path, PathBuf};
 
 use crate::agent::{AgentKind, AgentSpec};
@@ -50,11 +51,11 @@ impl Require for Env {
 /// [`ConfigError::Invalid`] naming `PADDOCK_BRANCH`.
 pub fn validate_branch(branch: &str) -> Result<(), ConfigError> {
     if branch.starts_with('-') {
-        return Err(ConfigError::invalid("PADDOCK_BRANCH", "must not start with '-'"));
+        return Err(ConfigError::invalid(vars::BRANCH, "must not start with '-'"));
     }
     if branch.starts_with("refs/") || !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
         return Err(ConfigError::invalid(
-            "PADDOCK_BRANCH",
+            vars::BRANCH,
             format!("{branch:?} is not a valid branch name"),
         ));
     }
@@ -85,7 +86,7 @@ pub fn parse_bool(env: &Env, name: &'static str, default: bool) -> Result<bool, 
 pub fn resolve_workdir(worktree: &Path, workdir: Option<&str>) -> Result<PathBuf, ConfigError> {
     let root = worktree.canonicalize().map_err(|e| {
         ConfigError::invalid(
-            "PADDOCK_WORKDIR",
+            vars::WORKDIR,
             format!("worktree {} is missing: {e}", worktree.display()),
         )
     })?;
@@ -98,7 +99,7 @@ pub fn resolve_workdir(worktree: &Path, workdir: Option<&str>) -> Result<PathBuf
             Component::Normal(_) | Component::CurDir => {}
             _ => {
                 return Err(ConfigError::invalid(
-                    "PADDOCK_WORKDIR",
+                    vars::WORKDIR,
                     "must be a relative path without '..'",
                 ))
             }
@@ -106,12 +107,12 @@ pub fn resolve_workdir(worktree: &Path, workdir: Option<&str>) -> Result<PathBuf
     }
     let joined = root.join(rel_path);
     std::fs::create_dir_all(&joined)
-        .map_err(|e| ConfigError::invalid("PADDOCK_WORKDIR", format!("cannot create {rel}: {e}")))?;
+        .map_err(|e| ConfigError::invalid(vars::WORKDIR, format!("cannot create {rel}: {e}")))?;
     let resolved = joined
         .canonicalize()
-        .map_err(|e| ConfigError::invalid("PADDOCK_WORKDIR", format!("cannot resolve {rel}: {e}")))?;
+        .map_err(|e| ConfigError::invalid(vars::WORKDIR, format!("cannot resolve {rel}: {e}")))?;
     if !resolved.starts_with(&root) {
-        return Err(ConfigError::invalid("PADDOCK_WORKDIR", "resolves outside the worktree"));
+        return Err(ConfigError::invalid(vars::WORKDIR, "resolves outside the worktree"));
     }
     Ok(resolved)
 }
@@ -162,7 +163,7 @@ pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
 
 /// The termination-log path (`PADDOCK_TERMINATION_LOG` or [`DEFAULT_TERMINATION_LOG`]).
 pub fn termination_log(env: &Env) -> PathBuf {
-    PathBuf::from(env.get("PADDOCK_TERMINATION_LOG").unwrap_or(DEFAULT_TERMINATION_LOG))
+    PathBuf::from(env.get(vars::TERMINATION_LOG).unwrap_or(DEFAULT_TERMINATION_LOG))
 }
 
 /// The default commit message: `paddock: <run>`, a blank line, and the prompt's first line.
@@ -187,92 +188,90 @@ impl RunConfig {
     /// [`ConfigError`] for a missing or invalid variable.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let kind: AgentKind = env
-            .require("PADDOCK_AGENT")?
+            .require(vars::AGENT)?
             .parse()
-            .map_err(|e: String| ConfigError::invalid("PADDOCK_AGENT", e))?;
+            .map_err(|e: String| ConfigError::invalid(vars::AGENT, e))?;
         let kind = match kind {
             AgentKind::Custom(_) => {
-                crate::agent::custom::parse_command(env.require("PADDOCK_AGENT_COMMAND")?)
-                    .map_err(|e| ConfigError::invalid("PADDOCK_AGENT_COMMAND", e))?;
+                crate::agent::custom::parse_command(env.require(vars::AGENT_COMMAND)?)
+                    .map_err(|e| ConfigError::invalid(vars::AGENT_COMMAND, e))?;
                 let output = env
-                    .get("PADDOCK_AGENT_OUTPUT")
+                    .get(vars::AGENT_OUTPUT)
                     .unwrap_or("text")
                     .parse()
-                    .map_err(|e: String| ConfigError::invalid("PADDOCK_AGENT_OUTPUT", e))?;
+                    .map_err(|e: String| ConfigError::invalid(vars::AGENT_OUTPUT, e))?;
                 AgentKind::Custom(output)
             }
             other => other,
         };
-        let prompt = env.require("PADDOCK_PROMPT")?.to_string();
-        let model = env.get("PADDOCK_MODEL").map(str::to_string);
+        let prompt = env.require(vars::PROMPT)?.to_string();
+        let model = env.get(vars::MODEL).map(str::to_string);
         if model.as_deref().is_some_and(|m| m.starts_with('-')) {
-            return Err(ConfigError::invalid("PADDOCK_MODEL", "must not start with '-'"));
+            return Err(ConfigError::invalid(vars::MODEL, "must not start with '-'"));
         }
-        let args = match env.get("PADDOCK_AGENT_ARGS") {
+        let args = match env.get(vars::AGENT_ARGS) {
             None => Vec::new(),
             Some(raw) => serde_json::from_str::<Vec<String>>(raw).map_err(|e| {
-                ConfigError::invalid("PADDOCK_AGENT_ARGS", format!("expected a JSON array of strings: {e}"))
+                ConfigError::invalid(vars::AGENT_ARGS, format!("expected a JSON array of strings: {e}"))
             })?,
         };
-        let max_turns = match env.get("PADDOCK_MAX_TURNS") {
+        let max_turns = match env.get(vars::MAX_TURNS) {
             None => None,
             Some(raw) => match raw.trim().parse::<u32>() {
                 Ok(n) if n > 0 => Some(n),
                 _ => {
                     return Err(ConfigError::invalid(
-                        "PADDOCK_MAX_TURNS",
+                        vars::MAX_TURNS,
                         format!("expected a positive integer, got {raw:?}"),
                     ))
                 }
             },
         };
-        let branch = env.require("PADDOCK_BRANCH")?.to_string();
+        let branch = env.require(vars::BRANCH)?.to_string();
         validate_branch(&branch)?;
-        let run = env.require("PADDOCK_RUN")?.to_string();
-        let namespace = env.require("PADDOCK_NAMESPACE")?.to_string();
-        let commit_message = match env
-            .get("PADDOCK_COMMIT_MESSAGE")
-            .map(str::trim)
-            .filter(|m| !m.is_empty())
-        {
+        let run = env.require(vars::RUN)?.to_string();
+        let namespace = env.require(vars::NAMESPACE)?.to_string();
+        let commit_message = match env.get(vars::COMMIT_MESSAGE).map(str::trim).filter(|m| !m.is_empty()) {
             Some(m) => m.to_string(),
             None => default_commit_message(&run, &prompt),
         };
         let author_name = env
-            .get("PADDOCK_GIT_AUTHOR_NAME")
+            .get(vars::GIT_AUTHOR_NAME)
             .unwrap_or(DEFAULT_AUTHOR_NAME)
             .to_string();
         let author_email = env
-            .get("PADDOCK_GIT_AUTHOR_EMAIL")
+            .get(vars::GIT_AUTHOR_EMAIL)
             .unwrap_or(DEFAULT_AUTHOR_EMAIL)
             .to_string();
         for (name, v) in [
-            ("PADDOCK_GIT_AUTHOR_NAME", &author_name),
-            ("PADDOCK_GIT_AUTHOR_EMAIL", &author_email),
+            (vars::GIT_AUTHOR_NAME, &author_name),
+            (vars::GIT_AUTHOR_EMAIL, &author_email),
         ] {
             if v.contains(['<', '>', '\n', '\r', '\0']) {
                 return Err(ConfigError::invalid(name, "must not contain '<', '>' or line breaks"));
             }
         }
-        let push = parse_bool(env, "PADDOCK_PUSH", false)?;
-        let push_timeout_secs = match env.get("PADDOCK_PUSH_TIMEOUT_SECS") {
+        let push = parse_bool(env, vars::PUSH, false)?;
+        let push_timeout_secs = match env.get(vars::PUSH_TIMEOUT_SECS) {
             None => DEFAULT_PUSH_TIMEOUT_SECS,
-            Some(raw) => raw.trim().parse().map_err(|_| {
-                ConfigError::invalid("PADDOCK_PUSH_TIMEOUT_SECS", format!("expected seconds, got {raw:?}"))
-            })?,
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::invalid(vars::PUSH_TIMEOUT_SECS, format!("expected seconds, got {raw:?}")))?,
         };
-        let push_approval = parse_bool(env, "PADDOCK_PUSH_APPROVAL", false)?;
-        let tool_rules = match env.get("PADDOCK_TOOL_RULES") {
-            None => None,
-            Some(raw) => Some(serde_json::from_str::<Vec<paddock_crds::ToolRule>>(raw).map_err(|e| {
-                ConfigError::invalid("PADDOCK_TOOL_RULES", format!("expected a JSON array of rules: {e}"))
-            })?),
-        };
+        let push_approval = parse_bool(env, vars::PUSH_APPROVAL, false)?;
+        let tool_rules =
+            match env.get(vars::TOOL_RULES) {
+                None => None,
+                Some(raw) => Some(serde_json::from_str::<Vec<paddock_crds::ToolRule>>(raw).map_err(|e| {
+                    ConfigError::invalid(vars::TOOL_RULES, format!("expected a JSON array of rules: {e}"))
+                })?),
+            };
         Ok(RunConfig {
             push_approval,
             tool_rules,
             decisions_file: PathBuf::from(
-                env.get("PADDOCK_DECISIONS_FILE")
+                env.get(vars::DECISIONS_FILE)
                     .unwrap_or(crate::approval::DEFAULT_DECISIONS_FILE),
             ),
             agent: AgentSpec {
@@ -285,7 +284,7 @@ impl RunConfig {
             branch,
             run,
             namespace,
-            workdir: env.get("PADDOCK_WORKDIR").map(str::to_string),
+            workdir: env.get(vars::WORKDIR).map(str::to_string),
             commit_message,
             author_name,
             author_email,
@@ -302,11 +301,11 @@ mod tests {
 
     fn base() -> Vec<(&'static str, &'static str)> {
         vec![
-            ("PADDOCK_AGENT", "shell"),
-            ("PADDOCK_PROMPT", "echo hi\nsecond line"),
-            ("PADDOCK_BRANCH", "paddock/r1"),
-            ("PADDOCK_RUN", "r1"),
-            ("PADDOCK_NAMESPACE", "ns"),
+            (vars::AGENT, "shell"),
+            (vars::PROMPT, "echo hi\nsecond line"),
+            (vars::BRANCH, "paddock/r1"),
+            (vars::RUN, "r1"),
+            (vars::NAMESPACE, "ns"),
         ]
     }
 
@@ -330,77 +329,63 @@ mod tests {
     #[test]
     fn rejects_bad_values() {
         assert_eq!(
-            with(&[("PADDOCK_BRANCH", "-f")]).unwrap_err(),
-            ConfigError::invalid("PADDOCK_BRANCH", "must not start with '-'")
+            with(&[(vars::BRANCH, "-f")]).unwrap_err(),
+            ConfigError::invalid(vars::BRANCH, "must not start with '-'")
         );
         assert!(matches!(
-            with(&[("PADDOCK_BRANCH", "a..b")]),
+            with(&[(vars::BRANCH, "a..b")]),
+            Err(ConfigError::Invalid { name: vars::BRANCH, .. })
+        ));
+        assert!(matches!(
+            with(&[(vars::BRANCH, "a b")]),
+            Err(ConfigError::Invalid { name: vars::BRANCH, .. })
+        ));
+        assert!(matches!(
+            with(&[(vars::AGENT, "vim")]),
+            Err(ConfigError::Invalid { name: vars::AGENT, .. })
+        ));
+        assert!(matches!(
+            with(&[(vars::AGENT_ARGS, "{\"a\":1}")]),
             Err(ConfigError::Invalid {
-                name: "PADDOCK_BRANCH",
+                name: vars::AGENT_ARGS,
                 ..
             })
         ));
         assert!(matches!(
-            with(&[("PADDOCK_BRANCH", "a b")]),
+            with(&[(vars::MAX_TURNS, "0")]),
             Err(ConfigError::Invalid {
-                name: "PADDOCK_BRANCH",
+                name: vars::MAX_TURNS,
                 ..
             })
         ));
         assert!(matches!(
-            with(&[("PADDOCK_AGENT", "vim")]),
-            Err(ConfigError::Invalid {
-                name: "PADDOCK_AGENT",
-                ..
-            })
+            with(&[(vars::PUSH, "yes")]),
+            Err(ConfigError::Invalid { name: vars::PUSH, .. })
         ));
         assert!(matches!(
-            with(&[("PADDOCK_AGENT_ARGS", "{\"a\":1}")]),
-            Err(ConfigError::Invalid {
-                name: "PADDOCK_AGENT_ARGS",
-                ..
-            })
-        ));
-        assert!(matches!(
-            with(&[("PADDOCK_MAX_TURNS", "0")]),
-            Err(ConfigError::Invalid {
-                name: "PADDOCK_MAX_TURNS",
-                ..
-            })
-        ));
-        assert!(matches!(
-            with(&[("PADDOCK_PUSH", "yes")]),
-            Err(ConfigError::Invalid {
-                name: "PADDOCK_PUSH",
-                ..
-            })
-        ));
-        assert!(matches!(
-            with(&[("PADDOCK_GIT_AUTHOR_NAME", "a <b>")]),
+            with(&[(vars::GIT_AUTHOR_NAME, "a <b>")]),
             Err(ConfigError::Invalid { .. })
         ));
-        let no_prompt = RunConfig::from_env(&Env::from_pairs(
-            base().into_iter().filter(|(k, _)| *k != "PADDOCK_PROMPT"),
-        ));
-        assert_eq!(no_prompt.unwrap_err(), ConfigError::Missing("PADDOCK_PROMPT"));
+        let no_prompt = RunConfig::from_env(&Env::from_pairs(base().into_iter().filter(|(k, _)| *k != vars::PROMPT)));
+        assert_eq!(no_prompt.unwrap_err(), ConfigError::Missing(vars::PROMPT));
     }
 
     #[test]
     fn custom_agents_need_a_command_and_a_known_output() {
         let c = with(&[
-            ("PADDOCK_AGENT", "custom"),
+            (vars::AGENT, "custom"),
             ("PADDOCK_AGENT_COMMAND", r#"["node","/opt/a.js"]"#),
-            ("PADDOCK_AGENT_OUTPUT", "jsonl"),
+            (vars::AGENT_OUTPUT, "jsonl"),
         ])
         .unwrap();
         assert_eq!(c.agent.kind, AgentKind::Custom(crate::agent::custom::Output::JsonLines));
         let text = with(&[("PADDOCK_AGENT", "custom"), ("PADDOCK_AGENT_COMMAND", r#"["x"]"#)]).unwrap();
         assert_eq!(text.agent.kind, AgentKind::Custom(crate::agent::custom::Output::Text));
         assert_eq!(
-            with(&[("PADDOCK_AGENT", "custom")]).unwrap_err(),
-            ConfigError::Missing("PADDOCK_AGENT_COMMAND")
+            with(&[(vars::AGENT, "custom")]).unwrap_err(),
+            ConfigError::Missing(vars::AGENT_COMMAND)
         );
-        for (k, v) in [("PADDOCK_AGENT_COMMAND", "[]"), ("PADDOCK_AGENT_OUTPUT", "yaml")] {
+        for (k, v) in [(vars::AGENT_COMMAND, "[]"), (vars::AGENT_OUTPUT, "yaml")] {
             let mut vars = vec![("PADDOCK_AGENT", "custom"), ("PADDOCK_AGENT_COMMAND", r#"["x"]"#)];
             vars.push((k, v));
             assert!(
@@ -414,8 +399,8 @@ mod tests {
     fn parses_args_and_turns() {
         let c = with(&[
             ("PADDOCK_AGENT_ARGS", r#"["--x","y z"]"#),
-            ("PADDOCK_MAX_TURNS", "7"),
-            ("PADDOCK_PUSH", "TRUE"),
+            (vars::MAX_TURNS, "7"),
+            (vars::PUSH, "TRUE"),
         ])
         .unwrap();
         assert_eq!(c.agent.args, vec!["--x".to_string(), "y z".to_string()]);
@@ -426,7 +411,7 @@ mod tests {
     #[test]
     fn secrets_come_from_named_vars() {
         let env = Env::from_pairs([
-            ("PADDOCK_REDACT_ENV", " A ,B,C,MISSING"),
+            (vars::REDACT_ENV, " A ,B,C,MISSING"),
             ("A", "sk-aaaa"),
             ("B", "abc"),
             ("C", "sk-aaaa-longer"),

@@ -20,6 +20,7 @@
 //! "peer":…}`, the first 100) and a summary line on SIGTERM. Exit: 0 on SIGTERM/SIGINT, 1 when
 //! the configuration is invalid or the port cannot be bound.
 
+use paddock_crds::runner::vars;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -346,7 +347,7 @@ pub fn command() -> i32 {
     let env = Env::from_process();
     let run = async {
         let listen = env
-            .get("PADDOCK_EGRESS_LISTEN")
+            .get(vars::EGRESS_LISTEN)
             .map(str::to_string)
             .unwrap_or_else(|| format!("0.0.0.0:{PORT}"));
         let addr: SocketAddr = listen.parse().map_err(|_| EgressError::Listen(listen.clone()))?;

@@ -1,6 +1,7 @@
 //! The container's environment as the runner reads it: the bottom layer every command and
 //! adapter uses (it depends on nothing of the crate).
 
+use paddock_crds::runner::vars;
 use std::collections::BTreeMap;
 
 /// A snapshot of the process environment (non-UTF-8 values are converted lossily).
@@ -60,7 +61,7 @@ impl Env {
     /// another is replaced whole).
     pub fn secrets(&self) -> Vec<String> {
         let mut out: Vec<String> = self
-            .get("PADDOCK_REDACT_ENV")
+            .get(vars::REDACT_ENV)
             .unwrap_or_default()
             .split(',')
             .map(str::trim)

@@ -9,6 +9,7 @@
 //! Credentials are only ever handed to libgit2 through callbacks: never written to a repository
 //! config, a URL on disk, or any output; [`GitCredentials::secrets`] lists them for redaction.
 
+use paddock_crds::runner::vars;
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
@@ -234,7 +235,7 @@ impl GitCredentials {
     pub fn load_from_env(env: &crate::env::Env, url: &RepoUrl) -> Result<Self, CredentialError> {
         let mut c = Self::load(&Self::dir_from_env(env), url)?;
         c.plain_http_hosts = env
-            .get("PADDOCK_GIT_PLAIN_HTTP_HOSTS")
+            .get(vars::GIT_PLAIN_HTTP_HOSTS)
             .unwrap_or_default()
             .split(',')
             .map(str::trim)
@@ -246,10 +247,7 @@ impl GitCredentials {
 
     /// The credential directory from `PADDOCK_GIT_CREDENTIALS_DIR` or the default.
     pub fn dir_from_env(env: &crate::env::Env) -> PathBuf {
-        PathBuf::from(
-            env.get("PADDOCK_GIT_CREDENTIALS_DIR")
-                .unwrap_or(DEFAULT_CREDENTIALS_DIR),
-        )
+        PathBuf::from(env.get(vars::GIT_CREDENTIALS_DIR).unwrap_or(DEFAULT_CREDENTIALS_DIR))
     }
 
     /// Secret values to redact from every output (token, passwords, private key lines).
@@ -509,8 +507,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("token"), "tok-123456").unwrap();
         let env = crate::env::Env::from_pairs([
-            ("PADDOCK_GIT_CREDENTIALS_DIR", dir.path().to_str().unwrap()),
-            ("PADDOCK_GIT_PLAIN_HTTP_HOSTS", " forge.internal:3000 , Git.Local "),
+            (vars::GIT_CREDENTIALS_DIR, dir.path().to_str().unwrap()),
+            (vars::GIT_PLAIN_HTTP_HOSTS, " forge.internal:3000 , Git.Local "),
         ]);
         let check = |u: &str| {
             let url = RepoUrl::parse(u).unwrap();

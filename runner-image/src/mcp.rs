@@ -22,6 +22,7 @@
 //! Env: `PADDOCK_TOOL_RULES` (JSON array of `{"tool":str,"pattern":str?}`), `PADDOCK_WORKSPACE`,
 //! `PADDOCK_DECISIONS_FILE`, `PADDOCK_RUN`.
 
+use paddock_crds::runner::vars;
 use std::path::{Path, PathBuf};
 
 use paddock_crds::ToolRule;
@@ -66,17 +67,17 @@ impl PermissionServer {
     /// `PADDOCK_TOOL_RULES` missing or not a JSON array of rules.
     pub fn from_env(env: &Env) -> Result<Self, String> {
         let rules: Vec<ToolRule> = env
-            .get("PADDOCK_TOOL_RULES")
+            .get(vars::TOOL_RULES)
             .ok_or("PADDOCK_TOOL_RULES is not set")
             .and_then(|raw| serde_json::from_str(raw).map_err(|_| "PADDOCK_TOOL_RULES is not a JSON array of rules"))?;
         Ok(PermissionServer {
             rules,
             dir: requests_dir(&Workspace::from_env(env)),
             decisions: env
-                .get("PADDOCK_DECISIONS_FILE")
+                .get(vars::DECISIONS_FILE)
                 .unwrap_or(crate::approval::DEFAULT_DECISIONS_FILE)
                 .into(),
-            run: env.get("PADDOCK_RUN").unwrap_or_default().to_string(),
+            run: env.get(vars::RUN).unwrap_or_default().to_string(),
             check: crate::approval::VerdictCheck::from_env(env),
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         })

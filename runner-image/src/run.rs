@@ -22,6 +22,7 @@
 //! The last stdout line is the `result`; the same line goes to the termination log. Exit 0 when
 //! the run succeeded, 1 when it failed.
 
+use paddock_crds::runner::vars;
 use std::io::Write;
 use std::time::Duration;
 
@@ -111,7 +112,7 @@ const PUSH_REVIEW_WAIT: Duration = Duration::from_secs(366 * 24 * 3600);
 pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
     let mut em = Emitter::new(out, env.secrets());
     let term_path = termination_log(env);
-    let mut result = initial_result(env.get("PADDOCK_BRANCH").unwrap_or_default());
+    let mut result = initial_result(env.get(vars::BRANCH).unwrap_or_default());
     let cfg = match RunConfig::from_env(env) {
         Ok(c) => c,
         Err(e) => {
@@ -183,7 +184,7 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
         side_tx,
     ));
     // The gateway sidecar may still be binding its port when this container starts.
-    if let Some(url) = env.get("PADDOCK_GATEWAY_URL") {
+    if let Some(url) = env.get(vars::GATEWAY_URL) {
         if !crate::gateway::signals::wait_for_gateway(url, Duration::from_secs(10)).await {
             em.emit(RunnerEvent::Error {
                 message: format!("the pod's gateway at {url} did not answer within 10 s; starting the agent anyway"),
@@ -447,7 +448,7 @@ async fn claimed_env(env: Env) -> Result<Env, i32> {
             let line = line.trim();
             if line.is_empty() {
                 let mut em = Emitter::new(std::io::stdout(), env.secrets());
-                let mut result = initial_result(env.get("PADDOCK_BRANCH").unwrap_or_default());
+                let mut result = initial_result(env.get(vars::BRANCH).unwrap_or_default());
                 let message = match code {
                     None => "terminated while waiting for the clone".to_string(),
                     Some(c) => format!("the clone step failed (exit code {c})"),
@@ -479,7 +480,7 @@ pub fn command() -> i32 {
         }),
         Err(e) => {
             let mut em = Emitter::new(std::io::stdout(), env.secrets());
-            let mut result = initial_result(env.get("PADDOCK_BRANCH").unwrap_or_default());
+            let mut result = initial_result(env.get(vars::BRANCH).unwrap_or_default());
             fail(
                 &mut result,
                 "AgentFailed",

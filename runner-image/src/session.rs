@@ -14,10 +14,12 @@
 //! under the *current* working directory's project folder) and returns the id; the adapter
 //! then adds `--resume <id>` (Claude Code) or runs `codex exec resume <id>` (Codex).
 
+use paddock_crds::runner::vars;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use flate2::read::GzDecoder;
+use paddock_crds::artifacts;
 use paddock_crds::events::RunnerEvent;
 
 pub use crate::agent::claude::project_dir as claude_project_dir;
@@ -29,9 +31,9 @@ use crate::env::Env;
 /// saved (an `error` event says so); the run itself is not affected.
 pub const MAX_SESSION_BYTES: usize = 16 * 1024 * 1024;
 /// Largest compressed session saved (bytes): it must fit a ConfigMap (1 MiB object limit).
-pub const MAX_SESSION_GZ_BYTES: usize = 900 * 1024;
+pub const MAX_SESSION_GZ_BYTES: usize = artifacts::MAX_GZ_BYTES;
 /// Where the operator mounts the session to resume (set only for `spec.resumeFrom` runs).
-pub const RESUME_DIR_ENV: &str = "PADDOCK_RESUME_DIR";
+pub const RESUME_DIR_ENV: &str = vars::RESUME_DIR;
 
 /// Where `kind`'s CLI keeps its sessions ([`crate::agent::Adapter::sessions`]).
 fn files(kind: AgentKind) -> Option<&'static dyn SessionFiles> {
@@ -121,18 +123,18 @@ pub fn restore(kind: AgentKind, env: &Env, cwd: &Path) -> Result<Option<String>,
     let Some(dir) = env.get(RESUME_DIR_ENV).map(PathBuf::from) else {
         return Ok(None);
     };
-    let agent = read_key(&dir, "agent")?;
+    let agent = read_key(&dir, artifacts::SESSION_AGENT_KEY)?;
     if agent != kind.as_str() {
         return Err(format!(
             "the session to resume was written by {agent}, not {}",
             kind.as_str()
         ));
     }
-    let id = read_key(&dir, "sessionId")?;
+    let id = read_key(&dir, artifacts::SESSION_ID_KEY)?;
     if !valid_id(&id) {
         return Err(format!("invalid session id {id:?}"));
     }
-    let rel = PathBuf::from(read_key(&dir, "path")?);
+    let rel = PathBuf::from(read_key(&dir, artifacts::SESSION_PATH_KEY)?);
     if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
         return Err(format!("invalid session path {}", rel.display()));
     }
@@ -140,12 +142,13 @@ pub fn restore(kind: AgentKind, env: &Env, cwd: &Path) -> Result<Option<String>,
     let target = files(kind)
         .map(|f| f.restore_path(&root, &rel, &id, cwd))
         .unwrap_or_else(|| root.join(&rel));
-    let gz = std::fs::read(dir.join("session.jsonl.gz")).map_err(|e| format!("session.jsonl.gz: {e}"))?;
+    let gz = std::fs::read(dir.join(artifacts::SESSION_FILE_KEY))
+        .map_err(|e| format!("{}: {e}", artifacts::SESSION_FILE_KEY))?;
     let mut body = Vec::new();
     GzDecoder::new(gz.as_slice())
         .take(MAX_SESSION_BYTES as u64 + 1)
         .read_to_end(&mut body)
-        .map_err(|e| format!("session.jsonl.gz: {e}"))?;
+        .map_err(|e| format!("{}: {e}", artifacts::SESSION_FILE_KEY))?;
     if body.len() > MAX_SESSION_BYTES {
         return Err(format!("session is larger than {MAX_SESSION_BYTES} bytes"));
     }

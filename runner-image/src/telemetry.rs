@@ -17,6 +17,7 @@
 //! Messages are the events' redacted ones. Spans are sent in batches from a background thread
 //! and flushed by [`Telemetry::finish`] (bounded by the exporter timeout, default 10 s).
 
+use paddock_crds::runner::vars;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -50,13 +51,10 @@ pub fn endpoint(env: &Env) -> Option<String> {
 }
 
 fn run_attributes(env: &Env) -> Vec<KeyValue> {
-    [
-        ("paddock.run", "PADDOCK_RUN"),
-        ("paddock.namespace", "PADDOCK_NAMESPACE"),
-    ]
-    .into_iter()
-    .filter_map(|(key, var)| env.get(var).map(|v| KeyValue::new(key, v.to_string())))
-    .collect()
+    [("paddock.run", vars::RUN), ("paddock.namespace", vars::NAMESPACE)]
+        .into_iter()
+        .filter_map(|(key, var)| env.get(var).map(|v| KeyValue::new(key, v.to_string())))
+        .collect()
 }
 
 fn tracer_provider(env: &Env, endpoint: &str) -> Result<SdkTracerProvider, paddock_otlp::ExporterBuildError> {
@@ -190,6 +188,6 @@ mod tests {
     fn steps_are_a_no_op_when_off() {
         on_step(Step::Agent, StepStatus::Started, "shell");
         STEPS.with(|s| assert!(s.borrow().is_empty()));
-        init(&Env::from_pairs([("PADDOCK_RUN", "r")]), "run").finish(0);
+        init(&Env::from_pairs([(vars::RUN, "r")]), "run").finish(0);
     }
 }

@@ -2,6 +2,7 @@
 //! agent container does not mount: the run's base commit, recorded by the clone step and read
 //! by the gateway's push service ([`crate::gateway::push`]).
 
+use paddock_crds::runner::vars;
 use std::path::PathBuf;
 
 use git2::Oid;
@@ -14,7 +15,7 @@ use crate::workspace::write_atomic;
 pub const DEFAULT_TRUSTED_DIR: &str = "/tmp/paddock-trusted";
 
 fn trusted_dir(env: &Env) -> PathBuf {
-    PathBuf::from(env.get("PADDOCK_TRUSTED_DIR").unwrap_or(DEFAULT_TRUSTED_DIR))
+    PathBuf::from(env.get(vars::TRUSTED_DIR).unwrap_or(DEFAULT_TRUSTED_DIR))
 }
 
 /// Records `commit` as the run's base for the gateway (called by the trusted clone step, in the

@@ -1,8 +1,8 @@
 //! Warm pods: a pool's pre-started runner pods wait, idle, until the operator claims one for a
-//! run. The claim arrives as the pod annotation [`paddock_crds::ANNOTATION_CLAIM`] (base64 of
-//! `{"trusted": {NAME: value}, "agent": {NAME: value}}`: the variables a cold pod's trusted
-//! containers and agent container would have had), which the kubelet projects into the
-//! downward API file `PADDOCK_DECISIONS_FILE` (default `/etc/paddock/pod/annotations`).
+//! run. The claim arrives as the pod annotation [`paddock_crds::ANNOTATION_CLAIM`] ([`Claim`]: the
+//! variables a cold pod's trusted containers and agent container would have had), which the
+//! kubelet projects into the downward API file `PADDOCK_DECISIONS_FILE` (default
+//! `/etc/paddock/pod/annotations`).
 //!
 //! In a warm pod (`PADDOCK_WARM=true`) the containers differ from a cold pod's: there is no
 //! `clone` init container. The `gateway` sidecar waits for the claim, clones (as `clone` would)
@@ -11,12 +11,10 @@
 //! that file, then runs as in a cold pod. Nothing is restarted, so a claimed run starts with the
 //! image pulled, the sandbox up and both processes running.
 
-use std::collections::BTreeMap;
+use paddock_crds::runner::vars;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine;
-use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::env::Env;
@@ -25,54 +23,19 @@ use crate::workspace::Workspace;
 /// How often a waiting container reads the claim and clone files (a stat and a small read).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
 
-/// A run's settings for a claimed warm pod.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-pub struct Claim {
-    /// Variables for the trusted containers (clone and gateway).
-    #[serde(default)]
-    pub trusted: BTreeMap<String, String>,
-    /// Variables for the agent container (also passed to the agent CLI's process).
-    #[serde(default)]
-    pub agent: BTreeMap<String, String>,
-}
-
-/// Errors reading a claim.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ClaimError {
-    /// The annotation is not base64.
-    #[error("claim annotation is not base64: {0}")]
-    Base64(String),
-    /// The decoded annotation is not the expected JSON.
-    #[error("claim annotation is not a claim object: {0}")]
-    Json(String),
-    /// The claim carries no valid signature of the operator's key (anyone with the `edit` role
-    /// may annotate pods; only the operator's claim counts).
-    #[error("the claim is not signed by the operator's key; refusing it")]
-    Unsigned,
-}
+pub use paddock_crds::runner::{Claim, ClaimError};
 
 /// Whether this container runs in a warm pod (`PADDOCK_WARM=true`).
 pub fn is_warm(env: &Env) -> bool {
-    env.get("PADDOCK_WARM") == Some("true")
+    env.get(vars::WARM) == Some("true")
 }
 
 /// The downward API file with the pod's annotations.
 pub fn annotations_file(env: &Env) -> PathBuf {
     PathBuf::from(
-        env.get("PADDOCK_DECISIONS_FILE")
+        env.get(vars::DECISIONS_FILE)
             .unwrap_or(crate::approval::DEFAULT_DECISIONS_FILE),
     )
-}
-
-/// Decodes an annotation value into a [`Claim`].
-///
-/// # Errors
-/// [`ClaimError`] when it is not base64 of a JSON claim object.
-pub fn decode_claim(value: &str) -> Result<Claim, ClaimError> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(value.trim())
-        .map_err(|e| ClaimError::Base64(e.to_string()))?;
-    serde_json::from_slice(&bytes).map_err(|e| ClaimError::Json(e.to_string()))
 }
 
 /// The claim in `file`, if the pod has been claimed (`None` while it is idle or the file is
@@ -97,7 +60,7 @@ pub fn read_claim(file: &Path, public_key: Option<&str>) -> Option<Result<Claim,
             return Some(Err(ClaimError::Unsigned));
         }
     }
-    Some(decode_claim(value))
+    Some(Claim::decode(value))
 }
 
 /// Waits for the claim in `file` (checked against `public_key` as in [`read_claim`]); `None`
@@ -162,6 +125,7 @@ pub async fn wait_clone(ws: &Workspace, terminate: &mut watch::Receiver<bool>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     fn annotations(claim_json: &str) -> String {
         let b64 = base64::engine::general_purpose::STANDARD.encode(claim_json);
@@ -181,8 +145,8 @@ mod tests {
         )
         .unwrap();
         let c = read_claim(&file, None).unwrap().unwrap();
-        assert_eq!(c.trusted["PADDOCK_REPO_URL"], "git://h/r");
-        assert_eq!(c.agent["PADDOCK_PROMPT"], "a \"b\"\nc");
+        assert_eq!(c.trusted[vars::REPO_URL], "git://h/r");
+        assert_eq!(c.agent[vars::PROMPT], "a \"b\"\nc");
         std::fs::write(&file, format!("{}=\"!!\"\n", paddock_crds::ANNOTATION_CLAIM)).unwrap();
         assert!(matches!(read_claim(&file, None), Some(Err(ClaimError::Base64(_)))));
         std::fs::write(&file, annotations("[1]")).unwrap();
@@ -214,7 +178,7 @@ mod tests {
         assert_eq!(read_claim(&file, Some(&key)), Some(Err(ClaimError::Unsigned)));
         std::fs::write(&file, format!("{text}{sig_key}=\"{sig}\"\n")).unwrap();
         assert_eq!(
-            read_claim(&file, Some(&key)).unwrap().unwrap().trusted["PADDOCK_REPO_URL"],
+            read_claim(&file, Some(&key)).unwrap().unwrap().trusted[vars::REPO_URL],
             "git://h/r"
         );
     }

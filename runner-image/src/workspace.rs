@@ -1,5 +1,6 @@
 //! Paths of the shared `workspace` volume and the control files the containers exchange.
 
+use paddock_crds::runner::vars;
 use std::path::{Path, PathBuf};
 
 /// Default mount point of the `workspace` volume.
@@ -22,7 +23,7 @@ impl Workspace {
 
     /// The workspace named by `PADDOCK_WORKSPACE` (non-empty), else [`DEFAULT_WORKSPACE`].
     pub fn from_env(env: &crate::env::Env) -> Self {
-        Self::new(env.get("PADDOCK_WORKSPACE").unwrap_or(DEFAULT_WORKSPACE))
+        Self::new(env.get(vars::WORKSPACE).unwrap_or(DEFAULT_WORKSPACE))
     }
 
     /// The volume's root directory.

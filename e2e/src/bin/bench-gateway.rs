@@ -54,6 +54,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use paddock_crds::runner::vars;
 use paddock_e2e::percentile;
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
@@ -452,7 +453,7 @@ impl Gateway {
 }
 
 fn runner_bin() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("PADDOCK_RUNNER_BIN") {
+    if let Ok(p) = std::env::var(vars::RUNNER_BIN) {
         return Ok(PathBuf::from(p));
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -500,19 +501,16 @@ async fn start_gateway(bin: &PathBuf, upstream: SocketAddr) -> Result<Gateway> {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
         .env("HOME", dir.join("home"))
-        .env("PADDOCK_WORKSPACE", dir.join("workspace"))
-        .env("PADDOCK_GATEWAY_STATE_DIR", dir.join("state"))
-        .env("PADDOCK_GIT_CREDENTIALS_DIR", dir.join("no-creds"))
-        .env(
-            "PADDOCK_REPO_URL",
-            format!("file://{}", dir.join("origin.git").display()),
-        )
-        .env("PADDOCK_BRANCH", "paddock/bench")
-        .env("PADDOCK_PUSH", "false")
-        .env("PADDOCK_GATEWAY_ADDR", addr.to_string())
-        .env("PADDOCK_UPSTREAM_ANTHROPIC", format!("http://{upstream}"))
+        .env(vars::WORKSPACE, dir.join("workspace"))
+        .env(vars::GATEWAY_STATE_DIR, dir.join("state"))
+        .env(vars::GIT_CREDENTIALS_DIR, dir.join("no-creds"))
+        .env(vars::REPO_URL, format!("file://{}", dir.join("origin.git").display()))
+        .env(vars::BRANCH, "paddock/bench")
+        .env(vars::PUSH, "false")
+        .env(vars::GATEWAY_ADDR, addr.to_string())
+        .env(vars::upstream("anthropic"), format!("http://{upstream}"))
         .env("ANTHROPIC_API_KEY", REAL_KEY)
-        .env("PADDOCK_REDACT_ENV", "ANTHROPIC_API_KEY")
+        .env(vars::REDACT_ENV, "ANTHROPIC_API_KEY")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

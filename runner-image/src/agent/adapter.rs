@@ -3,6 +3,7 @@
 //! ([`SessionFiles`]). One implementation per CLI module, looked up by [`paddock_crds::AgentName`]
 //! in the registry ([`super::adapter()`]).
 
+use paddock_crds::runner::vars;
 use std::path::{Path, PathBuf};
 
 use paddock_crds::AgentName;
@@ -13,7 +14,7 @@ use crate::env::Env;
 
 /// Set by the runner for the adapter after [`crate::session::restore`]: the session id to
 /// resume (the adapters of CLIs with [`Adapter::sessions`] read it).
-pub const RESUME_ID_ENV: &str = "PADDOCK_RESUME_SESSION_ID";
+pub const RESUME_ID_ENV: &str = vars::RESUME_SESSION_ID;
 
 /// One agent CLI, as the runner drives it. Implementations are stateless unit structs; the
 /// per-run state lives in the [`StreamMapper`] they create.
@@ -56,7 +57,7 @@ pub trait SessionFiles: Sync {
 /// The program to start: `PADDOCK_AGENT_BIN` when set (tests replay recorded streams with it),
 /// else the CLI's own `default`.
 pub fn program(env: &Env, default: &str) -> String {
-    env.get("PADDOCK_AGENT_BIN").unwrap_or(default).to_string()
+    env.get(vars::AGENT_BIN).unwrap_or(default).to_string()
 }
 
 /// The home directory the CLIs see: `$HOME`, else `/home/paddock`.

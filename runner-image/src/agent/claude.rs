@@ -10,6 +10,7 @@
 //!
 //! Other JSON lines (stream events, hooks, …) are ignored; non-JSON lines become `log` events.
 
+use paddock_crds::runner::vars;
 use std::collections::HashSet;
 
 use paddock_crds::events::{RunnerEvent, Usage};
@@ -229,7 +230,7 @@ impl Adapter for ClaudeCode {
         // Free inside the pod: no permission checks at all, unless ToolUse rules must see
         // the calls; then every call Claude Code does not consider read-only goes to the
         // runner's permission-prompt server, which lets through what no rule names.
-        let gated = env.get("PADDOCK_TOOL_RULES").is_some();
+        let gated = env.get(vars::TOOL_RULES).is_some();
         let mode = if gated { CLAUDE_GATED_MODE } else { CLAUDE_FREE_MODE };
         let mut args: Vec<String> = [
             "-p",
@@ -250,18 +251,18 @@ impl Adapter for ClaudeCode {
         if let Some(id) = env.get(RESUME_ID_ENV) {
             args.extend(["--resume".into(), id.to_string()]);
         }
-        if let Some(rules) = env.get("PADDOCK_TOOL_RULES") {
+        if let Some(rules) = env.get(vars::TOOL_RULES) {
             // Tool calls that need permission go to the runner's MCP server (crate::mcp).
             let mut server_env = serde_json::Map::new();
-            server_env.insert("PADDOCK_TOOL_RULES".into(), rules.into());
-            for k in ["PADDOCK_WORKSPACE", "PADDOCK_DECISIONS_FILE", "PADDOCK_RUN"] {
+            server_env.insert(vars::TOOL_RULES.into(), rules.into());
+            for k in [vars::WORKSPACE, vars::DECISIONS_FILE, vars::RUN] {
                 if let Some(v) = env.get(k) {
                     server_env.insert(k.into(), v.into());
                 }
             }
             let config = serde_json::json!({"mcpServers": {"paddock": {
                 "type": "stdio",
-                "command": env.get("PADDOCK_RUNNER_BIN").unwrap_or("paddock-runner"),
+                "command": env.get(vars::RUNNER_BIN).unwrap_or("paddock-runner"),
                 "args": ["permission-prompt"],
                 "env": server_env,
             }}});

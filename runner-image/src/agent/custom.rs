@@ -17,6 +17,7 @@
 //! after exit. stderr lines are `log` events on stderr in both modes.
 
 use paddock_crds::events::RunnerEvent;
+use paddock_crds::runner::vars;
 
 use paddock_crds::AgentName;
 
@@ -115,7 +116,7 @@ impl Adapter for Custom {
     fn invocation(&self, spec: &AgentSpec, env: &Env) -> Invocation {
         // Validated by `RunConfig::from_env`; an unusable value starts nothing (exit 127).
         let mut command = env
-            .get("PADDOCK_AGENT_COMMAND")
+            .get(vars::AGENT_COMMAND)
             .and_then(|raw| parse_command(raw).ok())
             .unwrap_or_else(|| vec![String::new()]);
         let program = command.remove(0);

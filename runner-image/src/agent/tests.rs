@@ -1,6 +1,7 @@
 //! The golden tests of every CLI's command line (moved unchanged from `agent/mod.rs`).
 
 use super::*;
+use paddock_crds::runner::vars;
 
 fn spec(kind: AgentKind) -> AgentSpec {
     AgentSpec {
@@ -50,10 +51,10 @@ fn claude_command_line() {
 fn claude_command_line_with_tool_rules() {
     let rules = r#"[{"tool":"Bash","pattern":"rm -rf *"}]"#;
     let env = Env::from_pairs([
-        ("PADDOCK_TOOL_RULES", rules),
-        ("PADDOCK_WORKSPACE", "/workspace"),
-        ("PADDOCK_RUN", "r1"),
-        ("PADDOCK_RUNNER_BIN", "/usr/local/bin/paddock-runner"),
+        (vars::TOOL_RULES, rules),
+        (vars::WORKSPACE, "/workspace"),
+        (vars::RUN, "r1"),
+        (vars::RUNNER_BIN, "/usr/local/bin/paddock-runner"),
     ]);
     let mut s = spec(AgentKind::ClaudeCode);
     s.args.clear();
@@ -294,7 +295,7 @@ fn gemini_cli_command_line_and_settings() {
     // GEMINI_CLI_HOME is Gemini CLI's home directory when set.
     let inv = build_invocation(
         &spec(AgentKind::GeminiCli),
-        &Env::from_pairs([("HOME", "/h"), ("GEMINI_CLI_HOME", "/g"), ("PADDOCK_AGENT_BIN", "/x")]),
+        &Env::from_pairs([("HOME", "/h"), ("GEMINI_CLI_HOME", "/g"), (vars::AGENT_BIN, "/x")]),
     );
     assert_eq!(inv.files[0].0, PathBuf::from("/g/.gemini/settings.json"));
     assert_eq!(inv.program, "/x");
@@ -519,14 +520,14 @@ fn custom_command_line_puts_the_prompt_last() {
 
 #[test]
 fn shell_command_line_and_bin_override() {
-    let inv = build_invocation(&spec(AgentKind::Shell), &Env::from_pairs([("PADDOCK_AGENT_BIN", "/x")]));
+    let inv = build_invocation(&spec(AgentKind::Shell), &Env::from_pairs([(vars::AGENT_BIN, "/x")]));
     assert_eq!(
         (inv.program.as_str(), inv.args.as_slice()),
         ("sh", &["-c".to_string(), "-rf do it".to_string()][..])
     );
     let inv = build_invocation(
         &spec(AgentKind::ClaudeCode),
-        &Env::from_pairs([("PADDOCK_AGENT_BIN", "/x")]),
+        &Env::from_pairs([(vars::AGENT_BIN, "/x")]),
     );
     assert_eq!(inv.program, "/x");
 }

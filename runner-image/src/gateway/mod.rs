@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod push;
 pub mod signals;
 
+use paddock_crds::runner::vars;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Env;
@@ -121,7 +122,7 @@ async fn claim_and_clone(env: Env) -> Option<Env> {
     let mut trusted = claim.trusted;
     // The clone's failure line goes where the agent container looks for it.
     trusted.insert(
-        "PADDOCK_TERMINATION_LOG".into(),
+        vars::TERMINATION_LOG.into(),
         crate::warm::clone_result_file(&ws).to_string_lossy().into_owned(),
     );
     let env = env.with_overlay(&trusted);

@@ -26,6 +26,7 @@
 //! [`isolate_git_config`] points `HOME`/`XDG_CONFIG_HOME` at the state directory before libgit2
 //! starts, so a global git config in a `HOME` shared with the agent cannot redirect the push.
 
+use paddock_crds::runner::vars;
 use std::cell::RefCell;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -126,7 +127,7 @@ fn git(what: impl Into<String>) -> impl FnOnce(git2::Error) -> PushFailure {
 }
 
 fn state_dir(env: &Env) -> PathBuf {
-    env.get("PADDOCK_GATEWAY_STATE_DIR")
+    env.get(vars::GATEWAY_STATE_DIR)
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join(format!("paddock-gateway-{}", std::process::id())))
 }
@@ -176,17 +177,14 @@ impl PushService {
     /// # Errors
     /// [`PushConfigError`] for a missing or invalid variable or unreadable credentials.
     pub fn from_env(env: &Env, ws: Workspace) -> Result<Self, PushConfigError> {
-        let url = RepoUrl::parse(
-            env.get("PADDOCK_REPO_URL")
-                .ok_or(ConfigError::Missing("PADDOCK_REPO_URL"))?,
-        )?;
+        let url = RepoUrl::parse(env.get(vars::REPO_URL).ok_or(ConfigError::Missing(vars::REPO_URL))?)?;
         let branch = env
-            .get("PADDOCK_BRANCH")
-            .ok_or(ConfigError::Missing("PADDOCK_BRANCH"))?
+            .get(vars::BRANCH)
+            .ok_or(ConfigError::Missing(vars::BRANCH))?
             .to_string();
         validate_branch(&branch)?;
-        let allowed = parse_bool(env, "PADDOCK_PUSH", true)?;
-        let approval = parse_bool(env, "PADDOCK_PUSH_APPROVAL", false)?;
+        let allowed = parse_bool(env, vars::PUSH, true)?;
+        let approval = parse_bool(env, vars::PUSH_APPROVAL, false)?;
         let creds = GitCredentials::load_from_env(env, &url)?;
         let mut secrets = env.secrets();
         secrets.extend(creds.secrets());
@@ -198,7 +196,7 @@ impl PushService {
             approval,
             check: VerdictCheck::from_env(env),
             decisions: env
-                .get("PADDOCK_DECISIONS_FILE")
+                .get(vars::DECISIONS_FILE)
                 .unwrap_or(crate::approval::DEFAULT_DECISIONS_FILE)
                 .into(),
             base: read_base(env),

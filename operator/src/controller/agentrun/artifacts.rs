@@ -17,13 +17,13 @@ use k8s_openapi::ByteString;
 use kube::api::{Api, LogParams, Patch, PatchParams};
 use paddock_crds::events::{parse_line, EventLine, RunResult, RunnerEvent};
 use paddock_crds::gateway::{BranchFacts, GatewayLine};
-use paddock_crds::AgentRun;
+use paddock_crds::{artifacts, AgentRun};
 use std::collections::BTreeMap;
 
 /// Largest event log kept (bytes); older lines are dropped first.
 pub const MAX_LOG_BYTES: usize = 512 * 1024;
 /// Largest compressed patch kept (bytes), under the 1 MiB object limit.
-pub const MAX_PATCH_GZ_BYTES: usize = 900 * 1024;
+pub const MAX_PATCH_GZ_BYTES: usize = artifacts::MAX_GZ_BYTES;
 
 /// What the runner's log said, parsed.
 #[derive(Debug, Default, PartialEq)]
@@ -52,11 +52,11 @@ pub struct SavedSession {
 }
 
 /// Largest compressed session kept (bytes), under the 1 MiB object limit.
-pub const MAX_SESSION_GZ_BYTES: usize = 900 * 1024;
+pub const MAX_SESSION_GZ_BYTES: usize = artifacts::MAX_GZ_BYTES;
 
-/// Name of the session ConfigMap of a run: `<run>-session`.
+/// Name of the session ConfigMap of a run: `<run>-session` ([`artifacts::session_configmap`]).
 pub fn session_configmap_name(run: &str) -> String {
-    format!("{run}-session")
+    artifacts::session_configmap(run)
 }
 
 /// The chunks `0..total` of one base64 payload (`patch` and `session` events), as they arrive.
@@ -158,14 +158,14 @@ pub fn render_log(events: &[EventLine]) -> String {
     out
 }
 
-/// Name of the event-log ConfigMap of a run.
+/// Name of the event-log ConfigMap of a run ([`artifacts::log_configmap`]).
 pub fn log_configmap_name(run: &AgentRun) -> String {
-    format!("{}-log", run.metadata.name.as_deref().unwrap_or_default())
+    artifacts::log_configmap(run.metadata.name.as_deref().unwrap_or_default())
 }
 
-/// Name of the patch ConfigMap of a run.
+/// Name of the patch ConfigMap of a run ([`artifacts::patch_configmap`]).
 pub fn patch_configmap_name(run: &AgentRun) -> String {
-    format!("{}-patch", run.metadata.name.as_deref().unwrap_or_default())
+    artifacts::patch_configmap(run.metadata.name.as_deref().unwrap_or_default())
 }
 
 pub(super) fn configmap(run: &AgentRun, name: String, kind: &str) -> ConfigMap {
@@ -225,31 +225,34 @@ pub async fn apply_artifacts(client: &kube::Client, run: &AgentRun, parsed: &Par
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let pp = PatchParams::apply(MANAGER_AGENTRUN).force();
     let log_name = log_configmap_name(run);
-    let mut log = configmap(run, log_name.clone(), "log");
+    let mut log = configmap(run, log_name.clone(), artifacts::KIND_LOG);
     log.data = Some(BTreeMap::from([(
-        "events.jsonl".to_string(),
+        artifacts::LOG_KEY.to_string(),
         render_log(&parsed.events),
     )]));
     api.patch(&log_name, &pp, &Patch::Apply(&with_kind(log))).await?;
     let mut patch_ref = None;
     if let Some(gz) = parsed.patch_gz.as_ref().filter(|g| g.len() <= MAX_PATCH_GZ_BYTES) {
         let name = patch_configmap_name(run);
-        let mut cm = configmap(run, name.clone(), "patch");
-        cm.binary_data = Some(BTreeMap::from([("patch.gz".to_string(), ByteString(gz.clone()))]));
+        let mut cm = configmap(run, name.clone(), artifacts::KIND_PATCH);
+        cm.binary_data = Some(BTreeMap::from([(
+            artifacts::PATCH_KEY.to_string(),
+            ByteString(gz.clone()),
+        )]));
         api.patch(&name, &pp, &Patch::Apply(&with_kind(cm))).await?;
         patch_ref = Some(name);
     }
     let mut session_ref = None;
     if let Some(s) = parsed.session.as_ref().filter(|s| s.gz.len() <= MAX_SESSION_GZ_BYTES) {
         let name = session_configmap_name(run.metadata.name.as_deref().unwrap_or_default());
-        let mut cm = configmap(run, name.clone(), "session");
+        let mut cm = configmap(run, name.clone(), artifacts::KIND_SESSION);
         cm.data = Some(BTreeMap::from([
-            ("agent".to_string(), s.agent.clone()),
-            ("sessionId".to_string(), s.session_id.clone()),
-            ("path".to_string(), s.path.clone()),
+            (artifacts::SESSION_AGENT_KEY.to_string(), s.agent.clone()),
+            (artifacts::SESSION_ID_KEY.to_string(), s.session_id.clone()),
+            (artifacts::SESSION_PATH_KEY.to_string(), s.path.clone()),
         ]));
         cm.binary_data = Some(BTreeMap::from([(
-            "session.jsonl.gz".to_string(),
+            artifacts::SESSION_FILE_KEY.to_string(),
             ByteString(s.gz.clone()),
         )]));
         api.patch(&name, &pp, &Patch::Apply(&with_kind(cm))).await?;
@@ -262,9 +265,10 @@ pub async fn apply_artifacts(client: &kube::Client, run: &AgentRun, parsed: &Par
     })
 }
 
-/// Name of the log ConfigMap of an ended, retried attempt: `<run>-log-<attempt>`.
+/// Name of the log ConfigMap of an ended, retried attempt: `<run>-log-<attempt>`
+/// ([`artifacts::attempt_log_configmap`]).
 pub fn attempt_log_name(run: &AgentRun, attempt: u32) -> String {
-    format!("{}-log-{attempt}", run.metadata.name.as_deref().unwrap_or_default())
+    artifacts::attempt_log_configmap(run.metadata.name.as_deref().unwrap_or_default(), attempt)
 }
 
 /// Stores the event log of a retried attempt as [`attempt_log_name`] (key `events.jsonl`, the
@@ -281,9 +285,9 @@ pub async fn apply_attempt_log(
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let name = attempt_log_name(run, attempt);
-    let mut log = configmap(run, name.clone(), "log");
+    let mut log = configmap(run, name.clone(), artifacts::KIND_LOG);
     log.data = Some(BTreeMap::from([(
-        "events.jsonl".to_string(),
+        artifacts::LOG_KEY.to_string(),
         render_log(&parsed.events),
     )]));
     api.patch(
@@ -304,7 +308,7 @@ pub(super) fn with_kind(cm: ConfigMap) -> serde_json::Value {
 
 /// Largest compressed transcript kept (bytes), under the 1 MiB object limit; the oldest
 /// exchanges are dropped first.
-pub const MAX_TRANSCRIPT_GZ_BYTES: usize = 900 * 1024;
+pub const MAX_TRANSCRIPT_GZ_BYTES: usize = artifacts::MAX_GZ_BYTES;
 
 /// The branch's facts as the gateway reported them, with the patch it printed just before
 /// (gzip), when all its chunks were there.
@@ -459,38 +463,34 @@ pub fn parse_gateway_log(text: &str) -> GatewayLog {
                 }
                 GatewayLine::GatewayPush(p) if p.ok => out.pushed = Some(p.commit),
                 GatewayLine::GatewayPush(_) => {}
+                GatewayLine::GatewayModelStatus(m) => out.model_status = Some(m.status),
+                GatewayLine::GatewayModelStatusTruncated { .. } => out.model_status = None,
+                GatewayLine::GatewayUsage(u) => {
+                    out.usage = Some(paddock_crds::events::Usage {
+                        input_tokens: u.input_tokens + u.cache_read_tokens + u.cache_write_tokens,
+                        output_tokens: u.output_tokens,
+                        turns: u.requests as u32,
+                        cost_usd: u.cost_usd,
+                    });
+                    out.budget_exceeded = u.budget_exceeded;
+                }
             }
             continue;
         }
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        match v["type"].as_str() {
-            Some("gateway_model_status") => {
-                out.model_status = v["status"].as_u64().and_then(|s| u16::try_from(s).ok());
-            }
-            Some("gateway_model_status_truncated") => out.model_status = None,
-            Some("gateway_usage") => {
-                out.usage = Some(paddock_crds::events::Usage {
-                    input_tokens: v["input_tokens"].as_u64().unwrap_or_default()
-                        + v["cache_read_tokens"].as_u64().unwrap_or_default()
-                        + v["cache_write_tokens"].as_u64().unwrap_or_default(),
-                    output_tokens: v["output_tokens"].as_u64().unwrap_or_default(),
-                    turns: v["requests"].as_u64().unwrap_or_default() as u32,
-                    cost_usd: v["cost_usd"].as_f64(),
-                });
-                out.budget_exceeded = v["budget_exceeded"].as_str().map(str::to_string);
-            }
-            Some("transcript" | "transcript_truncated") => out.transcript.push(line.to_string()),
-            _ => {}
+        if matches!(v["type"].as_str(), Some("transcript" | "transcript_truncated")) {
+            out.transcript.push(line.to_string());
         }
     }
     out
 }
 
-/// Name of a run's transcript ConfigMap: `<run>-transcript`.
+/// Name of a run's transcript ConfigMap: `<run>-transcript`
+/// ([`artifacts::transcript_configmap`]).
 pub fn transcript_configmap_name(run: &AgentRun) -> String {
-    format!("{}-transcript", run.metadata.name.as_deref().unwrap_or_default())
+    artifacts::transcript_configmap(run.metadata.name.as_deref().unwrap_or_default())
 }
 
 /// Gzip of the transcript lines (newline-terminated), dropping the oldest until it fits in
@@ -535,9 +535,9 @@ pub async fn apply_transcript(client: &kube::Client, run: &AgentRun, gw: &Gatewa
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let name = transcript_configmap_name(run);
-    let mut cm = configmap(run, name.clone(), "transcript");
+    let mut cm = configmap(run, name.clone(), artifacts::KIND_TRANSCRIPT);
     cm.binary_data = Some(BTreeMap::from([(
-        "transcript.jsonl.gz".to_string(),
+        artifacts::TRANSCRIPT_KEY.to_string(),
         ByteString(transcript_gz(&gw.transcript)),
     )]));
     api.patch(

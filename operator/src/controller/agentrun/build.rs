@@ -12,9 +12,9 @@
 //! Every container runs under the restricted Pod Security profile.
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapKeySelector, Container, DownwardAPIVolumeFile, DownwardAPIVolumeSource,
-    EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSecurityContext, PodSpec,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EmptyDirVolumeSource, EnvVar,
+    ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -23,6 +23,7 @@ use kube_quantity::ParsedQuantity;
 
 use super::gateway;
 pub use crate::controller::egress::PodUplink;
+use paddock_crds::runner::{vars, AgentConfig, Claim, Identity, Prompt, RunnerConfig, SharedConfig, TrustedConfig};
 use paddock_crds::{AgentRun, ApprovalGate, ApprovalGateSpec, GatePolicy, GateRequest, GateStage, RunnerPool};
 use std::collections::BTreeMap;
 
@@ -87,7 +88,7 @@ pub fn pod_name(run: &AgentRun, attempt: u32) -> String {
 /// Where the agent container sees the pod's annotations (a downward API volume).
 pub const DECISIONS_DIR: &str = "/etc/paddock/pod";
 /// The annotations file in [`DECISIONS_DIR`].
-pub const DECISIONS_FILE: &str = "/etc/paddock/pod/annotations";
+pub const DECISIONS_FILE: &str = vars::DECISIONS_FILE_PATH;
 
 /// Name of the run's BeforeStart gate: `<run>-before-start`.
 pub fn gate_name(run: &AgentRun) -> String {
@@ -306,104 +307,115 @@ pub fn check_overrides(run: &AgentRun, pool: &RunnerPool) -> Result<(), BuildErr
     Ok(())
 }
 
-/// The variables that say which run and attempt a pod serves: what a verdict must be signed for
-/// (`paddock_crds::verdict`).
-fn identity_env(run: &AgentRun, attempt: u32) -> Vec<EnvVar> {
-    vec![
-        env("PADDOCK_RUN", run.metadata.name.clone().unwrap_or_default()),
-        env("PADDOCK_NAMESPACE", run.metadata.namespace.clone().unwrap_or_default()),
-        env("PADDOCK_RUN_UID", run.metadata.uid.clone().unwrap_or_default()),
-        env("PADDOCK_ATTEMPT", attempt.to_string()),
-    ]
-}
-
-/// The run's variables for the trusted containers (clone, gateway).
-fn trusted_run_env(run: &AgentRun, pool: &RunnerPool, attempt: u32) -> Vec<EnvVar> {
-    let mut vars = vec![
-        env(
-            "PADDOCK_PUSH",
-            run.spec.output.as_ref().map(|o| o.push).unwrap_or(false).to_string(),
-        ),
-        env("PADDOCK_REPO_URL", run.spec.repo.url.clone()),
-        env("PADDOCK_REVISION", run.spec.repo.revision.clone().unwrap_or_default()),
-        env("PADDOCK_BRANCH", branch(run)),
-    ];
-    vars.extend(identity_env(run, attempt));
-    let plain_http = pool
-        .spec
-        .output
-        .as_ref()
-        .map(|o| o.plain_http_hosts.join(","))
-        .unwrap_or_default();
-    if !plain_http.is_empty() {
-        vars.push(env("PADDOCK_GIT_PLAIN_HTTP_HOSTS", plain_http));
-    }
-    // The gateway holds the push until the operator's signed BeforePush verdict.
-    // Also while a required verification has not passed (issue 19).
-    if run.spec.approvals.as_ref().is_some_and(|a| a.before_push.is_some())
-        || paddock_crds::agentrunset::holds_push(run)
-    {
-        vars.push(env("PADDOCK_PUSH_APPROVAL", "true"));
-    }
-    vars
-}
-
-/// Paddock's own variables for the agent container (`prompt` is the `PADDOCK_PROMPT` entry;
-/// `user_env` the pool's and the run's env, for the names to redact).
-fn agent_run_env(run: &AgentRun, prompt: EnvVar, user_env: &[EnvVar], attempt: u32) -> Vec<EnvVar> {
-    let mut paddock_env = vec![
-        env("PADDOCK_AGENT", run.spec.agent.name.as_str()),
-        prompt,
-        env("PADDOCK_BRANCH", branch(run)),
-        env(
-            "PADDOCK_PUSH",
-            run.spec.output.as_ref().map(|o| o.push).unwrap_or(false).to_string(),
-        ),
-        env("PADDOCK_REDACT_ENV", secret_env_names(user_env).join(",")),
-    ];
-    paddock_env.extend(identity_env(run, attempt));
-    if let Some(m) = &run.spec.agent.model {
-        paddock_env.push(env("PADDOCK_MODEL", m.clone()));
-    }
-    if !run.spec.agent.command.is_empty() {
-        // A JSON array of strings always serializes.
-        paddock_env.push(env(
-            "PADDOCK_AGENT_COMMAND",
-            serde_json::to_string(&run.spec.agent.command).unwrap_or_default(),
-        ));
-    }
-    if let Some(o) = run.spec.agent.output {
-        paddock_env.push(env("PADDOCK_AGENT_OUTPUT", o.as_env()));
-    }
-    if !run.spec.agent.args.is_empty() {
-        // A JSON array of strings always serializes.
-        paddock_env.push(env(
-            "PADDOCK_AGENT_ARGS",
-            serde_json::to_string(&run.spec.agent.args).unwrap_or_default(),
-        ));
-    }
-    if let Some(w) = &run.spec.repo.workdir {
-        paddock_env.push(env("PADDOCK_WORKDIR", w.clone()));
-    }
-    if let Some(t) = run.spec.budget.as_ref().and_then(|b| b.max_turns) {
-        paddock_env.push(env("PADDOCK_MAX_TURNS", t.to_string()));
-    }
-    if let Some(m) = run.spec.output.as_ref().and_then(|o| o.commit_message.clone()) {
-        paddock_env.push(env("PADDOCK_COMMIT_MESSAGE", m));
-    }
-    // In-run approvals: verdicts arrive as pod annotations in a downward API file.
+/// The run's settings for attempt `attempt` as its runner pod gets them (cold or claimed):
+/// `prompt` as given, `redact_env` the names of the agent's secret variables, `egress` the
+/// run's effective allowlist ([`gateway::egress`]).
+pub fn runner_config(
+    run: &AgentRun,
+    pool: &RunnerPool,
+    attempt: u32,
+    prompt: Prompt,
+    redact_env: Vec<String>,
+    egress: Option<&[paddock_crds::EgressRule]>,
+) -> RunnerConfig {
     let approvals = run.spec.approvals.as_ref();
-    if approvals.is_some_and(|a| a.before_push.is_some()) || paddock_crds::agentrunset::holds_push(run) {
-        paddock_env.push(env("PADDOCK_PUSH_APPROVAL", "true"));
+    let output = run.spec.output.as_ref();
+    RunnerConfig {
+        shared: SharedConfig {
+            identity: Identity {
+                run: run.metadata.name.clone().unwrap_or_default(),
+                namespace: run.metadata.namespace.clone().unwrap_or_default(),
+                run_uid: run.metadata.uid.clone().unwrap_or_default(),
+                attempt,
+            },
+            branch: branch(run),
+            push: output.is_some_and(|o| o.push),
+            // The gateway holds the push until the operator's signed BeforePush verdict, and
+            // while a required verification has not passed (issue 19); the agent waits for it.
+            push_approval: approvals.is_some_and(|a| a.before_push.is_some())
+                || paddock_crds::agentrunset::holds_push(run),
+        },
+        trusted: TrustedConfig {
+            repo_url: run.spec.repo.url.clone(),
+            revision: run.spec.repo.revision.clone().unwrap_or_default(),
+            plain_http_hosts: pool
+                .spec
+                .output
+                .as_ref()
+                .map(|o| o.plain_http_hosts.clone())
+                .unwrap_or_default(),
+        },
+        gateway: gateway::gateway_config(run, pool, egress),
+        agent: AgentConfig {
+            agent: run.spec.agent.name,
+            prompt: Some(prompt),
+            redact_env,
+            model: run.spec.agent.model.clone(),
+            command: run.spec.agent.command.clone(),
+            output: run.spec.agent.output,
+            args: run.spec.agent.args.clone(),
+            workdir: run.spec.repo.workdir.clone(),
+            max_turns: run.spec.budget.as_ref().and_then(|b| b.max_turns),
+            commit_message: output.and_then(|o| o.commit_message.clone()),
+            // In-run approvals: verdicts arrive as pod annotations in a downward API file.
+            tool_rules: approvals.and_then(|a| a.tool_use.as_ref()).map(|t| t.rules.clone()),
+        },
     }
-    if let Some(t) = approvals.and_then(|a| a.tool_use.as_ref()) {
-        // A list of plain structs always serializes.
-        paddock_env.push(env(
-            "PADDOCK_TOOL_RULES",
-            serde_json::to_string(&t.rules).unwrap_or_default(),
-        ));
+}
+
+/// A run's variables for its pod's containers, composed by [`run_env`] once for a cold pod
+/// ([`build_pod`]) and a warm pod's claim ([`claim_value`]) alike.
+struct RunEnv {
+    /// The trusted containers' ([`RunnerConfig::trusted_env`]).
+    trusted: Vec<EnvVar>,
+    /// The gateway's: model keys and upstreams routed from the user's env
+    /// ([`gateway::route_models`]), then [`RunnerConfig::gateway_env`].
+    gateway: Vec<EnvVar>,
+    /// The agent's share of the user's env (the pool's, then the run's; model keys replaced by
+    /// placeholders, base URLs by the gateway's routes).
+    agent_user: Vec<EnvVar>,
+    /// The agent's variables from Paddock: proxies and the gateway URL where the gateway
+    /// serves the agent, then [`RunnerConfig::agent_env`]. They win over `agent_user`.
+    agent_own: Vec<EnvVar>,
+}
+
+impl RunEnv {
+    /// The agent container's variables: the user's first, so that Paddock's own cannot be
+    /// overridden by a pool or a run.
+    fn agent(&self) -> Vec<EnvVar> {
+        merge_env(&[&self.agent_user, &self.agent_own])
     }
-    paddock_env
+}
+
+/// Composes `run`'s variables for attempt `attempt` (see [`RunEnv`]).
+///
+/// # Errors
+/// [`BuildError::OverrideNotAllowed`] when the run's egress list is not within the pool's.
+fn run_env(run: &AgentRun, pool: &RunnerPool, attempt: u32, prompt: Prompt) -> Result<RunEnv, BuildError> {
+    let user_env = merge_env(&[&pool.spec.template.env, &run.spec.agent.env]);
+    let egress = run_egress(run, pool)?;
+    let (agent_user, mut gateway_env) = gateway::route_models(&user_env);
+    // Secrets the agent container still holds (not the model keys: it has placeholders).
+    let config = runner_config(
+        run,
+        pool,
+        attempt,
+        prompt,
+        secret_env_names(&agent_user),
+        egress.as_deref(),
+    );
+    let mut agent_own = if egress.is_some() { gateway::proxy_env() } else { vec![] };
+    if egress.is_some() || gateway_env.iter().any(|e| e.name.starts_with(vars::UPSTREAM_PREFIX)) {
+        agent_own.push(gateway::gateway_url_env());
+    }
+    agent_own.extend(config.agent_env());
+    gateway_env.extend(config.gateway_env());
+    Ok(RunEnv {
+        trusted: config.trusted_env(),
+        gateway: gateway_env,
+        agent_user,
+        agent_own,
+    })
 }
 
 /// The run's effective egress allowlist ([`gateway::egress`]) as a build error.
@@ -460,7 +472,7 @@ fn runner_pod_spec(pool: &RunnerPool, shape: PodShape) -> PodSpec {
     let key_env = env(paddock_crds::verdict::PUBLIC_KEY_ENV, shape.verdict_key.clone());
     let mut repo_env = vec![
         env("HOME", "/tmp"),
-        env("PADDOCK_DECISIONS_FILE", DECISIONS_FILE),
+        env(vars::DECISIONS_FILE, DECISIONS_FILE),
         key_env.clone(),
     ];
     repo_env.extend(shape.trusted_env);
@@ -472,7 +484,7 @@ fn runner_pod_spec(pool: &RunnerPool, shape: PodShape) -> PodSpec {
     );
     let mut warm_env = vec![];
     if shape.warm {
-        warm_env.push(env("PADDOCK_WARM", "true"));
+        warm_env.push(env(vars::WARM, "true"));
         repo_env.extend(warm_env.iter().cloned());
     }
     // The trusted containers get their own /tmp (the gateway keeps its private copy of the branch
@@ -519,7 +531,7 @@ fn runner_pod_spec(pool: &RunnerPool, shape: PodShape) -> PodSpec {
         ..Default::default()
     };
     let mut agent_env = merge_env(&[&shape.agent_env, &[env("HOME", "/home/paddock")]]);
-    agent_env.push(env("PADDOCK_DECISIONS_FILE", DECISIONS_FILE));
+    agent_env.push(env(vars::DECISIONS_FILE, DECISIONS_FILE));
     agent_env.push(key_env);
     agent_env.extend(warm_env);
     let agent = Container {
@@ -699,52 +711,37 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32, verdict_key: &
     check_branch(run, pool)?;
     let timeout = timeout_secs(run)?;
     let prompt = match (&run.spec.prompt, &run.spec.prompt_from) {
-        (_, Some(from)) => EnvVar {
-            name: "PADDOCK_PROMPT".into(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                config_map_key_ref: Some(ConfigMapKeySelector {
-                    name: from.name.clone(),
-                    key: from.key.clone(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
+        (_, Some(from)) => Prompt::ConfigMapKey {
+            name: from.name.clone(),
+            key: from.key.clone(),
         },
-        (Some(p), None) => env("PADDOCK_PROMPT", p.clone()),
-        (None, None) => env("PADDOCK_PROMPT", ""),
+        (Some(p), None) => Prompt::Text(p.clone()),
+        (None, None) => Prompt::Text(String::new()),
     };
-    let user_env = merge_env(&[&tpl.env, &run.spec.agent.env]);
-    let egress = run_egress(run, pool)?;
-    let (agent_user_env, mut gateway_env) = gateway::route_models(&user_env);
-    // Secrets the agent container still holds (not the model keys: it has placeholders).
-    let paddock_env = agent_run_env(run, prompt, &agent_user_env, attempt);
-    gateway_env.extend(gateway::gateway_run_env(run, pool, egress.as_deref()));
+    let run_env = run_env(run, pool, attempt, prompt)?;
+    let agent_env = run_env.agent();
+    let mut gateway_env = run_env.gateway;
     // The gateway reports the patch: it redacts the agent's secret values too, which it gets
     // under names of its own (no clash with its configuration).
     gateway_env.extend(
-        agent_user_env
+        run_env
+            .agent_user
             .iter()
             .filter(|e| e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).is_some())
             .enumerate()
             .map(|(i, e)| EnvVar {
-                name: format!("PADDOCK_REDACT_VALUE_{i}"),
+                name: vars::redact_value(i),
                 ..e.clone()
             }),
     );
-    gateway_env.push(env("PADDOCK_REDACT_ENV", secret_env_names(&gateway_env).join(",")));
-    let mut proxy = if egress.is_some() { gateway::proxy_env() } else { vec![] };
-    if egress.is_some() || gateway_env.iter().any(|e| e.name.starts_with("PADDOCK_UPSTREAM_")) {
-        proxy.push(gateway::gateway_url_env());
-    }
+    gateway_env.push(env(vars::REDACT_ENV, secret_env_names(&gateway_env).join(",")));
     let over = run.spec.runner.clone().unwrap_or_default();
     let mut spec = runner_pod_spec(
         pool,
         PodShape {
-            trusted_env: trusted_run_env(run, pool, attempt),
+            trusted_env: run_env.trusted,
             gateway_env,
-            // User env first so that Paddock's own variables cannot be overridden by a run.
-            agent_env: merge_env(&[&agent_user_env, &proxy, &paddock_env]),
+            agent_env,
             creds: run.spec.repo.credentials_secret_ref.as_ref().map(|r| r.name.clone()),
             image: over.image.unwrap_or_else(|| tpl.image.clone()),
             resources: over.resources.or_else(|| tpl.resources.clone()),
@@ -813,7 +810,7 @@ pub fn build_warm_pod(pool: &RunnerPool, verdict_key: &str, uplink: Option<&PodU
             trusted_env: vec![],
             gateway_env: {
                 let mut g = warm_routes.1;
-                g.push(env("PADDOCK_REDACT_ENV", secret_env_names(&g).join(",")));
+                g.push(env(vars::REDACT_ENV, secret_env_names(&g).join(",")));
                 g
             },
             agent_env: {
@@ -933,7 +930,7 @@ pub fn warm_unsuitable(run: &AgentRun, pool: &RunnerPool) -> Option<String> {
 
 /// Where a resumed session is mounted in the agent container (the runner's
 /// `PADDOCK_RESUME_DIR`).
-pub const RESUME_DIR: &str = "/etc/paddock/resume";
+pub const RESUME_DIR: &str = vars::RESUME_DIR_PATH;
 
 /// Makes `pod` continue an earlier run's CLI session (`spec.resumeFrom`): the session
 /// ConfigMap `session_cm` mounted read-only at [`RESUME_DIR`] in the agent container with
@@ -958,7 +955,7 @@ pub fn apply_resume(pod: &mut Pod, session_cm: &str, revision: Option<&str>) {
     for c in containers {
         if let Some(rev) = revision {
             for e in c.env.iter_mut().flatten() {
-                if e.name == "PADDOCK_REVISION" {
+                if e.name == vars::REVISION {
                     e.value = Some(rev.to_string());
                 }
             }
@@ -972,43 +969,28 @@ pub fn apply_resume(pod: &mut Pod, session_cm: &str, revision: Option<&str>) {
             });
             c.env
                 .get_or_insert_with(Vec::new)
-                .push(env("PADDOCK_RESUME_DIR", RESUME_DIR));
+                .push(env(vars::RESUME_DIR, RESUME_DIR));
         }
     }
 }
 
-/// The claim annotation's value for `run` (see [`paddock_crds::ANNOTATION_CLAIM`]): the run's
-/// settings a cold pod would have had in its environment for attempt `attempt`; `prompt` is the
-/// resolved prompt text.
-pub fn claim_value(run: &AgentRun, pool: &RunnerPool, prompt: &str, attempt: u32) -> String {
-    use base64::Engine;
-    let user_env = merge_env(&[&pool.spec.template.env, &run.spec.agent.env]);
-    let egress = run_egress(run, pool).ok().flatten();
-    let (agent_user_env, model_env) = gateway::route_models(&user_env);
-    let paddock_env = agent_run_env(run, env("PADDOCK_PROMPT", prompt), &agent_user_env, attempt);
-    let mut proxy = if egress.is_some() { gateway::proxy_env() } else { vec![] };
-    if egress.is_some() || !model_env.is_empty() {
-        proxy.push(gateway::gateway_url_env());
-    }
-    let mut trusted = trusted_run_env(run, pool, attempt);
-    trusted.extend(model_env);
-    trusted.extend(gateway::gateway_run_env(run, pool, egress.as_deref()));
-    let literal = |vars: &[EnvVar]| -> BTreeMap<String, String> {
-        vars.iter()
-            .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
-            .collect()
-    };
-    // The run's env first so that Paddock's own variables win, as in a cold pod.
-    let run_env: Vec<EnvVar> = agent_user_env
+/// The claim annotation's value for `run` ([`paddock_crds::runner::Claim`]): the run's
+/// settings a cold pod would have had in its environment for attempt `attempt` ([`run_env`]),
+/// beyond what the warm pod has from the pool; `prompt` is the resolved prompt text.
+///
+/// # Errors
+/// As [`run_env`].
+pub fn claim_value(run: &AgentRun, pool: &RunnerPool, prompt: &str, attempt: u32) -> Result<String, BuildError> {
+    let run_env = run_env(run, pool, attempt, Prompt::Text(prompt.into()))?;
+    // The warm pod has the pool's env already: only the run's own and the routed base URLs.
+    let run_own: Vec<EnvVar> = run_env
+        .agent_user
         .into_iter()
         .filter(|e| run.spec.agent.env.iter().any(|r| r.name == e.name) || e.name.ends_with("_BASE_URL"))
         .collect();
-    let agent = merge_env(&[&run_env, &proxy, &paddock_env]);
-    let claim = serde_json::json!({
-        "trusted": literal(&trusted),
-        "agent": literal(&agent),
-    });
-    base64::engine::general_purpose::STANDARD.encode(claim.to_string())
+    // A warm pod's gateway also clones: it takes the trusted and the gateway variables.
+    let trusted: Vec<EnvVar> = run_env.trusted.into_iter().chain(run_env.gateway).collect();
+    Ok(Claim::of(&trusted, &merge_env(&[&run_own, &run_env.agent_own])).encode())
 }
 
 /// Builds the BeforeStart ApprovalGate `name` of `run` from its policy.
@@ -1102,6 +1084,7 @@ pub fn new_gate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::EnvVarSource;
     use paddock_crds::{AgentName, RunnerPoolSpec, RunnerTemplate};
     use serde_json::json;
 
@@ -1125,7 +1108,7 @@ mod tests {
                     image: "runner:1".into(),
                     env: vec![
                         env("ANTHROPIC_BASE_URL", "http://pool"),
-                        env("PADDOCK_AGENT", "shell"), // a pool cannot override Paddock's own variables
+                        env(vars::AGENT, "shell"), // a pool cannot override Paddock's own variables
                     ],
                     ..Default::default()
                 },
@@ -1201,11 +1184,7 @@ mod tests {
             .flatten()
             .chain(&pod.spec.as_ref().unwrap().containers)
         {
-            let v = c
-                .env
-                .iter()
-                .flatten()
-                .find(|e| e.name == "PADDOCK_GIT_PLAIN_HTTP_HOSTS");
+            let v = c.env.iter().flatten().find(|e| e.name == vars::GIT_PLAIN_HTTP_HOSTS);
             let want = (c.name == "clone" || c.name == "gateway").then_some("forge.internal:3000,git.local");
             assert_eq!(v.and_then(|e| e.value.as_deref()), want, "{}", c.name);
         }
@@ -1258,7 +1237,7 @@ mod tests {
         assert!(!mounts(agent).contains(&"git-credentials".to_string()));
         assert!(!mounts(agent).contains(&"trusted-tmp".to_string()));
         let e = env_of(agent);
-        assert_eq!(e["PADDOCK_AGENT"].value.as_deref(), Some("claude-code"));
+        assert_eq!(e[vars::AGENT].value.as_deref(), Some("claude-code"));
         // The model API goes through the gateway: the agent has its route and a placeholder
         // key; the gateway has the run's upstream (the run's env wins over the pool's) and the
         // key by reference.
@@ -1271,18 +1250,18 @@ mod tests {
         let g = env_of(&inits[1]);
         assert_eq!(g["PADDOCK_UPSTREAM_ANTHROPIC"].value.as_deref(), Some("http://run"));
         assert!(g["ANTHROPIC_API_KEY"].value_from.is_some());
-        assert_eq!(g["PADDOCK_REDACT_ENV"].value.as_deref(), Some("ANTHROPIC_API_KEY"));
+        assert_eq!(g[vars::REDACT_ENV].value.as_deref(), Some("ANTHROPIC_API_KEY"));
         assert_eq!(
-            e["PADDOCK_REDACT_ENV"].value.as_deref(),
+            e[vars::REDACT_ENV].value.as_deref(),
             Some(""),
             "the agent holds no secret, only the placeholder"
         );
-        assert_eq!(e["PADDOCK_BRANCH"].value.as_deref(), Some("feature/x"));
-        assert_eq!(e["PADDOCK_WORKDIR"].value.as_deref(), Some("svc"));
-        assert_eq!(e["PADDOCK_MAX_TURNS"].value.as_deref(), Some("7"));
+        assert_eq!(e[vars::BRANCH].value.as_deref(), Some("feature/x"));
+        assert_eq!(e[vars::WORKDIR].value.as_deref(), Some("svc"));
+        assert_eq!(e[vars::MAX_TURNS].value.as_deref(), Some("7"));
         assert_eq!(e["PADDOCK_AGENT_ARGS"].value.as_deref(), Some(r#"["--verbose"]"#));
-        assert_eq!(e["PADDOCK_PUSH"].value.as_deref(), Some("true"));
-        assert_eq!(env_of(&inits[0])["PADDOCK_REVISION"].value.as_deref(), Some("v1"));
+        assert_eq!(e[vars::PUSH].value.as_deref(), Some("true"));
+        assert_eq!(env_of(&inits[0])[vars::REVISION].value.as_deref(), Some("v1"));
         assert!(
             !env_of(&inits[0]).contains_key("ANTHROPIC_API_KEY"),
             "model keys stay out of the clone container"
@@ -1297,7 +1276,7 @@ mod tests {
         let spec = pod.spec.unwrap();
         assert_eq!(spec.active_deadline_seconds, Some(DEFAULT_TIMEOUT_SECS as i64));
         let e = env_of(&spec.containers[0]);
-        let cm = e["PADDOCK_PROMPT"]
+        let cm = e[vars::PROMPT]
             .value_from
             .as_ref()
             .unwrap()
@@ -1305,8 +1284,8 @@ mod tests {
             .as_ref()
             .unwrap();
         assert_eq!((cm.name.as_str(), cm.key.as_str()), ("cm", "task"));
-        assert_eq!(e["PADDOCK_BRANCH"].value.as_deref(), Some("paddock/r1"));
-        assert_eq!(e["PADDOCK_PUSH"].value.as_deref(), Some("false"));
+        assert_eq!(e[vars::BRANCH].value.as_deref(), Some("paddock/r1"));
+        assert_eq!(e[vars::PUSH].value.as_deref(), Some("false"));
         assert!(
             spec.volumes.unwrap().iter().all(|v| v.secret.is_none()),
             "no credentials volume without a secret ref"
@@ -1387,7 +1366,7 @@ mod tests {
                 .name,
             "token"
         );
-        assert!(gw["PADDOCK_REDACT_ENV"]
+        assert!(gw[vars::REDACT_ENV]
             .value
             .as_deref()
             .unwrap()
@@ -1569,7 +1548,7 @@ mod tests {
             "no clone container: the gateway clones once claimed"
         );
         let agent = env_of(&spec.containers[0]);
-        assert_eq!(agent["PADDOCK_WARM"].value.as_deref(), Some("true"));
+        assert_eq!(agent[vars::WARM].value.as_deref(), Some("true"));
         assert_eq!(
             agent["ANTHROPIC_BASE_URL"].value.as_deref(),
             Some("http://127.0.0.1:15001/anthropic")
@@ -1578,8 +1557,8 @@ mod tests {
             env_of(&inits[0])["PADDOCK_UPSTREAM_ANTHROPIC"].value.as_deref(),
             Some("http://pool")
         );
-        assert!(!agent.contains_key("PADDOCK_PROMPT") && !agent.contains_key("PADDOCK_RUN"));
-        assert_eq!(env_of(&inits[0])["PADDOCK_WARM"].value.as_deref(), Some("true"));
+        assert!(!agent.contains_key(vars::PROMPT) && !agent.contains_key(vars::RUN));
+        assert_eq!(env_of(&inits[0])[vars::WARM].value.as_deref(), Some("true"));
         assert!(
             inits[0]
                 .volume_mounts
@@ -1608,27 +1587,59 @@ mod tests {
         );
 
         let r = run(
-            json!({"agent": {"name": "claude-code", "env": [{"name": "FOO", "value": "bar"}, {"name": "PADDOCK_AGENT", "value": "shell"}]}, "output": {"push": true}}),
+            json!({"agent": {"name": "claude-code", "env": [{"name": "FOO", "value": "bar"}, {"name": vars::AGENT, "value": "shell"}]}, "output": {"push": true}}),
         );
         use base64::Engine;
         let claim: serde_json::Value = serde_json::from_slice(
             &base64::engine::general_purpose::STANDARD
-                .decode(claim_value(&r, &p, "the prompt from a ConfigMap", 1))
+                .decode(claim_value(&r, &p, "the prompt from a ConfigMap", 1).unwrap())
                 .unwrap(),
         )
         .unwrap();
-        assert_eq!(claim["agent"]["PADDOCK_PROMPT"], "the prompt from a ConfigMap");
-        assert_eq!(
-            claim["agent"]["PADDOCK_AGENT"], "claude-code",
-            "Paddock's variables win"
-        );
+        assert_eq!(claim["agent"][vars::PROMPT], "the prompt from a ConfigMap");
+        assert_eq!(claim["agent"][vars::AGENT], "claude-code", "Paddock's variables win");
         assert_eq!(claim["agent"]["FOO"], "bar");
-        assert_eq!(claim["trusted"]["PADDOCK_REPO_URL"], "https://example.com/r.git");
-        assert_eq!(claim["trusted"]["PADDOCK_PUSH"], "true");
+        assert_eq!(claim["trusted"][vars::REPO_URL], "https://example.com/r.git");
+        assert_eq!(claim["trusted"][vars::PUSH], "true");
         assert!(
             claim["trusted"].get("FOO").is_none(),
             "a run's env stays out of the trusted containers"
         );
+    }
+
+    #[test]
+    fn the_agent_gets_no_trusted_variable_cold_or_claimed() {
+        let r = run(json!({
+            "repo": {"url": "https://example.com/r.git", "revision": "v1", "credentialsSecretRef": {"name": "git"}},
+            "agent": {"name": "claude-code", "env": [{"name": "ANTHROPIC_API_KEY", "valueFrom": {"secretKeyRef": {"name": "k", "key": "key"}}}]},
+            "budget": {"maxCostUSD": 1.0, "maxOutputTokens": 10},
+            "output": {"push": true},
+            "network": {"egress": [{"host": "pypi.org"}]},
+        }));
+        let mut p = pool(vec![]);
+        p.spec.output = Some(paddock_crds::PoolOutputSpec {
+            allowed_branches: vec!["*".into()],
+            plain_http_hosts: vec!["forge:3000".into()],
+        });
+        let spec = build_pod(&r, &p, 1, "test-key").unwrap().spec.unwrap();
+        let gateway = env_of(&spec.init_containers.as_ref().unwrap()[1]);
+        for name in [
+            vars::REPO_URL,
+            vars::GIT_PLAIN_HTTP_HOSTS,
+            vars::MAX_COST_USD,
+            vars::EGRESS_ALLOW,
+        ] {
+            assert!(gateway.contains_key(name), "{name} reaches the gateway");
+        }
+        for name in env_of(&spec.containers[0]).keys() {
+            assert!(!vars::is_trusted_only(name), "{name} reaches the agent");
+        }
+        let r = run(json!({"budget": {"maxCostUSD": 1.0}, "network": {"egress": [{"host": "pypi.org"}]}}));
+        let claim = Claim::decode(&claim_value(&r, &p, "p", 1).unwrap()).unwrap();
+        assert!(claim.trusted.contains_key(vars::EGRESS_ALLOW));
+        for name in claim.agent.keys() {
+            assert!(!vars::is_trusted_only(name), "{name} reaches the agent");
+        }
     }
 
     #[test]
@@ -1703,7 +1714,7 @@ mod tests {
             .find(|m| m.name == "resume")
             .unwrap();
         assert_eq!((mount.mount_path.as_str(), mount.read_only), (RESUME_DIR, Some(true)));
-        assert_eq!(env_of(agent)["PADDOCK_RESUME_DIR"].value.as_deref(), Some(RESUME_DIR));
+        assert_eq!(env_of(agent)[vars::RESUME_DIR].value.as_deref(), Some(RESUME_DIR));
         // Only the agent container sees the session; every container clones the same revision.
         for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
             if c.name != "agent" {
@@ -1713,7 +1724,7 @@ mod tests {
                     c.name
                 );
             }
-            if let Some(rev) = env_of(c).get("PADDOCK_REVISION") {
+            if let Some(rev) = env_of(c).get(vars::REVISION) {
                 assert_eq!(rev.value.as_deref(), Some("0123abcd"), "{}", c.name);
             }
         }

@@ -15,6 +15,7 @@
 //!   and `PADDOCK_PRICES`.
 
 use k8s_openapi::api::core::v1::EnvVar;
+use paddock_crds::runner::{literal, vars, AllowedHost, GatewayConfig};
 use paddock_crds::{AgentRun, EgressRule, RunnerPool};
 
 /// Where the gateway listens, on the pod's loopback (shared by the pod's containers).
@@ -62,14 +63,6 @@ pub const PROVIDERS: &[Provider] = &[
     },
 ];
 
-fn literal(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        value_from: None,
-    }
-}
-
 /// Splits the user's env (pool template and run, merged) between the agent and the gateway:
 /// returns `(agent_env, gateway_env)`. Model keys from Secrets move to the gateway (the agent
 /// gets [`PLACEHOLDER_KEY`]); a configured provider's base URL becomes the gateway's upstream
@@ -101,10 +94,7 @@ pub fn route_models(user_env: &[EnvVar]) -> (Vec<EnvVar>, Vec<EnvVar>) {
             .find(|e| e.name == p.base_var)
             .and_then(|e| e.value.clone())
             .unwrap_or_else(|| p.default_upstream.to_string());
-        gateway.push(literal(
-            &format!("PADDOCK_UPSTREAM_{}", p.route.to_uppercase()),
-            upstream,
-        ));
+        gateway.push(literal(&vars::upstream(p.route), upstream));
         agent.push(literal(p.base_var, format!("http://{GATEWAY_ADDR}/{}", p.route)));
     }
     (agent, gateway)
@@ -149,47 +139,30 @@ pub fn egress(run: &AgentRun, pool: &RunnerPool) -> Result<Option<Vec<EgressRule
     Ok(Some(run_rules.clone()))
 }
 
-/// The gateway's run-dependent variables: budgets, prices and the egress allowlist (a JSON list
-/// of `{"host", "ports"}`).
-pub fn gateway_run_env(run: &AgentRun, pool: &RunnerPool, egress: Option<&[EgressRule]>) -> Vec<EnvVar> {
-    let mut out = vec![];
-    if let Some(b) = &run.spec.budget {
-        if let Some(c) = b.max_cost_usd {
-            out.push(literal("PADDOCK_MAX_COST_USD", c.to_string()));
-        }
-        if let Some(t) = b.max_output_tokens {
-            out.push(literal("PADDOCK_MAX_OUTPUT_TOKENS", t.to_string()));
-        }
+/// The gateway's section of the run's [`paddock_crds::runner::RunnerConfig`]: budgets, the
+/// pool's prices and the egress allowlist (each rule's ports, default `[443]`).
+pub fn gateway_config(run: &AgentRun, pool: &RunnerPool, egress: Option<&[EgressRule]>) -> GatewayConfig {
+    let budget = run.spec.budget.as_ref();
+    GatewayConfig {
+        max_cost_usd: budget.and_then(|b| b.max_cost_usd),
+        max_output_tokens: budget.and_then(|b| b.max_output_tokens),
+        prices: pool.spec.gateway.as_ref().map(|g| g.prices.clone()).unwrap_or_default(),
+        egress: egress.map(|rules| {
+            rules
+                .iter()
+                .map(|r| AllowedHost {
+                    host: r.host.clone(),
+                    ports: ports(r),
+                })
+                .collect()
+        }),
     }
-    if let Some(prices) = pool.spec.gateway.as_ref().map(|g| &g.prices).filter(|p| !p.is_empty()) {
-        let json: serde_json::Map<String, serde_json::Value> = prices
-            .iter()
-            .map(|(k, p)| {
-                (
-                    k.clone(),
-                    serde_json::json!({"input": p.input, "output": p.output, "cache_read": p.cache_read, "cache_write": p.cache_write}),
-                )
-            })
-            .collect();
-        out.push(literal("PADDOCK_PRICES", serde_json::Value::Object(json).to_string()));
-    }
-    if let Some(rules) = egress {
-        let list: Vec<serde_json::Value> = rules
-            .iter()
-            .map(|r| serde_json::json!({"host": r.host, "ports": ports(r)}))
-            .collect();
-        out.push(literal(
-            "PADDOCK_EGRESS_ALLOW",
-            serde_json::Value::Array(list).to_string(),
-        ));
-    }
-    out
 }
 
 /// `PADDOCK_GATEWAY_URL` for the agent container when the gateway serves it (model routes or
 /// egress): the runner waits until the gateway listens before it starts the CLI.
 pub fn gateway_url_env() -> EnvVar {
-    literal("PADDOCK_GATEWAY_URL", format!("http://{GATEWAY_ADDR}"))
+    literal(vars::GATEWAY_URL, format!("http://{GATEWAY_ADDR}"))
 }
 
 /// The agent's proxy variables when its egress is restricted (both spellings: curl and git read
@@ -311,11 +284,15 @@ mod tests {
         }
         let (r, p) = run_and_pool(Some(json!({"egress": []})), None);
         assert_eq!(egress(&r, &p), Ok(Some(vec![])), "a run may close an open pool");
-        let env = gateway_run_env(&r, &p, Some(&[]));
-        assert_eq!(get(&env, "PADDOCK_MAX_COST_USD"), Some("0.5"));
-        assert_eq!(get(&env, "PADDOCK_MAX_OUTPUT_TOKENS"), Some("1000"));
-        assert_eq!(get(&env, "PADDOCK_EGRESS_ALLOW"), Some("[]"));
-        let prices: serde_json::Value = serde_json::from_str(get(&env, "PADDOCK_PRICES").unwrap()).unwrap();
+        let env = paddock_crds::runner::RunnerConfig {
+            gateway: gateway_config(&r, &p, Some(&[])),
+            ..Default::default()
+        }
+        .gateway_env();
+        assert_eq!(get(&env, vars::MAX_COST_USD), Some("0.5"));
+        assert_eq!(get(&env, vars::MAX_OUTPUT_TOKENS), Some("1000"));
+        assert_eq!(get(&env, vars::EGRESS_ALLOW), Some("[]"));
+        let prices: serde_json::Value = serde_json::from_str(get(&env, vars::PRICES).unwrap()).unwrap();
         assert_eq!(prices["m-"]["output"], 2.0);
     }
 }

@@ -121,7 +121,11 @@ pub async fn claim(
     if let Some(why) = build::warm_unsuitable(run, pool) {
         return Ok(Claimed::Cold(Some(why)));
     }
-    let claim = build::claim_value(run, pool, prompt, attempt);
+    let claim = match build::claim_value(run, pool, prompt, attempt) {
+        Ok(c) => c,
+        // build_pod refuses such a run first; a warm pod never runs it.
+        Err(e) => return Ok(Claimed::Cold(Some(e.to_string()))),
+    };
     if claim.len() > MAX_CLAIM_BYTES {
         return Ok(Claimed::Cold(Some(format!(
             "the run's settings ({} bytes encoded) do not fit in a pod annotation",

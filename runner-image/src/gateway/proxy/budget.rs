@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use paddock_crds::gateway::{GatewayLine, UsageTotals};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
@@ -473,21 +474,21 @@ fn charge(t: &mut Totals, r: &Reservation, billed: &Billed) {
 /// The `gateway_usage` line: the totals, plus what calls in flight have reserved.
 fn line(st: &State) -> Value {
     let t = &st.totals;
-    json!({
-        "type": "gateway_usage",
-        "input_tokens": t.tokens.input,
-        "output_tokens": t.tokens.output,
-        "cache_read_tokens": t.tokens.cache_read,
-        "cache_write_tokens": t.tokens.cache_write,
-        "cost_usd": t.cost_usd,
-        "requests": t.requests,
-        "estimated_requests": t.estimated,
-        "refused_requests": t.refused,
-        "in_flight_requests": st.in_flight.len(),
-        "reserved_cost_usd": st.in_flight.values().filter_map(|r| r.cost_usd).fold(0.0, |a, b| a + b),
-        "unpriced_models": t.unpriced,
-        "budget_exceeded": t.exceeded,
+    GatewayLine::GatewayUsage(UsageTotals {
+        input_tokens: t.tokens.input,
+        output_tokens: t.tokens.output,
+        cache_read_tokens: t.tokens.cache_read,
+        cache_write_tokens: t.tokens.cache_write,
+        cost_usd: Some(t.cost_usd),
+        requests: t.requests,
+        estimated_requests: t.estimated,
+        refused_requests: t.refused,
+        in_flight_requests: st.in_flight.len() as u64,
+        reserved_cost_usd: st.in_flight.values().filter_map(|r| r.cost_usd).fold(0.0, |a, b| a + b),
+        unpriced_models: t.unpriced.clone(),
+        budget_exceeded: t.exceeded.clone(),
     })
+    .to_value()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The proxy's settings ([`ProxyConfig`]), read from the gateway container's environment.
 
+use paddock_crds::runner::vars;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -169,10 +170,10 @@ impl ProxyConfig {
     /// [`ProxyConfigError`] naming the variable that does not parse.
     pub fn from_env(env: &Env) -> Result<Self, ProxyConfigError> {
         let addr = env
-            .get("PADDOCK_GATEWAY_ADDR")
+            .get(vars::GATEWAY_ADDR)
             .unwrap_or(DEFAULT_ADDR)
             .parse()
-            .map_err(|e| invalid("PADDOCK_GATEWAY_ADDR", e))?;
+            .map_err(|e| invalid(vars::GATEWAY_ADDR, e))?;
         let table: [(&str, &[(&str, KeyHeader)]); 4] = [
             (
                 "anthropic",
@@ -196,7 +197,7 @@ impl ProxyConfig {
         ];
         let mut routes = vec![];
         for (name, keys) in table {
-            let var = format!("PADDOCK_UPSTREAM_{}", name.to_uppercase());
+            let var = vars::upstream(name);
             let Some(upstream) = env.get(&var) else { continue };
             if !(upstream.starts_with("http://") || upstream.starts_with("https://")) {
                 return Err(invalid("PADDOCK_UPSTREAM_*", format!("{var} must be an http(s) URL")));
@@ -210,34 +211,30 @@ impl ProxyConfig {
                 key,
             });
         }
-        let egress = match env.get("PADDOCK_EGRESS_ALLOW") {
+        let egress = match env.get(vars::EGRESS_ALLOW) {
             None => None,
-            Some(j) => Some(serde_json::from_str(j).map_err(|e| invalid("PADDOCK_EGRESS_ALLOW", e))?),
+            Some(j) => Some(serde_json::from_str(j).map_err(|e| invalid(vars::EGRESS_ALLOW, e))?),
         };
-        let max_cost_usd = match env.get("PADDOCK_MAX_COST_USD") {
+        let max_cost_usd = match env.get(vars::MAX_COST_USD) {
             None => None,
             Some(v) => match v.trim().parse::<f64>() {
                 Ok(c) if c.is_finite() && c >= 0.0 => Some(c),
-                Ok(_) => return Err(invalid("PADDOCK_MAX_COST_USD", "must be a finite number >= 0")),
-                Err(e) => return Err(invalid("PADDOCK_MAX_COST_USD", e)),
+                Ok(_) => return Err(invalid(vars::MAX_COST_USD, "must be a finite number >= 0")),
+                Err(e) => return Err(invalid(vars::MAX_COST_USD, e)),
             },
         };
         let max_output_tokens = env
-            .get("PADDOCK_MAX_OUTPUT_TOKENS")
-            .map(|v| {
-                v.trim()
-                    .parse::<u64>()
-                    .map_err(|e| invalid("PADDOCK_MAX_OUTPUT_TOKENS", e))
-            })
+            .get(vars::MAX_OUTPUT_TOKENS)
+            .map(|v| v.trim().parse::<u64>().map_err(|e| invalid(vars::MAX_OUTPUT_TOKENS, e)))
             .transpose()?;
-        let prices = match env.get("PADDOCK_PRICES") {
+        let prices = match env.get(vars::PRICES) {
             None => PriceTable::builtin(),
-            Some(j) => PriceTable::with_overrides(j).map_err(|e| invalid("PADDOCK_PRICES", e))?,
+            Some(j) => PriceTable::with_overrides(j).map_err(|e| invalid(vars::PRICES, e))?,
         };
         let state_dir = env
-            .get("PADDOCK_GATEWAY_STATE_DIR")
+            .get(vars::GATEWAY_STATE_DIR)
             .map_or_else(std::env::temp_dir, PathBuf::from);
-        let owner = ["PADDOCK_NAMESPACE", "PADDOCK_RUN", "PADDOCK_RUN_UID", "PADDOCK_ATTEMPT"]
+        let owner = [vars::NAMESPACE, vars::RUN, vars::RUN_UID, vars::ATTEMPT]
             .map(|k| env.get(k).unwrap_or_default())
             .join("/");
         let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
@@ -255,18 +252,14 @@ impl ProxyConfig {
             owner,
             max_body_bytes: to_usize(positive(
                 env,
-                "PADDOCK_GATEWAY_MAX_BODY_BYTES",
+                vars::GATEWAY_MAX_BODY_BYTES,
                 DEFAULT_MAX_BODY_BYTES as u64,
             )?),
-            max_inflight: to_usize(positive(
-                env,
-                "PADDOCK_GATEWAY_MAX_INFLIGHT",
-                DEFAULT_MAX_INFLIGHT as u64,
-            )?),
-            queue_wait: Duration::from_secs(positive(env, "PADDOCK_GATEWAY_QUEUE_SECONDS", DEFAULT_QUEUE_SECONDS)?),
+            max_inflight: to_usize(positive(env, vars::GATEWAY_MAX_INFLIGHT, DEFAULT_MAX_INFLIGHT as u64)?),
+            queue_wait: Duration::from_secs(positive(env, vars::GATEWAY_QUEUE_SECONDS, DEFAULT_QUEUE_SECONDS)?),
             max_connections: to_usize(positive(
                 env,
-                "PADDOCK_GATEWAY_MAX_CONNECTIONS",
+                vars::GATEWAY_MAX_CONNECTIONS,
                 DEFAULT_MAX_CONNECTIONS as u64,
             )?),
         })
@@ -279,29 +272,29 @@ mod tests {
 
     #[test]
     fn limits_default_and_parse() {
-        let env = Env::from_pairs([("PADDOCK_UPSTREAM_ANTHROPIC", "http://m:1")]);
+        let env = Env::from_pairs([(vars::upstream("anthropic"), "http://m:1".to_string())]);
         let c = ProxyConfig::from_env(&env).unwrap();
         assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(c.max_inflight, DEFAULT_MAX_INFLIGHT);
         assert_eq!(c.queue_wait, Duration::from_secs(DEFAULT_QUEUE_SECONDS));
         assert_eq!(c.state_dir, std::env::temp_dir());
         let env = Env::from_pairs([
-            ("PADDOCK_GATEWAY_MAX_BODY_BYTES", "1024"),
-            ("PADDOCK_GATEWAY_MAX_INFLIGHT", "2"),
-            ("PADDOCK_GATEWAY_STATE_DIR", "/state"),
-            ("PADDOCK_RUN_UID", "u1"),
-            ("PADDOCK_ATTEMPT", "2"),
+            (vars::GATEWAY_MAX_BODY_BYTES, "1024"),
+            (vars::GATEWAY_MAX_INFLIGHT, "2"),
+            (vars::GATEWAY_STATE_DIR, "/state"),
+            (vars::RUN_UID, "u1"),
+            (vars::ATTEMPT, "2"),
         ]);
         let c = ProxyConfig::from_env(&env).unwrap();
         assert_eq!((c.max_body_bytes, c.max_inflight), (1024, 2));
         assert_eq!(c.state_dir, PathBuf::from("/state"));
         assert_eq!(c.owner, "//u1/2");
         for (k, v) in [
-            ("PADDOCK_GATEWAY_MAX_INFLIGHT", "0"),
-            ("PADDOCK_GATEWAY_MAX_BODY_BYTES", "8M"),
-            ("PADDOCK_MAX_COST_USD", "NaN"),
-            ("PADDOCK_MAX_COST_USD", "-1"),
-            ("PADDOCK_MAX_COST_USD", "inf"),
+            (vars::GATEWAY_MAX_INFLIGHT, "0"),
+            (vars::GATEWAY_MAX_BODY_BYTES, "8M"),
+            (vars::MAX_COST_USD, "NaN"),
+            (vars::MAX_COST_USD, "-1"),
+            (vars::MAX_COST_USD, "inf"),
         ] {
             let err = ProxyConfig::from_env(&Env::from_pairs([(k, v)]))
                 .unwrap_err()

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::header::HeaderValue;
 use hyper::{Response, StatusCode};
+use paddock_crds::gateway::{GatewayLine, ModelStatus};
 use serde_json::{json, Value};
 
 /// A response body.
@@ -260,15 +261,21 @@ impl Recorder {
         }
         if last.1 == MAX_STATUS_LINES {
             // From here on the last line printed is no longer the current status.
-            out(&json!({"type": "gateway_model_status_truncated", "calls": calls, "limit_lines": MAX_STATUS_LINES}));
+            out(&GatewayLine::GatewayModelStatusTruncated {
+                calls,
+                limit_lines: MAX_STATUS_LINES,
+            }
+            .to_value());
             last.1 += 1;
             return;
         }
-        let mut line = json!({"type": "gateway_model_status", "route": route, "status": status, "calls": calls});
-        if let Some(e) = error {
-            line["error"] = json!(paddock_crds::events::truncate(e, 512));
-        }
-        out(&line);
+        out(&GatewayLine::GatewayModelStatus(ModelStatus {
+            route: route.to_string(),
+            status,
+            calls,
+            error: error.map(|e| paddock_crds::events::truncate(e, 512)),
+        })
+        .to_value());
         *last = (Some(key), last.1 + 1);
     }
 
