@@ -104,6 +104,7 @@ impl Env {
             ])
             .env("KUBECONFIG", env_var("PADDOCK_ENVTEST_OPERATOR_KUBECONFIG")?)
             .env("RUST_LOG", "info,kube=warn")
+            .env("NO_COLOR", "1")
             .env_remove("PADDOCK_KUEUE")
             .env_remove("PADDOCK_LEADER_ELECT")
             .stdout(out.try_clone()?)
