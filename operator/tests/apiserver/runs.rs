@@ -57,6 +57,7 @@ async fn a_run_waits_for_its_pool_and_gateway_then_gets_its_pod_until_cancelled(
     let owner = &gw.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("RunnerPool", "p1"));
     assert_eq!(Some(owner.uid.clone()), pool_uid);
+    assert_eq!(owner.block_owner_deletion, Some(true));
     let labels = gw.metadata.labels.clone().unwrap_or_default();
     assert_eq!(labels.get("app.kubernetes.io/name").map(String::as_str), Some(APP_NAME));
     assert_eq!(labels.get(LABEL_POOL).map(String::as_str), Some("p1"));
@@ -81,6 +82,9 @@ async fn a_run_waits_for_its_pool_and_gateway_then_gets_its_pod_until_cancelled(
     assert_eq!((owners[0].kind.as_str(), owners[0].name.as_str()), ("AgentRun", "r1"));
     assert_eq!(owners[0].uid, uid);
     assert_eq!(owners[0].controller, Some(true));
+    // Admitted by OwnerReferencesPermissionEnforcement (e2e/envtest.sh enables it) because the
+    // chart's RBAC grants the operator update on agentruns/finalizers.
+    assert_eq!(owners[0].block_owner_deletion, Some(true));
     let labels = pod.metadata.labels.clone().unwrap_or_default();
     assert_eq!(labels.get(LABEL_RUN).map(String::as_str), Some("r1"));
     assert_eq!(labels.get(LABEL_POOL).map(String::as_str), Some("p1"));
