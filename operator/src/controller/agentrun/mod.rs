@@ -386,6 +386,9 @@ async fn step(run: &AgentRun, ctx: &Arc<Context>, ns: &str, out: &mut Outcome) -
             },
         };
         out.status.gate_name = Some(gname.clone());
+        // Decided between settle_awaited_gate's read and this one: the condition says how from
+        // this read, the one the run acts on (else it said GateClosed; seen by make envtest).
+        status::set_gate_decided(&mut out.status, &gate, run.metadata.generation, &now());
         let approve_on_expiry = gate.spec.on_timeout == Some(paddock_crds::TimeoutAction::Approve);
         match gate.status.as_ref().and_then(|s| s.state) {
             Some(GateState::Approved) => {}
