@@ -1,11 +1,11 @@
 # Paddock — the two commands a new user needs:
 #   make demo   bring up a local cluster (unless one is configured), install Paddock, run a sample AgentRun
-#   make test   run the whole test suite (unit, CRD drift, chart checks, e2e on the local cluster)
+#   make test   run the whole test suite (unit, CRD drift, chart checks, envtest, e2e on the local cluster)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export PADDOCK_CACHE ?= /var/cache/paddock
 
-.PHONY: help demo test unit lint crds e2e drills bench fresh-check cluster-up cluster-down images
+.PHONY: help demo test unit envtest lint crds e2e drills bench fresh-check cluster-up cluster-down images
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -13,7 +13,7 @@ help: ## List the targets
 demo: ## Run the main job end to end (local cluster, image, chart, sample AgentRun)
 	bash e2e/demo.sh
 
-test: ## Run every test: unit, CRD drift, chart checks, e2e on a real local cluster
+test: ## Run every test: unit, CRD drift, chart checks, envtest, e2e on a real local cluster
 	bash e2e/test-all.sh
 
 unit: ## Unit tests, CRD drift test and lints only (no cluster)
@@ -22,7 +22,11 @@ unit: ## Unit tests, CRD drift test and lints only (no cluster)
 	python3 checks/file-lines.py
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p paddock-operator --features envtest --all-targets -- -D warnings
 	cargo test --workspace --exclude paddock-e2e
+
+envtest: ## The operator against a real kube-apiserver and etcd, no kubelet: CRD rules, approval policy, RBAC (seconds warm)
+	bash e2e/envtest.sh
 
 crds: ## Regenerate the CRD YAML from the Rust types (crds/generated and the chart)
 	cargo run -q -p paddock-crds --bin crdgen -- crds/generated/crds.yaml

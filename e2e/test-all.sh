@@ -20,7 +20,7 @@ ensure_disk_space "$need" "${CARGO_TARGET_DIR:-target}" "$PADDOCK_CACHE" "${PADD
 step "prerequisites (root, toolchains, Debian packages)"; ensure_host_deps
 step "builds, in parallel (cached; cold on 2 cores about 13 min, warm a few seconds): Rust (clippy, tests, release binaries), Go tools, agent CLIs, runner image base"
 run_parallel \
-  "cargo=cargo clippy --workspace --all-targets -- -D warnings && cargo test --workspace --exclude paddock-e2e --no-run && cargo build -p kubectl-paddock && cargo test -p paddock-e2e --no-run && cargo build --release -p paddock-runner -p paddock-operator -p scripted-model" \
+  "cargo=cargo clippy --workspace --all-targets -- -D warnings && cargo clippy -p paddock-operator --features envtest --all-targets -- -D warnings && cargo test --workspace --exclude paddock-e2e --no-run && cargo test -p paddock-operator --features envtest --test apiserver --no-run && cargo build -p kubectl-paddock && cargo test -p paddock-e2e --no-run && cargo build --release -p paddock-runner -p paddock-operator -p scripted-model" \
   "go-tools=bash e2e/cluster/build-binaries.sh otelcol helm kueue etcd kubernetes kube-router" \
   "agent-clis=source e2e/lib.sh && ensure_npm_clis" \
   "runner-image-base=bash runner-image/build.sh --base-only"
@@ -28,6 +28,8 @@ run_parallel \
 # export to the OpenTelemetry Collector built above; both fail, not skip, without them here.
 export SCRIPTED_MODEL_REQUIRE_CLIS=1 PADDOCK_REQUIRE_OTELCOL=1
 step "unit tests, CRD drift test, lints"; make --no-print-directory unit
+step "envtest: the operator against a real kube-apiserver + etcd, no kubelet (e2e/envtest.sh)"
+bash e2e/envtest.sh
 step "chart checks (helm lint, rendered manifests, RBAC rule by rule)"
 HELM="$(bash e2e/cluster/build-binaries.sh print-env | sed -n 's/^HELM_BIN=//p')/helm"
 HELM=$HELM bash charts/paddock/test.sh

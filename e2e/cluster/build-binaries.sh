@@ -2,6 +2,7 @@
 # Builds the local cluster's third-party binaries from the pinned Go modules under
 # e2e/cluster/tools/ and caches them outside the repository, keyed by version:
 #   $PADDOCK_CACHE/bin/kubernetes-<ver>/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet,kube-proxy}
+#     (`build-binaries.sh kube-apiserver`: that one only, into the same directory, for e2e/envtest.sh)
 #   $PADDOCK_CACHE/bin/etcd-<ver>/etcd
 #   $PADDOCK_CACHE/bin/helm-<ver>/helm
 #   $PADDOCK_CACHE/bin/kube-router-<ver>/kube-router (NetworkPolicy enforcement, run by cluster.sh)
@@ -11,7 +12,7 @@
 #   $PADDOCK_CACHE/bin/agent-sandbox-<ver>/agent-sandbox-controller,
 #   $PADDOCK_CACHE/bin/kwok-<ver>/kwok (peer benchmarks, only when asked: `build-binaries.sh tekton agent-sandbox kwok`)
 # A warm cache makes this a no-op.
-# Usage: build-binaries.sh [kubernetes|etcd|helm|kube-router|otelcol|kueue|tekton|agent-sandbox|kwok ...]
+# Usage: build-binaries.sh [kubernetes|kube-apiserver|etcd|helm|kube-router|otelcol|kueue|tekton|agent-sandbox|kwok ...]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${PADDOCK_CACHE:-/var/cache/paddock}
@@ -33,15 +34,20 @@ KWOK_VERSION=$(version kwok sigs.k8s.io/kwok)
 
 log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-build_kubernetes() {
-  local out=$cache/bin/kubernetes-$K8S_VERSION
-  [ -x "$out/kube-proxy" ] && { log "kubernetes $K8S_VERSION cached in $out"; return; }
-  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-  local ld="-s -w"
+# The version stamps of the Kubernetes binaries (what `kube-apiserver --version` and /version say).
+kubernetes_ldflags() {
+  local minor=${K8S_VERSION#v1.} ld="-s -w" p; minor=${minor%%.*}
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
     ld+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
+  echo "$ld"
+}
+
+build_kubernetes() {
+  local out=$cache/bin/kubernetes-$K8S_VERSION
+  [ -x "$out/kube-proxy" ] && { log "kubernetes $K8S_VERSION cached in $out"; return; }
+  local ld; ld=$(kubernetes_ldflags)
   log "building kubernetes $K8S_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy); a cold build takes 20-40 min on 2 cores"
   mkdir -p "$out.tmp"
   (cd "$here/tools/kubernetes" && go build -trimpath -ldflags "$ld" -o "$out.tmp/" \
@@ -49,6 +55,20 @@ build_kubernetes() {
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
   rm -rf "$out"; mv "$out.tmp" "$out"
   log "kubernetes $K8S_VERSION built into $out"
+}
+
+# kube-apiserver alone (the envtest tier, e2e/envtest.sh, runs no kubelet): a few minutes
+# instead of the full build. It lands in the same directory; a later `kubernetes` build still
+# builds all five (its stamp is kube-proxy) and replaces the directory.
+build_kube_apiserver() {
+  local out=$cache/bin/kubernetes-$K8S_VERSION
+  [ -x "$out/kube-apiserver" ] && { log "kube-apiserver $K8S_VERSION cached in $out"; return; }
+  log "building kube-apiserver $K8S_VERSION only"
+  mkdir -p "$out.apiserver.tmp" "$out"
+  (cd "$here/tools/kubernetes" && go build -trimpath -ldflags "$(kubernetes_ldflags)" -o "$out.apiserver.tmp/" \
+    k8s.io/kubernetes/cmd/kube-apiserver)
+  mv "$out.apiserver.tmp/kube-apiserver" "$out/kube-apiserver"; rm -rf "$out.apiserver.tmp"
+  log "kube-apiserver $K8S_VERSION built into $out"
 }
 
 build_etcd() {
