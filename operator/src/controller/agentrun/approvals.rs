@@ -14,7 +14,7 @@
 //! changes nothing.
 
 use super::artifacts;
-use super::build::{new_gate, request_gate_name};
+use super::gates::{new_gate, request_gate_name};
 use crate::context::{Context, MANAGER_AGENTRUN};
 use crate::controller::agentrunset::Selection;
 use crate::error::Result;
@@ -234,10 +234,10 @@ async fn create_gate(
     // under a name of its own.
     let mut name = name.to_string();
     if let Some(g) = gates.get_opt(&name).await? {
-        if super::build::owned_by(&g, run) {
+        if super::gates::owned_by(&g, run) {
             return Ok(false);
         }
-        name = super::build::of_uid(&name, run);
+        name = super::gates::of_uid(&name, run);
         if gates.get_opt(&name).await?.is_some() {
             return Ok(false);
         }
@@ -292,7 +292,7 @@ pub async fn list_gates(ctx: &Context, run: &AgentRun) -> Result<Vec<ApprovalGat
         .items
         .into_iter()
         .filter(|g| g.spec.run_ref.name == name && g.spec.stage != GateStage::BeforeStart)
-        .filter(|g| super::build::owned_by(g, run))
+        .filter(|g| super::gates::owned_by(g, run))
         .collect();
     list.sort_by_key(|g| {
         (
@@ -378,7 +378,7 @@ pub fn verdict_annotations(
 ) -> BTreeMap<String, String> {
     gates
         .iter()
-        .filter(|g| super::build::owned_by(g, run) && g.spec.run_ref.attempt == Some(attempt))
+        .filter(|g| super::gates::owned_by(g, run) && g.spec.run_ref.attempt == Some(attempt))
         .filter_map(|g| {
             let id = g.spec.request.id.clone()?;
             let subject = paddock_crds::verdict::Subject {

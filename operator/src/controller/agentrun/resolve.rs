@@ -9,8 +9,9 @@
 //! ([`super::verifying`]). [`Need::Ending`] and [`Need::FollowedLog`] stop the run's log
 //! follower before they read what it kept.
 
-use super::build::{self, gate_name, pod_name, pool_name};
+use super::build::{pod_name, pool_name};
 use super::decide::{EgressFacts, EndFacts, Facts, Need, PodLookup, QueueFacts, ResumeSource};
+use super::gates::{self, gate_name};
 use super::{approvals, artifacts, follow, kueue, queue, verifying};
 use crate::context::Context;
 use crate::controller::agentrunset;
@@ -20,7 +21,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
-use paddock_crds::{AgentRun, ApprovalGate, Phase, Reason, RunnerPool, POOL_WAIT_SECS};
+use paddock_crds::{AgentRun, ApprovalGate, Phase, RunnerPool};
 use std::sync::Arc;
 
 /// What every pass reads: the attempt, its pod (the cache first; a miss — a pod not created
@@ -77,7 +78,7 @@ pub async fn resolve(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, need
         Need::AwaitedGate => {
             let gates: Api<ApprovalGate> = Api::namespaced(ctx.client.clone(), ns);
             let name = status.gate_name.clone().unwrap_or_default();
-            facts.awaited_gate = Some(gates.get_opt(&name).await?.filter(|g| build::owned_by(g, run)));
+            facts.awaited_gate = Some(gates.get_opt(&name).await?.filter(|g| gates::owned_by(g, run)));
         }
         Need::FollowedLog => {
             stop_follower(run, ctx).await;
@@ -103,8 +104,8 @@ pub async fn resolve(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, need
             let mut found = gates.get_opt(&name).await?;
             // A gate of an earlier run of the same name (deleted with --cascade=orphan) decides
             // nothing for this one: this run asks under a name of its own.
-            if found.as_ref().is_some_and(|g| !build::owned_by(g, run)) {
-                name = build::of_uid(&name, run);
+            if found.as_ref().is_some_and(|g| !gates::owned_by(g, run)) {
+                name = gates::of_uid(&name, run);
                 found = gates.get_opt(&name).await?;
             }
             facts.start_gate = Some((name, found));
@@ -213,71 +214,7 @@ async fn resume_source(run: &AgentRun, ctx: &Arc<Context>, name: &str, now: &Tim
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let runs: Api<AgentRun> = Api::namespaced(ctx.client.clone(), ns);
     let src = runs.get_opt(name).await?;
-    Ok(resume_from(run, src.as_ref(), name, now))
-}
-
-/// Where `run`'s `spec.resumeFrom` (the run `name`, read as `src`) stands. Pure.
-pub fn resume_from(run: &AgentRun, src: Option<&AgentRun>, name: &str, now: &Time) -> ResumeSource {
-    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
-    let Some(src) = src else {
-        let waited = run
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map_or(0, |t| now.0.as_second() - t.0.as_second());
-        let message = format!("spec.resumeFrom names AgentRun {name}, which does not exist in namespace {ns}");
-        return if waited >= POOL_WAIT_SECS {
-            ResumeSource::Fail(Reason::ResumeNotPossible, format!("{message} (waited {waited}s)"))
-        } else {
-            ResumeSource::Wait(
-                Reason::WaitingForResumeSource,
-                format!(
-                    "{message}; the run fails if it does not appear within {POOL_WAIT_SECS}s of the run's creation"
-                ),
-            )
-        };
-    };
-    if src.spec.agent.name != run.spec.agent.name {
-        return ResumeSource::Fail(
-            Reason::ResumeNotPossible,
-            format!(
-                "AgentRun {name} ran agent {}, this run agent {}: a session resumes in the same CLI only",
-                src.spec.agent.name.as_str(),
-                run.spec.agent.name.as_str()
-            ),
-        );
-    }
-    let status = src.status.clone().unwrap_or_default();
-    if !status.phase.is_some_and(Phase::is_terminal) {
-        return ResumeSource::Wait(
-            Reason::WaitingForResumeSource,
-            format!(
-                "waiting for AgentRun {name} (phase {}) to end before resuming its session",
-                status
-                    .phase
-                    .map(|p| format!("{p:?}"))
-                    .unwrap_or_else(|| "unknown".into())
-            ),
-        );
-    }
-    let Some(result) = status.result else {
-        return ResumeSource::Fail(
-            Reason::ResumeNotPossible,
-            format!("AgentRun {name} ended without a result, so no session was saved"),
-        );
-    };
-    let Some(session_cm) = result.session_ref else {
-        return ResumeSource::Fail(
-            Reason::ResumeNotPossible,
-            format!("AgentRun {name} saved no CLI session (its agent reported none, or it was too large)"),
-        );
-    };
-    let revision = if result.run.pushed {
-        result.run.commit.clone()
-    } else {
-        None
-    };
-    ResumeSource::Ready { session_cm, revision }
+    Ok(super::resume::resume_from(run, src.as_ref(), name, now))
 }
 
 /// Whether the API server shows `run` past its attempt on pod `pod_name`: the run ended, or

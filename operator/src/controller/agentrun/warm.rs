@@ -1,4 +1,5 @@
-//! Claiming one of the pool's warm pods for a run: the pod's labels, owner and activeDeadline
+//! A pool's warm pods: built from the pool ([`build_warm_pod`], replaced when
+//! [`warm_template_hash`] changes), and claimed for a run: the pod's labels, owner and activeDeadline
 //! change and the run's settings arrive in the [`paddock_crds::ANNOTATION_CLAIM`] annotation,
 //! which the runner reads from its downward API volume. The pod is not restarted.
 //!
@@ -6,13 +7,174 @@
 //! cannot both win (the loser gets 409 and tries the next pod). A pod this run's attempt already
 //! claimed (the operator stopped before recording it in status) is adopted, never doubled.
 
-use super::build::{self, owner_ref, timeout_secs};
+use super::build::{
+    self, apply_uplink, env, merge_env, owner_ref, run_env, runner_pod_spec, secret_env_names, timeout_secs,
+    BuildError, PodShape, PodUplink,
+};
+use super::gateway;
 use crate::context::{Context, MANAGER_AGENTRUN};
 use crate::error::Result;
+use k8s_openapi::api::core::v1::EnvVar;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::Resource;
+use paddock_crds::runner::{vars, Claim, Prompt};
 use paddock_crds::{AgentRun, RunnerPool, ANNOTATION_CLAIM, LABEL_ATTEMPT, LABEL_POOL, LABEL_RUN, LABEL_WARM};
 use std::sync::Arc;
+
+/// Annotation on warm pods: hash of the pool settings they were built from; pods with another
+/// hash are replaced when idle.
+pub const ANNOTATION_TEMPLATE_HASH: &str = "paddock.dev/template-hash";
+
+/// Labels of a pool's idle warm pods (also the pool's `status.warmSelector`).
+pub fn warm_selector(pool: &str) -> String {
+    format!("{}={pool},{}=idle", paddock_crds::LABEL_POOL, paddock_crds::LABEL_WARM)
+}
+
+/// Hash (hex, 16 digits) of what a warm pod is built from: the pool's template, warm
+/// credentials, the operator's verdict key (a pod with another key could verify no claim) and
+/// the pool's egress gateway address and token.
+/// FNV-1a over the canonical JSON, stable across operator versions.
+pub fn warm_template_hash(pool: &RunnerPool, verdict_key: &str, uplink: Option<&PodUplink>) -> String {
+    let input = serde_json::json!({
+        "template": pool.spec.template,
+        "credentials": pool.spec.warm.as_ref().and_then(|w| w.credentials_secret_ref.as_ref()).map(|r| &r.name),
+        "verdictKey": verdict_key,
+        "uplink": uplink,
+    })
+    .to_string();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in input.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Builds an idle warm pod of `pool`: its containers start and wait for a claim
+/// (`generateName: <pool>-warm-`, owned by the pool, labels [`warm_selector`]); `verdict_key`
+/// as for [`build_pod`]; `uplink` as for [`apply_uplink`].
+pub fn build_warm_pod(pool: &RunnerPool, verdict_key: &str, uplink: Option<&PodUplink>) -> Pod {
+    let tpl = &pool.spec.template;
+    let warm_routes = gateway::route_models(&tpl.env);
+    let routed = !warm_routes.1.is_empty();
+    let pool_name = pool.metadata.name.clone().unwrap_or_default();
+    let spec = runner_pod_spec(
+        pool,
+        PodShape {
+            trusted_env: vec![],
+            gateway_env: {
+                let mut g = warm_routes.1;
+                g.push(env(vars::REDACT_ENV, secret_env_names(&g).join(",")));
+                g
+            },
+            agent_env: {
+                let mut a = warm_routes.0;
+                if routed {
+                    a.push(gateway::gateway_url_env());
+                }
+                a
+            },
+            creds: pool
+                .spec
+                .warm
+                .as_ref()
+                .and_then(|w| w.credentials_secret_ref.as_ref())
+                .map(|r| r.name.clone()),
+            image: tpl.image.clone(),
+            resources: tpl.resources.clone(),
+            warm: true,
+            verdict_key: verdict_key.into(),
+        },
+    );
+    let mut pod_labels = tpl.labels.clone();
+    pod_labels.extend([
+        ("app.kubernetes.io/name".to_string(), "paddock-runner".to_string()),
+        ("app.kubernetes.io/managed-by".to_string(), "paddock".to_string()),
+        (paddock_crds::LABEL_POOL.to_string(), pool_name.clone()),
+        (paddock_crds::LABEL_WARM.to_string(), "idle".to_string()),
+    ]);
+    let mut annotations = tpl.annotations.clone();
+    annotations.insert(
+        ANNOTATION_TEMPLATE_HASH.into(),
+        warm_template_hash(pool, verdict_key, uplink),
+    );
+    let mut owner = pool.controller_owner_ref(&()).unwrap_or_default();
+    owner.block_owner_deletion = Some(true);
+    let mut pod = Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{pool_name}-warm-")),
+            namespace: pool.metadata.namespace.clone(),
+            labels: Some(pod_labels),
+            annotations: Some(annotations),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    };
+    if let Some(u) = uplink {
+        apply_uplink(&mut pod, u);
+    }
+    pod
+}
+
+/// Why a run starts cold although its pool has warm pods (the `Running` condition says so).
+pub fn warm_unsuitable(run: &AgentRun, pool: &RunnerPool) -> Option<String> {
+    let warm = pool.spec.warm.as_ref()?;
+    if warm.replicas == 0 {
+        return Some("the pool keeps no warm pods".into());
+    }
+    if let Some(src) = &run.spec.resume_from {
+        return Some(format!(
+            "the run resumes {}'s session, which is mounted from a ConfigMap",
+            src.name
+        ));
+    }
+    if let Some(over) = &run.spec.runner {
+        if over.image.is_some() {
+            return Some("the run asks for another image".into());
+        }
+        if over.resources.is_some() {
+            return Some("the run asks for other resources".into());
+        }
+    }
+    let run_creds = run.spec.repo.credentials_secret_ref.as_ref().map(|r| &r.name);
+    let warm_creds = warm.credentials_secret_ref.as_ref().map(|r| &r.name);
+    if run_creds != warm_creds {
+        return Some(match run_creds {
+            Some(s) => format!("the run's git credentials Secret {s} is not the warm pods' one"),
+            None => "the warm pods hold git credentials the run did not ask for".into(),
+        });
+    }
+    if let Some(e) = run.spec.agent.env.iter().find(|e| e.value_from.is_some()) {
+        return Some(format!(
+            "spec.agent.env {} comes from a reference, which a running pod cannot take",
+            e.name
+        ));
+    }
+    None
+}
+
+/// The claim annotation's value for `run` ([`paddock_crds::runner::Claim`]): the run's
+/// settings a cold pod would have had in its environment for attempt `attempt` ([`run_env`]),
+/// beyond what the warm pod has from the pool; `prompt` is the resolved prompt text.
+///
+/// # Errors
+/// As [`run_env`].
+pub fn claim_value(run: &AgentRun, pool: &RunnerPool, prompt: &str, attempt: u32) -> Result<String, BuildError> {
+    let run_env = run_env(run, pool, attempt, Prompt::Text(prompt.into()))?;
+    // The warm pod has the pool's env already: only the run's own and the routed base URLs.
+    let run_own: Vec<EnvVar> = run_env
+        .agent_user
+        .into_iter()
+        .filter(|e| run.spec.agent.env.iter().any(|r| r.name == e.name) || e.name.ends_with("_BASE_URL"))
+        .collect();
+    // A warm pod's gateway also clones: it takes the trusted and the gateway variables.
+    let trusted: Vec<EnvVar> = run_env.trusted.into_iter().chain(run_env.gateway).collect();
+    Ok(Claim::of(&trusted, &merge_env(&[&run_own, &run_env.agent_own])).encode())
+}
 
 /// Largest claim annotation (bytes of base64); the API server allows 256 KiB of annotations
 /// per object in total.
@@ -47,7 +209,7 @@ pub fn claimable<'a>(
     verdict_key: &str,
     uplink: Option<&build::PodUplink>,
 ) -> Vec<&'a Pod> {
-    let hash = build::warm_template_hash(pool, verdict_key, uplink);
+    let hash = warm_template_hash(pool, verdict_key, uplink);
     let mut out: Vec<&Pod> = pods
         .iter()
         .filter(|p| label(p, LABEL_WARM) == Some("idle"))
@@ -56,7 +218,7 @@ pub fn claimable<'a>(
             p.metadata
                 .annotations
                 .as_ref()
-                .and_then(|a| a.get(build::ANNOTATION_TEMPLATE_HASH))
+                .and_then(|a| a.get(ANNOTATION_TEMPLATE_HASH))
                 == Some(&hash)
         })
         .filter(|p| pod_ready(p))
@@ -118,10 +280,10 @@ pub async fn claim(
     if pool.spec.warm.as_ref().is_none_or(|w| w.replicas == 0) {
         return Ok(Claimed::Cold(None));
     }
-    if let Some(why) = build::warm_unsuitable(run, pool) {
+    if let Some(why) = warm_unsuitable(run, pool) {
         return Ok(Claimed::Cold(Some(why)));
     }
-    let claim = match build::claim_value(run, pool, prompt, attempt) {
+    let claim = match claim_value(run, pool, prompt, attempt) {
         Ok(c) => c,
         // build_pod refuses such a run first; a warm pod never runs it.
         Err(e) => return Ok(Claimed::Cold(Some(e.to_string()))),
@@ -215,7 +377,7 @@ mod tests {
     }
 
     fn warm_pod(name: &str, created: i64, ready: bool, pool: &RunnerPool) -> Pod {
-        let mut p = build::build_warm_pod(pool, "test-key", None);
+        let mut p = build_warm_pod(pool, "test-key", None);
         p.metadata.name = Some(name.into());
         p.metadata.resource_version = Some(format!("rv-{name}"));
         p.metadata.creation_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::from_second(created).unwrap()));
@@ -234,7 +396,7 @@ mod tests {
             .annotations
             .as_mut()
             .unwrap()
-            .insert(build::ANNOTATION_TEMPLATE_HASH.into(), "old".into());
+            .insert(ANNOTATION_TEMPLATE_HASH.into(), "old".into());
         let mut claimed = warm_pod("claimed", 1, true, &p);
         claimed
             .metadata

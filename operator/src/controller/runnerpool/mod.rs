@@ -6,10 +6,9 @@
 use super::egress;
 
 use crate::context::{Context, MANAGER_POOL};
-use crate::controller::agentrun::build::{
-    build_warm_pod, pool_name, warm_selector, warm_template_hash, ANNOTATION_TEMPLATE_HASH,
-};
+use crate::controller::agentrun::build::pool_name;
 use crate::controller::agentrun::warm::pod_ready;
+use crate::controller::agentrun::warm::{build_warm_pod, warm_selector, warm_template_hash, ANNOTATION_TEMPLATE_HASH};
 use crate::error::{Error, Result};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -8,7 +8,8 @@
 //! pool, prompt or gate), while `decide` stays a function of its inputs that the table test in
 //! `decide/tests.rs` drives through every phase and reason.
 
-use super::build::{self, build_gate, BuildError};
+use super::build::{self, BuildError};
+use super::gates::build_gate;
 use super::status::{classify_pod, PodState, COND_AWAITING_APPROVAL};
 use super::{evidence, kueue, queue};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -234,7 +235,7 @@ fn start(run: &AgentRun, facts: &Facts, mut plan: Plan, now: &Time, ns: &str, fo
     let mut pod = match build::build_pod(run, &pool, attempt, &facts.verdict_key) {
         Ok(mut p) => {
             if let Some((cm, revision)) = resume {
-                build::apply_resume(&mut p, cm, revision.as_deref());
+                super::resume::apply_resume(&mut p, cm, revision.as_deref());
             }
             p
         }

@@ -42,21 +42,7 @@ pub enum PodLookup {
     Foreign,
 }
 
-/// Where a run's `spec.resumeFrom` stands.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ResumeSource {
-    /// Resume from this session ConfigMap, on this revision (the earlier run's pushed commit).
-    Ready {
-        /// The session ConfigMap.
-        session_cm: String,
-        /// The commit to start from, when the earlier run pushed.
-        revision: Option<String>,
-    },
-    /// Not yet: (reason, message).
-    Wait(Reason, String),
-    /// Never: (reason, message).
-    Fail(Reason, String),
-}
+pub use crate::controller::agentrun::resume::ResumeSource;
 
 /// What the pool's queue looks like to this run, from the controller's cache.
 #[derive(Clone, Debug, Default)]

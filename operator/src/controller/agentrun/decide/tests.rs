@@ -373,7 +373,7 @@ fn rows() -> Vec<(&'static str, AgentRun, Facts, Want)> {
             "a resume source not ended yet is waited for",
             run(json!({"resumeFrom": {"name": "earlier"}}), none.clone()),
             Facts {
-                resume: Some(crate::controller::agentrun::resolve::resume_from(
+                resume: Some(crate::controller::agentrun::resume::resume_from(
                     &run(json!({"resumeFrom": {"name": "earlier"}}), json!({})),
                     None,
                     "earlier",
@@ -387,7 +387,7 @@ fn rows() -> Vec<(&'static str, AgentRun, Facts, Want)> {
             "a resume source missing for 5 minutes fails the run",
             old_resume.clone(),
             Facts {
-                resume: Some(crate::controller::agentrun::resolve::resume_from(
+                resume: Some(crate::controller::agentrun::resume::resume_from(
                     &old_resume,
                     None,
                     "earlier",
