@@ -1,15 +1,15 @@
 //! What every reconcile gets: the client, the events recorder, the metrics, the caches and the
 //! operator's in-memory bookkeeping (log followers, admissions not yet visible in the cache).
 
+use crate::inflight::{Admissions, Followers};
 use crate::metrics::Metrics;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource};
 use paddock_crds::AgentRun;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use tokio::sync::Mutex;
 
 /// Field manager of the AgentRun controller's server-side applies (pods, gates, status).
 pub const MANAGER_AGENTRUN: &str = "paddock.dev/agentrun";
@@ -42,27 +42,13 @@ pub struct Context {
     pub state: Arc<State>,
     /// Cache of all AgentRuns (the controller's reflector store), for queue decisions.
     pub runs: Store<AgentRun>,
-    /// Runs admitted (pod created) that the cache may not show yet, keyed `namespace/name`.
-    pub admissions: Mutex<HashSet<String>>,
-    /// One lock per pool (`namespace/name`), held from the admission decision until the pod
-    /// exists, so `maxConcurrentRuns` is never exceeded and a pool's warm pods are claimed one
-    /// run at a time. Runs of different pools, and of pools with neither a limit nor warm pods,
-    /// create their pods concurrently.
-    pub pool_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Admission to pools: their locks and the runs admitted the cache may not show yet.
+    pub admissions: Admissions,
     /// When each pool's status was last written, keyed `namespace/name` (see
     /// [`Context::pool_status_wait`]).
     pub pool_status_writes: std::sync::Mutex<HashMap<String, std::time::Instant>>,
-    /// Running log followers, keyed by run UID.
-    pub followers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
-    /// Permits for log followers (`--max-log-followers`): a follower runs only with one.
-    pub follow_slots: Arc<tokio::sync::Semaphore>,
-    /// Runs (by UID) whose follower read the runner's `result` line: the log is complete, no
-    /// new follower starts for them (removed with the follower when the attempt ends).
-    pub followed: std::sync::Mutex<HashSet<String>>,
-    /// The log lines each follower has read so far, keyed `namespace/pod` (bounded by
-    /// [`FOLLOW_LOG_MAX_BYTES`]): what is left of an attempt whose pod was deleted before its
-    /// log could be fetched.
-    pub follow_logs: std::sync::Mutex<HashMap<String, String>>,
+    /// The AgentRun controller's log followers (`--max-log-followers` permits).
+    pub followers: Followers,
     /// Cache of the runner pods (label `paddock.dev/run`; metadata and status only, see
     /// [`crate::controller::agentrun::slim_pod`]). `None` in tests: every read goes to the API.
     pub pods: Option<Store<k8s_openapi::api::core::v1::Pod>>,
@@ -89,9 +75,6 @@ pub struct Context {
 /// Log followers running at once unless `--max-log-followers` says otherwise.
 pub const DEFAULT_MAX_LOG_FOLLOWERS: usize = 256;
 
-/// Most bytes of log text kept per followed pod.
-pub const FOLLOW_LOG_MAX_BYTES: usize = 1 << 20;
-
 impl Context {
     /// Builds a context; `runs` is the AgentRun controller's store.
     pub fn new(client: Client, state: Arc<State>, runs: Store<AgentRun>, reporter: Reporter) -> Self {
@@ -100,13 +83,9 @@ impl Context {
             client,
             state,
             runs,
-            admissions: Mutex::new(HashSet::new()),
-            pool_locks: std::sync::Mutex::new(HashMap::new()),
+            admissions: Admissions::default(),
             pool_status_writes: std::sync::Mutex::new(HashMap::new()),
-            followers: Mutex::new(HashMap::new()),
-            followed: std::sync::Mutex::new(HashSet::new()),
-            follow_slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_LOG_FOLLOWERS)),
-            follow_logs: std::sync::Mutex::new(HashMap::new()),
+            followers: Followers::new(DEFAULT_MAX_LOG_FOLLOWERS),
             pods: None,
             kueue: false,
             signer: Arc::new(paddock_crds::verdict::Signer::generate().expect("the system's random source works")),
@@ -147,20 +126,6 @@ impl Context {
             .insert(key.to_string(), applied);
     }
 
-    /// [`Context::followed`], locked (a poisoned lock is taken over: the set stays usable).
-    pub fn lock_followed(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.followed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The admission lock of pool `key` (`namespace/name`); see [`Context::pool_locks`].
-    pub fn pool_lock(&self, key: &str) -> Arc<Mutex<()>> {
-        let mut locks = self
-            .pool_locks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        locks.entry(key.to_string()).or_default().clone()
-    }
-
     /// How long pool `key` must wait before its next status write, at most one per
     /// `interval`; zero means write now (and the write is recorded as done now).
     pub fn pool_status_wait(&self, key: &str, interval: std::time::Duration) -> std::time::Duration {
@@ -169,23 +134,6 @@ impl Context {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         next_write_wait(&mut last, key, interval, std::time::Instant::now())
-    }
-
-    /// Appends `line` to the followed log of `key` (`namespace/pod`), up to
-    /// [`FOLLOW_LOG_MAX_BYTES`]; the runner's final `result` line is always kept.
-    pub fn append_follow_log(&self, key: &str, line: &str) {
-        if let Ok(mut logs) = self.follow_logs.lock() {
-            let buf = logs.entry(key.to_string()).or_default();
-            if buf.len() + line.len() < FOLLOW_LOG_MAX_BYTES || line.contains("\"type\":\"result\"") {
-                buf.push_str(line);
-                buf.push('\n');
-            }
-        }
-    }
-
-    /// Takes (removes) the followed log of `key` (`namespace/pod`).
-    pub fn take_follow_log(&self, key: &str) -> Option<String> {
-        self.follow_logs.lock().ok()?.remove(key)
     }
 
     /// Publishes a Kubernetes Event on `obj`; failures are logged, never fatal (an Event is
@@ -339,20 +287,6 @@ pub(crate) fn test_context_recording(
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
-
-    #[tokio::test]
-    async fn one_admission_lock_per_pool() {
-        let ctx = test_context();
-        let a = ctx.pool_lock("ns/a");
-        let held = a.try_lock().expect("a fresh lock is free");
-        // The same pool gets the same lock; another pool, or the same name in another
-        // namespace, gets its own.
-        assert!(ctx.pool_lock("ns/a").try_lock().is_err());
-        assert!(ctx.pool_lock("ns/b").try_lock().is_ok());
-        assert!(ctx.pool_lock("other/a").try_lock().is_ok());
-        drop(held);
-        assert!(ctx.pool_lock("ns/a").try_lock().is_ok());
-    }
 
     #[test]
     fn one_write_per_interval_and_key() {

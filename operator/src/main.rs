@@ -8,6 +8,7 @@ mod controller;
 mod error;
 mod evidence;
 mod http;
+mod inflight;
 mod leader;
 mod metrics;
 mod observe;
@@ -227,7 +228,7 @@ async fn main() -> anyhow::Result<()> {
     context.console_url = args.console_url.clone();
     context.kueue = args.kueue;
     context.pods = Some(pod_store);
-    context.follow_slots = Arc::new(tokio::sync::Semaphore::new(args.max_log_followers));
+    context.followers = inflight::Followers::new(args.max_log_followers);
     match &args.verdict_key_file {
         Some(path) => {
             let pem = std::fs::read_to_string(path)

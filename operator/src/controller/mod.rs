@@ -17,7 +17,6 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use paddock_crds::AgentRun;
-use std::time::Duration;
 
 /// The start of every reconcile pass: the pass is counted and timed for `controller` (the
 /// timer records when dropped, at the end of the pass, whatever its result), and the object's
@@ -41,7 +40,7 @@ pub fn begin_reconcile<'c>(
 /// the pass's span fields, by the reconcile's `#[instrument(err)]`.)
 pub fn requeue_failed(ctx: &Context, controller: &str, error: &Error) -> Action {
     ctx.state.metrics.error(controller, error.reason());
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(error.retry_after())
 }
 
 /// `(namespace, name)` of a namespaced object as the API server sent it.

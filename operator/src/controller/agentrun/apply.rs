@@ -6,7 +6,7 @@
 use super::decide::{Effect, Facts, Plan, StartPod, Started};
 use super::{artifacts, follow, kueue, queue, verify, warm};
 use crate::context::{Context, MANAGER_AGENTRUN};
-use crate::error::Result;
+use crate::error::{Result, Stage};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -21,6 +21,40 @@ pub async fn effects(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, plan
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     for effect in std::mem::take(&mut plan.effects) {
+        let what = kind(&effect);
+        apply_one(run, ctx, facts, plan, now, &pods, effect)
+            .await
+            .map_err(|e| e.at(Stage::Write, what))?;
+    }
+    Ok(())
+}
+
+/// The name of an effect's kind (`StartPod`, `CreateGate`, …), for errors and metrics.
+pub fn kind(effect: &Effect) -> &'static str {
+    match effect {
+        Effect::CreateGate(_) => "CreateGate",
+        Effect::CreateWorkload { .. } => "CreateWorkload",
+        Effect::StartPod(_) => "StartPod",
+        Effect::Follow(_) => "Follow",
+        Effect::DeletePod(_) => "DeletePod",
+        Effect::DeletePodAfterStatus(_) => "DeletePodAfterStatus",
+        Effect::StoreArtifacts(_) => "StoreArtifacts",
+        Effect::StoreAttemptLog(..) => "StoreAttemptLog",
+        Effect::CreateVerificationPod(_) => "CreateVerificationPod",
+    }
+}
+
+async fn apply_one(
+    run: &AgentRun,
+    ctx: &Arc<Context>,
+    facts: &mut Facts,
+    plan: &mut Plan,
+    now: &Time,
+    pods: &Api<Pod>,
+    effect: Effect,
+) -> Result<()> {
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    {
         match effect {
             Effect::CreateGate(gate) => {
                 let gates: Api<ApprovalGate> = Api::namespaced(ctx.client.clone(), ns);
@@ -43,7 +77,7 @@ pub async fn effects(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, plan
                 super::decide::started(run, plan, facts.attempt, &pool_name, how, now);
             }
             Effect::Follow(pod_name) => follow::ensure_follower(ctx, run, &pod_name).await,
-            Effect::DeletePod(name) => delete_pod(&pods, &name).await?,
+            Effect::DeletePod(name) => delete_pod(pods, &name).await?,
             Effect::DeletePodAfterStatus(name) => plan.effects.push(Effect::DeletePodAfterStatus(name)),
             Effect::StoreArtifacts(parsed) => {
                 artifacts::apply_artifacts(&ctx.client, run, &parsed).await?;
@@ -66,7 +100,7 @@ async fn start_pod(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, start:
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let pool_name = start.pool.metadata.name.clone().unwrap_or_default();
     if facts.admitting.is_none() && queue::serializes_admission(&start.pool) {
-        facts.admitting = Some(ctx.pool_lock(&format!("{ns}/{pool_name}")).lock_owned().await);
+        facts.admitting = Some(ctx.admissions.lock(&format!("{ns}/{pool_name}")).await);
     }
     let claimed = if start.warm_allowed {
         warm::claim(ctx, run, &start.pool, facts.attempt, &start.prompt, &start.uplink).await?
@@ -97,7 +131,7 @@ async fn start_pod(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, start:
     };
     if start.admit {
         // Counted until the cache shows the pod name (pruned by the next count).
-        ctx.admissions.lock().await.insert(queue::key_of(run));
+        ctx.admissions.admit(queue::key_of(run)).await;
     }
     Ok(how)
 }

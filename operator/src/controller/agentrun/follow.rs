@@ -93,19 +93,19 @@ pub fn describe(ev: &RunnerEvent) -> String {
 /// Starts a follower for `run`'s pod unless one is already running.
 pub async fn ensure_follower(ctx: &Arc<Context>, run: &AgentRun, pod: &str) {
     let Some(uid) = run.metadata.uid.clone() else { return };
-    let mut followers = ctx.followers.lock().await;
+    let mut followers = ctx.followers.tasks.lock().await;
     if followers.get(&uid).is_some_and(|h| !h.is_finished()) {
         return;
     }
     // A follower that read the runner's result has read the whole log: starting another would
     // read it again (and write the same progress) while the pod is winding down.
-    if ctx.lock_followed().contains(&uid) {
+    if ctx.followers.done().contains(&uid) {
         return;
     }
     // At most --max-log-followers at once; without a slot the run's events are read from its
     // log when it ends (a later reconcile may find a free slot). A run with in-run approvals is
     // always followed: its gates are raised from the followed log, and the runner waits on them.
-    let slot = ctx.follow_slots.clone().try_acquire_owned().ok();
+    let slot = ctx.followers.slots.clone().try_acquire_owned().ok();
     if slot.is_none() && !super::approvals::has_in_run_gates(run) {
         return;
     }
@@ -125,10 +125,10 @@ pub async fn ensure_follower(ctx: &Arc<Context>, run: &AgentRun, pod: &str) {
 
 /// Stops the follower of the run with `uid`, if any.
 pub async fn stop_follower(ctx: &Context, uid: &str) {
-    if let Some(h) = ctx.followers.lock().await.remove(uid) {
+    if let Some(h) = ctx.followers.tasks.lock().await.remove(uid) {
         h.abort();
     }
-    ctx.lock_followed().remove(uid);
+    ctx.followers.done().remove(uid);
 }
 
 async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result<()> {
@@ -153,7 +153,7 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
     let mut lines = pods.log_stream(&pod, &lp).await?.lines();
     // The stream starts from the first line: rebuild the kept copy from scratch.
     let log_key = format!("{ns}/{pod}");
-    ctx.take_follow_log(&log_key);
+    ctx.followers.take_log(&log_key);
     let mut tokens = EVENT_BURST;
     let mut last_refill = Instant::now();
     // The first write waits one interval too: a run shorter than that gets a single write, when
@@ -161,7 +161,7 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
     let mut last_write = Instant::now();
     let mut dirty = false;
     while let Some(line) = lines.try_next().await? {
-        ctx.append_follow_log(&log_key, &line);
+        ctx.followers.append_log(&log_key, &line);
         let Some(ev) = parse_line(&line) else { continue };
         if ev.seq <= already {
             continue;
@@ -169,7 +169,7 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
         progress.events = ev.seq;
         if matches!(ev.event, RunnerEvent::Result(_)) {
             if let Some(uid) = &run.metadata.uid {
-                ctx.lock_followed().insert(uid.clone());
+                ctx.followers.done().insert(uid.clone());
             }
         }
         if matches!(ev.event, RunnerEvent::ToolCall { .. }) {
@@ -222,7 +222,7 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
     // never reconciled again, so drop its copy here rather than hold it for the process's life.
     let current = runs.get_opt(&name).await?;
     if current.is_none_or(|r| r.metadata.uid != run.metadata.uid) {
-        ctx.take_follow_log(&log_key);
+        ctx.followers.take_log(&log_key);
     }
     Ok(())
 }
@@ -292,7 +292,7 @@ mod tests {
     }
 
     async fn followed_uids(ctx: &Context) -> Vec<String> {
-        let f = ctx.followers.lock().await;
+        let f = ctx.followers.tasks.lock().await;
         let mut v: Vec<String> = f
             .iter()
             .filter(|(_, h)| !h.is_finished())
@@ -306,7 +306,7 @@ mod tests {
     /// back when its task is dropped.
     async fn free_slot(ctx: &Context) {
         tokio::time::timeout(Duration::from_secs(5), async {
-            while ctx.follow_slots.available_permits() == 0 {
+            while ctx.followers.slots.available_permits() == 0 {
                 tokio::task::yield_now().await;
             }
         })
@@ -317,7 +317,7 @@ mod tests {
     #[tokio::test]
     async fn followers_are_capped_except_runs_with_in_run_gates() {
         let mut ctx = crate::context::test_context();
-        ctx.follow_slots = Arc::new(tokio::sync::Semaphore::new(1));
+        ctx.followers = crate::inflight::Followers::new(1);
         let ctx = Arc::new(ctx);
         let (a, b, gated) = (run("a", false), run("b", false), run("gated", true));
         assert!(super::super::approvals::has_in_run_gates(&gated));
@@ -329,7 +329,7 @@ mod tests {
         // Let the followers start: each then waits on its log request, which is never answered.
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(followed_uids(&ctx).await, ["a", "gated"]);
-        assert_eq!(ctx.follow_slots.available_permits(), 0);
+        assert_eq!(ctx.followers.slots.available_permits(), 0);
 
         // Stopping a follower gives its slot back, and a later reconcile of `b` gets it.
         stop_follower(&ctx, "a").await;
@@ -341,7 +341,7 @@ mod tests {
         // with a slot free.
         stop_follower(&ctx, "b").await;
         free_slot(&ctx).await;
-        ctx.lock_followed().insert("a".into());
+        ctx.followers.done().insert("a".into());
         ensure_follower(&ctx, &a, "pod-a").await;
         assert_eq!(followed_uids(&ctx).await, ["gated"]);
     }

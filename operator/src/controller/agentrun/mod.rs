@@ -23,7 +23,7 @@ pub mod verifying;
 pub mod warm;
 
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use decide::Step;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -31,7 +31,6 @@ use kube::runtime::controller::Action;
 use paddock_crds::{AgentRun, AgentRunStatus, Phase};
 use status::format_duration;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use queue::runs_waiting_for_pool;
 
@@ -91,14 +90,17 @@ pub async fn reconcile(run: Arc<AgentRun>, ctx: Arc<Context>) -> Result<Action> 
     evidence::ensure_finalizer(&run, &ctx).await?;
 
     let now = now();
-    let mut facts = resolve::facts(&run, &ctx).await?;
+    let mut facts = resolve::facts(&run, &ctx).await.map_err(|e| e.at(Stage::Read, "Pod"))?;
     let mut reads = 0;
     let mut plan = loop {
         match decide::decide(&run, &facts, &now) {
             Step::Plan(plan) => break plan,
             Step::Need(need) if reads < MAX_READS => {
                 reads += 1;
-                resolve::resolve(&run, &ctx, &mut facts, need, &now).await?;
+                let what = format!("{need:?}");
+                resolve::resolve(&run, &ctx, &mut facts, need, &now)
+                    .await
+                    .map_err(|e| e.at(Stage::Read, what))?;
             }
             Step::Need(need) => {
                 return Err(Error::Internal(format!(
@@ -116,11 +118,15 @@ pub async fn reconcile(run: Arc<AgentRun>, ctx: Arc<Context>) -> Result<Action> 
     if let (Some(start), Some(end)) = (&plan.status.start_time, &plan.status.completion_time) {
         plan.status.duration = Some(format_duration(end.0.as_second() - start.0.as_second()));
     }
-    apply::status(&run, &ctx, &plan).await?;
+    apply::status(&run, &ctx, &plan)
+        .await
+        .map_err(|e| e.at(Stage::Status, "AgentRun"))?;
     if apply::ends(&plan) {
         finish_workload(&ctx, &run, &plan.status).await?;
     }
-    apply::after_status(&run, &ctx, &plan).await?;
+    apply::after_status(&run, &ctx, &plan)
+        .await
+        .map_err(|e| e.at(Stage::Write, "DeletePodAfterStatus"))?;
     Ok(plan.action.clone())
 }
 
@@ -150,8 +156,7 @@ pub fn slim_pod(pod: &mut Pod) {
 /// (The error itself is logged once, with the reconcile span's fields, by `reconcile`'s
 /// `#[instrument(err)]`.)
 pub fn error_policy(_run: Arc<AgentRun>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.state.metrics.error(CONTROLLER, error.reason());
-    Action::requeue(Duration::from_secs(5))
+    crate::controller::requeue_failed(&ctx, CONTROLLER, error)
 }
 
 #[cfg(test)]

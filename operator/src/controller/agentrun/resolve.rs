@@ -82,7 +82,7 @@ pub async fn resolve(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, need
         }
         Need::FollowedLog => {
             stop_follower(run, ctx).await;
-            facts.followed_log = Some(ctx.take_follow_log(&format!("{ns}/{}", facts.pod_name)));
+            facts.followed_log = Some(ctx.followers.take_log(&format!("{ns}/{}", facts.pod_name)));
         }
         Need::Pool => {
             let pools: Api<RunnerPool> = Api::namespaced(ctx.client.clone(), ns);
@@ -133,7 +133,7 @@ pub async fn resolve(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, need
             stop_follower(run, ctx).await;
             let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
             let log = artifacts::fetch_pod_log(&pods, &facts.pod_name).await;
-            let followed = ctx.take_follow_log(&format!("{ns}/{}", facts.pod_name));
+            let followed = ctx.followers.take_log(&format!("{ns}/{}", facts.pod_name));
             // The gateway (trusted) states the branch's facts, the patch and what the model
             // endpoint answered; the agent's log gives the events (and its own report, which
             // is not trusted for those).
@@ -192,19 +192,18 @@ async fn queue_facts(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts) -> Q
             run.metadata.namespace.as_deref().unwrap_or_default(),
             pool_name(run)
         );
-        facts.admitting = Some(ctx.pool_lock(&key).lock_owned().await);
+        facts.admitting = Some(ctx.admissions.lock(&key).await);
     }
-    let mut admissions = ctx.admissions.lock().await;
     let runs = ctx.runs.state();
-    admissions.retain(|k| {
-        runs.iter()
-            .any(|r| queue::key_of(r) == *k && r.status.as_ref().is_none_or(|s| s.pod_name.is_none()))
-    });
-    QueueFacts {
-        runs,
-        admitted: admissions.clone(),
-        ready,
-    }
+    let admitted = ctx
+        .admissions
+        .counted(|k| {
+            !runs
+                .iter()
+                .any(|r| queue::key_of(r) == k && r.status.as_ref().is_none_or(|s| s.pod_name.is_none()))
+        })
+        .await;
+    QueueFacts { runs, admitted, ready }
 }
 
 /// Looks up the run `name` that `run` resumes. It must exist (a missing one is waited for up to
