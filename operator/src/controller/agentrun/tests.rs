@@ -542,3 +542,123 @@ fn priority_reorders_the_queue_and_ties_keep_creation_order() {
         Some(1)
     );
 }
+
+/// Replaces every RFC 3339 timestamp written "now" (not the fixture's) by `<now>`, so a body
+/// can be compared whole.
+fn without_clock(mut v: serde_json::Value, fixture: &[&str]) -> serde_json::Value {
+    fn walk(v: &mut serde_json::Value, fixture: &[&str]) {
+        match v {
+            serde_json::Value::String(s)
+                if !fixture.contains(&s.as_str())
+                    && s.len() >= 20
+                    && s.as_bytes()[4] == b'-'
+                    && s.as_bytes()[10] == b'T'
+                    && s.parse::<k8s_openapi::jiff::Timestamp>().is_ok() =>
+            {
+                *s = "<now>".into()
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|x| walk(x, fixture)),
+            serde_json::Value::Object(o) => o.values_mut().for_each(|x| walk(x, fixture)),
+            _ => {}
+        }
+    }
+    walk(&mut v, fixture);
+    v
+}
+
+/// One pass over a run whose pod ended well, as the API server sees it: the reads (the pod,
+/// the run itself, the logs), then exactly two writes — the event log ConfigMap and the
+/// status — with these bodies (as linkerd's status tests and controller-rs' verifier assert
+/// what is written, not only that something was).
+#[tokio::test]
+async fn a_pod_that_ended_well_writes_exactly_its_log_and_its_status() {
+    let start = "2026-11-22T10:00:00Z";
+    let end = "2026-11-22T10:00:42Z";
+    let run: AgentRun = serde_json::from_value(serde_json::json!({
+        "apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun",
+        "metadata": {"name": "r", "namespace": "ns", "uid": "u", "generation": 1,
+                     "finalizers": [paddock_crds::evidence::FINALIZER]},
+        "spec": {"repo": {"url": "https://x/r.git"}, "agent": {"name": "shell"}, "prompt": "p"},
+        "status": {"phase": "Running", "podName": "r-1", "attempt": 1, "observedGeneration": 1,
+                   "startTime": start, "warmStart": false,
+                   "conditions": [
+                       {"type": "Succeeded", "status": "Unknown", "reason": "Running", "message": "the agent is running", "lastTransitionTime": start},
+                       {"type": "Running", "status": "True", "reason": "AgentRunning", "message": "the agent is running", "lastTransitionTime": start}]},
+    }))
+    .unwrap();
+    let result = r#"{"outcome":"Succeeded","reason":"Succeeded","branch":"paddock/r","filesChanged":0,"insertions":0,"deletions":0}"#;
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "r-1", "namespace": "ns", "labels": {"paddock.dev/attempt": "1"},
+                     "ownerReferences": [{"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun", "name": "r", "uid": "u"}]},
+        "status": {"phase": "Succeeded",
+                   "initContainerStatuses": [{"name": "gateway", "state": {"terminated": {"exitCode": 0}}}],
+                   "containerStatuses": [{"name": "agent", "state": {"terminated": {"exitCode": 0, "message": result, "finishedAt": end}}}]}});
+    let run_path = "/apis/paddock.dev/v1alpha1/namespaces/ns/agentruns/r";
+    let (ctx, written) = crate::context::test_context_recording(vec![
+        ("/api/v1/namespaces/ns/pods/r-1".into(), pod),
+        (run_path.into(), serde_json::to_value(&run).unwrap()),
+    ]);
+    reconcile(Arc::new(run), Arc::new(ctx)).await.unwrap();
+    let written = written.lock().unwrap().clone();
+    let writes: Vec<(String, String, serde_json::Value)> = written
+        .iter()
+        .filter(|(m, _, _)| m != "GET")
+        .map(|(m, p, b)| (m.clone(), p.clone(), without_clock(b.clone(), &[start, end])))
+        .collect();
+    let paths: Vec<(&str, &str)> = writes.iter().map(|(m, p, _)| (m.as_str(), p.as_str())).collect();
+    assert_eq!(
+        paths,
+        [
+            ("PATCH", "/api/v1/namespaces/ns/configmaps/r-log"),
+            ("PATCH", "/apis/paddock.dev/v1alpha1/namespaces/ns/agentruns/r/status"),
+            ("POST", "/apis/events.k8s.io/v1/namespaces/ns/events"),
+        ],
+        "{:#}",
+        serde_json::Value::Array(writes.iter().map(|w| w.2.clone()).collect())
+    );
+    let owner = serde_json::json!([{"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun", "name": "r", "uid": "u",
+        "controller": true, "blockOwnerDeletion": true}]);
+    assert_eq!(
+        writes[0].2,
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "r-log", "namespace": "ns",
+                         "labels": {"app.kubernetes.io/managed-by": "paddock", "paddock.dev/run": "r", "paddock.dev/artifact": "log"},
+                         "ownerReferences": owner},
+            "data": {"events.jsonl": "\n"}})
+    );
+    assert_eq!(
+        writes[1].2,
+        serde_json::json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun", "status": {
+            "phase": "Succeeded", "podName": "r-1", "attempt": 1, "observedGeneration": 1, "warmStart": false,
+            "startTime": start, "completionTime": end, "duration": "42s",
+            "conditions": [
+                {"type": "Succeeded", "status": "True", "reason": "Succeeded",
+                 "message": "the agent finished without changing any file", "lastTransitionTime": end, "observedGeneration": 1},
+                {"type": "Running", "status": "False", "reason": "Succeeded", "message": "the runner pod finished",
+                 "lastTransitionTime": end, "observedGeneration": 1}],
+            "usage": {"inputTokens": 0, "outputTokens": 0, "turns": 0},
+            "result": {"outcome": "Succeeded", "reason": "Succeeded", "message": "", "branch": "paddock/r",
+                       "filesChanged": 0, "insertions": 0, "deletions": 0, "pushed": false,
+                       "patchBytes": 0, "patchTruncated": false, "usage": {"inputTokens": 0, "outputTokens": 0, "turns": 0},
+                       "diffstat": "+0/-0", "logRef": "r-log"}}}),
+        "{:#}",
+        writes[1].2
+    );
+    // The run's end as an Event: its reason, type and note, regarding the run.
+    let event = &writes[2].2;
+    assert_eq!(
+        (
+            &event["reason"],
+            &event["type"],
+            &event["note"],
+            &event["regarding"]["name"]
+        ),
+        (
+            &serde_json::json!("Succeeded"),
+            &serde_json::json!("Normal"),
+            &serde_json::json!("the agent finished without changing any file"),
+            &serde_json::json!("r")
+        ),
+        "{event:#}"
+    );
+}
