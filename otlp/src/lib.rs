@@ -14,6 +14,7 @@
 //! unset. Blank values count as unset.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig};

@@ -341,7 +341,7 @@ pub fn apply_patch(work: &Path, patch: &Path) -> Result<(), String> {
 /// Runs the clone step with `env`, writing events to `out`; returns the exit code.
 pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
     use crate::emit::Emitter;
-    use crate::report::{fail, finish, initial_result};
+    use crate::report::{conclude, fail, initial_result};
     use paddock_crds::events::{RunnerEvent, Step, StepStatus};
 
     let ws = Workspace::from_env(env);
@@ -376,7 +376,7 @@ pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
                 });
                 let mut result = initial_result(env.get(vars::BRANCH).unwrap_or_default());
                 fail(&mut result, "CloneFailed", Some(Step::Clone), message);
-                return finish(&mut em, result, &term_path);
+                return conclude(&mut em, result, &term_path);
             }
             // A verification pod (issue 19): the run's patch on the base, as the agent left it.
             if let Err((reason, e)) = prepare_verification(env, &ws) {
@@ -388,7 +388,7 @@ pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
                 });
                 let mut result = initial_result(env.get(vars::BRANCH).unwrap_or_default());
                 fail(&mut result, reason, Some(Step::Clone), format!("{reason}: {message}"));
-                return finish(&mut em, result, &term_path);
+                return conclude(&mut em, result, &term_path);
             }
             let message = format!(
                 "cloned {} at {} ({}) into branch {}",
@@ -413,7 +413,7 @@ pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
             });
             let mut result = initial_result(env.get(vars::BRANCH).unwrap_or_default());
             fail(&mut result, e.reason(), Some(Step::Clone), message);
-            finish(&mut em, result, &term_path)
+            conclude(&mut em, result, &term_path)
         }
     }
 }
@@ -423,7 +423,7 @@ pub fn command() -> i32 {
     let env = Env::from_process();
     let telemetry = crate::telemetry::init(&env, "clone");
     let code = run(&env, std::io::stdout());
-    telemetry.finish(code);
+    telemetry.shutdown(code);
     code
 }
 

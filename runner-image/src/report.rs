@@ -46,7 +46,7 @@ pub fn fail(result: &mut RunResult, reason: &str, step: Option<Step>, message: i
 
 /// Emits `result` as the final event, writes the termination message to `path` (errors
 /// ignored: stdout already has it) and returns the exit code (0 succeeded, 1 failed).
-pub fn finish<W: Write>(em: &mut Emitter<W>, result: RunResult, path: &Path) -> i32 {
+pub fn conclude<W: Write>(em: &mut Emitter<W>, result: RunResult, path: &Path) -> i32 {
     let code = if result.outcome == Outcome::Succeeded { 0 } else { 1 };
     if let Some(line) = em.emit(RunnerEvent::Result(result)) {
         let _ = std::fs::write(path, termination_message(&line));

@@ -40,7 +40,7 @@ use crate::emit::Emitter;
 use crate::push_request::{request_push, PushError};
 use crate::workspace::Workspace;
 
-pub use crate::report::{fail, finish, initial_result};
+pub use crate::report::{conclude, fail, initial_result};
 
 fn step<W: Write>(
     em: &mut Emitter<W>,
@@ -117,7 +117,7 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
         Ok(c) => c,
         Err(e) => {
             fail(&mut result, "InvalidConfig", None, e.to_string());
-            return finish(&mut em, result, &term_path);
+            return conclude(&mut em, result, &term_path);
         }
     };
     let ws = Workspace::from_env(env);
@@ -125,7 +125,7 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
         Ok(c) => c,
         Err(e) => {
             fail(&mut result, "InvalidConfig", None, e.to_string());
-            return finish(&mut em, result, &cfg.termination_log);
+            return conclude(&mut em, result, &cfg.termination_log);
         }
     };
     let mut term = termination_watch();
@@ -138,7 +138,7 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
             let message = format!("cannot restore the session to resume: {e}");
             step(&mut em, Step::Agent, StepStatus::Failed, message.clone());
             fail(&mut result, "ResumeFailed", Some(Step::Agent), message);
-            return finish(&mut em, result, &cfg.termination_log);
+            return conclude(&mut em, result, &cfg.termination_log);
         }
     };
     let resume_env;
@@ -417,7 +417,7 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
             None => "the agent changed nothing".into(),
         };
     }
-    finish(&mut em, result, &cfg.termination_log)
+    conclude(&mut em, result, &cfg.termination_log)
 }
 
 /// In a warm pod: waits for the claim and the gateway's clone. `Ok(env)` with the run's
@@ -435,7 +435,7 @@ async fn claimed_env(env: Env) -> Result<Env, i32> {
             let mut em = Emitter::new(std::io::stdout(), env.secrets());
             let mut result = initial_result("");
             fail(&mut result, "InvalidConfig", None, e.to_string());
-            return Err(finish(&mut em, result, &termination_log(&env)));
+            return Err(conclude(&mut em, result, &termination_log(&env)));
         }
     };
     let env = env.with_overlay(&claim.agent);
@@ -454,7 +454,7 @@ async fn claimed_env(env: Env) -> Result<Env, i32> {
                     Some(c) => format!("the clone step failed (exit code {c})"),
                 };
                 fail(&mut result, "CloneFailed", Some(Step::Clone), message);
-                return Err(finish(&mut em, result, &termination_log(&env)));
+                return Err(conclude(&mut em, result, &termination_log(&env)));
             }
             println!("{line}");
             let _ = std::fs::write(termination_log(&env), line);
@@ -487,9 +487,9 @@ pub fn command() -> i32 {
                 Some(Step::Agent),
                 format!("cannot start the runtime: {e}"),
             );
-            finish(&mut em, result, &termination_log(&env))
+            conclude(&mut em, result, &termination_log(&env))
         }
     };
-    telemetry.finish(code);
+    telemetry.shutdown(code);
     code
 }

@@ -15,7 +15,7 @@
 //! status error with the step's message when it failed). The resource carries `service.name`,
 //! `paddock.run` and `paddock.namespace` (from `PADDOCK_RUN`, `PADDOCK_NAMESPACE`).
 //! Messages are the events' redacted ones. Spans are sent in batches from a background thread
-//! and flushed by [`Telemetry::finish`] (bounded by the exporter timeout, default 10 s).
+//! and flushed by [`Telemetry::shutdown`] (bounded by the exporter timeout, default 10 s).
 
 use paddock_crds::runner::vars;
 use std::cell::RefCell;
@@ -65,9 +65,9 @@ fn tracer_provider(env: &Env, endpoint: &str) -> Result<SdkTracerProvider, paddo
     })
 }
 
-/// The exporter and the command's root span; [`Telemetry::finish`] ends and flushes them.
+/// The exporter and the command's root span; [`Telemetry::shutdown`] ends and flushes them.
 /// Inert when traces are off.
-#[must_use = "call finish() before exiting, or the spans are lost"]
+#[must_use = "call shutdown() before exiting, or the spans are lost"]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
     root: Option<ContextGuard>,
@@ -110,7 +110,7 @@ pub fn init(env: &Env, command: &str) -> Telemetry {
 impl Telemetry {
     /// Ends the steps still open and the root span (status error when `exit_code` ≠ 0), then
     /// flushes and stops the exporter. Call it on the thread that called [`init`].
-    pub fn finish(mut self, exit_code: i32) {
+    pub fn shutdown(mut self, exit_code: i32) {
         let Some(provider) = self.provider.take() else {
             return;
         };
@@ -188,6 +188,6 @@ mod tests {
     fn steps_are_a_no_op_when_off() {
         on_step(Step::Agent, StepStatus::Started, "shell");
         STEPS.with(|s| assert!(s.borrow().is_empty()));
-        init(&Env::from_pairs([(vars::RUN, "r")]), "run").finish(0);
+        init(&Env::from_pairs([(vars::RUN, "r")]), "run").shutdown(0);
     }
 }

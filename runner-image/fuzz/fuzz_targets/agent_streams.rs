@@ -3,7 +3,7 @@
 //! For each agent name `AgentKind::from_str` accepts (read from `src/agent/mod.rs` at build
 //! time, plus the names below; names that do not parse are skipped) and for the `custom`
 //! adapter in `jsonl` mode, the input (lossy UTF-8) is fed three ways, each to a fresh
-//! `mapper_for(kind, Some("m"))` followed by `finish()`: line by line on stdout, line by line
+//! `mapper_for(kind, Some("m"))` followed by `end_of_stream()`: line by line on stdout, line by line
 //! on stderr, and whole as one stdout line. Every event is passed through `emit::sanitize`
 //! with a known secret and serialized as an event line.
 //!
@@ -58,7 +58,7 @@ static KINDS: OnceLock<Vec<AgentKind>> = OnceLock::new();
 
 fn kinds() -> &'static [AgentKind] {
     KINDS.get_or_init(|| {
-        // Hermes reads its usage report and OpenHands its state file from $HOME at `finish`:
+        // Hermes reads its usage report and OpenHands its state file from $HOME at `end_of_stream`:
         // point it at nothing.
         std::env::set_var("HOME", "/nonexistent/paddock-fuzz-home");
         let mut kinds: Vec<AgentKind> = Vec::new();
@@ -121,7 +121,7 @@ fn check(kind: AgentKind, ev: RunnerEvent, secrets: &[String]) {
 fn run(kind: AgentKind, feed: impl Fn(&mut dyn StreamMapper) -> Vec<RunnerEvent>, secrets: &[String]) {
     let mut mapper = mapper_for(kind, Some("m".into()));
     let mut events = feed(mapper.as_mut());
-    events.extend(mapper.finish());
+    events.extend(mapper.end_of_stream());
     for ev in events {
         check(kind, ev, secrets);
     }

@@ -296,7 +296,7 @@ impl StreamMapper for AiderMapper {
     /// `final`: the failure when the last model request failed, else the last reply that a
     /// usage line completed. Output after the last usage line (aider's edit report) is not a
     /// reply.
-    fn finish(&mut self) -> Vec<RunnerEvent> {
+    fn end_of_stream(&mut self) -> Vec<RunnerEvent> {
         super::stream::final_event(self.failure.take(), self.last_reply.take())
     }
 }

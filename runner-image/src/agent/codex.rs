@@ -11,7 +11,7 @@
 //! | `turn.failed` | `error`; the `final` event then has `is_error` |
 //! | `turn.completed` (`usage`) | `usage`: sums of `input_tokens` (includes cached) and `output_tokens` over turns; `turns` = number of `turn.completed` |
 //!
-//! After the CLI exits, [`StreamMapper::finish`] emits `final` (last agent message or failure).
+//! After the CLI exits, [`StreamMapper::end_of_stream`] emits `final` (last agent message or failure).
 //! Reasoning, todo lists and other items are ignored; non-JSON lines become `log` events.
 
 use std::collections::HashSet;
@@ -192,7 +192,7 @@ impl StreamMapper for CodexMapper {
         }
     }
 
-    fn finish(&mut self) -> Vec<RunnerEvent> {
+    fn end_of_stream(&mut self) -> Vec<RunnerEvent> {
         super::stream::final_event(self.failure.take(), self.last_message.take())
     }
 }

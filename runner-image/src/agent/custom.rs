@@ -94,7 +94,7 @@ impl StreamMapper for CustomMapper {
         log_event("stdout", line)
     }
 
-    fn finish(&mut self) -> Vec<RunnerEvent> {
+    fn end_of_stream(&mut self) -> Vec<RunnerEvent> {
         match self.output {
             Output::Text => final_event(None, self.last_line.take()),
             Output::JsonLines if self.saw_final => Vec::new(),

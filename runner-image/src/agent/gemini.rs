@@ -255,7 +255,7 @@ impl StreamMapper for GeminiMapper {
     }
 
     /// Text still pending when the CLI exited without a `result` line.
-    fn finish(&mut self) -> Vec<RunnerEvent> {
+    fn end_of_stream(&mut self) -> Vec<RunnerEvent> {
         self.flush()
     }
 }

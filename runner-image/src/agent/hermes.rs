@@ -13,7 +13,7 @@
 //! | usage file: `input_tokens`, `cache_read_tokens`, `cache_write_tokens`, `output_tokens`, `reasoning_tokens`, `api_calls`, `estimated_cost_usd`, `cost_status` | `usage`: input = input + cache read + cache write (Hermes counts them apart), output = output + reasoning, `turns` = API calls, cost = `estimated_cost_usd` when `cost_status` is `actual`, `estimated` or `included` (for a model without known prices Hermes writes 0.0 with status `unknown`: no cost) |
 //! | usage file: `failed` (and `failure`) | the `final` event has `is_error`; its text is `failure`, else stdout |
 //!
-//! [`HermesMapper::finish`] reads the usage file: the one read the adapter does besides the
+//! [`HermesMapper::end_of_stream`] reads the usage file: the one read the adapter does besides the
 //! CLI's output. The file is replaced by `{}` before the CLI starts ([`invocation`]), so a run
 //! that died before writing it reports no usage rather than an older run's.
 
@@ -129,7 +129,7 @@ impl HermesMapper {
     }
 
     /// The events after the CLI exited, given its usage report (`None`: no usable report).
-    /// Pure: [`StreamMapper::finish`] reads the file and calls this.
+    /// Pure: [`StreamMapper::end_of_stream`] reads the file and calls this.
     pub fn finish_with(&mut self, report: Option<&Value>) -> Vec<RunnerEvent> {
         let mut out = Vec::new();
         let text = self.stdout.join("\n").trim().to_string();
@@ -178,7 +178,7 @@ impl StreamMapper for HermesMapper {
         log_event("stdout", line)
     }
 
-    fn finish(&mut self) -> Vec<RunnerEvent> {
+    fn end_of_stream(&mut self) -> Vec<RunnerEvent> {
         let report = self
             .usage_file
             .as_deref()
@@ -322,7 +322,7 @@ mod tests {
         let mut m = HermesMapper::new(None, Some(PathBuf::from("/nonexistent/usage.json")));
         m.stdout_line("done");
         assert_eq!(
-            m.finish(),
+            m.end_of_stream(),
             [RunnerEvent::Final {
                 text: "done".into(),
                 is_error: false

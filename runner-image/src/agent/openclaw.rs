@@ -207,7 +207,7 @@ impl StreamMapper for OpenClawMapper {
         Vec::new()
     }
 
-    fn finish(&mut self) -> Vec<RunnerEvent> {
+    fn end_of_stream(&mut self) -> Vec<RunnerEvent> {
         let lines = std::mem::take(&mut self.stdout);
         match serde_json::from_str::<Value>(lines.join("\n").trim()) {
             Ok(v) if v.is_object() => self.map_envelope(&v),
@@ -284,7 +284,7 @@ mod tests {
         for l in include_str!("../../tests/fixtures/openclaw-unavailable.json").lines() {
             assert_eq!(m.stdout_line(l), vec![]);
         }
-        let events = m.finish();
+        let events = m.end_of_stream();
         let message = "⚠️ paddock/scripted-unavailable request failed (provider internal error, HTTP 503). \
                        This is usually temporary — try again shortly.";
         assert_eq!(
@@ -343,7 +343,7 @@ mod tests {
         assert_eq!(m.stdout_line("I created hello.txt."), vec![]);
         m.stdout_line("");
         assert_eq!(
-            m.finish(),
+            m.end_of_stream(),
             vec![RunnerEvent::Log {
                 stream: "stdout".into(),
                 text: "I created hello.txt.".into()

@@ -9,7 +9,7 @@
 //! | `error` (`error.data.message` or `error.name`) | `error`; the `final` event then has `is_error` |
 //!
 //! `step_start`, `reasoning` and other lines are ignored; non-JSON lines become `log` events.
-//! After the CLI exits, [`StreamMapper::finish`] emits `final`.
+//! After the CLI exits, [`StreamMapper::end_of_stream`] emits `final`.
 
 use std::collections::HashSet;
 
@@ -178,7 +178,7 @@ impl StreamMapper for OpenCodeMapper {
         }
     }
 
-    fn finish(&mut self) -> Vec<RunnerEvent> {
+    fn end_of_stream(&mut self) -> Vec<RunnerEvent> {
         super::stream::final_event(self.failure.take(), self.last_message.take())
     }
 }

@@ -293,7 +293,7 @@ impl OpenHandsMapper {
     }
 
     /// The events after the CLI exited, given its conversation's state file (`None`: none
-    /// found or not JSON). Pure: [`StreamMapper::finish`] reads the file and calls this.
+    /// found or not JSON). Pure: [`StreamMapper::end_of_stream`] reads the file and calls this.
     pub fn finish_with(&mut self, state: Option<&Value>) -> Vec<RunnerEvent> {
         let mut out = Vec::new();
         if let Some(state) = state {
@@ -333,7 +333,7 @@ impl StreamMapper for OpenHandsMapper {
         }
     }
 
-    fn finish(&mut self) -> Vec<RunnerEvent> {
+    fn end_of_stream(&mut self) -> Vec<RunnerEvent> {
         let state = self
             .conversations
             .as_deref()

@@ -234,7 +234,7 @@ pub async fn run_cli_with(
             },
         }
     }
-    mapper.finish().into_iter().for_each(&mut sink);
+    mapper.end_of_stream().into_iter().for_each(&mut sink);
     let exit = match status {
         Some(Ok(st)) => match (st.code(), st.signal()) {
             (Some(c), _) => Exit::Code(c),

@@ -68,6 +68,6 @@ mod tests {
             }]
         );
         assert_eq!(m.stdout_line("  "), vec![]);
-        assert_eq!(m.finish(), vec![]);
+        assert_eq!(m.end_of_stream(), vec![]);
     }
 }

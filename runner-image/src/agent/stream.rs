@@ -17,7 +17,7 @@ pub trait StreamMapper: Send {
     }
 
     /// Events after the CLI exited (e.g. Codex's `final`).
-    fn finish(&mut self) -> Vec<RunnerEvent> {
+    fn end_of_stream(&mut self) -> Vec<RunnerEvent> {
         Vec::new()
     }
 }
@@ -68,7 +68,7 @@ pub(crate) fn push_bounded(buf: &mut Vec<String>, line: &str) {
 #[cfg(test)]
 pub(crate) fn map_stdout(mut m: impl StreamMapper, text: &str) -> Vec<RunnerEvent> {
     let mut out: Vec<RunnerEvent> = text.lines().flat_map(|l| m.stdout_line(l)).collect();
-    out.extend(m.finish());
+    out.extend(m.end_of_stream());
     out
 }
 

@@ -551,7 +551,13 @@ pub fn spec_mismatch(actual: &Pod, expected: &Pod) -> Option<String> {
 ///
 /// # Errors
 /// API errors storing the output.
-pub async fn finish(ctx: &Context, run: &AgentRun, pod: &Pod, v: &mut VerificationStatus, now: &Time) -> Result<bool> {
+pub async fn record_result(
+    ctx: &Context,
+    run: &AgentRun,
+    pod: &Pod,
+    v: &mut VerificationStatus,
+    now: &Time,
+) -> Result<bool> {
     let Some((result, reason, message, exit_code)) = outcome(pod) else {
         return Ok(false);
     };

@@ -1,6 +1,6 @@
 //! Reading a run's verification (issue 19): the checks' pod, the stored patch, the protected
 //! paths. [`after_end`] and [`held`] give [`super::decide`] what it records; they read (and
-//! store the checks' log, [`verify::finish`]), the decision and the pod's creation are the
+//! store the checks' log, [`verify::record_result`]), the decision and the pod's creation are the
 //! plan's.
 
 use super::decide::{HeldRead, VerifyRead};
@@ -58,7 +58,7 @@ async fn read_verification_pod(
             return Ok(true);
         }
     }
-    verify::finish(ctx, run, pod, v, now).await
+    verify::record_result(ctx, run, pod, v, now).await
 }
 
 /// Checks `v`'s protected paths on the stored patch, which must be the gateway's (its digest);

@@ -210,7 +210,7 @@ fn finish_refusals_cost_and_status() {
         r#"{"kind": "MessageEvent", "source": "agent", "llm_message": {"content": [{"type": "text", "text": "hi"}]}}"#,
     );
     assert_eq!(
-        m.finish(),
+        m.end_of_stream(),
         [RunnerEvent::Final {
             text: "hi".into(),
             is_error: false
