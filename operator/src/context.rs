@@ -1,7 +1,7 @@
 //! What every reconcile gets: the client, the events recorder, the metrics, the caches and the
 //! operator's in-memory bookkeeping (log followers, admissions not yet visible in the cache).
 
-use crate::inflight::{Admissions, Followers};
+use crate::inflight::{Admissions, Followers, Requests};
 use crate::metrics::Metrics;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
@@ -49,6 +49,8 @@ pub struct Context {
     pub pool_status_writes: std::sync::Mutex<HashMap<String, std::time::Instant>>,
     /// The AgentRun controller's log followers (`--max-log-followers` permits).
     pub followers: Followers,
+    /// The approval requests the followers read, until the reconcile raises their gates.
+    pub requests: Requests,
     /// Cache of the runner pods (label `paddock.dev/run`; metadata and status only, see
     /// [`crate::controller::agentrun::slim_pod`]). `None` in tests: every read goes to the API.
     pub pods: Option<Store<k8s_openapi::api::core::v1::Pod>>,
@@ -86,6 +88,7 @@ impl Context {
             admissions: Admissions::default(),
             pool_status_writes: std::sync::Mutex::new(HashMap::new()),
             followers: Followers::new(DEFAULT_MAX_LOG_FOLLOWERS),
+            requests: Requests::default(),
             pods: None,
             kueue: false,
             signer: Arc::new(paddock_crds::verdict::Signer::generate().expect("the system's random source works")),

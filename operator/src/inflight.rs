@@ -1,8 +1,11 @@
 //! What this operator process keeps in memory between reconciles, each as a named component
-//! of [`crate::context::Context`]: the AgentRun controller's admissions ([`Admissions`]) and
-//! its log followers ([`Followers`]). None of it is state the cluster lacks: a restarted
+//! of [`crate::context::Context`]: the AgentRun controller's admissions ([`Admissions`]), its
+//! log followers ([`Followers`]) and the approval requests they read ([`Requests`]). None of it is state the cluster lacks: a restarted
 //! operator rebuilds it from the API (a run's pod, its log) and loses only time.
 
+use futures::channel::mpsc::UnboundedSender;
+use kube::runtime::reflector::ObjectRef;
+use paddock_crds::AgentRun;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, MutexGuard, PoisonError};
 use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
@@ -100,6 +103,95 @@ impl Followers {
     }
 }
 
+/// A runner's request for an in-run approval, as a log follower read it from its
+/// `approval_requested` event (agent-reported: the reconcile checks it before it raises a gate).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Request {
+    /// `push` or `tool-<n>`.
+    pub id: String,
+    /// `BeforePush` or `ToolUse`.
+    pub stage: String,
+    /// One line for the approver.
+    pub summary: String,
+    /// ToolUse: the tool.
+    pub tool: Option<String>,
+    /// ToolUse: its input.
+    pub input: Option<String>,
+    /// BeforePush: the commit.
+    pub commit: Option<String>,
+    /// BeforePush: the diffstat.
+    pub diffstat: Option<String>,
+}
+
+/// Most requests kept per run: a runner asks one at a time and waits, so more are noise
+/// (a hostile agent printing request events); the oldest are dropped.
+pub const MAX_REQUESTS_PER_RUN: usize = 16;
+
+/// The approval requests the log followers read, per run (by UID) with the pod that asked,
+/// until the AgentRun reconcile has raised their gates; reading one wakes the run's reconcile.
+#[derive(Default)]
+pub struct Requests {
+    pending: std::sync::Mutex<HashMap<String, Vec<(String, Request)>>>,
+    wake: Option<UnboundedSender<ObjectRef<AgentRun>>>,
+}
+
+impl Requests {
+    /// No request yet; `wake` (the AgentRun controller's `reconcile_on` stream) is told of each
+    /// run with a new request.
+    pub fn new(wake: Option<UnboundedSender<ObjectRef<AgentRun>>>) -> Self {
+        Requests {
+            pending: Default::default(),
+            wake,
+        }
+    }
+
+    /// Records `req`, asked by `pod` of `run` (a request with the same id and pod is kept once),
+    /// and wakes the run's reconcile.
+    pub fn raise(&self, run: &AgentRun, pod: &str, req: Request) {
+        let Some(uid) = run.metadata.uid.clone() else { return };
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let list = pending.entry(uid).or_default();
+            if list.iter().any(|(p, r)| p == pod && r.id == req.id) {
+                return;
+            }
+            list.push((pod.to_string(), req));
+            if list.len() > MAX_REQUESTS_PER_RUN {
+                list.remove(0);
+            }
+        }
+        if let Some(wake) = &self.wake {
+            let _ = wake.unbounded_send(ObjectRef::from_obj(run));
+        }
+    }
+
+    /// The requests of run `uid` not raised yet: `(pod, request)`, oldest first.
+    pub fn pending(&self, uid: &str) -> Vec<(String, Request)> {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(uid)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Forgets request `id` of `pod` of run `uid` (its gate is raised, or it was ignored).
+    pub fn done(&self, uid: &str, pod: &str, id: &str) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(list) = pending.get_mut(uid) {
+            list.retain(|(p, r)| !(p == pod && r.id == id));
+            if list.is_empty() {
+                pending.remove(uid);
+            }
+        }
+    }
+
+    /// Forgets every request of run `uid` (its attempt ended, or it was deleted).
+    pub fn forget(&self, uid: &str) {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(uid);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +233,46 @@ mod tests {
         assert!(!log.contains("one more line"));
         assert!(log.ends_with("{\"type\":\"result\"}\n"));
         assert_eq!(f.take_log("ns/p"), None);
+    }
+
+    #[test]
+    fn a_request_is_kept_once_until_raised_and_wakes_its_run() {
+        let (tx, mut rx) = futures::channel::mpsc::unbounded();
+        let r = Requests::new(Some(tx));
+        let mut run = AgentRun::new(
+            "r",
+            serde_json::from_value(
+                serde_json::json!({"repo": {"url": "https://x/r.git"}, "agent": {"name": "shell"}, "prompt": "p"}),
+            )
+            .unwrap(),
+        );
+        run.metadata.namespace = Some("ns".into());
+        run.metadata.uid = Some("u".into());
+        let req = Request {
+            id: "push".into(),
+            stage: "BeforePush".into(),
+            ..Default::default()
+        };
+        r.raise(&run, "r-1", req.clone());
+        r.raise(&run, "r-1", req.clone());
+        assert_eq!(r.pending("u"), vec![("r-1".to_string(), req)]);
+        assert_eq!(rx.try_recv().map(|o| o.name).ok(), Some("r".to_string()));
+        r.done("u", "r-1", "push");
+        assert!(r.pending("u").is_empty());
+        for n in 0..(MAX_REQUESTS_PER_RUN + 4) {
+            r.raise(
+                &run,
+                "r-1",
+                Request {
+                    id: format!("tool-{n}"),
+                    ..Default::default()
+                },
+            );
+        }
+        let kept = r.pending("u");
+        assert_eq!(kept.len(), MAX_REQUESTS_PER_RUN);
+        assert_eq!(kept[0].1.id, "tool-4");
+        r.forget("u");
+        assert!(r.pending("u").is_empty());
     }
 }

@@ -225,6 +225,9 @@ async fn main() -> anyhow::Result<()> {
     )
     .touched_objects();
     let mut context = Context::new(client.clone(), state.clone(), store.clone(), reporter);
+    // The log followers wake a run's reconcile when its runner asks for an approval.
+    let (wake_runs, runs_to_wake) = futures::channel::mpsc::unbounded();
+    context.requests = inflight::Requests::new(Some(wake_runs));
     context.console_url = args.console_url.clone();
     context.kueue = args.kueue;
     context.pods = Some(pod_store);
@@ -293,6 +296,7 @@ async fn main() -> anyhow::Result<()> {
         runs
     };
     let runs = runs
+        .reconcile_on(runs_to_wake)
         .owns_stream(pod_events)
         .owns(api::<ApprovalGate>(&client, &ns), watcher::Config::default())
         .watches(

@@ -4,7 +4,7 @@
 //! status (a retried attempt's pod).
 
 use super::decide::{Effect, Facts, Plan, StartPod, Started};
-use super::{artifacts, follow, kueue, queue, verify, warm};
+use super::{approvals, artifacts, follow, kueue, queue, verify, warm};
 use crate::context::{Context, MANAGER_AGENTRUN};
 use crate::error::{Result, Stage};
 use k8s_openapi::api::core::v1::Pod;
@@ -41,6 +41,7 @@ pub fn kind(effect: &Effect) -> &'static str {
         Effect::StoreArtifacts(_) => "StoreArtifacts",
         Effect::StoreAttemptLog(..) => "StoreAttemptLog",
         Effect::CreateVerificationPod(_) => "CreateVerificationPod",
+        Effect::RaiseRequest { .. } => "RaiseRequest",
     }
 }
 
@@ -89,6 +90,12 @@ async fn apply_one(
                 artifacts::apply_attempt_log(&ctx.client, run, attempt, &parsed).await?;
             }
             Effect::CreateVerificationPod(pod) => verify::create_pod(ctx, &pod).await?,
+            Effect::RaiseRequest { pod, request } => {
+                if approvals::raise(ctx, run, &pod, &request).await? {
+                    ctx.requests
+                        .done(run.metadata.uid.as_deref().unwrap_or_default(), &pod, &request.id);
+                }
+            }
         }
     }
     Ok(())

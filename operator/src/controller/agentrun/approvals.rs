@@ -1,9 +1,9 @@
 //! In-run approvals: the `BeforePush` review and `ToolUse` gates (the `BeforeStart` gate stands
 //! before the pod and lives in the reconcile itself).
 //!
-//! The runner asks with an `approval_requested` event on its log ([`on_request`], called by the
-//! log follower): the operator creates the ApprovalGate of that request and attempt
-//! ([`super::build::request_gate_name`]). A `BeforePush` gate shows what the pod's gateway
+//! The runner asks with an `approval_requested` event on its log: the log follower records the
+//! request ([`crate::inflight::Requests`]) and wakes the run's reconcile, whose plan raises the
+//! ApprovalGate of that request and attempt ([`raise`], [`super::gates::request_gate_name`]). A `BeforePush` gate shows what the pod's gateway
 //! (trusted) reviewed: its commit, diffstat and patch, read from the gateway's own log, never
 //! the agent's report. Each reconcile of a running run copies the verdicts of decided gates to
 //! the pod's annotations `decision.paddock.dev/<id>` ([`sync_verdicts`]), signed with the
@@ -24,7 +24,6 @@ use kube::runtime::events::EventType;
 use paddock_crds::{AgentRun, ApprovalGate, GatePolicy, GateRequest, GateStage, GateState, TimeoutAction};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Field manager of the verdict annotations on runner pods (kept apart from the pod's own
 /// manager so that applying them never touches the pod spec).
@@ -34,24 +33,7 @@ pub const DECISION_PREFIX: &str = "decision.paddock.dev/";
 /// Label of an in-run gate: the runner's request id (`push`, `tool-<n>`).
 pub const LABEL_REQUEST: &str = "paddock.dev/request";
 
-/// A runner's request, as read from its `approval_requested` event.
-#[derive(Clone, Debug, PartialEq, Default)]
-pub struct Request {
-    /// `push` or `tool-<n>`.
-    pub id: String,
-    /// `BeforePush` or `ToolUse`.
-    pub stage: String,
-    /// One line for the approver.
-    pub summary: String,
-    /// ToolUse: the tool.
-    pub tool: Option<String>,
-    /// ToolUse: its input.
-    pub input: Option<String>,
-    /// BeforePush: the commit.
-    pub commit: Option<String>,
-    /// BeforePush: the diffstat.
-    pub diffstat: Option<String>,
-}
+pub use crate::inflight::Request;
 
 /// Whether `run` asks for approvals while it runs (`spec.approvals.beforePush` or `toolUse`):
 /// such gates are raised from the followed log, and the runner waits on them.
@@ -96,35 +78,39 @@ pub fn verdict(gate: &ApprovalGate) -> Option<&'static str> {
     }
 }
 
-/// Creates the gate for `req` (once; an existing gate is left alone) and publishes an
-/// `ApprovalRequested` Event. A `BeforePush` request first stores the patch so far (the
-/// `<run>-patch` ConfigMap) and links it from the gate. Retries transient errors a few times: a
-/// lost request would leave the runner waiting until the run's timeout.
-pub async fn on_request(ctx: &Arc<Context>, run: &AgentRun, pod: &str, req: Request) {
+/// Raises the gate of `req`, asked by pod `pod` (one attempt; the reconcile calls it again on
+/// its next pass while it returns `Ok(false)`). A held push first starts its verification
+/// ([`super::verify::start_held`]); a `BeforePush` gate first stores the patch so far (the
+/// `<run>-patch` ConfigMap) and links it from the gate. Creating a gate is idempotent and
+/// publishes an `ApprovalRequested` Event the first time; a request `spec.approvals` does not
+/// configure is ignored with an `ApprovalIgnored` Event.
+///
+/// `Ok(true)` when the request is settled (its gate exists, or it was ignored), `Ok(false)`
+/// while the pod's gateway has not reviewed the push yet (it prints its review within a second
+/// of the request).
+///
+/// # Errors
+/// API errors.
+pub async fn raise(ctx: &Arc<Context>, run: &AgentRun, pod: &str, req: &Request) -> Result<bool> {
     if !valid_id(&req.id) {
         tracing::warn!(id = req.id, "ignoring an approval request with an invalid id");
-        return;
+        return Ok(true);
     }
-    let policy = policy_for(run, &req);
+    let policy = policy_for(run, req);
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let attempt = match pods.get_opt(pod).await? {
+        Some(p) => pod_attempt(&p),
+        None => run.status.as_ref().and_then(|s| s.attempt).unwrap_or(1),
+    };
     // A held push is verified first (issue 19): the verification pod of this attempt, for the
     // commit the gateway reviewed; the push verdict waits for its result.
     if req.id == "push" && req.stage == "BeforePush" && super::verify::holds_push(run) {
-        let ns = run.metadata.namespace.as_deref().unwrap_or_default();
-        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-        let attempt = match pods.get_opt(pod).await {
-            Ok(Some(p)) => pod_attempt(&p),
-            _ => run.status.as_ref().and_then(|s| s.attempt).unwrap_or(1),
-        };
-        for try_no in 0..6u64 {
-            match super::verify::start_held(ctx, run, pod, attempt).await {
-                Ok(true) => break,
-                Ok(false) => tracing::info!(try_no, "the gateway has not reviewed the push yet"),
-                Err(e) => tracing::warn!(error = %e, try_no, "cannot start the verification; retrying"),
-            }
-            tokio::time::sleep(Duration::from_secs(1 << try_no)).await;
+        if !super::verify::start_held(ctx, run, pod, attempt).await? {
+            return Ok(false);
         }
         if policy.is_none() {
-            return;
+            return Ok(true);
         }
     }
     let Some((stage, policy)) = policy else {
@@ -138,36 +124,24 @@ pub async fn on_request(ctx: &Arc<Context>, run: &AgentRun, pod: &str, req: Requ
             ),
         )
         .await;
-        return;
-    };
-    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let attempt = match pods.get_opt(pod).await {
-        Ok(Some(p)) => pod_attempt(&p),
-        _ => run.status.as_ref().and_then(|s| s.attempt).unwrap_or(1),
+        return Ok(true);
     };
     let name = request_gate_name(run, &req.id, attempt);
-    // A BeforePush gate waits for the gateway's review line (printed within a second of the
-    // push request): up to about a minute.
-    for try_no in 0..6u64 {
-        match create_gate(ctx, run, pod, &req, stage, policy, &name, attempt).await {
-            Ok(created) => {
-                if created {
-                    ctx.publish(
-                        run,
-                        EventType::Normal,
-                        "ApprovalRequested",
-                        format!("waiting for ApprovalGate {name} ({}): {}", stage.as_str(), req.summary),
-                    )
-                    .await;
-                }
-                return;
+    match create_gate(ctx, run, pod, req, stage, policy, &name, attempt).await {
+        Ok(created) => {
+            if created {
+                ctx.publish(
+                    run,
+                    EventType::Normal,
+                    "ApprovalRequested",
+                    format!("waiting for ApprovalGate {name} ({}): {}", stage.as_str(), req.summary),
+                )
+                .await;
             }
-            Err(e) => {
-                tracing::warn!(gate = name, error = %e, try_no, "cannot create the ApprovalGate; retrying");
-                tokio::time::sleep(Duration::from_secs(1 << try_no)).await;
-            }
+            Ok(true)
         }
+        Err(GateError::NotReviewed) => Ok(false),
+        Err(GateError::Api(e)) => Err(e),
     }
 }
 

@@ -201,7 +201,8 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
                 commit: commit.clone(),
                 diffstat: diffstat.clone(),
             };
-            super::approvals::on_request(&ctx, &run, &pod, req).await;
+            // The reconcile raises its gate (woken now).
+            ctx.requests.raise(&run, &pod, req);
         }
         if let Some((t, reason, note)) = event_for(&ev.event) {
             if tokens >= 1.0 {

@@ -71,6 +71,7 @@ pub async fn reconcile(run: Arc<AgentRun>, ctx: Arc<Context>) -> Result<Action> 
     if run.metadata.deletion_timestamp.is_some() {
         if let Some(uid) = &run.metadata.uid {
             follow::stop_follower(&ctx, uid).await;
+            ctx.requests.forget(uid);
         }
         return evidence::on_delete(&run, &ctx).await;
     }
@@ -78,6 +79,7 @@ pub async fn reconcile(run: Arc<AgentRun>, ctx: Arc<Context>) -> Result<Action> 
     if old.phase.is_some_and(Phase::is_terminal) {
         if let Some(uid) = &run.metadata.uid {
             follow::stop_follower(&ctx, uid).await;
+            ctx.requests.forget(uid);
         }
         // Idempotent: covers an operator that stopped between the run's end and this.
         finish_workload(&ctx, &run, &old).await?;

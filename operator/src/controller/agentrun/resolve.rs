@@ -131,6 +131,8 @@ pub async fn resolve(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, need
         Need::Queue => facts.queue = Some(queue_facts(run, ctx, facts).await),
         Need::Ending => {
             stop_follower(run, ctx).await;
+            // The attempt ended: its requests wait for nothing any more.
+            ctx.requests.forget(run.metadata.uid.as_deref().unwrap_or_default());
             let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
             let log = artifacts::fetch_pod_log(&pods, &facts.pod_name).await;
             let followed = ctx.followers.take_log(&format!("{ns}/{}", facts.pod_name));
@@ -156,6 +158,10 @@ pub async fn resolve(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, need
                 .or(status.verification.clone());
             let selection = facts.selection.clone().unwrap_or(agentrunset::Selection::NotACandidate);
             facts.in_run_gate = Some(approvals::sync_verdicts(ctx, run, pod, verification.as_ref(), &selection).await?);
+        }
+        Need::Requests => {
+            let uid = run.metadata.uid.as_deref().unwrap_or_default();
+            facts.requests = Some(ctx.requests.pending(uid));
         }
         Need::Held => {
             let read = verifying::held(run, ctx, &status, facts.attempt, &facts.pod_name, now).await?;

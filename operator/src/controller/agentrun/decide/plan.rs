@@ -139,6 +139,9 @@ pub struct Facts {
     pub in_run_gate: Option<Option<ApprovalGate>>,
     /// A held push's verification.
     pub held: Option<HeldRead>,
+    /// The approval requests the log follower read and no gate was raised for yet:
+    /// `(pod, request)`.
+    pub requests: Option<Vec<(String, crate::inflight::Request)>>,
     /// The verification after the agent's end.
     pub verify: Option<VerifyRead>,
 }
@@ -197,6 +200,8 @@ pub enum Need {
     InRunGates,
     /// A held push's verification.
     Held,
+    /// The approval requests the log follower read.
+    Requests,
     /// The verification after the agent's end.
     Verify,
 }
@@ -227,6 +232,14 @@ pub enum Effect {
     StoreAttemptLog(u32, Box<ParsedLog>),
     /// Create the verification's pod.
     CreateVerificationPod(Box<Pod>),
+    /// Raise the gate of an approval request the runner made from pod `pod`
+    /// ([`crate::controller::agentrun::approvals::raise`]); forgotten once settled.
+    RaiseRequest {
+        /// The pod that asked.
+        pod: String,
+        /// The request.
+        request: Box<crate::inflight::Request>,
+    },
 }
 
 /// The pod to start, and what the status says once it has started.

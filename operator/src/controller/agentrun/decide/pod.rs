@@ -18,6 +18,8 @@ use std::time::Duration;
 /// How often a run whose held push waits for its verification looks again: a verification pod
 /// made by someone else carries no label the pod watch sees, so no event would wake the run.
 pub const HELD_VERIFICATION_RECHECK: Duration = Duration::from_secs(5);
+/// How often a run with an approval request whose gate cannot be raised yet looks again.
+pub const REQUEST_RECHECK: Duration = Duration::from_secs(2);
 
 /// The run's pod exists and belongs to it.
 pub(super) fn observe_pod(run: &AgentRun, facts: &Facts, pod: &Pod, mut plan: Plan, now: &Time) -> Step {
@@ -74,6 +76,20 @@ pub(super) fn observe_pod(run: &AgentRun, facts: &Facts, pod: &Pod, mut plan: Pl
     } else {
         Selection::NotACandidate
     };
+    // The runner's approval requests (read by the log follower): their gates are raised, and
+    // looked at again soon while one cannot be yet (the gateway reviews a push within a second).
+    if running {
+        let requests = need!(facts.requests, Need::Requests);
+        for (pod, request) in requests {
+            plan.effects.push(Effect::RaiseRequest {
+                pod: pod.clone(),
+                request: Box::new(request.clone()),
+            });
+        }
+        if !requests.is_empty() {
+            recheck = Some(recheck.map_or(REQUEST_RECHECK, |r| r.min(REQUEST_RECHECK)));
+        }
+    }
     // In-run approvals: decided verdicts are handed to the pod; a pending gate shows.
     let pending = if crate::controller::agentrun::approvals::has_in_run_gates(run) && running {
         need!(facts.in_run_gate, Need::InRunGates).as_ref()

@@ -72,6 +72,7 @@ fn base() -> Facts {
         attempt: 1,
         pod_name: "r-1".into(),
         pod: Some(PodLookup::Absent),
+        requests: Some(vec![]),
         verdict_key: "key".into(),
         ..Default::default()
     }
@@ -200,6 +201,7 @@ fn effect_kind(e: &Effect) -> &'static str {
         Effect::StoreArtifacts(_) => "StoreArtifacts",
         Effect::StoreAttemptLog(..) => "StoreAttemptLog",
         Effect::CreateVerificationPod(_) => "CreateVerificationPod",
+        Effect::RaiseRequest { .. } => "RaiseRequest",
     }
 }
 
@@ -638,6 +640,27 @@ fn rows() -> Vec<(&'static str, AgentRun, Facts, Want)> {
                 ..base()
             },
             P(Some(Phase::Running), Some(Reason::Running), &["Follow"]),
+        ),
+        (
+            "an approval request the follower read raises its gate",
+            run(
+                json!({"approvals": {"toolUse": {"approvers": {"users": ["alice"]}, "rules": [{"tool": "Bash"}]}}}),
+                running_status(),
+            ),
+            Facts {
+                pod: Some(running_pod()),
+                requests: Some(vec![(
+                    "r-1".into(),
+                    crate::inflight::Request {
+                        id: "tool-1".into(),
+                        stage: "ToolUse".into(),
+                        ..Default::default()
+                    },
+                )]),
+                in_run_gate: Some(None),
+                ..base()
+            },
+            P(Some(Phase::Running), Some(Reason::Running), &["Follow", "RaiseRequest"]),
         ),
         // --- the pod ended ---
         (
