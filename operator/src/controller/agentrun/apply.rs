@@ -21,28 +21,12 @@ pub async fn effects(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, plan
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     for effect in std::mem::take(&mut plan.effects) {
-        let what = kind(&effect);
+        let what = effect.kind();
         apply_one(run, ctx, facts, plan, now, &pods, effect)
             .await
             .map_err(|e| e.at(Stage::Write, what))?;
     }
     Ok(())
-}
-
-/// The name of an effect's kind (`StartPod`, `CreateGate`, …), for errors and metrics.
-pub fn kind(effect: &Effect) -> &'static str {
-    match effect {
-        Effect::CreateGate(_) => "CreateGate",
-        Effect::CreateWorkload { .. } => "CreateWorkload",
-        Effect::StartPod(_) => "StartPod",
-        Effect::Follow(_) => "Follow",
-        Effect::DeletePod(_) => "DeletePod",
-        Effect::DeletePodAfterStatus(_) => "DeletePodAfterStatus",
-        Effect::StoreArtifacts(_) => "StoreArtifacts",
-        Effect::StoreAttemptLog(..) => "StoreAttemptLog",
-        Effect::CreateVerificationPod(_) => "CreateVerificationPod",
-        Effect::RaiseRequest { .. } => "RaiseRequest",
-    }
 }
 
 async fn apply_one(

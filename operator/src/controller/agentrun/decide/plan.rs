@@ -242,6 +242,24 @@ pub enum Effect {
     },
 }
 
+impl Effect {
+    /// The name of the effect's kind (`StartPod`, `CreateGate`, …), for errors and tests.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Effect::CreateGate(_) => "CreateGate",
+            Effect::CreateWorkload { .. } => "CreateWorkload",
+            Effect::StartPod(_) => "StartPod",
+            Effect::Follow(_) => "Follow",
+            Effect::DeletePod(_) => "DeletePod",
+            Effect::DeletePodAfterStatus(_) => "DeletePodAfterStatus",
+            Effect::StoreArtifacts(_) => "StoreArtifacts",
+            Effect::StoreAttemptLog(..) => "StoreAttemptLog",
+            Effect::CreateVerificationPod(_) => "CreateVerificationPod",
+            Effect::RaiseRequest { .. } => "RaiseRequest",
+        }
+    }
+}
+
 /// The pod to start, and what the status says once it has started.
 #[derive(Debug)]
 pub struct StartPod {

@@ -190,21 +190,6 @@ enum Want {
     KeepCached,
 }
 
-fn effect_kind(e: &Effect) -> &'static str {
-    match e {
-        Effect::CreateGate(_) => "CreateGate",
-        Effect::CreateWorkload { .. } => "CreateWorkload",
-        Effect::StartPod(_) => "StartPod",
-        Effect::Follow(_) => "Follow",
-        Effect::DeletePod(_) => "DeletePod",
-        Effect::DeletePodAfterStatus(_) => "DeletePodAfterStatus",
-        Effect::StoreArtifacts(_) => "StoreArtifacts",
-        Effect::StoreAttemptLog(..) => "StoreAttemptLog",
-        Effect::CreateVerificationPod(_) => "CreateVerificationPod",
-        Effect::RaiseRequest { .. } => "RaiseRequest",
-    }
-}
-
 fn rows() -> Vec<(&'static str, AgentRun, Facts, Want)> {
     use Want::Plan as P;
     let none = json!({});
@@ -1095,7 +1080,7 @@ fn phase_machine() {
             }
             (Step::Plan(p), Want::Plan(phase, reason, effects)) => {
                 reasons_of(p, &mut seen);
-                let kinds: Vec<&str> = p.effects.iter().map(effect_kind).collect();
+                let kinds: Vec<&str> = p.effects.iter().map(Effect::kind).collect();
                 let succeeded = find_condition(&p.status.conditions, COND_SUCCEEDED).map(|c| c.reason.clone());
                 let want_reason = match reason {
                     Some(r) => Some(r.to_string()),
