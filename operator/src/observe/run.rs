@@ -4,7 +4,7 @@ use super::tracker::{add, instant_at, record_ns, secs, At, Kind, Seen};
 use crate::controller::agentrun::build::pool_name;
 use crate::metrics::{Labels, Metrics};
 use paddock_crds::condition::find_condition;
-use paddock_crds::{AgentRun, Phase};
+use paddock_crds::{AgentRun, Phase, Reason};
 use std::time::Instant;
 
 /// The AgentRun [`Kind`].
@@ -133,7 +133,7 @@ impl Kind for Runs {
 fn agent_running(r: &AgentRun) -> bool {
     let Some(st) = &r.status else { return false };
     st.phase == Some(Phase::Running)
-        && find_condition(&st.conditions, "Running").is_some_and(|c| c.status == "True" && c.reason == "AgentRunning")
+        && find_condition(&st.conditions, "Running").is_some_and(|c| c.status == "True" && Reason::AgentRunning.is(c))
 }
 
 /// `cold` or `warm`: whether the run's pod was created for it or claimed from a warm pool

@@ -17,6 +17,7 @@ use k8s_openapi::ByteString;
 use kube::api::{Api, LogParams, Patch, PatchParams};
 use paddock_crds::events::{parse_line, EventLine, RunResult, RunnerEvent};
 use paddock_crds::gateway::{BranchFacts, GatewayLine};
+use paddock_crds::Reason;
 use paddock_crds::{artifacts, AgentRun};
 use std::collections::BTreeMap;
 
@@ -390,9 +391,9 @@ pub fn with_trusted_facts(mut r: RunResult, gw: &GatewayLog) -> RunResult {
 /// gateway saw the model endpoint fail ([`GatewayLog::model_unavailable`]); otherwise
 /// `AgentFailed`, saying why. Pure.
 pub fn confirmed_reason(reason: String, message: String, gw: &GatewayLog) -> (String, String) {
-    if reason == "ModelUnavailable" && !gw.model_unavailable() {
+    if reason == Reason::ModelUnavailable && !gw.model_unavailable() {
         return (
-            "AgentFailed".into(),
+            Reason::AgentFailed.to_string(),
             format!(
                 "{message} (the agent reported ModelUnavailable; the gateway saw no 429/5xx answer to the last model call)"
             ),

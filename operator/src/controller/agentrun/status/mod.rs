@@ -75,7 +75,7 @@ fn finished_from(container: &str, exit: i32, result: Option<RunResult>, kubelet_
     match result {
         Some(r) if r.outcome == Outcome::Succeeded && exit == 0 => PodState::Finished {
             phase: Phase::Succeeded,
-            reason: "Succeeded".into(),
+            reason: Reason::Succeeded.to_string(),
             message: succeeded_message(&r),
             result: Some(Box::new(r)),
         },
@@ -105,9 +105,9 @@ fn finished_from(container: &str, exit: i32, result: Option<RunResult>, kubelet_
         None => PodState::Finished {
             phase: Phase::Failed,
             reason: if kubelet_reason == "OOMKilled" {
-                "OOMKilled".into()
+                Reason::OOMKilled.to_string()
             } else {
-                "RunnerFailed".into()
+                Reason::RunnerFailed.to_string()
             },
             message: format!("container {container} exited with code {exit} ({kubelet_reason}) without a result"),
             result: None,
@@ -125,7 +125,7 @@ pub fn classify_pod(pod: &Pod) -> PodState {
     if status.reason.as_deref() == Some("DeadlineExceeded") {
         return PodState::Finished {
             phase: Phase::TimedOut,
-            reason: "TimedOut".into(),
+            reason: Reason::TimedOut.to_string(),
             message: "spec.budget.timeout passed (pod activeDeadlineSeconds)".into(),
             result: None,
         };
@@ -138,14 +138,14 @@ pub fn classify_pod(pod: &Pod) -> PodState {
         if message.contains("exceeds the limit") || message.contains("ephemeral local storage") {
             return PodState::Finished {
                 phase: Phase::Failed,
-                reason: "StorageLimitExceeded".into(),
+                reason: Reason::StorageLimitExceeded.to_string(),
                 message,
                 result: None,
             };
         }
         return PodState::Finished {
             phase: Phase::Failed,
-            reason: "PodEvicted".into(),
+            reason: Reason::PodEvicted.to_string(),
             message: status
                 .message
                 .clone()
@@ -170,7 +170,7 @@ pub fn classify_pod(pod: &Pod) -> PodState {
             if FATAL_WAITING.contains(&reason.as_str()) {
                 return PodState::Finished {
                     phase: Phase::Failed,
-                    reason: "PodStartFailed".into(),
+                    reason: Reason::PodStartFailed.to_string(),
                     message: format!(
                         "container {}: {reason}: {}",
                         cs.name,
@@ -211,7 +211,7 @@ pub fn classify_pod(pod: &Pod) -> PodState {
     if status.phase.as_deref() == Some("Failed") {
         return PodState::Finished {
             phase: Phase::Failed,
-            reason: "PodFailed".into(),
+            reason: Reason::PodFailed.to_string(),
             message: status.message.clone().unwrap_or_else(|| "the runner pod failed".into()),
             result: None,
         };
@@ -260,18 +260,18 @@ pub fn set_phase(
     match phase {
         Phase::Pending => set(COND_SUCCEEDED, UNKNOWN, reason, message),
         Phase::Queued => {
-            set(COND_SUCCEEDED, UNKNOWN, "Queued", message);
+            set(COND_SUCCEEDED, UNKNOWN, Reason::Queued.as_str(), message);
             set(COND_QUEUED, TRUE, reason, message);
         }
         Phase::AwaitingApproval => {
-            set(COND_SUCCEEDED, UNKNOWN, "AwaitingApproval", message);
+            set(COND_SUCCEEDED, UNKNOWN, Reason::AwaitingApproval.as_str(), message);
             set(COND_AWAITING_APPROVAL, TRUE, reason, message);
         }
         Phase::Running => {
-            set(COND_SUCCEEDED, UNKNOWN, "Running", message);
+            set(COND_SUCCEEDED, UNKNOWN, Reason::Running.as_str(), message);
             set(COND_RUNNING, TRUE, reason, message);
             if had_queue {
-                set(COND_QUEUED, FALSE, "Admitted", "the pool had capacity");
+                set(COND_QUEUED, FALSE, Reason::Admitted.as_str(), "the pool had capacity");
             }
             if had_gate {
                 // The reconcile records how the gate was decided first (set_gate_decided);
@@ -279,7 +279,7 @@ pub fn set_phase(
                 set(
                     COND_AWAITING_APPROVAL,
                     FALSE,
-                    "GateClosed",
+                    Reason::GateClosed.as_str(),
                     &format!("{gate} is no longer pending"),
                 );
             }
@@ -302,7 +302,7 @@ pub fn set_phase(
                 );
             }
             if had_gate && terminal == Phase::Rejected {
-                set(COND_AWAITING_APPROVAL, FALSE, "Rejected", message);
+                set(COND_AWAITING_APPROVAL, FALSE, Reason::Rejected.as_str(), message);
             }
         }
     }
@@ -326,14 +326,14 @@ pub fn gate_decided(gate: &ApprovalGate) -> Option<(&'static str, String)> {
         .unwrap_or_default();
     Some(match status.state? {
         GateState::Pending => return None,
-        GateState::Approved => ("Approved", format!("{what} was approved{by}")),
-        GateState::Rejected => ("Rejected", format!("{what} was rejected{by}")),
+        GateState::Approved => (Reason::Approved.as_str(), format!("{what} was approved{by}")),
+        GateState::Rejected => (Reason::Rejected.as_str(), format!("{what} was rejected{by}")),
         GateState::Expired if gate.spec.on_timeout == Some(TimeoutAction::Approve) => (
-            "Expired",
+            Reason::Expired.as_str(),
             format!("{what} expired without a decision; onTimeout Approve let the run go on"),
         ),
         GateState::Expired => (
-            "Expired",
+            Reason::Expired.as_str(),
             format!("{what} expired without a decision; onTimeout Reject"),
         ),
         GateState::Withdrawn => {
