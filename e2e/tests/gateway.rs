@@ -176,10 +176,10 @@ async fn usage_is_metered_exactly_and_the_transcript_outlives_the_pod() -> Resul
     );
     assert!(!text.contains(REAL_KEY));
     // The plugin renders it.
-    let plugin =
-        std::process::Command::new(env!("CARGO_MANIFEST_DIR").to_string() + "/../target/debug/kubectl-paddock")
-            .args(["-n", &ns.name, "transcript", "metered"])
-            .output()?;
+    // The plugin as built ($CARGO_TARGET_DIR honoured: a hard-coded target/ failed under it).
+    let plugin = std::process::Command::new(paddock_e2e::plugin_binary()?)
+        .args(["-n", &ns.name, "transcript", "metered"])
+        .output()?;
     let shown = String::from_utf8_lossy(&plugin.stdout);
     assert!(plugin.status.success(), "{}", String::from_utf8_lossy(&plugin.stderr));
     assert!(
