@@ -220,6 +220,9 @@ if dep:
     limits = ("8", "0") if scenario == "kueue" else ("64", "256")
     got = (env.get("PADDOCK_MAX_CONCURRENT_RECONCILES", {}).get("value"), env.get("PADDOCK_MAX_LOG_FOLLOWERS", {}).get("value"))
     check(got == limits, f"{scenario}: PADDOCK_MAX_CONCURRENT_RECONCILES={limits[0]}, PADDOCK_MAX_LOG_FOLLOWERS={limits[1]}", str(got))
+    steps = "true" if scenario == "kueue" else "false"
+    check(env.get("PADDOCK_STEP_EVENTS", {}).get("value") == steps, f"{scenario}: PADDOCK_STEP_EVENTS={steps}",
+          str(env.get("PADDOCK_STEP_EVENTS")))
     check(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
           f"{scenario}: POD_NAME from fieldRef metadata.name")
     ports = c.get("ports", [])
@@ -571,7 +574,7 @@ render no-pool --set defaultPool.enabled=false --set rbac.aggregateToDefaultRole
 checkyaml no-pool
 render ha --set leaderElection.enabled=true --set replicaCount=2 --set podDisruptionBudget.enabled=true
 checkyaml ha
-render kueue --set kueue.enabled=true --set maxConcurrentReconciles=8 --set maxLogFollowers=0 --set archive.url=s3://evidence
+render kueue --set kueue.enabled=true --set maxConcurrentReconciles=8 --set maxLogFollowers=0 --set events.steps=true --set archive.url=s3://evidence
 checkyaml kueue
 render archive --set archive.url=s3://evidence/team-a --set archive.endpoint=http://minio.test:9000 --set archive.region=eu-west-3 \
   --set archive.allowHttp=true --set archive.credentialsSecret=archive-creds

@@ -65,6 +65,9 @@ pub struct Context {
     pub egress: std::sync::Mutex<HashMap<String, EgressApplied>>,
     /// Signing and archiving of ended runs' evidence bundles.
     pub evidence: crate::evidence::Evidence,
+    /// Whether the runner's progress steps are published as Events too (`--step-events`; see
+    /// [`crate::controller::agentrun::follow::event_for`]).
+    pub step_events: bool,
     /// The web console's base URL (`--console-url`), linked from pull-request receipts and
     /// issue comments as `<url>/runs/<namespace>/<name>`.
     pub console_url: Option<String>,
@@ -94,6 +97,7 @@ impl Context {
             signer: Arc::new(paddock_crds::verdict::Signer::generate().expect("the system's random source works")),
             egress: std::sync::Mutex::new(HashMap::new()),
             evidence: Default::default(),
+            step_events: false,
             console_url: None,
             forge_retry: std::sync::Mutex::new(HashMap::new()),
         }

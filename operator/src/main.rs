@@ -114,6 +114,13 @@ struct RunArgs {
     /// Allow a plain-HTTP archive endpoint (test stores only).
     #[arg(long, env = "PADDOCK_ARCHIVE_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     archive_allow_http: bool,
+    /// Publish the runner's progress as Kubernetes Events too (`AgentStarted`, `ToolCall`,
+    /// `StepSucceeded`). Off by default: a run then publishes its own transitions (e.g.
+    /// `PodCreated`, `Succeeded`) and failures (`StepFailed`, `AgentError`, `PermissionDenied`,
+    /// `EgressDenied`) only, and every step stays in its event log (`<run>-log`,
+    /// `kubectl paddock logs`). Chart: `events.steps`.
+    #[arg(long, env = "PADDOCK_STEP_EVENTS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    step_events: bool,
     /// The web console's base URL (e.g. `https://paddock.example.com`), linked from pull-request
     /// receipts and issue comments as `<url>/runs/<namespace>/<name>`.
     #[arg(long, env = "PADDOCK_CONSOLE_URL")]
@@ -229,6 +236,7 @@ async fn main() -> anyhow::Result<()> {
     let (wake_runs, runs_to_wake) = futures::channel::mpsc::unbounded();
     context.requests = inflight::Requests::new(Some(wake_runs));
     context.console_url = args.console_url.clone();
+    context.step_events = args.step_events;
     context.kueue = args.kueue;
     context.pods = Some(pod_store);
     context.followers = inflight::Followers::new(args.max_log_followers);

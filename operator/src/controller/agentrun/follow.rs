@@ -75,6 +75,13 @@ pub fn event_for(ev: &RunnerEvent) -> Option<(EventType, &'static str, String)> 
     })
 }
 
+/// Whether an Event [`event_for`] made is published: failures (Warning) always, the runner's
+/// progress steps (Normal: `AgentStarted`, `ToolCall`, `StepSucceeded`) only with
+/// `--step-events` (`step_events`). The event log keeps every step either way. Pure.
+pub fn published(event: &(EventType, &'static str, String), step_events: bool) -> bool {
+    step_events || event.0 == EventType::Warning
+}
+
 /// One-line description of an event for `status.progress.lastEvent`. Pure.
 pub fn describe(ev: &RunnerEvent) -> String {
     let s = match ev {
@@ -204,7 +211,7 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
             // The reconcile raises its gate (woken now).
             ctx.requests.raise(&run, &pod, req);
         }
-        if let Some((t, reason, note)) = event_for(&ev.event) {
+        if let Some((t, reason, note)) = event_for(&ev.event).filter(|e| published(e, ctx.step_events)) {
             if tokens >= 1.0 {
                 tokens -= 1.0;
                 ctx.publish(&run, t, reason, note).await;
@@ -271,6 +278,11 @@ mod tests {
             event_for(&failed).map(|e| (e.0, e.1)),
             Some((EventType::Warning, "StepFailed"))
         );
+        // By default only failures are published; the steps with --step-events.
+        let call = event_for(&call).unwrap();
+        let failed = event_for(&failed).unwrap();
+        assert_eq!((published(&call, false), published(&failed, false)), (false, true));
+        assert_eq!((published(&call, true), published(&failed, true)), (true, true));
         assert!(event_for(&RunnerEvent::Message { text: "x".into() }).is_none());
         assert!(event_for(&RunnerEvent::Log {
             stream: "stderr".into(),

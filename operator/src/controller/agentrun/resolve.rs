@@ -62,6 +62,7 @@ pub async fn facts(run: &AgentRun, ctx: &Arc<Context>) -> Result<Facts> {
         retried_pod_alive,
         verdict_key: ctx.verdict_key(),
         kueue: ctx.kueue,
+        step_events: ctx.step_events,
         ..Default::default()
     })
 }

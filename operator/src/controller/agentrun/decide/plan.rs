@@ -131,6 +131,8 @@ pub struct Facts {
     pub verdict_key: String,
     /// Whether the operator runs with Kueue (`--kueue`).
     pub kueue: bool,
+    /// Whether the runner's progress steps are published as Events (`--step-events`).
+    pub step_events: bool,
     /// The ending attempt's logs.
     pub ending: Option<EndFacts>,
     /// The set's selection, for a set's candidate.

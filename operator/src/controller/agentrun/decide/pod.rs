@@ -239,6 +239,7 @@ pub(super) fn end_from_pod(
         .iter()
         .filter(|e| e.seq > seen)
         .filter_map(|e| follow::event_for(&e.event))
+        .filter(|e| follow::published(e, facts.step_events))
         .take(CATCH_UP_EVENTS)
         .map(|(t, reason, note)| (t, reason.to_string(), note));
     plan.events.extend(missed);

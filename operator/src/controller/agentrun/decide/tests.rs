@@ -1207,3 +1207,26 @@ fn decide_reads_nothing_a_running_run_does_not_need() {
     );
     assert!(matches!(step, Step::Plan(_)), "{step:?}");
 }
+
+#[test]
+fn a_short_runs_missed_steps_become_events_only_with_step_events() {
+    let log = [
+        r#"{"v":1,"seq":1,"ts":"t","type":"tool_call","id":"1","name":"Write","input":"x"}"#,
+        r#"{"v":1,"seq":2,"ts":"t","type":"step","step":"push","status":"failed","message":"denied"}"#,
+    ]
+    .join("\n");
+    let reasons = |step_events: bool| {
+        let mut facts = ended(
+            ended_pod("Succeeded", 0, &result("Succeeded", "Succeeded"), "Completed"),
+            "",
+        );
+        facts.ending.as_mut().unwrap().log = log.clone();
+        facts.step_events = step_events;
+        let Step::Plan(plan) = decide(&run(json!({}), running_status()), &facts, &now()) else {
+            panic!("a plan")
+        };
+        plan.events.iter().map(|e| e.1.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(reasons(false), ["StepFailed", "Succeeded"]);
+    assert_eq!(reasons(true), ["ToolCall", "StepFailed", "Succeeded"]);
+}
