@@ -12,7 +12,7 @@ start_services() {
   repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   mkdir -p "$PADDOCK_RUN_DIR" "$GIT_ROOT"
   stop_services
-  "$repo/target/release/scripted-model" --listen "$ip:$MODEL_PORT" --scripts "$repo/e2e/scripts" \
+  "${CARGO_TARGET_DIR:-$repo/target}/release/scripted-model" --listen "$ip:$MODEL_PORT" --scripts "$repo/e2e/scripts" \
     >"$PADDOCK_RUN_DIR/scripted-model.log" 2>&1 &
   echo $! >"$PADDOCK_RUN_DIR/scripted-model.pid"
   git daemon --reuseaddr --listen="$ip" --port=9418 --base-path="$GIT_ROOT" --export-all \

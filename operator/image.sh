@@ -7,7 +7,7 @@
 # Usage: operator/image.sh [--binary PATH] [--out PATH] [--import]
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd); REPO=$(cd "$HERE/.." && pwd)
-BIN=$REPO/target/release/paddock-operator
+BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/paddock-operator
 REF=${PADDOCK_OPERATOR_IMAGE:-localhost/paddock/operator:dev}
 OUT=${PADDOCK_CACHE:-/var/cache/paddock}/images/operator.tar
 IMPORT=0

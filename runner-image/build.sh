@@ -20,7 +20,7 @@
 # Usage: runner-image/build.sh [--runner PATH] [--out PATH] [--import] [--verify] [--rebuild-base]
 #        runner-image/build.sh --base-only
 #   --runner PATH     paddock-runner binary to put in the image
-#                     (default: <repo>/target/release/paddock-runner)
+#                     (default: ${CARGO_TARGET_DIR:-<repo>/target}/release/paddock-runner)
 #   --out PATH        where to write the archive
 #                     (default: $PADDOCK_IMAGE_CACHE/images/<name>_<tag>.tar)
 #   --import          also load the archive into containerd's k8s.io namespace and check that
@@ -46,7 +46,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 CONTENTS="$HERE/contents.env"
 CACHE="${PADDOCK_IMAGE_CACHE:-${PADDOCK_CACHE:-/var/cache/paddock}/runner-image}"
-RUNNER_BIN="$REPO/target/release/paddock-runner"
+RUNNER_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/paddock-runner"
 OUT=""
 DO_IMPORT=0
 DO_VERIFY=0

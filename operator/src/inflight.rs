@@ -127,11 +127,15 @@ pub struct Request {
 /// (a hostile agent printing request events); the oldest are dropped.
 pub const MAX_REQUESTS_PER_RUN: usize = 16;
 
+/// A request of a run not raised yet: the pod that asked, the request, when it was first read.
+type Pending = (String, Request, std::time::Instant);
+
 /// The approval requests the log followers read, per run (by UID) with the pod that asked,
 /// until the AgentRun reconcile has raised their gates; reading one wakes the run's reconcile.
 #[derive(Default)]
 pub struct Requests {
-    pending: std::sync::Mutex<HashMap<String, Vec<(String, Request)>>>,
+    /// Per run UID: `(pod, request, when it was first read)`.
+    pending: std::sync::Mutex<HashMap<String, Vec<Pending>>>,
     wake: Option<UnboundedSender<ObjectRef<AgentRun>>>,
 }
 
@@ -152,10 +156,10 @@ impl Requests {
         {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
             let list = pending.entry(uid).or_default();
-            if list.iter().any(|(p, r)| p == pod && r.id == req.id) {
+            if list.iter().any(|(p, r, _)| p == pod && r.id == req.id) {
                 return;
             }
-            list.push((pod.to_string(), req));
+            list.push((pod.to_string(), req, std::time::Instant::now()));
             if list.len() > MAX_REQUESTS_PER_RUN {
                 list.remove(0);
             }
@@ -171,7 +175,7 @@ impl Requests {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(uid)
-            .cloned()
+            .map(|list| list.iter().map(|(p, r, _)| (p.clone(), r.clone())).collect())
             .unwrap_or_default()
     }
 
@@ -179,11 +183,22 @@ impl Requests {
     pub fn done(&self, uid: &str, pod: &str, id: &str) {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(list) = pending.get_mut(uid) {
-            list.retain(|(p, r)| !(p == pod && r.id == id));
+            list.retain(|(p, r, _)| !(p == pod && r.id == id));
             if list.is_empty() {
                 pending.remove(uid);
             }
         }
+    }
+
+    /// Whether request `id` of `pod` of run `uid` was first read more than `patience` ago (a
+    /// request no longer pending is not).
+    pub fn waited(&self, uid: &str, pod: &str, id: &str, patience: std::time::Duration) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(uid)
+            .and_then(|list| list.iter().find(|(p, r, _)| p == pod && r.id == id))
+            .is_some_and(|(_, _, since)| since.elapsed() > patience)
     }
 
     /// Forgets every request of run `uid` (its attempt ended, or it was deleted).
@@ -257,6 +272,8 @@ mod tests {
         r.raise(&run, "r-1", req.clone());
         assert_eq!(r.pending("u"), vec![("r-1".to_string(), req)]);
         assert_eq!(rx.try_recv().map(|o| o.name).ok(), Some("r".to_string()));
+        assert!(!r.waited("u", "r-1", "push", std::time::Duration::from_secs(60)));
+        assert!(r.waited("u", "r-1", "push", std::time::Duration::ZERO));
         r.done("u", "r-1", "push");
         assert!(r.pending("u").is_empty());
         for n in 0..(MAX_REQUESTS_PER_RUN + 4) {

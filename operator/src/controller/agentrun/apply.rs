@@ -75,9 +75,19 @@ async fn apply_one(
             }
             Effect::CreateVerificationPod(pod) => verify::create_pod(ctx, &pod).await?,
             Effect::RaiseRequest { pod, request } => {
+                let uid = run.metadata.uid.as_deref().unwrap_or_default();
                 if approvals::raise(ctx, run, &pod, &request).await? {
-                    ctx.requests
-                        .done(run.metadata.uid.as_deref().unwrap_or_default(), &pod, &request.id);
+                    ctx.requests.done(uid, &pod, &request.id);
+                } else if ctx.requests.waited(uid, &pod, &request.id, approvals::REVIEW_PATIENCE) {
+                    // The gateway reviews a real push request within a second: one it never
+                    // reviewed was not the gateway's (an agent can print any event), and is not
+                    // looked at every 2 s for the rest of the run.
+                    tracing::warn!(
+                        id = request.id,
+                        pod,
+                        "no gateway review of this push request; giving up on it"
+                    );
+                    ctx.requests.done(uid, &pod, &request.id);
                 }
             }
         }

@@ -78,6 +78,10 @@ pub fn verdict(gate: &ApprovalGate) -> Option<&'static str> {
     }
 }
 
+/// How long a push request waits for the gateway's review before it is dropped (about what the
+/// log follower's retries waited before the reconcile raised gates).
+pub const REVIEW_PATIENCE: std::time::Duration = std::time::Duration::from_secs(64);
+
 /// Raises the gate of `req`, asked by pod `pod` (one attempt; the reconcile calls it again on
 /// its next pass while it returns `Ok(false)`). A held push first starts its verification
 /// ([`super::verify::start_held`]); a `BeforePush` gate first stores the patch so far (the

@@ -160,6 +160,9 @@ pub(super) fn observe_pod(run: &AgentRun, facts: &Facts, pod: &Pod, mut plan: Pl
         .unwrap_or_else(|| now.0.as_second());
     let left = started + limit + DEADLINE_GRACE_SECS - now.0.as_second();
     if left <= 0 {
+        // The pod is stopped: no follower for it, no gate for its requests.
+        plan.effects
+            .retain(|e| !matches!(e, Effect::Follow(_) | Effect::RaiseRequest { .. }));
         let step = end_from_pod(run, facts, pod, plan, now, Some(Phase::TimedOut));
         return with_effect(step, Effect::DeletePod(pod_name));
     }

@@ -551,7 +551,7 @@ fn rows() -> Vec<(&'static str, AgentRun, Facts, Want)> {
             P(
                 Some(Phase::TimedOut),
                 Some(Reason::TimedOut),
-                &["Follow", "StoreArtifacts", "DeletePod"],
+                &["StoreArtifacts", "DeletePod"],
             ),
         ),
         (
