@@ -8,7 +8,6 @@ use super::{approvals, artifacts, follow, kueue, queue, verify, warm};
 use crate::context::{Context, MANAGER_AGENTRUN};
 use crate::error::{Result, Stage};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use paddock_crds::{AgentRun, ApprovalGate, Phase};
 use std::sync::Arc;
@@ -17,12 +16,12 @@ use std::sync::Arc;
 ///
 /// # Errors
 /// Transient API errors; the plan's status is then not written and the next pass decides again.
-pub async fn effects(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, plan: &mut Plan, now: &Time) -> Result<()> {
+pub async fn effects(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, plan: &mut Plan) -> Result<()> {
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     for effect in std::mem::take(&mut plan.effects) {
         let what = effect.kind();
-        apply_one(run, ctx, facts, plan, now, &pods, effect)
+        apply_one(run, ctx, facts, plan, &pods, effect)
             .await
             .map_err(|e| e.at(Stage::Write, what))?;
     }
@@ -34,7 +33,6 @@ async fn apply_one(
     ctx: &Arc<Context>,
     facts: &mut Facts,
     plan: &mut Plan,
-    now: &Time,
     pods: &Api<Pod>,
     effect: Effect,
 ) -> Result<()> {
@@ -59,10 +57,19 @@ async fn apply_one(
             Effect::StartPod(start) => {
                 let how = start_pod(run, ctx, facts, &start).await?;
                 let pool_name = start.pool.metadata.name.clone().unwrap_or_default();
-                super::decide::started(run, plan, facts.attempt, &pool_name, how, now);
+                // The start time is when the pod started, not when the pass began (it may have
+                // waited for the pool's admission lock).
+                let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+                super::decide::started(run, plan, facts.attempt, &pool_name, how, &now);
             }
             Effect::Follow(pod_name) => follow::ensure_follower(ctx, run, &pod_name).await,
             Effect::DeletePod(name) => delete_pod(pods, &name).await?,
+            Effect::DeleteVerificationPod(name) => {
+                // Best effort: the run ends VerificationTimedOut either way.
+                if let Err(e) = delete_pod(pods, &name).await {
+                    tracing::warn!(pod = name, error = %e, "cannot delete the overdue verification pod");
+                }
+            }
             Effect::DeletePodAfterStatus(name) => plan.effects.push(Effect::DeletePodAfterStatus(name)),
             Effect::StoreArtifacts(parsed) => {
                 artifacts::apply_artifacts(&ctx.client, run, &parsed).await?;
@@ -76,16 +83,23 @@ async fn apply_one(
             Effect::CreateVerificationPod(pod) => verify::create_pod(ctx, &pod).await?,
             Effect::RaiseRequest { pod, request } => {
                 let uid = run.metadata.uid.as_deref().unwrap_or_default();
-                if approvals::raise(ctx, run, &pod, &request).await? {
+                // A request's failure is its own (the agent wrote it): logged and tried again on
+                // the next pass, never the whole reconcile's.
+                let settled = approvals::raise(ctx, run, &pod, &request).await.unwrap_or_else(|e| {
+                    tracing::warn!(id = request.id, pod, error = %e, "cannot raise the gate of this request yet");
+                    false
+                });
+                if settled {
                     ctx.requests.done(uid, &pod, &request.id);
                 } else if ctx.requests.waited(uid, &pod, &request.id, approvals::REVIEW_PATIENCE) {
                     // The gateway reviews a real push request within a second: one it never
                     // reviewed was not the gateway's (an agent can print any event), and is not
-                    // looked at every 2 s for the rest of the run.
+                    // looked at every 2 s for the rest of the run. The same for a request whose
+                    // gate keeps failing.
                     tracing::warn!(
                         id = request.id,
                         pod,
-                        "no gateway review of this push request; giving up on it"
+                        "this request's gate could not be raised in time; giving up on it"
                     );
                     ctx.requests.done(uid, &pod, &request.id);
                 }

@@ -101,23 +101,11 @@ pub async fn raise(ctx: &Arc<Context>, run: &AgentRun, pod: &str, req: &Request)
         return Ok(true);
     }
     let policy = policy_for(run, req);
-    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let attempt = match pods.get_opt(pod).await? {
-        Some(p) => pod_attempt(&p),
-        None => run.status.as_ref().and_then(|s| s.attempt).unwrap_or(1),
-    };
-    // A held push is verified first (issue 19): the verification pod of this attempt, for the
-    // commit the gateway reviewed; the push verdict waits for its result.
-    if req.id == "push" && req.stage == "BeforePush" && super::verify::holds_push(run) {
-        if !super::verify::start_held(ctx, run, pod, attempt).await? {
-            return Ok(false);
-        }
-        if policy.is_none() {
-            return Ok(true);
-        }
-    }
+    let held = req.id == "push" && req.stage == "BeforePush" && super::verify::holds_push(run);
     let Some((stage, policy)) = policy else {
+        if held {
+            return start_held(ctx, run, pod).await;
+        }
         ctx.publish(
             run,
             EventType::Warning,
@@ -130,6 +118,12 @@ pub async fn raise(ctx: &Arc<Context>, run: &AgentRun, pod: &str, req: &Request)
         .await;
         return Ok(true);
     };
+    let attempt = attempt_of_pod(ctx, run, pod).await;
+    // A held push is verified first (issue 19): the verification pod of this attempt, for the
+    // commit the gateway reviewed; the push verdict waits for its result.
+    if held && !super::verify::start_held(ctx, run, pod, attempt).await? {
+        return Ok(false);
+    }
     let name = request_gate_name(run, &req.id, attempt);
     match create_gate(ctx, run, pod, req, stage, policy, &name, attempt).await {
         Ok(created) => {
@@ -146,6 +140,26 @@ pub async fn raise(ctx: &Arc<Context>, run: &AgentRun, pod: &str, req: &Request)
         }
         Err(GateError::NotReviewed) => Ok(false),
         Err(GateError::Api(e)) => Err(e),
+    }
+}
+
+/// A held push without a BeforePush gate: its verification only (`Ok(false)` until the
+/// gateway reviewed it).
+async fn start_held(ctx: &Arc<Context>, run: &AgentRun, pod: &str) -> Result<bool> {
+    let attempt = attempt_of_pod(ctx, run, pod).await;
+    super::verify::start_held(ctx, run, pod, attempt).await
+}
+
+/// The attempt pod `pod` serves: its label, else (a pod gone or unreadable) the run's current
+/// attempt.
+async fn attempt_of_pod(ctx: &Context, run: &AgentRun, pod: &str) -> u32 {
+    let pods: Api<Pod> = Api::namespaced(
+        ctx.client.clone(),
+        run.metadata.namespace.as_deref().unwrap_or_default(),
+    );
+    match pods.get_opt(pod).await {
+        Ok(Some(p)) => pod_attempt(&p),
+        _ => run.status.as_ref().and_then(|s| s.attempt).unwrap_or(1),
     }
 }
 
@@ -224,7 +238,8 @@ async fn create_gate(
     let mut request = GateRequest {
         id: None,
         summary: paddock_crds::events::truncate(&req.summary, 4096),
-        tool: req.tool.clone(),
+        // Agent-reported: bounded as the CRD bounds them (a longer value would be refused).
+        tool: req.tool.as_deref().map(|t| paddock_crds::events::truncate(t, 256)),
         input: req.input.as_deref().map(|i| paddock_crds::events::truncate(i, 4096)),
         commit: None,
         diffstat: None,

@@ -170,6 +170,35 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
     while let Some(line) = lines.try_next().await? {
         ctx.followers.append_log(&log_key, &line);
         let Some(ev) = parse_line(&line) else { continue };
+        // An approval request is handed to the reconcile (which raises its gate, idempotently)
+        // even when progress.events already counts it: the request lived in this process's
+        // memory only, and a restarted operator (or a new leader) must not lose it while the
+        // runner waits. Not rate-limited: the runner waits for this gate.
+        if let RunnerEvent::ApprovalRequested {
+            id,
+            stage,
+            summary,
+            tool,
+            input,
+            commit,
+            diffstat,
+        } = &ev.event
+        {
+            if super::approvals::valid_id(id) {
+                let req = super::approvals::Request {
+                    id: id.clone(),
+                    stage: stage.clone(),
+                    summary: summary.clone(),
+                    tool: tool.clone(),
+                    input: input.clone(),
+                    commit: commit.clone(),
+                    diffstat: diffstat.clone(),
+                };
+                ctx.requests.raise(&run, &pod, req);
+            } else {
+                tracing::warn!(id, "ignoring an approval request with an invalid id");
+            }
+        }
         if ev.seq <= already {
             continue;
         }
@@ -188,29 +217,6 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
         dirty = true;
         tokens = (tokens + last_refill.elapsed().as_secs_f64() * EVENT_RATE).min(EVENT_BURST);
         last_refill = Instant::now();
-        if let RunnerEvent::ApprovalRequested {
-            id,
-            stage,
-            summary,
-            tool,
-            input,
-            commit,
-            diffstat,
-        } = &ev.event
-        {
-            // Not rate-limited: the runner waits for this gate.
-            let req = super::approvals::Request {
-                id: id.clone(),
-                stage: stage.clone(),
-                summary: summary.clone(),
-                tool: tool.clone(),
-                input: input.clone(),
-                commit: commit.clone(),
-                diffstat: diffstat.clone(),
-            };
-            // The reconcile raises its gate (woken now).
-            ctx.requests.raise(&run, &pod, req);
-        }
         if let Some((t, reason, note)) = event_for(&ev.event).filter(|e| published(e, ctx.step_events)) {
             if tokens >= 1.0 {
                 tokens -= 1.0;

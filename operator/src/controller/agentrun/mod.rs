@@ -111,7 +111,7 @@ pub async fn reconcile(run: Arc<AgentRun>, ctx: Arc<Context>) -> Result<Action> 
             }
         }
     };
-    apply::effects(&run, &ctx, &mut facts, &mut plan, &now).await?;
+    apply::effects(&run, &ctx, &mut facts, &mut plan).await?;
     // The pool's admission lock is held until the pod exists (the admissions set counts it
     // until the cache shows it).
     facts.admitting = None;

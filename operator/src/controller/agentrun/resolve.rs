@@ -83,6 +83,8 @@ pub async fn resolve(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, need
         }
         Need::FollowedLog => {
             stop_follower(run, ctx).await;
+            // The attempt's pod is gone: its requests go with it.
+            ctx.requests.forget(run.metadata.uid.as_deref().unwrap_or_default());
             facts.followed_log = Some(ctx.followers.take_log(&format!("{ns}/{}", facts.pod_name)));
         }
         Need::Pool => {

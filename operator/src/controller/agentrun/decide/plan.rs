@@ -234,6 +234,8 @@ pub enum Effect {
     StoreAttemptLog(u32, Box<ParsedLog>),
     /// Create the verification's pod.
     CreateVerificationPod(Box<Pod>),
+    /// Delete an overdue verification pod, best effort (errors are logged).
+    DeleteVerificationPod(String),
     /// Raise the gate of an approval request the runner made from pod `pod`
     /// ([`crate::controller::agentrun::approvals::raise`]); forgotten once settled.
     RaiseRequest {
@@ -257,6 +259,7 @@ impl Effect {
             Effect::StoreArtifacts(_) => "StoreArtifacts",
             Effect::StoreAttemptLog(..) => "StoreAttemptLog",
             Effect::CreateVerificationPod(_) => "CreateVerificationPod",
+            Effect::DeleteVerificationPod(_) => "DeleteVerificationPod",
             Effect::RaiseRequest { .. } => "RaiseRequest",
         }
     }

@@ -79,8 +79,12 @@ pub(super) fn observe_pod(run: &AgentRun, facts: &Facts, pod: &Pod, mut plan: Pl
     // The runner's approval requests (read by the log follower): their gates are raised, and
     // looked at again soon while one cannot be yet (the gateway reviews a push within a second).
     if running {
-        let requests = need!(facts.requests, Need::Requests);
-        for (pod, request) in requests {
+        // Only this pod's: a lost attempt's requests are not the new attempt's to ask.
+        let requests: Vec<_> = need!(facts.requests, Need::Requests)
+            .iter()
+            .filter(|(pod, _)| *pod == pod_name)
+            .collect();
+        for (pod, request) in &requests {
             plan.effects.push(Effect::RaiseRequest {
                 pod: pod.clone(),
                 request: Box::new(request.clone()),
@@ -421,7 +425,7 @@ pub(super) fn verify_after_end(run: &AgentRun, mut plan: Plan, read: &VerifyRead
         plan.effects.push(Effect::CreateVerificationPod(Box::new(p.clone())));
     }
     if let Some(name) = &read.delete_pod {
-        plan.effects.push(Effect::DeletePod(name.clone()));
+        plan.effects.push(Effect::DeleteVerificationPod(name.clone()));
     }
     if !read.done {
         verify::set_condition(&mut plan.status, &v, run.metadata.generation, now);

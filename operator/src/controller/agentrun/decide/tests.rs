@@ -647,6 +647,27 @@ fn rows() -> Vec<(&'static str, AgentRun, Facts, Want)> {
             },
             P(Some(Phase::Running), Some(Reason::Running), &["Follow", "RaiseRequest"]),
         ),
+        (
+            "a lost attempt's request is not raised for the next attempt's pod",
+            run(
+                json!({"approvals": {"toolUse": {"approvers": {"users": ["alice"]}, "rules": [{"tool": "Bash"}]}}}),
+                running_status(),
+            ),
+            Facts {
+                pod: Some(running_pod()),
+                requests: Some(vec![(
+                    "r-0".into(),
+                    crate::inflight::Request {
+                        id: "tool-1".into(),
+                        stage: "ToolUse".into(),
+                        ..Default::default()
+                    },
+                )]),
+                in_run_gate: Some(None),
+                ..base()
+            },
+            P(Some(Phase::Running), Some(Reason::Running), &["Follow"]),
+        ),
         // --- the pod ended ---
         (
             "the server moved past the attempt: nothing is written",
@@ -1025,7 +1046,11 @@ fn rows() -> Vec<(&'static str, AgentRun, Facts, Want)> {
                 }),
                 ..done()
             },
-            P(Some(Phase::Failed), Some(Reason::VerificationFailed), &["DeletePod"]),
+            P(
+                Some(Phase::Failed),
+                Some(Reason::VerificationFailed),
+                &["DeleteVerificationPod"],
+            ),
         ),
     ]
 }
