@@ -41,6 +41,8 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("oldSelf.cancel == true ? self.cancel == true : true").message("spec.cancel cannot be unset once set"),
     validation = Rule::new("!has(self.approvals) || !has(self.approvals.beforePush) || (has(self.output) && self.output.push == true)").message("spec.approvals.beforePush needs spec.output.push: true (there is nothing to approve without a push)"),
     validation = Rule::new("!has(self.approvals) || !has(self.approvals.toolUse) || self.agent.name == 'claude-code'").message("spec.approvals.toolUse is supported for agent claude-code only (see docs/approvals.md)"),
+    validation = Rule::new("!has(self.approvals) || !has(self.approvals.plan) || self.agent.name == 'claude-code'").message("spec.approvals.plan is supported for agent claude-code only (see docs/conversing.md)"),
+    validation = Rule::new("!has(self.approvals) || !has(self.approvals.questions) || self.agent.name in ['claude-code', 'gemini-cli']").message("spec.approvals.questions is supported for agents claude-code and gemini-cli only (see docs/conversing.md)"),
     validation = Rule::new("!has(self.resumeFrom) || self.agent.name == 'claude-code' || self.agent.name == 'codex'").message("spec.resumeFrom is supported for agents claude-code and codex only (see docs/agents.md)"),
     validation = Rule::new("self.repo == oldSelf.repo && self.agent == oldSelf.agent && (has(self.prompt) ? has(oldSelf.prompt) && self.prompt == oldSelf.prompt : !has(oldSelf.prompt)) && (has(self.promptFrom) ? has(oldSelf.promptFrom) && self.promptFrom == oldSelf.promptFrom : !has(oldSelf.promptFrom)) && (has(self.runnerPoolRef) ? has(oldSelf.runnerPoolRef) && self.runnerPoolRef == oldSelf.runnerPoolRef : !has(oldSelf.runnerPoolRef)) && (has(self.budget) ? has(oldSelf.budget) && self.budget == oldSelf.budget : !has(oldSelf.budget)) && (has(self.approvals) ? has(oldSelf.approvals) && self.approvals == oldSelf.approvals : !has(oldSelf.approvals)) && (has(self.output) ? has(oldSelf.output) && self.output == oldSelf.output : !has(oldSelf.output)) && (has(self.retry) ? has(oldSelf.retry) && self.retry == oldSelf.retry : !has(oldSelf.retry)) && (has(self.runner) ? has(oldSelf.runner) && self.runner == oldSelf.runner : !has(oldSelf.runner)) && (has(self.network) ? has(oldSelf.network) && self.network == oldSelf.network : !has(oldSelf.network)) && (has(self.resumeFrom) ? has(oldSelf.resumeFrom) && self.resumeFrom == oldSelf.resumeFrom : !has(oldSelf.resumeFrom)) && (has(self.verify) ? has(oldSelf.verify) && self.verify == oldSelf.verify : !has(oldSelf.verify))").message("spec is immutable after creation, except spec.cancel, spec.priority and spec.ttlSecondsAfterFinished"),
 )]
@@ -315,6 +317,22 @@ pub struct ApprovalsSpec {
     /// call but the read-only ones); see docs/approvals.md for what each CLI can gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_use: Option<ToolUsePolicy>,
+    /// Plan review during the run: the agent first plans without changing anything (Claude
+    /// Code's `--permission-mode plan`), and its plan becomes an ApprovalGate of stage `Plan`.
+    /// `Approve`: the same session carries the plan out; `Reject` (or expiry with `onTimeout:
+    /// Reject`): the run ends `Rejected` with the plan kept in the gate and nothing pushed;
+    /// `RequestChanges` with a comment: the agent gets the comment and plans again. The pod's
+    /// gateway pushes nothing unless a plan was approved, and a run whose agent ended without
+    /// an approved plan fails with reason `PlanNotApproved`. Supported for `claude-code`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<GatePolicy>,
+    /// Questions from the agent: the runner offers the agent CLI an MCP tool
+    /// `ask_human(question, options?)`; each call opens an ApprovalGate of stage `Question`
+    /// whose approvers answer it (`kubectl paddock answer <run> "…"`). The answer is the tool's
+    /// result; a `Reject` or the gate's expiry gives "no answer", and the run goes on either
+    /// way. Supported for `claude-code` and `gemini-cli` (docs/conversing.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub questions: Option<GatePolicy>,
 }
 
 /// Which tool calls need a human, and who decides them.

@@ -26,6 +26,10 @@ use serde::{Deserialize, Serialize};
 #[x_kube(
     validation = Rule::new("self.stage != 'Pick' || self.decisions.all(d, d.decision == 'Reject' || (has(d.candidate) && d.candidate in self.request.candidates))").message("an Approve of a Pick gate names one of spec.request.candidates in candidate"),
     validation = Rule::new("(self.stage == 'Pick') == (has(self.runRef.kind) && self.runRef.kind == 'AgentRunSet')").message("a Pick gate, and only a Pick gate, has runRef.kind AgentRunSet"),
+    validation = Rule::new("self.stage != 'Question' || self.decisions.all(d, d.decision != 'Approve' || (has(d.answer) && size(d.answer) > 0))").message("an Approve of a Question gate carries the answer in answer (kubectl paddock answer)"),
+    validation = Rule::new("self.stage == 'Question' || self.decisions.all(d, !has(d.answer))").message("only the decisions of a Question gate carry an answer"),
+    validation = Rule::new("self.stage == 'Plan' || self.decisions.all(d, d.decision != 'RequestChanges')").message("only a Plan gate's reviewers may request changes"),
+    validation = Rule::new("self.decisions.all(d, d.decision != 'RequestChanges' || (has(d.comment) && size(d.comment) > 0))").message("a RequestChanges decision says which changes in comment"),
     validation = Rule::new("self.runRef == oldSelf.runRef && self.stage == oldSelf.stage && self.request == oldSelf.request && self.approvers == oldSelf.approvers && self.quorum == oldSelf.quorum && (has(self.timeout) ? has(oldSelf.timeout) && self.timeout == oldSelf.timeout : !has(oldSelf.timeout)) && (has(self.onTimeout) ? has(oldSelf.onTimeout) && self.onTimeout == oldSelf.onTimeout : !has(oldSelf.onTimeout))").message("only spec.decisions may change, by appending"),
 )]
 #[serde(rename_all = "camelCase")]
@@ -76,6 +80,16 @@ pub enum GateStage {
     /// An AgentRunSet's `Manual` selection: an approval names the candidate whose branch is
     /// pushed (`spec.decisions[].candidate`).
     Pick,
+    /// The agent asks a human (`spec.approvals.questions`; the runner's MCP tool `ask_human`):
+    /// an `Approve` carries the answer (`spec.decisions[].answer`), which becomes the tool's
+    /// result; `Reject` or expiry answers "no answer", and the run goes on either way.
+    Question,
+    /// Plan review (`spec.approvals.plan`): the agent planned without changing anything and
+    /// shows its plan (`spec.request.plan`). `Approve`: the same session carries it out;
+    /// `Reject` (or expiry with `onTimeout: Reject`): the run ends `Rejected`, the plan kept
+    /// here; `RequestChanges` with a comment: the comment goes back to the agent, which plans
+    /// again under a new gate.
+    Plan,
 }
 
 impl GateStage {
@@ -86,6 +100,8 @@ impl GateStage {
             GateStage::BeforePush => "BeforePush",
             GateStage::ToolUse => "ToolUse",
             GateStage::Pick => "Pick",
+            GateStage::Question => "Question",
+            GateStage::Plan => "Plan",
         }
     }
 }
@@ -94,8 +110,8 @@ impl GateStage {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct GateRequest {
-    /// For in-run gates: the runner's request id (`push`, `tool-<n>`), which the signed verdict
-    /// names.
+    /// For in-run gates: the runner's request id (`push`, `tool-<n>`, `question-<n>`,
+    /// `plan-<n>`), which the signed verdict names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
     pub id: Option<String>,
@@ -127,6 +143,21 @@ pub struct GateRequest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub candidates: Vec<String>,
+    /// `Question`: what the agent asks (agent-reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub question: Option<String>,
+    /// `Question`: the answers the agent offers to choose from, if any (agent-reported; at most
+    /// 16, each at most 256 bytes). `kubectl paddock answer <run> --option N` answers with the
+    /// N-th (from 1). Any other answer is allowed too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("self.all(o, size(o) <= 256)").message("each option is at most 256 bytes"))]
+    pub options: Vec<String>,
+    /// `Plan`: the agent's plan, as it presented it (agent-reported; Markdown, at most 32 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32768))]
+    pub plan: Option<String>,
 }
 
 /// The run a gate belongs to.
@@ -176,6 +207,11 @@ pub struct Decision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
     pub candidate: Option<String>,
+    /// `Question` gates: the answer an `Approve` gives (required there, refused elsewhere). It
+    /// reaches the agent as the result of its `ask_human` call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub answer: Option<String>,
 }
 
 /// What a gate's expiry decides.
@@ -193,8 +229,12 @@ pub enum TimeoutAction {
 pub enum Verdict {
     /// Let the run go on.
     Approve,
-    /// Stop the run (it ends `Rejected`).
+    /// Stop the run (it ends `Rejected`). On a `Question` gate: decline to answer (the agent
+    /// gets "no answer" and goes on).
     Reject,
+    /// `Plan` gates only: send the plan back with the changes asked for in `comment`; the
+    /// agent plans again under a new gate.
+    RequestChanges,
 }
 
 /// State of a gate.
@@ -206,6 +246,9 @@ pub enum GateState {
     Approved,
     /// A Reject was recorded.
     Rejected,
+    /// A `Plan` gate's reviewer requested changes (a `RequestChanges` decision): the comment
+    /// went back to the agent, which plans again under a new gate.
+    ChangesRequested,
     /// `spec.timeout` passed without a decision; `spec.onTimeout` says what that means.
     Expired,
     /// Nobody decided before the request lost its purpose: the run ended (`Succeeded`,
@@ -224,6 +267,7 @@ impl GateState {
             GateState::Pending => "Pending",
             GateState::Approved => "Approved",
             GateState::Rejected => "Rejected",
+            GateState::ChangesRequested => "ChangesRequested",
             GateState::Expired => "Expired",
             GateState::Withdrawn => "Withdrawn",
         }
@@ -240,7 +284,8 @@ impl GateState {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalGateStatus {
-    /// `Pending`, `Approved`, `Rejected`, `Expired` or `Withdrawn` (see [`GateState`]).
+    /// `Pending`, `Approved`, `Rejected`, `ChangesRequested`, `Expired` or `Withdrawn` (see
+    /// [`GateState`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<GateState>,
     /// Approve decisions counted (from allowed approvers, one per approver).
@@ -249,6 +294,11 @@ pub struct ApprovalGateStatus {
     /// `Pick` gates: the candidate picked, once approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate: Option<String>,
+    /// `Question` gates: the answer given, once approved (the counted decision's `answer`);
+    /// `Plan` gates: the changes requested (the counted decision's `comment`). This is the
+    /// text the agent receives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
     /// Who decided the gate (the last counted decision), once decided by people (unset when it
     /// expired or was withdrawn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -263,7 +313,7 @@ pub struct ApprovalGateStatus {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expiry_warned: bool,
     /// Conditions: `Decided` (False while pending; True with reason `Approved`, `Rejected`,
-    /// `Expired`, or, withdrawn without a decision, `RunFinished`, `Superseded` or `RunDeleted`).
+    /// `ChangesRequested`, `Expired`, or, withdrawn without a decision, `RunFinished`, `Superseded` or `RunDeleted`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,

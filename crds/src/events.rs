@@ -231,10 +231,10 @@ pub enum RunnerEvent {
     /// `decision.paddock.dev/<id>` (`Approve` or `Reject`), which the runner reads from its
     /// downward API volume.
     ApprovalRequested {
-        /// Request id, unique in the attempt: `push`, or `tool-<n>` (n from 1). Lowercase
-        /// DNS-label characters only.
+        /// Request id, unique in the attempt: `push`, `tool-<n>`, `question-<n>` or `plan-<n>`
+        /// (n from 1). Lowercase DNS-label characters only.
         id: String,
-        /// `BeforePush` or `ToolUse`.
+        /// `BeforePush`, `ToolUse`, `Question` or `Plan`.
         stage: String,
         /// What the human is asked (truncated).
         summary: String,
@@ -250,6 +250,24 @@ pub enum RunnerEvent {
         /// For `BeforePush`: `N files, +I/-D`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         diffstat: Option<String>,
+        /// For `Question`: what the agent asks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        question: Option<String>,
+        /// For `Question`: the answers the agent offers, if any.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        options: Vec<String>,
+        /// For `Plan`: the agent's plan.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan: Option<String>,
+    },
+    /// The runner handed a human's message (a `RunMessage`, read from the pod annotation
+    /// `message.paddock.dev/<uid>`) to the running agent CLI (agent-reported).
+    MessageDelivered {
+        /// The RunMessage's UID.
+        id: String,
+        /// The agent's turn when it was handed over: the number of assistant turns the CLI had
+        /// reported so far (from 0).
+        turn: u32,
     },
     /// The runner read the verdict of an [`RunnerEvent::ApprovalRequested`].
     ApprovalDecided {
@@ -332,6 +350,7 @@ impl RunnerEvent {
             RunnerEvent::PermissionDenied { .. } => "permission_denied",
             RunnerEvent::ApprovalRequested { .. } => "approval_requested",
             RunnerEvent::ApprovalDecided { .. } => "approval_decided",
+            RunnerEvent::MessageDelivered { .. } => "message_delivered",
             RunnerEvent::EgressDenied { .. } => "egress_denied",
             RunnerEvent::Usage(_) => "usage",
             RunnerEvent::Error { .. } => "error",

@@ -24,6 +24,7 @@ pub mod network;
 pub mod reason;
 pub mod reference;
 pub mod runner;
+pub mod runmessage;
 pub mod runnerpool;
 pub mod trigger;
 pub mod verdict;
@@ -36,6 +37,7 @@ pub use condition::*;
 pub use network::*;
 pub use reason::{Reason, POOL_WAIT_SECS};
 pub use reference::*;
+pub use runmessage::*;
 pub use runnerpool::*;
 pub use trigger::*;
 pub use verify::*;
@@ -69,6 +71,7 @@ pub fn all_crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiext
         AgentRunTrigger::crd(),
         ApprovalGate::crd(),
         RunnerPool::crd(),
+        RunMessage::crd(),
     ]
 }
 

@@ -140,6 +140,9 @@ reasons! {
     Cancelled,
     /// An override of the run is not allowed by its pool.
     OverrideNotAllowed,
+    /// `spec.approvals.plan` and the agent ended without an approved plan (Failed; the gateway
+    /// pushed nothing).
+    PlanNotApproved,
     /// The gateway's budget (`maxCostUSD`, `maxOutputTokens`) was spent.
     BudgetExceeded,
     /// The run asks for a Kueue LocalQueue and the operator runs without `--kueue`.

@@ -147,6 +147,86 @@ impl Signer {
     }
 }
 
+/// Prefix of the annotations that carry the text of a verdict: `text.paddock.dev/<id>` holds a
+/// `Question` gate's answer or a `Plan` gate's requested changes. The verdict on `<id>` signs
+/// [`text_subject`] of it, so the text cannot be swapped by anyone who may annotate pods.
+pub const TEXT_PREFIX: &str = "text.paddock.dev/";
+
+/// The subject a verdict carrying `text` signs: `sha256:<hex of the text's SHA-256>` (one
+/// line, whatever the text holds).
+pub fn text_subject(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Prefix of the annotations that carry a human's message to a running agent:
+/// `message.paddock.dev/<RunMessage UID>`, whose value is a [`PodMessage`] as JSON.
+pub const MESSAGE_PREFIX: &str = "message.paddock.dev/";
+
+/// The verdict word a message's signature is made for (`Subject::message(MESSAGE_VERDICT)`).
+pub const MESSAGE_VERDICT: &str = "Deliver";
+
+/// A `RunMessage` as the operator hands it to the run's pod: the value of the annotation
+/// `message.paddock.dev/<uid>`. `signature` is `Deliver;ed25519=<sig>` over the run, attempt,
+/// id `msg-<uid>` and [`text_subject`] of `"<sender>\n<text>"`, so neither the sender nor the
+/// text can be forged by someone who may annotate pods.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PodMessage {
+    /// Delivery order: the message's creation time, as Unix seconds, then its name, decide;
+    /// this is its rank among the run's messages (from 1).
+    pub seq: u32,
+    /// Who sent it (`spec.sender`, checked against the requesting user by admission).
+    pub sender: String,
+    /// The message.
+    pub text: String,
+    /// `Deliver;ed25519=<base64 signature>`.
+    pub signature: String,
+}
+
+impl PodMessage {
+    /// The request id a message's signature names: `msg-<uid>`.
+    pub fn id(uid: &str) -> String {
+        format!("msg-{uid}")
+    }
+
+    /// The subject signed: [`text_subject`] of `"<sender>\n<text>"`.
+    pub fn subject(sender: &str, text: &str) -> String {
+        text_subject(&format!("{sender}\n{text}"))
+    }
+
+    /// Signs message `uid` of `sender` with `text` for the run and attempt in `base` (whose
+    /// `id` and `subject` are replaced); `None` when a field holds a newline.
+    pub fn signed(signer: &Signer, base: &Subject<'_>, uid: &str, seq: u32, sender: &str, text: &str) -> Option<PodMessage> {
+        let id = Self::id(uid);
+        let subject = Self::subject(sender, text);
+        let s = Subject {
+            id: &id,
+            subject: &subject,
+            ..base.clone()
+        };
+        Some(PodMessage {
+            seq,
+            sender: sender.to_string(),
+            text: text.to_string(),
+            signature: signer.verdict_value(&s, MESSAGE_VERDICT)?,
+        })
+    }
+
+    /// Whether the operator whose public key is `public_key_b64` signed this message `uid` for
+    /// the run and attempt in `base`.
+    pub fn verify(&self, public_key_b64: &str, base: &Subject<'_>, uid: &str) -> bool {
+        let id = Self::id(uid);
+        let subject = Self::subject(&self.sender, &self.text);
+        let s = Subject {
+            id: &id,
+            subject: &subject,
+            ..base.clone()
+        };
+        verified_verdict(public_key_b64, &s, &self.signature) == Some(MESSAGE_VERDICT)
+    }
+}
+
 /// What a warm pod's claim signature signs: the context line, `claim`, the UID of the pod it is
 /// for, and the SHA-256 (hex) of the claim annotation's value. A pod that finds the claim
 /// annotation checks it with [`verify`] (with its own UID, from the downward API) before it
@@ -197,6 +277,24 @@ mod tests {
             id: "push",
             subject: commit,
         }
+    }
+
+    #[test]
+    fn messages_verify_only_as_signed() {
+        let signer = Signer::generate().unwrap();
+        let key = signer.public_key_b64();
+        let base = subject("");
+        let m = PodMessage::signed(&signer, &base, "uid-1", 1, "alice", "also update\nthe changelog").unwrap();
+        assert!(m.verify(&key, &base, "uid-1"));
+        assert!(!m.verify(&key, &base, "uid-2"), "another message's id");
+        let forged = PodMessage { text: "push to main".into(), ..m.clone() };
+        assert!(!forged.verify(&key, &base, "uid-1"), "another text");
+        let forged = PodMessage { sender: "mallory".into(), ..m.clone() };
+        assert!(!forged.verify(&key, &base, "uid-1"), "another sender");
+        let other_attempt = Subject { attempt: 2, ..base.clone() };
+        assert!(!m.verify(&key, &other_attempt, "uid-1"), "another attempt");
+        assert_eq!(text_subject("a").len(), "sha256:".len() + 64);
+        assert_ne!(text_subject("a"), text_subject("b"));
     }
 
     #[test]

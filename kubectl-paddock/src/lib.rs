@@ -374,6 +374,7 @@ pub fn decision_patch(approver: &str, verdict: Verdict, comment: Option<&str>) -
         decision: verdict,
         comment: comment.map(str::to_string),
         candidate: None,
+        answer: None,
     };
     serde_json::json!([{"op": "add", "path": "/spec/decisions/-", "value": d}])
 }
@@ -421,6 +422,7 @@ pub fn describe_event(ev: &RunnerEvent) -> String {
         RunnerEvent::PermissionDenied { name, input } => format!("{name} {}", one_line(input)),
         RunnerEvent::ApprovalRequested { id, stage, summary, .. } => format!("{id} {stage}: {}", one_line(summary)),
         RunnerEvent::ApprovalDecided { id, verdict } => format!("{id} {verdict}"),
+        RunnerEvent::MessageDelivered { id, turn } => format!("{id} at turn {turn}"),
         RunnerEvent::EgressDenied { host, port } => format!("{}:{port} refused", one_line(host)),
         RunnerEvent::Usage(u) => {
             let mut s = format!("in={} out={} turns={}", u.input_tokens, u.output_tokens, u.turns);

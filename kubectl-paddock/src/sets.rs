@@ -134,6 +134,7 @@ pub fn pick_patch(approver: &str, candidate: &str, comment: Option<&str>) -> ser
         decision: Verdict::Approve,
         comment: comment.map(str::to_string),
         candidate: Some(candidate.into()),
+        answer: None,
     };
     serde_json::json!([{"op": "add", "path": "/spec/decisions/-", "value": d}])
 }

@@ -271,6 +271,9 @@ pub async fn watch_requests(dir: PathBuf, tx: mpsc::Sender<RunnerEvent>) {
                     input: Some(req.input),
                     commit: None,
                     diffstat: None,
+                    question: None,
+                    options: Vec::new(),
+                    plan: None,
                 }
             };
             seen.insert(name);

@@ -65,6 +65,9 @@ pub fn sanitize(event: RunnerEvent, secrets: &[String]) -> RunnerEvent {
             input,
             commit,
             diffstat,
+            question,
+            options,
+            plan,
         } => RunnerEvent::ApprovalRequested {
             id: c(id),
             stage: c(stage),
@@ -73,7 +76,11 @@ pub fn sanitize(event: RunnerEvent, secrets: &[String]) -> RunnerEvent {
             input: input.map(c),
             commit: commit.map(c),
             diffstat: diffstat.map(c),
+            question: question.map(c),
+            options: options.into_iter().map(c).collect(),
+            plan: plan.map(c),
         },
+        RunnerEvent::MessageDelivered { id, turn } => RunnerEvent::MessageDelivered { id: c(id), turn },
         RunnerEvent::ApprovalDecided { id, verdict } => RunnerEvent::ApprovalDecided {
             id: c(id),
             verdict: c(verdict),

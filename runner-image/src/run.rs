@@ -101,6 +101,9 @@ fn announce_push_review<W: Write>(em: &mut Emitter<W>, cfg: &RunConfig, result: 
         input: None,
         commit: Some(commit.to_string()),
         diffstat: Some(diffstat),
+        question: None,
+        options: Vec::new(),
+        plan: None,
     });
 }
 

@@ -57,6 +57,10 @@ pub struct SharedConfig {
     /// Whether the push waits for a signed verdict ([`vars::PUSH_APPROVAL`], set only when
     /// true): a `BeforePush` gate or a required verification.
     pub push_approval: bool,
+    /// Whether the run's plan must be approved first (`spec.approvals.plan`;
+    /// [`vars::PLAN_REVIEW`], set only when true): the agent plans first, and the gateway
+    /// pushes nothing without a signed `plan-<n>` approval.
+    pub plan_review: bool,
 }
 
 /// Settings of the trusted containers (`clone`, `gateway`) only.
@@ -133,6 +137,9 @@ pub struct AgentConfig {
     pub commit_message: Option<String>,
     /// `spec.approvals.toolUse.rules` ([`vars::TOOL_RULES`], JSON).
     pub tool_rules: Option<Vec<ToolRule>>,
+    /// `spec.approvals.questions` is set: the CLI is offered `ask_human`
+    /// ([`vars::QUESTIONS`], set only when true).
+    pub questions: bool,
 }
 
 /// A run's settings for its runner pod: one value per run and attempt, rendered into a cold
@@ -152,7 +159,7 @@ pub struct RunnerConfig {
 impl RunnerConfig {
     /// The trusted containers' variables: `PADDOCK_PUSH`, `PADDOCK_REPO_URL`,
     /// `PADDOCK_REVISION`, `PADDOCK_BRANCH`, the [`Identity`], then `PADDOCK_GIT_PLAIN_HTTP_HOSTS`
-    /// and `PADDOCK_PUSH_APPROVAL` when set.
+    /// and `PADDOCK_PUSH_APPROVAL`, `PADDOCK_PLAN_REVIEW` when set.
     pub fn trusted_env(&self) -> Vec<EnvVar> {
         let s = &self.shared;
         let mut out = vec![
@@ -170,6 +177,9 @@ impl RunnerConfig {
         }
         if s.push_approval {
             out.push(literal(vars::PUSH_APPROVAL, "true"));
+        }
+        if s.plan_review {
+            out.push(literal(vars::PLAN_REVIEW, "true"));
         }
         out
     }
@@ -213,7 +223,8 @@ impl RunnerConfig {
     /// `PADDOCK_BRANCH`, `PADDOCK_PUSH`, `PADDOCK_REDACT_ENV`, the [`Identity`], then each of
     /// `PADDOCK_MODEL`, `PADDOCK_AGENT_COMMAND`, `PADDOCK_AGENT_OUTPUT`, `PADDOCK_AGENT_ARGS`,
     /// `PADDOCK_WORKDIR`, `PADDOCK_MAX_TURNS`, `PADDOCK_COMMIT_MESSAGE`,
-    /// `PADDOCK_PUSH_APPROVAL`, `PADDOCK_TOOL_RULES` that is set. Never a name
+    /// `PADDOCK_PUSH_APPROVAL`, `PADDOCK_TOOL_RULES`, `PADDOCK_PLAN_REVIEW`,
+    /// `PADDOCK_QUESTIONS` that is set. Never a name
     /// [`vars::is_trusted_only`] (tested).
     pub fn agent_env(&self) -> Vec<EnvVar> {
         let (s, a) = (&self.shared, &self.agent);
@@ -241,7 +252,7 @@ impl RunnerConfig {
             literal(vars::REDACT_ENV, a.redact_env.join(",")),
         ];
         out.extend(s.identity.env());
-        let optional: [(&str, Option<String>); 9] = [
+        let optional: [(&str, Option<String>); 11] = [
             (vars::MODEL, a.model.clone()),
             (vars::AGENT_COMMAND, (!a.command.is_empty()).then(|| json(&a.command))),
             (vars::AGENT_OUTPUT, a.output.map(|o| o.as_env().to_string())),
@@ -251,6 +262,8 @@ impl RunnerConfig {
             (vars::COMMIT_MESSAGE, a.commit_message.clone()),
             (vars::PUSH_APPROVAL, s.push_approval.then(|| "true".to_string())),
             (vars::TOOL_RULES, a.tool_rules.as_ref().map(json)),
+            (vars::PLAN_REVIEW, s.plan_review.then(|| "true".to_string())),
+            (vars::QUESTIONS, a.questions.then(|| "true".to_string())),
         ];
         out.extend(
             optional
@@ -284,6 +297,7 @@ mod tests {
                 branch: "paddock/r1".into(),
                 push: true,
                 push_approval: true,
+                plan_review: true,
             },
             trusted: TrustedConfig {
                 repo_url: "https://example.com/r.git".into(),
@@ -320,6 +334,7 @@ mod tests {
                 max_turns: Some(7),
                 commit_message: Some("msg".into()),
                 tool_rules: Some(vec![]),
+                questions: true,
             },
         }
     }
@@ -334,7 +349,7 @@ mod tests {
     fn the_agent_section_never_carries_a_trusted_name() {
         let c = full();
         let agent = c.agent_env();
-        assert_eq!(agent.len(), 18, "every optional agent setting is rendered");
+        assert_eq!(agent.len(), 20, "every optional agent setting is rendered");
         for e in &agent {
             assert!(!vars::is_trusted_only(&e.name), "{} reaches the agent", e.name);
         }
@@ -373,6 +388,7 @@ mod tests {
                 ("PADDOCK_ATTEMPT", "2"),
                 ("PADDOCK_GIT_PLAIN_HTTP_HOSTS", "forge:3000,git.local"),
                 ("PADDOCK_PUSH_APPROVAL", "true"),
+                ("PADDOCK_PLAN_REVIEW", "true"),
             ])
         );
         assert_eq!(
@@ -410,6 +426,8 @@ mod tests {
                 "PADDOCK_COMMIT_MESSAGE",
                 "PADDOCK_PUSH_APPROVAL",
                 "PADDOCK_TOOL_RULES",
+                "PADDOCK_PLAN_REVIEW",
+                "PADDOCK_QUESTIONS",
             ]
         );
         assert_eq!(agent[0].1, "custom");

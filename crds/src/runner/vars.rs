@@ -128,6 +128,12 @@ pub const MAX_TURNS: &str = "PADDOCK_MAX_TURNS";
 pub const COMMIT_MESSAGE: &str = "PADDOCK_COMMIT_MESSAGE";
 /// `spec.approvals.toolUse.rules`: a JSON array of [`crate::ToolRule`].
 pub const TOOL_RULES: &str = "PADDOCK_TOOL_RULES";
+/// `true` when `spec.approvals.plan` asks for plan review (trusted containers and the agent):
+/// the agent plans first; the gateway pushes only after a signed `plan-<n>` approval.
+pub const PLAN_REVIEW: &str = "PADDOCK_PLAN_REVIEW";
+/// `true` when `spec.approvals.questions` is set: the runner offers the CLI the MCP tool
+/// `ask_human`.
+pub const QUESTIONS: &str = "PADDOCK_QUESTIONS";
 /// The pod's gateway (`http://127.0.0.1:15001`) when it serves the agent (model routes or
 /// egress): the runner waits until it listens before it starts the CLI.
 pub const GATEWAY_URL: &str = "PADDOCK_GATEWAY_URL";

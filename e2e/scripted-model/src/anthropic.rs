@@ -14,8 +14,9 @@ pub fn parse(body: &Value) -> ParsedRequest {
         .iter()
         .filter_map(|t| OfferedTool::from_json(t, &["input_schema"]))
         .collect();
-    let history = items(body, "messages").iter().map(|m| has_role(m, "assistant"));
-    ParsedRequest::from_body(body, tools, history)
+    let messages = items(body, "messages");
+    let history = messages.iter().map(|m| has_role(m, "assistant"));
+    ParsedRequest::from_body(body, tools, history).with_last_input(messages, |m| has_role(m, "assistant"))
 }
 
 fn usage_json(u: &Usage) -> Value {

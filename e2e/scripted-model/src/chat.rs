@@ -13,8 +13,9 @@ pub fn parse(body: &Value) -> ParsedRequest {
         .iter()
         .filter_map(|t| OfferedTool::from_json(t.get("function")?, &["parameters"]))
         .collect();
-    let history = items(body, "messages").iter().map(|m| has_role(m, "assistant"));
-    ParsedRequest::from_body(body, tools, history)
+    let messages = items(body, "messages");
+    let history = messages.iter().map(|m| has_role(m, "assistant"));
+    ParsedRequest::from_body(body, tools, history).with_last_input(messages, |m| has_role(m, "assistant"))
 }
 
 /// The text of a message's `content`: a string, or the `text` of its parts when it is a list.

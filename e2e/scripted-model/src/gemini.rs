@@ -46,7 +46,9 @@ pub fn parse(body: &Value, model: &str, method: &str) -> ParsedRequest {
         stream: method == STREAM_METHOD,
         tools,
         history_turns: count_assistant_turns(history),
+        last_input: String::new(),
     }
+    .with_last_input(items(body, "contents"), |c| has_role(c, "model"))
 }
 
 /// Whether the request asks for a JSON answer (`generationConfig.responseMimeType` is

@@ -32,8 +32,8 @@ pub fn parse(body: &Value) -> ParsedRequest {
         .filter(|t| t.get("type").and_then(Value::as_str).unwrap_or("function") == "function")
         .filter_map(|t| OfferedTool::from_json(t, &["parameters"]))
         .collect();
-    let history = items(body, "input").iter().map(is_assistant_item);
-    ParsedRequest::from_body(body, tools, history)
+    let input = items(body, "input");
+    ParsedRequest::from_body(body, tools, input.iter().map(is_assistant_item)).with_last_input(input, is_assistant_item)
 }
 
 fn usage_json(u: &Usage) -> Value {

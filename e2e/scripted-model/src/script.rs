@@ -66,6 +66,17 @@ pub enum Action {
     },
     /// Run one shell command line (`bash -lc` semantics in the CLI's sandbox).
     Shell(String),
+    /// Call the offered tool named `name` with `input` as its arguments, verbatim: a CLI's own
+    /// tool (`ExitPlanMode`) or an MCP server's. The name matches exactly, or as the suffix
+    /// after `__` (Claude Code offers an MCP server's tool `t` of server `s` as `mcp__s__t`), or
+    /// after `mcp_<server>_` (Gemini CLI 0.61: `mcp_s_t`).
+    Call {
+        /// The tool's name (or its MCP name without the `mcp__<server>__` prefix).
+        name: String,
+        /// The arguments object.
+        #[serde(default)]
+        input: serde_json::Value,
+    },
 }
 
 impl Action {
@@ -74,6 +85,7 @@ impl Action {
         match self {
             Action::WriteFile { path, .. } => format!("write_file:{path}"),
             Action::Shell(_) => "shell".to_string(),
+            Action::Call { name, .. } => format!("call:{name}"),
         }
     }
 }

@@ -293,7 +293,7 @@ async fn handle(
                     info!("POST {uri} model={} script={name} -> scripted {code}", req.model);
                     return protocol.error(code, "scripted: the model endpoint is unavailable");
                 }
-                plan(&script, req.history_turns, &req.tools)
+                plan(&script, req.history_turns, &req.tools, &req.last_input)
             }
             Err(e) => {
                 info!("POST {uri} model={} script={name} -> 400: {e}", req.model);

@@ -164,6 +164,28 @@ pub fn resolve(action: &Action, offered: &[OfferedTool]) -> Result<ToolCall, Str
             Some(tool) => Ok(shell_call(tool, command)),
             None => Err(no_tool("shell", offered)),
         },
+        Action::Call { name, input } => {
+            let (mcp, gemini_mcp) = (format!("__{name}"), format!("_{name}"));
+            let tool = offered
+                .iter()
+                .find(|t| t.name == *name)
+                .or_else(|| offered.iter().find(|t| t.name.ends_with(&mcp)))
+                .or_else(|| {
+                    offered
+                        .iter()
+                        .find(|t| t.name.starts_with("mcp_") && t.name.ends_with(&gemini_mcp))
+                });
+            match tool {
+                Some(tool) => Ok(ToolCall {
+                    name: tool.name.clone(),
+                    arguments: match input {
+                        Value::Null => json!({}),
+                        v => v.clone(),
+                    },
+                }),
+                None => Err(no_tool(&format!("call:{name}"), offered)),
+            }
+        }
     }
 }
 
