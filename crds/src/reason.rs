@@ -68,6 +68,9 @@ reasons! {
     Approved,
     /// The gate was rejected (also the run's final reason: phase `Rejected`).
     Rejected,
+    /// A `Plan` gate's reviewer requested changes; the agent plans again (condition
+    /// AwaitingApproval False).
+    ChangesRequested,
     /// The gate expired (condition AwaitingApproval False).
     Expired,
     /// The gate was withdrawn without a decision (condition AwaitingApproval False).

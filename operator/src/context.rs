@@ -51,6 +51,8 @@ pub struct Context {
     pub followers: Followers,
     /// The approval requests the followers read, until the reconcile raises their gates.
     pub requests: Requests,
+    /// Messages the log followers read as delivered, for the RunMessage controller.
+    pub deliveries: crate::inflight::Deliveries,
     /// Cache of the runner pods (label `paddock.dev/run`; metadata and status only, see
     /// [`crate::controller::agentrun::slim_pod`]). `None` in tests: every read goes to the API.
     pub pods: Option<Store<k8s_openapi::api::core::v1::Pod>>,
@@ -92,6 +94,7 @@ impl Context {
             pool_status_writes: std::sync::Mutex::new(HashMap::new()),
             followers: Followers::new(DEFAULT_MAX_LOG_FOLLOWERS),
             requests: Requests::default(),
+            deliveries: Default::default(),
             pods: None,
             kueue: false,
             signer: Arc::new(paddock_crds::verdict::Signer::generate().expect("the system's random source works")),

@@ -1,6 +1,7 @@
 //! What this operator process keeps in memory between reconciles, each as a named component
 //! of [`crate::context::Context`]: the AgentRun controller's admissions ([`Admissions`]), its
-//! log followers ([`Followers`]) and the approval requests they read ([`Requests`]). None of it is state the cluster lacks: a restarted
+//! log followers ([`Followers`]), the approval requests they read ([`Requests`]) and the messages
+//! they read as delivered ([`Deliveries`]). None of it is state the cluster lacks: a restarted
 //! operator rebuilds it from the API (a run's pod, its log) and loses only time.
 
 use futures::channel::mpsc::UnboundedSender;
@@ -121,6 +122,12 @@ pub struct Request {
     pub commit: Option<String>,
     /// BeforePush: the diffstat.
     pub diffstat: Option<String>,
+    /// Question: what the agent asks.
+    pub question: Option<String>,
+    /// Question: the answers it offers.
+    pub options: Vec<String>,
+    /// Plan: the agent's plan.
+    pub plan: Option<String>,
 }
 
 /// Most requests kept per run: a runner asks one at a time and waits, so more are noise
@@ -291,5 +298,53 @@ mod tests {
         assert_eq!(kept[0].1.id, "tool-4");
         r.forget("u");
         assert!(r.pending("u").is_empty());
+    }
+}
+
+/// A message the runner reported delivered (`message_delivered` on its log): the agent's turn,
+/// the attempt whose pod delivered it, and when the follower read it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    /// The agent's turn at delivery (agent-reported).
+    pub turn: u32,
+    /// The attempt of the pod that delivered it.
+    pub attempt: u32,
+    /// When the follower read the report.
+    pub at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+}
+
+/// Most deliveries kept unread: a hostile agent may print any number of reports; real ones are
+/// read by the RunMessage controller within seconds.
+pub const MAX_DELIVERIES: usize = 1024;
+
+/// Messages the log followers read as delivered, by RunMessage UID, until the RunMessage
+/// controller records them ([`crate::controller::runmessage`]).
+#[derive(Default)]
+pub struct Deliveries {
+    by_uid: std::sync::Mutex<HashMap<String, Delivery>>,
+}
+
+impl Deliveries {
+    /// Records that the message `uid` was delivered (the first report counts); beyond
+    /// [`MAX_DELIVERIES`] unread reports, new ones are dropped.
+    pub fn record(&self, uid: &str, delivery: Delivery) {
+        let mut map = self.by_uid.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() < MAX_DELIVERIES && !uid.is_empty() && uid.len() <= 64 {
+            map.entry(uid.to_string()).or_insert(delivery);
+        }
+    }
+
+    /// The delivery of message `uid`, if one was read; it stays until [`Deliveries::forget`].
+    pub fn get(&self, uid: &str) -> Option<Delivery> {
+        self.by_uid
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(uid)
+            .cloned()
+    }
+
+    /// Forgets message `uid` (its status says it was delivered).
+    pub fn forget(&self, uid: &str) {
+        self.by_uid.lock().unwrap_or_else(PoisonError::into_inner).remove(uid);
     }
 }

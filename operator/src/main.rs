@@ -17,7 +17,7 @@ mod webhook;
 
 use clap::{Parser, Subcommand};
 use context::{Context, State};
-use controller::{agentrun, agentrunset, agentruntrigger, approvalgate, runnerpool};
+use controller::{agentrun, agentrunset, agentruntrigger, approvalgate, runmessage, runnerpool};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::events::Reporter;
@@ -25,7 +25,7 @@ use kube::runtime::reflector::{self, reflector, ObjectRef};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
-use paddock_crds::{AgentRun, AgentRunSet, AgentRunTrigger, ApprovalGate, RunnerPool};
+use paddock_crds::{AgentRun, AgentRunSet, AgentRunTrigger, ApprovalGate, RunMessage, RunnerPool};
 use std::sync::Arc;
 
 #[derive(Parser)]
@@ -369,6 +369,19 @@ async fn main() -> anyhow::Result<()> {
         .run(approvalgate::reconcile, approvalgate::error_policy, ctx.clone())
         .for_each(|_| async {});
 
+    let messages = Controller::new(api::<RunMessage>(&client, &ns), watcher::Config::default());
+    // A run that starts, gets its pod or ends wakes its pending messages.
+    let message_store = messages.store();
+    let messages = messages
+        .watches(
+            api::<AgentRun>(&client, &ns),
+            watcher::Config::default(),
+            move |run: AgentRun| runmessage::messages_of(&run, &message_store.state()),
+        )
+        .shutdown_on_signal()
+        .run(runmessage::reconcile, runmessage::error_policy, ctx.clone())
+        .for_each(|_| async {});
+
     let pools = Controller::new(api::<RunnerPool>(&client, &ns), watcher::Config::default())
         .watches(
             api::<AgentRun>(&client, &ns),
@@ -461,7 +474,7 @@ async fn main() -> anyhow::Result<()> {
     let lead = async {
         let leadership = leader::lead(client.clone(), &args.election, state.clone()).await?;
         tokio::select! {
-            _ = async { tokio::join!(runs, sets, triggers, gates, pools, workload_controller, ready) } => {},
+            _ = async { tokio::join!(runs, sets, triggers, gates, messages, pools, workload_controller, ready) } => {},
             _ = observer => {},
         }
         // The controllers stopped (SIGTERM): free the Lease for a standby.

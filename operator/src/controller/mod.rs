@@ -7,6 +7,7 @@ pub mod agentruntrigger;
 pub mod approvalgate;
 pub mod egress;
 pub mod forge;
+pub mod runmessage;
 pub mod runnerpool;
 
 use crate::context::Context;

@@ -1,5 +1,5 @@
-//! In-run approvals: the `BeforePush` review and `ToolUse` gates (the `BeforeStart` gate stands
-//! before the pod and lives in the reconcile itself).
+//! In-run approvals: the `BeforePush` review, `ToolUse`, `Question` and `Plan` gates (the
+//! `BeforeStart` gate stands before the pod and lives in the reconcile itself).
 //!
 //! The runner asks with an `approval_requested` event on its log: the log follower records the
 //! request ([`crate::inflight::Requests`]) and wakes the run's reconcile, whose plan raises the
@@ -35,23 +35,72 @@ pub const LABEL_REQUEST: &str = "paddock.dev/request";
 
 pub use crate::inflight::Request;
 
-/// Whether `run` asks for approvals while it runs (`spec.approvals.beforePush` or `toolUse`):
-/// such gates are raised from the followed log, and the runner waits on them.
+/// Whether `run` asks for approvals while it runs (`spec.approvals.beforePush`, `toolUse`,
+/// `plan` or `questions`): such gates are raised from the followed log, and the runner waits on
+/// them.
 pub fn has_in_run_gates(run: &AgentRun) -> bool {
-    run.spec
-        .approvals
-        .as_ref()
-        .is_some_and(|a| a.before_push.is_some() || a.tool_use.is_some())
-        || super::verify::holds_push(run)
+    run.spec.approvals.as_ref().is_some_and(|a| {
+        a.before_push.is_some() || a.tool_use.is_some() || a.plan.is_some() || a.questions.is_some()
+    }) || super::verify::holds_push(run)
 }
 
-/// Whether `id` is a request id the runner may use: `push` or `tool-<1..9999>` (anything else,
-/// e.g. from a forged event, is ignored).
+/// Whether `run` must have its plan approved (`spec.approvals.plan`).
+pub fn plan_review(run: &AgentRun) -> bool {
+    run.spec.approvals.as_ref().is_some_and(|a| a.plan.is_some())
+}
+
+/// Where an attempt's plan review stands, from its `Plan` gates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanVerdict {
+    /// A plan was approved (or expired with `onTimeout: Approve`).
+    Approved,
+    /// A plan was rejected, or expired with `onTimeout: Reject`: the gate's name, whether it
+    /// expired, and who rejected it.
+    Rejected {
+        /// The gate.
+        gate: String,
+        /// It expired rather than being rejected.
+        expired: bool,
+        /// Who rejected it.
+        by: Option<String>,
+    },
+    /// No plan decided yet (none presented, pending, or changes requested).
+    Waiting,
+}
+
+/// The plan review of `run`'s `attempt` from its gates (the attempt's `Plan` gates owned by the
+/// run, by their immutable spec). An approval wins over an earlier rejection of another gate
+/// (there is none: a rejection ends the run). Pure.
+pub fn plan_verdict(run: &AgentRun, gates: &[ApprovalGate], attempt: u32) -> PlanVerdict {
+    let mut out = PlanVerdict::Waiting;
+    for g in gates
+        .iter()
+        .filter(|g| g.spec.stage == GateStage::Plan && g.spec.run_ref.attempt == Some(attempt))
+        .filter(|g| super::gates::owned_by(g, run))
+    {
+        match verdict(g) {
+            Some("Approve") => return PlanVerdict::Approved,
+            Some("Reject" | "Expired") => {
+                out = PlanVerdict::Rejected {
+                    gate: g.metadata.name.clone().unwrap_or_default(),
+                    expired: g.status.as_ref().and_then(|s| s.state) == Some(GateState::Expired),
+                    by: g.status.as_ref().and_then(|s| s.decided_by.clone()),
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether `id` is a request id the runner may use: `push`, `tool-<n>`, `question-<n>` or
+/// `plan-<n>` with n of 1 to 4 digits (anything else, e.g. from a forged event, is ignored).
 pub fn valid_id(id: &str) -> bool {
     id == "push"
-        || id
-            .strip_prefix("tool-")
-            .is_some_and(|n| !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit()))
+        || ["tool-", "question-", "plan-"].iter().any(|p| {
+            id.strip_prefix(p)
+                .is_some_and(|n| !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit()))
+        })
 }
 
 /// The stage and policy `run` has for `req`, or `None` when the run did not ask for that kind
@@ -60,22 +109,35 @@ pub fn policy_for<'a>(run: &'a AgentRun, req: &Request) -> Option<(GateStage, &'
     let approvals = run.spec.approvals.as_ref()?;
     match req.stage.as_str() {
         "BeforePush" if req.id == "push" => approvals.before_push.as_ref().map(|p| (GateStage::BeforePush, p)),
-        "ToolUse" if req.id != "push" => approvals.tool_use.as_ref().map(|t| (GateStage::ToolUse, &t.gate)),
+        "ToolUse" if req.id.starts_with("tool-") => approvals.tool_use.as_ref().map(|t| (GateStage::ToolUse, &t.gate)),
+        "Question" if req.id.starts_with("question-") => approvals.questions.as_ref().map(|p| (GateStage::Question, p)),
+        "Plan" if req.id.starts_with("plan-") => approvals.plan.as_ref().map(|p| (GateStage::Plan, p)),
         _ => None,
     }
 }
 
-/// The verdict a decided gate sends to the runner (`Approve`, `Reject`, `Expired`), or `None`
-/// while it is pending. Expiry with `onTimeout: Approve` approves. A withdrawn gate sends
-/// nothing: the run or attempt that asked is over.
+/// The verdict a decided gate sends to the runner (`Approve`, `Reject`, `Expired`,
+/// `RequestChanges`), or `None` while it is pending. Expiry with `onTimeout: Approve` approves,
+/// except a `Question`'s, which has no answer to give. A withdrawn gate sends nothing: the run
+/// or attempt that asked is over.
 pub fn verdict(gate: &ApprovalGate) -> Option<&'static str> {
+    let question = gate.spec.stage == GateStage::Question;
     match gate.status.as_ref()?.state? {
         GateState::Pending | GateState::Withdrawn => None,
         GateState::Approved => Some("Approve"),
         GateState::Rejected => Some("Reject"),
-        GateState::Expired if gate.spec.on_timeout == Some(TimeoutAction::Approve) => Some("Approve"),
+        GateState::ChangesRequested => Some("RequestChanges"),
+        GateState::Expired if gate.spec.on_timeout == Some(TimeoutAction::Approve) && !question => Some("Approve"),
         GateState::Expired => Some("Expired"),
     }
+}
+
+/// The text a decided `Question` or `Plan` gate hands the runner with its verdict (the answer,
+/// or the changes requested; `status.answer`), `""` when it has none; `None` for other stages,
+/// whose verdicts carry no text.
+pub fn verdict_text(gate: &ApprovalGate) -> Option<&str> {
+    matches!(gate.spec.stage, GateStage::Question | GateStage::Plan)
+        .then(|| gate.status.as_ref().and_then(|s| s.answer.as_deref()).unwrap_or(""))
 }
 
 /// How long a push request waits for the gateway's review before it is dropped (about what the
@@ -188,6 +250,9 @@ pub fn reviewed_push(gw: &artifacts::GatewayLog, branch: &str) -> Option<GateReq
         diffstat: Some(diffstat),
         candidates: Vec::new(),
         patch_ref: None,
+        question: None,
+        options: Vec::new(),
+        plan: None,
     })
 }
 
@@ -245,6 +310,15 @@ async fn create_gate(
         diffstat: None,
         patch_ref: None,
         candidates: Vec::new(),
+        // Agent-reported, bounded as the CRD bounds them.
+        question: req.question.as_deref().map(|q| paddock_crds::events::truncate(q, 4096)),
+        options: req
+            .options
+            .iter()
+            .take(16)
+            .map(|o| paddock_crds::events::truncate(o, 256))
+            .collect(),
+        plan: req.plan.as_deref().map(|p| paddock_crds::events::truncate(p, 32768)),
     };
     if stage == GateStage::BeforePush {
         // The reviewer reads the gateway's patch before the push: store it now (the final store
@@ -372,24 +446,32 @@ pub fn verdict_annotations(
     gates
         .iter()
         .filter(|g| super::gates::owned_by(g, run) && g.spec.run_ref.attempt == Some(attempt))
-        .filter_map(|g| {
-            let id = g.spec.request.id.clone()?;
+        .flat_map(|g| {
+            let mut out = Vec::new();
+            let Some(id) = g.spec.request.id.clone() else { return out };
+            let Some(v) = verdict(g) else { return out };
+            // A Question's answer or a Plan's requested changes: the text travels in its own
+            // annotation and the verdict signs its digest.
+            let text = verdict_text(g);
+            let digest = text.map(paddock_crds::verdict::text_subject);
             let subject = paddock_crds::verdict::Subject {
                 namespace: run.metadata.namespace.as_deref().unwrap_or_default(),
                 run: run.metadata.name.as_deref().unwrap_or_default(),
                 run_uid: run.metadata.uid.as_deref().unwrap_or_default(),
                 attempt,
                 id: &id,
-                subject: g
-                    .spec
-                    .request
-                    .commit
-                    .as_deref()
-                    .filter(|_| g.spec.stage == GateStage::BeforePush)
-                    .unwrap_or(""),
+                subject: match (&digest, g.spec.stage) {
+                    (Some(d), _) => d.as_str(),
+                    (None, GateStage::BeforePush) => g.spec.request.commit.as_deref().unwrap_or(""),
+                    (None, _) => "",
+                },
             };
-            let value = signer.verdict_value(&subject, verdict(g)?)?;
-            Some((format!("{DECISION_PREFIX}{id}"), value))
+            let Some(value) = signer.verdict_value(&subject, v) else { return out };
+            if let Some(t) = text.filter(|t| !t.is_empty()) {
+                out.push((format!("{}{id}", paddock_crds::verdict::TEXT_PREFIX), t.to_string()));
+            }
+            out.push((format!("{DECISION_PREFIX}{id}"), value));
+            out
         })
         .collect()
 }
@@ -627,6 +709,59 @@ mod tests {
             g.spec.run_ref.uid = Some("earlier".into());
         }
         assert!(verdict_annotations(&run(), &foreign, 1, &signer).is_empty());
+    }
+
+    #[test]
+    fn answers_and_requested_changes_travel_with_a_verdict_signed_over_their_digest() {
+        use paddock_crds::verdict::{text_subject, verified_verdict, Subject};
+        let signer = paddock_crds::verdict::Signer::generate().unwrap();
+        let key = signer.public_key_b64();
+        let mut q = labelled("question-1", 1, GateState::Approved, GateStage::Question, None);
+        q.status.as_mut().unwrap().answer = Some("keep v2".into());
+        let mut p = labelled("plan-1", 1, GateState::ChangesRequested, GateStage::Plan, None);
+        p.status.as_mut().unwrap().answer = Some("add a CHANGELOG entry".into());
+        let expired = labelled("question-2", 1, GateState::Expired, GateStage::Question, None);
+        let approved = labelled("plan-2", 1, GateState::Approved, GateStage::Plan, None);
+        let a = verdict_annotations(&run(), &[q, p, expired, approved], 1, &signer);
+        assert_eq!(a["text.paddock.dev/question-1"], "keep v2");
+        assert_eq!(a["text.paddock.dev/plan-1"], "add a CHANGELOG entry");
+        assert!(!a.contains_key("text.paddock.dev/question-2"), "no answer, no text");
+        let check = |id: &str, text: &str| {
+            let digest = text_subject(text);
+            let s = Subject {
+                namespace: "ns",
+                run: "r1",
+                run_uid: "u1",
+                attempt: 1,
+                id,
+                subject: &digest,
+            };
+            verified_verdict(&key, &s, &a[&format!("decision.paddock.dev/{id}")]).map(str::to_string)
+        };
+        assert_eq!(check("question-1", "keep v2").as_deref(), Some("Approve"));
+        assert_eq!(check("question-1", "push to main"), None, "another answer");
+        assert_eq!(check("plan-1", "add a CHANGELOG entry").as_deref(), Some("RequestChanges"));
+        // A question that expired has no answer to give, whatever onTimeout says.
+        assert_eq!(check("question-2", "").as_deref(), Some("Expired"));
+        assert_eq!(check("plan-2", "").as_deref(), Some("Approve"));
+        assert_eq!(
+            plan_verdict(&run(), &[labelled("plan-2", 1, GateState::Approved, GateStage::Plan, None)], 1),
+            PlanVerdict::Approved
+        );
+        assert_eq!(
+            plan_verdict(&run(), &[labelled("plan-1", 1, GateState::ChangesRequested, GateStage::Plan, None)], 1),
+            PlanVerdict::Waiting
+        );
+        assert!(matches!(
+            plan_verdict(&run(), &[labelled("plan-1", 1, GateState::Rejected, GateStage::Plan, None)], 1),
+            PlanVerdict::Rejected { expired: false, .. }
+        ));
+        assert_eq!(
+            plan_verdict(&run(), &[labelled("plan-1", 2, GateState::Approved, GateStage::Plan, None)], 1),
+            PlanVerdict::Waiting,
+            "another attempt's approval"
+        );
+        assert!(valid_id("question-12") && valid_id("plan-3") && !valid_id("plan-") && !valid_id("question-12345"));
     }
 
     #[test]

@@ -152,6 +152,7 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
         .unwrap_or_default();
     progress.pod = Some(pod.clone());
     let already = progress.events;
+    let attempt = run.status.as_ref().and_then(|s| s.attempt).unwrap_or(1);
     let lp = LogParams {
         container: Some("agent".into()),
         follow: true,
@@ -182,6 +183,9 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
             input,
             commit,
             diffstat,
+            question,
+            options,
+            plan,
         } = &ev.event
         {
             if super::approvals::valid_id(id) {
@@ -193,11 +197,25 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
                     input: input.clone(),
                     commit: commit.clone(),
                     diffstat: diffstat.clone(),
+                    question: question.clone(),
+                    options: options.clone(),
+                    plan: plan.clone(),
                 };
                 ctx.requests.raise(&run, &pod, req);
             } else {
                 tracing::warn!(id, "ignoring an approval request with an invalid id");
             }
+        }
+        // A message the runner handed to the agent: the RunMessage controller records it. Like
+        // a request, it is handed over again after a restart (the record is idempotent).
+        if let RunnerEvent::MessageDelivered { id, turn } = &ev.event {
+            // When the follower read it: the runner's own timestamp is agent-reported.
+            let delivery = crate::inflight::Delivery {
+                turn: *turn,
+                attempt,
+                at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+            };
+            ctx.deliveries.record(id, delivery);
         }
         if ev.seq <= already {
             continue;

@@ -162,6 +162,14 @@ pub async fn resolve(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, need
             let selection = facts.selection.clone().unwrap_or(agentrunset::Selection::NotACandidate);
             facts.in_run_gate = Some(approvals::sync_verdicts(ctx, run, pod, verification.as_ref(), &selection).await?);
         }
+        Need::Plan => {
+            let attempt = match &facts.pod {
+                Some(PodLookup::Own(pod)) => approvals::pod_attempt(pod),
+                _ => facts.attempt,
+            };
+            let gates = approvals::list_gates(ctx, run).await?;
+            facts.plan = Some(approvals::plan_verdict(run, &gates, attempt));
+        }
         Need::Requests => {
             let uid = run.metadata.uid.as_deref().unwrap_or_default();
             facts.requests = Some(ctx.requests.pending(uid));

@@ -201,10 +201,20 @@ pub fn compute_state(spec: &ApprovalGateSpec) -> (GateState, u32, Option<String>
 /// The candidate an approved `Pick` gate picked: the first whose approvals (by listed
 /// approvers, one each) reached the quorum. `None` for other stages or while none has. Pure.
 pub fn picked(spec: &ApprovalGateSpec) -> Option<String> {
-    tally(spec).3
+    tally(spec).3.filter(|_| spec.stage == GateStage::Pick)
 }
 
-/// [`compute_state`] and, for a `Pick` gate, the candidate picked.
+/// The text a decided gate hands the agent: an approved `Question` gate's answer (the decision
+/// that completed the quorum), or the changes a `Plan` gate's reviewer requested (that
+/// decision's comment). `None` otherwise. Pure.
+pub fn answer(spec: &ApprovalGateSpec) -> Option<String> {
+    tally(spec)
+        .3
+        .filter(|_| matches!(spec.stage, GateStage::Question | GateStage::Plan))
+}
+
+/// [`compute_state`] and the deciding decision's detail: a `Pick` gate's candidate, a
+/// `Question` gate's answer, a `RequestChanges` decision's comment.
 fn tally(spec: &ApprovalGateSpec) -> (GateState, u32, Option<String>, Option<String>) {
     let listed = |who: &str| {
         (spec.approvers.users.is_empty() && spec.approvers.groups.is_empty())
@@ -221,6 +231,18 @@ fn tally(spec: &ApprovalGateSpec) -> (GateState, u32, Option<String>, Option<Str
         if d.decision == Verdict::Reject {
             return (GateState::Rejected, seen.len() as u32, Some(d.approver.clone()), None);
         }
+        if d.decision == Verdict::RequestChanges {
+            // Only a Plan gate's (the CRD's rule refuses it elsewhere); decisive like a Reject.
+            if spec.stage != GateStage::Plan {
+                continue;
+            }
+            return (
+                GateState::ChangesRequested,
+                seen.len() as u32,
+                Some(d.approver.clone()),
+                d.comment.clone(),
+            );
+        }
         let (count, candidate) = if spec.stage == GateStage::Pick {
             // An approval naming no listed candidate counts for nothing (the CRD's rule
             // refuses it at admission).
@@ -234,6 +256,12 @@ fn tally(spec: &ApprovalGateSpec) -> (GateState, u32, Option<String>, Option<Str
             let n = per_candidate.entry(c).or_default();
             *n += 1;
             (*n, Some(c.to_string()))
+        } else if spec.stage == GateStage::Question {
+            // An Approve without an answer answers nothing (the CRD's rule refuses it).
+            let Some(a) = d.answer.as_deref().filter(|a| !a.is_empty()) else {
+                continue;
+            };
+            (seen.len() as u32 + 1, Some(a.to_string()))
         } else {
             (seen.len() as u32 + 1, None)
         };
@@ -345,6 +373,11 @@ pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Act
             "Rejected",
             format!("rejected by {}", by.clone().unwrap_or_default()),
         ),
+        GateState::ChangesRequested => (
+            TRUE,
+            "ChangesRequested",
+            format!("changes requested by {}", by.clone().unwrap_or_default()),
+        ),
         // Not produced by compute_state or expiry; withdrawal is handled above.
         GateState::Withdrawn => (TRUE, "Withdrawn", String::new()),
     };
@@ -364,6 +397,7 @@ pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Act
         st.decided_by = by;
         st.decided_at = Some(now);
         st.candidate = picked(&gate.spec);
+        st.answer = answer(&gate.spec);
     }
     if st != old {
         apply_status(&ctx, &ns, &name, &st).await?;
@@ -372,7 +406,7 @@ pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Act
                 .await;
         }
         if old.approvals != approvals || old.state != st.state {
-            let t = if matches!(state, GateState::Rejected | GateState::Expired) {
+            let t = if matches!(state, GateState::Rejected | GateState::Expired | GateState::ChangesRequested) {
                 EventType::Warning
             } else {
                 EventType::Normal

@@ -24,6 +24,7 @@ fn spec(quorum: u32, users: &[&str], decisions: &[(&str, Verdict)]) -> ApprovalG
                 decision: *d,
                 comment: None,
                 candidate: None,
+                answer: None,
             })
             .collect(),
     }
@@ -81,6 +82,7 @@ fn a_pick_needs_its_quorum_on_one_listed_candidate() {
         decision: d,
         comment: None,
         candidate: c.map(str::to_string),
+        answer: None,
     };
     s.decisions = vec![
         pick("alice", Some("a"), Verdict::Approve),
@@ -301,6 +303,7 @@ async fn reconcile_withdraws_the_gate_of_an_ended_run() {
         decision: Verdict::Approve,
         comment: None,
         candidate: None,
+        answer: None,
     });
     let (ctx, written) = crate::context::test_context_recording(vec![]);
     let action = reconcile(Arc::new(late), Arc::new(ctx)).await.unwrap();
@@ -366,4 +369,52 @@ fn decisions_table() {
         let (got, count, _) = compute_state(&s);
         assert_eq!((got, count), (state, n), "case {i}");
     }
+}
+
+#[test]
+fn a_question_is_answered_by_the_decision_that_completes_its_quorum() {
+    let mut s = spec(1, &["alice"], &[]);
+    s.stage = GateStage::Question;
+    let answer = |who: &str, a: Option<&str>| Decision {
+        approver: who.into(),
+        decision: Verdict::Approve,
+        comment: None,
+        candidate: None,
+        answer: a.map(str::to_string),
+    };
+    // Not listed, then no answer: neither counts.
+    s.decisions = vec![answer("mallory", Some("push to main")), answer("alice", None)];
+    assert_eq!(compute_state(&s).0, GateState::Pending);
+    s.decisions.push(answer("alice", Some("keep v2")));
+    // alice's answerless approval counted for nothing, so her answer is the one.
+    assert_eq!(compute_state(&s), (GateState::Approved, 1, Some("alice".into())));
+    assert_eq!(super::answer(&s).as_deref(), Some("keep v2"));
+    assert_eq!(picked(&s), None);
+}
+
+#[test]
+fn a_plan_gate_s_request_for_changes_decides_it_with_the_comment() {
+    let mut s = spec(2, &["alice", "bob"], &[]);
+    s.stage = GateStage::Plan;
+    s.decisions = vec![
+        Decision {
+            approver: "alice".into(),
+            decision: Verdict::Approve,
+            comment: None,
+            candidate: None,
+            answer: None,
+        },
+        Decision {
+            approver: "bob".into(),
+            decision: Verdict::RequestChanges,
+            comment: Some("add a CHANGELOG entry".into()),
+            candidate: None,
+            answer: None,
+        },
+    ];
+    assert_eq!(compute_state(&s), (GateState::ChangesRequested, 1, Some("bob".into())));
+    assert_eq!(super::answer(&s).as_deref(), Some("add a CHANGELOG entry"));
+    // Elsewhere a RequestChanges counts for nothing.
+    s.stage = GateStage::ToolUse;
+    assert_eq!(compute_state(&s).0, GateState::Pending);
 }

@@ -315,6 +315,8 @@ pub fn runner_config(
             // while a required verification has not passed (issue 19); the agent waits for it.
             push_approval: approvals.is_some_and(|a| a.before_push.is_some())
                 || paddock_crds::agentrunset::holds_push(run),
+            // The gateway pushes nothing without a signed plan approval (issue 22).
+            plan_review: approvals.is_some_and(|a| a.plan.is_some()),
         },
         trusted: TrustedConfig {
             repo_url: run.spec.repo.url.clone(),
@@ -340,6 +342,7 @@ pub fn runner_config(
             commit_message: output.and_then(|o| o.commit_message.clone()),
             // In-run approvals: verdicts arrive as pod annotations in a downward API file.
             tool_rules: approvals.and_then(|a| a.tool_use.as_ref()).map(|t| t.rules.clone()),
+            questions: approvals.is_some_and(|a| a.questions.is_some()),
         },
     }
 }

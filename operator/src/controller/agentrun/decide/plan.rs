@@ -139,6 +139,8 @@ pub struct Facts {
     pub selection: Option<Selection>,
     /// The first pending in-run gate of the pod's attempt (after the verdicts were handed on).
     pub in_run_gate: Option<Option<ApprovalGate>>,
+    /// Where the plan review of the pod's attempt stands (`spec.approvals.plan`).
+    pub plan: Option<crate::controller::agentrun::approvals::PlanVerdict>,
     /// A held push's verification.
     pub held: Option<HeldRead>,
     /// The approval requests the log follower read and no gate was raised for yet:
@@ -200,6 +202,8 @@ pub enum Need {
     Selection,
     /// The in-run gates (their verdicts handed to the pod).
     InRunGates,
+    /// The plan review's gates of the pod's attempt.
+    Plan,
     /// A held push's verification.
     Held,
     /// The approval requests the log follower read.

@@ -7,6 +7,7 @@ use crate::controller::agentrun::artifacts::{self, ArtifactRefs, ParsedLog};
 use crate::controller::agentrun::status::{
     attempt_label, attempt_of, classify_pod, set_phase, succeeded_message, PodState, COND_RUNNING,
 };
+use crate::controller::agentrun::approvals::{self, PlanVerdict};
 use crate::controller::agentrun::{build, follow, verify};
 use crate::controller::agentrunset::{self, Selection};
 use k8s_openapi::api::core::v1::Pod;
@@ -92,6 +93,15 @@ pub(super) fn observe_pod(run: &AgentRun, facts: &Facts, pod: &Pod, mut plan: Pl
         }
         if !requests.is_empty() {
             recheck = Some(recheck.map_or(REQUEST_RECHECK, |r| r.min(REQUEST_RECHECK)));
+        }
+    }
+    // Plan review (issue 22): a rejected plan ends the run now, whatever the pod does next.
+    if running && approvals::plan_review(run) {
+        if let PlanVerdict::Rejected { .. } = need!(facts.plan, Need::Plan) {
+            plan.effects
+                .retain(|e| !matches!(e, Effect::Follow(_) | Effect::RaiseRequest { .. }));
+            let step = end_from_pod(run, facts, pod, plan, now, Some(Phase::Rejected));
+            return with_effect(step, Effect::DeletePod(pod_name));
         }
     }
     // In-run approvals: decided verdicts are handed to the pod; a pending gate shows.
@@ -263,6 +273,10 @@ pub(super) fn end_from_pod(
             "spec.budget.timeout passed; the runner pod was stopped".to_string(),
             parsed.result.clone(),
         ),
+        (Some(Phase::Rejected), _) => {
+            let (reason, message) = plan_rejection(facts.plan.as_ref());
+            (Phase::Rejected, reason.to_string(), message, parsed.result.clone())
+        }
         (
             _,
             PodState::Finished {
@@ -292,6 +306,24 @@ pub(super) fn end_from_pod(
             let (reason, message) = artifacts::confirmed_reason(reason, message, gateway);
             (phase, reason, message)
         };
+    // Plan review (issue 22): whatever the runner says, a run whose plan was not approved has
+    // not succeeded (its gateway pushed nothing without the signed approval).
+    let (phase, reason, message) = if forced.is_none() && approvals::plan_review(run) && phase == Phase::Succeeded {
+        match need!(facts.plan, Need::Plan) {
+            PlanVerdict::Approved => (phase, reason, message),
+            rejected @ PlanVerdict::Rejected { .. } => {
+                let (reason, message) = plan_rejection(Some(rejected));
+                (Phase::Rejected, reason.to_string(), message)
+            }
+            PlanVerdict::Waiting => (
+                Phase::Failed,
+                Reason::PlanNotApproved.to_string(),
+                "the agent ended without an approved plan (spec.approvals.plan); nothing was pushed".to_string(),
+            ),
+        }
+    } else {
+        (phase, reason, message)
+    };
     let result = result.map(|r| artifacts::with_trusted_facts(r, gateway));
     let message = match &result {
         Some(r) if phase == Phase::Succeeded && reason == Reason::Succeeded => succeeded_message(r),
@@ -397,6 +429,24 @@ pub(super) fn end_from_pod(
     }
     plan.transition(run, now, phase, &reason, &message);
     plan.done()
+}
+
+/// The final reason and message of a run whose plan `verdict` rejected it. Pure.
+fn plan_rejection(verdict: Option<&PlanVerdict>) -> (Reason, String) {
+    match verdict {
+        Some(PlanVerdict::Rejected { gate, expired: true, .. }) => (
+            Reason::GateExpired,
+            format!("plan review ApprovalGate {gate} expired without a decision (onTimeout Reject); nothing was pushed, the plan is kept in the gate"),
+        ),
+        Some(PlanVerdict::Rejected { gate, by, .. }) => (
+            Reason::Rejected,
+            format!(
+                "the plan in ApprovalGate {gate} was rejected{}; nothing was pushed, the plan is kept in the gate",
+                by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default()
+            ),
+        ),
+        _ => (Reason::Rejected, "the plan was rejected; nothing was pushed".to_string()),
+    }
 }
 
 /// The artifact ConfigMaps [`artifacts::apply_artifacts`] writes for `parsed`: the log always,

@@ -6,6 +6,7 @@ use super::*;
 use crate::controller::agentrun::artifacts::parse_gateway_log;
 use crate::controller::agentrun::build::PodUplink;
 use crate::controller::agentrun::status::COND_SUCCEEDED;
+use crate::controller::agentrun::approvals::PlanVerdict;
 use crate::controller::agentrunset::Selection;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -585,6 +586,16 @@ fn rows() -> Vec<(&'static str, AgentRun, Facts, Want)> {
             P(Some(Phase::Running), Some(Reason::Running), &["Follow"]),
         ),
         (
+            "a plan sent back for changes is recorded; the agent plans again",
+            run(json!({}), waiting_on_gate()),
+            Facts {
+                pod: Some(running_pod()),
+                awaited_gate: Some(Some(gate("ChangesRequested", None))),
+                ..base()
+            },
+            P(Some(Phase::Running), Some(Reason::Running), &["Follow"]),
+        ),
+        (
             "a withdrawn gate is recorded",
             run(json!({}), waiting_on_gate()),
             Facts {
@@ -783,6 +794,40 @@ fn rows() -> Vec<(&'static str, AgentRun, Facts, Want)> {
             run(json!({}), running_status()),
             ended(ended_pod("Failed", 1, &result("Failed", "Rejected"), "Error"), ""),
             P(Some(Phase::Rejected), Some(Reason::Rejected), &["StoreArtifacts"]),
+        ),
+        (
+            "an agent that ended without an approved plan fails, whatever it reported",
+            run(json!({"agent": {"name": "claude-code"}, "approvals": {"plan": {}}}), running_status()),
+            Facts {
+                plan: Some(PlanVerdict::Waiting),
+                ..ended(ended_pod("Succeeded", 0, &result("Succeeded", "Succeeded"), "Completed"), "")
+            },
+            P(Some(Phase::Failed), Some(Reason::PlanNotApproved), &["StoreArtifacts"]),
+        ),
+        (
+            "an agent that carried out its approved plan succeeds",
+            run(json!({"agent": {"name": "claude-code"}, "approvals": {"plan": {}}}), running_status()),
+            Facts {
+                plan: Some(PlanVerdict::Approved),
+                ..ended(ended_pod("Succeeded", 0, &result("Succeeded", "Succeeded"), "Completed"), "")
+            },
+            P(Some(Phase::Succeeded), Some(Reason::Succeeded), &["StoreArtifacts"]),
+        ),
+        (
+            "a rejected plan ends the run and stops its pod",
+            run(json!({"agent": {"name": "claude-code"}, "approvals": {"plan": {}}}), running_status()),
+            Facts {
+                pod: Some(running_pod()),
+                moved_past: Some(false),
+                ending: ending(""),
+                plan: Some(PlanVerdict::Rejected {
+                    gate: "r-plan-1".into(),
+                    expired: false,
+                    by: Some("alice".into()),
+                }),
+                ..base()
+            },
+            P(Some(Phase::Rejected), Some(Reason::Rejected), &["StoreArtifacts", "DeletePod"]),
         ),
         (
             "a model 503 the gateway saw fails the run without retries",

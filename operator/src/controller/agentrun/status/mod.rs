@@ -328,6 +328,10 @@ pub fn gate_decided(gate: &ApprovalGate) -> Option<(&'static str, String)> {
         GateState::Pending => return None,
         GateState::Approved => (Reason::Approved.as_str(), format!("{what} was approved{by}")),
         GateState::Rejected => (Reason::Rejected.as_str(), format!("{what} was rejected{by}")),
+        GateState::ChangesRequested => (
+            Reason::ChangesRequested.as_str(),
+            format!("{what}: changes were requested{by}; the agent plans again"),
+        ),
         GateState::Expired if gate.spec.on_timeout == Some(TimeoutAction::Approve) => (
             Reason::Expired.as_str(),
             format!("{what} expired without a decision; onTimeout Approve let the run go on"),

@@ -1,0 +1,428 @@
+//! The RunMessage controller: hands a human's message to the run's pod and records its delivery.
+//!
+//! A message for a running Claude Code run is signed with the operator's verdict key (for the
+//! run's UID, the attempt, `msg-<uid>` and the digest of sender and text) and merged into the
+//! pod's annotations as `message.paddock.dev/<uid>` ([`paddock_crds::verdict::PodMessage`]); the
+//! runner in the pod checks the signature (a namespace `edit` user may annotate pods), writes
+//! the message into the CLI's open input as a user turn, and prints `message_delivered`, which
+//! the run's log follower hands here ([`crate::inflight::Deliveries`]). That report is
+//! agent-reported (the runner shares the agent's container) and the status says so.
+//!
+//! States: `Pending` (`WaitingForRun` until the run has a pod, then `SentToPod`), `Delivered`,
+//! or `Refused` (`RunNotFound`, `RunFinished`, `NotSupported`). The decision is the pure
+//! [`decide`]; [`reconcile`] does the reads and writes.
+
+use crate::context::Context;
+use crate::error::{Error, Result, Stage};
+use crate::inflight::Delivery;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::Resource;
+use paddock_crds::condition::{set_condition, FALSE, TRUE, UNKNOWN};
+use paddock_crds::verdict::{PodMessage, Subject, MESSAGE_PREFIX};
+use paddock_crds::{AgentRun, MessageState, Phase, RunMessage, RunMessageStatus, COND_DELIVERED};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Controller name used in metrics and logs.
+pub const CONTROLLER: &str = "runmessage";
+/// Field manager of a message's status.
+pub const MANAGER_MESSAGE: &str = "paddock.dev/runmessage";
+/// How long a message waits for a run of its name to appear (GitOps may apply the message
+/// first) before it is refused with `RunNotFound`, in seconds.
+pub const RUN_WAIT_SECS: i64 = 60;
+/// How often a message sent to a pod looks for the runner's delivery report.
+pub const DELIVERY_RECHECK: Duration = Duration::from_secs(2);
+/// How often a message waiting for its run's pod looks again (AgentRun changes wake it
+/// sooner).
+pub const RUN_RECHECK: Duration = Duration::from_secs(10);
+
+/// What one pass does with a message. Pure output of [`decide`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessagePlan {
+    /// The status to write (written only when it differs from the current one).
+    pub status: RunMessageStatus,
+    /// Hand the message to this pod (`(pod name, attempt)`) before the status write.
+    pub send_to: Option<(String, u32)>,
+    /// An Event to publish on the run (delivered) or on the message (refused):
+    /// `(on the run?, type, reason, note)`.
+    pub event: Option<(bool, EventType, &'static str, String)>,
+    /// When to look again.
+    pub requeue: Option<Duration>,
+}
+
+/// Decides what to do with `msg`, for `run` (its AgentRun, `None` when none exists),
+/// `delivery` (the runner's report, if the log follower read one), at `now`. Pure.
+pub fn decide(msg: &RunMessage, run: Option<&AgentRun>, delivery: Option<&Delivery>, now: &Time) -> MessagePlan {
+    let old = msg.status.clone().unwrap_or_default();
+    let mut st = RunMessageStatus {
+        observed_generation: msg.metadata.generation,
+        ..old.clone()
+    };
+    let generation = msg.metadata.generation;
+    let mut plan = MessagePlan {
+        status: st.clone(),
+        send_to: None,
+        event: None,
+        requeue: None,
+    };
+    let set = |st: &mut RunMessageStatus, state: MessageState, status: &str, reason: &str, message: &str| {
+        st.state = Some(state);
+        set_condition(
+            &mut st.conditions,
+            COND_DELIVERED,
+            status,
+            reason,
+            message,
+            generation,
+            now.clone(),
+        );
+    };
+    let run_name = &msg.spec.run_ref.name;
+    let Some(run) = run else {
+        let age = msg
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| now.0.as_second() - t.0.as_second());
+        if age < RUN_WAIT_SECS {
+            set(
+                &mut st,
+                MessageState::Pending,
+                UNKNOWN,
+                "WaitingForRun",
+                &format!("no AgentRun {run_name} yet"),
+            );
+            plan.requeue = Some(RUN_RECHECK);
+        } else {
+            let why = format!("no AgentRun {run_name} in this namespace");
+            set(&mut st, MessageState::Refused, FALSE, "RunNotFound", &why);
+            plan.event = Some((false, EventType::Warning, "MessageRefused", why));
+        }
+        plan.status = st;
+        return plan;
+    };
+    let rs = run.status.clone().unwrap_or_default();
+    let attempt = rs.attempt.unwrap_or(1);
+    if let Some(d) = delivery {
+        st.delivered_at = Some(d.at.clone());
+        st.turn = Some(d.turn);
+        st.attempt = Some(d.attempt);
+        let how = format!(
+            "{}'s message reached the agent at turn {} of attempt {} (reported by the runner in the agent's container)",
+            msg.spec.sender, d.turn, d.attempt
+        );
+        set(&mut st, MessageState::Delivered, TRUE, "Delivered", &how);
+        plan.event = Some((
+            true,
+            EventType::Normal,
+            "MessageDelivered",
+            format!("RunMessage {}: {how}", msg.metadata.name.as_deref().unwrap_or_default()),
+        ));
+        plan.status = st;
+        return plan;
+    }
+    if !paddock_crds::takes_live_messages(&run.spec.agent.name) {
+        let why = format!(
+            "agent {} takes no input while it runs; only claude-code does (docs/conversing.md). Start a new run with spec.resumeFrom instead",
+            run.spec.agent.name.as_str()
+        );
+        set(&mut st, MessageState::Refused, FALSE, "NotSupported", &why);
+        plan.event = Some((false, EventType::Warning, "MessageRefused", why));
+        plan.status = st;
+        return plan;
+    }
+    let phase = rs.phase.unwrap_or(Phase::Pending);
+    if phase.is_terminal() {
+        let why = format!("AgentRun {run_name} ended ({}) before the agent took the message", phase.as_str());
+        set(&mut st, MessageState::Refused, FALSE, "RunFinished", &why);
+        plan.event = Some((false, EventType::Warning, "MessageRefused", why));
+        plan.status = st;
+        return plan;
+    }
+    let pod = rs.pod_name.clone().filter(|_| matches!(phase, Phase::Running | Phase::AwaitingApproval));
+    match pod {
+        None => {
+            set(
+                &mut st,
+                MessageState::Pending,
+                UNKNOWN,
+                "WaitingForRun",
+                &format!("AgentRun {run_name} is {}; the message goes to its agent once it runs", phase.as_str()),
+            );
+            plan.requeue = Some(RUN_RECHECK);
+        }
+        Some(pod) => {
+            let sent = st.attempt == Some(attempt)
+                && st.conditions.iter().any(|c| c.type_ == COND_DELIVERED && c.reason == "SentToPod");
+            if !sent {
+                plan.send_to = Some((pod.clone(), attempt));
+            }
+            st.attempt = Some(attempt);
+            set(
+                &mut st,
+                MessageState::Pending,
+                UNKNOWN,
+                "SentToPod",
+                &format!("handed to pod {pod}; waiting for the agent to take it"),
+            );
+            plan.requeue = Some(DELIVERY_RECHECK);
+        }
+    }
+    plan.status = st;
+    plan
+}
+
+/// The annotation `(key, value)` that hands `msg` to the pod of `run`'s `attempt`: signed by
+/// `signer` for the run's UID and the attempt. `None` when the text cannot be signed (never:
+/// the signed subject is a digest).
+pub fn pod_annotation(
+    msg: &RunMessage,
+    run: &AgentRun,
+    attempt: u32,
+    signer: &paddock_crds::verdict::Signer,
+) -> Option<(String, String)> {
+    let uid = msg.metadata.uid.as_deref()?;
+    let base = Subject {
+        namespace: run.metadata.namespace.as_deref().unwrap_or_default(),
+        run: run.metadata.name.as_deref().unwrap_or_default(),
+        run_uid: run.metadata.uid.as_deref().unwrap_or_default(),
+        attempt,
+        id: "",
+        subject: "",
+    };
+    // Delivery order: creation time (seconds), then the runner's order of keys.
+    let seq = msg
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(0, |t| t.0.as_second().clamp(0, u32::MAX as i64) as u32);
+    let m = PodMessage::signed(signer, &base, uid, seq, &msg.spec.sender, &msg.spec.text)?;
+    Some((format!("{MESSAGE_PREFIX}{uid}"), serde_json::to_string(&m).ok()?))
+}
+
+/// The ownerReference that ties a message to its run (garbage collected with it).
+fn owner_of(run: &AgentRun) -> Option<OwnerReference> {
+    let mut o = run.controller_owner_ref(&())?;
+    o.controller = Some(false);
+    o.block_owner_deletion = Some(false);
+    Some(o)
+}
+
+/// Reconciles one message.
+///
+/// # Errors
+/// API errors reading the run or writing the pod's annotation, the owner reference or the
+/// status.
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    err(Display),
+    fields(
+        controller = CONTROLLER,
+        namespace = msg.metadata.namespace.as_deref().unwrap_or_default(),
+        name = msg.metadata.name.as_deref().unwrap_or_default(),
+    )
+)]
+pub async fn reconcile(msg: Arc<RunMessage>, ctx: Arc<Context>) -> Result<Action> {
+    let (_timer, ns, name) = super::begin_reconcile(&ctx, CONTROLLER, &msg.metadata)?;
+    let uid = msg.metadata.uid.clone().unwrap_or_default();
+    if msg
+        .status
+        .as_ref()
+        .and_then(|s| s.state)
+        .is_some_and(|s| s != MessageState::Pending)
+    {
+        ctx.deliveries.forget(&uid);
+        return Ok(Action::await_change());
+    }
+    let run_name = msg.spec.run_ref.name.as_str();
+    let run = match ctx.runs.get(&ObjectRef::<AgentRun>::new(run_name).within(&ns)) {
+        Some(r) => Some((*r).clone()),
+        None => Api::<AgentRun>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(run_name)
+            .await
+            .map_err(|e| Error::from(e).at(Stage::Read, format!("AgentRun {run_name}")))?,
+    };
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let delivery = ctx.deliveries.get(&uid);
+    let plan = decide(&msg, run.as_ref(), delivery.as_ref(), &now);
+    let messages: Api<RunMessage> = Api::namespaced(ctx.client.clone(), &ns);
+    if let Some(run) = &run {
+        // Garbage-collected with its run.
+        let owners = msg.metadata.owner_references.clone().unwrap_or_default();
+        if let Some(o) = owner_of(run).filter(|o| !owners.iter().any(|x| x.uid == o.uid)) {
+            let mut all = owners;
+            all.push(o);
+            let patch = serde_json::json!({"metadata": {"ownerReferences": all}});
+            messages
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| Error::from(e).at(Stage::Write, "the RunMessage's ownerReference"))?;
+        }
+        if let Some((pod, attempt)) = &plan.send_to {
+            if let Some((key, value)) = pod_annotation(&msg, run, *attempt, &ctx.signer) {
+                let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+                // A merge patch adds this key and leaves every other annotation alone.
+                let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+                pods.patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| Error::from(e).at(Stage::Write, format!("the message annotation of pod {pod}")))?;
+            }
+        }
+    }
+    if Some(&plan.status) != msg.status.as_ref() {
+        let patch = serde_json::json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "RunMessage", "status": plan.status});
+        messages
+            .patch_status(&name, &PatchParams::apply(MANAGER_MESSAGE).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(|e| Error::from(e).at(Stage::Status, format!("RunMessage {name}")))?;
+        if let Some((on_run, type_, reason, note)) = plan.event.clone() {
+            match (&run, on_run) {
+                (Some(run), true) => ctx.publish(run, type_, reason, note).await,
+                _ => ctx.publish(msg.as_ref(), type_, reason, note).await,
+            }
+        }
+    }
+    if plan.status.state != Some(MessageState::Pending) {
+        ctx.deliveries.forget(&uid);
+    }
+    Ok(plan.requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// The pending messages of `run` in `store`: an AgentRun change (it started, got a pod, ended)
+/// wakes them.
+pub fn messages_of(run: &AgentRun, store: &[Arc<RunMessage>]) -> Vec<ObjectRef<RunMessage>> {
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    let name = run.metadata.name.as_deref().unwrap_or_default();
+    store
+        .iter()
+        .filter(|m| m.metadata.namespace.as_deref() == Some(ns) && m.spec.run_ref.name == name)
+        .filter(|m| {
+            m.status
+                .as_ref()
+                .and_then(|s| s.state)
+                .is_none_or(|s| s == MessageState::Pending)
+        })
+        .map(|m| ObjectRef::from_obj(m.as_ref()))
+        .collect()
+}
+
+/// Counts a failed reconcile and requeues it ([`super::requeue_failed`]).
+pub fn error_policy(_msg: Arc<RunMessage>, error: &Error, ctx: Arc<Context>) -> Action {
+    super::requeue_failed(&ctx, CONTROLLER, error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn t(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    fn msg(status: serde_json::Value) -> RunMessage {
+        serde_json::from_value(json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "RunMessage",
+            "metadata": {"name": "r1-msg-a", "namespace": "ns", "uid": "m-uid", "generation": 1,
+                         "creationTimestamp": "2027-01-15T08:00:00Z"},
+            "spec": {"runRef": {"name": "r1"}, "text": "also update the changelog", "sender": "alice"},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn run(agent: &str, status: serde_json::Value) -> AgentRun {
+        serde_json::from_value(json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun",
+            "metadata": {"name": "r1", "namespace": "ns", "uid": "r-uid"},
+            "spec": {"repo": {"url": "https://example.com/r.git"}, "agent": {"name": agent}, "prompt": "x"},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn reason(p: &MessagePlan) -> (Option<MessageState>, String) {
+        let c = p.status.conditions.iter().find(|c| c.type_ == COND_DELIVERED).unwrap();
+        (p.status.state, c.reason.clone())
+    }
+
+    #[test]
+    fn each_case_gets_its_state_and_reason() {
+        let now = t("2027-01-15T08:00:30Z");
+        let later = t("2027-01-15T08:05:00Z");
+        let running = json!({"phase": "Running", "podName": "r1-1", "attempt": 1});
+        let delivery = Delivery {
+            turn: 2,
+            attempt: 1,
+            at: now.clone(),
+        };
+        let cases: Vec<(&str, RunMessage, Option<AgentRun>, Option<&Delivery>, &Time, MessageState, &str, bool)> = vec![
+            ("no run yet", msg(json!(null)), None, None, &now, MessageState::Pending, "WaitingForRun", false),
+            ("no run for long", msg(json!(null)), None, None, &later, MessageState::Refused, "RunNotFound", false),
+            ("queued", msg(json!(null)), Some(run("claude-code", json!({"phase": "Queued"}))), None, &now, MessageState::Pending, "WaitingForRun", false),
+            ("running", msg(json!(null)), Some(run("claude-code", running.clone())), None, &now, MessageState::Pending, "SentToPod", true),
+            ("awaiting approval", msg(json!(null)), Some(run("claude-code", json!({"phase": "AwaitingApproval", "podName": "r1-1", "attempt": 1}))), None, &now, MessageState::Pending, "SentToPod", true),
+            ("not supported", msg(json!(null)), Some(run("codex", running.clone())), None, &now, MessageState::Refused, "NotSupported", false),
+            ("ended", msg(json!(null)), Some(run("claude-code", json!({"phase": "Succeeded", "podName": "r1-1"}))), None, &now, MessageState::Refused, "RunFinished", false),
+            ("delivered", msg(json!(null)), Some(run("claude-code", json!({"phase": "Succeeded"}))), Some(&delivery), &now, MessageState::Delivered, "Delivered", false),
+        ];
+        for (what, m, r, d, at, state, why, sends) in cases {
+            let p = decide(&m, r.as_ref(), d, at);
+            assert_eq!(reason(&p), (Some(state), why.to_string()), "{what}");
+            assert_eq!(p.send_to.is_some(), sends, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_message_is_sent_once_per_attempt_and_delivery_is_recorded() {
+        let now = t("2027-01-15T08:00:30Z");
+        let r1 = run("claude-code", json!({"phase": "Running", "podName": "r1-1", "attempt": 1}));
+        let first = decide(&msg(json!(null)), Some(&r1), None, &now);
+        assert_eq!(first.send_to, Some(("r1-1".into(), 1)));
+        let sent = msg(serde_json::to_value(&first.status).unwrap());
+        let again = decide(&sent, Some(&r1), None, &now);
+        assert_eq!(again.send_to, None, "already handed to this attempt's pod");
+        assert_eq!(again.status, first.status, "no status write");
+        // A retry's pod gets it again.
+        let r2 = run("claude-code", json!({"phase": "Running", "podName": "r1-2", "attempt": 2}));
+        assert_eq!(decide(&sent, Some(&r2), None, &now).send_to, Some(("r1-2".into(), 2)));
+        let d = Delivery {
+            turn: 3,
+            attempt: 2,
+            at: now.clone(),
+        };
+        let done = decide(&sent, Some(&r2), Some(&d), &now);
+        assert_eq!(done.status.turn, Some(3));
+        assert_eq!(done.status.attempt, Some(2));
+        assert_eq!(done.status.delivered_at, Some(now.clone()));
+        assert!(matches!(done.event, Some((true, EventType::Normal, "MessageDelivered", _))));
+    }
+
+    #[test]
+    fn the_annotation_verifies_for_its_run_and_attempt_only() {
+        let signer = paddock_crds::verdict::Signer::generate().unwrap();
+        let r = run("claude-code", json!({}));
+        let m = msg(json!(null));
+        let (key, value) = pod_annotation(&m, &r, 2, &signer).unwrap();
+        assert_eq!(key, "message.paddock.dev/m-uid");
+        let pm: PodMessage = serde_json::from_str(&value).unwrap();
+        assert_eq!((pm.sender.as_str(), pm.text.as_str()), ("alice", "also update the changelog"));
+        let base = |attempt| Subject {
+            namespace: "ns",
+            run: "r1",
+            run_uid: "r-uid",
+            attempt,
+            id: "",
+            subject: "",
+        };
+        let key_b64 = signer.public_key_b64();
+        assert!(pm.verify(&key_b64, &base(2), "m-uid"));
+        assert!(!pm.verify(&key_b64, &base(1), "m-uid"));
+    }
+}
