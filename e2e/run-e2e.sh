@@ -5,7 +5,7 @@
 # at the start, PADDOCK_E2E_ARCHIVE_URL and PADDOCK_E2E_OBJECT_STORE_URL exported),
 # Gitea started empty (e2e/forge.sh, PADDOCK_E2E_FORGE_* exported), Prometheus started
 # (e2e/prometheus.sh), then
-# `cargo test -p paddock-e2e --test e2e --test approvals --test plugin --test metrics --test leaks --test pools --test kueue --test gateway --test agents --test hostile --test console --test evidence --test verification --test sets --test triggers --test forge`. Env:
+# `cargo test -p paddock-e2e --test e2e --test approvals --test plugin --test metrics --test leaks --test pools --test kueue --test gateway --test agents --test hostile --test console --test evidence --test verification --test sets --test triggers --test forge --test conversing`. Env:
 #   PADDOCK_E2E_DOWN=1      tear the cluster down at the end (CI)
 #   PADDOCK_E2E_KEEP=1      keep the test namespaces
 #   PADDOCK_E2E_THREADS=N   tests in parallel (default 4)
@@ -28,7 +28,7 @@ step "e2e tests"
 rc=0
 E2E_LOG=$(mktemp "${TMPDIR:-/tmp}/paddock-e2e.XXXXXX")
 # Sixteen test files (cargo prints one "test result:" line per file); the last line below totals them.
-cargo test --no-fail-fast -p paddock-e2e --test e2e --test approvals --test plugin --test metrics --test leaks --test pools --test kueue --test gateway --test agents --test hostile --test console --test evidence --test verification --test sets --test triggers --test forge -- --test-threads="${PADDOCK_E2E_THREADS:-4}" 2>&1 |
+cargo test --no-fail-fast -p paddock-e2e --test e2e --test approvals --test plugin --test metrics --test leaks --test pools --test kueue --test gateway --test agents --test hostile --test console --test evidence --test verification --test sets --test triggers --test forge --test conversing -- --test-threads="${PADDOCK_E2E_THREADS:-4}" 2>&1 |
   tee "$E2E_LOG" || rc=$?
 # The suite's closing line, in the plain "N passed, N failed" form.
 awk '/^test result:/ { files++; for (i = 1; i < NF; i++) { if ($(i+1) ~ /^(passed|failed);?$/) t[$(i+1)] += $i } }

@@ -308,7 +308,11 @@ pub(super) fn end_from_pod(
         };
     // Plan review (issue 22): whatever the runner says, a run whose plan was not approved has
     // not succeeded (its gateway pushed nothing without the signed approval).
-    let (phase, reason, message) = if forced.is_none() && approvals::plan_review(run) && phase == Phase::Succeeded {
+    // The gateway refuses the push of an unapproved plan: that push failure is the plan's too.
+    let unapproved_end = phase == Phase::Succeeded
+        || reason == Reason::PushFailed.as_str()
+        || reason == Reason::PlanNotApproved.as_str();
+    let (phase, reason, message) = if forced.is_none() && approvals::plan_review(run) && unapproved_end {
         match need!(facts.plan, Need::Plan) {
             PlanVerdict::Approved => (phase, reason, message),
             rejected @ PlanVerdict::Rejected { .. } => {
