@@ -9,7 +9,7 @@ use crate::harness::{run_spec, Env};
 use anyhow::{bail, Result};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::Resource;
-use paddock_crds::{AgentRun, AgentRunTrigger, ApprovalGate, RunnerPool};
+use paddock_crds::{AgentRun, AgentRunTrigger, ApprovalGate, RunMessage, RunnerPool};
 use serde_json::{json, Value};
 
 /// A valid object of each kind: (API resource, manifest).
@@ -24,6 +24,16 @@ fn valid(kind: &str) -> (ApiResource, Value) {
         "AgentRunTrigger" => (
             ApiResource::erase::<AgentRunTrigger>(&()),
             json!({"schedule": "*/5 * * * *", "runTemplate": {"spec": run_spec("default")}}),
+        ),
+        "ApprovalGate" => (
+            ApiResource::erase::<ApprovalGate>(&()),
+            json!({"runRef": {"name": "r"}, "stage": "Question", "quorum": 1,
+                   "request": {"summary": "asks", "question": "Which API?", "options": ["v1", "v2"]},
+                   "decisions": [{"approver": "alice", "decision": "Approve", "answer": "v2"}]}),
+        ),
+        "RunMessage" => (
+            ApiResource::erase::<RunMessage>(&()),
+            json!({"runRef": {"name": "r"}, "text": "also update the changelog", "sender": "alice"}),
         ),
         other => panic!("no valid {other}"),
     };
@@ -43,7 +53,7 @@ async fn dry_run(api: &Api<DynamicObject>, obj: &Value) -> Result<()> {
     Ok(())
 }
 
-/// Invalid AgentRun, RunnerPool and AgentRunTrigger specs are refused on creation with the
+/// Invalid AgentRun, RunnerPool, AgentRunTrigger, ApprovalGate and RunMessage specs are refused on creation with the
 /// rule's message.
 #[tokio::test]
 async fn invalid_specs_are_refused_with_the_rules_message() -> Result<()> {
@@ -118,6 +128,63 @@ async fn invalid_specs_are_refused_with_the_rules_message() -> Result<()> {
         ),
         (
             "AgentRun",
+            "plan review for codex",
+            |o| {
+                o["spec"]["agent"] = json!({"name": "codex"});
+                o["spec"]["approvals"] = json!({"plan": {}});
+            },
+            "spec.approvals.plan is supported for agent claude-code only",
+        ),
+        (
+            "AgentRun",
+            "questions for codex",
+            |o| {
+                o["spec"]["agent"] = json!({"name": "codex"});
+                o["spec"]["approvals"] = json!({"questions": {}});
+            },
+            "spec.approvals.questions is supported for agents claude-code and gemini-cli only",
+        ),
+        (
+            "ApprovalGate",
+            "an approve without an answer",
+            |o| o["spec"]["decisions"] = json!([{"approver": "alice", "decision": "Approve"}]),
+            "an Approve of a Question gate carries the answer in answer",
+        ),
+        (
+            "ApprovalGate",
+            "changes requested of a question",
+            |o| o["spec"]["decisions"] = json!([{"approver": "alice", "decision": "RequestChanges", "comment": "x"}]),
+            "only a Plan gate's reviewers may request changes",
+        ),
+        (
+            "ApprovalGate",
+            "changes requested without saying which",
+            |o| {
+                o["spec"]["stage"] = json!("Plan");
+                o["spec"]["decisions"] = json!([{"approver": "alice", "decision": "RequestChanges"}]);
+            },
+            "a RequestChanges decision says which changes in comment",
+        ),
+        (
+            "ApprovalGate",
+            "an answer on a ToolUse gate",
+            |o| o["spec"]["stage"] = json!("ToolUse"),
+            "only the decisions of a Question gate carry an answer",
+        ),
+        (
+            "ApprovalGate",
+            "an option over 256 bytes",
+            |o| o["spec"]["request"]["options"] = json!(["x".repeat(257)]),
+            "each option is at most 256 bytes",
+        ),
+        (
+            "RunMessage",
+            "an empty message",
+            |o| o["spec"]["text"] = json!(""),
+            "spec.text",
+        ),
+        (
+            "AgentRun",
             "branch refs/heads/x",
             |o| o["spec"]["output"] = json!({"branch": "refs/heads/x"}),
             "output.branch must be a valid git branch name",
@@ -174,8 +241,22 @@ async fn invalid_specs_are_refused_with_the_rules_message() -> Result<()> {
         ),
     ];
     let mut failures = Vec::new();
-    for kind in ["AgentRun", "RunnerPool", "AgentRunTrigger"] {
-        let (ar, base) = valid(kind);
+    // A message's sender must be the requesting user (the chart's admission policy).
+    let me = {
+        use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+        Api::<SelfSubjectReview>::all(env.client.clone())
+            .create(&PostParams::default(), &SelfSubjectReview::default())
+            .await?
+            .status
+            .and_then(|s| s.user_info)
+            .and_then(|u| u.username)
+            .unwrap_or_default()
+    };
+    for kind in ["AgentRun", "RunnerPool", "AgentRunTrigger", "ApprovalGate", "RunMessage"] {
+        let (ar, mut base) = valid(kind);
+        if kind == "RunMessage" {
+            base["spec"]["sender"] = json!(me);
+        }
         let api = Api::<DynamicObject>::namespaced_with(env.client.clone(), &env.ns, &ar);
         if let Err(e) = dry_run(&api, &base).await {
             bail!("the valid {kind} was refused: {e:#}");
