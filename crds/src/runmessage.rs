@@ -97,7 +97,8 @@ pub struct RunMessageStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
     /// Conditions: `Delivered` (Unknown while pending, reason `WaitingForRun` or `SentToPod`;
-    /// True, reason `Delivered`; False, reason `RunFinished`, `NotSupported` or `RunNotFound`).
+    /// True, reason `Delivered`; False, reason `RunFinished`, `NotSupported`, `RunNotFound` or
+    /// `TooManyMessages`: a pod takes at most 32).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,

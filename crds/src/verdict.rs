@@ -173,8 +173,8 @@ pub const MESSAGE_VERDICT: &str = "Deliver";
 /// text can be forged by someone who may annotate pods.
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct PodMessage {
-    /// Delivery order: the message's creation time, as Unix seconds, then its name, decide;
-    /// this is its rank among the run's messages (from 1).
+    /// Delivery order: the RunMessage's creation time, Unix seconds (messages of the same
+    /// second go in the order of their annotation keys).
     pub seq: u32,
     /// Who sent it (`spec.sender`, checked against the requesting user by admission).
     pub sender: String,

@@ -9,7 +9,7 @@
 //! agent-reported (the runner shares the agent's container) and the status says so.
 //!
 //! States: `Pending` (`WaitingForRun` until the run has a pod, then `SentToPod`), `Delivered`,
-//! or `Refused` (`RunNotFound`, `RunFinished`, `NotSupported`). The decision is the pure
+//! or `Refused` (`RunNotFound`, `RunFinished`, `NotSupported`, `TooManyMessages`). The decision is the pure
 //! [`decide`]; [`reconcile`] does the reads and writes.
 
 use crate::context::Context;
@@ -40,6 +40,9 @@ pub const DELIVERY_RECHECK: Duration = Duration::from_secs(2);
 /// How often a message waiting for its run's pod looks again (AgentRun changes wake it
 /// sooner).
 pub const RUN_RECHECK: Duration = Duration::from_secs(10);
+/// Most messages one pod is handed (each up to 4 KiB of the pod's 256 KiB of annotations);
+/// later ones are refused with reason `TooManyMessages`.
+pub const MAX_MESSAGES_PER_POD: usize = 32;
 
 /// What one pass does with a message. Pure output of [`decide`].
 #[derive(Debug, Clone, PartialEq)]
@@ -56,8 +59,15 @@ pub struct MessagePlan {
 }
 
 /// Decides what to do with `msg`, for `run` (its AgentRun, `None` when none exists),
-/// `delivery` (the runner's report, if the log follower read one), at `now`. Pure.
-pub fn decide(msg: &RunMessage, run: Option<&AgentRun>, delivery: Option<&Delivery>, now: &Time) -> MessagePlan {
+/// `delivery` (the runner's report, if the log follower read one), `on_pod` (how many other
+/// messages the run's pod already holds), at `now`. Pure.
+pub fn decide(
+    msg: &RunMessage,
+    run: Option<&AgentRun>,
+    delivery: Option<&Delivery>,
+    on_pod: usize,
+    now: &Time,
+) -> MessagePlan {
     let old = msg.status.clone().unwrap_or_default();
     let mut st = RunMessageStatus {
         observed_generation: msg.metadata.generation,
@@ -159,6 +169,13 @@ pub fn decide(msg: &RunMessage, run: Option<&AgentRun>, delivery: Option<&Delive
         Some(pod) => {
             let sent = st.attempt == Some(attempt)
                 && st.conditions.iter().any(|c| c.type_ == COND_DELIVERED && c.reason == "SentToPod");
+            if !sent && on_pod >= MAX_MESSAGES_PER_POD {
+                let why = format!("pod {pod} already holds {on_pod} messages, the most one run takes");
+                set(&mut st, MessageState::Refused, FALSE, "TooManyMessages", &why);
+                plan.event = Some((false, EventType::Warning, "MessageRefused", why));
+                plan.status = st;
+                return plan;
+            }
             if !sent {
                 plan.send_to = Some((pod.clone(), attempt));
             }
@@ -250,7 +267,19 @@ pub async fn reconcile(msg: Arc<RunMessage>, ctx: Arc<Context>) -> Result<Action
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let delivery = ctx.deliveries.get(&uid);
-    let plan = decide(&msg, run.as_ref(), delivery.as_ref(), &now);
+    // Messages the run's pod holds already (from the pod cache; none known without it).
+    let own_key = format!("{MESSAGE_PREFIX}{uid}");
+    let on_pod = run
+        .as_ref()
+        .and_then(|r| r.status.as_ref()?.pod_name.clone())
+        .and_then(|pod| ctx.pods.as_ref()?.get(&ObjectRef::<Pod>::new(&pod).within(&ns)))
+        .and_then(|p| p.metadata.annotations.clone())
+        .map_or(0, |a| {
+            a.keys()
+                .filter(|k| k.starts_with(MESSAGE_PREFIX) && **k != own_key)
+                .count()
+        });
+    let plan = decide(&msg, run.as_ref(), delivery.as_ref(), on_pod, &now);
     let messages: Api<RunMessage> = Api::namespaced(ctx.client.clone(), &ns);
     if let Some(run) = &run {
         // Garbage-collected with its run.
@@ -373,7 +402,7 @@ mod tests {
             ("delivered", msg(json!(null)), Some(run("claude-code", json!({"phase": "Succeeded"}))), Some(&delivery), &now, MessageState::Delivered, "Delivered", false),
         ];
         for (what, m, r, d, at, state, why, sends) in cases {
-            let p = decide(&m, r.as_ref(), d, at);
+            let p = decide(&m, r.as_ref(), d, 0, at);
             assert_eq!(reason(&p), (Some(state), why.to_string()), "{what}");
             assert_eq!(p.send_to.is_some(), sends, "{what}");
         }
@@ -383,25 +412,30 @@ mod tests {
     fn a_message_is_sent_once_per_attempt_and_delivery_is_recorded() {
         let now = t("2027-01-15T08:00:30Z");
         let r1 = run("claude-code", json!({"phase": "Running", "podName": "r1-1", "attempt": 1}));
-        let first = decide(&msg(json!(null)), Some(&r1), None, &now);
+        let first = decide(&msg(json!(null)), Some(&r1), None, 0, &now);
         assert_eq!(first.send_to, Some(("r1-1".into(), 1)));
         let sent = msg(serde_json::to_value(&first.status).unwrap());
-        let again = decide(&sent, Some(&r1), None, &now);
+        let again = decide(&sent, Some(&r1), None, 0, &now);
         assert_eq!(again.send_to, None, "already handed to this attempt's pod");
         assert_eq!(again.status, first.status, "no status write");
         // A retry's pod gets it again.
         let r2 = run("claude-code", json!({"phase": "Running", "podName": "r1-2", "attempt": 2}));
-        assert_eq!(decide(&sent, Some(&r2), None, &now).send_to, Some(("r1-2".into(), 2)));
+        assert_eq!(decide(&sent, Some(&r2), None, 0, &now).send_to, Some(("r1-2".into(), 2)));
         let d = Delivery {
             turn: 3,
             attempt: 2,
             at: now.clone(),
         };
-        let done = decide(&sent, Some(&r2), Some(&d), &now);
+        let done = decide(&sent, Some(&r2), Some(&d), 0, &now);
         assert_eq!(done.status.turn, Some(3));
         assert_eq!(done.status.attempt, Some(2));
         assert_eq!(done.status.delivered_at, Some(now.clone()));
         assert!(matches!(done.event, Some((true, EventType::Normal, "MessageDelivered", _))));
+        // A pod full of messages takes no more; one already handed to it is not refused.
+        let full = decide(&msg(json!(null)), Some(&r1), None, MAX_MESSAGES_PER_POD, &now);
+        assert_eq!(full.status.state, Some(MessageState::Refused));
+        assert_eq!(full.send_to, None);
+        assert_eq!(decide(&sent, Some(&r1), None, MAX_MESSAGES_PER_POD, &now).status, first.status);
     }
 
     #[test]
