@@ -108,7 +108,9 @@ impl PermissionServer {
         let _ = write_verdict(&self.dir, &request.id, verdict);
         match verdict {
             Verdict::Approve => json!({"behavior": "allow", "updatedInput": req.input}).to_string(),
-            Verdict::Reject => deny(format!("Paddock: a human rejected this call at ApprovalGate {gate}")),
+            Verdict::Reject | Verdict::RequestChanges => {
+                deny(format!("Paddock: a human rejected this call at ApprovalGate {gate}"))
+            }
             Verdict::Expired => deny(format!(
                 "Paddock: nobody decided ApprovalGate {gate} in time; the call is denied"
             )),

@@ -1330,3 +1330,87 @@ fn warm_pod_reports_a_failed_clone_and_stops_when_idle() {
     assert_eq!(stop(gw).code(), Some(0));
     assert_eq!(stop(agent).code(), Some(0));
 }
+
+/// The annotation line the operator writes for `verdict` on in-run request `id` of this
+/// fixture's run (namespace `team-a`, run `r1`, UID `uid-r1`, attempt 1), signed with
+/// [`operator_key`] over the text subject of the empty text (no `text.paddock.dev/<id>`).
+fn signed_verdict(id: &str, verdict: &str) -> String {
+    let empty = paddock_crds::verdict::text_subject("");
+    let subject = paddock_crds::verdict::Subject {
+        namespace: "team-a",
+        run: "r1",
+        run_uid: "uid-r1",
+        attempt: 1,
+        id,
+        subject: &empty,
+    };
+    format!(
+        "decision.paddock.dev/{id}={:?}\n",
+        operator_key().verdict_value(&subject, verdict).unwrap()
+    )
+}
+
+/// Plan review in the trusted gateway: no push without the operator's signed approval of a
+/// plan of this run and attempt; what the agent can write (an unsigned annotation, request and
+/// verdict files) never counts, and neither does a signed Reject.
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_pushes_only_after_a_signed_plan_approval() {
+    use paddock_runner::config::Env;
+    use paddock_runner::gateway::push::PushService;
+    use paddock_runner::workspace::Workspace;
+
+    let f = Fixture::new();
+    let (bare, first) = make_bare_origin(&f);
+    cloned(&f, &url(&bare));
+    let decisions = f.path("annotations");
+    let env = Env::from_pairs([
+        ("PADDOCK_REPO_URL", url(&bare)),
+        ("PADDOCK_BRANCH", BRANCH.to_string()),
+        ("PADDOCK_PUSH", "true".into()),
+        ("PADDOCK_PLAN_REVIEW", "true".into()),
+        ("PADDOCK_DECISIONS_FILE", decisions.display().to_string()),
+        ("PADDOCK_VERDICT_PUBLIC_KEY", operator_key().public_key_b64()),
+        ("PADDOCK_NAMESPACE", "team-a".into()),
+        ("PADDOCK_RUN", "r1".into()),
+        ("PADDOCK_RUN_UID", "uid-r1".into()),
+        ("PADDOCK_ATTEMPT", "1".into()),
+        ("PADDOCK_GIT_CREDENTIALS_DIR", f.path("no-creds").display().to_string()),
+        ("PADDOCK_GATEWAY_STATE_DIR", f.path("gw").display().to_string()),
+        ("PADDOCK_TRUSTED_DIR", f.path("trusted").display().to_string()),
+    ]);
+    let svc = PushService::from_env(&env, Workspace::new(f.ws())).unwrap();
+    let origin = Repository::open_bare(&bare).unwrap();
+    let pushed = || origin.refname_to_id(&format!("refs/heads/{BRANCH}")).ok();
+    let approvals = f.ws().join(".paddock/approvals");
+    std::fs::create_dir_all(&approvals).unwrap();
+    std::fs::write(
+        approvals.join("plan-1.request.json"),
+        r#"{"id":"plan-1","stage":"Plan","summary":"s"}"#,
+    )
+    .unwrap();
+    std::fs::write(approvals.join("plan-1.verdict"), "Approve").unwrap();
+    for annotations in [
+        String::new(),
+        "decision.paddock.dev/plan-1=\"Approve\"\n".to_string(),
+        signed_verdict("plan-1", "Reject"),
+        signed_verdict("push", "Approve"),
+    ] {
+        std::fs::write(&decisions, &annotations).unwrap();
+        std::fs::write(f.ws().join(".paddock/push-request"), first.to_string()).unwrap();
+        let res = svc.handle_once().await.unwrap();
+        assert!(!res.ok, "{annotations:?}");
+        assert_eq!(res.reason.as_deref(), Some("PlanNotApproved"), "{annotations:?}");
+        assert!(res.message.contains("plan was not approved"), "{}", res.message);
+        assert_eq!(pushed(), None, "{annotations:?}");
+    }
+    let approved = format!(
+        "{}{}",
+        signed_verdict("plan-1", "RequestChanges"),
+        signed_verdict("plan-2", "Approve")
+    );
+    std::fs::write(&decisions, approved).unwrap();
+    std::fs::write(f.ws().join(".paddock/push-request"), first.to_string()).unwrap();
+    let res = svc.handle_once().await.unwrap();
+    assert!(res.ok, "{}", res.message);
+    assert_eq!(pushed(), Some(first));
+}
