@@ -153,7 +153,6 @@ impl PermissionServer {
             None => Vec::new(),
             Some(raw) => serde_json::from_str(raw).map_err(|_| "PADDOCK_TOOL_RULES is not a JSON array of rules")?,
         };
-        let on = |k: &str| env.get(k).is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let config_dir = env
             .get("CLAUDE_CONFIG_DIR")
             .map(PathBuf::from)
@@ -162,7 +161,7 @@ impl PermissionServer {
         if offer == Offer::AskHumanOnly {
             router.remove_route("approve");
         }
-        if !on(vars::QUESTIONS) {
+        if !env.is_true(vars::QUESTIONS) {
             router.remove_route("ask_human");
         }
         Ok(PermissionServer {
@@ -175,7 +174,7 @@ impl PermissionServer {
             run: env.get(vars::RUN).unwrap_or_default().to_string(),
             check: VerdictCheck::from_env(env),
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
-            plan_review: on(vars::PLAN_REVIEW),
+            plan_review: env.is_true(vars::PLAN_REVIEW),
             plans_dir: config_dir.join("plans"),
             router,
         })

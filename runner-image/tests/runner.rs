@@ -1444,9 +1444,11 @@ fn messages_reach_a_running_claude_code_once() {
         &f,
         "fake-claude",
         &format!(
+            // One assistant turn before `init` (after which messages are handed over), so the
+            // turn reported is 1 whatever the timing.
             r#"IFS= read -r prompt; printf '%s\n' "$prompt" > {got}
-echo '{{"type":"system","subtype":"init","model":"m","session_id":"s1"}}'
 echo '{{"type":"assistant","message":{{"id":"m1","content":[{{"type":"text","text":"working"}}]}}}}'
+echo '{{"type":"system","subtype":"init","model":"m","session_id":"s1"}}'
 IFS= read -r msg; printf '%s\n' "$msg" >> {got}
 echo '{{"type":"assistant","message":{{"id":"m2","content":[{{"type":"text","text":"noted"}}]}}}}'
 echo '{{"type":"result","subtype":"success","result":"done","num_turns":2,"usage":{{"input_tokens":1,"output_tokens":1}}}}'

@@ -45,14 +45,12 @@ pub const PERMISSION_PROMPT_TOOL: &str = "mcp__paddock__approve";
 /// The runner's `ask_human` tool as Claude Code names it.
 pub const ASK_HUMAN_TOOL: &str = "mcp__paddock__ask_human";
 
-/// One user line of Claude Code's `--input-format stream-json`:
-/// `{"type":"user","message":{"role":"user","content":"<text>"}}` and a newline. The prompt is
-/// the first; a human's message written while Claude Code works reaches the model with its next
-/// request.
+/// One user line of Claude Code's `--input-format stream-json`, without its newline:
+/// `{"type":"user","message":{"role":"user","content":"<text>"}}` (compact JSON, so one line
+/// whatever `text` holds). The prompt is the first; a human's message written while Claude
+/// Code works reaches the model with its next request.
 pub fn user_message_line(text: &str) -> String {
-    let mut line = serde_json::json!({"type": "user", "message": {"role": "user", "content": text}}).to_string();
-    line.push('\n');
-    line
+    serde_json::json!({"type": "user", "message": {"role": "user", "content": text}}).to_string()
 }
 
 /// State of one Claude Code stream (or of a CLI printing the same shape, see [`super::qwen`]).
@@ -296,10 +294,9 @@ impl Adapter for ClaudeCode {
         // Free inside the pod: no permission checks at all, unless ToolUse rules must see
         // the calls; then every call Claude Code does not consider read-only goes to the
         // runner's permission-prompt server, which lets through what no rule names.
-        let on = |k: &str| env.get(k).is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let gated = env.get(vars::TOOL_RULES).is_some();
-        let plan = on(vars::PLAN_REVIEW);
-        let questions = on(vars::QUESTIONS);
+        let plan = env.is_true(vars::PLAN_REVIEW);
+        let questions = env.is_true(vars::QUESTIONS);
         let mode = if plan {
             CLAUDE_PLAN_MODE
         } else if gated {
@@ -358,7 +355,7 @@ impl Adapter for ClaudeCode {
             env: extra,
             create_dirs: Vec::new(),
             files: Vec::new(),
-            stdin: Some(user_message_line(&spec.prompt)),
+            stdin: Some(format!("{}\n", user_message_line(&spec.prompt))),
         }
     }
 
@@ -371,7 +368,7 @@ impl Adapter for ClaudeCode {
     }
 
     fn live_messages(&self) -> Option<fn(&str) -> String> {
-        Some(|text| user_message_line(text).trim_end().to_string())
+        Some(user_message_line)
     }
 }
 

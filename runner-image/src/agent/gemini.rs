@@ -66,9 +66,7 @@ pub fn invocation(spec: &AgentSpec, env: &Env, program: String) -> Invocation {
     }
     args.extend(spec.args.iter().cloned());
     args.push(format!("--prompt={}", spec.prompt));
-    let questions = env
-        .get(paddock_crds::runner::vars::QUESTIONS)
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let questions = env.is_true(paddock_crds::runner::vars::QUESTIONS);
     let home = env
         .get("GEMINI_CLI_HOME")
         .filter(|h| !h.is_empty())

@@ -4,7 +4,7 @@
 //! Stdin is closed (`/dev/null`) unless the [`Invocation`] has `stdin` text (Claude Code): then
 //! it is a pipe, the text is written first, [`InputLine`]s from the caller follow once the CLI
 //! reported `agent_started` (each reported as a [`RunnerEvent::MessageDelivered`] once written,
-//! with the mapper's [`StreamMapper::turns`]), and the pipe is closed when the CLI reports its
+//! with the mapper's [`StreamMapper::turns`] when it was handed over), and the pipe is closed when the CLI reports its
 //! first `final` event (Claude Code then exits), when it exits, or on termination. Writes happen
 //! in their own task, so a CLI that does not read cannot stall the output.
 //!
@@ -65,19 +65,23 @@ pub struct InputLine {
     pub line: String,
 }
 
-/// Writes each `(id, text)` to `stdin` until `rx` is closed or a write fails, then drops (closes)
-/// it; reports the id of each text written on `done`.
+/// What the writer task reports once an [`InputLine`] is written: its id and the turn when it
+/// was handed over.
+type Written = (String, u32);
+
+/// Writes each `(report, text)` to `stdin` until `rx` is closed or a write fails, then drops
+/// (closes) it; sends the `report` of each text written on `done`.
 async fn write_stdin(
     mut stdin: tokio::process::ChildStdin,
-    mut rx: mpsc::UnboundedReceiver<(Option<String>, String)>,
-    done: mpsc::UnboundedSender<String>,
+    mut rx: mpsc::UnboundedReceiver<(Option<Written>, String)>,
+    done: mpsc::UnboundedSender<Written>,
 ) {
-    while let Some((id, text)) = rx.recv().await {
+    while let Some((report, text)) = rx.recv().await {
         if stdin.write_all(text.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
             return;
         }
-        if let Some(id) = id {
-            let _ = done.send(id);
+        if let Some(r) = report {
+            let _ = done.send(r);
         }
     }
 }
@@ -212,7 +216,7 @@ pub async fn run_cli_with(
     }
     drop(tx);
     // The open stdin: a writer task, fed until the CLI's `final` (dropping `writer` closes it).
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Written>();
     let mut writer = None;
     let mut writer_task = None;
     if let (Some(text), Some(stdin)) = (&inv.stdin, child.stdin.take()) {
@@ -281,14 +285,14 @@ pub async fn run_cli_with(
             msg = async { input.as_mut()?.recv().await }, if input_open && started && writer.is_some() => match msg {
                 Some(InputLine { id, line }) => {
                     if let Some(w) = &writer {
-                        let _ = w.send((Some(id), format!("{line}\n")));
+                        // The turn as the CLI had reported it when the line was handed over.
+                        let _ = w.send((Some((id, mapper.turns())), format!("{line}\n")));
                     }
                 }
                 None => input_open = false,
             },
-            id = done_rx.recv(), if done_open => match id {
-                Some(id) => {
-                    let turn = mapper.turns();
+            written = done_rx.recv(), if done_open => match written {
+                Some((id, turn)) => {
                     handle(None, String::new(), Some(RunnerEvent::MessageDelivered { id, turn }), mapper);
                 }
                 None => done_open = false,
@@ -324,8 +328,7 @@ pub async fn run_cli_with(
         }
     }
     // Lines written before the CLI exited whose report had not arrived.
-    while let Ok(id) = done_rx.try_recv() {
-        let turn = mapper.turns();
+    while let Ok((id, turn)) = done_rx.try_recv() {
         handle(
             None,
             String::new(),
