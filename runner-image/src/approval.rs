@@ -1,4 +1,5 @@
-//! Human approvals during a run: the `BeforePush` review and `ToolUse` gates.
+//! Human approvals during a run: the `BeforePush` review, `ToolUse` gates, the agent's
+//! `Question`s and `Plan` review.
 //!
 //! The agent container holds no Kubernetes credentials, so a request and its verdict travel
 //! through channels the pod already has:
@@ -10,10 +11,12 @@
 //!    pod's annotations into a downward API volume file (`PADDOCK_DECISIONS_FILE`, default
 //!    [`DEFAULT_DECISIONS_FILE`]), which the runner polls every [`POLL_INTERVAL`].
 //!
-//! `ToolUse` requests come from the MCP permission-prompt server ([`crate::mcp`]), a child of
-//! the agent CLI whose stdout belongs to the CLI. It writes `<id>.request.json` (a
-//! [`ToolRequest`]) and, once decided, `<id>.verdict` into [`requests_dir`]; the `run` process
-//! turns new files into events ([`watch_requests`]).
+//! `ToolUse`, `Question` and `Plan` requests come from the runner's MCP server ([`crate::mcp`]),
+//! a child of the agent CLI whose stdout belongs to the CLI. It writes `<id>.request.json` (a
+//! [`Request`]) and, once decided, `<id>.verdict` into [`requests_dir`]; the `run` process
+//! turns new files into events ([`watch_requests`]). `Question` and `Plan` verdicts may carry a
+//! text (the answer, the changes asked for) in the annotation `text.paddock.dev/<id>`, which the
+//! verdict's signature covers ([`read_verdict_text`]).
 
 use paddock_crds::runner::vars;
 use std::collections::{BTreeSet, HashMap};
@@ -45,15 +48,18 @@ pub enum Verdict {
     Reject,
     /// Nobody decided in time and the gate's `onTimeout` is `Reject`.
     Expired,
+    /// `Plan` gates only: revise the plan (the changes asked for are the verdict's text).
+    RequestChanges,
 }
 
 impl Verdict {
-    /// Parses an annotation value (`Approve`, `Reject`, `Expired`).
+    /// Parses an annotation value (`Approve`, `Reject`, `Expired`, `RequestChanges`).
     pub fn parse(s: &str) -> Option<Verdict> {
         match s.trim() {
             "Approve" => Some(Verdict::Approve),
             "Reject" => Some(Verdict::Reject),
             "Expired" => Some(Verdict::Expired),
+            "RequestChanges" => Some(Verdict::RequestChanges),
             _ => None,
         }
     }
@@ -64,6 +70,7 @@ impl Verdict {
             Verdict::Approve => "Approve",
             Verdict::Reject => "Reject",
             Verdict::Expired => "Expired",
+            Verdict::RequestChanges => "RequestChanges",
         }
     }
 }
@@ -146,6 +153,20 @@ impl VerdictCheck {
         };
         paddock_crds::verdict::verified_verdict(&self.public_key, &s, value).and_then(Verdict::parse)
     }
+
+    /// Whether `message`, found in the annotation `message.paddock.dev/<uid>`, was signed by the
+    /// operator for this run and attempt ([`PodMessage::verify`](paddock_crds::verdict::PodMessage::verify)).
+    pub fn message(&self, uid: &str, message: &paddock_crds::verdict::PodMessage) -> bool {
+        let base = paddock_crds::verdict::Subject {
+            namespace: &self.namespace,
+            run: &self.run,
+            run_uid: &self.run_uid,
+            attempt: self.attempt,
+            id: "",
+            subject: "",
+        };
+        message.verify(&self.public_key, &base, uid)
+    }
 }
 
 /// The verdict for request `id` about `subject` in the annotations file at `file`, if a signed
@@ -157,17 +178,58 @@ pub fn read_verdict(file: &Path, check: &VerdictCheck, id: &str, subject: &str) 
         .and_then(|v| check.verdict(id, subject, v))
 }
 
-/// Waits for the signed verdict on request `id` about `subject`. `None` when `terminate`
-/// turned true first.
-pub async fn wait_verdict(
-    file: &Path,
+/// The signed verdict on request `id` and its text, from the annotations `annotations`: the
+/// text is the annotation `text.paddock.dev/<id>` (empty when absent), and the verdict counts
+/// only when the operator signed it over [`text_subject`](paddock_crds::verdict::text_subject)
+/// of that text, so nobody who may annotate pods can swap the text. A verdict signed over the
+/// empty text is read with the text `""` even when someone added a text annotation next to it
+/// (the operator wrote none, so that text is not the verdict's).
+pub fn verdict_text(
+    annotations: &HashMap<String, String>,
     check: &VerdictCheck,
     id: &str,
-    subject: &str,
-    terminate: &mut watch::Receiver<bool>,
-) -> Option<Verdict> {
+) -> Option<(Verdict, String)> {
+    let value = annotations.get(&format!("{DECISION_PREFIX}{id}"))?;
+    let text = annotations
+        .get(&format!("{}{id}", paddock_crds::verdict::TEXT_PREFIX))
+        .map(String::as_str)
+        .unwrap_or_default();
+    let signed = |text: &str| check.verdict(id, &paddock_crds::verdict::text_subject(text), value);
+    match signed(text) {
+        Some(v) => Some((v, text.to_string())),
+        None if !text.is_empty() => signed("").map(|v| (v, String::new())),
+        None => None,
+    }
+}
+
+/// [`verdict_text`] read from the annotations file at `file`.
+pub fn read_verdict_text(file: &Path, check: &VerdictCheck, id: &str) -> Option<(Verdict, String)> {
+    let text = std::fs::read_to_string(file).ok()?;
+    verdict_text(&parse_annotations(&text), check, id)
+}
+
+/// Most `Plan` gates of one attempt the push guard looks at (`plan-1` … `plan-99`).
+pub const MAX_PLAN_GATES: u32 = 99;
+
+/// The id of a `Plan` request (`plan-<n>`, n in 1..=[`MAX_PLAN_GATES`]) that the operator
+/// approved for this run and attempt, if any, in the annotations file at `file`. Only a signed
+/// `Approve` counts (its subject is the text subject of the empty text, or of the gate's text
+/// annotation when one is present); an unsigned or forged annotation, a request file or
+/// anything else the agent can write never does. Used by the gateway's push guard and by the
+/// MCP server before a plan is approved.
+pub fn plan_approved(file: &Path, check: &VerdictCheck) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let annotations = parse_annotations(&text);
+    (1..=MAX_PLAN_GATES)
+        .map(|n| format!("plan-{n}"))
+        .find(|id| verdict_text(&annotations, check, id).is_some_and(|(v, _)| v == Verdict::Approve))
+}
+
+/// Polls `read` every [`POLL_INTERVAL`] until it gives a value; `None` when `terminate` turned
+/// true first.
+async fn poll<T>(mut read: impl FnMut() -> Option<T>, terminate: &mut watch::Receiver<bool>) -> Option<T> {
     loop {
-        if let Some(v) = read_verdict(file, check, id, subject) {
+        if let Some(v) = read() {
             return Some(v);
         }
         if *terminate.borrow() {
@@ -180,48 +242,209 @@ pub async fn wait_verdict(
     }
 }
 
-pub use crate::toolrule::{matching_rule, subject};
-
-/// A `ToolUse` request as the MCP server writes it for the `run` process.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct ToolRequest {
-    /// `tool-<n>`.
-    pub id: String,
-    /// Tool name (`Bash`, …).
-    pub tool: String,
-    /// The rule's subject of the call (command line, path, …), truncated.
-    pub input: String,
-    /// One line for the approver.
-    pub summary: String,
+/// Waits for the signed verdict on request `id` about `subject`. `None` when `terminate`
+/// turned true first.
+pub async fn wait_verdict(
+    file: &Path,
+    check: &VerdictCheck,
+    id: &str,
+    subject: &str,
+    terminate: &mut watch::Receiver<bool>,
+) -> Option<Verdict> {
+    poll(|| read_verdict(file, check, id, subject), terminate).await
 }
 
-/// Directory of `ToolUse` request and verdict files: `<workspace>/.paddock/approvals`.
+/// Waits for the signed verdict on request `id` with its text ([`read_verdict_text`]). `None`
+/// when `terminate` turned true first.
+pub async fn wait_verdict_text(
+    file: &Path,
+    check: &VerdictCheck,
+    id: &str,
+    terminate: &mut watch::Receiver<bool>,
+) -> Option<(Verdict, String)> {
+    poll(|| read_verdict_text(file, check, id), terminate).await
+}
+
+pub use crate::toolrule::{matching_rule, subject};
+
+/// A request as the MCP server writes it for the `run` process (`<id>.request.json`); the
+/// fields of [`RunnerEvent::ApprovalRequested`] without the push's.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Request {
+    /// `tool-<n>`, `question-<n>` or `plan-<n>` (n from 1, at most [`MAX_REQUEST_NUMBER`]).
+    pub id: String,
+    /// `ToolUse` (the default, for files written before stages existed), `Question` or `Plan`.
+    #[serde(default = "tool_use_stage")]
+    pub stage: String,
+    /// One line for the approver.
+    pub summary: String,
+    /// `ToolUse`: the tool name (`Bash`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// `ToolUse`: the rule's subject of the call (command line, path, …), truncated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// `Question`: what the agent asks (at most [`MAX_QUESTION_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+    /// `Question`: the answers offered (at most [`MAX_OPTIONS`] of [`MAX_OPTION_BYTES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+    /// `Plan`: the agent's plan (Markdown, at most [`MAX_PLAN_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+}
+
+fn tool_use_stage() -> String {
+    paddock_crds::GateStage::ToolUse.as_str().to_string()
+}
+
+/// Largest request number: ids have at most 4 digits (`tool-9999`).
+pub const MAX_REQUEST_NUMBER: u32 = 9999;
+/// Longest question (bytes) `ask_human` takes.
+pub const MAX_QUESTION_BYTES: usize = 4096;
+/// Most options one question offers.
+pub const MAX_OPTIONS: usize = 16;
+/// Longest option (bytes).
+pub const MAX_OPTION_BYTES: usize = 256;
+/// Longest plan (bytes) a `Plan` request carries; a longer one is cut.
+pub const MAX_PLAN_BYTES: usize = 32 * 1024;
+/// Longest summary (bytes) of a request.
+const MAX_SUMMARY_BYTES: usize = 1024;
+
+/// Directory of request and verdict files: `<workspace>/.paddock/approvals`.
 pub fn requests_dir(ws: &Workspace) -> PathBuf {
     ws.control().join("approvals")
 }
 
-/// Writes a new request for `tool` with `input` (the CLI working in `cwd`) and returns it; its
-/// id is `tool-<n>` with `n` one more than the requests already in `dir`.
-///
-/// # Errors
-/// I/O errors creating the directory or the file.
-pub fn write_request(dir: &Path, tool: &str, input: &Value, cwd: &Path) -> std::io::Result<ToolRequest> {
+/// Claims the next free id `<prefix>-<n>` in `dir` by creating its request file exclusively
+/// (so concurrent calls never share an id), n from 1.
+fn claim_id(dir: &Path, prefix: &str) -> std::io::Result<String> {
     std::fs::create_dir_all(dir)?;
-    let n = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".request.json"))
-        .count()
-        + 1;
-    let subject = truncate(&subject(tool, input, cwd), MAX_INPUT_BYTES);
-    let req = ToolRequest {
-        id: format!("tool-{n}"),
-        tool: tool.to_string(),
-        summary: truncate(&format!("{tool}: {subject}"), 1024),
-        input: subject,
-    };
+    for n in 1..=MAX_REQUEST_NUMBER {
+        let id = format!("{prefix}-{n}");
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dir.join(format!("{id}.request.json")))
+        {
+            Ok(_) => return Ok(id),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "no free request id: {prefix}-{MAX_REQUEST_NUMBER} is taken"
+    )))
+}
+
+/// Writes `req` (its id claimed with [`claim_id`]) for the `run` process.
+fn write_claimed(dir: &Path, prefix: &str, mut req: Request) -> std::io::Result<Request> {
+    req.id = claim_id(dir, prefix)?;
     let json = serde_json::to_vec(&req).map_err(std::io::Error::other)?;
     write_atomic(&dir.join(format!("{}.request.json", req.id)), &json)?;
     Ok(req)
+}
+
+/// Writes a new `ToolUse` request for `tool` with `input` (the CLI working in `cwd`) and
+/// returns it; its id is `tool-<n>`, the first free n.
+///
+/// # Errors
+/// I/O errors creating the directory or the file, or every id taken.
+pub fn write_request(dir: &Path, tool: &str, input: &Value, cwd: &Path) -> std::io::Result<Request> {
+    let subject = truncate(&subject(tool, input, cwd), MAX_INPUT_BYTES);
+    let req = Request {
+        stage: tool_use_stage(),
+        tool: Some(tool.to_string()),
+        summary: truncate(&format!("{tool}: {subject}"), MAX_SUMMARY_BYTES),
+        input: Some(subject),
+        ..Request::default()
+    };
+    write_claimed(dir, "tool", req)
+}
+
+/// Why a question is refused before anyone is asked (the agent gets the message and may ask
+/// again).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QuestionError {
+    /// The question is empty.
+    #[error("the question is empty")]
+    Empty,
+    /// The question is longer than [`MAX_QUESTION_BYTES`].
+    #[error("the question is {0} bytes long; ask in at most 4096 bytes")]
+    TooLong(usize),
+    /// More than [`MAX_OPTIONS`] options.
+    #[error("{0} options offered; offer at most 16")]
+    TooManyOptions(usize),
+    /// An option is longer than [`MAX_OPTION_BYTES`].
+    #[error("option {0} is longer than 256 bytes")]
+    OptionTooLong(usize),
+    /// The request could not be written.
+    #[error("cannot ask: {0}")]
+    Io(String),
+}
+
+/// Writes a new `Question` request (`question-<n>`) asking `question`, offering `options`.
+///
+/// # Errors
+/// [`QuestionError`] for a question out of bounds or an I/O error.
+pub fn write_question(dir: &Path, question: &str, options: &[String]) -> Result<Request, QuestionError> {
+    if question.trim().is_empty() {
+        return Err(QuestionError::Empty);
+    }
+    if question.len() > MAX_QUESTION_BYTES {
+        return Err(QuestionError::TooLong(question.len()));
+    }
+    if options.len() > MAX_OPTIONS {
+        return Err(QuestionError::TooManyOptions(options.len()));
+    }
+    if let Some(i) = options.iter().position(|o| o.len() > MAX_OPTION_BYTES) {
+        return Err(QuestionError::OptionTooLong(i + 1));
+    }
+    let first = question
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default();
+    let req = Request {
+        stage: paddock_crds::GateStage::Question.as_str().to_string(),
+        summary: truncate(&format!("The agent asks: {first}"), MAX_SUMMARY_BYTES),
+        question: Some(question.to_string()),
+        options: options.to_vec(),
+        ..Request::default()
+    };
+    write_claimed(dir, "question", req).map_err(|e| QuestionError::Io(e.to_string()))
+}
+
+/// Writes a new `Plan` request (`plan-<n>`) with `plan` (cut to [`MAX_PLAN_BYTES`]).
+///
+/// # Errors
+/// I/O errors creating the directory or the file, or every id taken.
+pub fn write_plan(dir: &Path, plan: &str) -> std::io::Result<Request> {
+    let first = plan
+        .lines()
+        .map(|l| l.trim().trim_start_matches('#').trim())
+        .find(|l| !l.is_empty())
+        .unwrap_or_default();
+    let req = Request {
+        stage: paddock_crds::GateStage::Plan.as_str().to_string(),
+        summary: truncate(&format!("Review the agent's plan: {first}"), MAX_SUMMARY_BYTES),
+        plan: Some(truncate(plan, MAX_PLAN_BYTES)),
+        ..Request::default()
+    };
+    write_claimed(dir, "plan", req)
+}
+
+/// Where the `run` process leaves the plan text of Claude Code's `ExitPlanMode` call
+/// `tool_use_id` for the MCP server (Claude Code does not pass it to the permission prompt):
+/// `<dir>/<tool_use_id>.plan`. `None` for an id that is not 1 to 128 ASCII letters, digits,
+/// `_` or `-` (it names a file).
+pub fn plan_file(dir: &Path, tool_use_id: &str) -> Option<PathBuf> {
+    let ok = (1..=128).contains(&tool_use_id.len())
+        && tool_use_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    ok.then(|| dir.join(format!("{tool_use_id}.plan")))
 }
 
 /// Records the verdict on request `id` for the `run` process.
@@ -260,20 +483,21 @@ pub async fn watch_requests(dir: PathBuf, tx: mpsc::Sender<RunnerEvent>) {
                     verdict: raw.trim().to_string(),
                 }
             } else {
-                let Ok(req) = serde_json::from_str::<ToolRequest>(&raw) else {
+                // An empty file is an id being claimed: read it on a later poll.
+                let Ok(req) = serde_json::from_str::<Request>(&raw) else {
                     continue;
                 };
                 RunnerEvent::ApprovalRequested {
                     id: req.id,
-                    stage: "ToolUse".into(),
+                    stage: req.stage,
                     summary: req.summary,
-                    tool: Some(req.tool),
-                    input: Some(req.input),
+                    tool: req.tool,
+                    input: req.input,
                     commit: None,
                     diffstat: None,
-                    question: None,
-                    options: Vec::new(),
-                    plan: None,
+                    question: req.question,
+                    options: req.options,
+                    plan: req.plan,
                 }
             };
             seen.insert(name);
@@ -370,6 +594,204 @@ pub(crate) mod tests {
             ..check.clone()
         };
         assert_eq!(read_verdict(&f, &next, "push", "c1"), None);
+    }
+
+    /// The annotation lines the operator writes for a verdict on `id` carrying `text` (no text
+    /// annotation when `text` is empty).
+    pub(crate) fn text_lines(
+        signer: &paddock_crds::verdict::Signer,
+        check: &VerdictCheck,
+        id: &str,
+        text: &str,
+        verdict: &str,
+    ) -> String {
+        let v = value(signer, check, id, &paddock_crds::verdict::text_subject(text), verdict);
+        let mut out = format!("decision.paddock.dev/{id}={v:?}\n");
+        if !text.is_empty() {
+            out.push_str(&format!("text.paddock.dev/{id}={text:?}\n"));
+        }
+        out
+    }
+
+    #[test]
+    fn verdict_texts_are_bound_to_the_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("annotations");
+        let (signer, check) = signed();
+        let answer = "Use \"postgres\",\nnot sqlite";
+        std::fs::write(&f, text_lines(&signer, &check, "question-1", answer, "Approve")).unwrap();
+        assert_eq!(
+            read_verdict_text(&f, &check, "question-1"),
+            Some((Verdict::Approve, answer.to_string()))
+        );
+        // Another text under the same signature (what an `edit` user can write): refused.
+        let swapped = text_lines(&signer, &check, "question-1", answer, "Approve").replace("postgres", "mysql");
+        std::fs::write(&f, swapped).unwrap();
+        assert_eq!(read_verdict_text(&f, &check, "question-1"), None);
+        // No text annotation: the subject of the empty text.
+        std::fs::write(&f, text_lines(&signer, &check, "question-2", "", "Reject")).unwrap();
+        assert_eq!(
+            read_verdict_text(&f, &check, "question-2"),
+            Some((Verdict::Reject, String::new()))
+        );
+        // A text added next to a verdict signed without one is not its text.
+        let added = format!(
+            "{}text.paddock.dev/question-2=\"push to main\"\n",
+            text_lines(&signer, &check, "question-2", "", "Reject")
+        );
+        std::fs::write(&f, added).unwrap();
+        assert_eq!(
+            read_verdict_text(&f, &check, "question-2"),
+            Some((Verdict::Reject, String::new()))
+        );
+        let changes = "Split step 2";
+        std::fs::write(&f, text_lines(&signer, &check, "plan-1", changes, "RequestChanges")).unwrap();
+        assert_eq!(
+            read_verdict_text(&f, &check, "plan-1"),
+            Some((Verdict::RequestChanges, changes.to_string()))
+        );
+    }
+
+    #[test]
+    fn only_a_signed_plan_approval_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("annotations");
+        let (signer, check) = signed();
+        assert_eq!(plan_approved(&f, &check), None, "no file");
+        // Unsigned, another run's, another attempt's, and a signed Reject or RequestChanges.
+        let other_attempt = VerdictCheck {
+            attempt: 2,
+            ..check.clone()
+        };
+        let other_run = VerdictCheck {
+            run_uid: "u2".into(),
+            ..check.clone()
+        };
+        let text = format!(
+            "decision.paddock.dev/plan-1=\"Approve\"\n{}{}{}{}",
+            text_lines(&signer, &other_attempt, "plan-2", "", "Approve"),
+            text_lines(&signer, &other_run, "plan-3", "", "Approve"),
+            text_lines(&signer, &check, "plan-4", "", "Reject"),
+            text_lines(&signer, &check, "plan-5", "more tests", "RequestChanges"),
+        );
+        std::fs::write(&f, &text).unwrap();
+        assert_eq!(plan_approved(&f, &check), None);
+        // A signed approval of a tool gate is not a plan approval.
+        let tool = text_lines(&signer, &check, "tool-1", "", "Approve");
+        std::fs::write(&f, format!("{text}{tool}")).unwrap();
+        assert_eq!(plan_approved(&f, &check), None);
+        let approve = text_lines(&signer, &check, "plan-6", "", "Approve");
+        std::fs::write(&f, format!("{text}{approve}")).unwrap();
+        assert_eq!(plan_approved(&f, &check).as_deref(), Some("plan-6"));
+        // A text annotation added next to it by someone else does not hide it.
+        std::fs::write(&f, format!("{text}{approve}text.paddock.dev/plan-6=\"x\"\n")).unwrap();
+        assert_eq!(plan_approved(&f, &check).as_deref(), Some("plan-6"));
+        // Attempt 2's own approval counts for attempt 2 only.
+        assert_eq!(plan_approved(&f, &other_attempt).as_deref(), Some("plan-2"));
+        let third = VerdictCheck { attempt: 3, ..check };
+        assert_eq!(plan_approved(&f, &third), None);
+    }
+
+    #[test]
+    fn questions_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("approvals");
+        let opts = |n: usize, len: usize| vec!["x".repeat(len); n];
+        assert_eq!(write_question(&d, " ", &[]), Err(QuestionError::Empty));
+        assert_eq!(
+            write_question(&d, &"q".repeat(4097), &[]),
+            Err(QuestionError::TooLong(4097))
+        );
+        assert_eq!(
+            write_question(&d, "q?", &opts(17, 1)),
+            Err(QuestionError::TooManyOptions(17))
+        );
+        assert_eq!(
+            write_question(&d, "q?", &opts(2, 257)),
+            Err(QuestionError::OptionTooLong(1))
+        );
+        let ok = write_question(&d, &"q".repeat(4096), &opts(16, 256)).unwrap();
+        assert_eq!(ok.id, "question-1");
+        assert_eq!(ok.options.len(), 16);
+    }
+
+    #[tokio::test]
+    async fn each_stage_numbers_its_own_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("approvals");
+        let cwd = Path::new("/workspace/work");
+        let t = write_request(&d, "Bash", &json!({"command": "git push"}), cwd).unwrap();
+        let q = write_question(
+            &d,
+            "Which database?\nWe have two.",
+            &["postgres".into(), "sqlite".into()],
+        )
+        .unwrap();
+        let p = write_plan(&d, &format!("# Add a cache\n{}", "x".repeat(MAX_PLAN_BYTES))).unwrap();
+        let q2 = write_question(&d, "And the port?", &[]).unwrap();
+        assert_eq!(
+            [t.id.as_str(), q.id.as_str(), p.id.as_str(), q2.id.as_str()],
+            ["tool-1", "question-1", "plan-1", "question-2"]
+        );
+        assert!(p.plan.as_ref().unwrap().len() <= MAX_PLAN_BYTES);
+        let (tx, mut rx) = mpsc::channel(8);
+        let task = tokio::spawn(watch_requests(d.clone(), tx));
+        let mut got = vec![];
+        for _ in 0..4 {
+            got.push(rx.recv().await.unwrap());
+        }
+        drop(rx);
+        task.await.unwrap();
+        let question = got
+            .iter()
+            .find(|e| matches!(e, RunnerEvent::ApprovalRequested { id, .. } if id == "question-1"))
+            .unwrap();
+        assert_eq!(
+            question,
+            &RunnerEvent::ApprovalRequested {
+                id: "question-1".into(),
+                stage: "Question".into(),
+                summary: "The agent asks: Which database?".into(),
+                tool: None,
+                input: None,
+                commit: None,
+                diffstat: None,
+                question: Some("Which database?\nWe have two.".into()),
+                options: vec!["postgres".into(), "sqlite".into()],
+                plan: None,
+            }
+        );
+        let plan = got
+            .iter()
+            .find_map(|e| match e {
+                RunnerEvent::ApprovalRequested {
+                    id,
+                    stage,
+                    summary,
+                    plan,
+                    ..
+                } if id == "plan-1" => Some((stage.clone(), summary.clone(), plan.clone())),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(plan.0, "Plan");
+        assert_eq!(plan.1, "Review the agent's plan: Add a cache");
+        assert!(plan.2.unwrap().starts_with("# Add a cache\nxxx"));
+    }
+
+    /// Concurrent callers (parallel tool calls) never share an id.
+    #[test]
+    fn ids_are_claimed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("approvals");
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| write_question(&d, "q?", &[]).unwrap().id))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let unique: BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), 8, "{ids:?}");
     }
 
     #[test]

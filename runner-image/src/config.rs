@@ -153,6 +153,10 @@ pub struct RunConfig {
     pub push_approval: bool,
     /// `ToolUse` rules (`PADDOCK_TOOL_RULES`, a JSON array), when tool calls are gated.
     pub tool_rules: Option<Vec<paddock_crds::ToolRule>>,
+    /// Whether the agent's plan is reviewed first (`PADDOCK_PLAN_REVIEW`).
+    pub plan_review: bool,
+    /// Whether the agent may ask a human (`PADDOCK_QUESTIONS`: the MCP tool `ask_human`).
+    pub questions: bool,
     /// The downward API file of the pod's annotations, where verdicts appear
     /// (`PADDOCK_DECISIONS_FILE`, default [`crate::approval::DEFAULT_DECISIONS_FILE`]).
     pub decisions_file: PathBuf,
@@ -267,9 +271,13 @@ impl RunConfig {
                     ConfigError::invalid(vars::TOOL_RULES, format!("expected a JSON array of rules: {e}"))
                 })?),
             };
+        let plan_review = parse_bool(env, vars::PLAN_REVIEW, false)?;
+        let questions = parse_bool(env, vars::QUESTIONS, false)?;
         Ok(RunConfig {
             push_approval,
             tool_rules,
+            plan_review,
+            questions,
             decisions_file: PathBuf::from(
                 env.get(vars::DECISIONS_FILE)
                     .unwrap_or(crate::approval::DEFAULT_DECISIONS_FILE),

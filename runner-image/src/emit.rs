@@ -24,7 +24,8 @@ pub fn clean(text: &str, secrets: &[String]) -> String {
 
 /// Applies [`clean`] to every string field of `event` (the base64 `data` of a `patch` chunk is
 /// left alone: the patch is redacted before it is compressed). A result's `summary` is cut to
-/// [`MAX_SUMMARY_BYTES`].
+/// [`MAX_SUMMARY_BYTES`]; the `plan` of an `approval_requested` event is redacted and cut to
+/// [`crate::approval::MAX_PLAN_BYTES`] instead of [`MAX_TEXT_BYTES`].
 pub fn sanitize(event: RunnerEvent, secrets: &[String]) -> RunnerEvent {
     let c = |s: String| clean(&s, secrets);
     match event {
@@ -78,7 +79,8 @@ pub fn sanitize(event: RunnerEvent, secrets: &[String]) -> RunnerEvent {
             diffstat: diffstat.map(c),
             question: question.map(c),
             options: options.into_iter().map(c).collect(),
-            plan: plan.map(c),
+            // A plan is longer than other fields: the gate holds up to 32 KiB of it.
+            plan: plan.map(|p| truncate(&redact(&p, secrets), crate::approval::MAX_PLAN_BYTES)),
         },
         RunnerEvent::MessageDelivered { id, turn } => RunnerEvent::MessageDelivered { id: c(id), turn },
         RunnerEvent::ApprovalDecided { id, verdict } => RunnerEvent::ApprovalDecided {
@@ -249,6 +251,41 @@ mod tests {
             .lines()
             .map(|l| parse_line(l).expect(l))
             .collect()
+    }
+
+    /// A plan keeps up to 32 KiB (redacted); the other fields of the event the usual 4 KiB.
+    #[test]
+    fn plans_are_cut_at_their_own_bound() {
+        let secrets = vec!["s3cr3t-value".to_string()];
+        let long = format!("uses s3cr3t-value {}", "p".repeat(40 * 1024));
+        let ev = sanitize(
+            RunnerEvent::ApprovalRequested {
+                id: "plan-1".into(),
+                stage: "Plan".into(),
+                summary: long.clone(),
+                tool: None,
+                input: None,
+                commit: None,
+                diffstat: None,
+                question: Some(long.clone()),
+                options: vec![],
+                plan: Some(long),
+            },
+            &secrets,
+        );
+        let RunnerEvent::ApprovalRequested {
+            summary,
+            question,
+            plan,
+            ..
+        } = ev
+        else {
+            panic!()
+        };
+        let plan = plan.unwrap();
+        assert!(plan.len() <= crate::approval::MAX_PLAN_BYTES && plan.len() > 30 * 1024);
+        assert!(plan.starts_with("uses [REDACTED] ppp"), "{}", &plan[..40]);
+        assert!(summary.len() <= MAX_TEXT_BYTES && question.unwrap().len() <= MAX_TEXT_BYTES);
     }
 
     #[test]

@@ -56,6 +56,14 @@ impl Env {
         self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
+    /// Whether `name` is set to `true` (any case): the runner's flags (`PADDOCK_PLAN_REVIEW`,
+    /// `PADDOCK_QUESTIONS`, …) as the adapters and the MCP server read them. Anything else,
+    /// unset included, is `false` (`paddock-runner run` refuses other values first,
+    /// [`crate::config::parse_bool`]).
+    pub fn is_true(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
     /// The secret values to redact: the values (at least 4 bytes long) of the variables named
     /// in the comma-separated `PADDOCK_REDACT_ENV`, longest first (so a secret containing
     /// another is replaced whole).

@@ -10,7 +10,7 @@
 //! | init `clone` | `paddock-runner clone` | trusted, holds git credentials | [`clone`] |
 //! | native sidecar `gateway` | `paddock-runner gateway` | trusted, holds git credentials | [`gateway`] |
 //! | main `agent` | `paddock-runner run` | untrusted, no credentials | [`run`] |
-//! | (child of Claude Code) | `paddock-runner permission-prompt` | untrusted | [`mcp`] |
+//! | (child of Claude Code or Gemini CLI) | `paddock-runner permission-prompt` | untrusted | [`mcp`] |
 //! | the pool's `<pool>-egress` Deployment | `paddock-runner egress` | trusted, outside the runner pods | [`egress`] |
 //!
 //! A pool's warm pods (`PADDOCK_WARM=true`) have no `clone` container: the gateway clones once
@@ -47,6 +47,7 @@ pub mod env;
 pub mod gateway;
 pub mod gitcreds;
 pub mod mcp;
+pub mod messages;
 pub mod push_request;
 pub mod report;
 pub mod run;

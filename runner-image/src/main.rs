@@ -23,9 +23,15 @@ enum Command {
     /// The pool's egress gateway (Deployment `<pool>-egress`): the proxy that is the runner
     /// pods' only way out, for callers with the pool's token.
     Egress,
-    /// MCP server (stdio) for Claude Code's --permission-prompt-tool: gates tool calls that
-    /// match PADDOCK_TOOL_RULES on an ApprovalGate.
-    PermissionPrompt,
+    /// MCP server (stdio), a child of the agent CLI: `approve`, Claude Code's
+    /// --permission-prompt-tool (gates tool calls that match PADDOCK_TOOL_RULES, and the plan
+    /// when PADDOCK_PLAN_REVIEW=true, on an ApprovalGate), and `ask_human` when
+    /// PADDOCK_QUESTIONS=true.
+    PermissionPrompt {
+        /// Offer only `ask_human` (for CLIs without a permission prompt, e.g. Gemini CLI).
+        #[arg(long)]
+        ask_human_only: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -37,7 +43,11 @@ fn main() {
         Command::Run => paddock_runner::run::command(),
         Command::Gateway => paddock_runner::gateway::command(),
         Command::Egress => paddock_runner::egress::command(),
-        Command::PermissionPrompt => paddock_runner::mcp::command(),
+        Command::PermissionPrompt { ask_human_only } => paddock_runner::mcp::command(if ask_human_only {
+            paddock_runner::mcp::Offer::AskHumanOnly
+        } else {
+            paddock_runner::mcp::Offer::PermissionPrompt
+        }),
         Command::Version => {
             let (major, minor, rev) = git2::Version::get().libgit2_version();
             println!(

@@ -30,7 +30,8 @@ pub struct PushResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
     /// CamelCase reason when not ok: `Rejected` or `GateExpired` (the BeforePush gate said
-    /// no), `PushFailed` otherwise.
+    /// no), `PlanNotApproved` (plan review without a signed plan approval), `PushFailed`
+    /// otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -45,7 +46,7 @@ pub enum PushError {
     #[error("no push result from the gateway within {0} s")]
     Timeout(u64),
     /// The gateway refused or failed to push: its reason (`Rejected`, `GateExpired`,
-    /// `PushFailed`) and message.
+    /// `PlanNotApproved`, `PushFailed`) and message.
     #[error("push failed: {1}")]
     Rejected(String, String),
     /// The runner was told to terminate while waiting.

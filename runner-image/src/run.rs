@@ -19,6 +19,15 @@
 //! SIGTERM/SIGINT (timeout, cancel): SIGTERM to the CLI's process group, SIGKILL after 5 s,
 //! then commit, diff and report with reason `Terminated` (no push).
 //!
+//! While the CLI runs: requests of the runner's MCP server (`ToolUse`, `Question`, `Plan`) become
+//! `approval_requested`/`approval_decided` events ([`crate::approval::watch_requests`]); for
+//! Claude Code, a human's signed messages go to its stdin ([`crate::messages`],
+//! `message_delivered` events). With plan review (`PADDOCK_PLAN_REVIEW=true`): the plan text of
+//! an `ExitPlanMode` call seen in the stream is left for the MCP server
+//! ([`crate::approval::plan_file`]); a plan the operator signed `Reject` or `Expired` for stops
+//! the CLI like SIGTERM and the run ends `Rejected` (step `agent`); an agent that ended
+//! otherwise without a signed plan approval fails with `PlanNotApproved`.
+//!
 //! The last stdout line is the `result`; the same line goes to the termination log. Exit 0 when
 //! the run succeeded, 1 when it failed.
 
@@ -28,9 +37,11 @@ use std::time::Duration;
 
 use git2::Oid;
 use paddock_crds::events::{EventLine, Outcome, RunResult, RunnerEvent, Step, StepStatus, Usage};
+use paddock_crds::Reason;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
+use crate::agent::claude::EXIT_PLAN_MODE;
 use crate::agent::process::{run_cli_with, Exit};
 use crate::agent::{build_invocation, mapper_for};
 use crate::commit::{commit_worktree, CommitRequest};
@@ -107,6 +118,48 @@ fn announce_push_review<W: Write>(em: &mut Emitter<W>, cfg: &RunConfig, result: 
     });
 }
 
+/// A watch that turns true once `a` or `b` does (each sender outlives the CLI's run).
+fn either(mut a: watch::Receiver<bool>, mut b: watch::Receiver<bool>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let fired = tokio::select! {
+            r = a.wait_for(|v| *v) => r.is_ok(),
+            r = b.wait_for(|v| *v) => r.is_ok(),
+        };
+        if fired {
+            let _ = tx.send(true);
+        }
+        // Keep the sender alive so the receiver never sees a closed channel.
+        std::future::pending::<()>().await;
+    });
+    rx
+}
+
+/// Leaves the plan of Claude Code's `ExitPlanMode` call `id` (its `input.plan`, as the stream
+/// showed it) for the MCP server, which Claude Code does not pass it to
+/// ([`crate::approval::plan_file`]); best effort.
+fn leave_plan_text(requests: &std::path::Path, id: &str, input: &str) {
+    let plan = serde_json::from_str::<serde_json::Value>(input)
+        .ok()
+        .and_then(|v| v.get("plan")?.as_str().map(str::to_string))
+        .filter(|p| !p.trim().is_empty());
+    if let (Some(plan), Some(file)) = (plan, crate::approval::plan_file(requests, id)) {
+        let plan = paddock_crds::events::truncate(&plan, crate::approval::MAX_PLAN_BYTES);
+        let _ = std::fs::create_dir_all(requests);
+        let _ = crate::workspace::write_atomic(&file, plan.as_bytes());
+    }
+}
+
+/// Whether request `id` is a `plan-<n>` the operator signed a `Reject` or `Expired` for (the
+/// run then ends `Rejected`).
+fn plan_rejection(decisions: &std::path::Path, check: &crate::approval::VerdictCheck, id: &str) -> bool {
+    id.starts_with("plan-")
+        && matches!(
+            crate::approval::read_verdict_text(decisions, check, id),
+            Some((crate::approval::Verdict::Reject | crate::approval::Verdict::Expired, _))
+        )
+}
+
 /// How long the runner waits for the gateway's answer when a BeforePush gate decides it: the
 /// run's deadline ends the wait first.
 const PUSH_REVIEW_WAIT: Duration = Duration::from_secs(366 * 24 * 3600);
@@ -173,15 +226,28 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
     let mut mapper = mapper_for(cfg.agent.kind, cfg.agent.model.clone());
     let mut final_event: Option<(String, bool)> = None;
     let mut usage: Option<Usage> = None;
-    // Side channel, in arrival order with the CLI's events: ToolUse approval requests written by
-    // the MCP permission-prompt server, and the gateway's egress refusals.
+    let check = crate::approval::VerdictCheck::from_env(env);
+    let requests = crate::approval::requests_dir(&ws);
+    // Side channel, in arrival order with the CLI's events: ToolUse, Question and Plan requests
+    // written by the runner's MCP server, and the gateway's egress refusals.
     let (side_tx, side) = tokio::sync::mpsc::channel(16);
-    if cfg.tool_rules.is_some() {
-        tokio::spawn(crate::approval::watch_requests(
-            crate::approval::requests_dir(&ws),
-            side_tx.clone(),
-        ));
+    if cfg.tool_rules.is_some() || cfg.plan_review || cfg.questions {
+        tokio::spawn(crate::approval::watch_requests(requests.clone(), side_tx.clone()));
     }
+    // A human's messages, for a CLI that takes them while it works (Claude Code).
+    let input = match (crate::agent::adapter(cfg.agent.kind.name()).live_messages(), &inv.stdin) {
+        (Some(line), Some(_)) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            tokio::spawn(crate::messages::watch_messages(
+                cfg.decisions_file.clone(),
+                check.clone(),
+                line,
+                tx,
+            ));
+            Some(rx)
+        }
+        _ => None,
+    };
     tokio::spawn(crate::gateway::signals::watch_denials(
         crate::gateway::signals::denied_file(&ws),
         side_tx,
@@ -196,9 +262,15 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
     }
     // The gateway's budget marker stops the CLI like SIGTERM does.
     let budget_file = crate::gateway::signals::budget_file(&ws);
-    let mut stop = crate::gateway::signals::stop_on_budget(budget_file.clone(), term.clone());
+    // So does a rejected plan (`plan_stop`).
+    let (plan_stop, plan_stopped) = watch::channel(false);
+    let mut stop = either(
+        crate::gateway::signals::stop_on_budget(budget_file.clone(), term.clone()),
+        plan_stopped,
+    );
+    let mut plan_rejected: Option<String> = None;
     let mut denials_seen = 0usize;
-    let outcome = run_cli_with(&inv, &cwd, mapper.as_mut(), &mut stop, Some(side), |ev| {
+    let outcome = run_cli_with(&inv, &cwd, mapper.as_mut(), &mut stop, Some(side), input, |ev| {
         match &ev {
             RunnerEvent::AgentStarted {
                 session_id: Some(id), ..
@@ -206,6 +278,16 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
             RunnerEvent::Final { text, is_error } => final_event = Some((text.clone(), *is_error)),
             RunnerEvent::Usage(u) => usage = Some(u.clone()),
             RunnerEvent::EgressDenied { .. } => denials_seen += 1,
+            RunnerEvent::ToolCall { id, name, input } if cfg.plan_review && name == EXIT_PLAN_MODE => {
+                leave_plan_text(&requests, id, input);
+            }
+            // The request file's verdict is the agent's word: the signed one decides.
+            RunnerEvent::ApprovalDecided { id, .. }
+                if cfg.plan_review && plan_rejected.is_none() && plan_rejection(&cfg.decisions_file, &check, id) =>
+            {
+                plan_rejected = Some(id.clone());
+                let _ = plan_stop.send(true);
+            }
             _ => {}
         }
         em.emit(ev);
@@ -252,6 +334,14 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
             "BudgetExceeded",
             format!("{why}; {agent} was stopped and what it left is committed"),
         ))
+    } else if let Some(id) = &plan_rejected {
+        Some((
+            Reason::Rejected.as_str(),
+            format!(
+                "the plan was rejected at ApprovalGate {}-{id}; {agent} was stopped",
+                cfg.run
+            ),
+        ))
     } else if outcome.terminated {
         Some((
             "Terminated",
@@ -271,6 +361,14 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
             Exit::Code(c) => Some(("AgentFailed", format!("{agent} exited with exit code {c}{stderr_tail}"))),
             Exit::Signal(s) => Some(("AgentFailed", format!("{agent} was killed by signal {s}{stderr_tail}"))),
         }
+    };
+    // With plan review, an agent that ended without an approved plan did not do its task.
+    let agent_failure = match agent_failure {
+        None if cfg.plan_review && crate::approval::plan_approved(&cfg.decisions_file, &check).is_none() => Some((
+            Reason::PlanNotApproved.as_str(),
+            format!("{agent} ended without an approved plan (spec.approvals.plan); nothing is pushed"),
+        )),
+        other => other,
     };
     if let Exit::Code(c) = outcome.exit {
         result.exit_code = Some(c);
@@ -390,7 +488,11 @@ pub async fn run<W: Write>(env: &Env, out: W) -> i32 {
                     step(&mut em, Step::Push, StepStatus::Failed, e.to_string());
                     let reason = match &e {
                         PushError::Terminated => "Terminated",
-                        PushError::Rejected(r, _) if r == "Rejected" || r == "GateExpired" => r.as_str(),
+                        PushError::Rejected(r, _)
+                            if r == "Rejected" || r == "GateExpired" || r == Reason::PlanNotApproved.as_str() =>
+                        {
+                            r.as_str()
+                        }
                         _ => "PushFailed",
                     };
                     if cfg.push_approval && matches!(reason, "Rejected" | "GateExpired") {

@@ -2,7 +2,8 @@
 //!
 //! - A prompt full of shell metacharacters and command substitution reaches every agent CLI as
 //!   one argv element (OpenCode: words split at spaces that it joins back; Qwen Code:
-//!   `--prompt=<prompt>`), never through a shell: checked on the built [`Invocation`] and on a
+//!   `--prompt=<prompt>`; Claude Code: a stream-json user line on its stdin, no argv element),
+//!   never through a shell: checked on the built [`Invocation`] and on a
 //!   real `paddock-runner run` whose `PADDOCK_AGENT_BIN` is a script recording its argv
 //!   NUL-separated, with a marker file that any shell evaluation would create.
 //! - The `shell` agent is `sh -c <prompt>` by design (documented in `agent`'s module docs and
@@ -51,10 +52,12 @@ fn spec(kind: AgentKind, prompt: &str) -> AgentSpec {
     }
 }
 
-/// What each adapter passes for `prompt`, after its own fixed arguments.
+/// What each adapter passes for `prompt`, after its own fixed arguments (Claude Code: nothing,
+/// its prompt goes to stdin, [`stdin_prompt`]).
 fn expected_prompt_args(kind: AgentKind, prompt: &str) -> Vec<String> {
     match kind {
-        AgentKind::ClaudeCode | AgentKind::Codex | AgentKind::OpenClaw => vec!["--".into(), prompt.into()],
+        AgentKind::ClaudeCode => Vec::new(),
+        AgentKind::Codex | AgentKind::OpenClaw => vec!["--".into(), prompt.into()],
         AgentKind::QwenCode | AgentKind::GeminiCli => vec![format!("--prompt={prompt}")],
         AgentKind::OpenCode => std::iter::once("--".to_string())
             .chain(prompt.split(' ').map(String::from))
@@ -65,6 +68,13 @@ fn expected_prompt_args(kind: AgentKind, prompt: &str) -> Vec<String> {
         AgentKind::Hermes => vec![format!("--oneshot={prompt}")],
         AgentKind::OpenHands => vec![format!("--task={prompt}")],
     }
+}
+
+/// The prompt in Claude Code's first stdin line (`{"type":"user","message":{"content":…}}`).
+fn stdin_prompt(line: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(line.trim_end()).expect(line);
+    assert_eq!(v["type"], "user", "{line}");
+    v["message"]["content"].as_str().unwrap().to_string()
 }
 
 const CLIS: [AgentKind; 9] = [
@@ -107,6 +117,11 @@ fn every_cli_gets_the_prompt_verbatim_without_a_shell() {
             AgentKind::Aider => assert_eq!(tail[0].strip_prefix("--message="), Some(prompt.as_str())),
             AgentKind::Hermes => assert_eq!(tail[0].strip_prefix("--oneshot="), Some(prompt.as_str())),
             AgentKind::OpenHands => assert_eq!(tail[0].strip_prefix("--task="), Some(prompt.as_str())),
+            AgentKind::ClaudeCode => {
+                let line = inv.stdin.as_deref().unwrap();
+                assert_eq!(line.matches('\n').count(), 1, "one line: {line:?}");
+                assert_eq!(stdin_prompt(line), prompt);
+            }
             _ => assert_eq!(tail[1], prompt),
         }
         assert!(!["sh", "bash", "/bin/sh"].contains(&inv.program.as_str()));
@@ -235,12 +250,14 @@ impl Fixture {
         c
     }
 
-    /// An executable that writes its argv NUL-separated to `argv` and then runs `then`.
+    /// An executable that writes its argv NUL-separated to `argv` and the first line of its
+    /// stdin to `stdin`, and then runs `then`.
     fn fake_cli(&self, then: &str) -> PathBuf {
         let script = self.path("fake-cli");
         let body = format!(
-            "#!/bin/sh\nprintf '%s\\000' \"$@\" > {argv}\n{then}\n",
-            argv = self.path("argv").display()
+            "#!/bin/sh\nprintf '%s\\000' \"$@\" > {argv}\nhead -n 1 > {stdin}\n{then}\n",
+            argv = self.path("argv").display(),
+            stdin = self.path("stdin").display()
         );
         std::fs::write(&script, body).unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -291,6 +308,12 @@ fn real_runs_pass_the_hostile_prompt_as_argv_and_no_shell_runs_it() {
         // The runner built the same argv as the pure builder (nothing rewritten on the way).
         let env = Env::from_pairs([("HOME", f.path("home").to_str().unwrap())]);
         assert_eq!(argv, build_invocation(&spec(kind, &prompt), &env).args, "{kind:?}");
+        let stdin = std::fs::read_to_string(f.path("stdin")).unwrap();
+        if kind == AgentKind::ClaudeCode {
+            assert_eq!(stdin_prompt(&stdin), prompt);
+        } else {
+            assert_eq!(stdin, "", "{kind:?}: stdin is closed");
+        }
         assert!(!m.exists(), "{kind:?}: the prompt was evaluated by a shell");
         assert!(f.path("home").is_dir(), "{kind:?}: `rm -rf ~` ran");
         assert!(!events(&out).is_empty(), "{kind:?}: the runner reported");

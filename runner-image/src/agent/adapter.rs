@@ -35,6 +35,13 @@ pub trait Adapter: Sync {
     fn sessions(&self) -> Option<&dyn SessionFiles> {
         None
     }
+
+    /// For a CLI that takes a human's messages while it works (its invocation keeps stdin
+    /// open, [`Invocation::stdin`]): the stdin line (without newline) that hands it one
+    /// message's text. `None` (the default): the CLI takes no live messages.
+    fn live_messages(&self) -> Option<fn(&str) -> String> {
+        None
+    }
 }
 
 /// A CLI's session files on disk ([`crate::session`] saves and restores them).
@@ -63,4 +70,31 @@ pub fn program(env: &Env, default: &str) -> String {
 /// The home directory the CLIs see: `$HOME`, else `/home/paddock`.
 pub fn home(env: &Env) -> PathBuf {
     PathBuf::from(env.get("HOME").unwrap_or("/home/paddock"))
+}
+
+/// The variables the runner's MCP server reads ([`crate::mcp`]), passed in its configuration:
+/// an MCP server is a child of the CLI (Claude Code, Gemini CLI), and what the CLI hands it of
+/// its own environment is the CLI's choice.
+pub const MCP_SERVER_ENV: &[&str] = &[
+    vars::TOOL_RULES,
+    vars::WORKSPACE,
+    vars::DECISIONS_FILE,
+    vars::RUN,
+    vars::NAMESPACE,
+    vars::RUN_UID,
+    vars::ATTEMPT,
+    vars::VERDICT_PUBLIC_KEY,
+    vars::PLAN_REVIEW,
+    vars::QUESTIONS,
+    "CLAUDE_CONFIG_DIR",
+    "HOME",
+];
+
+/// The `env` of the runner's MCP server: each variable of [`MCP_SERVER_ENV`] that is set in
+/// `env` (a warm pod's claimed settings included).
+pub fn mcp_server_env(env: &Env) -> serde_json::Map<String, serde_json::Value> {
+    MCP_SERVER_ENV
+        .iter()
+        .filter_map(|k| Some(((*k).to_string(), env.get(k)?.into())))
+        .collect()
 }

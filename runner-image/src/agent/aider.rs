@@ -128,6 +128,7 @@ pub fn invocation(spec: &AgentSpec, env: &Env, program: String) -> Invocation {
     set("PYTHONUNBUFFERED", "1");
     set("COLUMNS", COLUMNS);
     Invocation {
+        stdin: None,
         program,
         args,
         env: extra,

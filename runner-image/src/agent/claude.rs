@@ -9,6 +9,8 @@
 //! | `{"type":"result",…}` | `permission_denied` for each `permission_denials` entry not reported yet, `usage` (input = `input_tokens` + cache creation + cache read, `output_tokens`, `num_turns`, `total_cost_usd`), `final` (`result` text, else `error.message`, else `errors` joined, else the subtype; `is_error` when `is_error` is true or the subtype starts with `error`) |
 //!
 //! Other JSON lines (stream events, hooks, …) are ignored; non-JSON lines become `log` events.
+//! The mapper also counts assistant turns (distinct `message.id`s of `assistant` lines) for
+//! [`StreamMapper::turns`].
 
 use paddock_crds::runner::vars;
 use std::collections::HashSet;
@@ -20,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use paddock_crds::AgentName;
 
-use super::adapter::{home, program, Adapter, SessionFiles, RESUME_ID_ENV};
+use super::adapter::{home, mcp_server_env, program, Adapter, SessionFiles, RESUME_ID_ENV};
 use super::spec::{AgentKind, AgentSpec, Invocation};
 use super::stream::{compact, log_event, StreamMapper};
 use crate::env::Env;
@@ -31,10 +33,37 @@ pub const CLAUDE_FREE_MODE: &str = "bypassPermissions";
 /// Claude Code's `--permission-mode` with ToolUse rules: every call that is not read-only asks
 /// the permission-prompt tool (the runner's MCP server, [`crate::mcp`]).
 pub const CLAUDE_GATED_MODE: &str = "default";
+/// Claude Code's `--permission-mode` with plan review (`PADDOCK_PLAN_REVIEW=true`): it plans
+/// without changing anything until the permission-prompt tool allows its `ExitPlanMode` (a
+/// `Plan` gate, [`crate::mcp`]); then it continues in `default` mode.
+pub const CLAUDE_PLAN_MODE: &str = "plan";
+/// Claude Code's plan-mode exit tool (input `{"plan": str}` in the stream), which the
+/// permission prompt turns into a `Plan` gate under plan review ([`crate::mcp`]).
+pub const EXIT_PLAN_MODE: &str = "ExitPlanMode";
+/// The runner's MCP server as Claude Code names its permission-prompt tool.
+pub const PERMISSION_PROMPT_TOOL: &str = "mcp__paddock__approve";
+/// The runner's `ask_human` tool as Claude Code names it.
+pub const ASK_HUMAN_TOOL: &str = "mcp__paddock__ask_human";
+
+/// One user line of Claude Code's `--input-format stream-json`, without its newline:
+/// `{"type":"user","message":{"role":"user","content":"<text>"}}` (compact JSON, so one line
+/// whatever `text` holds). The prompt is the first; a human's message written while Claude
+/// Code works reaches the model with its next request.
+pub fn user_message_line(text: &str) -> String {
+    serde_json::json!({"type": "user", "message": {"role": "user", "content": text}}).to_string()
+}
+
 /// State of one Claude Code stream (or of a CLI printing the same shape, see [`super::qwen`]).
 #[derive(Debug)]
 pub struct ClaudeMapper {
     denied_ids: HashSet<String>,
+    /// Assistant turns seen: `assistant` lines with a new `message.id` (one answer may span
+    /// several lines, one per content block).
+    turns: u32,
+    /// The `message.id` of the last `assistant` line.
+    turn_id: Option<String>,
+    /// Whether the last `assistant`/`user` line was an assistant's (for lines without an id).
+    in_turn: bool,
     /// Adapter name reported in `agent_started`.
     agent: &'static str,
     /// Whether the result's `input_tokens` already count cached input (Qwen Code's do;
@@ -78,9 +107,26 @@ impl ClaudeMapper {
     pub fn with_agent(agent: &'static str, cache_in_input: bool) -> Self {
         Self {
             denied_ids: HashSet::new(),
+            turns: 0,
+            turn_id: None,
+            in_turn: false,
             agent,
             cache_in_input,
         }
+    }
+
+    /// Counts an `assistant` line with message id `id` as a turn when it starts one.
+    fn count_turn(&mut self, id: Option<&str>) {
+        let new = match (id, self.turn_id.as_deref()) {
+            (Some(id), Some(last)) => id != last,
+            (Some(_), None) => true,
+            (None, _) => !self.in_turn,
+        };
+        if new {
+            self.turns = self.turns.saturating_add(1);
+        }
+        self.turn_id = id.map(str::to_string);
+        self.in_turn = true;
     }
 
     fn denied(&mut self, v: &Value) -> RunnerEvent {
@@ -113,6 +159,7 @@ impl ClaudeMapper {
                 _ => {}
             },
             Some("assistant") => {
+                self.count_turn(v.pointer("/message/id").and_then(Value::as_str));
                 for block in v
                     .pointer("/message/content")
                     .and_then(Value::as_array)
@@ -136,6 +183,7 @@ impl ClaudeMapper {
                 }
             }
             Some("user") => {
+                self.in_turn = false;
                 for block in v
                     .pointer("/message/content")
                     .and_then(Value::as_array)
@@ -212,6 +260,10 @@ impl StreamMapper for ClaudeMapper {
             _ => log_event("stdout", line),
         }
     }
+
+    fn turns(&self) -> u32 {
+        self.turns
+    }
 }
 
 /// The `claude-code` adapter ([`AgentName::ClaudeCode`]).
@@ -223,17 +275,39 @@ impl Adapter for ClaudeCode {
         AgentName::ClaudeCode
     }
 
-    /// `claude -p --output-format stream-json --verbose --permission-mode bypassPermissions
-    /// [--model m] [--max-turns n] [--resume id] <args…> -- <prompt>`; with ToolUse rules
-    /// `--permission-mode default --permission-prompt-tool mcp__paddock__approve --mcp-config …`.
+    /// `claude -p --input-format stream-json --output-format stream-json --verbose
+    /// --permission-mode <mode> [--model m] [--max-turns n] [--resume id] [--allowedTools
+    /// mcp__paddock__ask_human] [--permission-prompt-tool mcp__paddock__approve] [--mcp-config
+    /// <json>] <args…>` with the prompt on stdin ([`user_message_line`]), which stays open for a
+    /// human's messages until Claude Code's `result`.
+    ///
+    /// - mode: `plan` with plan review (`PADDOCK_PLAN_REVIEW=true`), else `default` with ToolUse
+    ///   rules (`PADDOCK_TOOL_RULES`), else `bypassPermissions`;
+    /// - the permission-prompt tool with plan review or ToolUse rules; `--allowedTools
+    ///   mcp__paddock__ask_human` with questions (`PADDOCK_QUESTIONS=true`: Claude Code would
+    ///   otherwise refuse the call outside `bypassPermissions`);
+    /// - the runner's MCP server ([`mcp_config`]) when any of the three is on;
+    /// - env: `DISABLE_TELEMETRY=1`, `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`, and with plan
+    ///   review or questions `ENABLE_TOOL_SEARCH=false` (else Claude Code defers `ExitPlanMode`
+    ///   and MCP tools behind its ToolSearch tool), each unless the environment sets it.
     fn invocation(&self, spec: &AgentSpec, env: &Env) -> Invocation {
         // Free inside the pod: no permission checks at all, unless ToolUse rules must see
         // the calls; then every call Claude Code does not consider read-only goes to the
         // runner's permission-prompt server, which lets through what no rule names.
         let gated = env.get(vars::TOOL_RULES).is_some();
-        let mode = if gated { CLAUDE_GATED_MODE } else { CLAUDE_FREE_MODE };
+        let plan = env.is_true(vars::PLAN_REVIEW);
+        let questions = env.is_true(vars::QUESTIONS);
+        let mode = if plan {
+            CLAUDE_PLAN_MODE
+        } else if gated {
+            CLAUDE_GATED_MODE
+        } else {
+            CLAUDE_FREE_MODE
+        };
         let mut args: Vec<String> = [
             "-p",
+            "--input-format",
+            "stream-json",
             "--output-format",
             "stream-json",
             "--verbose",
@@ -251,35 +325,26 @@ impl Adapter for ClaudeCode {
         if let Some(id) = env.get(RESUME_ID_ENV) {
             args.extend(["--resume".into(), id.to_string()]);
         }
-        if let Some(rules) = env.get(vars::TOOL_RULES) {
+        if questions {
+            args.extend(["--allowedTools".into(), ASK_HUMAN_TOOL.into()]);
+        }
+        if gated || plan {
             // Tool calls that need permission go to the runner's MCP server (crate::mcp).
-            let mut server_env = serde_json::Map::new();
-            server_env.insert(vars::TOOL_RULES.into(), rules.into());
-            for k in [vars::WORKSPACE, vars::DECISIONS_FILE, vars::RUN] {
-                if let Some(v) = env.get(k) {
-                    server_env.insert(k.into(), v.into());
-                }
-            }
-            let config = serde_json::json!({"mcpServers": {"paddock": {
-                "type": "stdio",
-                "command": env.get(vars::RUNNER_BIN).unwrap_or("paddock-runner"),
-                "args": ["permission-prompt"],
-                "env": server_env,
-            }}});
-            args.extend([
-                "--permission-prompt-tool".into(),
-                "mcp__paddock__approve".into(),
-                "--mcp-config".into(),
-                config.to_string(),
-            ]);
+            args.extend(["--permission-prompt-tool".into(), PERMISSION_PROMPT_TOOL.into()]);
+        }
+        if gated || plan || questions {
+            args.extend(["--mcp-config".into(), mcp_config(env).to_string()]);
         }
         args.extend(spec.args.iter().cloned());
-        args.extend(["--".into(), spec.prompt.clone()]);
         let mut extra = Vec::new();
-        for (k, v) in [
+        let mut defaults = vec![
             ("DISABLE_TELEMETRY", "1"),
             ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
-        ] {
+        ];
+        if plan || questions {
+            defaults.push(("ENABLE_TOOL_SEARCH", "false"));
+        }
+        for (k, v) in defaults {
             if env.get(k).is_none() {
                 extra.push((k.to_string(), v.to_string()));
             }
@@ -290,6 +355,7 @@ impl Adapter for ClaudeCode {
             env: extra,
             create_dirs: Vec::new(),
             files: Vec::new(),
+            stdin: Some(format!("{}\n", user_message_line(&spec.prompt))),
         }
     }
 
@@ -300,6 +366,22 @@ impl Adapter for ClaudeCode {
     fn sessions(&self) -> Option<&dyn SessionFiles> {
         Some(self)
     }
+
+    fn live_messages(&self) -> Option<fn(&str) -> String> {
+        Some(user_message_line)
+    }
+}
+
+/// Claude Code's `--mcp-config`: the runner's MCP server (`paddock-runner permission-prompt`,
+/// `PADDOCK_RUNNER_BIN` overriding the program) as server `paddock`, over stdio, with
+/// [`mcp_server_env`].
+pub fn mcp_config(env: &Env) -> serde_json::Value {
+    serde_json::json!({"mcpServers": {"paddock": {
+        "type": "stdio",
+        "command": env.get(vars::RUNNER_BIN).unwrap_or("paddock-runner"),
+        "args": ["permission-prompt"],
+        "env": mcp_server_env(env),
+    }}})
 }
 
 /// Claude Code's sessions: `~/.claude/projects/<project dir of the cwd>/<id>.jsonl`
@@ -425,6 +507,25 @@ mod tests {
             RunnerEvent::Final { text: "I created hello.txt.".into(), is_error: false },
         ];
         assert_eq!(events, expected);
+    }
+
+    /// Turns are counted by assistant message: one answer spans several lines (one per
+    /// content block) with the same id.
+    #[test]
+    fn assistant_turns_are_counted_by_message() {
+        let mut m = ClaudeMapper::default();
+        for line in include_str!("../../../e2e/fixtures/claude-code-edit-file.jsonl").lines() {
+            m.stdout_line(line);
+        }
+        assert_eq!(m.turns(), 2);
+        let mut m = ClaudeMapper::default();
+        let text = r#"{"type":"assistant","message":{"content":[{"type":"text","text":"a"}]}}"#;
+        let result =
+            r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t","content":"x"}]}}"#;
+        for line in [text, text, result, text] {
+            m.stdout_line(line);
+        }
+        assert_eq!(m.turns(), 2, "without ids: runs of assistant lines");
     }
 
     #[test]

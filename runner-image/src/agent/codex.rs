@@ -248,6 +248,7 @@ impl Adapter for Codex {
             .map(PathBuf::from)
             .unwrap_or_else(|| home.join(".codex"));
         Invocation {
+            stdin: None,
             program: program(env, "codex"),
             args,
             env: vec![("CODEX_HOME".into(), codex_home.to_string_lossy().into_owned())],

@@ -123,6 +123,7 @@ impl Adapter for Custom {
         command.extend(spec.args.iter().cloned());
         command.push(spec.prompt.clone());
         Invocation {
+            stdin: None,
             program,
             args: command,
             env: Vec::new(),

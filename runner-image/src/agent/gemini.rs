@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use paddock_crds::AgentName;
 
-use super::adapter::{program, Adapter};
+use super::adapter::{mcp_server_env, program, Adapter};
 use super::spec::{AgentKind, AgentSpec, Invocation};
 use super::stream::{compact, log_event, StreamMapper};
 use crate::env::Env;
@@ -66,19 +66,21 @@ pub fn invocation(spec: &AgentSpec, env: &Env, program: String) -> Invocation {
     }
     args.extend(spec.args.iter().cloned());
     args.push(format!("--prompt={}", spec.prompt));
+    let questions = env.is_true(paddock_crds::runner::vars::QUESTIONS);
     let home = env
         .get("GEMINI_CLI_HOME")
         .filter(|h| !h.is_empty())
         .or_else(|| env.get("HOME"))
         .unwrap_or("/home/paddock");
     Invocation {
+        stdin: None,
         program,
         args,
         env: Vec::new(),
         create_dirs: scratch,
         files: vec![(
             PathBuf::from(home).join(".gemini/settings.json"),
-            settings_json(spec.max_turns),
+            settings_json(spec.max_turns, questions.then(|| mcp_server(env))),
         )],
     }
 }
@@ -95,14 +97,35 @@ pub fn scratch_dirs(env: &Env) -> Vec<PathBuf> {
     dirs
 }
 
+/// How long (ms) Gemini CLI waits for one call of the runner's MCP server: `ask_human` waits
+/// for a human, so about 24 days (under the 2^31 - 1 ms a JavaScript timer takes; Gemini CLI's
+/// default is 10 minutes). The run's own deadline ends it first.
+pub const MCP_TIMEOUT_MS: u64 = 2_073_600_000;
+
+/// The runner's MCP server as a Gemini CLI `mcpServers` entry, offering only `ask_human`
+/// (`paddock-runner permission-prompt --ask-human-only`; the model sees it as
+/// `mcp_paddock_ask_human`): trusted (no confirmation), with the variables it reads
+/// ([`mcp_server_env`]) and [`MCP_TIMEOUT_MS`].
+pub fn mcp_server(env: &Env) -> Value {
+    json!({
+        "command": env.get(paddock_crds::runner::vars::RUNNER_BIN).unwrap_or("paddock-runner"),
+        "args": ["permission-prompt", "--ask-human-only"],
+        "env": mcp_server_env(env),
+        "trust": true,
+        "timeout": MCP_TIMEOUT_MS,
+    })
+}
+
 /// Contents of `~/.gemini/settings.json` (under `$GEMINI_CLI_HOME` instead of `$HOME` when that
 /// is set: Gemini CLI's home directory) the adapter writes before starting: auth type
 /// `gemini-api-key` (without it Gemini CLI exits 41, "Invalid auth method selected"; the key
 /// comes from `GEMINI_API_KEY`), usage statistics, telemetry and auto-update (and its
 /// notification) off (with them, a scripted run connected to the model endpoint only; without
-/// them Gemini CLI also looked up DNS names), and `model.maxSessionTurns` = `max_turns` when set (Gemini CLI has no
-/// command-line flag for it; past the limit it ends with a `result` of status `error`).
-pub fn settings_json(max_turns: Option<u32>) -> String {
+/// them Gemini CLI also looked up DNS names), `model.maxSessionTurns` = `max_turns` when set
+/// (Gemini CLI has no command-line flag for it; past the limit it ends with a `result` of status
+/// `error`), and `mcpServers.paddock` = `paddock` when given ([`mcp_server`], with
+/// `PADDOCK_QUESTIONS=true`).
+pub fn settings_json(max_turns: Option<u32>, paddock: Option<Value>) -> String {
     let mut settings = json!({
         "security": {"auth": {"selectedType": "gemini-api-key"}},
         "privacy": {"usageStatisticsEnabled": false},
@@ -111,6 +134,9 @@ pub fn settings_json(max_turns: Option<u32>) -> String {
     });
     if let Some(n) = max_turns {
         settings["model"] = json!({"maxSessionTurns": n});
+    }
+    if let Some(server) = paddock {
+        settings["mcpServers"] = json!({"paddock": server});
     }
     settings.to_string()
 }
@@ -425,13 +451,69 @@ Warning: not JSON"#;
 
     #[test]
     fn settings_select_api_key_auth_and_turn_limit() {
-        let v: Value = serde_json::from_str(&settings_json(Some(4))).unwrap();
+        let v: Value = serde_json::from_str(&settings_json(Some(4), None)).unwrap();
         assert_eq!(v["security"]["auth"]["selectedType"], "gemini-api-key");
         assert_eq!(v["privacy"]["usageStatisticsEnabled"], false);
         assert_eq!(v["telemetry"]["enabled"], false);
         assert_eq!(v["general"]["enableAutoUpdate"], false);
         assert_eq!(v["model"]["maxSessionTurns"], 4);
-        let v: Value = serde_json::from_str(&settings_json(None)).unwrap();
+        let v: Value = serde_json::from_str(&settings_json(None, None)).unwrap();
         assert!(v.get("model").is_none());
+    }
+
+    /// With questions, the settings register the runner's MCP server offering `ask_human`
+    /// only, with the variables it needs; without, no server.
+    #[test]
+    fn questions_register_the_runners_mcp_server() {
+        use paddock_crds::runner::vars;
+        let spec = AgentSpec {
+            kind: AgentKind::GeminiCli,
+            prompt: "p".into(),
+            model: None,
+            args: vec![],
+            max_turns: None,
+        };
+        let mut pairs = vec![
+            ("HOME", "/h"),
+            (vars::WORKSPACE, "/workspace"),
+            (vars::DECISIONS_FILE, "/etc/paddock/pod/annotations"),
+            (vars::RUN, "r1"),
+            (vars::NAMESPACE, "ns"),
+            (vars::RUN_UID, "u1"),
+            (vars::ATTEMPT, "2"),
+            (vars::VERDICT_PUBLIC_KEY, "a2V5"),
+            (vars::RUNNER_BIN, "/usr/local/bin/paddock-runner"),
+            ("GEMINI_API_KEY", "not-for-the-server"),
+        ];
+        let settings = |pairs: &[(&str, &str)]| {
+            let inv = invocation(&spec, &Env::from_pairs(pairs.iter().copied()), "gemini".into());
+            assert_eq!(inv.files[0].0, PathBuf::from("/h/.gemini/settings.json"));
+            assert_eq!(inv.stdin, None, "Gemini CLI takes no live input");
+            serde_json::from_str::<Value>(&inv.files[0].1).unwrap()
+        };
+        assert!(settings(&pairs).get("mcpServers").is_none());
+        pairs.push((vars::QUESTIONS, "true"));
+        let v = settings(&pairs);
+        assert_eq!(v["security"]["auth"]["selectedType"], "gemini-api-key", "kept");
+        assert_eq!(
+            v["mcpServers"],
+            json!({"paddock": {
+                "command": "/usr/local/bin/paddock-runner",
+                "args": ["permission-prompt", "--ask-human-only"],
+                "env": {
+                    "PADDOCK_WORKSPACE": "/workspace",
+                    "PADDOCK_DECISIONS_FILE": "/etc/paddock/pod/annotations",
+                    "PADDOCK_RUN": "r1",
+                    "PADDOCK_NAMESPACE": "ns",
+                    "PADDOCK_RUN_UID": "u1",
+                    "PADDOCK_ATTEMPT": "2",
+                    "PADDOCK_VERDICT_PUBLIC_KEY": "a2V5",
+                    "PADDOCK_QUESTIONS": "true",
+                    "HOME": "/h",
+                },
+                "trust": true,
+                "timeout": MCP_TIMEOUT_MS,
+            }})
+        );
     }
 }

@@ -90,6 +90,7 @@ pub fn invocation(spec: &AgentSpec, env: &Env, program: String) -> Invocation {
         extra.push(("PYTHONUNBUFFERED".to_string(), "1".to_string()));
     }
     Invocation {
+        stdin: None,
         program,
         args,
         env: extra,

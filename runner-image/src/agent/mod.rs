@@ -8,13 +8,16 @@
 //! traits); [`process`] runs an [`Invocation`]. No module here uses `mod.rs`, and nothing in
 //! `agent` uses the runner's commands: the layers are `env` → `agent` → `session`/`config` → `run`.
 //!
-//! The CLI runs in the worktree (or `PADDOCK_WORKDIR` inside it) with stdin closed, in its own
-//! process group, and the prompt passed as one argv element — never through a shell, except
-//! for the `shell` agent, which is exactly `sh -c "$PADDOCK_PROMPT"`:
-//! - `claude-code`: `claude -p --output-format stream-json --verbose --permission-mode
-//!   bypassPermissions [--model m] [--max-turns n] <args…> -- <prompt>`; with ToolUse rules
-//!   `--permission-mode default --permission-prompt-tool mcp__paddock__approve --mcp-config …`
-//!   instead ([`claude`], [`crate::mcp`]).
+//! The CLI runs in the worktree (or `PADDOCK_WORKDIR` inside it) in its own process group, with
+//! stdin closed and the prompt passed as one argv element — never through a shell, except for
+//! the `shell` agent, which is exactly `sh -c "$PADDOCK_PROMPT"`; Claude Code alone takes its
+//! prompt and a human's messages on stdin ([`Invocation::stdin`], [`Adapter::live_messages`]):
+//! - `claude-code`: `claude -p --input-format stream-json --output-format stream-json --verbose
+//!   --permission-mode bypassPermissions [--model m] [--max-turns n] <args…>` with the prompt
+//!   as a stream-json user line on stdin; with ToolUse rules `--permission-mode default
+//!   --permission-prompt-tool mcp__paddock__approve --mcp-config …` instead, with plan review
+//!   `--permission-mode plan` and the same tool, with questions `--allowedTools
+//!   mcp__paddock__ask_human` and the MCP server ([`claude`], [`crate::mcp`]).
 //! - `codex`: `codex exec --json --skip-git-repo-check --dangerously-bypass-approvals-and-sandbox
 //!   [-m m] [-c …provider overrides when OPENAI_BASE_URL is set] <args…> -- <prompt>` with
 //!   `CODEX_HOME=$HOME/.codex` and `$CODEX_HOME/rules/paddock.rules` ([`codex`]).
@@ -25,7 +28,8 @@
 //! - `shell`: `sh -c <prompt>`; each output line is a `log` event ([`shell`]).
 //! - `gemini-cli`: `gemini --output-format stream-json --yolo --skip-trust --include-directories
 //!   $HOME,/tmp [-m m] <args…> --prompt=<prompt>` with `~/.gemini/settings.json` written first
-//!   (the turn limit goes there) ([`gemini`]).
+//!   (the turn limit goes there, and with questions the runner's MCP server offering
+//!   `ask_human`) ([`gemini`]).
 //! - `aider`: `aider [--model openai/m] --yes-always --no-auto-commits … <args…>
 //!   --message=<prompt>` with `OPENAI_API_BASE` from `OPENAI_BASE_URL` and
 //!   `~/.aider.model.metadata.json` written first; plain text out ([`aider`]).
@@ -46,8 +50,8 @@
 //! the pod the agent may run all its tools without asking; `spec.approvals.toolUse` gates what
 //! needs a human, where the CLI can ask an outside program (Claude Code).
 //!
-//! The prompt goes after `--` so a prompt starting with `-` (or a variadic option among the
-//! extra args) can never be read as an option. Qwen Code reads no prompt after `--`, so it
+//! The prompt goes after `--` (or on stdin) so a prompt starting with `-` (or a variadic option
+//! among the extra args) can never be read as an option. Qwen Code reads no prompt after `--`, so it
 //! gets `--prompt=<prompt>`: the `=` form keeps a leading `-` as text. `PADDOCK_AGENT_BIN`
 //! replaces the program name of every CLI but `shell` (tests replay recorded streams with it).
 

@@ -108,6 +108,7 @@ pub fn invocation(spec: &AgentSpec, env: &Env, program: String) -> Invocation {
         }
     }
     Invocation {
+        stdin: None,
         program,
         args,
         env: extra,

@@ -226,6 +226,7 @@ impl Adapter for OpenCode {
             ));
         }
         Invocation {
+            stdin: None,
             program: program(env, "opencode"),
             args,
             env: extra,

@@ -90,6 +90,7 @@ pub fn invocation(spec: &AgentSpec, env: &Env, program: String) -> Invocation {
     set("PYTHONUNBUFFERED", "1");
     set("TTY_COMPATIBLE", "0");
     Invocation {
+        stdin: None,
         program,
         args,
         env: extra,

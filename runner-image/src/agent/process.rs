@@ -1,5 +1,12 @@
-//! Runs an agent CLI as a child process: stdin closed, stdout and stderr read line by line
-//! (lossy UTF-8) and mapped to events as they arrive, in its own process group.
+//! Runs an agent CLI as a child process: stdout and stderr read line by line (lossy UTF-8) and
+//! mapped to events as they arrive, in its own process group.
+//!
+//! Stdin is closed (`/dev/null`) unless the [`Invocation`] has `stdin` text (Claude Code): then
+//! it is a pipe, the text is written first, [`InputLine`]s from the caller follow once the CLI
+//! reported `agent_started` (each reported as a [`RunnerEvent::MessageDelivered`] once written,
+//! with the mapper's [`StreamMapper::turns`] when it was handed over), and the pipe is closed when the CLI reports its
+//! first `final` event (Claude Code then exits), when it exits, or on termination. Writes happen
+//! in their own task, so a CLI that does not read cannot stall the output.
 //!
 //! Termination: when the `terminate` watch turns true (SIGTERM/SIGINT to the runner), SIGTERM
 //! goes to the CLI's process group; after [`TERM_GRACE`] the group gets SIGKILL. When the CLI
@@ -14,7 +21,7 @@ use std::time::Duration;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use paddock_crds::events::RunnerEvent;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
@@ -46,6 +53,37 @@ pub struct CliOutcome {
     pub last_stderr: Option<String>,
     /// Whether the runner was asked to terminate while the CLI ran.
     pub terminated: bool,
+}
+
+/// A line for the open stdin of a CLI ([`Invocation::stdin`]) from outside it: a human's message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputLine {
+    /// What the line is reported as once written: the `id` of the
+    /// [`RunnerEvent::MessageDelivered`] (a RunMessage's UID).
+    pub id: String,
+    /// The line, without its newline.
+    pub line: String,
+}
+
+/// What the writer task reports once an [`InputLine`] is written: its id and the turn when it
+/// was handed over.
+type Written = (String, u32);
+
+/// Writes each `(report, text)` to `stdin` until `rx` is closed or a write fails, then drops
+/// (closes) it; sends the `report` of each text written on `done`.
+async fn write_stdin(
+    mut stdin: tokio::process::ChildStdin,
+    mut rx: mpsc::UnboundedReceiver<(Option<Written>, String)>,
+    done: mpsc::UnboundedSender<Written>,
+) {
+    while let Some((report, text)) = rx.recv().await {
+        if stdin.write_all(text.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
+            return;
+        }
+        if let Some(r) = report {
+            let _ = done.send(r);
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,17 +148,20 @@ pub async fn run_cli(
     terminate: &mut watch::Receiver<bool>,
     sink: impl FnMut(RunnerEvent),
 ) -> CliOutcome {
-    run_cli_with(inv, cwd, mapper, terminate, None, sink).await
+    run_cli_with(inv, cwd, mapper, terminate, None, None, sink).await
 }
 
 /// [`run_cli`] that also passes the events arriving on `side` to `sink`, in arrival order with
-/// the CLI's own, while the CLI runs (used for approval requests made by the CLI's children).
+/// the CLI's own, while the CLI runs (used for approval requests made by the CLI's children),
+/// and, for a CLI with an open stdin ([`Invocation::stdin`]), writes the lines arriving on
+/// `input` to it (see the module documentation); `input` is ignored for the others.
 pub async fn run_cli_with(
     inv: &Invocation,
     cwd: &Path,
     mapper: &mut dyn StreamMapper,
     terminate: &mut watch::Receiver<bool>,
     mut side: Option<mpsc::Receiver<RunnerEvent>>,
+    mut input: Option<mpsc::Receiver<InputLine>>,
     mut sink: impl FnMut(RunnerEvent),
 ) -> CliOutcome {
     for dir in &inv.create_dirs {
@@ -146,7 +187,11 @@ pub async fn run_cli_with(
         // OpenCode takes its working directory from $PWD when set: keep it the real one.
         .env("PWD", cwd)
         .current_dir(cwd)
-        .stdin(Stdio::null())
+        .stdin(if inv.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -170,9 +215,26 @@ pub async fn run_cli_with(
         tokio::spawn(read_lines(err, Stream::Stderr, tx.clone()));
     }
     drop(tx);
+    // The open stdin: a writer task, fed until the CLI's `final` (dropping `writer` closes it).
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Written>();
+    let mut writer = None;
+    let mut writer_task = None;
+    if let (Some(text), Some(stdin)) = (&inv.stdin, child.stdin.take()) {
+        let (wtx, wrx) = mpsc::unbounded_channel();
+        let _ = wtx.send((None, text.clone()));
+        writer = Some(wtx);
+        writer_task = Some(tokio::spawn(write_stdin(stdin, wrx, done_tx)));
+    } else {
+        drop(done_tx);
+        input = None;
+    }
+    let mut done_open = writer.is_some();
+    let mut input_open = input.is_some();
+    let mut started = false;
 
     let mut last_stderr = None;
-    // `stream` None: `line` is unused and `event` comes from the side channel.
+    // `stream` None: `line` is unused and `event` comes from the side channel. Returns whether
+    // the events included `agent_started` and `final`.
     let mut handle =
         |stream: Option<Stream>, line: String, event: Option<RunnerEvent>, mapper: &mut dyn StreamMapper| {
             let events = match stream {
@@ -185,7 +247,12 @@ pub async fn run_cli_with(
                 }
                 None => event.into_iter().collect(),
             };
+            let seen = (
+                events.iter().any(|e| matches!(e, RunnerEvent::AgentStarted { .. })),
+                events.iter().any(|e| matches!(e, RunnerEvent::Final { .. })),
+            );
             events.into_iter().for_each(&mut sink);
+            seen
         };
     let mut side_open = side.is_some();
 
@@ -199,15 +266,40 @@ pub async fn run_cli_with(
     while status.is_none() || open {
         tokio::select! {
             line = rx.recv(), if open => match line {
-                Some((stream, line)) => handle(Some(stream), line, None, mapper),
+                Some((stream, line)) => {
+                    let (agent_started, fin) = handle(Some(stream), line, None, mapper);
+                    started |= agent_started;
+                    if fin {
+                        // Claude Code waits for more input after its result: end it.
+                        writer = None;
+                    }
+                }
                 None => open = false,
             },
             ev = async { side.as_mut()?.recv().await }, if side_open && status.is_none() => match ev {
-                Some(ev) => handle(None, String::new(), Some(ev), mapper),
+                Some(ev) => {
+                    handle(None, String::new(), Some(ev), mapper);
+                }
                 None => side_open = false,
+            },
+            msg = async { input.as_mut()?.recv().await }, if input_open && started && writer.is_some() => match msg {
+                Some(InputLine { id, line }) => {
+                    if let Some(w) = &writer {
+                        // The turn as the CLI had reported it when the line was handed over.
+                        let _ = w.send((Some((id, mapper.turns())), format!("{line}\n")));
+                    }
+                }
+                None => input_open = false,
+            },
+            written = done_rx.recv(), if done_open => match written {
+                Some((id, turn)) => {
+                    handle(None, String::new(), Some(RunnerEvent::MessageDelivered { id, turn }), mapper);
+                }
+                None => done_open = false,
             },
             st = child.wait(), if status.is_none() => {
                 status = Some(st);
+                writer = None;
                 kill_at = None;
                 // Reap what the CLI left behind in its group, then drain the pipes briefly.
                 signal_group(pgid, Signal::SIGKILL);
@@ -216,6 +308,7 @@ pub async fn run_cli_with(
             r = terminate.wait_for(|t| *t), if watching && !terminated => {
                 if r.is_ok() {
                     terminated = true;
+                    writer = None;
                     signal_group(pgid, Signal::SIGTERM);
                     kill_at = Some(Instant::now() + TERM_GRACE);
                 } else {
@@ -233,6 +326,20 @@ pub async fn run_cli_with(
                 break;
             },
         }
+    }
+    // Lines written before the CLI exited whose report had not arrived.
+    while let Ok((id, turn)) = done_rx.try_recv() {
+        handle(
+            None,
+            String::new(),
+            Some(RunnerEvent::MessageDelivered { id, turn }),
+            mapper,
+        );
+    }
+    drop(writer);
+    if let Some(t) = writer_task {
+        // A process outside the CLI's group may hold the pipe without reading it.
+        t.abort();
     }
     mapper.end_of_stream().into_iter().for_each(&mut sink);
     let exit = match status {
@@ -263,6 +370,7 @@ mod tests {
         cwd: &Path,
     ) -> Vec<RunnerEvent> {
         let inv = Invocation {
+            stdin: None,
             program: program.into(),
             args: args.iter().map(|a| a.to_string()).collect(),
             env: Vec::new(),
@@ -303,6 +411,7 @@ mod tests {
             MAX_LINE_BYTES + 100_000
         );
         let inv = Invocation {
+            stdin: None,
             program: "sh".into(),
             args: vec!["-c".into(), script],
             env: Vec::new(),
@@ -320,6 +429,138 @@ mod tests {
         }
         run_cli(&inv, dir.path(), &mut Lens(&mut lens), &mut terminate, |_| {}).await;
         assert_eq!(lens, vec![MAX_LINE_BYTES, 4]);
+    }
+
+    /// An open stdin: the prompt first, then the caller's lines once the CLI started, each
+    /// reported once with the turn; closed at the CLI's `final`, so a CLI that reads until EOF
+    /// (as Claude Code waits for more input) ends.
+    #[tokio::test]
+    async fn open_stdin_takes_lines_until_the_final_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let got = dir.path().join("got");
+        let script = format!(
+            r#"IFS= read -r prompt; printf '%s\n' "$prompt" > {got}
+echo '{{"type":"assistant","message":{{"id":"m1","content":[{{"type":"text","text":"one"}}]}}}}'
+echo '{{"type":"system","subtype":"init","session_id":"s1"}}'
+n=0
+while IFS= read -r line; do
+  n=$((n+1)); printf '%s\n' "$line" >> {got}
+  if [ $n -eq 2 ]; then echo '{{"type":"result","subtype":"success","result":"done","num_turns":1}}'; fi
+done
+echo 'eof'
+"#,
+            got = got.display()
+        );
+        let inv = Invocation {
+            program: "sh".into(),
+            args: vec!["-c".into(), script],
+            env: Vec::new(),
+            create_dirs: Vec::new(),
+            files: Vec::new(),
+            stdin: Some("the prompt\n".into()),
+        };
+        let (tx, input) = mpsc::channel(4);
+        for (id, line) in [("u1", "first"), ("u2", "second")] {
+            tx.send(InputLine {
+                id: id.into(),
+                line: line.into(),
+            })
+            .await
+            .unwrap();
+        }
+        let (_t, mut terminate) = watch::channel(false);
+        let mut events = Vec::new();
+        let mut mapper = crate::agent::claude::ClaudeMapper::default();
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(20),
+            run_cli_with(&inv, dir.path(), &mut mapper, &mut terminate, None, Some(input), |e| {
+                events.push(e)
+            }),
+        )
+        .await
+        .expect("stdin was closed at the final event");
+        assert_eq!(outcome.exit, Exit::Code(0));
+        assert_eq!(std::fs::read_to_string(&got).unwrap(), "the prompt\nfirst\nsecond\n");
+        let delivered: Vec<&RunnerEvent> = events
+            .iter()
+            .filter(|e| matches!(e, RunnerEvent::MessageDelivered { .. }))
+            .collect();
+        assert_eq!(
+            delivered,
+            [
+                &RunnerEvent::MessageDelivered {
+                    id: "u1".into(),
+                    turn: 1
+                },
+                &RunnerEvent::MessageDelivered {
+                    id: "u2".into(),
+                    turn: 1
+                },
+            ]
+        );
+        assert!(events.contains(&log("eof")), "{events:?}");
+        drop(tx);
+    }
+
+    /// Without stdin text the CLI's stdin is closed and lines offered are not taken.
+    #[tokio::test]
+    async fn closed_stdin_ignores_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = Invocation {
+            program: "sh".into(),
+            args: vec!["-c".into(), "cat; echo done".into()],
+            env: Vec::new(),
+            create_dirs: Vec::new(),
+            files: Vec::new(),
+            stdin: None,
+        };
+        let (tx, input) = mpsc::channel(1);
+        tx.send(InputLine {
+            id: "u1".into(),
+            line: "hello".into(),
+        })
+        .await
+        .unwrap();
+        let (_t, mut terminate) = watch::channel(false);
+        let mut events = Vec::new();
+        let outcome = run_cli_with(
+            &inv,
+            dir.path(),
+            &mut ShellMapper,
+            &mut terminate,
+            None,
+            Some(input),
+            |e| events.push(e),
+        )
+        .await;
+        assert_eq!(outcome.exit, Exit::Code(0));
+        assert_eq!(events, vec![log("done")]);
+    }
+
+    /// Termination still stops a CLI whose stdin is open (and that waits on it).
+    #[tokio::test]
+    async fn termination_stops_a_cli_reading_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = Invocation {
+            program: "sh".into(),
+            args: vec!["-c".into(), "trap '' TERM; while :; do sleep 1; done".into()],
+            env: Vec::new(),
+            create_dirs: Vec::new(),
+            files: Vec::new(),
+            stdin: Some("prompt\n".into()),
+        };
+        let (t, mut terminate) = watch::channel(false);
+        let started = Instant::now();
+        let mut mapper = ShellMapper;
+        let run = run_cli(&inv, dir.path(), &mut mapper, &mut terminate, |_| {});
+        let stop = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            t.send(true).unwrap();
+        };
+        let (outcome, ()) = tokio::join!(run, stop);
+        assert!(outcome.terminated);
+        assert_eq!(outcome.exit, Exit::Signal(9), "SIGKILL after the grace");
+        assert!(started.elapsed() < TERM_GRACE + Duration::from_secs(4));
     }
 
     /// The CLI sees `PWD` = its working directory, whatever the runner's own `PWD` is

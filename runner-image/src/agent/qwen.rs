@@ -70,6 +70,7 @@ impl Adapter for QwenCode {
             extra.push(("QWEN_CODE_SUPPRESS_YOLO_WARNING".into(), "1".into()));
         }
         Invocation {
+            stdin: None,
             program: program(env, "qwen"),
             args,
             env: extra,

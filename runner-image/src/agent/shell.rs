@@ -33,6 +33,7 @@ impl Adapter for Shell {
     /// `sh -c <prompt>`.
     fn invocation(&self, spec: &AgentSpec, _env: &Env) -> Invocation {
         Invocation {
+            stdin: None,
             program: "sh".into(),
             args: vec!["-c".into(), spec.prompt.clone()],
             env: Vec::new(),

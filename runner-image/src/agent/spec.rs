@@ -150,4 +150,9 @@ pub struct Invocation {
     /// Files to write before starting, as (path, contents), parent directories created and an
     /// existing file replaced (e.g. Qwen Code's `~/.qwen/settings.json`).
     pub files: Vec<(PathBuf, String)>,
+    /// `None`: the CLI's stdin is closed (`/dev/null`), as for most CLIs. `Some(text)`: stdin
+    /// is a pipe, `text` is written to it first (Claude Code's prompt as a `stream-json` user
+    /// line), further lines may follow while the CLI works (a human's messages), and it is
+    /// closed once the CLI reported its `final` event ([`super::process::run_cli_with`]).
+    pub stdin: Option<String>,
 }

@@ -20,6 +20,12 @@ pub trait StreamMapper: Send {
     fn end_of_stream(&mut self) -> Vec<RunnerEvent> {
         Vec::new()
     }
+
+    /// Assistant turns (model answers) seen so far in the stream, for the `turn` of a
+    /// [`RunnerEvent::MessageDelivered`]; 0 for a mapper that does not count them.
+    fn turns(&self) -> u32 {
+        0
+    }
 }
 
 /// The `final` event a JSON-lines CLI ends with: its error when it reported one, else its last

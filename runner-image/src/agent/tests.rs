@@ -24,6 +24,8 @@ fn claude_command_line() {
         inv.args,
         [
             "-p",
+            "--input-format",
+            "stream-json",
             "--output-format",
             "stream-json",
             "--verbose",
@@ -35,9 +37,12 @@ fn claude_command_line() {
             "3",
             "--allowedTools",
             "Bash",
-            "--",
-            "-rf do it"
         ]
+    );
+    // The prompt is the first user line on stdin, not an argument.
+    assert_eq!(
+        inv.stdin.as_deref(),
+        Some("{\"message\":{\"content\":\"-rf do it\",\"role\":\"user\"},\"type\":\"user\"}\n")
     );
     assert_eq!(
         inv.env,
@@ -61,9 +66,11 @@ fn claude_command_line_with_tool_rules() {
     s.max_turns = None;
     let inv = build_invocation(&s, &env);
     assert_eq!(
-        inv.args[..10],
+        inv.args[..12],
         [
             "-p",
+            "--input-format",
+            "stream-json",
             "--output-format",
             "stream-json",
             "--verbose",
@@ -75,16 +82,109 @@ fn claude_command_line_with_tool_rules() {
             "mcp__paddock__approve",
         ]
     );
-    assert_eq!(inv.args[10], "--mcp-config");
-    let config: serde_json::Value = serde_json::from_str(&inv.args[11]).unwrap();
+    assert_eq!(inv.args[12], "--mcp-config");
+    let config: serde_json::Value = serde_json::from_str(&inv.args[13]).unwrap();
     assert_eq!(
         config,
         serde_json::json!({"mcpServers": {"paddock": {"type": "stdio",
             "command": "/usr/local/bin/paddock-runner", "args": ["permission-prompt"],
             "env": {"PADDOCK_TOOL_RULES": rules, "PADDOCK_WORKSPACE": "/workspace", "PADDOCK_RUN": "r1"}}}})
     );
-    assert_eq!(inv.args[12..], ["--".to_string(), "-rf do it".to_string()]);
+    assert_eq!(inv.args.len(), 14);
     assert!(!inv.args.iter().any(|a| a == "bypassPermissions"));
+    assert!(!inv.env.iter().any(|(k, _)| k == "ENABLE_TOOL_SEARCH"));
+}
+
+/// Plan review: plan mode with the permission prompt (which gates `ExitPlanMode`), tool
+/// search off so `ExitPlanMode` and the MCP tools are offered directly; questions: the
+/// `ask_human` tool allowed. The server gets what it needs to check the verdicts' signatures.
+#[test]
+fn claude_command_line_with_plan_review_and_questions() {
+    let pairs = [
+        (vars::PLAN_REVIEW, "true"),
+        (vars::QUESTIONS, "true"),
+        (vars::WORKSPACE, "/workspace"),
+        (vars::DECISIONS_FILE, "/etc/paddock/pod/annotations"),
+        (vars::RUN, "r1"),
+        (vars::NAMESPACE, "ns"),
+        (vars::RUN_UID, "u1"),
+        (vars::ATTEMPT, "1"),
+        (vars::VERDICT_PUBLIC_KEY, "a2V5"),
+        ("HOME", "/home/paddock"),
+        ("ANTHROPIC_API_KEY", "placeholder"),
+        (RESUME_ID_ENV, "6d3c1a52-0c7b-4a8e-9a51-2f1d8e3b7c10"),
+    ];
+    let mut s = spec(AgentKind::ClaudeCode);
+    s.max_turns = None;
+    let inv = build_invocation(&s, &Env::from_pairs(pairs));
+    assert_eq!(
+        inv.args[6..16],
+        [
+            "--permission-mode",
+            "plan",
+            "--model",
+            "m1",
+            "--resume",
+            "6d3c1a52-0c7b-4a8e-9a51-2f1d8e3b7c10",
+            "--allowedTools",
+            "mcp__paddock__ask_human",
+            "--permission-prompt-tool",
+            "mcp__paddock__approve",
+        ]
+    );
+    assert_eq!(inv.args[16], "--mcp-config");
+    let config: serde_json::Value = serde_json::from_str(&inv.args[17]).unwrap();
+    let env = &config["mcpServers"]["paddock"]["env"];
+    for (k, v) in pairs.iter().take(10) {
+        assert_eq!(env[*k], *v, "{k}");
+    }
+    assert!(env.get("ANTHROPIC_API_KEY").is_none(), "only what the server reads");
+    assert_eq!(inv.args[18..], ["--allowedTools", "Bash"], "the run's own args last");
+    assert!(inv
+        .env
+        .contains(&("ENABLE_TOOL_SEARCH".to_string(), "false".to_string())));
+    // The user's own setting wins.
+    let mut mine = pairs.to_vec();
+    mine.push(("ENABLE_TOOL_SEARCH", "true"));
+    let inv = build_invocation(&s, &Env::from_pairs(mine));
+    assert!(!inv.env.iter().any(|(k, _)| k == "ENABLE_TOOL_SEARCH"));
+
+    // Questions alone: no permission prompt, the server for `ask_human` only.
+    let inv = build_invocation(
+        &s,
+        &Env::from_pairs([(vars::QUESTIONS, "true"), (vars::WORKSPACE, "/workspace")]),
+    );
+    let has = |w: &[&str]| inv.args.windows(w.len()).any(|x| x == w);
+    assert!(has(&["--permission-mode", "bypassPermissions"]));
+    assert!(has(&["--allowedTools", "mcp__paddock__ask_human", "--mcp-config"]));
+    assert!(!has(&["--permission-prompt-tool"]));
+    // Neither: no server at all.
+    let inv = build_invocation(&s, &Env::from_pairs([(vars::QUESTIONS, "false")]));
+    assert!(!inv.args.iter().any(|a| a == "--mcp-config" || a.contains("ask_human")));
+}
+
+/// Only Claude Code keeps stdin open (for the prompt and a human's messages), exactly the
+/// agents the operator hands messages to.
+#[test]
+fn only_claude_code_takes_live_messages() {
+    let env = Env::from_pairs([
+        ("HOME", "/h"),
+        ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+        (vars::AGENT_COMMAND, "[\"x\"]"),
+    ]);
+    for a in adapters() {
+        let name = a.name();
+        let inv = a.invocation(&spec(AgentKind::from_name(name)), &env);
+        let live = paddock_crds::runmessage::takes_live_messages(&name);
+        assert_eq!(a.live_messages().is_some(), live, "{name:?}");
+        assert_eq!(inv.stdin.is_some(), live, "{name:?}");
+    }
+    let line = adapter(AgentName::ClaudeCode).live_messages().unwrap()("also\nthe docs");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&line).unwrap(),
+        serde_json::json!({"type": "user", "message": {"role": "user", "content": "also\nthe docs"}})
+    );
+    assert!(!line.contains('\n'), "one line");
 }
 
 /// One tool-permission policy (docs/agents.md, "Tool permissions"): without ToolUse rules

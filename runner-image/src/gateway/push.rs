@@ -10,13 +10,17 @@
 //! 2. checks the branch tip equals the requested SHA and descends from the base commit the
 //!    trusted `clone` step recorded ([`record_base`], in the trusted containers' own `/tmp`,
 //!    not `/workspace/.paddock/base-commit`);
-//! 3. with a BeforePush gate (`PADDOCK_PUSH_APPROVAL=true`): prints the diff of base..commit on
+//! 3. with plan review (`PADDOCK_PLAN_REVIEW=true`): refuses the push (reason
+//!    `PlanNotApproved`) unless the pod's annotations hold the operator's signed `Approve` of a
+//!    `plan-<n>` gate of this run and attempt ([`crate::approval::plan_approved`]); nothing the
+//!    agent can write counts;
+//! 4. with a BeforePush gate (`PADDOCK_PUSH_APPROVAL=true`): prints the diff of base..commit on
 //!    its own log ([`paddock_crds::gateway`]: `gateway_patch` chunks, then `gateway_branch` with
 //!    purpose `review`), which the operator shows on the gate, and waits for the operator's
 //!    verdict signed for this run, attempt and commit ([`crate::approval::VerdictCheck`]);
-//! 4. pushes `refs/heads/$PADDOCK_BRANCH` (non-force) from the private repository to
+//! 5. pushes `refs/heads/$PADDOCK_BRANCH` (non-force) from the private repository to
 //!    `PADDOCK_REPO_URL` from its own environment, with the credentials only it holds;
-//! 5. writes `push-result` (`{"ok","message","commit","reason"}`, atomically, redacted) for the
+//! 6. writes `push-result` (`{"ok","message","commit","reason"}`, atomically, redacted) for the
 //!    agent side, prints a `gateway_push` line, and removes the request.
 //!
 //! When it is stopped (SIGTERM: the kubelet stops the sidecar after the agent container has
@@ -35,6 +39,7 @@ use crate::uplink::{proxy_options, remote_url, Uplink};
 use git2::{Oid, PushOptions, Repository};
 use paddock_crds::events::RunnerEvent;
 use paddock_crds::gateway::{BranchFacts, BranchPurpose, GatewayLine, PushFacts};
+use paddock_crds::Reason;
 
 use crate::approval::{Verdict, VerdictCheck};
 use crate::config::{parse_bool, validate_branch, ConfigError, Env};
@@ -94,6 +99,9 @@ pub enum PushFailure {
     /// Nobody decided the BeforePush gate in time.
     #[error("nobody approved the push of {0} in time; nothing was pushed")]
     Expired(String),
+    /// Plan review is on and no plan of this attempt has a signed approval.
+    #[error("the run's plan was not approved (spec.approvals.plan); nothing was pushed")]
+    PlanNotApproved,
     /// The remote refused the update (e.g. not a fast-forward).
     #[error("the remote rejected {0}")]
     RemoteRejected(String),
@@ -114,9 +122,10 @@ impl PushFailure {
     /// The CamelCase reason the run ends with.
     pub fn reason(&self) -> &'static str {
         match self {
-            PushFailure::Rejected(_) => "Rejected",
-            PushFailure::Expired(_) => "GateExpired",
-            _ => "PushFailed",
+            PushFailure::Rejected(_) => Reason::Rejected.as_str(),
+            PushFailure::Expired(_) => Reason::GateExpired.as_str(),
+            PushFailure::PlanNotApproved => Reason::PlanNotApproved.as_str(),
+            _ => Reason::PushFailed.as_str(),
         }
     }
 }
@@ -151,6 +160,8 @@ pub struct PushService {
     branch: String,
     allowed: bool,
     approval: bool,
+    /// `PADDOCK_PLAN_REVIEW=true`: push only after a signed plan approval.
+    plan_review: bool,
     check: VerdictCheck,
     decisions: PathBuf,
     base: Option<Oid>,
@@ -185,6 +196,7 @@ impl PushService {
         validate_branch(&branch)?;
         let allowed = parse_bool(env, vars::PUSH, true)?;
         let approval = parse_bool(env, vars::PUSH_APPROVAL, false)?;
+        let plan_review = parse_bool(env, vars::PLAN_REVIEW, false)?;
         let creds = GitCredentials::load_from_env(env, &url)?;
         let mut secrets = env.secrets();
         secrets.extend(creds.secrets());
@@ -194,6 +206,7 @@ impl PushService {
             branch,
             allowed,
             approval,
+            plan_review,
             check: VerdictCheck::from_env(env),
             decisions: env
                 .get(vars::DECISIONS_FILE)
@@ -274,6 +287,9 @@ impl PushService {
         if !matches!(requested.len(), 40 | 64) || !requested.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(PushFailure::BadRequest);
         }
+        if self.plan_review && crate::approval::plan_approved(&self.decisions, &self.check).is_none() {
+            return Err(PushFailure::PlanNotApproved);
+        }
         // git2 is blocking; the poll loop has nothing else to do meanwhile.
         let snap = tokio::task::block_in_place(|| self.snapshot("push.git"))?;
         if !snap.tip.to_string().eq_ignore_ascii_case(requested) {
@@ -303,7 +319,10 @@ impl PushService {
                 crate::approval::wait_verdict(&self.decisions, &self.check, "push", &reviewed, &mut never).await;
             match verdict {
                 Some(Verdict::Approve) => {}
-                Some(Verdict::Reject) | None => return Err(PushFailure::Rejected(requested.into())),
+                // A BeforePush gate takes no RequestChanges (admission refuses it): a no.
+                Some(Verdict::Reject | Verdict::RequestChanges) | None => {
+                    return Err(PushFailure::Rejected(requested.into()))
+                }
                 Some(Verdict::Expired) => return Err(PushFailure::Expired(requested.into())),
             }
         }
