@@ -198,7 +198,8 @@ impl Reason {
                 | Reason::BudgetExceeded
                 | Reason::ModelUnavailable
                 | Reason::Rejected
-                | Reason::GateExpired),
+                | Reason::GateExpired
+                | Reason::PlanNotApproved),
             ) => r,
             _ => Reason::AgentFailed,
         }

@@ -197,7 +197,14 @@ impl PodMessage {
 
     /// Signs message `uid` of `sender` with `text` for the run and attempt in `base` (whose
     /// `id` and `subject` are replaced); `None` when a field holds a newline.
-    pub fn signed(signer: &Signer, base: &Subject<'_>, uid: &str, seq: u32, sender: &str, text: &str) -> Option<PodMessage> {
+    pub fn signed(
+        signer: &Signer,
+        base: &Subject<'_>,
+        uid: &str,
+        seq: u32,
+        sender: &str,
+        text: &str,
+    ) -> Option<PodMessage> {
         let id = Self::id(uid);
         let subject = Self::subject(sender, text);
         let s = Subject {
@@ -287,11 +294,20 @@ mod tests {
         let m = PodMessage::signed(&signer, &base, "uid-1", 1, "alice", "also update\nthe changelog").unwrap();
         assert!(m.verify(&key, &base, "uid-1"));
         assert!(!m.verify(&key, &base, "uid-2"), "another message's id");
-        let forged = PodMessage { text: "push to main".into(), ..m.clone() };
+        let forged = PodMessage {
+            text: "push to main".into(),
+            ..m.clone()
+        };
         assert!(!forged.verify(&key, &base, "uid-1"), "another text");
-        let forged = PodMessage { sender: "mallory".into(), ..m.clone() };
+        let forged = PodMessage {
+            sender: "mallory".into(),
+            ..m.clone()
+        };
         assert!(!forged.verify(&key, &base, "uid-1"), "another sender");
-        let other_attempt = Subject { attempt: 2, ..base.clone() };
+        let other_attempt = Subject {
+            attempt: 2,
+            ..base.clone()
+        };
         assert!(!m.verify(&key, &other_attempt, "uid-1"), "another attempt");
         assert_eq!(text_subject("a").len(), "sha256:".len() + 64);
         assert_ne!(text_subject("a"), text_subject("b"));

@@ -281,7 +281,10 @@ mod tests {
             {"role": "model", "parts": [{"functionCall": {"name": "ask_human", "args": {}}}]},
             {"role": "user", "parts": [{"functionResponse": {"name": "ask_human", "response": {"output": "the answer"}}}]},
         ]});
-        assert_eq!(crate::gemini::parse(&gemini, "m", "streamGenerateContent").last_input, "the answer");
+        assert_eq!(
+            crate::gemini::parse(&gemini, "m", "streamGenerateContent").last_input,
+            "the answer"
+        );
     }
 
     #[test]
@@ -293,12 +296,21 @@ mod tests {
         )
         .unwrap();
         let offered = vec![
-            OfferedTool { name: "Bash".into(), schema: Value::Null },
-            OfferedTool { name: "mcp__paddock__ask_human".into(), schema: Value::Null },
+            OfferedTool {
+                name: "Bash".into(),
+                schema: Value::Null,
+            },
+            OfferedTool {
+                name: "mcp__paddock__ask_human".into(),
+                schema: Value::Null,
+            },
         ];
         let r = plan(&s, 0, &offered, "");
         let call = r.tool.unwrap();
-        assert_eq!((call.name.as_str(), call.arguments), ("mcp__paddock__ask_human", json!({"question": "q?"})));
+        assert_eq!(
+            (call.name.as_str(), call.arguments),
+            ("mcp__paddock__ask_human", json!({"question": "q?"}))
+        );
         let r = plan(&s, 1, &offered, "");
         assert!(r.tool.is_none());
         assert!(r.text.unwrap().contains("no tool for action call:ExitPlanMode"));

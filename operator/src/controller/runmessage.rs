@@ -148,13 +148,19 @@ pub fn decide(
     }
     let phase = rs.phase.unwrap_or(Phase::Pending);
     if phase.is_terminal() {
-        let why = format!("AgentRun {run_name} ended ({}) before the agent took the message", phase.as_str());
+        let why = format!(
+            "AgentRun {run_name} ended ({}) before the agent took the message",
+            phase.as_str()
+        );
         set(&mut st, MessageState::Refused, FALSE, "RunFinished", &why);
         plan.event = Some((false, EventType::Warning, "MessageRefused", why));
         plan.status = st;
         return plan;
     }
-    let pod = rs.pod_name.clone().filter(|_| matches!(phase, Phase::Running | Phase::AwaitingApproval));
+    let pod = rs
+        .pod_name
+        .clone()
+        .filter(|_| matches!(phase, Phase::Running | Phase::AwaitingApproval));
     match pod {
         None => {
             set(
@@ -162,13 +168,19 @@ pub fn decide(
                 MessageState::Pending,
                 UNKNOWN,
                 "WaitingForRun",
-                &format!("AgentRun {run_name} is {}; the message goes to its agent once it runs", phase.as_str()),
+                &format!(
+                    "AgentRun {run_name} is {}; the message goes to its agent once it runs",
+                    phase.as_str()
+                ),
             );
             plan.requeue = Some(RUN_RECHECK);
         }
         Some(pod) => {
             let sent = st.attempt == Some(attempt)
-                && st.conditions.iter().any(|c| c.type_ == COND_DELIVERED && c.reason == "SentToPod");
+                && st
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == COND_DELIVERED && c.reason == "SentToPod");
             if !sent && on_pod >= MAX_MESSAGES_PER_POD {
                 let why = format!("pod {pod} already holds {on_pod} messages, the most one run takes");
                 set(&mut st, MessageState::Refused, FALSE, "TooManyMessages", &why);
@@ -305,9 +317,14 @@ pub async fn reconcile(msg: Arc<RunMessage>, ctx: Arc<Context>) -> Result<Action
         }
     }
     if Some(&plan.status) != msg.status.as_ref() {
-        let patch = serde_json::json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "RunMessage", "status": plan.status});
+        let patch =
+            serde_json::json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "RunMessage", "status": plan.status});
         messages
-            .patch_status(&name, &PatchParams::apply(MANAGER_MESSAGE).force(), &Patch::Apply(&patch))
+            .patch_status(
+                &name,
+                &PatchParams::apply(MANAGER_MESSAGE).force(),
+                &Patch::Apply(&patch),
+            )
             .await
             .map_err(|e| Error::from(e).at(Stage::Status, format!("RunMessage {name}")))?;
         if let Some((on_run, type_, reason, note)) = plan.event.clone() {
@@ -391,15 +408,99 @@ mod tests {
             attempt: 1,
             at: now.clone(),
         };
-        let cases: Vec<(&str, RunMessage, Option<AgentRun>, Option<&Delivery>, &Time, MessageState, &str, bool)> = vec![
-            ("no run yet", msg(json!(null)), None, None, &now, MessageState::Pending, "WaitingForRun", false),
-            ("no run for long", msg(json!(null)), None, None, &later, MessageState::Refused, "RunNotFound", false),
-            ("queued", msg(json!(null)), Some(run("claude-code", json!({"phase": "Queued"}))), None, &now, MessageState::Pending, "WaitingForRun", false),
-            ("running", msg(json!(null)), Some(run("claude-code", running.clone())), None, &now, MessageState::Pending, "SentToPod", true),
-            ("awaiting approval", msg(json!(null)), Some(run("claude-code", json!({"phase": "AwaitingApproval", "podName": "r1-1", "attempt": 1}))), None, &now, MessageState::Pending, "SentToPod", true),
-            ("not supported", msg(json!(null)), Some(run("codex", running.clone())), None, &now, MessageState::Refused, "NotSupported", false),
-            ("ended", msg(json!(null)), Some(run("claude-code", json!({"phase": "Succeeded", "podName": "r1-1"}))), None, &now, MessageState::Refused, "RunFinished", false),
-            ("delivered", msg(json!(null)), Some(run("claude-code", json!({"phase": "Succeeded"}))), Some(&delivery), &now, MessageState::Delivered, "Delivered", false),
+        let cases: Vec<(
+            &str,
+            RunMessage,
+            Option<AgentRun>,
+            Option<&Delivery>,
+            &Time,
+            MessageState,
+            &str,
+            bool,
+        )> = vec![
+            (
+                "no run yet",
+                msg(json!(null)),
+                None,
+                None,
+                &now,
+                MessageState::Pending,
+                "WaitingForRun",
+                false,
+            ),
+            (
+                "no run for long",
+                msg(json!(null)),
+                None,
+                None,
+                &later,
+                MessageState::Refused,
+                "RunNotFound",
+                false,
+            ),
+            (
+                "queued",
+                msg(json!(null)),
+                Some(run("claude-code", json!({"phase": "Queued"}))),
+                None,
+                &now,
+                MessageState::Pending,
+                "WaitingForRun",
+                false,
+            ),
+            (
+                "running",
+                msg(json!(null)),
+                Some(run("claude-code", running.clone())),
+                None,
+                &now,
+                MessageState::Pending,
+                "SentToPod",
+                true,
+            ),
+            (
+                "awaiting approval",
+                msg(json!(null)),
+                Some(run(
+                    "claude-code",
+                    json!({"phase": "AwaitingApproval", "podName": "r1-1", "attempt": 1}),
+                )),
+                None,
+                &now,
+                MessageState::Pending,
+                "SentToPod",
+                true,
+            ),
+            (
+                "not supported",
+                msg(json!(null)),
+                Some(run("codex", running.clone())),
+                None,
+                &now,
+                MessageState::Refused,
+                "NotSupported",
+                false,
+            ),
+            (
+                "ended",
+                msg(json!(null)),
+                Some(run("claude-code", json!({"phase": "Succeeded", "podName": "r1-1"}))),
+                None,
+                &now,
+                MessageState::Refused,
+                "RunFinished",
+                false,
+            ),
+            (
+                "delivered",
+                msg(json!(null)),
+                Some(run("claude-code", json!({"phase": "Succeeded"}))),
+                Some(&delivery),
+                &now,
+                MessageState::Delivered,
+                "Delivered",
+                false,
+            ),
         ];
         for (what, m, r, d, at, state, why, sends) in cases {
             let p = decide(&m, r.as_ref(), d, 0, at);
@@ -411,7 +512,10 @@ mod tests {
     #[test]
     fn a_message_is_sent_once_per_attempt_and_delivery_is_recorded() {
         let now = t("2027-01-15T08:00:30Z");
-        let r1 = run("claude-code", json!({"phase": "Running", "podName": "r1-1", "attempt": 1}));
+        let r1 = run(
+            "claude-code",
+            json!({"phase": "Running", "podName": "r1-1", "attempt": 1}),
+        );
         let first = decide(&msg(json!(null)), Some(&r1), None, 0, &now);
         assert_eq!(first.send_to, Some(("r1-1".into(), 1)));
         let sent = msg(serde_json::to_value(&first.status).unwrap());
@@ -419,8 +523,14 @@ mod tests {
         assert_eq!(again.send_to, None, "already handed to this attempt's pod");
         assert_eq!(again.status, first.status, "no status write");
         // A retry's pod gets it again.
-        let r2 = run("claude-code", json!({"phase": "Running", "podName": "r1-2", "attempt": 2}));
-        assert_eq!(decide(&sent, Some(&r2), None, 0, &now).send_to, Some(("r1-2".into(), 2)));
+        let r2 = run(
+            "claude-code",
+            json!({"phase": "Running", "podName": "r1-2", "attempt": 2}),
+        );
+        assert_eq!(
+            decide(&sent, Some(&r2), None, 0, &now).send_to,
+            Some(("r1-2".into(), 2))
+        );
         let d = Delivery {
             turn: 3,
             attempt: 2,
@@ -430,12 +540,18 @@ mod tests {
         assert_eq!(done.status.turn, Some(3));
         assert_eq!(done.status.attempt, Some(2));
         assert_eq!(done.status.delivered_at, Some(now.clone()));
-        assert!(matches!(done.event, Some((true, EventType::Normal, "MessageDelivered", _))));
+        assert!(matches!(
+            done.event,
+            Some((true, EventType::Normal, "MessageDelivered", _))
+        ));
         // A pod full of messages takes no more; one already handed to it is not refused.
         let full = decide(&msg(json!(null)), Some(&r1), None, MAX_MESSAGES_PER_POD, &now);
         assert_eq!(full.status.state, Some(MessageState::Refused));
         assert_eq!(full.send_to, None);
-        assert_eq!(decide(&sent, Some(&r1), None, MAX_MESSAGES_PER_POD, &now).status, first.status);
+        assert_eq!(
+            decide(&sent, Some(&r1), None, MAX_MESSAGES_PER_POD, &now).status,
+            first.status
+        );
     }
 
     #[test]
@@ -446,7 +562,10 @@ mod tests {
         let (key, value) = pod_annotation(&m, &r, 2, &signer).unwrap();
         assert_eq!(key, "message.paddock.dev/m-uid");
         let pm: PodMessage = serde_json::from_str(&value).unwrap();
-        assert_eq!((pm.sender.as_str(), pm.text.as_str()), ("alice", "also update the changelog"));
+        assert_eq!(
+            (pm.sender.as_str(), pm.text.as_str()),
+            ("alice", "also update the changelog")
+        );
         let base = |attempt| Subject {
             namespace: "ns",
             run: "r1",

@@ -252,7 +252,13 @@ async fn invalid_specs_are_refused_with_the_rules_message() -> Result<()> {
             .and_then(|u| u.username)
             .unwrap_or_default()
     };
-    for kind in ["AgentRun", "RunnerPool", "AgentRunTrigger", "ApprovalGate", "RunMessage"] {
+    for kind in [
+        "AgentRun",
+        "RunnerPool",
+        "AgentRunTrigger",
+        "ApprovalGate",
+        "RunMessage",
+    ] {
         let (ar, mut base) = valid(kind);
         if kind == "RunMessage" {
             base["spec"]["sender"] = json!(me);

@@ -39,9 +39,11 @@ pub use crate::inflight::Request;
 /// `plan` or `questions`): such gates are raised from the followed log, and the runner waits on
 /// them.
 pub fn has_in_run_gates(run: &AgentRun) -> bool {
-    run.spec.approvals.as_ref().is_some_and(|a| {
-        a.before_push.is_some() || a.tool_use.is_some() || a.plan.is_some() || a.questions.is_some()
-    }) || super::verify::holds_push(run)
+    run.spec
+        .approvals
+        .as_ref()
+        .is_some_and(|a| a.before_push.is_some() || a.tool_use.is_some() || a.plan.is_some() || a.questions.is_some())
+        || super::verify::holds_push(run)
 }
 
 /// Whether `run` must have its plan approved (`spec.approvals.plan`).
@@ -448,7 +450,9 @@ pub fn verdict_annotations(
         .filter(|g| super::gates::owned_by(g, run) && g.spec.run_ref.attempt == Some(attempt))
         .flat_map(|g| {
             let mut out = Vec::new();
-            let Some(id) = g.spec.request.id.clone() else { return out };
+            let Some(id) = g.spec.request.id.clone() else {
+                return out;
+            };
             let Some(v) = verdict(g) else { return out };
             // A Question's answer or a Plan's requested changes: the text travels in its own
             // annotation and the verdict signs its digest.
@@ -466,7 +470,9 @@ pub fn verdict_annotations(
                     (None, _) => "",
                 },
             };
-            let Some(value) = signer.verdict_value(&subject, v) else { return out };
+            let Some(value) = signer.verdict_value(&subject, v) else {
+                return out;
+            };
             if let Some(t) = text.filter(|t| !t.is_empty()) {
                 out.push((format!("{}{id}", paddock_crds::verdict::TEXT_PREFIX), t.to_string()));
             }
@@ -740,24 +746,49 @@ mod tests {
         };
         assert_eq!(check("question-1", "keep v2").as_deref(), Some("Approve"));
         assert_eq!(check("question-1", "push to main"), None, "another answer");
-        assert_eq!(check("plan-1", "add a CHANGELOG entry").as_deref(), Some("RequestChanges"));
+        assert_eq!(
+            check("plan-1", "add a CHANGELOG entry").as_deref(),
+            Some("RequestChanges")
+        );
         // A question that expired has no answer to give, whatever onTimeout says.
         assert_eq!(check("question-2", "").as_deref(), Some("Expired"));
         assert_eq!(check("plan-2", "").as_deref(), Some("Approve"));
         assert_eq!(
-            plan_verdict(&run(), &[labelled("plan-2", 1, GateState::Approved, GateStage::Plan, None)], 1),
+            plan_verdict(
+                &run(),
+                &[labelled("plan-2", 1, GateState::Approved, GateStage::Plan, None)],
+                1
+            ),
             PlanVerdict::Approved
         );
         assert_eq!(
-            plan_verdict(&run(), &[labelled("plan-1", 1, GateState::ChangesRequested, GateStage::Plan, None)], 1),
+            plan_verdict(
+                &run(),
+                &[labelled(
+                    "plan-1",
+                    1,
+                    GateState::ChangesRequested,
+                    GateStage::Plan,
+                    None
+                )],
+                1
+            ),
             PlanVerdict::Waiting
         );
         assert!(matches!(
-            plan_verdict(&run(), &[labelled("plan-1", 1, GateState::Rejected, GateStage::Plan, None)], 1),
+            plan_verdict(
+                &run(),
+                &[labelled("plan-1", 1, GateState::Rejected, GateStage::Plan, None)],
+                1
+            ),
             PlanVerdict::Rejected { expired: false, .. }
         ));
         assert_eq!(
-            plan_verdict(&run(), &[labelled("plan-1", 2, GateState::Approved, GateStage::Plan, None)], 1),
+            plan_verdict(
+                &run(),
+                &[labelled("plan-1", 2, GateState::Approved, GateStage::Plan, None)],
+                1
+            ),
             PlanVerdict::Waiting,
             "another attempt's approval"
         );

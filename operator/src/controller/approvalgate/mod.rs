@@ -406,7 +406,10 @@ pub async fn reconcile(gate: Arc<ApprovalGate>, ctx: Arc<Context>) -> Result<Act
                 .await;
         }
         if old.approvals != approvals || old.state != st.state {
-            let t = if matches!(state, GateState::Rejected | GateState::Expired | GateState::ChangesRequested) {
+            let t = if matches!(
+                state,
+                GateState::Rejected | GateState::Expired | GateState::ChangesRequested
+            ) {
                 EventType::Warning
             } else {
                 EventType::Normal

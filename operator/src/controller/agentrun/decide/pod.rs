@@ -3,11 +3,11 @@
 
 use super::plan::{with_effect, Effect, Facts, HeldRead, Need, Plan, Step, VerifyRead};
 use super::plan::{CATCH_UP_EVENTS, DEADLINE_GRACE_SECS, DEFAULT_BACKOFF_SECS, MAX_BACKOFF_SECS};
+use crate::controller::agentrun::approvals::{self, PlanVerdict};
 use crate::controller::agentrun::artifacts::{self, ArtifactRefs, ParsedLog};
 use crate::controller::agentrun::status::{
     attempt_label, attempt_of, classify_pod, set_phase, succeeded_message, PodState, COND_RUNNING,
 };
-use crate::controller::agentrun::approvals::{self, PlanVerdict};
 use crate::controller::agentrun::{build, follow, verify};
 use crate::controller::agentrunset::{self, Selection};
 use k8s_openapi::api::core::v1::Pod;

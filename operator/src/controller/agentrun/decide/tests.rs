@@ -3,10 +3,10 @@
 //! [`paddock_crds::Reason`] (the list docs/api.md documents).
 
 use super::*;
+use crate::controller::agentrun::approvals::PlanVerdict;
 use crate::controller::agentrun::artifacts::parse_gateway_log;
 use crate::controller::agentrun::build::PodUplink;
 use crate::controller::agentrun::status::COND_SUCCEEDED;
-use crate::controller::agentrun::approvals::PlanVerdict;
 use crate::controller::agentrunset::Selection;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -797,25 +797,40 @@ fn rows() -> Vec<(&'static str, AgentRun, Facts, Want)> {
         ),
         (
             "an agent that ended without an approved plan fails, whatever it reported",
-            run(json!({"agent": {"name": "claude-code"}, "approvals": {"plan": {}}}), running_status()),
+            run(
+                json!({"agent": {"name": "claude-code"}, "approvals": {"plan": {}}}),
+                running_status(),
+            ),
             Facts {
                 plan: Some(PlanVerdict::Waiting),
-                ..ended(ended_pod("Succeeded", 0, &result("Succeeded", "Succeeded"), "Completed"), "")
+                ..ended(
+                    ended_pod("Succeeded", 0, &result("Succeeded", "Succeeded"), "Completed"),
+                    "",
+                )
             },
             P(Some(Phase::Failed), Some(Reason::PlanNotApproved), &["StoreArtifacts"]),
         ),
         (
             "an agent that carried out its approved plan succeeds",
-            run(json!({"agent": {"name": "claude-code"}, "approvals": {"plan": {}}}), running_status()),
+            run(
+                json!({"agent": {"name": "claude-code"}, "approvals": {"plan": {}}}),
+                running_status(),
+            ),
             Facts {
                 plan: Some(PlanVerdict::Approved),
-                ..ended(ended_pod("Succeeded", 0, &result("Succeeded", "Succeeded"), "Completed"), "")
+                ..ended(
+                    ended_pod("Succeeded", 0, &result("Succeeded", "Succeeded"), "Completed"),
+                    "",
+                )
             },
             P(Some(Phase::Succeeded), Some(Reason::Succeeded), &["StoreArtifacts"]),
         ),
         (
             "a rejected plan ends the run and stops its pod",
-            run(json!({"agent": {"name": "claude-code"}, "approvals": {"plan": {}}}), running_status()),
+            run(
+                json!({"agent": {"name": "claude-code"}, "approvals": {"plan": {}}}),
+                running_status(),
+            ),
             Facts {
                 pod: Some(running_pod()),
                 moved_past: Some(false),
@@ -827,7 +842,11 @@ fn rows() -> Vec<(&'static str, AgentRun, Facts, Want)> {
                 }),
                 ..base()
             },
-            P(Some(Phase::Rejected), Some(Reason::Rejected), &["StoreArtifacts", "DeletePod"]),
+            P(
+                Some(Phase::Rejected),
+                Some(Reason::Rejected),
+                &["StoreArtifacts", "DeletePod"],
+            ),
         ),
         (
             "a model 503 the gateway saw fails the run without retries",
