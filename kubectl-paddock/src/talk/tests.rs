@@ -427,3 +427,150 @@ fn wait_timeouts_are_go_durations_or_seconds() {
     }
     assert_eq!(parse_wait(DEFAULT_WAIT).unwrap(), Duration::from_secs(120));
 }
+
+/// A stand-in for the API server: the requests `say --wait` and `answer` make, recorded.
+mod api {
+    use axum::extract::{Path, State};
+    use axum::http::StatusCode;
+    use axum::routing::{get, patch, post};
+    use axum::{Json, Router};
+    use serde_json::{json, Value};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    pub struct Seen {
+        pub created: Vec<Value>,
+        pub patches: Vec<Value>,
+        pub message_reads: usize,
+    }
+
+    type S = Arc<Mutex<Seen>>;
+    const BASE: &str = "/apis/paddock.dev/v1alpha1/namespaces/{ns}";
+
+    fn not_found(what: &str) -> (StatusCode, Json<Value>) {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                            "code": 404, "message": format!("{what} not found")});
+        (StatusCode::NOT_FOUND, Json(status))
+    }
+
+    async fn run(Path((ns, name)): Path<(String, String)>) -> (StatusCode, Json<Value>) {
+        let phase = match name.as_str() {
+            "fix" => "Running",
+            "done" => "Succeeded",
+            _ => return not_found(&format!("agentruns.paddock.dev \"{name}\"")),
+        };
+        let run = json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun",
+            "metadata": {"name": name, "namespace": ns, "uid": "run-uid"},
+            "spec": {"repo": {"url": "git://h/r.git"}, "agent": {"name": "claude-code"}, "prompt": "p"},
+            "status": {"phase": phase}});
+        (StatusCode::OK, Json(run))
+    }
+
+    async fn create(
+        State(s): State<S>,
+        Path(_ns): Path<String>,
+        Json(mut m): Json<Value>,
+    ) -> (StatusCode, Json<Value>) {
+        s.lock().unwrap().created.push(m.clone());
+        let name = format!("{}x7k2p", m["metadata"]["generateName"].as_str().unwrap_or_default());
+        m["metadata"]["name"] = json!(name);
+        m["metadata"]["uid"] = json!("msg-uid");
+        (StatusCode::CREATED, Json(m))
+    }
+
+    async fn read(State(s): State<S>, Path((ns, name)): Path<(String, String)>) -> Json<Value> {
+        let mut seen = s.lock().unwrap();
+        seen.message_reads += 1;
+        let status = if seen.message_reads < 3 {
+            json!({"state": "Pending"})
+        } else {
+            json!({"state": "Delivered", "turn": 2, "attempt": 1})
+        };
+        let mut m = seen.created.last().cloned().unwrap_or_default();
+        m["metadata"] = json!({"name": name, "namespace": ns, "uid": "msg-uid"});
+        m["status"] = status;
+        Json(m)
+    }
+
+    async fn decide(State(s): State<S>, Path((ns, name)): Path<(String, String)>, body: String) -> Json<Value> {
+        let ops: Value = serde_json::from_str(&body).unwrap();
+        s.lock().unwrap().patches.push(ops.clone());
+        Json(json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "ApprovalGate",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"runRef": {"name": "fix"}, "stage": "Question", "request": {"summary": "s"}, "approvers": {},
+                     "quorum": 1, "decisions": [ops[0]["value"].clone()]}}))
+    }
+
+    /// Serves on a free port of 127.0.0.1; returns a client for it and what it saw.
+    pub async fn serve() -> (kube::Client, S) {
+        let seen: S = Arc::default();
+        let app = Router::new()
+            .route(&format!("{BASE}/agentruns/{{name}}"), get(run))
+            .route(&format!("{BASE}/runmessages"), post(create))
+            .route(&format!("{BASE}/runmessages/{{name}}"), get(read))
+            .route(&format!("{BASE}/approvalgates/{{name}}"), patch(decide))
+            .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        (kube::Client::try_from(config).unwrap(), seen)
+    }
+}
+
+#[tokio::test]
+async fn say_creates_the_message_in_the_callers_name_and_waits_for_its_delivery() {
+    let (client, seen) = api::serve().await;
+    let (m, note) = send_message(&client, "ns", "fix", "alice@example.com", "also update the changelog")
+        .await
+        .unwrap();
+    assert_eq!(m.metadata.name.as_deref(), Some("fix-msg-x7k2p"));
+    assert_eq!(note, None);
+    let body = seen.lock().unwrap().created[0].clone();
+    assert_eq!(
+        body["metadata"],
+        json!({"generateName": "fix-msg-", "labels": {"paddock.dev/run": "fix"}})
+    );
+    assert_eq!(
+        body["spec"],
+        json!({"runRef": {"name": "fix"}, "text": "also update the changelog", "sender": "alice@example.com"})
+    );
+
+    let got = wait_for_delivery(&client, "ns", "fix-msg-x7k2p", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(delivery(&got), "delivered at turn 2 (attempt 1)");
+    assert_eq!(seen.lock().unwrap().message_reads, 3, "read until delivered");
+    // A timeout returns the message as last read, still pending.
+    seen.lock().unwrap().message_reads = 0;
+    let got = wait_for_delivery(&client, "ns", "fix-msg-x7k2p", Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert!(!is_settled(&got));
+
+    // A run that ended or does not exist gets no message, and nothing is created.
+    let err = send_message(&client, "ns", "done", "alice", "hi").await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("AgentRun \"done\" has ended (Succeeded)"),
+        "{err}"
+    );
+    let err = send_message(&client, "ns", "gone", "alice", "hi").await.unwrap_err();
+    assert_eq!(err.to_string(), "no AgentRun named \"gone\" in namespace \"ns\"");
+    let err = send_message(&client, "ns", "fix", "alice", "").await.unwrap_err();
+    assert_eq!(err.to_string(), "the message is empty");
+    assert_eq!(seen.lock().unwrap().created.len(), 1);
+}
+
+#[tokio::test]
+async fn an_answer_is_appended_by_json_patch() {
+    let (client, seen) = api::serve().await;
+    let g = question(&["Postgres", "SQLite"]);
+    let d = decision(&g, "alice", &Choice::AnswerOption(2), None).unwrap();
+    let updated = append_decision(&client, "ns", "fix-question-1", &d).await.unwrap();
+    assert_eq!(updated.spec.decisions[0].answer.as_deref(), Some("SQLite"));
+    assert_eq!(
+        seen.lock().unwrap().patches[0],
+        json!([{"op": "add", "path": "/spec/decisions/-",
+                "value": {"approver": "alice", "decision": "Approve", "answer": "SQLite"}}])
+    );
+}
