@@ -100,6 +100,8 @@ EXPECTED_OPERATOR = sorted([
     (("paddock.dev",), ("agentruns",), ("create", "patch", "delete")),
     (("paddock.dev",), ("agentruns/status", "agentrunsets/status", "agentruntriggers/status", "approvalgates/status", "runnerpools/status"), ("patch",)),
     (("paddock.dev",), ("agentruns/finalizers", "agentrunsets/finalizers", "agentruntriggers/finalizers", "runnerpools/finalizers"), ("update",)),
+    (("paddock.dev",), ("runmessages",), ("get", "list", "watch", "update", "patch")),
+    (("paddock.dev",), ("runmessages/status",), ("update", "patch")),
     (("",), ("pods",), ("get", "list", "watch", "create", "patch", "delete")),
     (("",), ("pods/log",), ("get",)),
     (("apps",), ("deployments",), ("get", "list", "watch", "create", "patch")),
@@ -111,11 +113,11 @@ EXPECTED_OPERATOR = sorted([
     (("",), ("secrets",), ("get",)),
 ])
 EXPECTED_EDIT = sorted([
-    (("paddock.dev",), ("agentruns", "agentrunsets", "agentruntriggers"), ("create", "update", "patch", "delete")),
+    (("paddock.dev",), ("agentruns", "agentrunsets", "agentruntriggers", "runmessages"), ("create", "update", "patch", "delete")),
     (("paddock.dev",), ("approvalgates",), ("get", "list", "watch", "patch")),
     (("paddock.dev",), ("runnerpools",), ("get", "list", "watch")),
 ])
-EXPECTED_VIEW = [(("paddock.dev",), ("agentruns", "agentrunsets", "agentruntriggers", "approvalgates", "runnerpools"), ("get", "list", "watch"))]
+EXPECTED_VIEW = [(("paddock.dev",), ("agentruns", "agentrunsets", "agentruntriggers", "approvalgates", "runmessages", "runnerpools"), ("get", "list", "watch"))]
 EXPECTED_LEASES = [(("coordination.k8s.io",), ("leases",), ("get", "create", "update"))]
 def norm(rules):
     return sorted((tuple(r.get("apiGroups", [])), tuple(r.get("resources", [])), tuple(r.get("verbs", []))) for r in rules or [])
@@ -349,17 +351,17 @@ if scenario == "default":
           and ekey["metadata"]["annotations"].get("helm.sh/resource-policy") == "keep",
           f"{scenario}: the evidence signing key Secret holds its own PEM private key and is kept on uninstall", epem[:40])
     expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
-                  "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1,
-                  "ValidatingAdmissionPolicyBinding": 1})
+                  "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 2,
+                  "ValidatingAdmissionPolicyBinding": 2})
     op = one("ClusterRole", "-operator")
     check(op and norm(op["rules"]) == EXPECTED_OPERATOR, f"{scenario}: operator ClusterRole has exactly the expected rules",
           str(op and norm(op["rules"])))
     check(binding_ok(one("ClusterRoleBinding"), op), f"{scenario}: ClusterRoleBinding binds it to the ServiceAccount")
     ed, vw = one("ClusterRole", "-edit"), one("ClusterRole", "-view")
     check(ed and norm(ed["rules"]) == EXPECTED_EDIT and ed["metadata"]["labels"].get("rbac.authorization.k8s.io/aggregate-to-edit") == "true",
-          f"{scenario}: edit ClusterRole aggregates exactly agentruns c/u/p/d, approvalgates g/l/w/patch, runnerpools g/l/w")
+          f"{scenario}: edit ClusterRole aggregates exactly agentruns and runmessages c/u/p/d, approvalgates g/l/w/patch, runnerpools g/l/w")
     check(vw and norm(vw["rules"]) == EXPECTED_VIEW and vw["metadata"]["labels"].get("rbac.authorization.k8s.io/aggregate-to-view") == "true",
-          f"{scenario}: view ClusterRole aggregates get/list/watch on the five kinds")
+          f"{scenario}: view ClusterRole aggregates get/list/watch on the six kinds")
     check("PADDOCK_WATCH_NAMESPACE" not in env, f"{scenario}: no PADDOCK_WATCH_NAMESPACE (all namespaces)")
     p = pools[0] if len(pools) == 1 else None
     check(p and p["metadata"]["name"] == "default" and p["metadata"]["namespace"] == "paddock-system",
@@ -368,7 +370,7 @@ if scenario == "default":
           f"{scenario}: RunnerPool spec: runner:dev IfNotPresent, maxConcurrentRuns 4, all agents", str(p and p["spec"]))
 elif scenario == "watchns-servicemonitor":
     expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 2, "Role": 3, "RoleBinding": 3, "Deployment": 1, "Service": 2,
-                  "NetworkPolicy": 1, "ServiceMonitor": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
+                  "NetworkPolicy": 1, "ServiceMonitor": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 2, "ValidatingAdmissionPolicyBinding": 2})
     role = one("Role", "-operator")
     check(role and role["metadata"]["namespace"] == "team-a" and norm(role["rules"]) == EXPECTED_OPERATOR,
           f"{scenario}: operator Role in team-a has exactly the expected rules")
@@ -383,13 +385,14 @@ elif scenario == "watchns-servicemonitor":
           str(pub and pub["rules"]))
     check(binding_ok(one("RoleBinding", "-evidence-publisher"), pub), f"{scenario}: evidence-publisher RoleBinding binds it to the ServiceAccount")
     check(len(pools) == 1 and pools[0]["metadata"]["namespace"] == "team-a", f"{scenario}: RunnerPool in the watched namespace")
-    vb = one("ValidatingAdmissionPolicyBinding")
-    check(vb and vb["spec"].get("matchResources") == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "team-a"}}},
-          f"{scenario}: approval policy bound to the watched namespace only", str(vb and vb["spec"].get("matchResources")))
+    for suffix in ("-approval-gates", "-run-messages"):
+        vb = one("ValidatingAdmissionPolicyBinding", suffix)
+        check(vb and vb["spec"].get("matchResources") == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "team-a"}}},
+              f"{scenario}: policy binding {suffix[1:]} bound to the watched namespace only", str(vb and vb["spec"].get("matchResources")))
 elif scenario == "pools-leases":
     expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 2, "RoleBinding": 2,
-                  "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 2, "ValidatingAdmissionPolicy": 1,
-                  "ValidatingAdmissionPolicyBinding": 1})
+                  "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 2, "ValidatingAdmissionPolicy": 2,
+                  "ValidatingAdmissionPolicyBinding": 2})
     le = one("Role", "-leader-election")
     check(le and le["metadata"]["namespace"] == "paddock-system" and norm(le["rules"]) == EXPECTED_LEASES,
           f"{scenario}: leader-election Role: leases get/create/update in the release namespace")
@@ -407,7 +410,7 @@ elif scenario == "pools-leases":
 elif scenario == "ha":
     expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 2, "RoleBinding": 2,
                   "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 1, "PodDisruptionBudget": 1,
-                  "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
+                  "ValidatingAdmissionPolicy": 2, "ValidatingAdmissionPolicyBinding": 2})
     le = one("Role", "-leader-election")
     check(le and le["metadata"]["namespace"] == "paddock-system" and norm(le["rules"]) == EXPECTED_LEASES,
           f"{scenario}: leaderElection.enabled grants the Lease Role: leases get/create/update in the release namespace")
@@ -420,7 +423,7 @@ elif scenario == "ha":
           f"{scenario}: PodDisruptionBudget maxUnavailable 1 selects the operator pods", str(pdb and pdb["spec"]))
 elif scenario == "kueue":
     expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 4, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1,
-                  "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
+                  "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 2, "ValidatingAdmissionPolicyBinding": 2})
     op = one("ClusterRole", "-operator")
     expected = sorted(EXPECTED_OPERATOR + [
         (("kueue.x-k8s.io",), ("workloads",), ("get", "list", "watch", "create", "patch")),
@@ -444,27 +447,28 @@ elif scenario == "no-pool":
           f"{scenario}: evidenceKey.existingSecret is mounted, and no Secret is rendered", str(vols.get("evidence-key")))
 elif scenario == "archive":
     expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
-                  "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1,
-                  "ValidatingAdmissionPolicyBinding": 1})
+                  "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 2,
+                  "ValidatingAdmissionPolicyBinding": 2})
     op = one("ClusterRole", "-operator")
     check(op and norm(op["rules"]) == EXPECTED_OPERATOR, f"{scenario}: operator ClusterRole unchanged by the archive")
 elif scenario == "webhooks-nodeport":
     expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
-                  "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1,
-                  "ValidatingAdmissionPolicyBinding": 1})
+                  "Deployment": 1, "Service": 2, "NetworkPolicy": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 2,
+                  "ValidatingAdmissionPolicyBinding": 2})
     op = one("ClusterRole", "-operator")
     check(op and norm(op["rules"]) == EXPECTED_OPERATOR, f"{scenario}: operator ClusterRole unchanged by the webhook settings")
 elif scenario == "webhooks-off":
     expect_kinds({"Secret": 2, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
-                  "Deployment": 1, "Service": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1})
+                  "Deployment": 1, "Service": 1, "RunnerPool": 1, "ValidatingAdmissionPolicy": 2, "ValidatingAdmissionPolicyBinding": 2})
     check(one("Service", "-operator-metrics"), f"{scenario}: the metrics Service stays")
     op = one("ClusterRole", "-operator")
     check(op and norm(op["rules"]) == EXPECTED_OPERATOR,
           f"{scenario}: operator ClusterRole keeps secrets get (a run's forge token for its pull request needs no receiver)")
 elif scenario == "crds":
     names = sorted(d["metadata"]["name"] for d in kinds("CustomResourceDefinition"))
-    check(names == ["agentruns.paddock.dev", "agentrunsets.paddock.dev", "agentruntriggers.paddock.dev", "approvalgates.paddock.dev", "runnerpools.paddock.dev"],
-          f"{scenario}: --include-crds renders the five CRDs", str(names))
+    check(names == ["agentruns.paddock.dev", "agentrunsets.paddock.dev", "agentruntriggers.paddock.dev", "approvalgates.paddock.dev",
+                    "runmessages.paddock.dev", "runnerpools.paddock.dev"],
+          f"{scenario}: --include-crds renders the six CRDs", str(names))
 
 # The evidence reader (templates/evidence-rbac.yaml): any authenticated user may get the one
 # ConfigMap paddock-evidence in the release namespace (rendered with rbac.create).
@@ -480,7 +484,7 @@ if scenario != "crds":
 
 # The approval policy (templates/approval-policy.yaml): shape only; its CEL is proven on a real
 # cluster by e2e/tests/approvals.rs.
-vap, vapb = one("ValidatingAdmissionPolicy"), one("ValidatingAdmissionPolicyBinding")
+vap, vapb = one("ValidatingAdmissionPolicy", "-approval-gates"), one("ValidatingAdmissionPolicyBinding", "-approval-gates")
 if vap:
     ps = vap["spec"]
     check(vap["apiVersion"] == "admissionregistration.k8s.io/v1" and ps.get("failurePolicy") == "Fail",
@@ -498,6 +502,10 @@ if vap:
     for needle in ("request.userInfo.username", "request.userInfo.groups", "system:serviceaccount:", "oldObject.status.state",
                    "oldObject.spec.approvers.users", "oldObject.spec.approvers.groups"):
         check(needle in allcel, f"{scenario}: approval policy CEL uses {needle}")
+    # Every final state, ChangesRequested (a Plan gate sent back) included, takes no more decisions.
+    decided = next((x["expression"] for x in ps.get("variables", []) if x["name"] == "decided"), "")
+    check(all(f'"{st}"' in decided for st in ("Approved", "Rejected", "ChangesRequested", "Expired", "Withdrawn")),
+          f"{scenario}: approval policy treats every final gate state (ChangesRequested too) as decided", decided)
     check(vapb and vapb["apiVersion"] == "admissionregistration.k8s.io/v1" and vapb["spec"].get("policyName") == vap["metadata"]["name"]
           and vapb["spec"].get("validationActions") == ["Deny"],
           f"{scenario}: approval policy binding names the policy, validationActions [Deny]", str(vapb and vapb["spec"]))
@@ -505,6 +513,28 @@ if vap:
           f"{scenario}: approval policy binding covers all namespaces unless watchNamespace is set")
 elif scenario != "crds":
     check(scenario == "no-pool" and vapb is None, f"{scenario}: approval policy rendered (or no-pool: neither policy nor binding)")
+
+# The message policy (templates/message-policy.yaml): a RunMessage's spec.sender is the requesting
+# user. Shape only; its CEL is proven on a real cluster by e2e/tests/conversing.rs.
+mp, mpb = one("ValidatingAdmissionPolicy", "-run-messages"), one("ValidatingAdmissionPolicyBinding", "-run-messages")
+if mp:
+    ps = mp["spec"]
+    check(mp["apiVersion"] == "admissionregistration.k8s.io/v1" and ps.get("failurePolicy") == "Fail",
+          f"{scenario}: message policy is admissionregistration.k8s.io/v1 with failurePolicy Fail")
+    check(ps.get("matchConstraints", {}).get("resourceRules") == [{"apiGroups": ["paddock.dev"], "apiVersions": ["*"],
+          "operations": ["CREATE"], "resources": ["runmessages"]}],
+          f"{scenario}: message policy matches exactly CREATE of runmessages (the spec is immutable after)", str(ps.get("matchConstraints")))
+    vs = ps.get("validations") or []
+    allcel = " ".join(v["expression"] for v in vs) + " " + " ".join(x["expression"] for x in ps.get("variables", []))
+    check(len(vs) == 1 and vs[0].get("reason") == "Forbidden" and vs[0].get("message") and vs[0].get("messageExpression")
+          and "object.spec.sender" in allcel and "request.userInfo.username" in allcel,
+          f"{scenario}: message policy refuses (Forbidden, with a message) a sender that is not request.userInfo.username", str(vs)[:300])
+    check(mpb and mpb["spec"].get("policyName") == mp["metadata"]["name"] and mpb["spec"].get("validationActions") == ["Deny"]
+          and (scenario == "watchns-servicemonitor" or "matchResources" not in mpb["spec"]),
+          f"{scenario}: message policy binding names the policy, validationActions [Deny], all namespaces unless watchNamespace",
+          str(mpb and mpb["spec"]))
+elif scenario != "crds":
+    check(scenario == "no-pool" and mpb is None, f"{scenario}: message policy rendered (or no-pool, approvalPolicy.enabled=false: neither)")
 
 for good, desc, detail in results:
     print(("ok   - " if good else "FAIL - ") + desc + ("" if good or not detail else "\n    " + detail[:600]))
@@ -813,6 +843,8 @@ if [ "$CLUSTER" = 1 ]; then
     check "RunnerPool default exists in $NS" k -n "$NS" get runnerpool default
     check "approval policy and its binding exist (policy CEL proven by e2e/tests/approvals.rs)" \
       k get validatingadmissionpolicy,validatingadmissionpolicybinding "$REL-approval-gates"
+    check "message policy and its binding exist (policy CEL proven by e2e/tests/conversing.rs)" \
+      k get validatingadmissionpolicy,validatingadmissionpolicybinding "$REL-run-messages"
     # The operator's permissions, as the API server's authorizer sees them.
     for spec in \
       "get agentruns.paddock.dev" "list agentruns.paddock.dev" "watch agentruns.paddock.dev" \
@@ -822,13 +854,14 @@ if [ "$CLUSTER" = 1 ]; then
       "update runnerpools.paddock.dev --subresource=finalizers" \
       "get pods" "list pods" "watch pods" "create pods" "patch pods" "delete pods" "get pods --subresource=log" \
       "get configmaps" "create configmaps" "patch configmaps" "create events.events.k8s.io" "patch events.events.k8s.io" \
-      "patch agentruns.paddock.dev" "delete agentruns.paddock.dev" "list events" "get secrets"; do
+      "patch agentruns.paddock.dev" "delete agentruns.paddock.dev" "list events" "get secrets" \
+      "watch runmessages.paddock.dev" "patch runmessages.paddock.dev" "update runmessages.paddock.dev --subresource=status"; do
       # shellcheck disable=SC2086
       check "operator can: $spec" bash -c "[ \"\$(\"$KUBECTL\" auth can-i $spec -n '$NS' --as '$SA' 2>/dev/null)\" = yes ]"
     done
     for spec in "list secrets" "watch secrets" "update pods" "create agentruns.paddock.dev" "update agentruns.paddock.dev" \
       "delete configmaps" "list configmaps" "create runnerpools.paddock.dev" "patch approvalgates.paddock.dev" \
-      "create pods --subresource=exec" "list nodes" "create events"; do
+      "create pods --subresource=exec" "list nodes" "create events" "create runmessages.paddock.dev"; do
       # shellcheck disable=SC2086
       check "operator cannot: $spec" bash -c "[ \"\$(\"$KUBECTL\" auth can-i $spec -n '$NS' --as '$SA' 2>/dev/null)\" = no ]"
     done
@@ -887,7 +920,8 @@ EOF
       done
       return 1
     }
-    for spec in "create agentruns.paddock.dev" "delete agentruns.paddock.dev" "patch approvalgates.paddock.dev" "list runnerpools.paddock.dev" "get agentruns.paddock.dev"; do
+    for spec in "create agentruns.paddock.dev" "delete agentruns.paddock.dev" "patch approvalgates.paddock.dev" "list runnerpools.paddock.dev" \
+      "get agentruns.paddock.dev" "create runmessages.paddock.dev" "list runmessages.paddock.dev"; do
       # shellcheck disable=SC2086
       check "edit user can: $spec" can chart-test-alice $spec
     done
@@ -898,6 +932,8 @@ EOF
     check "view user can: list agentruns" can chart-test-bob list agentruns.paddock.dev
     check "view user can: get approvalgates" can chart-test-bob get approvalgates.paddock.dev
     check "view user cannot: create agentruns" bash -c "[ \"\$(\"$KUBECTL\" auth can-i create agentruns.paddock.dev -n '$NS' --as chart-test-bob 2>/dev/null)\" = no ]"
+    check "view user can: list runmessages" can chart-test-bob list runmessages.paddock.dev
+    check "view user cannot: create runmessages" bash -c "[ \"\$(\"$KUBECTL\" auth can-i create runmessages.paddock.dev -n '$NS' --as chart-test-bob 2>/dev/null)\" = no ]"
     # The operator binary itself, run on this machine with the ServiceAccount's token: proves
     # the rules suffice for its real watches and writes (PADDOCK_OPERATOR_BIN, e.g.
     # target/debug/paddock-operator; skipped without it).

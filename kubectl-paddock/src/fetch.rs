@@ -1,6 +1,6 @@
 //! The reads that `kubectl paddock` and its console share: a run, who the API server says you
-//! are, a run's patch (also while its BeforePush gate is pending), its model transcript and its
-//! event log. Every call goes to the API server with the caller's client, so RBAC judges the
+//! are, a run's patch (also while its BeforePush gate is pending), its model transcript, its
+//! event log, its gates and its messages. Every call goes to the API server with the caller's client, so RBAC judges the
 //! caller. Decoding is done by the pure functions of the crate root ([`crate::gunzip`],
 //! [`crate::parse_log`], [`crate::parse_transcript`]).
 
@@ -9,7 +9,7 @@ use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::Client;
-use paddock_crds::{AgentRun, ApprovalGate, GateStage};
+use paddock_crds::{AgentRun, ApprovalGate, GateStage, RunMessage};
 
 /// Errors of the shared reads.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,54 @@ pub async fn fetch_whoami(client: &Client) -> Result<(String, Vec<String>), Fetc
     let info = review.status.and_then(|s| s.user_info).unwrap_or_default();
     let user = info.username.filter(|u| !u.is_empty()).ok_or(PluginError::NoUserName)?;
     Ok((user, info.groups.unwrap_or_default()))
+}
+
+/// The ApprovalGates of run `name` in `ns` (labelled `paddock.dev/run=<name>` and naming it in
+/// `spec.runRef.name`), oldest first.
+///
+/// # Errors
+/// The API server's refusal.
+pub async fn fetch_gates_of_run(client: &Client, ns: &str, name: &str) -> Result<Vec<ApprovalGate>, FetchError> {
+    let gates: Api<ApprovalGate> = Api::namespaced(client.clone(), ns);
+    let mut list: Vec<ApprovalGate> = gates
+        .list(&ListParams::default().labels(&format!("{}={name}", paddock_crds::LABEL_RUN)))
+        .await
+        .map_err(FetchError::api("listing ApprovalGates"))?
+        .items
+        .into_iter()
+        .filter(|g| g.spec.run_ref.name == name)
+        .collect();
+    list.sort_by_key(|g| {
+        (
+            g.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            g.metadata.name.clone(),
+        )
+    });
+    Ok(list)
+}
+
+/// The RunMessages to run `name` in `ns` (every message whose `spec.runRef.name` is `name`,
+/// labelled or not), oldest first.
+///
+/// # Errors
+/// The API server's refusal.
+pub async fn fetch_messages(client: &Client, ns: &str, name: &str) -> Result<Vec<RunMessage>, FetchError> {
+    let api: Api<RunMessage> = Api::namespaced(client.clone(), ns);
+    let mut list: Vec<RunMessage> = api
+        .list(&ListParams::default())
+        .await
+        .map_err(FetchError::api("listing RunMessages"))?
+        .items
+        .into_iter()
+        .filter(|m| m.spec.run_ref.name == name)
+        .collect();
+    list.sort_by_key(|m| {
+        (
+            m.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            m.metadata.name.clone(),
+        )
+    });
+    Ok(list)
 }
 
 /// The patch ConfigMap a BeforePush gate of run `name` points at, if any.

@@ -3,8 +3,10 @@
 //! The binary (`src/main.rs`) does the API calls and prints what these functions return.
 //!
 //! Two modules do I/O, kept apart from the pure functions above: [`fetch`] (the reads both the
-//! command line and the console make: a run, its patch, its transcript, its event log, who you
-//! are) and [`console`] (`kubectl paddock console`, the local web console).
+//! command line and the console make: a run, its patch, its transcript, its event log, its
+//! messages, who you are) and [`console`] (`kubectl paddock console`, the local web console).
+//! [`talk`] is the conversation with a running agent (`say`, `answer`, `request-changes`,
+//! `messages`, `gate`): pure builders and checks, and the two writes both front ends share.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -12,11 +14,12 @@ pub mod console;
 pub mod evidence;
 pub mod fetch;
 pub mod sets;
+pub mod talk;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use paddock_crds::events::{parse_line, EventLine, RunnerEvent, StepStatus};
-use paddock_crds::{AgentRun, ApprovalGate, Decision, GateState, Verdict};
+use paddock_crds::{AgentRun, ApprovalGate, Decision, GateStage, GateState, Verdict};
 
 /// Errors of the plugin, each with a message meant for the person at the terminal.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +53,7 @@ pub enum PluginError {
     AlreadyDecided {
         /// Gate name.
         gate: String,
-        /// `Approved` or `Rejected`.
+        /// `Approved`, `Rejected`, `ChangesRequested` or `Expired`.
         state: String,
         /// ` by <user>` when known, else empty.
         by: String,
@@ -131,6 +134,63 @@ pub enum PluginError {
     /// The API server did not say who the caller is.
     #[error("the API server's SelfSubjectReview returned no user name; cannot decide in your name")]
     NoUserName,
+    /// The run has ended: a message to it would never be delivered.
+    #[error(
+        "AgentRun {run:?} has ended ({phase}); a message would never reach its agent (start a follow-up run instead)"
+    )]
+    RunEnded {
+        /// The run.
+        run: String,
+        /// Its phase, e.g. `Succeeded`.
+        phase: String,
+    },
+    /// The run has no pending gate of the stage asked for (`answer`: `Question`).
+    #[error("AgentRun {run:?} has no pending {stage} gate{why}")]
+    NoPendingGate {
+        /// The run.
+        run: String,
+        /// The stage looked for.
+        stage: String,
+        /// ` (…)`: what the run's gates of that stage are, else empty.
+        why: String,
+    },
+    /// The gate's stage does not take this decision (an answer on a non-Question gate,
+    /// RequestChanges on a non-Plan gate, a bare approval of a Question).
+    #[error("ApprovalGate {gate:?} is a {stage} gate: {hint}")]
+    WrongStage {
+        /// Gate name.
+        gate: String,
+        /// Its stage.
+        stage: String,
+        /// What to do instead.
+        hint: String,
+    },
+    /// `--option N` names no option of the question.
+    #[error("ApprovalGate {gate:?}: {why}")]
+    BadOption {
+        /// Gate name.
+        gate: String,
+        /// Why, listing the options there are.
+        why: String,
+    },
+    /// `--gate` names a gate of another run.
+    #[error("ApprovalGate {gate:?} belongs to AgentRun {owner:?}, not {run:?}")]
+    GateOfOtherRun {
+        /// Gate name.
+        gate: String,
+        /// The run the gate belongs to.
+        owner: String,
+        /// The run named on the command line.
+        run: String,
+    },
+    /// A text (message, answer, comment) that the API would refuse.
+    #[error("{what} {why}")]
+    BadText {
+        /// What, e.g. `the message`.
+        what: String,
+        /// Why, e.g. `is empty`.
+        why: String,
+    },
 }
 
 /// A plain-text table, rendered like `kubectl get`: upper-case headers, columns separated by
@@ -254,10 +314,60 @@ pub fn runs_table(runs: &[AgentRun], all_namespaces: bool, now: Timestamp) -> Ta
     t
 }
 
-/// The `gates` table: NAME, RUN, STAGE, STATE, APPROVALS/QUORUM (e.g. `0/1`), AGE (NAMESPACE
-/// first when `all_namespaces`).
+/// Longest REQUEST cell of the `gates` table, in characters.
+pub const REQUEST_CELL_CHARS: usize = 60;
+
+/// `s` on one line (newlines as `⏎`), cut to `max` characters with `…`.
+pub fn clip_line(s: &str, max: usize) -> String {
+    let one = one_line(s.trim());
+    if one.chars().count() <= max {
+        return one;
+    }
+    let mut cut: String = one.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// What a gate asks, on one line (uncut): a `Question`'s question (with how many options it
+/// offers, and `→ <answer>` once answered), the first line of a `Plan` (with how many more
+/// lines, and `→ changes: <comment>` once changes were requested), else the request's summary.
+pub fn gate_request_line(g: &ApprovalGate) -> String {
+    let r = &g.spec.request;
+    let answer = g.status.as_ref().and_then(|s| s.answer.clone());
+    match g.spec.stage {
+        GateStage::Question => {
+            let mut s = r.question.clone().unwrap_or_else(|| r.summary.clone());
+            s = one_line(s.trim());
+            if !r.options.is_empty() {
+                s.push_str(&format!(" ({} options)", r.options.len()));
+            }
+            if let Some(a) = answer {
+                s.push_str(&format!(" → {}", one_line(a.trim())));
+            }
+            s
+        }
+        GateStage::Plan => {
+            let plan = r.plan.clone().unwrap_or_default();
+            let mut lines = plan.lines().map(str::trim).filter(|l| !l.is_empty());
+            let mut s = lines.next().unwrap_or(r.summary.as_str()).to_string();
+            let more = lines.count();
+            if more > 0 {
+                s.push_str(&format!(" (+{more} lines)"));
+            }
+            if let Some(a) = answer {
+                s.push_str(&format!(" → changes: {}", one_line(a.trim())));
+            }
+            s
+        }
+        _ => one_line(r.summary.trim()),
+    }
+}
+
+/// The `gates` table: NAME, RUN, STAGE, STATE, APPROVALS/QUORUM (e.g. `0/1`), AGE, REQUEST
+/// ([`gate_request_line`], cut to [`REQUEST_CELL_CHARS`]) (NAMESPACE first when
+/// `all_namespaces`).
 pub fn gates_table(gates: &[ApprovalGate], all_namespaces: bool, now: Timestamp) -> Table {
-    let mut headers = vec!["NAME", "RUN", "STAGE", "STATE", "APPROVALS/QUORUM", "AGE"];
+    let mut headers = vec!["NAME", "RUN", "STAGE", "STATE", "APPROVALS/QUORUM", "AGE", "REQUEST"];
     if all_namespaces {
         headers.insert(0, "NAMESPACE");
     }
@@ -271,6 +381,7 @@ pub fn gates_table(gates: &[ApprovalGate], all_namespaces: bool, now: Timestamp)
             debug_name(status.state),
             format!("{}/{}", status.approvals, g.spec.quorum),
             age(g.metadata.creation_timestamp.as_ref(), now),
+            clip_line(&gate_request_line(g), REQUEST_CELL_CHARS),
         ];
         if all_namespaces {
             row.insert(0, g.metadata.namespace.clone().unwrap_or_default());
@@ -334,7 +445,10 @@ pub fn check_can_decide(
                 .unwrap_or_default(),
         });
     }
-    if let Some(state @ (GateState::Approved | GateState::Rejected | GateState::Expired)) = status.state {
+    if let Some(
+        state @ (GateState::Approved | GateState::Rejected | GateState::ChangesRequested | GateState::Expired),
+    ) = status.state
+    {
         return Err(PluginError::AlreadyDecided {
             gate: name,
             state: format!("{state:?}"),
@@ -479,6 +593,12 @@ pub fn describe_event(ev: &RunnerEvent) -> String {
 /// Formats events one per line as `+<seconds>s <type> <details>`, the time relative to the
 /// first event whose `ts` parses (RFC 3339); `?` when an event's `ts` does not parse.
 pub fn format_events(events: &[EventLine]) -> String {
+    format_events_by(events, describe_event)
+}
+
+/// [`format_events`] with another description of each event (e.g. [`talk::describe_event`],
+/// which names the messages delivered).
+pub fn format_events_by(events: &[EventLine], describe: impl Fn(&RunnerEvent) -> String) -> String {
     let t0 = events.iter().find_map(|e| e.ts.parse::<Timestamp>().ok());
     let mut out = String::new();
     for e in events {
@@ -489,7 +609,7 @@ pub fn format_events(events: &[EventLine]) -> String {
             }
             _ => "?".to_string(),
         };
-        out.push_str(&format!("{rel:>8} {}\n", describe_event(&e.event)));
+        out.push_str(&format!("{rel:>8} {}\n", describe(&e.event)));
     }
     out
 }

@@ -1,5 +1,6 @@
 //! `kubectl-paddock`: the `kubectl paddock` plugin. Lists AgentRuns and ApprovalGates,
-//! approves or rejects gates in the caller's own name, prints a run's diff and event log.
+//! approves or rejects gates in the caller's own name, talks to running agents (messages,
+//! answers, plan reviews), prints a run's diff and event log.
 //! Exits 0 on success, 1 with `error: …` on stderr otherwise.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -13,12 +14,15 @@ use kube::config::{Config, KubeConfigOptions};
 use kube::Client;
 use kubectl_paddock::evidence::{self, EvidenceConfig};
 use kubectl_paddock::sets;
+use kubectl_paddock::talk::{self, Choice};
 use kubectl_paddock::{
-    check_can_decide, console, decision_patch, fetch, format_events, gates_table, parse_log, resolve_gate, runs_table,
-    PluginError,
+    check_can_decide, console, fetch, format_events_by, gates_table, parse_log, resolve_gate, runs_table, PluginError,
 };
-use paddock_crds::{AgentRun, AgentRunSet, ApprovalGate, Verdict};
+use paddock_crds::{AgentRun, AgentRunSet, ApprovalGate, RunMessage, Verdict};
 use std::process::ExitCode;
+use talk_cmd::{AnswerArgs, SayArgs};
+
+mod talk_cmd;
 
 /// kubectl paddock: Paddock AgentRuns and ApprovalGates from the command line.
 #[derive(Parser, Debug)]
@@ -43,12 +47,45 @@ struct Cli {
 enum Cmd {
     /// List AgentRuns: NAME, AGENT, PHASE, REASON, DIFF, AGE.
     Runs(ListArgs),
-    /// List ApprovalGates: NAME, RUN, STAGE, STATE, APPROVALS/QUORUM, AGE.
+    /// List ApprovalGates: NAME, RUN, STAGE, STATE, APPROVALS/QUORUM, AGE, REQUEST (what the
+    /// gate asks: a question, a plan's first line, a tool call).
     Gates(ListArgs),
+    /// Print one gate in full: a question with its numbered options and the answer, a plan's
+    /// first lines, a tool call; its decisions and how to decide it. A run name prints the
+    /// run's pending gates.
+    Gate {
+        /// ApprovalGate name, or AgentRun name (its pending gates).
+        name: String,
+        /// Print the whole plan of a Plan gate.
+        #[arg(long)]
+        full: bool,
+    },
     /// Approve a gate, in your own name (the argument is a gate or a run name).
     Approve(DecideArgs),
     /// Reject a gate, in your own name (the argument is a gate or a run name).
     Reject(DecideArgs),
+    /// Send a message to a running agent, in your own name: creates a RunMessage and prints
+    /// `runmessage/<name>` (docs/conversing.md). Only claude-code takes messages while it
+    /// works; the operator refuses the others' (NotSupported).
+    Say(SayArgs),
+    /// Answer the question a running agent asked (its `ask_human` call), in your own name: the
+    /// run's newest pending Question gate, or --gate.
+    Answer(AnswerArgs),
+    /// Send an agent's plan back with the changes you want (a RequestChanges decision on a Plan
+    /// gate, in your own name); the agent plans again. The argument is a gate or a run name
+    /// (its newest pending Plan gate).
+    RequestChanges {
+        /// ApprovalGate (stage Plan) name, or AgentRun name.
+        name: String,
+        /// The changes you ask for (required).
+        #[arg(short = 'm', long, required = true)]
+        message: String,
+    },
+    /// List the messages sent to a run: NAME, SENDER, STATE, TURN, AGE, TEXT.
+    Messages {
+        /// AgentRun name.
+        run: String,
+    },
     /// Print an AgentRunSet's candidates side by side (verification, diff, cost, tokens,
     /// turns, duration; the winner marked `*`), and with --diff each candidate's diff.
     Compare {
@@ -222,8 +259,13 @@ async fn run(cli: Cli) -> Result<()> {
             candidate,
             message,
         } => pick(&client, &ns, &set, &candidate, message.as_deref()).await?,
-        Cmd::Approve(a) => decide(&client, &ns, &a, Verdict::Approve).await?,
-        Cmd::Reject(a) => decide(&client, &ns, &a, Verdict::Reject).await?,
+        Cmd::Approve(a) => decide(&client, &ns, &a, Choice::Approve).await?,
+        Cmd::Reject(a) => decide(&client, &ns, &a, Choice::Reject).await?,
+        Cmd::Gate { name, full } => talk_cmd::gate(&client, &ns, &name, full).await?,
+        Cmd::Say(a) => talk_cmd::say(&client, &ns, &a).await?,
+        Cmd::Answer(a) => talk_cmd::answer(&client, &ns, &a).await?,
+        Cmd::RequestChanges { name, message } => talk_cmd::request_changes(&client, &ns, &name, &message).await?,
+        Cmd::Messages { run } => talk_cmd::messages(&client, &ns, &run).await?,
         Cmd::Diff { run } => {
             or_archived(&client, &evidence_ns, &ns, &run, diff(&client, &ns, &run).await, |b| {
                 b.patch
@@ -335,7 +377,7 @@ fn phase_of(run: &AgentRun) -> String {
     fetch::phase_name(run)
 }
 
-async fn decide(client: &Client, ns: &str, args: &DecideArgs, verdict: Verdict) -> Result<String> {
+async fn decide(client: &Client, ns: &str, args: &DecideArgs, choice: Choice) -> Result<String> {
     let gates: Api<ApprovalGate> = Api::namespaced(client.clone(), ns);
     let runs: Api<AgentRun> = Api::namespaced(client.clone(), ns);
     let gate = gates.get_opt(&args.name).await.context("reading ApprovalGate")?;
@@ -355,17 +397,12 @@ async fn decide(client: &Client, ns: &str, args: &DecideArgs, verdict: Verdict) 
                 gate: gate_name.clone(),
             })?,
     };
-    let (user, groups) = fetch::fetch_whoami(client).await?;
-    check_can_decide(&gate, &user, &groups, verdict)?;
-    let patch = serde_json::from_value(decision_patch(&user, verdict, args.message.as_deref()))
-        .context("building the JSON patch")?;
-    let updated = gates
-        .patch(&gate_name, &PatchParams::default(), &Patch::<()>::Json(patch))
-        .await
-        .with_context(|| format!("appending your decision to ApprovalGate {gate_name:?}"))?;
-    let verb = match verdict {
+    let (d, updated) = talk_cmd::record(client, ns, &gate, &choice, args.message.as_deref()).await?;
+    let user = &d.approver;
+    let verb = match d.decision {
         Verdict::Approve => "approved",
         Verdict::Reject => "rejected",
+        Verdict::RequestChanges => "sent back for changes",
     };
     let comment = args
         .message
@@ -492,7 +529,7 @@ fn archived_log(b: paddock_evidence::Bundle, raw: bool, attempt: Option<u32>) ->
         }
         out
     } else {
-        format_events(&events)
+        kubectl_paddock::format_events(&events)
     })
 }
 
@@ -532,6 +569,7 @@ async fn follow_logs(client: &Client, ns: &str, name: &str, raw: bool) -> Result
     })?;
     let mut lines = stream.lines();
     let mut t0: Option<Timestamp> = None;
+    let mut msgs: Vec<RunMessage> = vec![];
     let mut stdout = std::io::stdout();
     while let Some(line) = lines.try_next().await? {
         let Some(ev) = paddock_crds::events::parse_line(&line) else {
@@ -545,7 +583,12 @@ async fn follow_logs(client: &Client, ns: &str, name: &str, raw: bool) -> Result
             let rel = ts.map_or("?".to_string(), |t| {
                 format!("+{:.1}s", (t.as_millisecond() - t0.as_millisecond()) as f64 / 1000.0)
             });
-            format!("{rel:>8} {}\n", kubectl_paddock::describe_event(&ev.event))
+            if let paddock_crds::events::RunnerEvent::MessageDelivered { id, .. } = &ev.event {
+                if !msgs.iter().any(|m| m.metadata.uid.as_deref() == Some(id.as_str())) {
+                    msgs = fetch::fetch_messages(client, ns, name).await.unwrap_or_default();
+                }
+            }
+            format!("{rel:>8} {}\n", talk::describe_event(&ev.event, &msgs))
         };
         stdout.write_all(out.as_bytes())?;
         stdout.flush()?;
@@ -568,6 +611,9 @@ async fn logs(client: &Client, ns: &str, name: &str, raw: bool, attempt: Option<
         }
         Ok(out)
     } else {
-        Ok(format_events(&events))
+        // Delivered messages are named with their sender and text (best effort: without
+        // `list runmessages` they show by UID).
+        let msgs = fetch::fetch_messages(client, ns, name).await.unwrap_or_default();
+        Ok(format_events_by(&events, |e| talk::describe_event(e, &msgs)))
     }
 }

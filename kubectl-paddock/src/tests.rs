@@ -129,8 +129,60 @@ fn gates_table_shows_approvals_over_quorum() {
     let t = gates_table(&[g], false, ts("2026-11-22T03:00:00Z")).render();
     assert_eq!(
         t,
-        "NAME               RUN   STAGE         STATE     APPROVALS/QUORUM   AGE\n\
-         fix-before-start   fix   BeforeStart   Pending   1/2                120m\n"
+        "NAME               RUN   STAGE         STATE     APPROVALS/QUORUM   AGE    REQUEST\n\
+         fix-before-start   fix   BeforeStart   Pending   1/2                120m   s\n"
+    );
+}
+
+/// The REQUEST column says what a gate asks: a question (how many options, the answer), a
+/// plan's first line, else the summary; on one line, cut to its width.
+#[test]
+fn gates_table_shows_questions_and_plans_on_one_line() {
+    let mk = |name: &str, stage: &str, request: serde_json::Value, status: serde_json::Value| -> ApprovalGate {
+        serde_json::from_value(json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "ApprovalGate",
+            "metadata": {"name": name, "namespace": "team-a", "creationTimestamp": "2026-11-22T01:00:00Z"},
+            "spec": {"runRef": {"name": "fix"}, "stage": stage, "request": request, "approvers": {}, "quorum": 1},
+            "status": status,
+        }))
+        .unwrap()
+    };
+    let gates = [
+        mk(
+            "fix-question-1",
+            "Question",
+            json!({"summary": "agent asks", "question": "Which DB?\nWe use both.", "options": ["Postgres", "SQLite"]}),
+            json!({"state": "Approved", "answer": "Postgres"}),
+        ),
+        mk(
+            "fix-question-2",
+            "Question",
+            json!({"summary": "agent asks", "question": "Ship it?"}),
+            json!({"state": "Pending"}),
+        ),
+        mk(
+            "fix-plan-1",
+            "Plan",
+            json!({"summary": "plan", "plan": "\n# Plan\n\n1. a\n2. b\n"}),
+            json!({"state": "Pending"}),
+        ),
+        mk(
+            "fix-tool-1",
+            "ToolUse",
+            json!({"summary": format!("Bash: curl {}", "x".repeat(80))}),
+            json!({"state": "Pending"}),
+        ),
+    ];
+    let t = gates_table(&gates, false, ts("2026-11-22T01:05:00Z"));
+    let cells: Vec<&str> = t.rows.iter().map(|r| r[6].as_str()).collect();
+    assert_eq!(cells[0], "Which DB?⏎We use both. (2 options) → Postgres");
+    assert_eq!(cells[1], "Ship it?");
+    assert_eq!(cells[2], "# Plan (+2 lines)");
+    assert_eq!(cells[3].chars().count(), REQUEST_CELL_CHARS);
+    assert!(
+        cells[3].starts_with("Bash: curl xxx") && cells[3].ends_with('…'),
+        "{}",
+        cells[3]
     );
 }
 

@@ -7,7 +7,8 @@
 //! - `/runs/<ns>/<name>/live`: events named `update` whose data is HTML of out-of-band swaps:
 //!   `#timeline` (reset with `innerHTML` when a pod's log starts, then grown `beforeend` as the
 //!   runner prints events), `#run-status` and `#run-gates` (replaced on every change of the run
-//!   or its gates), `#diff` (replaced when a patch appears or changes).
+//!   or its gates), `#run-messages` (replaced on every change of a RunMessage in the run's
+//!   namespace), `#diff` (replaced when a patch appears or changes).
 
 use super::app::App;
 use super::view;
@@ -21,7 +22,7 @@ use kube::api::{Api, ListParams, LogParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use maud::Markup;
 use paddock_crds::events::parse_line;
-use paddock_crds::{AgentRun, ApprovalGate, GateStage, Phase};
+use paddock_crds::{AgentRun, ApprovalGate, GateStage, Phase, RunMessage};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -154,6 +155,9 @@ async fn follow_run(app: Arc<App>, ns: String, name: String, tx: Sender) {
     .boxed();
     let label = format!("{}={name}", paddock_crds::LABEL_RUN);
     let mut gate_watch = watcher(gates_api.clone(), watcher::Config::default().labels(&label)).boxed();
+    // Messages need not carry the run's label: watch the namespace's, show the run's.
+    let msgs_api: Api<RunMessage> = Api::namespaced(app.client.clone(), &ns);
+    let mut msg_watch = watcher(msgs_api, watcher::Config::default()).default_backoff().boxed();
     let mut tl = Timeline {
         pod: None,
         lines: None,
@@ -193,6 +197,15 @@ async fn follow_run(app: Arc<App>, ns: String, name: String, tx: Sender) {
                     }
                 }
                 Some(Err(_)) => tokio::time::sleep(Duration::from_secs(1)).await,
+                None => return,
+            },
+            ev = msg_watch.next() => match ev {
+                Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) | Some(Err(_)) => {}
+                Some(Ok(_)) => {
+                    let msgs = crate::fetch::fetch_messages(&app.client, &ns, &name).await.map_err(|e| e.to_string());
+                    let list = super::conversation::messages_list(&msgs, Timestamp::now());
+                    if !send(&tx, oob(list, "run-messages", "true")).await { return; }
+                }
                 None => return,
             },
             chunk = next_lines(&mut tl.lines) => match chunk {

@@ -5,7 +5,8 @@
 //!
 //! Pages (server-rendered HTML, [`view`]): runs (`/`), a run (`/runs/<ns>/<name>`), the
 //! approvals inbox (`/inbox`), pools (`/pools`), a new run (`/new`). Live updates by
-//! Server-Sent Events ([`live`]). Writes: decide a gate, cancel, follow up, create a run, scale
+//! Server-Sent Events ([`live`]). Writes: decide a gate (answer a question, send a plan back:
+//! [`conversation`]), send a message to a running agent, cancel, follow up, create a run, scale
 //! a pool. The walls of the server (loopback, token, CSRF, CSP): [`security`]. The browser
 //! libraries (htmx and its SSE extension, diff2html with highlight.js) are vendored at pinned
 //! versions and compiled in ([`assets`]).
@@ -15,6 +16,7 @@
 
 pub mod app;
 pub mod assets;
+pub mod conversation;
 pub mod kind;
 pub mod live;
 pub mod manifest;
@@ -22,7 +24,7 @@ pub mod security;
 pub mod view;
 
 use crate::fetch::{api_message, fetch_transcript, fetch_whoami, FetchError};
-use crate::{check_can_decide, decision_patch, parse_transcript};
+use crate::{check_can_decide, parse_transcript, talk};
 pub use app::App;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -78,6 +80,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/runs/{ns}/{name}/live", get(live::run_updates))
         .route("/runs/{ns}/{name}/cancel", post(cancel))
         .route("/runs/{ns}/{name}/followup", post(followup))
+        .route("/runs/{ns}/{name}/say", post(say))
         .route("/gates/{ns}/{gate}/decide", post(decide))
         .route("/inbox", get(inbox_page))
         .route("/fragments/inbox", get(inbox_fragment))
@@ -218,10 +221,14 @@ async fn run_page(State(app): State<Arc<App>>, Path((ns, name)): Path<(String, S
         .await
         .map(|t| parse_transcript(&t))
         .map_err(|e| e.to_string());
+    let messages = crate::fetch::fetch_messages(&app.client, &ns, &name)
+        .await
+        .map_err(|e| e.to_string());
     html_page(view::run_page(
         &app.chrome(""),
         &run,
         &gates,
+        &messages,
         &patch,
         &transcript,
         Timestamp::now(),
@@ -286,12 +293,37 @@ async fn create(app: &App, ns: &str, manifest: serde_json::Value) -> Response {
     }
 }
 
-/// The decide form.
+/// The send-a-message form.
+#[derive(Debug, serde::Deserialize)]
+struct Say {
+    text: String,
+}
+
+/// Sends a message to the run as the console's user: `kubectl paddock say`'s code path
+/// ([`talk::send_message`]).
+async fn say(State(app): State<Arc<App>>, Path((ns, name)): Path<(String, String)>, Form(f): Form<Say>) -> Response {
+    fragment(
+        talk::send_message(&app.client, &ns, &name, &app.user, &f.text)
+            .await
+            .map(|(m, note)| {
+                let sent = format!("sent runmessage/{}", m.metadata.name.unwrap_or_default());
+                note.map_or(sent.clone(), |n| format!("{sent} ({n})"))
+            })
+            .map_err(|e| e.to_string()),
+    )
+}
+
+/// The decide form: `verdict`, or a question's typed `answer` or chosen `option`.
 #[derive(Debug, serde::Deserialize)]
 struct Decide {
+    #[serde(default)]
     verdict: String,
     #[serde(default)]
     comment: String,
+    #[serde(default)]
+    answer: String,
+    #[serde(default)]
+    option: String,
 }
 
 async fn decide(
@@ -299,26 +331,34 @@ async fn decide(
     Path((ns, gate)): Path<(String, String)>,
     Form(d): Form<Decide>,
 ) -> Response {
-    let verdict = match d.verdict.as_str() {
-        "Approve" => Verdict::Approve,
-        "Reject" => Verdict::Reject,
-        other => return fragment(Err(format!("unknown verdict {other:?}"))),
+    let choice = match conversation::choice(&d.verdict, &d.answer, &d.option) {
+        Ok(c) => c,
+        Err(e) => return fragment(Err(e)),
     };
     let comment = Some(d.comment.trim()).filter(|c| !c.is_empty());
-    // No check of our own: the API server (RBAC, CEL, the admission policy) decides, and its
-    // refusal is what the user reads.
-    let patch = match serde_json::from_value(decision_patch(&app.user, verdict, comment)) {
+    let api: Api<ApprovalGate> = Api::namespaced(app.client.clone(), &ns);
+    // Only the checks that need the gate's stage and options (talk::decision): the API server
+    // (RBAC, CEL, the admission policy) decides the rest, and its refusal is what the user reads.
+    let g = match api.get(&gate).await {
+        Ok(g) => g,
+        Err(e) => return fragment(Err(api_message(&e))),
+    };
+    let decision = match talk::decision(&g, &app.user, &choice, comment) {
+        Ok(d) => d,
+        Err(e) => return fragment(Err(e.to_string())),
+    };
+    let patch = match serde_json::from_value(talk::decision_patch(&decision)) {
         Ok(p) => p,
         Err(e) => return fragment(Err(e.to_string())),
     };
-    let api: Api<ApprovalGate> = Api::namespaced(app.client.clone(), &ns);
     fragment(
         api.patch(&gate, &PatchParams::default(), &Patch::<()>::Json(patch))
             .await
             .map(|g| {
                 format!(
-                    "{} recorded on {gate} by {} ({} decision(s), quorum {})",
-                    d.verdict,
+                    "{:?}{} recorded on {gate} by {} ({} decision(s), quorum {})",
+                    decision.decision,
+                    decision.answer.map(|a| format!(" ({a:?})")).unwrap_or_default(),
                     app.user,
                     g.spec.decisions.len(),
                     g.spec.quorum

@@ -115,7 +115,16 @@ fn agent_output_is_escaped_everywhere_it_is_shown() {
         csrf: "x",
         tab: "",
     };
-    let page = view::run_page(&chrome, &r, &[], &Err(HOSTILE.into()), &Err(HOSTILE.into()), now()).into_string();
+    let page = view::run_page(
+        &chrome,
+        &r,
+        &[],
+        &Err(HOSTILE.into()),
+        &Err(HOSTILE.into()),
+        &Err(HOSTILE.into()),
+        now(),
+    )
+    .into_string();
     assert_escaped(&page);
     assert_eq!(page.matches("<script").count(), 4, "only the four asset scripts");
     let t = crate::parse_transcript(&format!(
@@ -448,6 +457,17 @@ async fn the_router_guards_every_route_and_sets_the_policy() {
         .body(Body::empty())
         .expect("a request");
     let r = app.clone().oneshot(post).await.expect("an answer");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "no CSRF token");
+    // Sending a message is a write like the others.
+    let say = Request::builder()
+        .method(Method::POST)
+        .uri("/runs/ns/a/say")
+        .header("host", "127.0.0.1:0")
+        .header("cookie", format!("{}={}", cookie_name(0), secrets().token))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from("text=hi"))
+        .expect("a request");
+    let r = app.clone().oneshot(say).await.expect("an answer");
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "no CSRF token");
 }
 

@@ -4,13 +4,14 @@
 //! only `PreEscaped` values are fixed strings of this file.
 //!
 //! Element ids the live updates address (`hx-swap-oob` in [`super::live`]): `run-status`,
-//! `run-gates`, `diff`, `timeline`; the runs table is `runs-table`, the inbox list `inbox-list`.
+//! `run-gates`, `run-messages`, `diff`, `timeline`; the runs table is `runs-table`, the inbox list `inbox-list`.
 
+use super::conversation;
 use crate::{age, describe_event, human_duration, TranscriptLine};
 use k8s_openapi::jiff::Timestamp;
 use maud::{html, Markup, DOCTYPE};
 use paddock_crds::events::{EventLine, RunnerEvent};
-use paddock_crds::{AgentRun, ApprovalGate, GateState, Phase, RunnerPool};
+use paddock_crds::{AgentRun, ApprovalGate, GateState, Phase, RunMessage, RunnerPool};
 use std::sync::Arc;
 
 /// Page size of the runs list.
@@ -306,22 +307,22 @@ pub fn expires_in(g: &ApprovalGate, now: Timestamp) -> Option<i64> {
         .map(|t| t.0.as_second() - now.as_second())
 }
 
-/// The decide controls of a pending gate: a comment box and Approve / Reject, posting to
-/// `/gates/<ns>/<gate>/decide`; the answer (or the API server's refusal) lands in the form's
-/// `.decide-result` (kept, like the comment, when a live update re-renders the list).
-pub fn decide_form(ns: &str, gate: &str) -> Markup {
+/// The decide controls of a pending gate, posting to `/gates/<ns>/<gate>/decide`: a comment
+/// box and Approve / Reject, or for a `Question` an answer box, its options and Decline, for a
+/// `Plan` Request changes too ([`conversation::decide_controls`]); the answer (or the API
+/// server's refusal) lands in the form's `.decide-result` (kept, like the typed text, when a
+/// live update re-renders the list).
+pub fn decide_form(ns: &str, g: &ApprovalGate) -> Markup {
+    let gate = g.metadata.name.as_deref().unwrap_or("");
     let action = format!(
         "/gates/{}/{}/decide",
         form_urlencoded::byte_serialize(ns.as_bytes()).collect::<String>(),
         form_urlencoded::byte_serialize(gate.as_bytes()).collect::<String>()
     );
     let result_id = format!("decide-result-{ns}-{gate}");
-    let comment_id = format!("comment-{ns}-{gate}");
     html! {
         form.decide hx-post=(action) hx-target="find .decide-result" hx-swap="innerHTML" {
-            input id=(comment_id) name="comment" placeholder="comment (optional)" hx-preserve="true";
-            button.approve type="submit" name="verdict" value="Approve" { "Approve" }
-            button.reject type="submit" name="verdict" value="Reject" { "Reject" }
+            (conversation::decide_controls(ns, gate, g))
             div.decide-result id=(result_id) hx-preserve="true" {}
         }
     }
@@ -336,6 +337,7 @@ fn gate_request(g: &ApprovalGate) -> Markup {
             @if let Some(tool) = &r.tool { p { "tool " code.tool { (tool) } } }
             @if let Some(input) = &r.input { pre.tool-input { (clip(input)) } }
             @if let Some(c) = &r.commit { p { "commit " code { (c) } @if let Some(d) = &r.diffstat { " · " (d) } } }
+            (conversation::request_details(g))
         }
     }
 }
@@ -372,7 +374,7 @@ pub fn gates_panel(ns: &str, gates: &[Arc<ApprovalGate>], now: Timestamp) -> Mar
                     @if let Some(by) = &st.decided_by { p { "decided by " b.decided-by { (by) } } }
                     @if state == GateState::Pending {
                         @if let Some(s) = expires_in(g, now) { p.expiry { "expires in " span.countdown data-expires=(now.as_second() + s) { (human_duration(s.max(0))) } } }
-                        (decide_form(ns, name))
+                        (decide_form(ns, g))
                     }
                 }
             }
@@ -535,12 +537,13 @@ pub fn run_yaml(run: &AgentRun) -> String {
     serde_yaml::to_string(&v).unwrap_or_else(|e| format!("# cannot render YAML: {e}"))
 }
 
-/// The run page. Live (SSE `/runs/<ns>/<name>/live`, event `update`): the status and gates
-/// panels are replaced, the timeline grows, the diff appears once there is one.
+/// The run page. Live (SSE `/runs/<ns>/<name>/live`, event `update`): the status, gates and
+/// messages panels are replaced, the timeline grows, the diff appears once there is one.
 pub fn run_page(
     chrome: &Chrome<'_>,
     run: &AgentRun,
     gates: &[Arc<ApprovalGate>],
+    messages: &Result<Vec<RunMessage>, String>,
     patch: &Result<String, String>,
     transcript: &Result<Vec<TranscriptLine>, String>,
     now: Timestamp,
@@ -582,6 +585,7 @@ pub fn run_page(
                 }
             }
             (gates_panel(ns, gates, now))
+            (conversation::messages_section(&base, messages, ended, now))
             section {
                 h2 { "Timeline" }
                 ol #timeline { li.muted { "connecting…" } }
@@ -613,7 +617,7 @@ pub fn inbox_card(g: &ApprovalGate, patch: Option<&Result<String, String>>, now:
             }
             (gate_request(g))
             @if let Some(p) = patch { (diff_section_small(p, name)) }
-            (decide_form(ns, name))
+            (decide_form(ns, g))
         }
     }
 }
