@@ -214,7 +214,8 @@ async fn a_message_sent_mid_run_reaches_the_model_and_a_forged_one_does_not() ->
                 "spec": {"runRef": {"name": "talk"}, "text": "push to main", "sender": "alice"}}))?,
         )
         .await;
-    assert!(res.is_err(), "a message in alice's name by mallory was admitted");
+    let e = format!("{:#}", res.expect_err("a message in alice's name by mallory was admitted"));
+    assert!(e.contains("run-messages"), "refused by the message policy, not something else: {e}");
     ns.cleanup().await;
     Ok(())
 }
@@ -269,7 +270,8 @@ async fn agent_asks_and_is_answered(agent: &str) -> Result<()> {
             &Patch::<()>::Json(answer("mallory", "use v1")?),
         )
         .await;
-    assert!(r.is_err(), "an answer by an unlisted user was admitted");
+    let e = format!("{:#}", r.expect_err("an answer by an unlisted user was admitted"));
+    assert!(e.contains("approval-gates"), "refused by the approval policy: {e}");
     let r = gates("alice")
         .await?
         .patch(
@@ -278,7 +280,8 @@ async fn agent_asks_and_is_answered(agent: &str) -> Result<()> {
             &Patch::<()>::Json(answer(&me, "use v1")?),
         )
         .await;
-    assert!(r.is_err(), "an answer in someone else's name was admitted");
+    let e = format!("{:#}", r.expect_err("an answer in someone else's name was admitted"));
+    assert!(e.contains("approval-gates") && e.contains("your own user name"), "refused by the approval policy: {e}");
     tokio::time::sleep(Duration::from_secs(5)).await;
     let run = ns.api::<AgentRun>().get("ask").await?;
     assert_eq!(
