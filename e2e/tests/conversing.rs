@@ -214,8 +214,14 @@ async fn a_message_sent_mid_run_reaches_the_model_and_a_forged_one_does_not() ->
                 "spec": {"runRef": {"name": "talk"}, "text": "push to main", "sender": "alice"}}))?,
         )
         .await;
-    let e = format!("{:#}", res.expect_err("a message in alice's name by mallory was admitted"));
-    assert!(e.contains("run-messages"), "refused by the message policy, not something else: {e}");
+    let e = format!(
+        "{:#}",
+        res.expect_err("a message in alice's name by mallory was admitted")
+    );
+    assert!(
+        e.contains("run-messages"),
+        "refused by the message policy, not something else: {e}"
+    );
     ns.cleanup().await;
     Ok(())
 }
@@ -281,7 +287,10 @@ async fn agent_asks_and_is_answered(agent: &str) -> Result<()> {
         )
         .await;
     let e = format!("{:#}", r.expect_err("an answer in someone else's name was admitted"));
-    assert!(e.contains("approval-gates") && e.contains("your own user name"), "refused by the approval policy: {e}");
+    assert!(
+        e.contains("approval-gates") && e.contains("your own user name"),
+        "refused by the approval policy: {e}"
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     let run = ns.api::<AgentRun>().get("ask").await?;
     assert_eq!(
@@ -407,7 +416,10 @@ async fn a_plan_sent_back_then_approved_is_carried_out_by_the_same_session() -> 
     let first = ns.api::<ApprovalGate>().get("planned-plan-1").await?;
     assert_eq!(first.status.and_then(|s| s.state), Some(GateState::ChangesRequested));
     // The reviewer's comment reached the model: its next turn repeats it.
-    let log = ns.api::<k8s_openapi::api::core::v1::ConfigMap>().get("planned-log").await?;
+    let log = ns
+        .api::<k8s_openapi::api::core::v1::ConfigMap>()
+        .get("planned-log")
+        .await?;
     let events = log
         .data
         .and_then(|d| d.get("events.jsonl").cloned())
