@@ -398,6 +398,18 @@ mod tests {
         (p.status.state, c.reason.clone())
     }
 
+    /// (what, message, run, delivery, now, want state, want reason, sends).
+    type Case<'a> = (
+        &'a str,
+        RunMessage,
+        Option<AgentRun>,
+        Option<&'a Delivery>,
+        &'a Time,
+        MessageState,
+        &'a str,
+        bool,
+    );
+
     #[test]
     fn each_case_gets_its_state_and_reason() {
         let now = t("2027-01-15T08:00:30Z");
@@ -408,16 +420,7 @@ mod tests {
             attempt: 1,
             at: now.clone(),
         };
-        let cases: Vec<(
-            &str,
-            RunMessage,
-            Option<AgentRun>,
-            Option<&Delivery>,
-            &Time,
-            MessageState,
-            &str,
-            bool,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "no run yet",
                 msg(json!(null)),
