@@ -100,8 +100,8 @@ EXPECTED_OPERATOR = sorted([
     (("paddock.dev",), ("agentruns",), ("create", "patch", "delete")),
     (("paddock.dev",), ("agentruns/status", "agentrunsets/status", "agentruntriggers/status", "approvalgates/status", "runnerpools/status"), ("patch",)),
     (("paddock.dev",), ("agentruns/finalizers", "agentrunsets/finalizers", "agentruntriggers/finalizers", "runnerpools/finalizers"), ("update",)),
-    (("paddock.dev",), ("runmessages",), ("get", "list", "watch", "update", "patch")),
-    (("paddock.dev",), ("runmessages/status",), ("update", "patch")),
+    (("paddock.dev",), ("runmessages",), ("get", "list", "watch", "patch")),
+    (("paddock.dev",), ("runmessages/status",), ("patch",)),
     (("",), ("pods",), ("get", "list", "watch", "create", "patch", "delete")),
     (("",), ("pods/log",), ("get",)),
     (("apps",), ("deployments",), ("get", "list", "watch", "create", "patch")),
@@ -855,7 +855,7 @@ if [ "$CLUSTER" = 1 ]; then
       "get pods" "list pods" "watch pods" "create pods" "patch pods" "delete pods" "get pods --subresource=log" \
       "get configmaps" "create configmaps" "patch configmaps" "create events.events.k8s.io" "patch events.events.k8s.io" \
       "patch agentruns.paddock.dev" "delete agentruns.paddock.dev" "list events" "get secrets" \
-      "watch runmessages.paddock.dev" "patch runmessages.paddock.dev" "update runmessages.paddock.dev --subresource=status"; do
+      "watch runmessages.paddock.dev" "patch runmessages.paddock.dev" "patch runmessages.paddock.dev --subresource=status"; do
       # shellcheck disable=SC2086
       check "operator can: $spec" bash -c "[ \"\$(\"$KUBECTL\" auth can-i $spec -n '$NS' --as '$SA' 2>/dev/null)\" = yes ]"
     done

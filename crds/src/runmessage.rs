@@ -63,8 +63,9 @@ pub enum MessageState {
     Pending,
     /// The agent CLI got it (`status.deliveredAt`, `status.turn`).
     Delivered,
-    /// It will never be delivered: the run ended first, its agent takes no live input, or the
-    /// run does not exist (the `Delivered` condition's reason says which).
+    /// It will never be delivered: the run ended first, its agent takes no live input, the run
+    /// does not exist, the sender may not message it, or its pod is full (the `Delivered`
+    /// condition's reason says which).
     Refused,
 }
 
@@ -97,8 +98,9 @@ pub struct RunMessageStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
     /// Conditions: `Delivered` (Unknown while pending, reason `WaitingForRun` or `SentToPod`;
-    /// True, reason `Delivered`; False, reason `RunFinished`, `NotSupported`, `RunNotFound` or
-    /// `TooManyMessages`: a pod takes at most 32).
+    /// True, reason `Delivered`; False, reason `RunFinished`, `NotSupported`, `RunNotFound`,
+    /// `SenderNotAllowed` (the run's prompt or plan is reviewed and the sender is not a reviewer
+    /// listed by name) or `TooManyMessages` (the pod holds 32 messages or 64 KiB not yet taken)).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,

@@ -313,38 +313,98 @@ pub struct Delivery {
     pub at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 }
 
-/// Most deliveries kept unread: a hostile agent may print any number of reports; real ones are
-/// read by the RunMessage controller within seconds.
-pub const MAX_DELIVERIES: usize = 1024;
+/// Most delivery reports kept per run: a pod takes at most this many messages
+/// ([`crate::controller::runmessage::MAX_MESSAGES_PER_POD`]), and a hostile agent may print any
+/// number of reports.
+pub const MAX_DELIVERIES_PER_RUN: usize = 32;
+/// How long a report is kept for the RunMessage controller (it reads one within seconds; a
+/// report of a message that does not exist would otherwise stay).
+pub const DELIVERY_TTL: std::time::Duration = std::time::Duration::from_secs(900);
 
-/// Messages the log followers read as delivered, by RunMessage UID, until the RunMessage
-/// controller records them ([`crate::controller::runmessage`]).
+/// Messages the log followers read as delivered, per run (by the run's UID, so one run's agent
+/// cannot report another run's messages) and by RunMessage UID, until the RunMessage
+/// controller records them ([`crate::controller::runmessage`]). Bounded per run
+/// ([`MAX_DELIVERIES_PER_RUN`]) and in time ([`DELIVERY_TTL`]).
 #[derive(Default)]
 pub struct Deliveries {
-    by_uid: std::sync::Mutex<HashMap<String, Delivery>>,
+    by_run: std::sync::Mutex<HashMap<String, HashMap<String, (Delivery, std::time::Instant)>>>,
 }
 
 impl Deliveries {
-    /// Records that the message `uid` was delivered (the first report counts); beyond
-    /// [`MAX_DELIVERIES`] unread reports, new ones are dropped.
-    pub fn record(&self, uid: &str, delivery: Delivery) {
-        let mut map = self.by_uid.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() < MAX_DELIVERIES && !uid.is_empty() && uid.len() <= 64 {
-            map.entry(uid.to_string()).or_insert(delivery);
+    /// Records that run `run_uid`'s runner delivered message `uid` (the first report counts);
+    /// beyond [`MAX_DELIVERIES_PER_RUN`] unread reports of that run, new ones are dropped.
+    /// Reports older than [`DELIVERY_TTL`] are forgotten.
+    pub fn record(&self, run_uid: &str, uid: &str, delivery: Delivery) {
+        if run_uid.is_empty() || uid.is_empty() || uid.len() > 64 {
+            return;
+        }
+        let mut map = self.by_run.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, reports| {
+            reports.retain(|_, (_, at)| at.elapsed() < DELIVERY_TTL);
+            !reports.is_empty()
+        });
+        let reports = map.entry(run_uid.to_string()).or_default();
+        if reports.len() < MAX_DELIVERIES_PER_RUN || reports.contains_key(uid) {
+            reports
+                .entry(uid.to_string())
+                .or_insert((delivery, std::time::Instant::now()));
         }
     }
 
-    /// The delivery of message `uid`, if one was read; it stays until [`Deliveries::forget`].
-    pub fn get(&self, uid: &str) -> Option<Delivery> {
-        self.by_uid
+    /// The delivery of message `uid` reported by run `run_uid`'s runner, if one was read; it
+    /// stays until [`Deliveries::forget`] or its TTL.
+    pub fn get(&self, run_uid: &str, uid: &str) -> Option<Delivery> {
+        self.by_run
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .get(run_uid)?
             .get(uid)
-            .cloned()
+            .map(|(d, _)| d.clone())
     }
 
-    /// Forgets message `uid` (its status says it was delivered).
-    pub fn forget(&self, uid: &str) {
-        self.by_uid.lock().unwrap_or_else(PoisonError::into_inner).remove(uid);
+    /// Forgets message `uid` of run `run_uid` (its status says where it is).
+    pub fn forget(&self, run_uid: &str, uid: &str) {
+        let mut map = self.by_run.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(reports) = map.get_mut(run_uid) {
+            reports.remove(uid);
+            if reports.is_empty() {
+                map.remove(run_uid);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod delivery_tests {
+    use super::*;
+
+    fn d(turn: u32) -> Delivery {
+        Delivery {
+            turn,
+            attempt: 1,
+            at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        }
+    }
+
+    #[test]
+    fn reports_are_per_run_bounded_and_the_first_counts() {
+        let all = Deliveries::default();
+        all.record("run-a", "m1", d(1));
+        all.record("run-a", "m1", d(7));
+        assert_eq!(all.get("run-a", "m1"), Some(d(1)), "the first report counts");
+        assert_eq!(
+            all.get("run-b", "m1"),
+            None,
+            "another run's agent reported nothing of it"
+        );
+        // A flood from one run's agent fills that run's share only.
+        for i in 0..1000 {
+            all.record("run-a", &format!("fake-{i}"), d(0));
+        }
+        all.record("run-b", "m2", d(2));
+        assert_eq!(all.get("run-b", "m2"), Some(d(2)));
+        assert_eq!(all.get("run-a", "fake-999"), None, "beyond the cap");
+        all.forget("run-b", "m2");
+        assert_eq!(all.get("run-b", "m2"), None);
     }
 }

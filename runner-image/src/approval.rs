@@ -317,11 +317,22 @@ pub fn requests_dir(ws: &Workspace) -> PathBuf {
     ws.control().join("approvals")
 }
 
+/// The most requests of a kind one attempt asks: as many gates as the operator raises per
+/// attempt and stage (`tool` 256, `question` 16, `plan` [`MAX_PLAN_GATES`]); later ones would
+/// never be decided.
+pub fn max_requests(prefix: &str) -> u32 {
+    match prefix {
+        "question" => 16,
+        "plan" => MAX_PLAN_GATES,
+        _ => 256,
+    }
+}
+
 /// Claims the next free id `<prefix>-<n>` in `dir` by creating its request file exclusively
-/// (so concurrent calls never share an id), n from 1.
+/// (so concurrent calls never share an id), n from 1 to [`max_requests`].
 fn claim_id(dir: &Path, prefix: &str) -> std::io::Result<String> {
     std::fs::create_dir_all(dir)?;
-    for n in 1..=MAX_REQUEST_NUMBER {
+    for n in 1..=max_requests(prefix).min(MAX_REQUEST_NUMBER) {
         let id = format!("{prefix}-{n}");
         match std::fs::OpenOptions::new()
             .write(true)
@@ -334,7 +345,8 @@ fn claim_id(dir: &Path, prefix: &str) -> std::io::Result<String> {
         }
     }
     Err(std::io::Error::other(format!(
-        "no free request id: {prefix}-{MAX_REQUEST_NUMBER} is taken"
+        "no more {prefix} requests in this attempt: {prefix}-{} is the last one the operator raises",
+        max_requests(prefix)
     )))
 }
 

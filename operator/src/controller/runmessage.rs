@@ -40,9 +40,21 @@ pub const DELIVERY_RECHECK: Duration = Duration::from_secs(2);
 /// How often a message waiting for its run's pod looks again (AgentRun changes wake it
 /// sooner).
 pub const RUN_RECHECK: Duration = Duration::from_secs(10);
-/// Most messages one pod is handed (each up to 4 KiB of the pod's 256 KiB of annotations);
-/// later ones are refused with reason `TooManyMessages`.
+/// Most messages one pod holds at once (delivered ones are removed from it); later ones are
+/// refused with reason `TooManyMessages`.
 pub const MAX_MESSAGES_PER_POD: usize = 32;
+/// Most bytes of message annotations one pod holds at once (of the 256 KiB the API server
+/// allows for all of a pod's annotations, which also carry verdicts and a warm pod's claim).
+pub const MAX_MESSAGE_BYTES_PER_POD: usize = 64 * 1024;
+
+/// The messages a run's pod holds besides the one being decided: how many, and their bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OnPod {
+    /// Other `message.paddock.dev/*` annotations.
+    pub count: usize,
+    /// Their keys' and values' bytes.
+    pub bytes: usize,
+}
 
 /// What one pass does with a message. Pure output of [`decide`].
 #[derive(Debug, Clone, PartialEq)]
@@ -58,14 +70,36 @@ pub struct MessagePlan {
     pub requeue: Option<Duration>,
 }
 
+/// Who may message `run`: `None` when anyone RBAC lets create a RunMessage may; else the user
+/// names listed as approvers of its `beforeStart` and `plan` reviews. A message is an
+/// instruction like the prompt, so on a run whose prompt or plan a human reviews, only the
+/// reviewers (listed by name: the operator cannot see group membership) may add to it; a review
+/// that lists no approvers lets anyone approve, and so lets anyone message. Pure.
+pub fn allowed_senders(run: &AgentRun) -> Option<Vec<String>> {
+    let approvals = run.spec.approvals.as_ref()?;
+    let reviews: Vec<&paddock_crds::GatePolicy> = [approvals.before_start.as_ref(), approvals.plan.as_ref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if reviews.is_empty()
+        || reviews
+            .iter()
+            .any(|p| p.approvers.users.is_empty() && p.approvers.groups.is_empty())
+    {
+        return None;
+    }
+    Some(reviews.iter().flat_map(|p| p.approvers.users.clone()).collect())
+}
+
 /// Decides what to do with `msg`, for `run` (its AgentRun, `None` when none exists),
-/// `delivery` (the runner's report, if the log follower read one), `on_pod` (how many other
-/// messages the run's pod already holds), at `now`. Pure.
+/// `delivery` (the report of the run's runner that it delivered this message, if one was read),
+/// `on_pod` (the other messages the run's pod holds), at `now`. A report counts only for the
+/// attempt whose pod the message was handed to. Pure.
 pub fn decide(
     msg: &RunMessage,
     run: Option<&AgentRun>,
     delivery: Option<&Delivery>,
-    on_pod: usize,
+    on_pod: OnPod,
     now: &Time,
 ) -> MessagePlan {
     let old = msg.status.clone().unwrap_or_default();
@@ -118,7 +152,13 @@ pub fn decide(
     };
     let rs = run.status.clone().unwrap_or_default();
     let attempt = rs.attempt.unwrap_or(1);
-    if let Some(d) = delivery {
+    let was_sent = st
+        .conditions
+        .iter()
+        .any(|c| c.type_ == COND_DELIVERED && c.reason == "SentToPod");
+    let sent_attempt = st.attempt;
+    let sent_to = |a: u32| sent_attempt == Some(a) && was_sent;
+    if let Some(d) = delivery.filter(|d| sent_to(d.attempt)) {
         st.delivered_at = Some(d.at.clone());
         st.turn = Some(d.turn);
         st.attempt = Some(d.attempt);
@@ -133,6 +173,16 @@ pub fn decide(
             "MessageDelivered",
             format!("RunMessage {}: {how}", msg.metadata.name.as_deref().unwrap_or_default()),
         ));
+        plan.status = st;
+        return plan;
+    }
+    if let Some(allowed) = allowed_senders(run).filter(|a| !a.contains(&msg.spec.sender)) {
+        let why = format!(
+            "AgentRun {run_name}'s prompt or plan is reviewed, and only its reviewers listed by name ({}) may message it",
+            if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }
+        );
+        set(&mut st, MessageState::Refused, FALSE, "SenderNotAllowed", &why);
+        plan.event = Some((false, EventType::Warning, "MessageRefused", why));
         plan.status = st;
         return plan;
     }
@@ -176,13 +226,13 @@ pub fn decide(
             plan.requeue = Some(RUN_RECHECK);
         }
         Some(pod) => {
-            let sent = st.attempt == Some(attempt)
-                && st
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == COND_DELIVERED && c.reason == "SentToPod");
-            if !sent && on_pod >= MAX_MESSAGES_PER_POD {
-                let why = format!("pod {pod} already holds {on_pod} messages, the most one run takes");
+            let sent = sent_to(attempt);
+            let own = msg.spec.text.len() + msg.spec.sender.len() + 256;
+            if !sent && (on_pod.count >= MAX_MESSAGES_PER_POD || on_pod.bytes + own > MAX_MESSAGE_BYTES_PER_POD) {
+                let why = format!(
+                    "pod {pod} already holds {} messages ({} bytes) the agent has not taken, the most it holds at once ({MAX_MESSAGES_PER_POD} messages, {MAX_MESSAGE_BYTES_PER_POD} bytes); send it again later",
+                    on_pod.count, on_pod.bytes
+                );
                 set(&mut st, MessageState::Refused, FALSE, "TooManyMessages", &why);
                 plan.event = Some((false, EventType::Warning, "MessageRefused", why));
                 plan.status = st;
@@ -266,7 +316,6 @@ pub async fn reconcile(msg: Arc<RunMessage>, ctx: Arc<Context>) -> Result<Action
         .and_then(|s| s.state)
         .is_some_and(|s| s != MessageState::Pending)
     {
-        ctx.deliveries.forget(&uid);
         return Ok(Action::await_change());
     }
     let run_name = msg.spec.run_ref.name.as_str();
@@ -278,7 +327,19 @@ pub async fn reconcile(msg: Arc<RunMessage>, ctx: Arc<Context>) -> Result<Action
             .map_err(|e| Error::from(e).at(Stage::Read, format!("AgentRun {run_name}")))?,
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let delivery = ctx.deliveries.get(&uid);
+    let run_uid = run.as_ref().and_then(|r| r.metadata.uid.clone()).unwrap_or_default();
+    let mut delivery = ctx.deliveries.get(&run_uid, &uid);
+    // A run that ended may have delivered it after the follower's last read (or before an
+    // operator restart): its stored log says so, before the message is refused for good.
+    let ended = run
+        .as_ref()
+        .and_then(|r| r.status.as_ref()?.phase)
+        .is_some_and(Phase::is_terminal);
+    if delivery.is_none() && ended {
+        if let Some(run) = &run {
+            delivery = delivery_in_log(&ctx, run, &uid, &now).await?;
+        }
+    }
     // Messages the run's pod holds already (from the pod cache; none known without it).
     let own_key = format!("{MESSAGE_PREFIX}{uid}");
     let on_pod = run
@@ -286,10 +347,13 @@ pub async fn reconcile(msg: Arc<RunMessage>, ctx: Arc<Context>) -> Result<Action
         .and_then(|r| r.status.as_ref()?.pod_name.clone())
         .and_then(|pod| ctx.pods.as_ref()?.get(&ObjectRef::<Pod>::new(&pod).within(&ns)))
         .and_then(|p| p.metadata.annotations.clone())
-        .map_or(0, |a| {
-            a.keys()
-                .filter(|k| k.starts_with(MESSAGE_PREFIX) && **k != own_key)
-                .count()
+        .map_or(OnPod::default(), |a| {
+            a.iter()
+                .filter(|(k, _)| k.starts_with(MESSAGE_PREFIX) && **k != own_key)
+                .fold(OnPod::default(), |o, (k, v)| OnPod {
+                    count: o.count + 1,
+                    bytes: o.bytes + k.len() + v.len(),
+                })
         });
     let plan = decide(&msg, run.as_ref(), delivery.as_ref(), on_pod, &now);
     let messages: Api<RunMessage> = Api::namespaced(ctx.client.clone(), &ns);
@@ -335,9 +399,55 @@ pub async fn reconcile(msg: Arc<RunMessage>, ctx: Arc<Context>) -> Result<Action
         }
     }
     if plan.status.state != Some(MessageState::Pending) {
-        ctx.deliveries.forget(&uid);
+        ctx.deliveries.forget(&run_uid, &uid);
+        // The pod keeps room for later messages: this one is taken (or never will be).
+        let pod = run.as_ref().and_then(|r| r.status.as_ref()?.pod_name.clone());
+        if let (Some(pod), true) = (pod, plan.status.attempt.is_some()) {
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+            let patch = serde_json::json!({"metadata": {"annotations": {own_key: null}}});
+            if let Err(e) = pods.patch(&pod, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                tracing::debug!(error = %e, pod, "could not remove a message annotation (the pod may be gone)");
+            }
+        }
     }
     Ok(plan.requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// The delivery of message `uid` that `run`'s stored event log (ConfigMap `<run>-log`) reports,
+/// if any: the runner's `message_delivered` line, read at `now`, for the run's current attempt.
+///
+/// # Errors
+/// API errors reading the ConfigMap (a missing one is no delivery).
+async fn delivery_in_log(ctx: &Context, run: &AgentRun, uid: &str, now: &Time) -> Result<Option<Delivery>> {
+    let ns = run.metadata.namespace.as_deref().unwrap_or_default();
+    let name = super::agentrun::artifacts::log_configmap_name(run);
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(cm) = cms
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::from(e).at(Stage::Read, format!("ConfigMap {name}")))?
+    else {
+        return Ok(None);
+    };
+    let log = cm
+        .data
+        .and_then(|d| d.get(paddock_crds::artifacts::LOG_KEY).cloned())
+        .unwrap_or_default();
+    Ok(delivered_in(&log, uid).map(|turn| Delivery {
+        turn,
+        attempt: run.status.as_ref().and_then(|s| s.attempt).unwrap_or(1),
+        at: now.clone(),
+    }))
+}
+
+/// The turn at which the event log `log` (JSON lines) says message `uid` was delivered. Pure.
+pub fn delivered_in(log: &str, uid: &str) -> Option<u32> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<paddock_crds::events::EventLine>(l).ok())
+        .find_map(|e| match e.event {
+            paddock_crds::events::RunnerEvent::MessageDelivered { id, turn } if id == uid => Some(turn),
+            _ => None,
+        })
 }
 
 /// The pending messages of `run` in `store`: an AgentRun change (it started, got a pod, ended)
@@ -391,6 +501,24 @@ mod tests {
             "status": status,
         }))
         .unwrap()
+    }
+
+    /// A message handed to the pod of attempt 1.
+    fn sent_to_1() -> RunMessage {
+        msg(
+            json!({"state": "Pending", "attempt": 1, "conditions": [{"type": "Delivered", "status": "Unknown",
+            "reason": "SentToPod", "message": "", "lastTransitionTime": "2027-01-15T08:00:10Z"}]}),
+        )
+    }
+
+    /// A running claude-code run with `approvals`.
+    fn reviewed(approvals: serde_json::Value) -> AgentRun {
+        let mut r = run(
+            "claude-code",
+            json!({"phase": "Running", "podName": "r1-1", "attempt": 1}),
+        );
+        r.spec.approvals = Some(serde_json::from_value(approvals).unwrap());
+        r
     }
 
     fn reason(p: &MessagePlan) -> (Option<MessageState>, String) {
@@ -496,7 +624,7 @@ mod tests {
             ),
             (
                 "delivered",
-                msg(json!(null)),
+                sent_to_1(),
                 Some(run("claude-code", json!({"phase": "Succeeded"}))),
                 Some(&delivery),
                 &now,
@@ -504,9 +632,49 @@ mod tests {
                 "Delivered",
                 false,
             ),
+            (
+                "a report for a message never handed to the pod",
+                msg(json!(null)),
+                Some(run("claude-code", json!({"phase": "Succeeded"}))),
+                Some(&delivery),
+                &now,
+                MessageState::Refused,
+                "RunFinished",
+                false,
+            ),
+            (
+                "not a reviewer of the run's plan",
+                msg(json!(null)),
+                Some(reviewed(json!({"plan": {"approvers": {"users": ["bob"]}}}))),
+                None,
+                &now,
+                MessageState::Refused,
+                "SenderNotAllowed",
+                false,
+            ),
+            (
+                "a reviewer of the run's prompt",
+                msg(json!(null)),
+                Some(reviewed(json!({"beforeStart": {"approvers": {"users": ["alice"]}}}))),
+                None,
+                &now,
+                MessageState::Pending,
+                "SentToPod",
+                true,
+            ),
+            (
+                "a review anyone may approve",
+                msg(json!(null)),
+                Some(reviewed(json!({"plan": {}}))),
+                None,
+                &now,
+                MessageState::Pending,
+                "SentToPod",
+                true,
+            ),
         ];
         for (what, m, r, d, at, state, why, sends) in cases {
-            let p = decide(&m, r.as_ref(), d, 0, at);
+            let p = decide(&m, r.as_ref(), d, OnPod::default(), at);
             assert_eq!(reason(&p), (Some(state), why.to_string()), "{what}");
             assert_eq!(p.send_to.is_some(), sends, "{what}");
         }
@@ -519,10 +687,10 @@ mod tests {
             "claude-code",
             json!({"phase": "Running", "podName": "r1-1", "attempt": 1}),
         );
-        let first = decide(&msg(json!(null)), Some(&r1), None, 0, &now);
+        let first = decide(&msg(json!(null)), Some(&r1), None, OnPod::default(), &now);
         assert_eq!(first.send_to, Some(("r1-1".into(), 1)));
         let sent = msg(serde_json::to_value(&first.status).unwrap());
-        let again = decide(&sent, Some(&r1), None, 0, &now);
+        let again = decide(&sent, Some(&r1), None, OnPod::default(), &now);
         assert_eq!(again.send_to, None, "already handed to this attempt's pod");
         assert_eq!(again.status, first.status, "no status write");
         // A retry's pod gets it again.
@@ -531,7 +699,7 @@ mod tests {
             json!({"phase": "Running", "podName": "r1-2", "attempt": 2}),
         );
         assert_eq!(
-            decide(&sent, Some(&r2), None, 0, &now).send_to,
+            decide(&sent, Some(&r2), None, OnPod::default(), &now).send_to,
             Some(("r1-2".into(), 2))
         );
         let d = Delivery {
@@ -539,7 +707,13 @@ mod tests {
             attempt: 2,
             at: now.clone(),
         };
-        let done = decide(&sent, Some(&r2), Some(&d), 0, &now);
+        // Attempt 2's report does not count for a message handed to attempt 1's pod only.
+        assert_eq!(
+            decide(&sent, Some(&r1), Some(&d), OnPod::default(), &now).status,
+            first.status
+        );
+        let sent2 = msg(serde_json::to_value(decide(&sent, Some(&r2), None, OnPod::default(), &now).status).unwrap());
+        let done = decide(&sent2, Some(&r2), Some(&d), OnPod::default(), &now);
         assert_eq!(done.status.turn, Some(3));
         assert_eq!(done.status.attempt, Some(2));
         assert_eq!(done.status.delivered_at, Some(now.clone()));
@@ -548,12 +722,57 @@ mod tests {
             Some((true, EventType::Normal, "MessageDelivered", _))
         ));
         // A pod full of messages takes no more; one already handed to it is not refused.
-        let full = decide(&msg(json!(null)), Some(&r1), None, MAX_MESSAGES_PER_POD, &now);
+        let full = decide(
+            &msg(json!(null)),
+            Some(&r1),
+            None,
+            OnPod {
+                count: MAX_MESSAGES_PER_POD,
+                bytes: 0,
+            },
+            &now,
+        );
         assert_eq!(full.status.state, Some(MessageState::Refused));
         assert_eq!(full.send_to, None);
         assert_eq!(
-            decide(&sent, Some(&r1), None, MAX_MESSAGES_PER_POD, &now).status,
+            decide(
+                &sent,
+                Some(&r1),
+                None,
+                OnPod {
+                    count: MAX_MESSAGES_PER_POD,
+                    bytes: 0
+                },
+                &now
+            )
+            .status,
             first.status
+        );
+    }
+
+    #[test]
+    fn the_stored_log_tells_a_delivery() {
+        let log = [
+            r#"{"v":1,"seq":1,"ts":"2027-01-15T08:00:00.000Z","type":"message","text":"hi"}"#,
+            r#"{"v":1,"seq":2,"ts":"2027-01-15T08:00:01.000Z","type":"message_delivered","id":"other","turn":1}"#,
+            r#"{"v":1,"seq":3,"ts":"2027-01-15T08:00:02.000Z","type":"message_delivered","id":"m-uid","turn":4}"#,
+        ]
+        .join("\n");
+        assert_eq!(delivered_in(&log, "m-uid"), Some(4));
+        assert_eq!(delivered_in(&log, "nope"), None);
+        // A full pod refuses by bytes too.
+        let now = t("2027-01-15T08:00:30Z");
+        let r1 = run(
+            "claude-code",
+            json!({"phase": "Running", "podName": "r1-1", "attempt": 1}),
+        );
+        let big = OnPod {
+            count: 1,
+            bytes: MAX_MESSAGE_BYTES_PER_POD - 10,
+        };
+        assert_eq!(
+            reason(&decide(&msg(json!(null)), Some(&r1), None, big, &now)),
+            (Some(MessageState::Refused), "TooManyMessages".to_string())
         );
     }
 

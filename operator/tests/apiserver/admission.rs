@@ -145,6 +145,12 @@ async fn invalid_specs_are_refused_with_the_rules_message() -> Result<()> {
             "spec.approvals.questions is supported for agents claude-code and gemini-cli only",
         ),
         (
+            "AgentRun",
+            "questions answered by two",
+            |o| o["spec"]["approvals"] = json!({"questions": {"quorum": 2}}),
+            "spec.approvals.questions.quorum must be 1",
+        ),
+        (
             "ApprovalGate",
             "an approve without an answer",
             |o| o["spec"]["decisions"] = json!([{"approver": "alice", "decision": "Approve"}]),

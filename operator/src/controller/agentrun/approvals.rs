@@ -95,14 +95,27 @@ pub fn plan_verdict(run: &AgentRun, gates: &[ApprovalGate], attempt: u32) -> Pla
     out
 }
 
-/// Whether `id` is a request id the runner may use: `push`, `tool-<n>`, `question-<n>` or
-/// `plan-<n>` with n of 1 to 4 digits (anything else, e.g. from a forged event, is ignored).
+/// Whether `id` is a request id the runner may use: `push`, `tool-<n>` or `question-<n>` with
+/// n of 1 to 4 digits, or `plan-<n>` with n of 1 to 2 digits (the pod's gateway looks for plan
+/// approvals `plan-1` to `plan-99`); anything else, e.g. from a forged event, is ignored.
 pub fn valid_id(id: &str) -> bool {
+    let number = |n: &str, digits: usize| !n.is_empty() && n.len() <= digits && n.bytes().all(|b| b.is_ascii_digit());
     id == "push"
-        || ["tool-", "question-", "plan-"].iter().any(|p| {
-            id.strip_prefix(p)
-                .is_some_and(|n| !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit()))
-        })
+        || id.strip_prefix("tool-").is_some_and(|n| number(n, 4))
+        || id.strip_prefix("question-").is_some_and(|n| number(n, 4))
+        || id.strip_prefix("plan-").is_some_and(|n| number(n, 2))
+}
+
+/// Most gates of one stage one attempt may raise; requests beyond are ignored (an
+/// `ApprovalIgnored` Event), since a hostile agent can print any number of them: 256 `ToolUse`,
+/// 16 `Question` (each answer travels in a pod annotation of up to 4 KiB), 99 `Plan` (as many as
+/// the gateway looks at).
+pub fn max_gates(stage: GateStage) -> usize {
+    match stage {
+        GateStage::Question => 16,
+        GateStage::Plan => 99,
+        _ => 256,
+    }
 }
 
 /// The stage and policy `run` has for `req`, or `None` when the run did not ask for that kind
@@ -189,6 +202,32 @@ pub async fn raise(ctx: &Arc<Context>, run: &AgentRun, pod: &str, req: &Request)
         return Ok(false);
     }
     let name = request_gate_name(run, &req.id, attempt);
+    // Bounded per attempt and stage: a hostile agent may ask without end (a push asks once).
+    let raised = if stage == GateStage::BeforePush {
+        0
+    } else {
+        list_gates(ctx, run)
+            .await?
+            .iter()
+            .filter(|g| g.spec.stage == stage && g.spec.run_ref.attempt == Some(attempt))
+            .filter(|g| g.metadata.name.as_deref() != Some(name.as_str()))
+            .count()
+    };
+    if raised >= max_gates(stage) {
+        ctx.publish(
+            run,
+            EventType::Warning,
+            "ApprovalIgnored",
+            format!(
+                "the runner asked for more than {} {} gates in attempt {attempt}; request {} is ignored",
+                max_gates(stage),
+                stage.as_str(),
+                req.id
+            ),
+        )
+        .await;
+        return Ok(true);
+    }
     match create_gate(ctx, run, pod, req, stage, policy, &name, attempt).await {
         Ok(created) => {
             if created {

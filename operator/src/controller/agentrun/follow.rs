@@ -215,7 +215,8 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
                 attempt,
                 at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
             };
-            ctx.deliveries.record(id, delivery);
+            ctx.deliveries
+                .record(run.metadata.uid.as_deref().unwrap_or_default(), id, delivery);
         }
         if ev.seq <= already {
             continue;

@@ -263,7 +263,8 @@ fn answers_and_requested_changes_travel_with_a_verdict_signed_over_their_digest(
         PlanVerdict::Waiting,
         "another attempt's approval"
     );
-    assert!(valid_id("question-12") && valid_id("plan-3") && !valid_id("plan-") && !valid_id("question-12345"));
+    assert!(valid_id("question-12") && valid_id("plan-3") && valid_id("plan-99"));
+    assert!(!valid_id("plan-") && !valid_id("plan-100") && !valid_id("question-12345"));
 }
 
 #[test]

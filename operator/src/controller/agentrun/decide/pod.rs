@@ -306,13 +306,15 @@ pub(super) fn end_from_pod(
             let (reason, message) = artifacts::confirmed_reason(reason, message, gateway);
             (phase, reason, message)
         };
+    let result = result.map(|r| artifacts::with_trusted_facts(r, gateway));
     // Plan review (issue 22): whatever the runner says, a run whose plan was not approved has
-    // not succeeded (its gateway pushed nothing without the signed approval).
-    // The gateway refuses the push of an unapproved plan: that push failure is the plan's too.
+    // not succeeded. The gateway (trusted) pushes only with a signed plan approval, so its push
+    // vouches for one; a push it refused for the plan's sake fails the run the same way.
+    let pushed = result.as_ref().is_some_and(|r| r.run.pushed);
     let unapproved_end = phase == Phase::Succeeded
         || reason == Reason::PushFailed.as_str()
         || reason == Reason::PlanNotApproved.as_str();
-    let (phase, reason, message) = if forced.is_none() && approvals::plan_review(run) && unapproved_end {
+    let (phase, reason, message) = if forced.is_none() && approvals::plan_review(run) && unapproved_end && !pushed {
         match need!(facts.plan, Need::Plan) {
             PlanVerdict::Approved => (phase, reason, message),
             rejected @ PlanVerdict::Rejected { .. } => {
@@ -322,13 +324,13 @@ pub(super) fn end_from_pod(
             PlanVerdict::Waiting => (
                 Phase::Failed,
                 Reason::PlanNotApproved.to_string(),
-                "the agent ended without an approved plan (spec.approvals.plan); nothing was pushed".to_string(),
+                "the agent ended without an approved plan (spec.approvals.plan); the gateway pushed nothing"
+                    .to_string(),
             ),
         }
     } else {
         (phase, reason, message)
     };
-    let result = result.map(|r| artifacts::with_trusted_facts(r, gateway));
     let message = match &result {
         Some(r) if phase == Phase::Succeeded && reason == Reason::Succeeded => succeeded_message(r),
         _ => message,
