@@ -310,7 +310,7 @@ pub(super) fn end_from_pod(
     // Plan review (issue 22): whatever the runner says, a run whose plan was not approved has
     // not succeeded. The gateway (trusted) pushes only with a signed plan approval, so its push
     // vouches for one; a push it refused for the plan's sake fails the run the same way.
-    let pushed = result.as_ref().is_some_and(|r| r.run.pushed);
+    let pushed = result.as_ref().is_some_and(|r| r.pushed);
     let unapproved_end = phase == Phase::Succeeded
         || reason == Reason::PushFailed.as_str()
         || reason == Reason::PlanNotApproved.as_str();
