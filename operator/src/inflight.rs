@@ -327,8 +327,11 @@ pub const DELIVERY_TTL: std::time::Duration = std::time::Duration::from_secs(900
 /// ([`MAX_DELIVERIES_PER_RUN`]) and in time ([`DELIVERY_TTL`]).
 #[derive(Default)]
 pub struct Deliveries {
-    by_run: std::sync::Mutex<HashMap<String, HashMap<String, (Delivery, std::time::Instant)>>>,
+    by_run: std::sync::Mutex<HashMap<String, RunReports>>,
 }
+
+/// One run's unread delivery reports: by RunMessage UID, the report and when it was read.
+type RunReports = HashMap<String, (Delivery, std::time::Instant)>;
 
 impl Deliveries {
     /// Records that run `run_uid`'s runner delivered message `uid` (the first report counts);

@@ -331,8 +331,14 @@ async fn request_files_become_events_in_order() {
 fn an_attempt_asks_no_more_than_the_operator_raises() {
     let dir = tempfile::tempdir().unwrap();
     for n in 1..=16 {
-        assert_eq!(write_question(dir.path(), "q?", &[]).unwrap().id, format!("question-{n}"));
+        assert_eq!(
+            write_question(dir.path(), "q?", &[]).unwrap().id,
+            format!("question-{n}")
+        );
     }
-    assert!(write_question(dir.path(), "q?", &[]).is_err(), "a 17th question would never be raised");
+    assert!(
+        write_question(dir.path(), "q?", &[]).is_err(),
+        "a 17th question would never be raised"
+    );
     assert_eq!((max_requests("plan"), max_requests("tool")), (MAX_PLAN_GATES, 256));
 }
