@@ -26,7 +26,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use paddock_crds::{AgentRun, ApprovalGate, GateState, Phase};
+use paddock_crds::{AgentRun, ApprovalGate, GateState, Phase, RunMessage};
 use paddock_e2e::{phase, GitRepo, TestNs};
 use serde_json::json;
 use std::io::{BufRead, BufReader};
@@ -439,6 +439,39 @@ async fn drive(
         "an event took {max:.0} ms to reach the page: {measured:?}"
     );
     screenshot(b, "run-live").await?;
+
+    // 2b. Talking to a run from its page: the message box creates a RunMessage in alice's own
+    // name (the console acts as the user; the admission policy checks the sender). The `live`
+    // run's shell agent takes no messages: the operator refuses it, and the page shows so.
+    b.execute(
+        "document.querySelector('#say-text').value = 'console says hi'; return true",
+        vec![],
+    )
+    .await?;
+    b.find(Locator::Css("form.say button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    let t0 = std::time::Instant::now();
+    let sent = loop {
+        let all = ns.api::<RunMessage>().list(&Default::default()).await?.items;
+        if let Some(m) = all.into_iter().find(|m| m.spec.text == "console says hi") {
+            break m;
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            anyhow::bail!("the console's message box created no RunMessage");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(sent.spec.sender, ALICE, "sent in alice's name");
+    assert_eq!(sent.spec.run_ref.name, "live");
+    wait_js(
+        b,
+        "const m = document.querySelector('#run-messages'); return !!m && m.innerText.includes('console says hi') && m.innerText.includes('NotSupported')",
+        Duration::from_secs(60),
+        "the message, refused, in the run's page",
+    )
+    .await?;
 
     // 1. Inbox → Approve as alice; the run page in another window turns Succeeded live.
     ns.wait_run("push", RUN_TIMEOUT, "awaiting the push approval", |r| {

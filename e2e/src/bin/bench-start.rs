@@ -8,14 +8,22 @@
 //! steady state of a pool sized for its arrival rate); cold runs wait for the previous one to
 //! end, so they do not contend for the two CPUs.
 //!
+//! Where the time goes (issue 23): a second table splits each start by the runner's own
+//! timestamps into create → the runner's first event (for a cold pod, the operator's reconcile,
+//! the pod's scheduling and start and the clone container's start; for a warm pod, the
+//! operator's claim and its way to the pod through the kubelet's downward API volume), the
+//! clone, and clone → agent started (the agent container's start, or the warm runner seeing the
+//! clone's end, and the CLI's launch).
+//!
 //! Usage: `bench-start [--runs N] [--warm-replicas N]` (defaults 7 and 2), with the e2e
 //! environment (`PADDOCK_E2E_RUNNER_IMAGE`, `PADDOCK_E2E_MODEL_URL`, `PADDOCK_E2E_GIT_ROOT`,
-//! `PADDOCK_E2E_GIT_URL`, `KUBECONFIG`); `e2e/bench.sh` sets it up. Prints one table.
+//! `PADDOCK_E2E_GIT_URL`, `KUBECONFIG`); `e2e/bench.sh` sets it up. Prints two tables.
 #![warn(missing_docs)]
 
 use anyhow::{bail, Context as _, Result};
+use paddock_crds::events::{parse_line, RunnerEvent, Step, StepStatus};
 use paddock_crds::{AgentRun, Phase, RunnerPool};
-use paddock_e2e::{agent_start_ms, percentile, phase, GitRepo, TestNs};
+use paddock_e2e::{percentile, phase, GitRepo, TestNs};
 use serde_json::json;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -51,8 +59,60 @@ async fn wait_warm(ns: &TestNs, pool: &str, replicas: u32) -> Result<()> {
     }
 }
 
-/// Creates a run in `pool`, waits for it to succeed, returns (apply → agent start ms, warm?).
-async fn one_run(ns: &TestNs, repo: &GitRepo, pool: &str, name: &str) -> Result<(f64, bool)> {
+/// One start, by the runner's timestamps: milliseconds from the create to the runner's first
+/// event, to the clone's end, and to the agent step's start.
+#[derive(Clone, Copy, Debug)]
+struct Marks {
+    first: f64,
+    cloned: f64,
+    agent: f64,
+}
+
+/// The [`Marks`] of `run` (created at `created`) from its stored event log.
+async fn marks(ns: &TestNs, run: &AgentRun, created: SystemTime) -> Result<Marks> {
+    let name = run.metadata.name.clone().unwrap_or_default();
+    let log_ref = run
+        .status
+        .as_ref()
+        .and_then(|s| s.result.as_ref())
+        .and_then(|r| r.log_ref.clone())
+        .with_context(|| format!("{name}: no log"))?;
+    let cm = ns.api::<k8s_openapi::api::core::v1::ConfigMap>().get(&log_ref).await?;
+    let text = cm
+        .data
+        .and_then(|mut d| d.remove("events.jsonl"))
+        .with_context(|| format!("{name}: empty log"))?;
+    let created = k8s_openapi::jiff::Timestamp::try_from(created)?;
+    let ms = |ts: &str| -> Result<f64> {
+        let t: k8s_openapi::jiff::Timestamp = ts.parse().with_context(|| format!("ts {ts}"))?;
+        Ok(t.duration_since(created).as_secs_f64() * 1000.0)
+    };
+    let (mut first, mut cloned, mut agent) = (None, None, None);
+    for ev in text.lines().filter_map(parse_line) {
+        let at = ms(&ev.ts)?;
+        first = Some(first.map_or(at, |f: f64| f.min(at)));
+        match ev.event {
+            RunnerEvent::Step {
+                step: Step::Clone,
+                status: StepStatus::Succeeded,
+                ..
+            } => cloned = Some(at),
+            RunnerEvent::Step {
+                step: Step::Agent,
+                status: StepStatus::Started,
+                ..
+            } => agent = Some(at),
+            _ => {}
+        }
+    }
+    match (first, cloned, agent) {
+        (Some(first), Some(cloned), Some(agent)) => Ok(Marks { first, cloned, agent }),
+        _ => bail!("{name}: its log lacks the clone's end or the agent's start"),
+    }
+}
+
+/// Creates a run in `pool`, waits for it to succeed, returns (its [`Marks`], warm?).
+async fn one_run(ns: &TestNs, repo: &GitRepo, pool: &str, name: &str) -> Result<(Marks, bool)> {
     let manifest = json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun", "metadata": {"name": name},
         "spec": {"repo": {"url": repo.url}, "agent": {"name": "shell"}, "prompt": "echo bench > bench.txt",
                  "runnerPoolRef": {"name": pool}}});
@@ -63,16 +123,34 @@ async fn one_run(ns: &TestNs, repo: &GitRepo, pool: &str, name: &str) -> Result<
         bail!("{name} ended {:?}: {:?}", phase(&run), run.status);
     }
     let warm = run.status.as_ref().and_then(|s| s.warm_start) == Some(true);
-    Ok((agent_start_ms(ns, &run, created).await?, warm))
+    Ok((marks(ns, &run, created).await?, warm))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    }
+}
+
+/// The breakdown row of `marks`: the median of each part (they need not add up to the median
+/// total exactly).
+fn breakdown(kind: &str, marks: &[Marks]) -> String {
+    let part = |f: &dyn Fn(&Marks) -> f64| median(marks.iter().map(f).collect());
+    format!(
+        "| {kind} | {:.0} | {:.0} | {:.0} | {:.0} |",
+        part(&|m| m.first),
+        part(&|m| m.cloned - m.first),
+        part(&|m| m.agent - m.cloned),
+        part(&|m| m.agent),
+    )
 }
 
 fn row(kind: &str, mut v: Vec<f64>) -> (String, f64) {
     v.sort_by(f64::total_cmp);
-    let median = if v.len() % 2 == 1 {
-        v[v.len() / 2]
-    } else {
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-    };
+    let median = median(v.clone());
     let all = v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" ");
     (
         format!(
@@ -102,19 +180,26 @@ async fn main() -> Result<()> {
 
     let (mut cold, mut warm) = (vec![], vec![]);
     for i in 1..=runs {
-        let (ms, was_warm) = one_run(&ns, &repo, "cold", &format!("cold-{i}")).await?;
+        let (m, was_warm) = one_run(&ns, &repo, "cold", &format!("cold-{i}")).await?;
         if was_warm {
             bail!("cold-{i} claimed a warm pod");
         }
-        cold.push(ms);
+        cold.push(m);
         wait_warm(&ns, "warm", replicas).await?;
-        let (ms, was_warm) = one_run(&ns, &repo, "warm", &format!("warm-{i}")).await?;
+        let (m, was_warm) = one_run(&ns, &repo, "warm", &format!("warm-{i}")).await?;
         if !was_warm {
             bail!("warm-{i} did not claim a warm pod");
         }
-        warm.push(ms);
-        eprintln!("[bench] round {i}/{runs}: cold {:.0} ms, warm {ms:.0} ms", cold[i - 1]);
+        warm.push(m);
+        eprintln!(
+            "[bench] round {i}/{runs}: cold {:.0} ms, warm {:.0} ms",
+            cold[i - 1].agent,
+            m.agent
+        );
     }
+    let (cold_marks, warm_marks) = (cold.clone(), warm.clone());
+    let cold: Vec<f64> = cold.iter().map(|m| m.agent).collect();
+    let warm: Vec<f64> = warm.iter().map(|m| m.agent).collect();
     println!("AgentRun created → agent step started (ms), shell agent, {runs} runs each, warm.replicas {replicas}");
     println!("| start | runs | median | min | p90 | max | all |");
     println!("|---|---|---|---|---|---|---|");
@@ -122,6 +207,12 @@ async fn main() -> Result<()> {
     let (w, warm_median) = row("warm", warm);
     println!("{c}\n{w}");
     println!("cold/warm median ratio: {:.1}x", cold_median / warm_median);
+    println!();
+    println!("Where the time goes (medians, ms, by the runner's own timestamps)");
+    println!("| start | create → runner's first event | clone | clone → agent started | create → agent started |");
+    println!("|---|---|---|---|---|");
+    println!("{}", breakdown("cold", &cold_marks));
+    println!("{}", breakdown("warm", &warm_marks));
     ns.cleanup().await;
     Ok(())
 }
