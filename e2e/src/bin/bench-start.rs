@@ -82,6 +82,19 @@ async fn marks(ns: &TestNs, run: &AgentRun, created: SystemTime) -> Result<Marks
         .data
         .and_then(|mut d| d.remove("events.jsonl"))
         .with_context(|| format!("{name}: empty log"))?;
+    // A warm pod clones in its gateway container (trusted), whose events are in that
+    // container's log, not in the run's stored log: read it while the pod is still there.
+    let mut text = text;
+    if let Some(pod) = run.status.as_ref().and_then(|s| s.pod_name.clone()) {
+        let lp = kube::api::LogParams {
+            container: Some("gateway".into()),
+            ..Default::default()
+        };
+        if let Ok(gw) = ns.api::<k8s_openapi::api::core::v1::Pod>().logs(&pod, &lp).await {
+            text.push('\n');
+            text.push_str(&gw);
+        }
+    }
     let created = k8s_openapi::jiff::Timestamp::try_from(created)?;
     let ms = |ts: &str| -> Result<f64> {
         let t: k8s_openapi::jiff::Timestamp = ts.parse().with_context(|| format!("ts {ts}"))?;
