@@ -8,12 +8,13 @@
 //! steady state of a pool sized for its arrival rate); cold runs wait for the previous one to
 //! end, so they do not contend for the two CPUs.
 //!
-//! Where the time goes (issue 23): a second table splits each start by the runner's own
-//! timestamps into create → the runner's first event (for a cold pod, the operator's reconcile,
-//! the pod's scheduling and start and the clone container's start; for a warm pod, the
-//! operator's claim and its way to the pod through the kubelet's downward API volume), the
-//! clone, and clone → agent started (the agent container's start, or the warm runner seeing the
-//! clone's end, and the CLI's launch).
+//! Where the time goes (issue 23): a second table splits each start into create → the
+//! operator's `PodCreated`/`PodClaimed` Event (the operator's reconcile, the pod's create or
+//! claim, the run's status write), → the runner's first event (for a cold pod, the pod's
+//! scheduling and the clone container's start; for a warm pod, the claim's way to the pod
+//! through the kubelet's downward API volume), the clone, and clone → agent started (the agent
+//! container's start, or the warm runner seeing the clone's end, and the CLI's launch), by the
+//! Event's microsecond `eventTime` and the runner's own millisecond timestamps.
 //!
 //! Usage: `bench-start [--runs N] [--warm-replicas N]` (defaults 7 and 2), with the e2e
 //! environment (`PADDOCK_E2E_RUNNER_IMAGE`, `PADDOCK_E2E_MODEL_URL`, `PADDOCK_E2E_GIT_ROOT`,
@@ -59,13 +60,30 @@ async fn wait_warm(ns: &TestNs, pool: &str, replicas: u32) -> Result<()> {
     }
 }
 
-/// One start, by the runner's timestamps: milliseconds from the create to the runner's first
-/// event, to the clone's end, and to the agent step's start.
+/// One start, by the runner's timestamps: milliseconds from the create to the operator's
+/// `PodCreated`/`PodClaimed` Event (its `eventTime`, in microseconds, published right after the
+/// pod's create or claim and the run's status write), to the runner's first event, to the
+/// clone's end, and to the agent step's start.
 #[derive(Clone, Copy, Debug)]
 struct Marks {
+    started: f64,
     first: f64,
     cloned: f64,
     agent: f64,
+}
+
+/// Milliseconds from `created` to the `eventTime` of `run`'s Event `PodCreated` or `PodClaimed`.
+async fn started_event_ms(ns: &TestNs, run: &str, created: k8s_openapi::jiff::Timestamp) -> Result<f64> {
+    use k8s_openapi::api::events::v1::Event;
+    let evs = ns.api::<Event>().list(&Default::default()).await?;
+    let t = evs
+        .items
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(run))
+        .filter(|e| matches!(e.reason.as_deref(), Some("PodCreated" | "PodClaimed")))
+        .find_map(|e| e.event_time.as_ref())
+        .with_context(|| format!("{run}: no PodCreated or PodClaimed Event"))?;
+    Ok(t.0.duration_since(created).as_secs_f64() * 1000.0)
 }
 
 /// The [`Marks`] of `run` (created at `created`) from its stored event log.
@@ -118,8 +136,14 @@ async fn marks(ns: &TestNs, run: &AgentRun, created: SystemTime) -> Result<Marks
             _ => {}
         }
     }
+    let started = started_event_ms(ns, &name, created).await?;
     match (first, cloned, agent) {
-        (Some(first), Some(cloned), Some(agent)) => Ok(Marks { first, cloned, agent }),
+        (Some(first), Some(cloned), Some(agent)) => Ok(Marks {
+            started,
+            first,
+            cloned,
+            agent,
+        }),
         _ => bail!("{name}: its log lacks the clone's end or the agent's start"),
     }
 }
@@ -153,8 +177,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn breakdown(kind: &str, marks: &[Marks]) -> String {
     let part = |f: &dyn Fn(&Marks) -> f64| median(marks.iter().map(f).collect());
     format!(
-        "| {kind} | {:.0} | {:.0} | {:.0} | {:.0} |",
-        part(&|m| m.first),
+        "| {kind} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+        part(&|m| m.started),
+        part(&|m| m.first - m.started),
         part(&|m| m.cloned - m.first),
         part(&|m| m.agent - m.cloned),
         part(&|m| m.agent),
@@ -222,8 +247,8 @@ async fn main() -> Result<()> {
     println!("cold/warm median ratio: {:.1}x", cold_median / warm_median);
     println!();
     println!("Where the time goes (medians, ms, by the runner's own timestamps)");
-    println!("| start | create → runner's first event | clone | clone → agent started | create → agent started |");
-    println!("|---|---|---|---|---|");
+    println!("| start | create → operator's PodCreated/PodClaimed Event | → runner's first event | clone | clone → agent started | create → agent started |");
+    println!("|---|---|---|---|---|---|");
     println!("{}", breakdown("cold", &cold_marks));
     println!("{}", breakdown("warm", &warm_marks));
     ns.cleanup().await;
