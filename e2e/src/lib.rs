@@ -276,6 +276,19 @@ pub async fn whoami(client: &Client) -> Result<String> {
         .ok_or_else(|| anyhow!("SelfSubjectReview returned no user name"))
 }
 
+/// A client acting as `user` with `groups` (Kubernetes impersonation by the admin kubeconfig;
+/// the API server adds `system:authenticated` to every impersonated user): how the tests act as
+/// alice, bob or mallory.
+///
+/// # Errors
+/// When no kubeconfig can be read.
+pub async fn client_as(user: &str, groups: &[&str]) -> Result<Client> {
+    let mut config = kube::Config::infer().await?;
+    config.auth_info.impersonate = Some(user.to_string());
+    config.auth_info.impersonate_groups = (!groups.is_empty()).then(|| groups.iter().map(|g| g.to_string()).collect());
+    Ok(Client::try_from(config)?)
+}
+
 /// The run's phase.
 pub fn phase(r: &AgentRun) -> Option<Phase> {
     r.status.as_ref().and_then(|s| s.phase)

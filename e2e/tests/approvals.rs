@@ -10,7 +10,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
 use paddock_crds::{ApprovalGate, GateState};
-use paddock_e2e::TestNs;
+use paddock_e2e::{client_as, TestNs};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -40,15 +40,6 @@ async fn setup(prefix: &str) -> Result<TestNs> {
 /// The user name of the namespace's `runner` ServiceAccount.
 fn sa_user(ns: &TestNs) -> String {
     format!("system:serviceaccount:{}:runner", ns.name)
-}
-
-/// A client acting as `user` with `groups` (plus `system:authenticated`, which the API server
-/// adds to every impersonated user).
-async fn client_as(user: &str, groups: &[&str]) -> Result<Client> {
-    let mut config = kube::Config::infer().await?;
-    config.auth_info.impersonate = Some(user.to_string());
-    config.auth_info.impersonate_groups = (!groups.is_empty()).then(|| groups.iter().map(|g| g.to_string()).collect());
-    Ok(Client::try_from(config)?)
 }
 
 /// Creates gate `name` (as the admin) for a run that does not exist, with `approvers`

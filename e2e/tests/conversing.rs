@@ -10,9 +10,8 @@ use anyhow::Result;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams};
-use kube::Client;
 use paddock_crds::{AgentRun, ApprovalGate, GateStage, GateState, MessageState, Phase, Reason, RunMessage};
-use paddock_e2e::{condition, kubectl_paddock, phase, whoami, GitRepo, TestNs};
+use paddock_e2e::{client_as, condition, kubectl_paddock, phase, whoami, GitRepo, TestNs};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -44,13 +43,6 @@ async fn setup(prefix: &str) -> Result<(TestNs, GitRepo)> {
     }))
     .await?;
     Ok((ns, repo))
-}
-
-/// A client acting as `user` (impersonation).
-async fn client_as(user: &str) -> Result<Client> {
-    let mut config = kube::Config::infer().await?;
-    config.auth_info.impersonate = Some(user.to_string());
-    Ok(Client::try_from(config)?)
 }
 
 /// Applies AgentRun `name` running `agent` on `script`, with `extra` merged into its spec.
@@ -205,7 +197,7 @@ async fn a_message_sent_mid_run_reaches_the_model_and_a_forged_one_does_not() ->
         assert_eq!(m.status.and_then(|s| s.state), Some(MessageState::Refused));
     }
     // A message in someone else's name is refused by admission.
-    let mallory = client_as("mallory").await?;
+    let mallory = client_as("mallory", &[]).await?;
     let res = Api::<RunMessage>::namespaced(mallory, &ns.name)
         .create(
             &Default::default(),
@@ -261,7 +253,7 @@ async fn agent_asks_and_is_answered(agent: &str) -> Result<()> {
     let gates = |user: &str| {
         let user = user.to_string();
         let ns_name = ns.name.clone();
-        async move { Ok::<_, anyhow::Error>(Api::<ApprovalGate>::namespaced(client_as(&user).await?, &ns_name)) }
+        async move { Ok::<_, anyhow::Error>(Api::<ApprovalGate>::namespaced(client_as(&user, &[]).await?, &ns_name)) }
     };
     let answer = |approver: &str, text: &str| {
         serde_json::from_value(json!([{"op": "add", "path": "/spec/decisions/-",
@@ -449,7 +441,7 @@ async fn a_rejected_plan_ends_the_run_with_nothing_changed() -> Result<()> {
     )
     .await?;
     wait_gate(&ns, "unplanned-plan-1").await?;
-    let mallory = Api::<RunMessage>::namespaced(client_as("mallory").await?, &ns.name);
+    let mallory = Api::<RunMessage>::namespaced(client_as("mallory", &[]).await?, &ns.name);
     mallory
         .create(
             &Default::default(),

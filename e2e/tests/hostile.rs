@@ -28,10 +28,9 @@ use anyhow::{bail, Context as _, Result};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::Client;
 use paddock_crds::Reason;
 use paddock_crds::{AgentRun, ApprovalGate, GateStage, GateState, Phase, RunnerPool};
-use paddock_e2e::{condition, env, gunzip, phase, GitRepo, TestNs};
+use paddock_e2e::{client_as, condition, env, gunzip, phase, GitRepo, TestNs};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -104,13 +103,6 @@ fn gated_by(stage: &str, users: &[&str]) -> serde_json::Value {
     json!({"approvals": {stage: {"approvers": {"users": users}}}})
 }
 
-/// A client acting as `user` (the API server adds `system:authenticated`).
-async fn client_as(user: &str) -> Result<Client> {
-    let mut config = kube::Config::infer().await?;
-    config.auth_info.impersonate = Some(user.to_string());
-    Ok(Client::try_from(config)?)
-}
-
 /// Waits (30 s) until `client` can read `name` through `api` (its RoleBinding reached the
 /// authorizer's cache).
 async fn wait_readable<K>(api: &Api<K>, name: &str) -> Result<()>
@@ -129,7 +121,7 @@ where
 
 /// Appends `verdict` to `gate` as `user` (impersonated), in their own name, the documented way.
 async fn decide_as(ns: &TestNs, user: &str, gate: &str, verdict: &str) -> Result<ApprovalGate> {
-    let api: Api<ApprovalGate> = Api::namespaced(client_as(user).await?, &ns.name);
+    let api: Api<ApprovalGate> = Api::namespaced(client_as(user, &[]).await?, &ns.name);
     wait_readable(&api, gate).await?;
     let patch = json!([{"op": "add", "path": "/spec/decisions/-",
                         "value": {"approver": user, "decision": verdict, "comment": "e2e hostile"}}]);
@@ -411,7 +403,7 @@ async fn an_edit_user_cannot_approve_through_the_pod() -> Result<()> {
         .and_then(|s| s.pod_name.clone())
         .unwrap_or_else(|| format!("{name}-1"));
 
-    let mallory_pods: Api<Pod> = Api::namespaced(client_as(MALLORY).await?, &ns.name);
+    let mallory_pods: Api<Pod> = Api::namespaced(client_as(MALLORY, &[]).await?, &ns.name);
     wait_readable(&mallory_pods, &pod_name).await?;
     // 64 zero bytes: a well-formed Ed25519 signature that is not the operator's.
     let zero_sig = format!("{}==", "A".repeat(86));

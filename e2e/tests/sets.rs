@@ -7,10 +7,9 @@
 use anyhow::{bail, Result};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams};
-use kube::Client;
 use paddock_crds::Reason;
 use paddock_crds::{AgentRun, AgentRunSet, ApprovalGate, Phase, SetPhase, VerificationResult};
-use paddock_e2e::{condition, kubectl_paddock, phase, whoami, GitRepo, TestNs};
+use paddock_e2e::{client_as, condition, kubectl_paddock, phase, whoami, GitRepo, TestNs};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -206,13 +205,6 @@ async fn first_verified_pushes_only_the_candidate_whose_tests_pass() -> Result<(
     Ok(())
 }
 
-/// A client acting as `user`.
-async fn client_as(user: &str) -> Result<Client> {
-    let mut config = kube::Config::infer().await?;
-    config.auth_info.impersonate = Some(user.to_string());
-    Ok(Client::try_from(config)?)
-}
-
 #[tokio::test]
 async fn manual_selection_pushes_nothing_until_an_approver_picks() -> Result<()> {
     let (ns, repo) = setup("set-manual").await?;
@@ -265,7 +257,7 @@ async fn manual_selection_pushes_nothing_until_an_approver_picks() -> Result<()>
     );
 
     // mallory may patch gates (RBAC) but is not an approver: the admission policy refuses her.
-    let as_mallory: Api<ApprovalGate> = Api::namespaced(client_as("mallory").await?, &ns.name);
+    let as_mallory: Api<ApprovalGate> = Api::namespaced(client_as("mallory", &[]).await?, &ns.name);
     let pick = |who: &str, cand: &str| {
         json!([{"op": "add", "path": "/spec/decisions/-",
                 "value": {"approver": who, "decision": "Approve", "candidate": cand}}])
