@@ -76,12 +76,23 @@ pub async fn record(
     Ok((d, updated))
 }
 
-/// `gate`: one gate in full, or a run's pending gates.
-pub async fn gate(client: &Client, ns: &str, name: &str, full: bool) -> Result<String> {
+/// What a `<gate|run>` argument names: the gate of that name, else the gates of the run of
+/// that name.
+enum GateOrRun {
+    /// The ApprovalGate named so.
+    Gate(Box<ApprovalGate>),
+    /// No such gate: the gates of the AgentRun named so.
+    RunGates(Vec<ApprovalGate>),
+}
+
+/// Reads what `name` names in `ns` ([`GateOrRun`]).
+///
+/// # Errors
+/// [`PluginError::NotFound`] when neither a gate nor a run has that name; API errors.
+async fn gate_or_run(client: &Client, ns: &str, name: &str) -> Result<GateOrRun> {
     let gates: Api<ApprovalGate> = Api::namespaced(client.clone(), ns);
-    let now = Timestamp::now();
     if let Some(g) = gates.get_opt(name).await.context("reading ApprovalGate")? {
-        return Ok(talk::describe_gate(&g, now, full));
+        return Ok(GateOrRun::Gate(Box::new(g)));
     }
     let runs: Api<AgentRun> = Api::namespaced(client.clone(), ns);
     if runs.get_opt(name).await.context("reading AgentRun")?.is_none() {
@@ -91,8 +102,17 @@ pub async fn gate(client: &Client, ns: &str, name: &str, full: bool) -> Result<S
         }
         .into());
     }
-    let pending: Vec<ApprovalGate> = fetch::fetch_gates_of_run(client, ns, name)
-        .await?
+    Ok(GateOrRun::RunGates(fetch::fetch_gates_of_run(client, ns, name).await?))
+}
+
+/// `gate`: one gate in full, or a run's pending gates.
+pub async fn gate(client: &Client, ns: &str, name: &str, full: bool) -> Result<String> {
+    let now = Timestamp::now();
+    let all = match gate_or_run(client, ns, name).await? {
+        GateOrRun::Gate(g) => return Ok(talk::describe_gate(&g, now, full)),
+        GateOrRun::RunGates(all) => all,
+    };
+    let pending: Vec<ApprovalGate> = all
         .into_iter()
         .filter(|g| {
             g.status
@@ -183,21 +203,9 @@ pub async fn answer(client: &Client, ns: &str, a: &AnswerArgs) -> Result<String>
 
 /// `request-changes`: a Plan gate (by name, or the run's newest pending one) sent back.
 pub async fn request_changes(client: &Client, ns: &str, name: &str, message: &str) -> Result<String> {
-    let gates: Api<ApprovalGate> = Api::namespaced(client.clone(), ns);
-    let gate = match gates.get_opt(name).await.context("reading ApprovalGate")? {
-        Some(g) => g,
-        None => {
-            let runs: Api<AgentRun> = Api::namespaced(client.clone(), ns);
-            if runs.get_opt(name).await.context("reading AgentRun")?.is_none() {
-                return Err(PluginError::NotFound {
-                    name: name.into(),
-                    namespace: ns.into(),
-                }
-                .into());
-            }
-            let all = fetch::fetch_gates_of_run(client, ns, name).await?;
-            talk::newest_pending(&all, name, GateStage::Plan)?.clone()
-        }
+    let gate = match gate_or_run(client, ns, name).await? {
+        GateOrRun::Gate(g) => *g,
+        GateOrRun::RunGates(all) => talk::newest_pending(&all, name, GateStage::Plan)?.clone(),
     };
     let (d, updated) = record(client, ns, &gate, &Choice::RequestChanges, Some(message)).await?;
     Ok(format!(
