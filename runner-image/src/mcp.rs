@@ -20,7 +20,8 @@
 //!   Code leaves plan mode and carries the plan out in the same session), `RequestChanges`
 //!   denies it with the reviewer's text (the agent revises the plan and presents it again),
 //!   `Reject` or `Expired` denies it (the `run` process then stops the CLI: the run ends
-//!   `Rejected`); until a plan is approved, it denies every call but [`PLANNING_TOOLS`];
+//!   `Rejected`); until a plan is approved, it denies every call but [`PLANNING_TOOLS`] and
+//!   writes of Claude Code's plan files ([`writes_plan_file`]);
 //! - allows calls that match no rule: inside the pod the agent may run its tools freely
 //!   (docs/agents.md, "Tool permissions");
 //! - for a matching call ([`crate::toolrule`]), writes a request file
@@ -199,6 +200,7 @@ impl PermissionServer {
                 return self.review_plan(req).await;
             }
             if !PLANNING_TOOLS.contains(&req.tool_name.as_str())
+                && !writes_plan_file(&req, &self.plans_dir)
                 && plan_approved(&self.decisions, &self.check).is_none()
             {
                 return deny(format!(
@@ -275,6 +277,23 @@ impl PermissionServer {
             Verdict::Expired => NO_ANSWER.to_string(),
         })
     }
+}
+
+/// Whether `req` writes or edits a file in `plans_dir` (Claude Code's plan files, outside the
+/// repository, under its config directory): in plan mode the agent may write its plan there
+/// before it presents it. An absolute path without `..` only.
+pub fn writes_plan_file(req: &PromptRequest, plans_dir: &Path) -> bool {
+    matches!(req.tool_name.as_str(), "Write" | "Edit" | "MultiEdit")
+        && req
+            .input
+            .get("file_path")
+            .and_then(Value::as_str)
+            .map(Path::new)
+            .is_some_and(|p| {
+                p.is_absolute()
+                    && p.starts_with(plans_dir)
+                    && !p.components().any(|c| c == std::path::Component::ParentDir)
+            })
 }
 
 /// The plan text of an `ExitPlanMode` call, from the first place that has one: (a) the call's
@@ -608,6 +627,34 @@ mod tests {
             std::fs::read_to_string(d.path().join("approvals/plan-1.verdict")).unwrap(),
             "Reject"
         );
+    }
+
+    #[test]
+    fn only_plan_files_may_be_written_before_the_plan_is_approved() {
+        let plans = Path::new("/home/paddock/.claude/plans");
+        let req = |tool: &str, path: &str| PromptRequest {
+            tool_name: tool.into(),
+            input: json!({"file_path": path, "content": "x"}),
+            tool_use_id: None,
+        };
+        assert!(writes_plan_file(
+            &req("Write", "/home/paddock/.claude/plans/p.md"),
+            plans
+        ));
+        assert!(writes_plan_file(
+            &req("Edit", "/home/paddock/.claude/plans/p.md"),
+            plans
+        ));
+        assert!(!writes_plan_file(&req("Write", "/workspace/repo/p.md"), plans));
+        assert!(!writes_plan_file(
+            &req("Write", "/home/paddock/.claude/plans/../../x"),
+            plans
+        ));
+        assert!(!writes_plan_file(&req("Write", "plans/p.md"), plans));
+        assert!(!writes_plan_file(
+            &req("Bash", "/home/paddock/.claude/plans/p.md"),
+            plans
+        ));
     }
 
     /// Where the plan text comes from when the call does not carry it.
