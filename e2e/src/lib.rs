@@ -422,13 +422,12 @@ pub fn gunzip(data: &[u8]) -> Result<String> {
     Ok(s)
 }
 
-/// Milliseconds from `created` (a wall-clock instant on this machine) to the `ts` of the
-/// `step agent started` event in `run`'s event log (the runner's clock; the local cluster's node
-/// is this machine): how long the run took to get its agent process going.
+/// The event log (JSON lines, `events.jsonl`) stored for ended `run` in its log ConfigMap
+/// (`status.result.logRef`).
 ///
 /// # Errors
-/// A run without an event log, or a log without the agent's start.
-pub async fn agent_start_ms(ns: &TestNs, run: &AgentRun, created: SystemTime) -> Result<f64> {
+/// No log reference, no such ConfigMap or no `events.jsonl` in it; API errors.
+pub async fn stored_event_log(ns: &TestNs, run: &AgentRun) -> Result<String> {
     let name = run.metadata.name.clone().unwrap_or_default();
     let log_ref = run
         .status
@@ -437,10 +436,20 @@ pub async fn agent_start_ms(ns: &TestNs, run: &AgentRun, created: SystemTime) ->
         .and_then(|r| r.log_ref.clone())
         .with_context(|| format!("{name}: no log"))?;
     let cm = ns.api::<ConfigMap>().get(&log_ref).await?;
-    let text = cm
-        .data
+    cm.data
         .and_then(|mut d| d.remove("events.jsonl"))
-        .with_context(|| format!("{name}: empty log"))?;
+        .with_context(|| format!("{name}: empty log"))
+}
+
+/// Milliseconds from `created` (a wall-clock instant on this machine) to the `ts` of the
+/// `step agent started` event in `run`'s event log (the runner's clock; the local cluster's node
+/// is this machine): how long the run took to get its agent process going.
+///
+/// # Errors
+/// A run without an event log, or a log without the agent's start.
+pub async fn agent_start_ms(ns: &TestNs, run: &AgentRun, created: SystemTime) -> Result<f64> {
+    let name = run.metadata.name.clone().unwrap_or_default();
+    let text = stored_event_log(ns, run).await?;
     for line in text.lines() {
         let Some(ev) = parse_line(line) else { continue };
         if let RunnerEvent::Step {

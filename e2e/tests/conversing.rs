@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams};
 use paddock_crds::{AgentRun, ApprovalGate, GateStage, GateState, MessageState, Phase, Reason, RunMessage};
-use paddock_e2e::{client_as, condition, kubectl_paddock, phase, whoami, GitRepo, TestNs};
+use paddock_e2e::{client_as, condition, kubectl_paddock, phase, stored_event_log, whoami, GitRepo, TestNs};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -408,14 +408,7 @@ async fn a_plan_sent_back_then_approved_is_carried_out_by_the_same_session() -> 
     let first = ns.api::<ApprovalGate>().get("planned-plan-1").await?;
     assert_eq!(first.status.and_then(|s| s.state), Some(GateState::ChangesRequested));
     // The reviewer's comment reached the model: its next turn repeats it.
-    let log = ns
-        .api::<k8s_openapi::api::core::v1::ConfigMap>()
-        .get("planned-log")
-        .await?;
-    let events = log
-        .data
-        .and_then(|d| d.get("events.jsonl").cloned())
-        .unwrap_or_default();
+    let events = stored_event_log(&ns, &run).await?;
     assert!(
         events.contains("Revising after:") && events.contains("add a CHANGELOG entry"),
         "the requested changes reached the model: {events}"

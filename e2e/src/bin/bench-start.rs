@@ -24,7 +24,7 @@
 use anyhow::{bail, Context as _, Result};
 use paddock_crds::events::{parse_line, RunnerEvent, Step, StepStatus};
 use paddock_crds::{AgentRun, Phase, RunnerPool};
-use paddock_e2e::{percentile, phase, GitRepo, TestNs};
+use paddock_e2e::{percentile, phase, stored_event_log, GitRepo, TestNs};
 use serde_json::json;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -89,17 +89,7 @@ async fn started_event_ms(ns: &TestNs, run: &str, created: k8s_openapi::jiff::Ti
 /// The [`Marks`] of `run` (created at `created`) from its stored event log.
 async fn marks(ns: &TestNs, run: &AgentRun, created: SystemTime) -> Result<Marks> {
     let name = run.metadata.name.clone().unwrap_or_default();
-    let log_ref = run
-        .status
-        .as_ref()
-        .and_then(|s| s.result.as_ref())
-        .and_then(|r| r.log_ref.clone())
-        .with_context(|| format!("{name}: no log"))?;
-    let cm = ns.api::<k8s_openapi::api::core::v1::ConfigMap>().get(&log_ref).await?;
-    let text = cm
-        .data
-        .and_then(|mut d| d.remove("events.jsonl"))
-        .with_context(|| format!("{name}: empty log"))?;
+    let text = stored_event_log(ns, run).await?;
     // A warm pod clones in its gateway container (trusted), whose events are in that
     // container's log, not in the run's stored log: read it while the pod is still there.
     let mut text = text;
