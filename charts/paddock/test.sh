@@ -225,6 +225,10 @@ if dep:
     steps = "true" if scenario == "kueue" else "false"
     check(env.get("PADDOCK_STEP_EVENTS", {}).get("value") == steps, f"{scenario}: PADDOCK_STEP_EVENTS={steps}",
           str(env.get("PADDOCK_STEP_EVENTS")))
+    # The warm-claim push source must select exactly the operator's pods (its selector labels).
+    want_selector = ",".join(f"{k}={v}" for k, v in sorted(dep["spec"]["selector"]["matchLabels"].items()))
+    got_selector = ",".join(sorted(env.get("PADDOCK_OPERATOR_POD_SELECTOR", {}).get("value", "").split(",")))
+    check(got_selector == want_selector, f"{scenario}: PADDOCK_OPERATOR_POD_SELECTOR is the Deployment's selector", got_selector)
     check(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
           f"{scenario}: POD_NAME from fieldRef metadata.name")
     ports = c.get("ports", [])

@@ -77,6 +77,52 @@ pub struct Context {
     /// condition message that changes with each failure would otherwise wake the reconcile at
     /// once.
     pub forge_retry: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    /// Where this operator's pods are (`--operator-pod-selector` and `POD_NAMESPACE`): when
+    /// set, each warm claim is also pushed to the claimed pod's gateway, and each pool's
+    /// runner NetworkPolicy admits these pods on the claim port. `None`: claims reach warm pods
+    /// through the kubelet only.
+    pub claim_push: Option<ClaimPushFrom>,
+}
+
+/// The operator's own pods, which push warm claims (`crate::controller::agentrun::warm::push_claim`)
+/// and which each pool's `<pool>-runners` NetworkPolicy admits on
+/// [`paddock_crds::runner::CLAIM_PORT`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimPushFrom {
+    /// The operator's namespace (`POD_NAMESPACE`).
+    pub namespace: String,
+    /// Labels that select the operator's pods there (`--operator-pod-selector`, `k=v,k2=v2`).
+    pub pod_labels: std::collections::BTreeMap<String, String>,
+}
+
+impl ClaimPushFrom {
+    /// Parses `selector`, an equality-based label selector `k=v[,k2=v2…]` (the form of
+    /// `kubectl -l`; `==` and set-based requirements are not taken), for pods in `namespace`.
+    ///
+    /// # Errors
+    /// A message naming the requirement that is not `key=value`, or an empty selector (which
+    /// would admit every pod of the namespace).
+    pub fn parse(namespace: &str, selector: &str) -> std::result::Result<Self, String> {
+        let mut pod_labels = std::collections::BTreeMap::new();
+        for req in selector.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            match req.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() && !v.starts_with('=') && !k.ends_with('!') => {
+                    pod_labels.insert(k.trim().to_string(), v.trim().to_string());
+                }
+                _ => return Err(format!("--operator-pod-selector: {req:?} is not key=value")),
+            }
+        }
+        if pod_labels.is_empty() {
+            return Err("--operator-pod-selector is empty: it would admit every pod of the namespace".into());
+        }
+        if namespace.is_empty() {
+            return Err("--operator-pod-selector needs POD_NAMESPACE (the operator's namespace)".into());
+        }
+        Ok(ClaimPushFrom {
+            namespace: namespace.into(),
+            pod_labels,
+        })
+    }
 }
 
 /// Log followers running at once unless `--max-log-followers` says otherwise.
@@ -103,6 +149,7 @@ impl Context {
             step_events: false,
             console_url: None,
             forge_retry: std::sync::Mutex::new(HashMap::new()),
+            claim_push: None,
         }
     }
 

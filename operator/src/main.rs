@@ -129,6 +129,14 @@ struct RunArgs {
     /// Empty: no receiver.
     #[arg(long, env = "PADDOCK_WEBHOOK_ADDR", default_value = "0.0.0.0:8090")]
     webhook_addr: String,
+    /// Label selector (`k=v[,k2=v2…]`) of this operator's own pods in its namespace
+    /// (`POD_NAMESPACE`). When set, a warm pod's claim is also pushed to the pod's gateway right
+    /// after the claim's PATCH (TCP 15002), so the run starts without waiting for the kubelet,
+    /// and each pool's `<pool>-runners` NetworkPolicy admits these pods on that port. Unset:
+    /// claims reach warm pods through the kubelet's downward API volume only. The chart sets it
+    /// to the operator's selector labels.
+    #[arg(long, env = "PADDOCK_OPERATOR_POD_SELECTOR")]
+    operator_pod_selector: Option<String>,
     /// Leader election (`--leader-elect`, `--leader-election-namespace`).
     #[command(flatten)]
     election: leader::ElectionArgs,
@@ -237,6 +245,10 @@ async fn main() -> anyhow::Result<()> {
     context.requests = inflight::Requests::new(Some(wake_runs));
     context.console_url = args.console_url.clone();
     context.step_events = args.step_events;
+    if let Some(selector) = &args.operator_pod_selector {
+        let namespace = std::env::var("POD_NAMESPACE").unwrap_or_default();
+        context.claim_push = Some(context::ClaimPushFrom::parse(&namespace, selector).map_err(anyhow::Error::msg)?);
+    }
     context.kueue = args.kueue;
     context.pods = Some(pod_store);
     context.followers = inflight::Followers::new(args.max_log_followers);

@@ -225,9 +225,13 @@ pub fn plan_approved(file: &Path, check: &VerdictCheck) -> Option<String> {
         .find(|id| verdict_text(&annotations, check, id).is_some_and(|(v, _)| v == Verdict::Approve))
 }
 
-/// Polls `read` every [`POLL_INTERVAL`] until it gives a value; `None` when `terminate` turned
-/// true first.
-async fn poll<T>(mut read: impl FnMut() -> Option<T>, terminate: &mut watch::Receiver<bool>) -> Option<T> {
+/// Polls `read` every `interval` until it gives a value; `None` when `terminate` turned true
+/// first (verdicts here; warm claims in [`crate::warm`]).
+pub(crate) async fn poll_every<T>(
+    interval: std::time::Duration,
+    mut read: impl FnMut() -> Option<T>,
+    terminate: &mut watch::Receiver<bool>,
+) -> Option<T> {
     loop {
         if let Some(v) = read() {
             return Some(v);
@@ -236,7 +240,7 @@ async fn poll<T>(mut read: impl FnMut() -> Option<T>, terminate: &mut watch::Rec
             return None;
         }
         tokio::select! {
-            _ = tokio::time::sleep(POLL_INTERVAL) => {},
+            _ = tokio::time::sleep(interval) => {},
             _ = terminate.changed() => {},
         }
     }
@@ -251,7 +255,7 @@ pub async fn wait_verdict(
     subject: &str,
     terminate: &mut watch::Receiver<bool>,
 ) -> Option<Verdict> {
-    poll(|| read_verdict(file, check, id, subject), terminate).await
+    poll_every(POLL_INTERVAL, || read_verdict(file, check, id, subject), terminate).await
 }
 
 /// Waits for the signed verdict on request `id` with its text ([`read_verdict_text`]). `None`
@@ -262,7 +266,7 @@ pub async fn wait_verdict_text(
     id: &str,
     terminate: &mut watch::Receiver<bool>,
 ) -> Option<(Verdict, String)> {
-    poll(|| read_verdict_text(file, check, id), terminate).await
+    poll_every(POLL_INTERVAL, || read_verdict_text(file, check, id), terminate).await
 }
 
 pub use crate::toolrule::{matching_rule, subject};

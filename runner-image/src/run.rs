@@ -533,7 +533,8 @@ async fn claimed_env(env: Env) -> Result<Env, i32> {
         return Ok(env);
     }
     let mut term = termination_watch();
-    let claim = match crate::warm::wait_claim(&crate::warm::annotations_file(&env), None, &mut term).await {
+    let handed = Workspace::from_env(&env);
+    let claim = match crate::warm::wait_agent_claim(&crate::warm::annotations_file(&env), &handed, &mut term).await {
         None => return Err(0),
         Some(Ok(c)) => c,
         Some(Err(e)) => {

@@ -78,6 +78,35 @@ impl Claim {
     }
 }
 
+/// TCP port on which an idle warm pod's `gateway` container accepts its claim pushed by the
+/// operator ([`ClaimPush`]), on all of the pod's addresses. The pool's `<pool>-runners`
+/// NetworkPolicy admits only the operator's pods to it. The gateway closes it once claimed.
+pub const CLAIM_PORT: u16 = 15002;
+
+/// HTTP path of the claim push: `POST http://<pod IP>:15002/claim` with a JSON [`ClaimPush`]
+/// body (at most [`MAX_CLAIM_PUSH_BYTES`]). Answers: `204` taken (also when it already was),
+/// `403` not signed for this pod by the operator's key, `400` not a claim push, `404` other
+/// paths, `413` too large.
+pub const CLAIM_PATH: &str = "/claim";
+
+/// Largest claim push body the gateway reads (bytes): the claim annotation's limit (256 KiB of
+/// annotations per object, the API server's) plus the signature.
+pub const MAX_CLAIM_PUSH_BYTES: usize = 260 * 1024;
+
+/// The body of a claim push: the same value and signature the claim PATCH wrote to the pod's
+/// annotations [`crate::ANNOTATION_CLAIM`] and [`crate::verdict::ANNOTATION_CLAIM_SIGNATURE`].
+/// The push only delivers what the annotation already commits, without waiting for the
+/// kubelet to project it into the pod's downward API volume; the annotation stays the record
+/// (a pod whose push was lost still reads it from the file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimPush {
+    /// The claim annotation's value ([`Claim::encode`]).
+    pub claim: String,
+    /// Base64 Ed25519 signature of [`crate::verdict::claim_message`] over `claim` and the pod's
+    /// UID, by the operator's verdict key.
+    pub signature: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

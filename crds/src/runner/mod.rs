@@ -7,7 +7,7 @@ pub mod claim;
 pub mod config;
 pub mod vars;
 
-pub use claim::{Claim, ClaimError};
+pub use claim::{Claim, ClaimError, ClaimPush, CLAIM_PATH, CLAIM_PORT, MAX_CLAIM_PUSH_BYTES};
 pub use config::{
     literal, AgentConfig, AllowedHost, GatewayConfig, Identity, Prompt, RunnerConfig, SharedConfig, TrustedConfig,
 };

@@ -70,6 +70,8 @@ struct Marks {
     first: f64,
     cloned: f64,
     agent: f64,
+    /// A warm pod's gateway took its claim from the operator's push (not the kubelet's file).
+    pushed: bool,
 }
 
 /// Milliseconds from `created` to the `eventTime` of `run`'s Event `PodCreated` or `PodClaimed`.
@@ -93,12 +95,14 @@ async fn marks(ns: &TestNs, run: &AgentRun, created: SystemTime) -> Result<Marks
     // A warm pod clones in its gateway container (trusted), whose events are in that
     // container's log, not in the run's stored log: read it while the pod is still there.
     let mut text = text;
+    let mut pushed = false;
     if let Some(pod) = run.status.as_ref().and_then(|s| s.pod_name.clone()) {
         let lp = kube::api::LogParams {
             container: Some("gateway".into()),
             ..Default::default()
         };
         if let Ok(gw) = ns.api::<k8s_openapi::api::core::v1::Pod>().logs(&pod, &lp).await {
+            pushed = gw.contains("claimed (pushed by the operator)");
             text.push('\n');
             text.push_str(&gw);
         }
@@ -133,6 +137,7 @@ async fn marks(ns: &TestNs, run: &AgentRun, created: SystemTime) -> Result<Marks
             first,
             cloned,
             agent,
+            pushed,
         }),
         _ => bail!("{name}: its log lacks the clone's end or the agent's start"),
     }
@@ -241,6 +246,11 @@ async fn main() -> Result<()> {
     println!("|---|---|---|---|---|---|");
     println!("{}", breakdown("cold", &cold_marks));
     println!("{}", breakdown("warm", &warm_marks));
+    println!(
+        "warm claims taken from the operator's push (not the kubelet's downward API file): {}/{}",
+        warm_marks.iter().filter(|m| m.pushed).count(),
+        warm_marks.len()
+    );
     ns.cleanup().await;
     Ok(())
 }

@@ -8,11 +8,12 @@
 //!   the pool's image, restricted Pod Security, no service account token.
 //! - NetworkPolicy `<pool>-runners`: the pool's runner pods (cold and warm) may open connections
 //!   only to the pool's egress gateway pods on TCP 3128 (no DNS, no Service, node, API server or
-//!   metadata address) and accept none.
+//!   metadata address) and accept none, except the operator's own pods on TCP 15002 when it
+//!   pushes warm claims (`--operator-pod-selector`; [`claim_ingress`]).
 //! - NetworkPolicy `<pool>-egress`: the egress gateway accepts connections only from the pool's
 //!   runner pods, on TCP 3128.
 
-use crate::context::{Context, EgressApplied, MANAGER_POOL};
+use crate::context::{ClaimPushFrom, Context, EgressApplied, MANAGER_POOL};
 use crate::error::Result;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
@@ -90,8 +91,31 @@ fn port_3128() -> NetworkPolicyPort {
     }
 }
 
-/// The desired objects of `pool`'s egress gateway serving `token`.
-pub fn desired(pool: &RunnerPool, token: &str) -> EgressObjects {
+/// The runner pods' one ingress rule when the operator pushes warm claims: from the operator's
+/// pods (`from`), to TCP [`paddock_crds::runner::CLAIM_PORT`] (the idle warm gateway's claim
+/// listener, closed once claimed).
+pub fn claim_ingress(from: &ClaimPushFrom) -> NetworkPolicyIngressRule {
+    NetworkPolicyIngressRule {
+        from: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(selector(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_string(),
+                from.namespace.clone(),
+            )]))),
+            pod_selector: Some(selector(from.pod_labels.clone())),
+            ..Default::default()
+        }]),
+        ports: Some(vec![NetworkPolicyPort {
+            port: Some(IntOrString::Int(i32::from(paddock_crds::runner::CLAIM_PORT))),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+    }
+}
+
+/// The desired objects of `pool`'s egress gateway serving `token`. With `claims_from` (the
+/// operator's pods, when it pushes warm claims), the runner pods admit those pods on TCP
+/// [`paddock_crds::runner::CLAIM_PORT`] and nothing else.
+pub fn desired(pool: &RunnerPool, token: &str, claims_from: Option<&ClaimPushFrom>) -> EgressObjects {
     let name = pool.metadata.name.clone().unwrap_or_default();
     let gw = contract::gateway_name(&name);
     let mut owner: OwnerReference = pool.controller_owner_ref(&()).unwrap_or_default();
@@ -194,7 +218,7 @@ pub fn desired(pool: &RunnerPool, token: &str) -> EgressObjects {
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(selector(runner_labels(&name))),
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
-            ingress: Some(vec![]),
+            ingress: Some(claims_from.map(claim_ingress).into_iter().collect()),
             egress: Some(vec![NetworkPolicyEgressRule {
                 to: Some(vec![NetworkPolicyPeer {
                     pod_selector: Some(selector(gateway_labels(&name))),
@@ -368,7 +392,7 @@ async fn apply_egress(pool: &RunnerPool, ctx: &Context) -> Result<Egress> {
     let name = pool.metadata.name.clone().unwrap_or_default();
     let key = format!("{ns}/{name}");
     let token = token(ctx, pool);
-    let objects = desired(pool, &token);
+    let objects = desired(pool, &token, ctx.claim_push.as_ref());
     let fp = fingerprint(&objects);
     let client = ctx.client.clone();
     let gw = contract::gateway_name(&name);
@@ -451,15 +475,49 @@ mod tests {
 
     #[test]
     fn an_object_not_naming_the_pool_as_owner_is_someone_elses() {
-        let o = desired(&pool(), "tok");
+        let o = desired(&pool(), "tok", None);
         assert!(!foreign(&o.service.metadata, "u-1"), "the pool's own");
         assert!(foreign(&o.service.metadata, "u-2"), "another pool's of the same name");
         assert!(foreign(&ObjectMeta::default(), "u-1"), "a user's, with no owner");
     }
 
     #[test]
+    fn with_claim_pushes_runner_pods_admit_only_the_operators_pods_on_the_claim_port() {
+        let from = ClaimPushFrom::parse(
+            "paddock-system",
+            "app.kubernetes.io/name=paddock, app.kubernetes.io/component=operator",
+        )
+        .unwrap();
+        let np = desired(&pool(), "tok", Some(&from)).runners_policy.spec.unwrap();
+        let ingress = np.ingress.unwrap();
+        assert_eq!(ingress.len(), 1);
+        let peer = &ingress[0].from.as_ref().unwrap()[0];
+        assert_eq!(
+            peer.namespace_selector.clone().unwrap().match_labels.unwrap(),
+            BTreeMap::from([("kubernetes.io/metadata.name".to_string(), "paddock-system".to_string())]),
+            "the operator's namespace only, not the pool's"
+        );
+        assert_eq!(
+            peer.pod_selector.clone().unwrap().match_labels.unwrap(),
+            from.pod_labels
+        );
+        assert!(peer.ip_block.is_none());
+        let ports = ingress[0].ports.clone().unwrap();
+        assert_eq!(ports.len(), 1);
+        assert_eq!(ports[0].port, Some(IntOrString::Int(15002)));
+        // The egress rule is unchanged.
+        assert_eq!(np.egress.unwrap().len(), 1);
+        // Selectors that would admit more than the operator are refused at start.
+        assert!(ClaimPushFrom::parse("ns", "").is_err());
+        assert!(ClaimPushFrom::parse("ns", "app in (a,b)").is_err());
+        assert!(ClaimPushFrom::parse("ns", "app!=x").is_err());
+        assert!(ClaimPushFrom::parse("ns", "app==x").is_err());
+        assert!(ClaimPushFrom::parse("", "app=x").is_err());
+    }
+
+    #[test]
     fn runner_pods_may_reach_only_their_pools_egress_gateway() {
-        let o = desired(&pool(), "tok");
+        let o = desired(&pool(), "tok", None);
         let np = o.runners_policy.spec.unwrap();
         assert_eq!(np.pod_selector.unwrap().match_labels.unwrap(), runner_labels("p1"));
         assert_eq!(np.policy_types.unwrap(), ["Ingress", "Egress"]);

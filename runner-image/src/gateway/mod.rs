@@ -104,7 +104,20 @@ async fn claim_and_clone(env: Env) -> Option<Env> {
         .get(paddock_crds::verdict::PUBLIC_KEY_ENV)
         .unwrap_or_default()
         .to_string();
-    let claim = match crate::warm::wait_claim(&crate::warm::annotations_file(&env), Some(&key), &mut term).await? {
+    // The operator pushes the claim here as soon as its PATCH has committed it
+    // (crate::warm::push); the annotation, projected later by the kubelet, counts as well.
+    let listener = match crate::warm::push::bind(crate::warm::push::CLAIM_PORT).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            eprintln!(
+                "paddock-runner gateway: cannot listen for the claim on port {}: {e}; waiting for the annotation",
+                crate::warm::push::CLAIM_PORT
+            );
+            None
+        }
+    };
+    let claimed = crate::warm::wait_signed_claim(&crate::warm::annotations_file(&env), &key, listener, &mut term).await;
+    let claim = match claimed? {
         Ok(c) => c,
         Err(e) => {
             // The agent container reports the same error as the run's result; a claim it
@@ -119,6 +132,10 @@ async fn claim_and_clone(env: Env) -> Option<Env> {
         }
     };
     let ws = Workspace::from_env(&env);
+    // The agent container takes its part from here as soon as it is verified.
+    if let Err(e) = crate::warm::write_claim(&ws, &claim) {
+        eprintln!("paddock-runner gateway: cannot hand the claim to the agent container: {e}");
+    }
     let mut trusted = claim.trusted;
     // The clone's failure line goes where the agent container looks for it.
     trusted.insert(

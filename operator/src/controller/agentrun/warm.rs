@@ -320,25 +320,85 @@ pub async fn claim(
     };
     for pod in claimable(&list.items, pool, &ctx.verdict_key(), Some(uplink)) {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let patch = claim_patch(
-            run,
-            pod,
-            attempt,
+        let signature = ctx.signer.sign(&paddock_crds::verdict::claim_message(
             &claim,
-            &ctx.signer.sign(&paddock_crds::verdict::claim_message(
-                &claim,
-                pod.metadata.uid.as_deref().unwrap_or_default(),
-            )),
-            now,
-        );
+            pod.metadata.uid.as_deref().unwrap_or_default(),
+        ));
+        let patch = claim_patch(run, pod, attempt, &claim, &signature, now);
         match pods.patch(&name, &params, &Patch::Merge(&patch)).await {
-            Ok(_) => return Ok(Claimed::Pod(name)),
+            Ok(_) => {
+                // Committed: now deliver it without waiting for the kubelet (best effort; the
+                // annotation reaches the pod anyway).
+                if let (Some(_), Some(addr)) = (&ctx.claim_push, claim_address(pod)) {
+                    let body = claim_push_body(&claim, &signature);
+                    let pod_name = name.clone();
+                    tokio::spawn(async move {
+                        match push_claim(addr, body).await {
+                            Ok(204) => tracing::debug!(pod = pod_name, "claim pushed"),
+                            Ok(status) => tracing::warn!(pod = pod_name, status, "the warm pod refused its claim push"),
+                            Err(e) => {
+                                tracing::debug!(pod = pod_name, error = e, "claim push failed; the kubelet delivers it")
+                            }
+                        }
+                    });
+                }
+                return Ok(Claimed::Pod(name));
+            }
             // Claimed by another run, or gone: try the next one.
             Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => continue,
             Err(e) => return Err(e.into()),
         }
     }
     Ok(Claimed::Cold(Some("no warm pod was ready".into())))
+}
+
+/// How long a claim push may take, connection included, before the operator gives up on it
+/// (the kubelet then delivers the claim).
+pub const CLAIM_PUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Where warm `pod`'s gateway takes its claim push: its pod IP, port
+/// [`paddock_crds::runner::CLAIM_PORT`]; `None` without a (valid) IP.
+pub fn claim_address(pod: &Pod) -> Option<std::net::SocketAddr> {
+    let ip: std::net::IpAddr = pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
+    Some(std::net::SocketAddr::new(ip, paddock_crds::runner::CLAIM_PORT))
+}
+
+/// The JSON body of a claim push ([`paddock_crds::runner::ClaimPush`]): the annotation's value
+/// `claim` and its `signature`.
+pub fn claim_push_body(claim: &str, signature: &str) -> String {
+    serde_json::to_string(&paddock_crds::runner::ClaimPush {
+        claim: claim.into(),
+        signature: signature.into(),
+    })
+    .unwrap_or_default()
+}
+
+/// POSTs a claim push `body` to `addr` ([`paddock_crds::runner::CLAIM_PATH`], plain HTTP/1.1:
+/// the claim is signed, and holds nothing the pod's annotations do not) within
+/// [`CLAIM_PUSH_TIMEOUT`]. Returns the answer's status (`204` taken).
+///
+/// # Errors
+/// The connection's, the request's or the timeout's error, as text (for the log).
+pub async fn push_claim(addr: std::net::SocketAddr, body: String) -> std::result::Result<u16, String> {
+    use http_body_util::Full;
+    let send = async {
+        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = hyper::Request::post(paddock_crds::runner::CLAIM_PATH)
+            .header(hyper::header::HOST, addr.to_string())
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        Ok(resp.status().as_u16())
+    };
+    tokio::time::timeout(CLAIM_PUSH_TIMEOUT, send)
+        .await
+        .map_err(|_| format!("no answer within {CLAIM_PUSH_TIMEOUT:?}"))?
 }
 
 /// A pod status in `phase` whose `Ready` condition is `ready` (tests of warm pods).
@@ -442,5 +502,114 @@ mod tests {
         assert_eq!(meta["ownerReferences"][0]["controller"], true);
         // Started at 1002, claimed at 1100: the 10-minute budget ends at 1100 + 600.
         assert_eq!(patch["spec"]["activeDeadlineSeconds"], 98 + 600);
+    }
+
+    /// A claim through a fake API server (its pod LIST and PATCH), with the warm pod's IP
+    /// `127.0.0.3` where a stand-in gateway listens on the claim port.
+    #[tokio::test]
+    async fn a_committed_claim_is_pushed_to_the_pod_with_the_annotations_signature() {
+        use std::sync::Mutex;
+        let gateway = match tokio::net::TcpListener::bind(("127.0.0.3", paddock_crds::runner::CLAIM_PORT)).await {
+            Ok(l) => l,
+            Err(e) => panic!("127.0.0.3:15002 must be free for this test: {e}"),
+        };
+        let (pushed_tx, pushed_rx) = tokio::sync::oneshot::channel::<String>();
+        let pushed_tx = Arc::new(Mutex::new(Some(pushed_tx)));
+        let app = axum::Router::new().route(
+            paddock_crds::runner::CLAIM_PATH,
+            axum::routing::post(move |body: String| async move {
+                if let Some(tx) = pushed_tx.lock().unwrap().take() {
+                    let _ = tx.send(body);
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }),
+        );
+        tokio::spawn(async move { axum::serve(gateway, app).await });
+
+        let mut p = pool();
+        p.spec.warm = Some(serde_json::from_value(serde_json::json!({"replicas": 1})).unwrap());
+        let uplink = build::PodUplink {
+            proxy: "http://10.0.0.9:3128".into(),
+            token: "t".into(),
+        };
+        let (store, _w) = kube::runtime::reflector::store::<AgentRun>();
+        let patched: Arc<Mutex<Option<serde_json::Value>>> = Arc::default();
+        let signer = Arc::new(paddock_crds::verdict::Signer::generate().unwrap());
+        let mut pod = build_warm_pod(&p, &signer.public_key_b64(), Some(&uplink));
+        pod.metadata.name = Some("p-warm-1".into());
+        pod.metadata.uid = Some("pod-uid".into());
+        pod.metadata.resource_version = Some("7".into());
+        pod.status = Some(pod_status("Running", true));
+        pod.status.as_mut().unwrap().pod_ip = Some("127.0.0.3".into());
+        let list = serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [pod]});
+        let svc = tower::service_fn({
+            let (patched, pod) = (patched.clone(), serde_json::to_value(&pod).unwrap());
+            move |req: http::Request<kube::client::Body>| {
+                let (patched, list, pod) = (patched.clone(), list.clone(), pod.clone());
+                async move {
+                    let is_patch = req.method() == http::Method::PATCH;
+                    let body = req.into_body().collect_bytes().await.unwrap_or_default();
+                    let answer = if is_patch {
+                        *patched.lock().unwrap() = serde_json::from_slice(&body).ok();
+                        pod
+                    } else {
+                        list
+                    };
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(kube::client::Body::from(serde_json::to_vec(&answer).unwrap()))
+                            .unwrap(),
+                    )
+                }
+            }
+        });
+        let mut ctx = Context::new(kube::Client::new(svc, "default"), Arc::default(), store, "test".into());
+        ctx.signer = signer;
+        ctx.claim_push = Some(crate::context::ClaimPushFrom::parse("paddock-system", "app=paddock").unwrap());
+        let ctx = Arc::new(ctx);
+        let mut run = AgentRun::new(
+            "r1",
+            serde_json::from_value(
+                serde_json::json!({"repo": {"url": "https://x/r.git"}, "agent": {"name": "shell"}, "prompt": "p"}),
+            )
+            .unwrap(),
+        );
+        run.metadata.namespace = Some("ns".into());
+        run.metadata.uid = Some("run-uid".into());
+
+        let claimed = claim(&ctx, &run, &p, 1, "do it", &uplink).await.unwrap();
+        assert_eq!(claimed, Claimed::Pod("p-warm-1".into()));
+        let body = tokio::time::timeout(std::time::Duration::from_secs(5), pushed_rx)
+            .await
+            .expect("the claim is pushed right after the PATCH")
+            .unwrap();
+        let push: paddock_crds::runner::ClaimPush = serde_json::from_str(&body).unwrap();
+        let annotations = patched.lock().unwrap().clone().unwrap()["metadata"]["annotations"].clone();
+        // The push carries exactly what the PATCH committed, signed for this pod.
+        assert_eq!(annotations[ANNOTATION_CLAIM], push.claim.as_str());
+        assert_eq!(
+            annotations[paddock_crds::verdict::ANNOTATION_CLAIM_SIGNATURE],
+            push.signature.as_str()
+        );
+        assert!(paddock_crds::verdict::verify(
+            &ctx.verdict_key(),
+            &paddock_crds::verdict::claim_message(&push.claim, "pod-uid"),
+            &push.signature
+        ));
+        assert_eq!(Claim::decode(&push.claim).unwrap().agent[vars::PROMPT], "do it");
+    }
+
+    #[tokio::test]
+    async fn a_push_nobody_takes_is_an_error_for_the_log_not_a_hang() {
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        assert!(push_claim(addr, "{}".into()).await.is_err());
+        let mut pod = Pod::default();
+        assert_eq!(claim_address(&pod), None, "no status yet");
+        pod.status = Some(pod_status("Running", true));
+        pod.status.as_mut().unwrap().pod_ip = Some("fd00::5".into());
+        assert_eq!(claim_address(&pod).unwrap().to_string(), "[fd00::5]:15002");
     }
 }

@@ -1,8 +1,17 @@
 //! Warm pods: a pool's pre-started runner pods wait, idle, until the operator claims one for a
-//! run. The claim arrives as the pod annotation [`paddock_crds::ANNOTATION_CLAIM`] ([`Claim`]: the
-//! variables a cold pod's trusted containers and agent container would have had), which the
-//! kubelet projects into the downward API file `PADDOCK_DECISIONS_FILE` (default
-//! `/etc/paddock/pod/annotations`).
+//! run. The claim is the pod annotation [`paddock_crds::ANNOTATION_CLAIM`] ([`Claim`]: the
+//! variables a cold pod's trusted containers and agent container would have had), committed by
+//! the operator's PATCH. It reaches the pod two ways, and the first to arrive counts:
+//! - the operator pushes it to the `gateway` container right after the PATCH ([`push`], port
+//!   [`push::CLAIM_PORT`]): a few milliseconds;
+//! - the kubelet projects the annotation into the downward API file `PADDOCK_DECISIONS_FILE`
+//!   (default `/etc/paddock/pod/annotations`) on its next sync of the pod: 150 ms on an idle
+//!   node, more when it is busy. This is the record, and the way a claim whose push was lost
+//!   (the operator stopped between the PATCH and the push) still arrives.
+//!
+//! The gateway takes only a claim signed by the operator for this pod, whichever way it came,
+//! and hands it to the agent container in the workspace's control directory ([`claim_file`]);
+//! the agent container also reads the annotation file, whichever comes first.
 //!
 //! In a warm pod (`PADDOCK_WARM=true`) the containers differ from a cold pod's: there is no
 //! `clone` init container. The `gateway` sidecar waits for the claim, clones (as `clone` would)
@@ -20,8 +29,14 @@ use tokio::sync::watch;
 use crate::env::Env;
 use crate::workspace::Workspace;
 
-/// How often a waiting container reads the claim and clone files (a stat and a small read).
-pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
+pub mod push;
+
+/// How often an idle container reads the claim files (a stat and a small read each).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How often the claimed agent container looks for the gateway's clone outcome (only between
+/// the claim and the clone's end, tens of milliseconds).
+pub const CLONE_POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 pub use paddock_crds::runner::{Claim, ClaimError};
 
@@ -70,18 +85,72 @@ pub async fn wait_claim(
     public_key: Option<&str>,
     terminate: &mut watch::Receiver<bool>,
 ) -> Option<Result<Claim, ClaimError>> {
-    loop {
-        if let Some(c) = read_claim(file, public_key) {
-            return Some(c);
+    crate::approval::poll_every(POLL_INTERVAL, || read_claim(file, public_key), terminate).await
+}
+
+/// The gateway's wait for its claim: the first of the annotation in `file` (as [`wait_claim`]
+/// with `public_key`) and a push on `listener` ([`push::accept_claim`], signed for the pod UID
+/// in the file `uid` beside `file`). Without a listener (it could not bind) or a UID, only the
+/// file counts. `None` when `terminate` turns true first.
+pub async fn wait_signed_claim(
+    file: &Path,
+    public_key: &str,
+    listener: Option<tokio::net::TcpListener>,
+    terminate: &mut watch::Receiver<bool>,
+) -> Option<Result<Claim, ClaimError>> {
+    let uid = std::fs::read_to_string(file.with_file_name("uid")).unwrap_or_default();
+    let pushed = async {
+        match listener {
+            Some(l) if !uid.trim().is_empty() => push::accept_claim(l, public_key, uid.trim()).await,
+            _ => std::future::pending().await,
         }
-        if *terminate.borrow() {
-            return None;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(POLL_INTERVAL) => {},
-            _ = terminate.changed() => {},
+    };
+    tokio::select! {
+        c = wait_claim(file, Some(public_key), terminate) => c,
+        value = pushed => {
+            eprintln!("paddock-runner gateway: claimed (pushed by the operator)");
+            Some(Claim::decode(&value))
         }
     }
+}
+
+/// File in which the gateway hands its verified claim ([`Claim::encode`]) to the agent
+/// container, which may take it before the kubelet updates its own downward API file.
+pub fn claim_file(ws: &Workspace) -> PathBuf {
+    ws.control().join("claim")
+}
+
+/// Records the gateway's verified `claim` for the agent container ([`claim_file`]).
+///
+/// # Errors
+/// I/O errors creating the control directory or writing the file.
+pub fn write_claim(ws: &Workspace, claim: &Claim) -> std::io::Result<()> {
+    std::fs::create_dir_all(ws.control())?;
+    crate::workspace::write_atomic(&claim_file(ws), claim.encode().as_bytes())
+}
+
+/// The agent container's wait for its claim: the first of the annotation in `file` (unsigned:
+/// the agent container holds nothing of the pool's) and the gateway's [`claim_file`]. `None`
+/// when `terminate` turns true first.
+pub async fn wait_agent_claim(
+    file: &Path,
+    ws: &Workspace,
+    terminate: &mut watch::Receiver<bool>,
+) -> Option<Result<Claim, ClaimError>> {
+    let handed = claim_file(ws);
+    crate::approval::poll_every(
+        POLL_INTERVAL,
+        || {
+            read_claim(file, None).or_else(|| {
+                std::fs::read_to_string(&handed)
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| Claim::decode(&v))
+            })
+        },
+        terminate,
+    )
+    .await
 }
 
 /// File the gateway writes when its clone step ended: the exit code (`0` cloned).
@@ -108,18 +177,12 @@ pub fn write_clone_done(ws: &Workspace, code: i32) -> std::io::Result<()> {
 /// true first.
 pub async fn wait_clone(ws: &Workspace, terminate: &mut watch::Receiver<bool>) -> Option<i32> {
     let file = clone_done_file(ws);
-    loop {
-        if let Some(code) = std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse().ok()) {
-            return Some(code);
-        }
-        if *terminate.borrow() {
-            return None;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(POLL_INTERVAL) => {},
-            _ = terminate.changed() => {},
-        }
-    }
+    crate::approval::poll_every(
+        CLONE_POLL_INTERVAL,
+        || std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse().ok()),
+        terminate,
+    )
+    .await
 }
 
 #[cfg(test)]
