@@ -72,7 +72,7 @@ async fn apply_one(
             }
             Effect::DeletePodAfterStatus(name) => plan.effects.push(Effect::DeletePodAfterStatus(name)),
             Effect::StoreArtifacts(parsed) => {
-                artifacts::apply_artifacts(&ctx.client, run, &parsed).await?;
+                artifacts::apply_artifacts(&ctx.client, run, &parsed, artifacts::PatchLayout::WithLog).await?;
                 if let Some(end) = &facts.ending {
                     artifacts::apply_transcript(&ctx.client, run, &end.gateway).await?;
                 }

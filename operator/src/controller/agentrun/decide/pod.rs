@@ -4,7 +4,7 @@
 use super::plan::{with_effect, Effect, Facts, HeldRead, Need, Plan, Step, VerifyRead};
 use super::plan::{CATCH_UP_EVENTS, DEADLINE_GRACE_SECS, DEFAULT_BACKOFF_SECS, MAX_BACKOFF_SECS};
 use crate::controller::agentrun::approvals::{self, PlanVerdict};
-use crate::controller::agentrun::artifacts::{self, ArtifactRefs, ParsedLog};
+use crate::controller::agentrun::artifacts::{self, PatchLayout};
 use crate::controller::agentrun::status::{
     attempt_label, attempt_of, classify_pod, set_phase, succeeded_message, PodState, COND_RUNNING,
 };
@@ -243,7 +243,7 @@ pub(super) fn end_from_pod(
     }
     let mut parsed = artifacts::parse_log(&end.log);
     parsed.patch_gz = gateway.branch().patch_gz.clone();
-    let refs = artifact_refs(run, &parsed);
+    let refs = artifacts::artifact_refs(run, &parsed, PatchLayout::WithLog);
     // A short run can end before its log follower starts: publish the notable events it did not
     // report (after the last one counted in status.progress), bounded, before the final Event.
     let seen = run
@@ -452,24 +452,6 @@ fn plan_rejection(verdict: Option<&PlanVerdict>) -> (Reason, String) {
             ),
         ),
         _ => (Reason::Rejected, "the plan was rejected; nothing was pushed".to_string()),
-    }
-}
-
-/// The artifact ConfigMaps [`artifacts::apply_artifacts`] writes for `parsed`: the log always,
-/// the patch and the session when present and within their bounds. Pure.
-fn artifact_refs(run: &AgentRun, parsed: &ParsedLog) -> ArtifactRefs {
-    ArtifactRefs {
-        log: artifacts::log_configmap_name(run),
-        patch: parsed
-            .patch_gz
-            .as_ref()
-            .filter(|g| g.len() <= artifacts::MAX_PATCH_GZ_BYTES)
-            .map(|_| artifacts::patch_configmap_name(run)),
-        session: parsed
-            .session
-            .as_ref()
-            .filter(|s| s.gz.len() <= artifacts::MAX_SESSION_GZ_BYTES)
-            .map(|_| artifacts::session_configmap_name(run.metadata.name.as_deref().unwrap_or_default())),
     }
 }
 
