@@ -151,8 +151,11 @@ async fn start_pod(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, start:
     Ok(how)
 }
 
-/// Writes the plan's status when it changed (`status.progress` belongs to the log follower's
-/// field manager and is left out), then publishes its Events.
+/// Writes the plan's status when it changed, then publishes its Events. `status.progress`
+/// belongs to the log follower's field manager while the run goes on and is left out; the
+/// write that ends the run carries the final counts when they changed (the follower was
+/// stopped before the end was decided, and nothing writes the status after it but other
+/// fields under other managers).
 ///
 /// # Errors
 /// API errors writing the status.
@@ -160,8 +163,10 @@ pub async fn status(run: &AgentRun, ctx: &Arc<Context>, plan: &Plan) -> Result<(
     if !plan.keep_cached {
         let mut new_status = plan.status.clone();
         let mut old = run.status.clone().unwrap_or_default();
-        new_status.progress = None;
-        old.progress = None;
+        if !ends(plan) || new_status.progress == old.progress {
+            new_status.progress = None;
+            old.progress = None;
+        }
         if new_status != old {
             let ns = run.metadata.namespace.as_deref().unwrap_or_default();
             let name = run.metadata.name.as_deref().unwrap_or_default();

@@ -38,6 +38,9 @@ pub struct ParsedLog {
     pub result: Option<RunResult>,
     /// The agent CLI's saved session, when all its chunks were present.
     pub session: Option<SavedSession>,
+    /// Highest event sequence number in the log, patch and session chunks included (as the
+    /// log follower counts `status.progress.events`); 0 for a log without events.
+    pub last_seq: u64,
 }
 
 /// An agent CLI session the runner printed ([`RunnerEvent::Session`] chunks, reassembled).
@@ -94,6 +97,7 @@ pub fn parse_log(text: &str) -> ParsedLog {
     let mut session: Option<(SavedSession, Chunks)> = None;
     for line in text.lines() {
         let Some(ev) = parse_line(line) else { continue };
+        out.last_seq = out.last_seq.max(ev.seq);
         match &ev.event {
             RunnerEvent::Patch { index, total, data } => patch.put(*index, *total, data),
             RunnerEvent::Session {

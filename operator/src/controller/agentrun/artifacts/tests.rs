@@ -220,6 +220,7 @@ fn reassembles_patch_and_result() {
     assert_eq!(parsed.patch_gz.as_deref(), Some(gz.as_slice()));
     assert_eq!(parsed.result.as_ref().map(|r| r.branch.as_str()), Some("b"));
     assert_eq!(parsed.events.len(), 2, "patch chunks are not kept as events");
+    assert_eq!(parsed.last_seq, 4, "but they are counted");
 }
 
 #[test]

@@ -260,6 +260,17 @@ pub(super) fn end_from_pod(
         .take(CATCH_UP_EVENTS)
         .map(|(t, reason, note)| (t, reason.to_string(), note));
     plan.events.extend(missed);
+    // The final counts, from the whole log: the run's end writes them (its follower, stopped
+    // before the log was read, leaves them to it), unless the follower counted further.
+    let followed = plan
+        .status
+        .progress
+        .as_ref()
+        .filter(|p| p.pod.as_deref() == Some(pod_name.as_str()))
+        .map_or(0, |p| p.events);
+    if parsed.last_seq > followed {
+        plan.status.progress = Some(follow::summary(&parsed.events, parsed.last_seq, &pod_name));
+    }
     let (phase, reason, message, result) = match (forced, classify_pod(pod)) {
         (Some(Phase::Cancelled), _) => (
             Phase::Cancelled,

@@ -1319,3 +1319,42 @@ fn a_short_runs_missed_steps_become_events_only_with_step_events() {
     assert_eq!(reasons(false), ["StepFailed", "Succeeded"]);
     assert_eq!(reasons(true), ["ToolCall", "StepFailed", "Succeeded"]);
 }
+
+/// Issue 23: the run's end carries its final progress, counted from the whole log (the
+/// follower leaves its last write to it), unless the follower counted further on that pod.
+#[test]
+fn a_runs_end_carries_its_progress() {
+    let log = [
+        r#"{"v":1,"seq":1,"ts":"t","type":"tool_call","id":"1","name":"Write","input":"x"}"#,
+        r#"{"v":1,"seq":2,"ts":"t","type":"message","text":"done"}"#,
+    ]
+    .join("\n");
+    let progress = |status: Value| {
+        let mut facts = ended(
+            ended_pod("Succeeded", 0, &result("Succeeded", "Succeeded"), "Completed"),
+            "",
+        );
+        facts.ending.as_mut().unwrap().log = log.clone();
+        let Step::Plan(plan) = decide(&run(json!({}), status), &facts, &now()) else {
+            panic!("a plan")
+        };
+        assert_eq!(plan.status.phase, Some(Phase::Succeeded));
+        plan.status.progress
+    };
+    let counted = paddock_crds::Progress {
+        pod: Some("r-1".into()),
+        events: 2,
+        tool_calls: 1,
+        last_event: "message: done".into(),
+    };
+    assert_eq!(progress(running_status()), Some(counted.clone()));
+    // The follower wrote 1 event: the end counts 2.
+    let mut st = running_status();
+    st["progress"] = json!({"pod": "r-1", "events": 1, "toolCalls": 1, "lastEvent": "tool_call Write: x"});
+    assert_eq!(progress(st), Some(counted));
+    // The follower read further (a log the API server no longer has whole): kept.
+    let mut st = running_status();
+    let further = json!({"pod": "r-1", "events": 9, "toolCalls": 3, "lastEvent": "x"});
+    st["progress"] = further.clone();
+    assert_eq!(progress(st), Some(serde_json::from_value(further).unwrap()));
+}
