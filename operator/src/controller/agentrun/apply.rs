@@ -62,7 +62,14 @@ async fn apply_one(
                 let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
                 super::decide::started(run, plan, facts.attempt, &pool_name, how, &now);
             }
-            Effect::Follow(pod_name) => follow::ensure_follower(ctx, run, &pod_name).await,
+            Effect::Follow(pod_name) => {
+                // The run's start latency ends here, when the agent is first seen running: the
+                // status says so later (once it ran a while), or, for a short run, never.
+                if let Some(uid) = &run.metadata.uid {
+                    ctx.state.metrics.agent_starts.saw(uid, std::time::Instant::now());
+                }
+                follow::ensure_follower(ctx, run, &pod_name).await
+            }
             Effect::DeletePod(name) => delete_pod(pods, &name).await?,
             Effect::DeleteVerificationPod(name) => {
                 // Best effort: the run ends VerificationTimedOut either way.

@@ -6,7 +6,8 @@ use super::plan::{CATCH_UP_EVENTS, DEADLINE_GRACE_SECS, DEFAULT_BACKOFF_SECS, MA
 use crate::controller::agentrun::approvals::{self, PlanVerdict};
 use crate::controller::agentrun::artifacts::{self, PatchLayout};
 use crate::controller::agentrun::status::{
-    attempt_label, attempt_of, classify_pod, set_phase, succeeded_message, PodState, COND_RUNNING,
+    agent_started, attempt_label, attempt_of, classify_pod, set_phase, starting_normally, succeeded_message, PodState,
+    COND_RUNNING,
 };
 use crate::controller::agentrun::{build, follow, verify};
 use crate::controller::agentrunset::{self, Selection};
@@ -21,6 +22,10 @@ use std::time::Duration;
 pub const HELD_VERIFICATION_RECHECK: Duration = Duration::from_secs(5);
 /// How often a run with an approval request whose gate cannot be raised yet looks again.
 pub const REQUEST_RECHECK: Duration = Duration::from_secs(2);
+/// How long a run's agent runs before the status says so (condition `Running`, reason
+/// `AgentRunning`): a run that ends sooner gets its end written instead, one status write
+/// fewer. As long as the log follower's first progress write waits.
+pub const AGENT_RUNNING_AFTER: Duration = follow::PROGRESS_INTERVAL;
 
 /// The run's pod exists and belongs to it.
 pub(super) fn observe_pod(run: &AgentRun, facts: &Facts, pod: &Pod, mut plan: Plan, now: &Time) -> Step {
@@ -143,16 +148,31 @@ pub(super) fn observe_pod(run: &AgentRun, facts: &Facts, pod: &Pod, mut plan: Pl
             run.metadata.generation,
             now,
         );
-    } else if matches!(&state, PodState::Starting { message } if message == "pod Pending")
-        && plan
-            .status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == COND_RUNNING && (Reason::PodCreated.is(c) || Reason::PodClaimed.is(c)))
-    {
-        // A pod just created or claimed is Pending until the kubelet takes it up: the
-        // PodCreated/PodClaimed condition says as much (a status write fewer per run).
-        // Waiting containers (image pulls, ...) still show as PodStarting.
+    } else if let Some(since) = just_started(&plan, pod, &state) {
+        // The pod was just created or claimed (condition Running, reason PodCreated or
+        // PodClaimed) and starts as it should: the condition says as much. Its agent running
+        // is written once it ran AGENT_RUNNING_AFTER; a run that ends sooner has its end
+        // written instead (one status write per real transition: the pod's start, the end).
+        // Waiting containers that are news (an image pull back-off) still show as PodStarting.
+        if running {
+            // Without the container's start, since the pod's creation or claim (a later pass
+            // must see the same start, or it would wait for ever).
+            let at = agent_started(pod, Some(&since)).unwrap_or(since);
+            let ran = Duration::from_millis((now.0.as_millisecond() - at.0.as_millisecond()).max(0) as u64);
+            match AGENT_RUNNING_AFTER.checked_sub(ran).filter(|w| !w.is_zero()) {
+                Some(wait) => recheck = Some(recheck.map_or(wait, |r| r.min(wait))),
+                None => {
+                    set_phase(
+                        &mut plan.status,
+                        Phase::Running,
+                        reason.as_str(),
+                        &message,
+                        run.metadata.generation,
+                        now,
+                    );
+                }
+            }
+        }
     } else {
         // Keep the creation Event; record the agent start as its own transition.
         set_phase(
@@ -183,6 +203,25 @@ pub(super) fn observe_pod(run: &AgentRun, facts: &Facts, pod: &Pod, mut plan: Pl
     let deadline = Duration::from_secs(left as u64);
     plan.action = Action::requeue(recheck.map_or(deadline, |r| r.min(deadline)));
     plan.done()
+}
+
+/// When the run's pod was created or claimed, while the status says no more than that (phase
+/// `Running`, condition `Running` with reason `PodCreated` or `PodClaimed`) and `pod` (in
+/// `state`) starts as it should or runs its agent; `None` otherwise. Pure.
+fn just_started(plan: &Plan, pod: &Pod, state: &PodState) -> Option<Time> {
+    let normal = match state {
+        PodState::Starting { .. } => starting_normally(pod),
+        PodState::Running => true,
+        PodState::Finished { .. } => false,
+    };
+    if !normal || plan.status.phase != Some(Phase::Running) {
+        return None;
+    }
+    plan.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == COND_RUNNING && (Reason::PodCreated.is(c) || Reason::PodClaimed.is(c)))
+        .map(|c| c.last_transition_time.clone())
 }
 
 /// Records what the held push's verification pod said (nothing when there is nothing new).

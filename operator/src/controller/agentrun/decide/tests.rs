@@ -1320,6 +1320,74 @@ fn a_short_runs_missed_steps_become_events_only_with_step_events() {
     assert_eq!(reasons(true), ["ToolCall", "StepFailed", "Succeeded"]);
 }
 
+/// A run whose pod `r-1` was created (or claimed: `how`) at `since` (condition Running with
+/// that reason), and nothing since.
+fn created_status(how: &str, since: i64) -> Value {
+    let t = serde_json::to_value(at(since)).unwrap();
+    json!({"phase": "Running", "podName": "r-1", "attempt": 1, "startTime": t, "observedGeneration": 1,
+        "conditions": [
+            {"type": "Succeeded", "status": "Unknown", "reason": "Running", "message": "created", "lastTransitionTime": t,
+             "observedGeneration": 1},
+            {"type": "Running", "status": "True", "reason": how, "message": "created", "lastTransitionTime": t,
+             "observedGeneration": 1}]})
+}
+
+/// The run's pod with its agent container running since `started`.
+fn agent_since(started: i64) -> PodLookup {
+    let t = serde_json::to_value(at(started)).unwrap();
+    pod(json!({"phase": "Running", "containerStatuses": [{"name": "agent", "state": {"running": {"startedAt": t}}}]}))
+}
+
+/// Issue 23: one status write per real transition. A pod just created starts, and its agent
+/// runs, without a status write until the agent ran [`pod::AGENT_RUNNING_AFTER`] (a run that
+/// ends sooner has its end written instead); a waiting reason that is news is written at once.
+#[test]
+fn a_just_created_pod_writes_nothing_until_its_agent_ran_a_while() {
+    let plan_of = |status: Value, p: PodLookup| {
+        let r = run(json!({}), status);
+        let facts = Facts { pod: Some(p), ..base() };
+        match decide(&r, &facts, &now()) {
+            Step::Plan(plan) => (r, plan),
+            other => panic!("a plan: {other:?}"),
+        }
+    };
+    let running_reason = |plan: &Plan| find_condition(&plan.status.conditions, "Running").map(|c| c.reason.clone());
+    let waiting = |reason: &str| {
+        pod(json!({"phase": "Pending",
+            "initContainerStatuses": [{"name": "clone", "state": {"running": {}}}],
+            "containerStatuses": [{"name": "agent", "state": {"waiting": {"reason": reason}}}]}))
+    };
+    let t = T0 + 55;
+    // Starting as it should: nothing new.
+    for p in [
+        pod(json!({"phase": "Pending"})),
+        waiting("PodInitializing"),
+        waiting("ContainerCreating"),
+    ] {
+        let (r, plan) = plan_of(created_status("PodCreated", t), p);
+        assert_eq!(plan.status, Plan::new(&r).status);
+        assert!(plan.events.is_empty());
+    }
+    // News: written now.
+    let (_, plan) = plan_of(created_status("PodCreated", t), waiting("ImagePullBackOff"));
+    assert_eq!(running_reason(&plan).as_deref(), Some("PodStarting"));
+    // The agent runs since 1 s: followed, not written; looked at again when it ran 2 s.
+    let (r, plan) = plan_of(created_status("PodCreated", t), agent_since(T0 + 59));
+    assert_eq!(plan.status, Plan::new(&r).status);
+    assert_eq!(plan.effects.iter().map(Effect::kind).collect::<Vec<_>>(), ["Follow"]);
+    assert_eq!(plan.action, Action::requeue(std::time::Duration::from_secs(1)));
+    // … since 2 s: written.
+    let (_, plan) = plan_of(created_status("PodCreated", t), agent_since(T0 + 58));
+    assert_eq!(running_reason(&plan).as_deref(), Some("AgentRunning"));
+    // A warm pod's agent ran before its claim, 1 s ago: counted from the claim.
+    let (r, plan) = plan_of(created_status("PodClaimed", T0 + 59), agent_since(T0));
+    assert_eq!(plan.status, Plan::new(&r).status);
+    assert_eq!(plan.action, Action::requeue(std::time::Duration::from_secs(1)));
+    // Without a start time the pod gives, the agent counts as running since the claim.
+    let (_, plan) = plan_of(created_status("PodClaimed", T0 + 50), running_pod());
+    assert_eq!(running_reason(&plan).as_deref(), Some("AgentRunning"));
+}
+
 /// Issue 23: the run's end carries its final progress, counted from the whole log (the
 /// follower leaves its last write to it), unless the follower counted further on that pod.
 #[test]
