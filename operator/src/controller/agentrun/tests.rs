@@ -671,3 +671,5 @@ async fn a_pod_that_ended_well_writes_exactly_its_log_and_its_status() {
         "{event:#}"
     );
 }
+
+mod happy;
