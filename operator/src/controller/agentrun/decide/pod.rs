@@ -30,6 +30,13 @@ pub const AGENT_RUNNING_AFTER: Duration = follow::PROGRESS_INTERVAL;
 /// The run's pod exists and belongs to it.
 pub(super) fn observe_pod(run: &AgentRun, facts: &Facts, pod: &Pod, mut plan: Plan, now: &Time) -> Step {
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    // A pod the cached status does not name: the pass that started it wrote a status the cache
+    // may not show yet (its pod's watch event can come first). Ask the API server before
+    // adopting the pod over that status.
+    let named = run.status.as_ref().and_then(|s| s.pod_name.as_deref()) == Some(pod_name.as_str());
+    if !named && *need!(facts.pod_recorded, Need::PodRecorded) {
+        return plan.keep_cached(run);
+    }
     plan.status.pod_name = Some(pod_name.clone());
     // A pod created (or claimed) just before the operator crashed, before the status said so:
     // adopted here with its attempt (the pod's label; the crash drill found runs without it).

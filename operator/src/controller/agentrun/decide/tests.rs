@@ -1426,3 +1426,38 @@ fn a_runs_end_carries_its_progress() {
     st["progress"] = further.clone();
     assert_eq!(progress(st), Some(serde_json::from_value(further).unwrap()));
 }
+
+/// Issue 23: a pod the cached status does not name was started by a pass whose status write
+/// the cache may not show yet: the API server is asked before the pod is adopted, and a status
+/// that names it is left to the watch (no write over it: it holds the policy snapshot).
+#[test]
+fn a_pod_the_cached_status_does_not_name_is_adopted_only_after_asking_the_server() {
+    let r = run(json!({}), json!({}));
+    let facts = |recorded: Option<bool>| Facts {
+        pod: Some(pod(json!({"phase": "Pending"}))),
+        pod_recorded: recorded,
+        ..base()
+    };
+    assert!(
+        matches!(decide(&r, &facts(None), &now()), Step::Need(Need::PodRecorded)),
+        "asks first"
+    );
+    let Step::Plan(plan) = decide(&r, &facts(Some(true)), &now()) else {
+        panic!("a plan")
+    };
+    assert!(plan.keep_cached && plan.effects.is_empty() && plan.events.is_empty());
+    // Not on the server either (the operator stopped between the pod and its status): adopted.
+    let Step::Plan(plan) = decide(&r, &facts(Some(false)), &now()) else {
+        panic!("a plan")
+    };
+    assert!(!plan.keep_cached);
+    assert_eq!(
+        (plan.status.pod_name.as_deref(), plan.status.attempt),
+        (Some("r-1"), Some(1))
+    );
+    // A status that names the pod asks nothing.
+    assert!(matches!(
+        decide(&run(json!({}), running_status()), &facts(None), &now()),
+        Step::Plan(_)
+    ));
+}

@@ -372,3 +372,32 @@ async fn a_happy_path_run_makes_at_most_four_object_writes() {
         "{second:#?}"
     );
 }
+
+/// The pass woken by the new pod's watch event can come before the cache shows the status the
+/// pass that created the pod wrote: it asks the API server and writes nothing (adopting the pod
+/// from the cached status would write over that one, without its policy snapshot).
+#[tokio::test]
+async fn a_pass_from_a_cache_behind_the_pods_start_writes_nothing() {
+    let api = Arc::new(FakeApi::default());
+    pool_objects(&api);
+    let ctx = context(api.clone());
+    api.put(
+        &format!("{RUNS}/r"),
+        json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun",
+            "metadata": {"name": "r", "namespace": "ns", "uid": "uid-r", "generation": 1,
+                         "creationTimestamp": now_rfc3339()},
+            "spec": {"repo": {"url": "https://x/r.git"}, "agent": {"name": "shell"}, "prompt": "p"}}),
+    );
+    let cached: AgentRun = serde_json::from_value(api.get(&format!("{RUNS}/r")).unwrap()).unwrap();
+    pass(&ctx, &api, "r").await;
+    let started = api.writes.lock().unwrap().len();
+    kubelet(&api, "r-1", json!({"phase": "Pending"}));
+    reconcile(Arc::new(cached), ctx.clone()).await.unwrap();
+    let after = api.writes.lock().unwrap()[started..].to_vec();
+    assert_eq!(after, Vec::<String>::new());
+    let st = serde_json::from_value::<AgentRun>(api.get(&format!("{RUNS}/r")).unwrap())
+        .unwrap()
+        .status
+        .unwrap();
+    assert!(st.policy.is_some(), "the admission's record is kept");
+}
