@@ -66,7 +66,8 @@ pub async fn gather(client: &Client, run: &AgentRun, assembled_by: &str) -> Resu
         }
     }
     let patch = match status.result.as_ref().and_then(|r| r.patch_ref.clone()) {
-        Some(p) => owned_cm(cms.get_opt(&p).await?).and_then(|c| gz_text(&c, "patch.gz")),
+        // `<run>-log` or `<run>-patch`: the reference names whichever holds it.
+        Some(p) => owned_cm(cms.get_opt(&p).await?).and_then(|c| gz_text(&c, paddock_crds::artifacts::PATCH_KEY)),
         None => None,
     };
     let transcript =

@@ -175,7 +175,9 @@ async fn fetch_gz(client: &Client, ns: &str, cm_name: &str, key: &str) -> Result
 }
 
 /// A run's patch (unified diff text): the run's result's `patchRef`, or — before the run ends —
-/// the patch its BeforePush gate links for review.
+/// the patch its BeforePush gate links for review. The reference names either layout: the
+/// run's `<run>-log`, which holds the patch next to the event log when both fit in one object,
+/// or a `<run>-patch` of its own (older runs, large patches, reviews).
 ///
 /// # Errors
 /// [`PluginError::NoPatch`] when there is none (yet), [`PluginError::BadArtifact`] for a
@@ -188,7 +190,9 @@ pub async fn fetch_patch(client: &Client, ns: &str, name: &str) -> Result<String
             Some(p) => p,
             // A held push under verification (or waiting for its set's selection): the
             // operator stored the gateway's patch as `<run>-patch` when it started the checks.
-            None if status.verification.as_ref().is_some_and(|v| v.patch_sha256.is_some()) => format!("{name}-patch"),
+            None if status.verification.as_ref().is_some_and(|v| v.patch_sha256.is_some()) => {
+                paddock_crds::artifacts::patch_configmap(name)
+            }
             None => {
                 return Err(PluginError::NoPatch {
                     run: name.into(),
@@ -207,13 +211,15 @@ pub async fn fetch_patch(client: &Client, ns: &str, name: &str) -> Result<String
             ),
         })?,
     };
-    fetch_gz(client, ns, &patch_ref, "patch.gz").await?.ok_or_else(|| {
-        PluginError::BadArtifact {
-            name: patch_ref,
-            what: "does not exist (deleted?)".into(),
-        }
-        .into()
-    })
+    fetch_gz(client, ns, &patch_ref, paddock_crds::artifacts::PATCH_KEY)
+        .await?
+        .ok_or_else(|| {
+            PluginError::BadArtifact {
+                name: patch_ref,
+                what: "does not exist (deleted?)".into(),
+            }
+            .into()
+        })
 }
 
 /// The patch under review of a gate (its `spec.request.patchRef`), `None` when it links none.
@@ -224,7 +230,7 @@ pub async fn fetch_gate_patch(client: &Client, ns: &str, gate: &ApprovalGate) ->
     let Some(patch_ref) = gate.spec.request.patch_ref.clone() else {
         return Ok(None);
     };
-    fetch_gz(client, ns, &patch_ref, "patch.gz")
+    fetch_gz(client, ns, &patch_ref, paddock_crds::artifacts::PATCH_KEY)
         .await?
         .map(Some)
         .ok_or_else(|| {
@@ -338,3 +344,6 @@ pub async fn fetch_log(client: &Client, ns: &str, name: &str, attempt: Option<u3
         .into()
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,7 @@
 //! | `paddock_runs` | gauge | pool, agent, phase | AgentRuns now in each phase (no phase yet → `Pending`) |
 //! | `paddock_runs_completed_total` | counter | pool, agent, phase, reason | runs seen reaching a terminal phase; reason = the `Succeeded` condition's reason |
 //! | `paddock_run_duration_seconds` | histogram | pool, agent, phase | `status.startTime` (pod created) → `status.completionTime` |
-//! | `paddock_run_start_seconds` | histogram | pool, agent, start | run created → agent container running (condition `Running`, reason `AgentRunning`); `start` is `cold`, or `warm` when the pod was claimed from the pool's warm pods |
+//! | `paddock_run_start_seconds` | histogram | pool, agent, start | run created → agent container running, as the AgentRun reconcile first saw it ([`AgentStarts`]; else when the status said so: condition `Running`, reason `AgentRunning`); `start` is `cold`, or `warm` when the pod was claimed from the pool's warm pods |
 //! | `paddock_queue_depth` | gauge | pool | runs in phase `Queued` |
 //! | `paddock_queue_wait_seconds` | histogram | pool | time spent `Queued`, observed when the run leaves `Queued` |
 //! | `paddock_approval_gates_pending` | gauge | stage | ApprovalGates not decided yet (`Pending`) |
@@ -171,6 +171,44 @@ pub struct Metrics {
     pub build_info: GaugeFamily,
     /// The registry the above live in.
     pub registry: Registry,
+    /// Not a metric: where `paddock_run_start_seconds` ends for each run.
+    pub agent_starts: AgentStarts,
+}
+
+/// When the AgentRun reconcile first saw each run's agent container running, by run UID, until
+/// the metrics observer ([`crate::observe`]) takes it for `paddock_run_start_seconds`: the
+/// status says so only once the agent ran a while
+/// ([`crate::controller::agentrun::decide::pod::AGENT_RUNNING_AFTER`]), or, for a shorter run,
+/// never. At most [`AgentStarts::MAX`] runs (a run deleted before the observer took its entry
+/// leaves it behind until it is an hour old).
+#[derive(Default)]
+pub struct AgentStarts(std::sync::Mutex<std::collections::HashMap<String, Instant>>);
+
+impl AgentStarts {
+    /// Most runs kept.
+    pub const MAX: usize = 10_000;
+
+    /// Records that the agent of run `uid` was seen running at `at`, unless it was before.
+    pub fn saw(&self, uid: &str, at: Instant) {
+        let mut m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if m.contains_key(uid) {
+            return;
+        }
+        if m.len() >= Self::MAX {
+            m.retain(|_, t| at.saturating_duration_since(*t) < std::time::Duration::from_secs(3600));
+        }
+        if m.len() < Self::MAX {
+            m.insert(uid.to_string(), at);
+        }
+    }
+
+    /// When the agent of run `uid` was first seen running, if it was; forgets it.
+    pub fn take(&self, uid: &str) -> Option<Instant> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(uid)
+    }
 }
 
 impl Default for Metrics {
@@ -197,6 +235,7 @@ impl Default for Metrics {
             webhook_deliveries: Family::default(),
             build_info: Family::default(),
             registry: Registry::with_prefix("paddock"),
+            agent_starts: AgentStarts::default(),
         };
         let mut registry = Registry::with_prefix("paddock");
         let r = &mut registry;

@@ -96,25 +96,24 @@ impl Kind for Runs {
             }
         }
 
-        // Start: created → agent container running, once.
-        if !seen.started {
-            if agent_running(r) {
-                if observe {
-                    m.run_start
-                        .get_or_create(
-                            &Labels::new()
-                                .with_namespace(ns)
-                                .with("pool", seen.pool.as_str())
-                                .with("agent", seen.agent)
-                                .with("start", start_kind(r)),
-                        )
-                        .observe(secs(seen.created, now));
-                }
-                seen.started = true;
-            } else if phase.is_terminal() {
-                // Ended without us seeing the agent run (or before we watched): no sample.
-                seen.started = true;
+        // Start: created → agent container running, once: when the AgentRun reconcile first saw
+        // it (this process's, when it leads), else now, as the status says so. A run that ended
+        // before its status said so counts when the reconcile saw its agent, if it did.
+        if !seen.started && (agent_running(r) || phase.is_terminal()) {
+            let saw = r.metadata.uid.as_deref().and_then(|u| m.agent_starts.take(u));
+            if observe && (agent_running(r) || saw.is_some()) {
+                let at = saw.filter(|t| *t <= now).unwrap_or(now);
+                m.run_start
+                    .get_or_create(
+                        &Labels::new()
+                            .with_namespace(ns)
+                            .with("pool", seen.pool.as_str())
+                            .with("agent", seen.agent)
+                            .with("start", start_kind(r)),
+                    )
+                    .observe(secs(seen.created, at));
             }
+            seen.started = true;
         }
 
         // Completion: counted once, when seen turning terminal.

@@ -468,3 +468,56 @@ fn withdrawn_gates_are_not_decisions() {
     );
     assert!(!m.render().contains(r#"state="Withdrawn""#), "{}", m.render());
 }
+
+/// Issue 23: a run's status says its agent runs only once it ran a while (or never, for a run
+/// that ends sooner); the start latency ends when the AgentRun reconcile first saw the agent.
+#[test]
+fn the_start_ends_when_the_reconcile_saw_the_agent() {
+    let m = Metrics::default();
+    let mut t = RunTracker::new(false);
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    t.handle(&m, watcher::Event::Init, t0, wall(0));
+    t.handle(&m, watcher::Event::InitDone, t0, wall(0));
+    let count = |m: &Metrics| {
+        sample(
+            m,
+            r#"paddock_run_start_seconds_count{pool="p",agent="shell",start="cold"}"#,
+        )
+    };
+    let sum = |m: &Metrics| {
+        sample(
+            m,
+            r#"paddock_run_start_seconds_sum{pool="p",agent="shell",start="cold"}"#,
+        )
+    };
+    for uid in ["long", "short", "unseen"] {
+        t.handle(&m, ev(run(uid, "a", Some("p"), json!({}))), ms(0), wall(0));
+        t.handle(&m, ev(run(uid, "a", Some("p"), pod_starting())), ms(100), wall(0));
+    }
+    // A long run: seen running at 1.2 s, its status says so at 3.5 s.
+    m.agent_starts.saw("long", ms(1200));
+    m.agent_starts.saw("long", ms(1300));
+    t.handle(&m, ev(run("long", "a", Some("p"), pod_starting())), ms(1500), wall(1));
+    assert_eq!(count(&m), None, "not before the status says so");
+    t.handle(&m, ev(run("long", "a", Some("p"), agent_running())), ms(3500), wall(3));
+    assert_eq!((count(&m), sum(&m)), (Some(1.0), Some(1.2)));
+    // A short run: seen running at 0.7 s, ended before its status said so.
+    m.agent_starts.saw("short", ms(700));
+    t.handle(
+        &m,
+        ev(run("short", "a", Some("p"), finished("Succeeded", "Succeeded"))),
+        ms(2000),
+        wall(2),
+    );
+    assert_eq!((count(&m), sum(&m)), (Some(2.0), Some(1.9)));
+    // A run whose agent nobody saw run (it failed to start): no sample, as before.
+    t.handle(
+        &m,
+        ev(run("unseen", "a", Some("p"), finished("Failed", "PodStartFailed"))),
+        ms(2000),
+        wall(2),
+    );
+    assert_eq!(count(&m), Some(2.0));
+    assert_eq!(m.agent_starts.take("long"), None, "taken once");
+}

@@ -62,7 +62,14 @@ async fn apply_one(
                 let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
                 super::decide::started(run, plan, facts.attempt, &pool_name, how, &now);
             }
-            Effect::Follow(pod_name) => follow::ensure_follower(ctx, run, &pod_name).await,
+            Effect::Follow(pod_name) => {
+                // The run's start latency ends here, when the agent is first seen running: the
+                // status says so later (once it ran a while), or, for a short run, never.
+                if let Some(uid) = &run.metadata.uid {
+                    ctx.state.metrics.agent_starts.saw(uid, std::time::Instant::now());
+                }
+                follow::ensure_follower(ctx, run, &pod_name).await
+            }
             Effect::DeletePod(name) => delete_pod(pods, &name).await?,
             Effect::DeleteVerificationPod(name) => {
                 // Best effort: the run ends VerificationTimedOut either way.
@@ -72,7 +79,7 @@ async fn apply_one(
             }
             Effect::DeletePodAfterStatus(name) => plan.effects.push(Effect::DeletePodAfterStatus(name)),
             Effect::StoreArtifacts(parsed) => {
-                artifacts::apply_artifacts(&ctx.client, run, &parsed).await?;
+                artifacts::apply_artifacts(&ctx.client, run, &parsed, artifacts::PatchLayout::WithLog).await?;
                 if let Some(end) = &facts.ending {
                     artifacts::apply_transcript(&ctx.client, run, &end.gateway).await?;
                 }
@@ -151,8 +158,11 @@ async fn start_pod(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, start:
     Ok(how)
 }
 
-/// Writes the plan's status when it changed (`status.progress` belongs to the log follower's
-/// field manager and is left out), then publishes its Events.
+/// Writes the plan's status when it changed, then publishes its Events. `status.progress`
+/// belongs to the log follower's field manager while the run goes on and is left out; the
+/// write that ends the run carries the final counts when they changed (the follower was
+/// stopped before the end was decided, and nothing writes the status after it but other
+/// fields under other managers).
 ///
 /// # Errors
 /// API errors writing the status.
@@ -160,8 +170,10 @@ pub async fn status(run: &AgentRun, ctx: &Arc<Context>, plan: &Plan) -> Result<(
     if !plan.keep_cached {
         let mut new_status = plan.status.clone();
         let mut old = run.status.clone().unwrap_or_default();
-        new_status.progress = None;
-        old.progress = None;
+        if !ends(plan) || new_status.progress == old.progress {
+            new_status.progress = None;
+            old.progress = None;
+        }
         if new_status != old {
             let ns = run.metadata.namespace.as_deref().unwrap_or_default();
             let name = run.metadata.name.as_deref().unwrap_or_default();

@@ -362,14 +362,16 @@ async fn create_gate(
         plan: req.plan.as_deref().map(|p| paddock_crds::events::truncate(p, 32768)),
     };
     if stage == GateStage::BeforePush {
-        // The reviewer reads the gateway's patch before the push: store it now (the final store
-        // at the end of the run rewrites the same ConfigMaps).
+        // The reviewer reads the gateway's patch before the push: store it now, in a ConfigMap
+        // of its own that the gate names (the run's end may keep its patch with its log).
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
         let gw = artifacts::parse_gateway_log(&artifacts::fetch_gateway_log(&pods, pod).await);
         request = reviewed_push(&gw, &super::build::branch(run)).ok_or(GateError::NotReviewed)?;
         let mut parsed = artifacts::parse_log(&artifacts::fetch_pod_log(&pods, pod).await);
         parsed.patch_gz = gw.review.patch_gz.clone();
-        request.patch_ref = artifacts::apply_artifacts(&ctx.client, run, &parsed).await?.patch;
+        request.patch_ref = artifacts::apply_artifacts(&ctx.client, run, &parsed, artifacts::PatchLayout::Own)
+            .await?
+            .patch;
     }
     request.id = Some(req.id.clone());
     let mut gate = new_gate(run, policy, name, stage, request, Some(attempt));

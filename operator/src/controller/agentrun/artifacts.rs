@@ -1,7 +1,8 @@
 //! Artifacts that outlive the runner pod: the event log and the patch, read from the pod's
-//! container logs and kept in ConfigMaps owned by the run (`<run>-log`, `<run>-patch`); the
-//! model transcript and the metered usage, read from the gateway container's log
-//! (`<run>-transcript`, `status.usage`).
+//! container logs and kept in ConfigMaps owned by the run (`<run>-log`, with the patch when
+//! both fit in one object, else `<run>-patch` too: [`PatchLayout`]); the model transcript and
+//! the metered usage, read from the gateway container's log (`<run>-transcript`,
+//! `status.usage`).
 //!
 //! Why logs and ConfigMaps: the agent container must hold no Kubernetes credentials, so the
 //! runner cannot write anything to the API itself. It prints its events on stdout; the operator
@@ -37,6 +38,9 @@ pub struct ParsedLog {
     pub result: Option<RunResult>,
     /// The agent CLI's saved session, when all its chunks were present.
     pub session: Option<SavedSession>,
+    /// Highest event sequence number in the log, patch and session chunks included (as the
+    /// log follower counts `status.progress.events`); 0 for a log without events.
+    pub last_seq: u64,
 }
 
 /// An agent CLI session the runner printed ([`RunnerEvent::Session`] chunks, reassembled).
@@ -93,6 +97,7 @@ pub fn parse_log(text: &str) -> ParsedLog {
     let mut session: Option<(SavedSession, Chunks)> = None;
     for line in text.lines() {
         let Some(ev) = parse_line(line) else { continue };
+        out.last_seq = out.last_seq.max(ev.seq);
         match &ev.event {
             RunnerEvent::Patch { index, total, data } => patch.put(*index, *total, data),
             RunnerEvent::Session {
@@ -205,47 +210,94 @@ pub async fn fetch_pod_log(pods: &Api<Pod>, pod: &str) -> String {
     text
 }
 
-/// Names of the ConfigMaps [`apply_artifacts`] wrote.
+/// Names of the ConfigMaps [`apply_artifacts`] writes.
 #[derive(Debug, Default, PartialEq)]
 pub struct ArtifactRefs {
     /// `<run>-log`.
     pub log: String,
-    /// `<run>-patch`, when there was a patch.
+    /// Where the patch is, when there was one within [`MAX_PATCH_GZ_BYTES`]: `<run>-log` (the
+    /// same as `log`) when it shares the log's ConfigMap, else `<run>-patch`.
     pub patch: Option<String>,
     /// `<run>-session`, when the CLI's session was saved.
     pub session: Option<String>,
 }
 
+/// Where [`apply_artifacts`] keeps the patch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchLayout {
+    /// In the event log's ConfigMap `<run>-log` (key `patch.gz` in `binaryData`) when both fit
+    /// in one object ([`artifacts::patch_fits_in_log`]), else in `<run>-patch`: the run's end,
+    /// one write fewer.
+    WithLog,
+    /// In `<run>-patch`, always: a patch stored for a review (a BeforePush gate) or for a held
+    /// push's checks, which the gate or the verification pod names, and which the run's end
+    /// leaves where it is.
+    Own,
+}
+
+/// The ConfigMaps [`apply_artifacts`] writes for `parsed` in `layout`: the log always, the
+/// patch and the session when present and within their bounds. Pure.
+pub fn artifact_refs(run: &AgentRun, parsed: &ParsedLog, layout: PatchLayout) -> ArtifactRefs {
+    refs_for(run, parsed, layout, render_log(&parsed.events).len())
+}
+
+/// [`artifact_refs`] for an event log of `log_bytes` (its rendered text).
+fn refs_for(run: &AgentRun, parsed: &ParsedLog, layout: PatchLayout, log_bytes: usize) -> ArtifactRefs {
+    let log = log_configmap_name(run);
+    let patch = parsed
+        .patch_gz
+        .as_ref()
+        .filter(|g| g.len() <= MAX_PATCH_GZ_BYTES)
+        .map(|g| match layout {
+            PatchLayout::WithLog if artifacts::patch_fits_in_log(log_bytes, g.len()) => log.clone(),
+            _ => patch_configmap_name(run),
+        });
+    let session = parsed
+        .session
+        .as_ref()
+        .filter(|s| s.gz.len() <= MAX_SESSION_GZ_BYTES)
+        .map(|_| session_configmap_name(run.metadata.name.as_deref().unwrap_or_default()));
+    ArtifactRefs { log, patch, session }
+}
+
 /// Stores the parsed log, patch and CLI session of `run` in its ConfigMaps (server-side apply,
-/// idempotent).
+/// idempotent), the patch as `layout` says; returns their names ([`artifact_refs`]). The
+/// happy path's end is one write: `<run>-log` with the log and the patch.
 ///
 /// # Errors
 /// API errors writing the ConfigMaps.
-pub async fn apply_artifacts(client: &kube::Client, run: &AgentRun, parsed: &ParsedLog) -> Result<ArtifactRefs> {
+pub async fn apply_artifacts(
+    client: &kube::Client,
+    run: &AgentRun,
+    parsed: &ParsedLog,
+    layout: PatchLayout,
+) -> Result<ArtifactRefs> {
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let pp = PatchParams::apply(MANAGER_AGENTRUN).force();
-    let log_name = log_configmap_name(run);
-    let mut log = configmap(run, log_name.clone(), artifacts::KIND_LOG);
-    log.data = Some(BTreeMap::from([(
-        artifacts::LOG_KEY.to_string(),
-        render_log(&parsed.events),
-    )]));
-    api.patch(&log_name, &pp, &Patch::Apply(&with_kind(log))).await?;
-    let mut patch_ref = None;
-    if let Some(gz) = parsed.patch_gz.as_ref().filter(|g| g.len() <= MAX_PATCH_GZ_BYTES) {
-        let name = patch_configmap_name(run);
+    let text = render_log(&parsed.events);
+    let refs = refs_for(run, parsed, layout, text.len());
+    let patch = parsed.patch_gz.as_ref().zip(refs.patch.as_ref());
+    let mut log = configmap(run, refs.log.clone(), artifacts::KIND_LOG);
+    log.data = Some(BTreeMap::from([(artifacts::LOG_KEY.to_string(), text)]));
+    // Applied whole: a patch this manager put in the log before and that now has its own
+    // ConfigMap (or none) leaves the log's.
+    if let Some((gz, _)) = patch.filter(|(_, name)| **name == refs.log) {
+        log.binary_data = Some(BTreeMap::from([(
+            artifacts::PATCH_KEY.to_string(),
+            ByteString(gz.clone()),
+        )]));
+    }
+    api.patch(&refs.log, &pp, &Patch::Apply(&with_kind(log))).await?;
+    if let Some((gz, name)) = patch.filter(|(_, name)| **name != refs.log) {
         let mut cm = configmap(run, name.clone(), artifacts::KIND_PATCH);
         cm.binary_data = Some(BTreeMap::from([(
             artifacts::PATCH_KEY.to_string(),
             ByteString(gz.clone()),
         )]));
-        api.patch(&name, &pp, &Patch::Apply(&with_kind(cm))).await?;
-        patch_ref = Some(name);
+        api.patch(name, &pp, &Patch::Apply(&with_kind(cm))).await?;
     }
-    let mut session_ref = None;
-    if let Some(s) = parsed.session.as_ref().filter(|s| s.gz.len() <= MAX_SESSION_GZ_BYTES) {
-        let name = session_configmap_name(run.metadata.name.as_deref().unwrap_or_default());
+    if let Some((s, name)) = parsed.session.as_ref().zip(refs.session.as_ref()) {
         let mut cm = configmap(run, name.clone(), artifacts::KIND_SESSION);
         cm.data = Some(BTreeMap::from([
             (artifacts::SESSION_AGENT_KEY.to_string(), s.agent.clone()),
@@ -256,14 +308,9 @@ pub async fn apply_artifacts(client: &kube::Client, run: &AgentRun, parsed: &Par
             artifacts::SESSION_FILE_KEY.to_string(),
             ByteString(s.gz.clone()),
         )]));
-        api.patch(&name, &pp, &Patch::Apply(&with_kind(cm))).await?;
-        session_ref = Some(name);
+        api.patch(name, &pp, &Patch::Apply(&with_kind(cm))).await?;
     }
-    Ok(ArtifactRefs {
-        log: log_name,
-        patch: patch_ref,
-        session: session_ref,
-    })
+    Ok(refs)
 }
 
 /// Name of the log ConfigMap of an ended, retried attempt: `<run>-log-<attempt>`

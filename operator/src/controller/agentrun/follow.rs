@@ -4,14 +4,17 @@
 //!
 //! A follower is an optimisation for latency, not a source of truth: the final status and the
 //! stored log are computed from the finished pod. After an operator restart the follower starts
-//! again and skips events already counted in `status.progress.events`.
+//! again and skips events already counted in `status.progress.events`. The run's final status
+//! carries the final counts ([`summary`]), so a follower whose log ended with the runner's
+//! result leaves its last write to it ([`last_write_needed`]): a run shorter than
+//! [`PROGRESS_INTERVAL`] gets no progress write of its own.
 
 use crate::context::{Context, MANAGER_PROGRESS};
 use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
-use paddock_crds::events::{parse_line, truncate, RunnerEvent, StepStatus};
+use paddock_crds::events::{parse_line, truncate, EventLine, RunnerEvent, StepStatus};
 use paddock_crds::{AgentRun, Progress};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,6 +100,36 @@ pub fn describe(ev: &RunnerEvent) -> String {
     truncate(&s.replace('\n', " "), 256)
 }
 
+/// The counts of a whole event log for `status.progress` of pod `pod`: `last_seq` (the highest
+/// sequence number, chunks included), the tool calls among `events` and the last of them
+/// described, as the follower counts them. Pure.
+pub fn summary(events: &[EventLine], last_seq: u64, pod: &str) -> Progress {
+    Progress {
+        pod: Some(pod.to_string()),
+        events: last_seq,
+        tool_calls: events
+            .iter()
+            .filter(|e| matches!(e.event, RunnerEvent::ToolCall { .. }))
+            .count() as u32,
+        last_event: events
+            .iter()
+            .rev()
+            .find(|e| !matches!(e.event, RunnerEvent::Patch { .. } | RunnerEvent::Session { .. }))
+            .map(|e| describe(&e.event))
+            .unwrap_or_default(),
+    }
+}
+
+/// Whether a follower whose log ended writes its last counts (`dirty`: some are not written).
+/// Not when it read the runner's result (`finished`), no event it read since its last write is
+/// one the run's end would publish as an Event (`notable`: the end publishes those after the
+/// last written count), and the run has no `spec.verify` (`verifies`: its end waits for the
+/// checks): the run's end is then written next, from the pod, with the final counts
+/// ([`summary`]). Pure.
+pub fn last_write_needed(dirty: bool, finished: bool, notable: bool, verifies: bool) -> bool {
+    dirty && (!finished || notable || verifies)
+}
+
 /// Starts a follower for `run`'s pod unless one is already running.
 pub async fn ensure_follower(ctx: &Arc<Context>, run: &AgentRun, pod: &str) {
     let Some(uid) = run.metadata.uid.clone() else { return };
@@ -168,6 +201,9 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
     // its log ends.
     let mut last_write = Instant::now();
     let mut dirty = false;
+    // Since the last write: an event the run's end would publish (failures; steps with
+    // --step-events); and whether the runner's result was read.
+    let (mut notable, mut finished) = (false, false);
     while let Some(line) = lines.try_next().await? {
         ctx.followers.append_log(&log_key, &line);
         let Some(ev) = parse_line(&line) else { continue };
@@ -223,6 +259,7 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
         }
         progress.events = ev.seq;
         if matches!(ev.event, RunnerEvent::Result(_)) {
+            finished = true;
             if let Some(uid) = &run.metadata.uid {
                 ctx.followers.done().insert(uid.clone());
             }
@@ -237,6 +274,7 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
         tokens = (tokens + last_refill.elapsed().as_secs_f64() * EVENT_RATE).min(EVENT_BURST);
         last_refill = Instant::now();
         if let Some((t, reason, note)) = event_for(&ev.event).filter(|e| published(e, ctx.step_events)) {
+            notable = true;
             if tokens >= 1.0 {
                 tokens -= 1.0;
                 ctx.publish(&run, t, reason, note).await;
@@ -245,10 +283,10 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
         if last_write.elapsed() >= PROGRESS_INTERVAL {
             write_progress(&runs, &name, &progress).await;
             last_write = Instant::now();
-            dirty = false;
+            (dirty, notable) = (false, false);
         }
     }
-    if dirty {
+    if last_write_needed(dirty, finished, notable, run.spec.verify.is_some()) {
         write_progress(&runs, &name, &progress).await;
     }
     // The kept copy waits for the reconcile that ends the attempt; a run deleted meanwhile is
@@ -382,6 +420,61 @@ mod tests {
         ctx.followers.done().insert("a".into());
         ensure_follower(&ctx, &a, "pod-a").await;
         assert_eq!(followed_uids(&ctx).await, ["gated"]);
+    }
+
+    #[test]
+    fn a_whole_log_counts_as_the_follower_does() {
+        let line = |seq, event| EventLine {
+            v: 1,
+            seq,
+            ts: "t".into(),
+            event,
+        };
+        let call = |id: &str| RunnerEvent::ToolCall {
+            id: id.into(),
+            name: "Bash".into(),
+            input: "ls".into(),
+        };
+        // Patch chunks (seq 4) are counted in `events` but are not events of the parsed log.
+        let events = [
+            line(1, RunnerEvent::Message { text: "hi".into() }),
+            line(2, call("1")),
+            line(3, call("2")),
+            line(5, RunnerEvent::Message { text: "done".into() }),
+        ];
+        assert_eq!(
+            summary(&events, 5, "r-1"),
+            Progress {
+                pod: Some("r-1".into()),
+                events: 5,
+                tool_calls: 2,
+                last_event: "message: done".into(),
+            }
+        );
+        assert_eq!(summary(&[], 0, "r-1").last_event, "");
+    }
+
+    #[test]
+    fn the_runs_end_carries_the_last_counts_of_a_finished_log() {
+        // (dirty, finished, notable, verifies) → write.
+        let table = [
+            ((false, false, false, false), false, "nothing new"),
+            (
+                (true, false, false, false),
+                true,
+                "the log ended without a result: the pod was stopped",
+            ),
+            ((true, true, false, false), false, "the end carries them"),
+            (
+                (true, true, true, false),
+                true,
+                "a failure Event was read: the end must not publish it again",
+            ),
+            ((true, true, false, true), true, "the end waits for the checks"),
+        ];
+        for ((dirty, finished, notable, verifies), want, why) in table {
+            assert_eq!(last_write_needed(dirty, finished, notable, verifies), want, "{why}");
+        }
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub async fn resolve(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, need
     let status = run.status.clone().unwrap_or_default();
     match need {
         Need::MovedPast => facts.moved_past = Some(moved_past(run, ctx, &facts.pod_name).await?),
+        Need::PodRecorded => facts.pod_recorded = Some(pod_recorded(run, ctx, &facts.pod_name).await?),
         Need::AwaitedGate => {
             let gates: Api<ApprovalGate> = Api::namespaced(ctx.client.clone(), ns);
             let name = status.gate_name.clone().unwrap_or_default();
@@ -251,6 +252,28 @@ async fn moved_past(run: &AgentRun, ctx: &Arc<Context>, pod_name: &str) -> Resul
     Ok(fresh
         .and_then(|r| r.status)
         .is_some_and(|s| s.phase.is_some_and(Phase::is_terminal) || s.attempts.iter().any(|a| a.pod_name == pod_name)))
+}
+
+/// Whether the API server's status of `run` names pod `pod_name`, or moved past it (the run
+/// ended, or that attempt was retried): the status the pass that started the pod wrote, when
+/// the controller's cache does not show it yet. Adopting the pod from the cached status would
+/// write over that one (a server-side apply drops the fields it no longer sets: the policy
+/// snapshot, the start time), one status write more per run; it is left to the watch, which
+/// brings the newer run and another reconcile.
+///
+/// # Errors
+/// Transient API errors reading the run.
+async fn pod_recorded(run: &AgentRun, ctx: &Arc<Context>, pod_name: &str) -> Result<bool> {
+    let runs: Api<AgentRun> = Api::namespaced(
+        ctx.client.clone(),
+        run.metadata.namespace.as_deref().unwrap_or_default(),
+    );
+    let fresh = runs.get_opt(run.metadata.name.as_deref().unwrap_or_default()).await?;
+    Ok(fresh.and_then(|r| r.status).is_some_and(|s| {
+        s.pod_name.as_deref() == Some(pod_name)
+            || s.phase.is_some_and(Phase::is_terminal)
+            || s.attempts.iter().any(|a| a.pod_name == pod_name)
+    }))
 }
 
 /// Whether `pod` belongs to `run`: an owner reference with the run's UID (set on cold pods and

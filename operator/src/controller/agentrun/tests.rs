@@ -364,13 +364,22 @@ async fn reconcile_fresh_pod(pod_status: serde_json::Value) -> Vec<String> {
 async fn a_freshly_created_pending_pod_writes_no_status() {
     let other = reconcile_fresh_pod(serde_json::json!({"phase": "Pending"})).await;
     assert_eq!(other, Vec::<String>::new());
-    // Waiting containers are news: PodStarting, with their reasons, is written.
-    let other = reconcile_fresh_pod(serde_json::json!({"phase": "Pending", "containerStatuses": [
+    let waiting = |reason: &str| {
+        serde_json::json!({"phase": "Pending", "containerStatuses": [
         {"name": "agent", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
-         "state": {"waiting": {"reason": "ContainerCreating"}}}]}))
-    .await;
+         "state": {"waiting": {"reason": reason}}}]})
+    };
+    // Containers waiting for their turn or their creation: what PodCreated says already.
+    for reason in ["PodInitializing", "ContainerCreating"] {
+        assert_eq!(
+            reconcile_fresh_pod(waiting(reason)).await,
+            Vec::<String>::new(),
+            "{reason}"
+        );
+    }
+    // Waiting for another reason is news: PodStarting, with the reasons, is written.
     assert_eq!(
-        other,
+        reconcile_fresh_pod(waiting("ImagePullBackOff")).await,
         ["PATCH /apis/paddock.dev/v1alpha1/namespaces/ns/agentruns/r/status"]
     );
 }
@@ -662,3 +671,5 @@ async fn a_pod_that_ended_well_writes_exactly_its_log_and_its_status() {
         "{event:#}"
     );
 }
+
+mod happy;

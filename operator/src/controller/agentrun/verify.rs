@@ -5,7 +5,7 @@
 //!
 //! The verification pod `<run>-verify-<attempt>`: the trusted `clone` step checks out the
 //! commit the run started from (the gateway's `base` fact) and applies the run's patch (the
-//! gateway's diff, stored in `<run>-patch`); then the `verify` container, the agent's image
+//! gateway's diff, stored with the run's log or in `<run>-patch`: `status.result.patchRef`); then the `verify` container, the agent's image
 //! with the agent's restrictions and none of its credentials or network (it holds no egress
 //! token, and the pool's NetworkPolicy lets runner pods reach only the egress gateway), runs
 //! the command in the work tree. The result is the kubelet's report of that container's exit
@@ -54,7 +54,8 @@ pub struct Inputs {
     pub base: String,
     /// The commit whose change is verified.
     pub commit: Option<String>,
-    /// ConfigMap holding the patch (`<run>-patch`), when there is one to apply.
+    /// ConfigMap holding the patch (key `patch.gz`: `<run>-patch` for a held push, else the
+    /// run's `patchRef`, `<run>-log` or `<run>-patch`), when there is one to apply.
     pub patch_cm: Option<String>,
     /// Lowercase hex SHA-256 of the gzip patch as the gateway printed it.
     pub patch_sha256: Option<String>,
@@ -311,7 +312,7 @@ pub fn build_pod(run: &AgentRun, runner: Pod, attempt: u32, inputs: &Inputs) -> 
             config_map: Some(ConfigMapVolumeSource {
                 name: cm.into(),
                 items: Some(vec![KeyToPath {
-                    key: "patch.gz".into(),
+                    key: paddock_crds::artifacts::PATCH_KEY.into(),
                     path: "patch.gz".into(),
                     mode: None,
                 }]),
@@ -446,11 +447,8 @@ pub async fn read_patch(
     let Some(c) = cms.get_opt(cm).await? else {
         return Ok(None);
     };
-    let gz = c
-        .binary_data
-        .as_ref()
-        .and_then(|b| b.get("patch.gz"))
-        .map(|b| b.0.clone())
+    let gz = paddock_crds::artifacts::patch_gz(&c)
+        .map(<[u8]>::to_vec)
         .unwrap_or_default();
     if let Some(want) = sha256 {
         if paddock_evidence::dsse::sha256_hex(&gz) != want {
@@ -674,7 +672,7 @@ pub async fn start_held(ctx: &Context, run: &AgentRun, runner_pod: &str, attempt
     };
     // The patch is stored whoever made a pod of that name (it is checked against the gateway's
     // digest when the result is read).
-    artifacts::apply_artifacts(&ctx.client, run, &parsed).await?;
+    artifacts::apply_artifacts(&ctx.client, run, &parsed, artifacts::PatchLayout::Own).await?;
     if pods.get_opt(&pod_name(run, attempt)).await?.is_some() {
         return Ok(true);
     }

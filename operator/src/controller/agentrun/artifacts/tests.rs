@@ -220,6 +220,7 @@ fn reassembles_patch_and_result() {
     assert_eq!(parsed.patch_gz.as_deref(), Some(gz.as_slice()));
     assert_eq!(parsed.result.as_ref().map(|r| r.branch.as_str()), Some("b"));
     assert_eq!(parsed.events.len(), 2, "patch chunks are not kept as events");
+    assert_eq!(parsed.last_seq, 4, "but they are counted");
 }
 
 #[test]
@@ -264,4 +265,99 @@ fn log_keeps_newest_lines_within_bound() {
     let last = out.lines().last().unwrap();
     assert!(last.contains(r#""seq":400"#));
     assert!(!out.contains(r#""seq":1,"#));
+}
+
+fn agent_run(name: &str) -> AgentRun {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun",
+        "metadata": {"name": name, "namespace": "ns", "uid": "u"},
+        "spec": {"repo": {"url": "https://x/r.git"}, "agent": {"name": "shell"}, "prompt": "p"},
+    }))
+    .unwrap()
+}
+
+/// A parsed log of `events` messages of `bytes` each, with a patch of `patch` gzip bytes.
+fn parsed_with(events: u64, bytes: usize, patch: usize) -> ParsedLog {
+    ParsedLog {
+        events: (1..=events)
+            .map(|i| EventLine {
+                v: 1,
+                seq: i,
+                ts: "t".into(),
+                event: RunnerEvent::Message {
+                    text: pseudo_random(i as usize, bytes),
+                },
+            })
+            .collect(),
+        patch_gz: (patch > 0).then(|| vec![7; patch]),
+        ..Default::default()
+    }
+}
+
+/// Issue 23: at the run's end the patch shares the event log's ConfigMap when both fit (one
+/// write), and has its own otherwise; a patch stored for a review always has its own.
+#[test]
+fn the_patch_goes_with_the_log_when_both_fit() {
+    let run = agent_run("r");
+    let refs = |p: &ParsedLog, layout| artifact_refs(&run, p, layout);
+    let small = parsed_with(3, 100, 2000);
+    assert_eq!(refs(&small, PatchLayout::WithLog).patch.as_deref(), Some("r-log"));
+    assert_eq!(refs(&small, PatchLayout::Own).patch.as_deref(), Some("r-patch"));
+    // A full log (512 KiB) and a 600 KiB patch: over 900 KiB together, each within its bound.
+    let large = parsed_with(200, 3000, 600 * 1024);
+    assert!(render_log(&large.events).len() > 500 * 1024);
+    assert_eq!(refs(&large, PatchLayout::WithLog).patch.as_deref(), Some("r-patch"));
+    // A patch over its own bound is not kept anywhere; no patch, no reference.
+    let huge = parsed_with(1, 10, MAX_PATCH_GZ_BYTES + 1);
+    assert_eq!(refs(&huge, PatchLayout::WithLog).patch, None);
+    assert_eq!(refs(&parsed_with(1, 10, 0), PatchLayout::WithLog).patch, None);
+    assert_eq!(refs(&small, PatchLayout::WithLog).log, "r-log");
+}
+
+/// The ConfigMaps [`apply_artifacts`] applies for `parsed` in `layout`: (name, data keys,
+/// binaryData keys), and the references it returns.
+async fn applied(parsed: &ParsedLog, layout: PatchLayout) -> (Vec<(String, Vec<String>, Vec<String>)>, ArtifactRefs) {
+    let (ctx, written) = crate::context::test_context_recording(vec![]);
+    let refs = apply_artifacts(&ctx.client, &agent_run("r"), parsed, layout)
+        .await
+        .unwrap();
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+    };
+    let cms = written
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(m, path, body)| {
+            assert_eq!(m, "PATCH", "{path}");
+            let name = path.rsplit('/').next().unwrap().to_string();
+            (name, keys(&body["data"]), keys(&body["binaryData"]))
+        })
+        .collect();
+    (cms, refs)
+}
+
+#[tokio::test]
+async fn the_runs_end_writes_the_log_and_the_patch_in_one_configmap_when_they_fit() {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let (cms, refs) = applied(&parsed_with(3, 100, 2000), PatchLayout::WithLog).await;
+    assert_eq!(cms, [("r-log".to_string(), s(&["events.jsonl"]), s(&["patch.gz"]))]);
+    assert_eq!(refs.patch.as_deref(), Some("r-log"));
+    // Too large together: the log alone (a patch it held before leaves it), then the patch.
+    let (cms, refs) = applied(&parsed_with(200, 3000, 600 * 1024), PatchLayout::WithLog).await;
+    assert_eq!(
+        cms,
+        [
+            ("r-log".to_string(), s(&["events.jsonl"]), s(&[])),
+            ("r-patch".to_string(), s(&[]), s(&["patch.gz"])),
+        ]
+    );
+    assert_eq!(refs.patch.as_deref(), Some("r-patch"));
+    // A review's patch: its own ConfigMap, whatever its size.
+    let (cms, refs) = applied(&parsed_with(3, 100, 2000), PatchLayout::Own).await;
+    assert_eq!(
+        cms.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+        ["r-log", "r-patch"]
+    );
+    assert_eq!((cms[0].2.len(), refs.patch.as_deref()), (0, Some("r-patch")));
 }

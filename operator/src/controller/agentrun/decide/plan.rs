@@ -102,6 +102,9 @@ pub struct Facts {
     pub pod: Option<PodLookup>,
     /// Whether the API server shows the run past its attempt on `pod_name` ([`Need::MovedPast`]).
     pub moved_past: Option<bool>,
+    /// Whether the API server's status of the run already names the pod `pod_name`, or moved
+    /// past it ([`Need::PodRecorded`]).
+    pub pod_recorded: Option<bool>,
     /// The gate the run waits on (`status.gateName`), if it is the run's.
     pub awaited_gate: Option<Option<ApprovalGate>>,
     /// The log the follower read of a pod that is gone.
@@ -176,6 +179,10 @@ impl From<Egress> for EgressFacts {
 pub enum Need {
     /// Ask the API server (not the cache) whether the run moved past its attempt.
     MovedPast,
+    /// Ask the API server (not the cache) whether the run's status names its pod: a pod the
+    /// cached status does not name was started by a pass whose status write the cache does not
+    /// show yet, or just before the operator stopped.
+    PodRecorded,
     /// The gate named in `status.gateName`.
     AwaitedGate,
     /// The log the follower kept of a pod that is gone.

@@ -4,9 +4,10 @@
 use super::plan::{with_effect, Effect, Facts, HeldRead, Need, Plan, Step, VerifyRead};
 use super::plan::{CATCH_UP_EVENTS, DEADLINE_GRACE_SECS, DEFAULT_BACKOFF_SECS, MAX_BACKOFF_SECS};
 use crate::controller::agentrun::approvals::{self, PlanVerdict};
-use crate::controller::agentrun::artifacts::{self, ArtifactRefs, ParsedLog};
+use crate::controller::agentrun::artifacts::{self, PatchLayout};
 use crate::controller::agentrun::status::{
-    attempt_label, attempt_of, classify_pod, set_phase, succeeded_message, PodState, COND_RUNNING,
+    agent_started, attempt_label, attempt_of, classify_pod, set_phase, starting_normally, succeeded_message, PodState,
+    COND_RUNNING,
 };
 use crate::controller::agentrun::{build, follow, verify};
 use crate::controller::agentrunset::{self, Selection};
@@ -21,10 +22,21 @@ use std::time::Duration;
 pub const HELD_VERIFICATION_RECHECK: Duration = Duration::from_secs(5);
 /// How often a run with an approval request whose gate cannot be raised yet looks again.
 pub const REQUEST_RECHECK: Duration = Duration::from_secs(2);
+/// How long a run's agent runs before the status says so (condition `Running`, reason
+/// `AgentRunning`): a run that ends sooner gets its end written instead, one status write
+/// fewer. As long as the log follower's first progress write waits.
+pub const AGENT_RUNNING_AFTER: Duration = follow::PROGRESS_INTERVAL;
 
 /// The run's pod exists and belongs to it.
 pub(super) fn observe_pod(run: &AgentRun, facts: &Facts, pod: &Pod, mut plan: Plan, now: &Time) -> Step {
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    // A pod the cached status does not name: the pass that started it wrote a status the cache
+    // may not show yet (its pod's watch event can come first). Ask the API server before
+    // adopting the pod over that status.
+    let named = run.status.as_ref().and_then(|s| s.pod_name.as_deref()) == Some(pod_name.as_str());
+    if !named && *need!(facts.pod_recorded, Need::PodRecorded) {
+        return plan.keep_cached(run);
+    }
     plan.status.pod_name = Some(pod_name.clone());
     // A pod created (or claimed) just before the operator crashed, before the status said so:
     // adopted here with its attempt (the pod's label; the crash drill found runs without it).
@@ -143,16 +155,31 @@ pub(super) fn observe_pod(run: &AgentRun, facts: &Facts, pod: &Pod, mut plan: Pl
             run.metadata.generation,
             now,
         );
-    } else if matches!(&state, PodState::Starting { message } if message == "pod Pending")
-        && plan
-            .status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == COND_RUNNING && (Reason::PodCreated.is(c) || Reason::PodClaimed.is(c)))
-    {
-        // A pod just created or claimed is Pending until the kubelet takes it up: the
-        // PodCreated/PodClaimed condition says as much (a status write fewer per run).
-        // Waiting containers (image pulls, ...) still show as PodStarting.
+    } else if let Some(since) = just_started(&plan, pod, &state) {
+        // The pod was just created or claimed (condition Running, reason PodCreated or
+        // PodClaimed) and starts as it should: the condition says as much. Its agent running
+        // is written once it ran AGENT_RUNNING_AFTER; a run that ends sooner has its end
+        // written instead (one status write per real transition: the pod's start, the end).
+        // Waiting containers that are news (an image pull back-off) still show as PodStarting.
+        if running {
+            // Without the container's start, since the pod's creation or claim (a later pass
+            // must see the same start, or it would wait for ever).
+            let at = agent_started(pod, Some(&since)).unwrap_or(since);
+            let ran = Duration::from_millis((now.0.as_millisecond() - at.0.as_millisecond()).max(0) as u64);
+            match AGENT_RUNNING_AFTER.checked_sub(ran).filter(|w| !w.is_zero()) {
+                Some(wait) => recheck = Some(recheck.map_or(wait, |r| r.min(wait))),
+                None => {
+                    set_phase(
+                        &mut plan.status,
+                        Phase::Running,
+                        reason.as_str(),
+                        &message,
+                        run.metadata.generation,
+                        now,
+                    );
+                }
+            }
+        }
     } else {
         // Keep the creation Event; record the agent start as its own transition.
         set_phase(
@@ -183,6 +210,25 @@ pub(super) fn observe_pod(run: &AgentRun, facts: &Facts, pod: &Pod, mut plan: Pl
     let deadline = Duration::from_secs(left as u64);
     plan.action = Action::requeue(recheck.map_or(deadline, |r| r.min(deadline)));
     plan.done()
+}
+
+/// When the run's pod was created or claimed, while the status says no more than that (phase
+/// `Running`, condition `Running` with reason `PodCreated` or `PodClaimed`) and `pod` (in
+/// `state`) starts as it should or runs its agent; `None` otherwise. Pure.
+fn just_started(plan: &Plan, pod: &Pod, state: &PodState) -> Option<Time> {
+    let normal = match state {
+        PodState::Starting { .. } => starting_normally(pod),
+        PodState::Running => true,
+        PodState::Finished { .. } => false,
+    };
+    if !normal || plan.status.phase != Some(Phase::Running) {
+        return None;
+    }
+    plan.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == COND_RUNNING && (Reason::PodCreated.is(c) || Reason::PodClaimed.is(c)))
+        .map(|c| c.last_transition_time.clone())
 }
 
 /// Records what the held push's verification pod said (nothing when there is nothing new).
@@ -243,7 +289,7 @@ pub(super) fn end_from_pod(
     }
     let mut parsed = artifacts::parse_log(&end.log);
     parsed.patch_gz = gateway.branch().patch_gz.clone();
-    let refs = artifact_refs(run, &parsed);
+    let refs = artifacts::artifact_refs(run, &parsed, PatchLayout::WithLog);
     // A short run can end before its log follower starts: publish the notable events it did not
     // report (after the last one counted in status.progress), bounded, before the final Event.
     let seen = run
@@ -260,6 +306,17 @@ pub(super) fn end_from_pod(
         .take(CATCH_UP_EVENTS)
         .map(|(t, reason, note)| (t, reason.to_string(), note));
     plan.events.extend(missed);
+    // The final counts, from the whole log: the run's end writes them (its follower, stopped
+    // before the log was read, leaves them to it), unless the follower counted further.
+    let followed = plan
+        .status
+        .progress
+        .as_ref()
+        .filter(|p| p.pod.as_deref() == Some(pod_name.as_str()))
+        .map_or(0, |p| p.events);
+    if parsed.last_seq > followed {
+        plan.status.progress = Some(follow::summary(&parsed.events, parsed.last_seq, &pod_name));
+    }
     let (phase, reason, message, result) = match (forced, classify_pod(pod)) {
         (Some(Phase::Cancelled), _) => (
             Phase::Cancelled,
@@ -452,24 +509,6 @@ fn plan_rejection(verdict: Option<&PlanVerdict>) -> (Reason, String) {
             ),
         ),
         _ => (Reason::Rejected, "the plan was rejected; nothing was pushed".to_string()),
-    }
-}
-
-/// The artifact ConfigMaps [`artifacts::apply_artifacts`] writes for `parsed`: the log always,
-/// the patch and the session when present and within their bounds. Pure.
-fn artifact_refs(run: &AgentRun, parsed: &ParsedLog) -> ArtifactRefs {
-    ArtifactRefs {
-        log: artifacts::log_configmap_name(run),
-        patch: parsed
-            .patch_gz
-            .as_ref()
-            .filter(|g| g.len() <= artifacts::MAX_PATCH_GZ_BYTES)
-            .map(|_| artifacts::patch_configmap_name(run)),
-        session: parsed
-            .session
-            .as_ref()
-            .filter(|s| s.gz.len() <= artifacts::MAX_SESSION_GZ_BYTES)
-            .map(|_| artifacts::session_configmap_name(run.metadata.name.as_deref().unwrap_or_default())),
     }
 }
 

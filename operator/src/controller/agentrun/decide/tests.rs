@@ -1319,3 +1319,145 @@ fn a_short_runs_missed_steps_become_events_only_with_step_events() {
     assert_eq!(reasons(false), ["StepFailed", "Succeeded"]);
     assert_eq!(reasons(true), ["ToolCall", "StepFailed", "Succeeded"]);
 }
+
+/// A run whose pod `r-1` was created (or claimed: `how`) at `since` (condition Running with
+/// that reason), and nothing since.
+fn created_status(how: &str, since: i64) -> Value {
+    let t = serde_json::to_value(at(since)).unwrap();
+    json!({"phase": "Running", "podName": "r-1", "attempt": 1, "startTime": t, "observedGeneration": 1,
+        "conditions": [
+            {"type": "Succeeded", "status": "Unknown", "reason": "Running", "message": "created", "lastTransitionTime": t,
+             "observedGeneration": 1},
+            {"type": "Running", "status": "True", "reason": how, "message": "created", "lastTransitionTime": t,
+             "observedGeneration": 1}]})
+}
+
+/// The run's pod with its agent container running since `started`.
+fn agent_since(started: i64) -> PodLookup {
+    let t = serde_json::to_value(at(started)).unwrap();
+    pod(json!({"phase": "Running", "containerStatuses": [{"name": "agent", "state": {"running": {"startedAt": t}}}]}))
+}
+
+/// Issue 23: one status write per real transition. A pod just created starts, and its agent
+/// runs, without a status write until the agent ran [`pod::AGENT_RUNNING_AFTER`] (a run that
+/// ends sooner has its end written instead); a waiting reason that is news is written at once.
+#[test]
+fn a_just_created_pod_writes_nothing_until_its_agent_ran_a_while() {
+    let plan_of = |status: Value, p: PodLookup| {
+        let r = run(json!({}), status);
+        let facts = Facts { pod: Some(p), ..base() };
+        match decide(&r, &facts, &now()) {
+            Step::Plan(plan) => (r, plan),
+            other => panic!("a plan: {other:?}"),
+        }
+    };
+    let running_reason = |plan: &Plan| find_condition(&plan.status.conditions, "Running").map(|c| c.reason.clone());
+    let waiting = |reason: &str| {
+        pod(json!({"phase": "Pending",
+            "initContainerStatuses": [{"name": "clone", "state": {"running": {}}}],
+            "containerStatuses": [{"name": "agent", "state": {"waiting": {"reason": reason}}}]}))
+    };
+    let t = T0 + 55;
+    // Starting as it should: nothing new.
+    for p in [
+        pod(json!({"phase": "Pending"})),
+        waiting("PodInitializing"),
+        waiting("ContainerCreating"),
+    ] {
+        let (r, plan) = plan_of(created_status("PodCreated", t), p);
+        assert_eq!(plan.status, Plan::new(&r).status);
+        assert!(plan.events.is_empty());
+    }
+    // News: written now.
+    let (_, plan) = plan_of(created_status("PodCreated", t), waiting("ImagePullBackOff"));
+    assert_eq!(running_reason(&plan).as_deref(), Some("PodStarting"));
+    // The agent runs since 1 s: followed, not written; looked at again when it ran 2 s.
+    let (r, plan) = plan_of(created_status("PodCreated", t), agent_since(T0 + 59));
+    assert_eq!(plan.status, Plan::new(&r).status);
+    assert_eq!(plan.effects.iter().map(Effect::kind).collect::<Vec<_>>(), ["Follow"]);
+    assert_eq!(plan.action, Action::requeue(std::time::Duration::from_secs(1)));
+    // … since 2 s: written.
+    let (_, plan) = plan_of(created_status("PodCreated", t), agent_since(T0 + 58));
+    assert_eq!(running_reason(&plan).as_deref(), Some("AgentRunning"));
+    // A warm pod's agent ran before its claim, 1 s ago: counted from the claim.
+    let (r, plan) = plan_of(created_status("PodClaimed", T0 + 59), agent_since(T0));
+    assert_eq!(plan.status, Plan::new(&r).status);
+    assert_eq!(plan.action, Action::requeue(std::time::Duration::from_secs(1)));
+    // Without a start time the pod gives, the agent counts as running since the claim.
+    let (_, plan) = plan_of(created_status("PodClaimed", T0 + 50), running_pod());
+    assert_eq!(running_reason(&plan).as_deref(), Some("AgentRunning"));
+}
+
+/// Issue 23: the run's end carries its final progress, counted from the whole log (the
+/// follower leaves its last write to it), unless the follower counted further on that pod.
+#[test]
+fn a_runs_end_carries_its_progress() {
+    let log = [
+        r#"{"v":1,"seq":1,"ts":"t","type":"tool_call","id":"1","name":"Write","input":"x"}"#,
+        r#"{"v":1,"seq":2,"ts":"t","type":"message","text":"done"}"#,
+    ]
+    .join("\n");
+    let progress = |status: Value| {
+        let mut facts = ended(
+            ended_pod("Succeeded", 0, &result("Succeeded", "Succeeded"), "Completed"),
+            "",
+        );
+        facts.ending.as_mut().unwrap().log = log.clone();
+        let Step::Plan(plan) = decide(&run(json!({}), status), &facts, &now()) else {
+            panic!("a plan")
+        };
+        assert_eq!(plan.status.phase, Some(Phase::Succeeded));
+        plan.status.progress
+    };
+    let counted = paddock_crds::Progress {
+        pod: Some("r-1".into()),
+        events: 2,
+        tool_calls: 1,
+        last_event: "message: done".into(),
+    };
+    assert_eq!(progress(running_status()), Some(counted.clone()));
+    // The follower wrote 1 event: the end counts 2.
+    let mut st = running_status();
+    st["progress"] = json!({"pod": "r-1", "events": 1, "toolCalls": 1, "lastEvent": "tool_call Write: x"});
+    assert_eq!(progress(st), Some(counted));
+    // The follower read further (a log the API server no longer has whole): kept.
+    let mut st = running_status();
+    let further = json!({"pod": "r-1", "events": 9, "toolCalls": 3, "lastEvent": "x"});
+    st["progress"] = further.clone();
+    assert_eq!(progress(st), Some(serde_json::from_value(further).unwrap()));
+}
+
+/// Issue 23: a pod the cached status does not name was started by a pass whose status write
+/// the cache may not show yet: the API server is asked before the pod is adopted, and a status
+/// that names it is left to the watch (no write over it: it holds the policy snapshot).
+#[test]
+fn a_pod_the_cached_status_does_not_name_is_adopted_only_after_asking_the_server() {
+    let r = run(json!({}), json!({}));
+    let facts = |recorded: Option<bool>| Facts {
+        pod: Some(pod(json!({"phase": "Pending"}))),
+        pod_recorded: recorded,
+        ..base()
+    };
+    assert!(
+        matches!(decide(&r, &facts(None), &now()), Step::Need(Need::PodRecorded)),
+        "asks first"
+    );
+    let Step::Plan(plan) = decide(&r, &facts(Some(true)), &now()) else {
+        panic!("a plan")
+    };
+    assert!(plan.keep_cached && plan.effects.is_empty() && plan.events.is_empty());
+    // Not on the server either (the operator stopped between the pod and its status): adopted.
+    let Step::Plan(plan) = decide(&r, &facts(Some(false)), &now()) else {
+        panic!("a plan")
+    };
+    assert!(!plan.keep_cached);
+    assert_eq!(
+        (plan.status.pod_name.as_deref(), plan.status.attempt),
+        (Some("r-1"), Some(1))
+    );
+    // A status that names the pod asks nothing.
+    assert!(matches!(
+        decide(&run(json!({}), running_status()), &facts(None), &now()),
+        Step::Plan(_)
+    ));
+}

@@ -25,6 +25,48 @@ const FATAL_WAITING: &[&str] = &[
     "CreateContainerError",
 ];
 
+/// Container waiting reasons of a pod that starts as it should: a container waits for the one
+/// before it (`PodInitializing`) or for its own creation (`ContainerCreating`: the sandbox, the
+/// image pull). What the `PodCreated`/`PodClaimed` condition says already.
+const STARTING_NORMALLY: &[&str] = &["PodInitializing", "ContainerCreating"];
+
+/// Whether `pod` starts as it should: none of its containers waits for another reason than
+/// [`STARTING_NORMALLY`] (an image pull back-off, a crash loop: news for the run's status).
+/// Pure.
+pub fn starting_normally(pod: &Pod) -> bool {
+    let Some(status) = pod.status.as_ref() else { return true };
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .filter_map(|cs| cs.state.as_ref()?.waiting.as_ref())
+        .all(|w| w.reason.as_deref().is_some_and(|r| STARTING_NORMALLY.contains(&r)))
+}
+
+/// When `pod`'s agent started working for the run: the `agent` container's start (its running
+/// state's `startedAt`), or `since` when that is later (a claimed warm pod's agent container
+/// ran before the claim, made at `since`). `None` when the pod does not say. Pure.
+pub fn agent_started(pod: &Pod, since: Option<&Time>) -> Option<Time> {
+    let started = pod
+        .status
+        .as_ref()?
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == "agent")?
+        .state
+        .as_ref()?
+        .running
+        .as_ref()?
+        .started_at
+        .clone()?;
+    Some(match since {
+        Some(s) if s.0 > started.0 => s.clone(),
+        _ => started,
+    })
+}
+
 /// What a runner pod's status says about the run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PodState {

@@ -500,3 +500,84 @@ fn durations() {
     assert_eq!(format_duration(192), "3m12s");
     assert_eq!(format_duration(3720), "1h2m");
 }
+
+#[test]
+fn a_pod_starts_normally_while_its_containers_wait_only_their_turn() {
+    let table: Vec<(&str, Pod, bool)> = vec![
+        ("no status yet", Pod::default(), true),
+        ("no container yet", pod("Pending", None, vec![], vec![]), true),
+        (
+            "the clone runs, the agent waits for it",
+            pod(
+                "Pending",
+                None,
+                vec![cs("gateway", running()), cs("clone", running())],
+                vec![cs("agent", waiting("PodInitializing"))],
+            ),
+            true,
+        ),
+        (
+            "images are pulled",
+            pod(
+                "Pending",
+                None,
+                vec![cs("clone", waiting("ContainerCreating"))],
+                vec![cs("agent", waiting("PodInitializing"))],
+            ),
+            true,
+        ),
+        (
+            "an image cannot be pulled",
+            pod(
+                "Pending",
+                None,
+                vec![cs("clone", running())],
+                vec![cs("agent", waiting("ImagePullBackOff"))],
+            ),
+            false,
+        ),
+        (
+            "a sidecar crash-loops",
+            pod(
+                "Pending",
+                None,
+                vec![cs("gateway", waiting("CrashLoopBackOff"))],
+                vec![],
+            ),
+            false,
+        ),
+    ];
+    for (name, p, want) in table {
+        assert_eq!(starting_normally(&p), want, "{name}");
+    }
+}
+
+#[test]
+fn the_agent_starts_working_for_the_run_at_its_start_or_its_claim() {
+    let t = |s: i64| Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap());
+    let started = |s: i64| {
+        pod(
+            "Running",
+            None,
+            vec![],
+            vec![cs(
+                "agent",
+                ContainerState {
+                    running: Some(ContainerStateRunning { started_at: Some(t(s)) }),
+                    ..Default::default()
+                },
+            )],
+        )
+    };
+    // A cold pod: its agent container's start, after the pod's creation.
+    assert_eq!(agent_started(&started(100), Some(&t(90))), Some(t(100)));
+    // A warm pod: its agent container ran before the claim; the claim is the start.
+    assert_eq!(agent_started(&started(10), Some(&t(90))), Some(t(90)));
+    assert_eq!(agent_started(&started(10), None), Some(t(10)));
+    // Not running, or no start given: unknown.
+    assert_eq!(
+        agent_started(&pod("Pending", None, vec![], vec![cs("agent", running())]), None),
+        None
+    );
+    assert_eq!(agent_started(&pod("Pending", None, vec![], vec![]), Some(&t(90))), None);
+}
