@@ -25,7 +25,7 @@ use kube::runtime::reflector::{self, reflector, ObjectRef};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
-use paddock_crds::{AgentRun, AgentRunSet, AgentRunTrigger, ApprovalGate, RunMessage, RunnerPool};
+use paddock_crds::{cache, AgentRun, AgentRunSet, AgentRunTrigger, ApprovalGate, RunMessage, RunnerPool};
 use std::sync::Arc;
 
 #[derive(Parser)]
@@ -207,19 +207,20 @@ async fn main() -> anyhow::Result<()> {
     let ns = args.namespace.clone();
     let (client_for_kueue, ns_for_kueue) = (client.clone(), ns.clone());
 
-    // The AgentRun cache without managedFields (the operator never reads them; they are a third
-    // to a half of a run's size), so memory per cached run stays a few KiB.
+    // The AgentRun cache without managedFields, kubectl's last-applied copy and spec.prompt
+    // (paddock_crds::cache: the reconcile reads the prompt from the API server when the pod
+    // starts), so memory per cached run stays a few KiB.
     let (store, run_writer) = reflector::store::<AgentRun>();
     let run_events = reflector(
         run_writer,
         watcher(api::<AgentRun>(&client, &ns), watcher::Config::default().any_semantic())
             .default_backoff()
-            .modify(|r: &mut AgentRun| r.metadata.managed_fields = None),
+            .modify(cache::slim_agent_run),
     )
     .applied_objects();
     let runs = Controller::for_stream(run_events, store.clone());
     // Runner pods (label paddock.dev/run) in a cache the reconciler reads instead of GETting
-    // the pod on every reconcile; only metadata and status are kept (see slim_pod).
+    // the pod on every reconcile; only metadata and status are kept (cache::slim_pod).
     let (pod_store, pod_writer) = reflector::store::<Pod>();
     let pod_events = reflector(
         pod_writer,
@@ -228,7 +229,7 @@ async fn main() -> anyhow::Result<()> {
             watcher::Config::default().labels(paddock_crds::LABEL_RUN),
         )
         .default_backoff()
-        .modify(agentrun::slim_pod),
+        .modify(cache::slim_pod),
     )
     .touched_objects();
     let mut context = Context::new(client.clone(), state.clone(), store.clone(), reporter);
