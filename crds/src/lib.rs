@@ -14,6 +14,7 @@ pub mod agentrun;
 pub mod agentrunset;
 pub mod approvalgate;
 pub mod artifacts;
+pub mod cache;
 pub mod condition;
 pub mod egress;
 pub mod events;

@@ -40,7 +40,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Shared process state (metrics).
     pub state: Arc<State>,
-    /// Cache of all AgentRuns (the controller's reflector store), for queue decisions.
+    /// Cache of all AgentRuns (the controller's reflector store), for queue decisions; without
+    /// `spec.prompt` ([`paddock_crds::cache::slim_agent_run`]).
     pub runs: Store<AgentRun>,
     /// Admission to pools: their locks and the runs admitted the cache may not show yet.
     pub admissions: Admissions,
@@ -54,7 +55,7 @@ pub struct Context {
     /// Messages the log followers read as delivered, for the RunMessage controller.
     pub deliveries: crate::inflight::Deliveries,
     /// Cache of the runner pods (label `paddock.dev/run`; metadata and status only, see
-    /// [`crate::controller::agentrun::slim_pod`]). `None` in tests: every read goes to the API.
+    /// [`paddock_crds::cache::slim_pod`]). `None` in tests: every read goes to the API.
     pub pods: Option<Store<k8s_openapi::api::core::v1::Pod>>,
     /// Kueue integration on (`--kueue`): runs labelled `kueue.x-k8s.io/queue-name` wait for
     /// their Workload's admission.
@@ -296,6 +297,22 @@ pub(crate) type Written = (String, String, serde_json::Value);
 pub(crate) fn test_context_recording(
     objects: Vec<(String, serde_json::Value)>,
 ) -> (Context, Arc<std::sync::Mutex<Vec<Written>>>) {
+    fake_api_server(objects, false)
+}
+
+/// [`test_context_recording`] that records the GETs too (body `Null`), in order with the writes.
+#[cfg(test)]
+pub(crate) fn test_context_recording_reads(
+    objects: Vec<(String, serde_json::Value)>,
+) -> (Context, Arc<std::sync::Mutex<Vec<Written>>>) {
+    fake_api_server(objects, true)
+}
+
+#[cfg(test)]
+fn fake_api_server(
+    objects: Vec<(String, serde_json::Value)>,
+    record_reads: bool,
+) -> (Context, Arc<std::sync::Mutex<Vec<Written>>>) {
     let written = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = written.clone();
     let objects = Arc::new(objects.into_iter().collect::<HashMap<_, _>>());
@@ -306,6 +323,11 @@ pub(crate) fn test_context_recording(
             let path = req.uri().path().to_string();
             let bytes = req.into_body().collect_bytes().await.unwrap_or_default();
             let found = if method == http::Method::GET {
+                if record_reads {
+                    seen.lock()
+                        .unwrap()
+                        .push((method.to_string(), path.clone(), serde_json::Value::Null));
+                }
                 objects.get(&path).cloned()
             } else {
                 let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);

@@ -14,6 +14,10 @@ pub enum Error {
     /// The object lacks a field the API server always sets (namespace, uid).
     #[error("object is missing {0}")]
     MissingField(&'static str),
+    /// A run's `spec.prompt` could not be read from the API server for a write that carries it
+    /// (the run has none there, or was replaced): the write is not made with an empty prompt.
+    #[error("prompt unavailable: {0}")]
+    PromptUnavailable(String),
     /// The reconcile's own bookkeeping went wrong (a bug): e.g. a decision kept asking for facts.
     #[error("internal error: {0}")]
     Internal(String),
@@ -60,6 +64,7 @@ impl Error {
             Error::Kube(_) => "KubeApiError",
             Error::Serialization(_) => "SerializationError",
             Error::MissingField(_) => "MissingField",
+            Error::PromptUnavailable(_) => "PromptUnavailable",
             Error::Internal(_) => "InternalError",
             Error::Stage { stage: Stage::Read, .. } => "ReadFailed",
             Error::Stage {

@@ -25,7 +25,7 @@ use kube::runtime::reflector::{self, reflector, ObjectRef};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
-use paddock_crds::{AgentRun, AgentRunSet, AgentRunTrigger, ApprovalGate, RunMessage, RunnerPool};
+use paddock_crds::{cache, AgentRun, AgentRunSet, AgentRunTrigger, ApprovalGate, RunMessage, RunnerPool};
 use std::sync::Arc;
 
 #[derive(Parser)]
@@ -166,6 +166,18 @@ fn egress_mapper<K: kube::Resource>(
     }
 }
 
+/// `Controller::new(api, wc)` whose cache keeps what [`cache::slim_object`] leaves of each
+/// object (no managedFields, no kubectl last-applied copy): kube-runtime's own cache would keep
+/// them whole.
+fn slim_controller<K>(api: Api<K>, wc: watcher::Config) -> Controller<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let events = reflector(writer, watcher(api, wc).modify(cache::slim_object::<K>)).applied_objects();
+    Controller::for_stream(events, store)
+}
+
 fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -215,19 +227,20 @@ async fn main() -> anyhow::Result<()> {
     let ns = args.namespace.clone();
     let (client_for_kueue, ns_for_kueue) = (client.clone(), ns.clone());
 
-    // The AgentRun cache without managedFields (the operator never reads them; they are a third
-    // to a half of a run's size), so memory per cached run stays a few KiB.
+    // The AgentRun cache without managedFields, kubectl's last-applied copy and spec.prompt
+    // (paddock_crds::cache: the reconcile reads the prompt from the API server when the pod
+    // starts), so memory per cached run stays a few KiB.
     let (store, run_writer) = reflector::store::<AgentRun>();
     let run_events = reflector(
         run_writer,
         watcher(api::<AgentRun>(&client, &ns), watcher::Config::default().any_semantic())
             .default_backoff()
-            .modify(|r: &mut AgentRun| r.metadata.managed_fields = None),
+            .modify(cache::slim_agent_run),
     )
     .applied_objects();
     let runs = Controller::for_stream(run_events, store.clone());
     // Runner pods (label paddock.dev/run) in a cache the reconciler reads instead of GETting
-    // the pod on every reconcile; only metadata and status are kept (see slim_pod).
+    // the pod on every reconcile; only metadata and status are kept (cache::slim_pod).
     let (pod_store, pod_writer) = reflector::store::<Pod>();
     let pod_events = reflector(
         pod_writer,
@@ -236,7 +249,7 @@ async fn main() -> anyhow::Result<()> {
             watcher::Config::default().labels(paddock_crds::LABEL_RUN),
         )
         .default_backoff()
-        .modify(agentrun::slim_pod),
+        .modify(cache::slim_pod),
     )
     .touched_objects();
     let mut context = Context::new(client.clone(), state.clone(), store.clone(), reporter);
@@ -335,7 +348,7 @@ async fn main() -> anyhow::Result<()> {
         .run(agentrun::reconcile, agentrun::error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let sets = Controller::new(api::<AgentRunSet>(&client, &ns), watcher::Config::default())
+    let sets = slim_controller(api::<AgentRunSet>(&client, &ns), watcher::Config::default())
         .owns(
             api::<AgentRun>(&client, &ns),
             watcher::Config::default().labels(paddock_crds::LABEL_SET),
@@ -348,7 +361,7 @@ async fn main() -> anyhow::Result<()> {
         .run(agentrunset::reconcile, agentrunset::error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let triggers = Controller::new(api::<AgentRunTrigger>(&client, &ns), watcher::Config::default())
+    let triggers = slim_controller(api::<AgentRunTrigger>(&client, &ns), watcher::Config::default())
         .owns(
             api::<AgentRun>(&client, &ns),
             watcher::Config::default().labels(paddock_crds::LABEL_TRIGGER),
@@ -357,7 +370,7 @@ async fn main() -> anyhow::Result<()> {
         .run(agentruntrigger::reconcile, agentruntrigger::error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let gates = Controller::new(api::<ApprovalGate>(&client, &ns), watcher::Config::default());
+    let gates = slim_controller(api::<ApprovalGate>(&client, &ns), watcher::Config::default());
     // A run that ends, retries or is replaced withdraws its pending gates.
     let gate_store = gates.store();
     let gates = gates
@@ -381,7 +394,7 @@ async fn main() -> anyhow::Result<()> {
         .run(approvalgate::reconcile, approvalgate::error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let messages = Controller::new(api::<RunMessage>(&client, &ns), watcher::Config::default());
+    let messages = slim_controller(api::<RunMessage>(&client, &ns), watcher::Config::default());
     // A run that starts, gets its pod or ends wakes its pending messages.
     let message_store = messages.store();
     let messages = messages
@@ -394,7 +407,7 @@ async fn main() -> anyhow::Result<()> {
         .run(runmessage::reconcile, runmessage::error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let pools = Controller::new(api::<RunnerPool>(&client, &ns), watcher::Config::default())
+    let pools = slim_controller(api::<RunnerPool>(&client, &ns), watcher::Config::default())
         .watches(
             api::<AgentRun>(&client, &ns),
             watcher::Config::default(),
@@ -441,19 +454,27 @@ async fn main() -> anyhow::Result<()> {
     let kueue_ctx = ctx.clone();
     let workload_controller = async move {
         if args.kueue {
-            Controller::new_with(
-                dynamic_api(&client_for_kueue, &ns_for_kueue, &workloads),
-                watcher::Config::default().labels(paddock_crds::LABEL_RUN),
-                workloads.clone(),
+            // Its cache keeps the Workloads' metadata only (all the reconcile reads).
+            let writer = reflector::store::Writer::new(workloads.clone());
+            let store = writer.as_reader();
+            let events = reflector(
+                writer,
+                watcher(
+                    dynamic_api(&client_for_kueue, &ns_for_kueue, &workloads),
+                    watcher::Config::default().labels(paddock_crds::LABEL_RUN),
+                )
+                .modify(cache::slim_to_metadata),
             )
-            .shutdown_on_signal()
-            .run(
-                agentrun::kueue::reconcile_workload,
-                agentrun::kueue::workload_error_policy,
-                kueue_ctx,
-            )
-            .for_each(|_| async {})
-            .await;
+            .applied_objects();
+            Controller::for_stream_with(events, store, workloads.clone())
+                .shutdown_on_signal()
+                .run(
+                    agentrun::kueue::reconcile_workload,
+                    agentrun::kueue::workload_error_policy,
+                    kueue_ctx,
+                )
+                .for_each(|_| async {})
+                .await;
         }
     };
 

@@ -125,7 +125,7 @@ async fn start_pod(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, start:
         facts.admitting = Some(ctx.admissions.lock(&format!("{ns}/{pool_name}")).await);
     }
     let claimed = if start.warm_allowed {
-        warm::claim(ctx, run, &start.pool, facts.attempt, &start.prompt, &start.uplink).await?
+        warm::claim(ctx, run, &start.pool, facts.attempt, start.prompt(), &start.uplink).await?
     } else {
         warm::Claimed::Cold(Some("Kueue's flavor places the pod on other nodes".into()))
     };
@@ -133,12 +133,12 @@ async fn start_pod(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, start:
         warm::Claimed::Pod(name) => Started::Claimed(name),
         warm::Claimed::Cold(why) => {
             let name = start
-                .pod
+                .pod()
                 .metadata
                 .name
                 .clone()
                 .unwrap_or_else(|| facts.pod_name.clone());
-            let mut value = serde_json::to_value(&start.pod)?;
+            let mut value = serde_json::to_value(start.pod())?;
             value["apiVersion"] = "v1".into();
             value["kind"] = "Pod".into();
             Api::<Pod>::namespaced(ctx.client.clone(), ns)

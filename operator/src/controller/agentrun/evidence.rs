@@ -117,9 +117,17 @@ async fn archive_run(run: &AgentRun, ctx: &Context, archive: &Archive) -> Result
     }
     let metrics = &ctx.state.metrics;
     let result = async {
+        // The run as the API server has it: the cache's copy has no spec.prompt.
+        let full = Api::<AgentRun>::namespaced(ctx.client.clone(), &ns)
+            .get(&name)
+            .await
+            .map_err(|e| format!("reading the run: {e}"))?;
+        if full.metadata.uid.as_deref() != Some(uid.as_str()) {
+            return Err(format!("AgentRun {ns}/{name} was deleted and created again"));
+        }
         let b = paddock_evidence::gather::gather(
             &ctx.client,
-            run,
+            &full,
             concat!("paddock-operator/", env!("CARGO_PKG_VERSION")),
         )
         .await

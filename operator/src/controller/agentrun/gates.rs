@@ -2,6 +2,7 @@
 //! gate is the run's, and the gate objects the operator creates.
 
 use super::build::owner_ref;
+use super::prompt::PromptText;
 use paddock_crds::{AgentRun, ApprovalGate, ApprovalGateSpec, GatePolicy, GateRequest, GateStage};
 use std::collections::BTreeMap;
 
@@ -24,20 +25,15 @@ pub fn owned_by(gate: &ApprovalGate, run: &AgentRun) -> bool {
     gate.spec.run_ref.uid.is_some() && gate.spec.run_ref.uid == run.metadata.uid
 }
 
-/// Builds the BeforeStart ApprovalGate `name` of `run` from its policy.
-pub fn build_gate(run: &AgentRun, policy: &GatePolicy, name: &str) -> ApprovalGate {
-    let prompt = run
-        .spec
-        .prompt
-        .as_deref()
-        .map(|p| paddock_crds::events::truncate(p, 2048))
-        .unwrap_or_else(|| {
-            run.spec
-                .prompt_from
-                .as_ref()
-                .map(|f| format!("(prompt from ConfigMap {} key {})", f.name, f.key))
-                .unwrap_or_default()
-        });
+/// Builds the BeforeStart ApprovalGate `name` of `run` from its policy; its request shows
+/// `prompt` (`spec.prompt` as read from the API server, its first 2 KiB), or names
+/// `spec.promptFrom`'s ConfigMap key when `prompt` is `None`.
+pub fn build_gate(run: &AgentRun, policy: &GatePolicy, name: &str, prompt: Option<&PromptText>) -> ApprovalGate {
+    let prompt = match (prompt, &run.spec.prompt_from) {
+        (Some(p), _) => paddock_crds::events::truncate(p.as_str(), 2048),
+        (None, Some(f)) => format!("(prompt from ConfigMap {} key {})", f.name, f.key),
+        (None, None) => "(not read)".into(),
+    };
     let summary = format!(
         "Run {} wants to start agent {} on {} at {}.\nPrompt: {}",
         run.metadata.name.as_deref().unwrap_or_default(),

@@ -13,6 +13,7 @@ pub mod follow;
 pub mod gates;
 pub mod gateway;
 pub mod kueue;
+pub mod prompt;
 pub mod pullrequest;
 pub mod queue;
 pub mod resolve;
@@ -25,7 +26,6 @@ pub mod warm;
 use crate::context::Context;
 use crate::error::{Error, Result, Stage};
 use decide::Step;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use paddock_crds::{AgentRun, AgentRunStatus, Phase};
@@ -141,17 +141,6 @@ async fn finish_workload(ctx: &Arc<Context>, run: &AgentRun, st: &AgentRunStatus
         .map(|c| (c.status == "True", format!("{}: {}", c.reason, c.message)))
         .unwrap_or((false, "the run ended".into()));
     kueue::finish(ctx, run, ok, &message).await
-}
-
-/// What the pod cache keeps of a runner pod: metadata without managed fields and without the
-/// warm claim annotation (up to 64 KiB), and the status; not the spec, which the reconciler
-/// never reads from a pod.
-pub fn slim_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    if let Some(a) = pod.metadata.annotations.as_mut() {
-        a.remove(paddock_crds::ANNOTATION_CLAIM);
-    }
-    pod.spec = None;
 }
 
 /// Requeues failed reconciles with a short backoff and counts them.

@@ -12,7 +12,7 @@
 use super::build::{pod_name, pool_name};
 use super::decide::{EgressFacts, EndFacts, Facts, Need, PodLookup, QueueFacts, ResumeSource};
 use super::gates::{self, gate_name};
-use super::{approvals, artifacts, follow, kueue, queue, verifying};
+use super::{approvals, artifacts, follow, kueue, prompt, queue, verifying};
 use crate::context::Context;
 use crate::controller::agentrunset;
 use crate::controller::egress::reconcile_egress_state;
@@ -102,6 +102,7 @@ pub async fn resolve(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, need
                 .and_then(|mut d| d.remove(&from.key));
             facts.prompt_from = Some(value);
         }
+        Need::SpecPrompt => facts.spec_prompt = Some(prompt::fetch(&ctx.client, run).await?),
         Need::StartGate => {
             let gates: Api<ApprovalGate> = Api::namespaced(ctx.client.clone(), ns);
             let mut name = gate_name(run);

@@ -3,34 +3,9 @@ use super::decide::pod::*;
 use super::queue::*;
 use super::status::attempt_of;
 use super::*;
+use k8s_openapi::api::core::v1::Pod;
 use paddock_crds::{QueuePolicy, RunnerPool};
 use std::collections::HashSet;
-
-#[test]
-fn the_pod_cache_keeps_metadata_and_status_only() {
-    let mut pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {
-            "name": "r-1",
-            "labels": {"paddock.dev/run": "r"},
-            "annotations": {paddock_crds::ANNOTATION_CLAIM: "e30=", "paddock.dev/decisions": "[]"},
-            "managedFields": [{"manager": "paddock.dev/agentrun", "operation": "Apply"}],
-        },
-        "spec": {"containers": [{"name": "agent", "image": "i"}]},
-        "status": {"phase": "Running"},
-    }))
-    .unwrap();
-    slim_pod(&mut pod);
-    assert!(pod.spec.is_none());
-    assert!(pod.metadata.managed_fields.is_none());
-    let annotations = pod.metadata.annotations.clone().unwrap();
-    assert!(!annotations.contains_key(paddock_crds::ANNOTATION_CLAIM));
-    assert_eq!(annotations.get("paddock.dev/decisions").map(String::as_str), Some("[]"));
-    assert_eq!(
-        pod.metadata.labels.unwrap().get("paddock.dev/run").map(String::as_str),
-        Some("r")
-    );
-    assert_eq!(pod.status.and_then(|s| s.phase).as_deref(), Some("Running"));
-}
 
 fn run(name: &str, created: i64, phase: Option<Phase>, pod: bool) -> Arc<AgentRun> {
     let mut r = AgentRun::new(
@@ -673,3 +648,136 @@ async fn a_pod_that_ended_well_writes_exactly_its_log_and_its_status() {
 }
 
 mod happy;
+/// The API server's copy of a new run `r` (uid `u`) with `prompt` and `spec` merged in, its
+/// pool `default` (uid `pu`, `warm` replicas), and the cache's copy of the run (no prompt).
+fn run_pool_and_cached(prompt: &str, spec: serde_json::Value, warm: u32) -> (serde_json::Value, RunnerPool, AgentRun) {
+    let mut server = serde_json::json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "AgentRun",
+        "metadata": {"name": "r", "namespace": "ns", "uid": "u", "generation": 1, "creationTimestamp": "2027-01-15T08:00:00Z"},
+        "spec": {"repo": {"url": "https://x/r.git"}, "agent": {"name": "shell"}, "prompt": prompt}});
+    for (k, v) in spec.as_object().unwrap() {
+        server["spec"][k] = v.clone();
+    }
+    let pool: RunnerPool = serde_json::from_value(serde_json::json!({
+        "apiVersion": "paddock.dev/v1alpha1", "kind": "RunnerPool",
+        "metadata": {"name": "default", "namespace": "ns", "uid": "pu"},
+        "spec": {"template": {"image": "runner:dev"}, "warm": {"replicas": warm}}}))
+    .unwrap();
+    let mut cached: AgentRun = serde_json::from_value(server.clone()).unwrap();
+    paddock_crds::cache::slim_agent_run(&mut cached);
+    (server, pool, cached)
+}
+
+const RUN_PATH: &str = "/apis/paddock.dev/v1alpha1/namespaces/ns/agentruns/r";
+const POOL_PATH: &str = "/apis/paddock.dev/v1alpha1/namespaces/ns/runnerpools/default";
+
+fn uplink() -> build::PodUplink {
+    build::PodUplink {
+        proxy: "http://10.0.0.9:3128".into(),
+        token: "t".into(),
+    }
+}
+
+/// The agent container's `PADDOCK_PROMPT` in a pod's JSON.
+fn prompt_in(pod: &serde_json::Value) -> Option<String> {
+    let agent = pod["spec"]["containers"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == "agent")?;
+    let env = agent["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == paddock_crds::runner::vars::PROMPT)?;
+    env["value"].as_str().map(String::from)
+}
+
+#[tokio::test]
+async fn a_cold_pod_gets_the_prompt_read_from_the_api_server_not_the_cache() {
+    let (server, pool, cached) = run_pool_and_cached("the real prompt", serde_json::json!({}), 0);
+    let (ctx, seen) = crate::context::test_context_recording_reads(vec![
+        (RUN_PATH.into(), server),
+        (POOL_PATH.into(), serde_json::to_value(&pool).unwrap()),
+    ]);
+    crate::controller::egress::assume_ready(&ctx, &pool, uplink());
+    // The fake refuses the pod's apply: the reconcile fails after it tried it.
+    let _ = reconcile(Arc::new(cached), Arc::new(ctx)).await;
+    let seen = seen.lock().unwrap().clone();
+    let calls: Vec<String> = seen.iter().map(|(m, p, _)| format!("{m} {p}")).collect();
+    assert_eq!(
+        calls,
+        [
+            "GET /api/v1/namespaces/ns/pods/r-1".to_string(),
+            format!("GET {POOL_PATH}"),
+            format!("GET {RUN_PATH}"),
+            "PATCH /api/v1/namespaces/ns/pods/r-1".to_string(),
+        ],
+        "one GET of the run, right before the pod's start"
+    );
+    assert_eq!(prompt_in(&seen[3].2).as_deref(), Some("the real prompt"));
+}
+
+#[tokio::test]
+async fn a_warm_claim_carries_the_prompt_read_from_the_api_server() {
+    let (server, pool, cached) = run_pool_and_cached("the real prompt", serde_json::json!({}), 1);
+    // An idle warm pod of the pool, ready, built with the operator's key and the pool's uplink.
+    let signer = Arc::new(paddock_crds::verdict::Signer::generate().unwrap());
+    let mut idle = warm::build_warm_pod(&pool, &signer.public_key_b64(), Some(&uplink()));
+    idle.metadata.name = Some("default-warm-a".into());
+    idle.metadata.resource_version = Some("1".into());
+    idle.status = Some(warm::pod_status("Running", true));
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [idle]});
+    let (mut ctx, seen) = crate::context::test_context_recording_reads(vec![
+        (RUN_PATH.into(), server),
+        (POOL_PATH.into(), serde_json::to_value(&pool).unwrap()),
+        ("/api/v1/namespaces/ns/pods".into(), list),
+    ]);
+    ctx.signer = signer;
+    crate::controller::egress::assume_ready(&ctx, &pool, uplink());
+    let _ = reconcile(Arc::new(cached), Arc::new(ctx)).await;
+    let seen = seen.lock().unwrap().clone();
+    let run_reads = seen.iter().filter(|(m, p, _)| m == "GET" && p == RUN_PATH).count();
+    assert_eq!(run_reads, 1, "{seen:?}");
+    let claim = seen
+        .iter()
+        .find(|(m, p, _)| m == "PATCH" && p == "/api/v1/namespaces/ns/pods/default-warm-a")
+        .map(|(_, _, body)| body["metadata"]["annotations"][paddock_crds::ANNOTATION_CLAIM].clone())
+        .expect("the warm pod was claimed");
+    let claim = paddock_crds::runner::Claim::decode(claim.as_str().unwrap()).unwrap();
+    assert_eq!(
+        claim.agent.get(paddock_crds::runner::vars::PROMPT).map(String::as_str),
+        Some("the real prompt")
+    );
+}
+
+#[tokio::test]
+async fn a_run_waiting_for_its_gate_reads_no_prompt() {
+    let (server, pool, cached) = run_pool_and_cached(
+        "the real prompt",
+        serde_json::json!({"approvals": {"beforeStart": {"approvers": {"users": ["alice"]}}}}),
+        0,
+    );
+    let gate = serde_json::json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "ApprovalGate",
+        "metadata": {"name": "r-before-start", "namespace": "ns"},
+        "spec": {"runRef": {"name": "r", "uid": "u"}, "stage": "BeforeStart", "request": {"summary": "start?"},
+                 "approvers": {"users": ["alice"]}, "quorum": 1},
+        "status": {"state": "Pending"}});
+    let (ctx, seen) = crate::context::test_context_recording_reads(vec![
+        (RUN_PATH.into(), server),
+        (POOL_PATH.into(), serde_json::to_value(&pool).unwrap()),
+        (
+            "/apis/paddock.dev/v1alpha1/namespaces/ns/approvalgates/r-before-start".into(),
+            gate,
+        ),
+    ]);
+    crate::controller::egress::assume_ready(&ctx, &pool, uplink());
+    let _ = reconcile(Arc::new(cached), Arc::new(ctx)).await;
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|(m, p, _)| m == "PATCH" && p == &format!("{RUN_PATH}/status")),
+        "the run waits (status written): {seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|(_, p, _)| p == RUN_PATH),
+        "no read of the run: {seen:?}"
+    );
+}

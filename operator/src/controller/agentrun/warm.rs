@@ -12,6 +12,7 @@ use super::build::{
     BuildError, PodShape, PodUplink,
 };
 use super::gateway;
+use super::prompt::PromptText;
 use crate::context::{Context, MANAGER_AGENTRUN};
 use crate::error::Result;
 use k8s_openapi::api::core::v1::EnvVar;
@@ -159,12 +160,13 @@ pub fn warm_unsuitable(run: &AgentRun, pool: &RunnerPool) -> Option<String> {
 
 /// The claim annotation's value for `run` ([`paddock_crds::runner::Claim`]): the run's
 /// settings a cold pod would have had in its environment for attempt `attempt` ([`run_env`]),
-/// beyond what the warm pod has from the pool; `prompt` is the resolved prompt text.
+/// beyond what the warm pod has from the pool; `prompt` is the prompt as read for the start
+/// ([`PromptText`]).
 ///
 /// # Errors
 /// As [`run_env`].
-pub fn claim_value(run: &AgentRun, pool: &RunnerPool, prompt: &str, attempt: u32) -> Result<String, BuildError> {
-    let run_env = run_env(run, pool, attempt, Prompt::Text(prompt.into()))?;
+pub fn claim_value(run: &AgentRun, pool: &RunnerPool, prompt: &PromptText, attempt: u32) -> Result<String, BuildError> {
+    let run_env = run_env(run, pool, attempt, Prompt::Text(prompt.as_str().into()))?;
     // The warm pod has the pool's env already: only the run's own and the routed base URLs.
     let run_own: Vec<EnvVar> = run_env
         .agent_user
@@ -265,7 +267,7 @@ pub fn claim_patch(
 }
 
 /// Claims a warm pod of `pool` for `run`'s `attempt`, or says why the run starts cold.
-/// `prompt` is the resolved prompt text.
+/// `prompt` is the prompt as read for the start.
 ///
 /// # Errors
 /// Transient API errors (listing or patching pods).
@@ -274,7 +276,7 @@ pub async fn claim(
     run: &AgentRun,
     pool: &RunnerPool,
     attempt: u32,
-    prompt: &str,
+    prompt: &PromptText,
     uplink: &build::PodUplink,
 ) -> Result<Claimed> {
     if pool.spec.warm.as_ref().is_none_or(|w| w.replicas == 0) {
@@ -578,7 +580,8 @@ mod tests {
         run.metadata.namespace = Some("ns".into());
         run.metadata.uid = Some("run-uid".into());
 
-        let claimed = claim(&ctx, &run, &p, 1, "do it", &uplink).await.unwrap();
+        let prompt = PromptText::from_config_map("do it".into());
+        let claimed = claim(&ctx, &run, &p, 1, &prompt, &uplink).await.unwrap();
         assert_eq!(claimed, Claimed::Pod("p-warm-1".into()));
         let body = tokio::time::timeout(std::time::Duration::from_secs(5), pushed_rx)
             .await

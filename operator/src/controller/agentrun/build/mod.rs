@@ -682,7 +682,9 @@ fn check_agent(run: &AgentRun, pool: &RunnerPool) -> Result<(), BuildError> {
 }
 
 /// Builds the runner pod of `run` (attempt `attempt`) from its pool (a cold start);
-/// `verdict_key` is the operator's verdict public key (base64, `Signer::public_key_b64`).
+/// `verdict_key` is the operator's verdict public key (base64, `Signer::public_key_b64`). A run
+/// with `spec.prompt` gets an empty `PADDOCK_PROMPT`, which [`super::prompt::set_prompt`] fills
+/// (with `spec.promptFrom`: the ConfigMap key, which the kubelet reads).
 ///
 /// # Errors
 /// [`BuildError`] when the run asks for what the pool cannot give.
@@ -694,13 +696,14 @@ pub fn build_pod(run: &AgentRun, pool: &RunnerPool, attempt: u32, verdict_key: &
     check_overrides(run, pool)?;
     check_branch(run, pool)?;
     let timeout = timeout_secs(run)?;
-    let prompt = match (&run.spec.prompt, &run.spec.prompt_from) {
-        (_, Some(from)) => Prompt::ConfigMapKey {
+    // `spec.prompt`'s text is not the cache's to give: it is put in when the pod starts, read
+    // from the API server (`StartPod::new`, `prompt::set_prompt`).
+    let prompt = match &run.spec.prompt_from {
+        Some(from) => Prompt::ConfigMapKey {
             name: from.name.clone(),
             key: from.key.clone(),
         },
-        (Some(p), None) => Prompt::Text(p.clone()),
-        (None, None) => Prompt::Text(String::new()),
+        None => Prompt::Text(String::new()),
     };
     let run_env = run_env(run, pool, attempt, prompt)?;
     let agent_env = run_env.agent();

@@ -1,6 +1,7 @@
 //! Tests of the pod builder, warm pods, claims and gates.
 use super::*;
 use crate::controller::agentrun::gates::*;
+use crate::controller::agentrun::prompt::{set_prompt, PromptText};
 use crate::controller::agentrun::resume::{apply_resume, RESUME_DIR};
 use crate::controller::agentrun::warm::*;
 use k8s_openapi::api::core::v1::EnvVarSource;
@@ -511,7 +512,15 @@ fn warm_pod_waits_for_a_claim_and_the_claim_carries_the_run() {
     use base64::Engine;
     let claim: serde_json::Value = serde_json::from_slice(
         &base64::engine::general_purpose::STANDARD
-            .decode(claim_value(&r, &p, "the prompt from a ConfigMap", 1).unwrap())
+            .decode(
+                claim_value(
+                    &r,
+                    &p,
+                    &PromptText::from_config_map("the prompt from a ConfigMap".into()),
+                    1,
+                )
+                .unwrap(),
+            )
             .unwrap(),
     )
     .unwrap();
@@ -554,7 +563,7 @@ fn the_agent_gets_no_trusted_variable_cold_or_claimed() {
         assert!(!vars::is_trusted_only(name), "{name} reaches the agent");
     }
     let r = run(json!({"budget": {"maxCostUSD": 1.0}, "network": {"egress": [{"host": "pypi.org"}]}}));
-    let claim = Claim::decode(&claim_value(&r, &p, "p", 1).unwrap()).unwrap();
+    let claim = Claim::decode(&claim_value(&r, &p, &PromptText::from_config_map("p".into()), 1).unwrap()).unwrap();
     assert!(claim.trusted.contains_key(vars::EGRESS_ALLOW));
     for name in claim.agent.keys() {
         assert!(!vars::is_trusted_only(name), "{name} reaches the agent");
@@ -651,14 +660,46 @@ fn a_resumed_run_mounts_the_session_and_starts_from_the_commit() {
 #[test]
 fn gate_carries_the_request() {
     let r = run(json!({"approvals": {"beforeStart": {"approvers": {"users": ["alice"]}, "quorum": 2}}}));
-    let g = build_gate(
-        &r,
-        r.spec.approvals.as_ref().unwrap().before_start.as_ref().unwrap(),
-        &gate_name(&r),
-    );
+    let policy = r.spec.approvals.as_ref().unwrap().before_start.as_ref().unwrap();
+    let prompt = PromptText::of_fetched(&r).unwrap();
+    let g = build_gate(&r, policy, &gate_name(&r), Some(&prompt));
     assert_eq!(g.metadata.name.as_deref(), Some("r1-before-start"));
     assert_eq!(g.spec.quorum, 2);
     assert_eq!(g.spec.approvers.users, ["alice"]);
     assert!(g.spec.request.summary.contains("do it"), "{}", g.spec.request.summary);
     assert!(g.spec.decisions.is_empty());
+    // A cached run (no prompt) still shows the prompt it was given.
+    let mut cached = r.clone();
+    paddock_crds::cache::slim_agent_run(&mut cached);
+    let g = build_gate(&cached, policy, &gate_name(&r), Some(&prompt));
+    assert!(
+        g.spec.request.summary.ends_with("Prompt: do it"),
+        "{}",
+        g.spec.request.summary
+    );
+    let from = run(json!({"prompt": null, "promptFrom": {"name": "cm", "key": "task"}}));
+    let g = build_gate(&from, policy, &gate_name(&r), None);
+    assert!(
+        g.spec.request.summary.ends_with("(prompt from ConfigMap cm key task)"),
+        "{}",
+        g.spec.request.summary
+    );
+}
+
+#[test]
+fn the_prompt_is_put_into_the_built_pod_only_by_set_prompt() {
+    let prompt_of = |pod: &Pod| env_of(&pod.spec.as_ref().unwrap().containers[0])[vars::PROMPT].clone();
+    // Built from the cache's copy or the API server's, the pod's prompt waits for set_prompt.
+    let r = run(json!({}));
+    let mut pod = build_pod(&r, &pool(vec![]), 1, "test-key").unwrap();
+    assert_eq!(prompt_of(&pod).value.as_deref(), Some(""));
+    set_prompt(&mut pod, &PromptText::of_fetched(&r).unwrap());
+    assert_eq!(prompt_of(&pod).value.as_deref(), Some("do it"));
+    // spec.promptFrom: the ConfigMap key stays (the kubelet reads it).
+    let from = run(json!({"prompt": null, "promptFrom": {"name": "cm", "key": "task"}}));
+    let mut pod = build_pod(&from, &pool(vec![]), 1, "test-key").unwrap();
+    set_prompt(&mut pod, &PromptText::from_config_map("the key's text".into()));
+    let env = prompt_of(&pod);
+    assert_eq!(env.value, None);
+    assert_eq!(env.value_from.unwrap().config_map_key_ref.unwrap().key, "task");
 }

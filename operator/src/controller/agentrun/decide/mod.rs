@@ -10,6 +10,7 @@
 
 use super::build::{self, BuildError};
 use super::gates::build_gate;
+use super::prompt::PromptText;
 use super::status::{classify_pod, PodState, COND_AWAITING_APPROVAL};
 use super::{evidence, kueue, queue};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -127,8 +128,8 @@ pub fn decide(run: &AgentRun, facts: &Facts, now: &Time) -> Step {
     start(run, facts, plan, now, ns, foreign)
 }
 
-/// Before a pod exists: pool, prompt, BeforeStart gate, resume source, the pod's spec, egress,
-/// Kueue, the pool's queue, then the pod (warm or cold).
+/// Before a pod exists: pool, `spec.promptFrom`, BeforeStart gate, resume source, the pod's
+/// spec, egress, Kueue, the pool's queue, then `spec.prompt` and the pod (warm or cold).
 fn start(run: &AgentRun, facts: &Facts, mut plan: Plan, now: &Time, ns: &str, foreign: bool) -> Step {
     let attempt = facts.attempt;
     let pool_name = build::pool_name(run).to_string();
@@ -160,10 +161,12 @@ fn start(run: &AgentRun, facts: &Facts, mut plan: Plan, now: &Time, ns: &str, fo
     // A started run keeps the policy it was admitted under: a retry is built from the pool
     // spec its snapshot recorded, not from the pool as edited since.
     let pool = evidence::pool_as_admitted(live_pool, plan.status.policy.as_ref());
-    let mut prompt = run.spec.prompt.clone().unwrap_or_default();
-    if let Some(from) = &run.spec.prompt_from {
-        match need!(facts.prompt_from, Need::Prompt) {
-            Some(v) => prompt = v.clone(),
+    // `spec.promptFrom`'s key is read first (a missing key is waited for before anything else);
+    // `spec.prompt` only by the writes that carry it (the cache keeps none; [`Need::SpecPrompt`]).
+    let from_config_map = match &run.spec.prompt_from {
+        None => None,
+        Some(from) => match need!(facts.prompt_from, Need::Prompt) {
+            Some(v) => Some(PromptText::from_config_map(v.clone())),
             None => {
                 let message = format!("ConfigMap {} has no key {}", from.name, from.key);
                 return plan.requeue(Duration::from_secs(15)).to(
@@ -174,16 +177,21 @@ fn start(run: &AgentRun, facts: &Facts, mut plan: Plan, now: &Time, ns: &str, fo
                     &message,
                 );
             }
-        }
-    }
+        },
+    };
 
     // Approval before start.
     if let Some(policy) = run.spec.approvals.as_ref().and_then(|a| a.before_start.as_ref()) {
         let (gname, found) = need!(facts.start_gate, Need::StartGate);
         plan.status.gate_name = Some(gname.clone());
         let Some(gate) = found else {
+            // The gate shows the approvers `spec.prompt`; one from a ConfigMap is named.
+            let prompt = match from_config_map {
+                Some(_) => None,
+                None => Some(need!(facts.spec_prompt, Need::SpecPrompt)),
+            };
             plan.effects
-                .push(Effect::CreateGate(Box::new(build_gate(run, policy, gname))));
+                .push(Effect::CreateGate(Box::new(build_gate(run, policy, gname, prompt))));
             return gate_pending(run, plan, now, gname);
         };
         // Decided between the awaited gate's read and this one: the condition says how from
@@ -352,18 +360,17 @@ fn start(run: &AgentRun, facts: &Facts, mut plan: Plan, now: &Time, ns: &str, fo
             .to(run, now, Phase::Pending, Reason::PodNameTaken, &message);
     }
 
-    if plan.status.policy.is_none() {
-        plan.status.policy = Some(evidence::snapshot(run, &pool, &pod, now.clone()));
-    }
+    // The pod starts now: its prompt is read (one GET of the run, for `spec.prompt`).
+    let prompt = match from_config_map {
+        Some(p) => p,
+        None => need!(facts.spec_prompt, Need::SpecPrompt).clone(),
+    };
     let admit = pool.spec.max_concurrent_runs.is_some();
-    plan.effects.push(Effect::StartPod(Box::new(StartPod {
-        pod,
-        pool,
-        warm_allowed,
-        prompt,
-        uplink,
-        admit,
-    })));
+    let start = StartPod::new(pod, prompt, pool, warm_allowed, uplink, admit);
+    if plan.status.policy.is_none() {
+        plan.status.policy = Some(evidence::snapshot(run, &start.pool, start.pod(), now.clone()));
+    }
+    plan.effects.push(Effect::StartPod(Box::new(start)));
     plan.done()
 }
 

@@ -5,6 +5,7 @@
 use crate::controller::agentrun::artifacts::{GatewayLog, ParsedLog};
 use crate::controller::agentrun::build::PodUplink;
 use crate::controller::agentrun::kueue;
+use crate::controller::agentrun::prompt::{set_prompt, PromptText};
 use crate::controller::agentrun::status::{set_phase, COND_SUCCEEDED};
 use crate::controller::agentrunset::Selection;
 use crate::controller::egress::Egress;
@@ -115,6 +116,8 @@ pub struct Facts {
     pub pool: Option<Option<RunnerPool>>,
     /// The prompt from `spec.promptFrom` (`None` inside: the key does not exist).
     pub prompt_from: Option<Option<String>>,
+    /// `spec.prompt`, read from the API server ([`Need::SpecPrompt`]; the cache keeps none).
+    pub spec_prompt: Option<PromptText>,
     /// The BeforeStart gate: the name the run asks under, and the gate if it exists.
     pub start_gate: Option<(String, Option<ApprovalGate>)>,
     /// `spec.resumeFrom`'s source.
@@ -191,6 +194,9 @@ pub enum Need {
     Pool,
     /// `spec.promptFrom`'s ConfigMap key.
     Prompt,
+    /// `spec.prompt`: one GET of the run (the cache keeps no prompt), asked for only by the
+    /// writes that carry it: the pod's start and the BeforeStart gate's creation.
+    SpecPrompt,
     /// The BeforeStart gate.
     StartGate,
     /// `spec.resumeFrom`'s run.
@@ -276,21 +282,56 @@ impl Effect {
     }
 }
 
-/// The pod to start, and what the status says once it has started.
+/// The pod to start, and what the status says once it has started. Made by [`StartPod::new`]
+/// only, which puts the prompt into the cold pod: the pod and the prompt cannot be set apart.
 #[derive(Debug)]
 pub struct StartPod {
-    /// The cold pod (applied when no warm pod is claimed).
-    pub pod: Pod,
+    /// The cold pod, prompt included (applied when no warm pod is claimed).
+    pod: Pod,
+    /// The prompt (a warm claim carries it).
+    prompt: PromptText,
     /// The pool (as admitted).
     pub pool: RunnerPool,
     /// Whether a warm pod may be claimed (Kueue's flavors may place the pod elsewhere).
     pub warm_allowed: bool,
-    /// The resolved prompt (a warm claim carries it).
-    pub prompt: String,
     /// The pod's way out.
     pub uplink: PodUplink,
     /// Counted as admitted until the cache shows the pod (pools with `maxConcurrentRuns`).
     pub admit: bool,
+}
+
+impl StartPod {
+    /// The start of cold pod `pod` ([`crate::controller::agentrun::build::build_pod`], which
+    /// leaves `PADDOCK_PROMPT` empty) with `prompt` put in ([`set_prompt`]); the other fields
+    /// as documented on them.
+    pub fn new(
+        mut pod: Pod,
+        prompt: PromptText,
+        pool: RunnerPool,
+        warm_allowed: bool,
+        uplink: PodUplink,
+        admit: bool,
+    ) -> Self {
+        set_prompt(&mut pod, &prompt);
+        Self {
+            pod,
+            prompt,
+            pool,
+            warm_allowed,
+            uplink,
+            admit,
+        }
+    }
+
+    /// The cold pod, prompt included.
+    pub fn pod(&self) -> &Pod {
+        &self.pod
+    }
+
+    /// The prompt.
+    pub fn prompt(&self) -> &PromptText {
+        &self.prompt
+    }
 }
 
 /// What one pass decided.

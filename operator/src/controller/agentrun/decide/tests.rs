@@ -6,6 +6,7 @@ use super::*;
 use crate::controller::agentrun::approvals::PlanVerdict;
 use crate::controller::agentrun::artifacts::parse_gateway_log;
 use crate::controller::agentrun::build::PodUplink;
+use crate::controller::agentrun::prompt::PromptText;
 use crate::controller::agentrun::status::COND_SUCCEEDED;
 use crate::controller::agentrunset::Selection;
 use k8s_openapi::api::core::v1::Pod;
@@ -37,8 +38,16 @@ fn merge(base: &mut Value, patch: Value) {
 }
 
 /// Run `r` in namespace `ns` (uid `u`), shell agent, created at [`T0`], with `spec` merged
-/// into a minimal spec and `status` as given.
+/// into a minimal spec (prompt `p`) and `status` as given: as the cache has it, without its
+/// prompt ([`paddock_crds::cache::slim_agent_run`]).
 fn run(spec: Value, status: Value) -> AgentRun {
+    let mut r = full_run(spec, status);
+    paddock_crds::cache::slim_agent_run(&mut r);
+    r
+}
+
+/// [`run`] as the API server has it, prompt included.
+fn full_run(spec: Value, status: Value) -> AgentRun {
     let mut s = json!({"repo": {"url": "https://example.com/r.git"}, "agent": {"name": "shell"}, "prompt": "p"});
     merge(&mut s, spec);
     let mut r: AgentRun = serde_json::from_value(json!({
@@ -79,11 +88,13 @@ fn base() -> Facts {
     }
 }
 
-/// [`base`] with the pool and its egress ready: a run that may start.
+/// [`base`] with the pool and its egress ready, and `spec.prompt` (`p`) as read from the API
+/// server: a run that may start.
 fn ready() -> Facts {
     Facts {
         pool: Some(Some(pool(json!({})))),
         egress: Some(EgressFacts::Ready(uplink())),
+        spec_prompt: Some(PromptText::of_fetched(&full_run(json!({}), json!({}))).unwrap()),
         ..base()
     }
 }
@@ -282,6 +293,19 @@ fn rows() -> Vec<(&'static str, AgentRun, Facts, Want)> {
             P(Some(Phase::Pending), Some(Reason::PromptNotFound), &[]),
         ),
         (
+            "the BeforeStart gate's creation reads the prompt (for its request)",
+            run(
+                json!({"approvals": {"beforeStart": {"approvers": {"users": ["alice"]}}}}),
+                none.clone(),
+            ),
+            Facts {
+                start_gate: Some(("r-before-start".into(), None)),
+                spec_prompt: None,
+                ..ready()
+            },
+            Want::Need(Need::SpecPrompt),
+        ),
+        (
             "a BeforeStart gate is created and waited on",
             run(
                 json!({"approvals": {"beforeStart": {"approvers": {"users": ["alice"]}}}}),
@@ -436,6 +460,8 @@ fn rows() -> Vec<(&'static str, AgentRun, Facts, Want)> {
             Facts {
                 kueue: true,
                 workload: Some(None),
+                // The Workload carries no prompt: none is read.
+                spec_prompt: None,
                 ..ready()
             },
             P(Some(Phase::Queued), Some(Reason::Queued), &["CreateWorkload"]),
@@ -471,9 +497,26 @@ fn rows() -> Vec<(&'static str, AgentRun, Facts, Want)> {
                     admitted: Default::default(),
                     ready: true,
                 }),
+                // A queued run reads no prompt (it looks again every 2 s).
+                spec_prompt: None,
                 ..ready()
             },
             P(Some(Phase::Queued), Some(Reason::Queued), &[]),
+        ),
+        (
+            "a pool with room reads the prompt, then starts the run",
+            run(json!({}), none.clone()),
+            Facts {
+                pool: Some(Some(queued_pool.clone())),
+                queue: Some(QueueFacts {
+                    runs: vec![],
+                    admitted: Default::default(),
+                    ready: true,
+                }),
+                spec_prompt: None,
+                ..ready()
+            },
+            Want::Need(Need::SpecPrompt),
         ),
         (
             "a pool with room starts the run",
@@ -1460,4 +1503,67 @@ fn a_pod_the_cached_status_does_not_name_is_adopted_only_after_asking_the_server
         decide(&run(json!({}), running_status()), &facts(None), &now()),
         Step::Plan(_)
     ));
+}
+
+/// The agent container's `PADDOCK_PROMPT` in `pod`.
+fn prompt_env(pod: &Pod) -> k8s_openapi::api::core::v1::EnvVar {
+    let spec = pod.spec.as_ref().unwrap();
+    let agent = spec.containers.iter().find(|c| c.name == "agent").unwrap();
+    let mut env = agent.env.iter().flatten();
+    env.find(|e| e.name == paddock_crds::runner::vars::PROMPT)
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_cached_run_starts_with_the_prompt_read_from_the_api_server() {
+    let cached = run(json!({}), json!({}));
+    assert_eq!(cached.spec.prompt, None, "the cache keeps no prompt");
+    let server = full_run(json!({"prompt": "the real prompt"}), json!({}));
+    let facts = Facts {
+        spec_prompt: Some(PromptText::of_fetched(&server).unwrap()),
+        ..ready()
+    };
+    let Step::Plan(plan) = decide(&cached, &facts, &now()) else {
+        panic!("a plan")
+    };
+    let Some(Effect::StartPod(start)) = plan.effects.first() else {
+        panic!("a start: {:?}", plan.effects)
+    };
+    // The cold pod and a warm claim carry the server's prompt.
+    assert_eq!(prompt_env(start.pod()).value.as_deref(), Some("the real prompt"));
+    assert_eq!(start.prompt().as_str(), "the real prompt");
+    // The policy's pod hash is of the pod as started, prompt included.
+    let spec = serde_json::to_vec(&start.pod().spec).unwrap();
+    assert_eq!(
+        plan.status.policy.as_ref().unwrap().pod_template_hash,
+        paddock_evidence::dsse::sha256_digest(&spec)
+    );
+    // A cached copy is no source of a prompt: it is refused, with the reason.
+    let err = PromptText::of_fetched(&cached).unwrap_err().to_string();
+    assert!(err.contains("a cached copy"), "{err}");
+}
+
+#[test]
+fn a_prompt_from_a_config_map_is_not_read_from_the_run() {
+    let r = run(
+        json!({"prompt": null, "promptFrom": {"name": "cm", "key": "k"}}),
+        json!({}),
+    );
+    let facts = Facts {
+        prompt_from: Some(Some("from the map".into())),
+        spec_prompt: None,
+        ..ready()
+    };
+    let Step::Plan(plan) = decide(&r, &facts, &now()) else {
+        panic!("a plan: no read of the run")
+    };
+    let Some(Effect::StartPod(start)) = plan.effects.first() else {
+        panic!("a start: {:?}", plan.effects)
+    };
+    // The cold pod's kubelet reads the key; a warm claim carries its text.
+    let env = prompt_env(start.pod());
+    assert_eq!(env.value, None);
+    assert_eq!(env.value_from.unwrap().config_map_key_ref.unwrap().key, "k");
+    assert_eq!(start.prompt().as_str(), "from the map");
 }

@@ -6,6 +6,7 @@
 //! `PullRequestOpened`. Finding the pull request by its head branch before opening one makes
 //! this idempotent across retries and operator restarts.
 
+use super::prompt::PromptText;
 use crate::context::Context;
 use crate::error::Result;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -51,13 +52,14 @@ fn first_line(s: &str) -> &str {
     s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default()
 }
 
-/// Replaces `$(run.name)`, `$(prompt.firstLine)`, `$(summary)` and `$(diffstat)` in `t`.
-pub fn expand(t: &str, run: &AgentRun) -> String {
+/// Replaces `$(run.name)`, `$(prompt.firstLine)` (of `prompt`: `spec.prompt` as read from the
+/// API server; `None`, a run with `spec.promptFrom`: empty), `$(summary)` and `$(diffstat)` in `t`.
+pub fn expand(t: &str, run: &AgentRun, prompt: Option<&PromptText>) -> String {
     let result = run.status.as_ref().and_then(|s| s.result.as_ref());
     t.replace("$(run.name)", run.metadata.name.as_deref().unwrap_or_default())
         .replace(
             "$(prompt.firstLine)",
-            first_line(run.spec.prompt.as_deref().unwrap_or_default()),
+            first_line(prompt.map(PromptText::as_str).unwrap_or_default()),
         )
         .replace(
             "$(summary)",
@@ -77,9 +79,9 @@ fn cell(s: &str) -> String {
 }
 
 /// The receipt: what ran, who approved what and when, usage and cost, the verification, and
-/// where the run is. `gates` are the run's ApprovalGates; `console` the console's base URL.
-/// Pure.
-pub fn receipt(run: &AgentRun, gates: &[ApprovalGate], console: Option<&str>) -> String {
+/// where the run is. `prompt` as for [`expand`]; `gates` are the run's ApprovalGates; `console`
+/// the console's base URL. Pure.
+pub fn receipt(run: &AgentRun, prompt: Option<&PromptText>, gates: &[ApprovalGate], console: Option<&str>) -> String {
     let ns = run.metadata.namespace.as_deref().unwrap_or_default();
     let name = run.metadata.name.as_deref().unwrap_or_default();
     let uid = run.metadata.uid.as_deref().unwrap_or_default();
@@ -117,7 +119,7 @@ pub fn receipt(run: &AgentRun, gates: &[ApprovalGate], console: Option<&str>) ->
     let _ = writeln!(
         r,
         "| Task | {} |",
-        cell(first_line(run.spec.prompt.as_deref().unwrap_or("(from a ConfigMap)")))
+        cell(first_line(prompt.map_or("(from a ConfigMap)", PromptText::as_str)))
     );
     if let Some(url) = run
         .metadata
@@ -209,20 +211,25 @@ pub fn receipt(run: &AgentRun, gates: &[ApprovalGate], console: Option<&str>) ->
 }
 
 /// The pull request to open for `run`: title and body from `spec` (templated), the receipt
-/// appended. Pure.
+/// appended; `prompt` as for [`expand`]. Pure.
 pub fn new_pull_request(
     run: &AgentRun,
+    prompt: Option<&PromptText>,
     spec: &PullRequestSpec,
     gates: &[ApprovalGate],
     console: Option<&str>,
 ) -> NewPullRequest {
-    let title = expand(spec.title.as_deref().unwrap_or("paddock: $(prompt.firstLine)"), run);
+    let title = expand(
+        spec.title.as_deref().unwrap_or("paddock: $(prompt.firstLine)"),
+        run,
+        prompt,
+    );
     let title: String = title.chars().take(250).collect();
-    let mut body = spec.body.as_deref().map(|b| expand(b, run)).unwrap_or_default();
+    let mut body = spec.body.as_deref().map(|b| expand(b, run, prompt)).unwrap_or_default();
     if !body.is_empty() {
         body.push_str("\n\n---\n\n");
     }
-    body.push_str(&receipt(run, gates, console));
+    body.push_str(&receipt(run, prompt, gates, console));
     NewPullRequest {
         head: run
             .status
@@ -273,7 +280,9 @@ pub async fn ensure(run: &AgentRun, ctx: &Context) -> Result<Option<Duration>> {
         .into_iter()
         .filter(|g| g.spec.run_ref.uid.as_deref() == Some(uid.as_str()))
         .collect();
-    let pr = new_pull_request(run, spec, &gates, ctx.console_url.as_deref());
+    // The prompt's first line titles it: `spec.prompt` from the API server (the cache has none).
+    let prompt = super::prompt::fetch_spec_prompt(&ctx.client, run).await?;
+    let pr = new_pull_request(run, prompt.as_ref(), spec, &gates, ctx.console_url.as_deref());
     let outcome = match super::super::forge::client_for_run(ctx, run, spec.provider, spec.api_url.as_deref()).await {
         Ok(client) => client
             .ensure_pull_request(&pr)

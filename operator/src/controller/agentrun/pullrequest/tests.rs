@@ -1,6 +1,7 @@
 //! The pull request a run opens: when, its title and body, and the receipt.
 
 use super::{marker, new_pull_request, receipt, wanted};
+use crate::controller::agentrun::prompt::PromptText;
 use paddock_crds::{AgentRun, ApprovalGate};
 use serde_json::json;
 
@@ -71,7 +72,17 @@ fn the_title_and_body_are_templated_and_the_receipt_appended() {
         "status": {"state": "Approved", "approvals": 1, "decidedAt": "2026-12-07T08:01:10Z"},
     }))
     .unwrap();
-    let pr = new_pull_request(&r, wanted(&r).unwrap(), &[gate], Some("https://console.example/"));
+    // The cache's copy of the run has no prompt: the one read from the API server titles it.
+    let prompt = PromptText::of_fetched(&r).unwrap();
+    let mut r = r;
+    paddock_crds::cache::slim_agent_run(&mut r);
+    let pr = new_pull_request(
+        &r,
+        Some(&prompt),
+        wanted(&r).unwrap(),
+        &[gate],
+        Some("https://console.example/"),
+    );
     assert_eq!(pr.head, "paddock/fix-1");
     assert_eq!(pr.base, "main");
     assert_eq!(pr.title, "[fix-1] Fix the greeting | now");
@@ -105,11 +116,15 @@ fn a_receipt_without_gates_verification_or_console_says_so() {
     let mut st = ended(true, json!({}));
     st.as_object_mut().unwrap().remove("verification");
     let r = run(json!({"push": true, "pullRequest": {"base": "main"}}), st);
-    let body = receipt(&r, &[], None);
+    let prompt = PromptText::of_fetched(&r).unwrap();
+    let body = receipt(&r, Some(&prompt), &[], None);
     assert!(body.contains("| Run | `team/fix-1` (uid `u-1`) |"), "{body}");
     assert!(body.contains("| Verification | not configured |"));
     assert!(body.contains("| Approvals | none required |"));
-    let pr = new_pull_request(&r, wanted(&r).unwrap(), &[], None);
+    let pr = new_pull_request(&r, Some(&prompt), wanted(&r).unwrap(), &[], None);
     assert_eq!(pr.title, "paddock: Fix the greeting | now", "the default title");
     assert!(pr.body.starts_with("### Paddock receipt"), "no body text, no separator");
+    // A run with spec.promptFrom: its receipt says where the task came from.
+    let pr = new_pull_request(&r, None, wanted(&r).unwrap(), &[], None);
+    assert!(pr.body.contains("| Task | (from a ConfigMap) |"), "{}", pr.body);
 }
