@@ -6,10 +6,13 @@
 # markdown tables (docs/performance.md explains them and keeps the last figures):
 #   bench-peers    Paddock vs Tekton vs agent-sandbox: start latency on the real node (cold,
 #                  warm), apply → pod on kwok (1,000 objects at 50/s), API writes and 409s,
-#                  controller memory at 0 / 1k / 10k objects
+#                  controller memory at 0 / 1k / 10k objects; then Paddock alone past one node
+#                  (scenario 6: kwok restarted with 10 nodes, 10,000 runs at 10/s, the
+#                  operator's CPU and RSS). Scenarios 1-3 run on one kwok node, as before.
 #   bench-start    Paddock alone: created → agent started, one run at a time, cold vs warm
 #   bench-gateway  the gateway's added latency per streamed model call, and that it streams
-# Variables: BENCH_PEERS_ARGS (e.g. "--objects 200 --scale 1000" for a quick run),
+# Variables: BENCH_PEERS_ARGS (e.g. "--objects 200 --scale 1000 --scale-runs 1000" for a quick
+# run; --scale-nodes K --scale-rate R for scenario 6),
 # BENCH_START_ARGS, BENCH_GATEWAY_ARGS; PADDOCK_BENCH_KEEP_PEERS=1 leaves the peers running.
 # Output also goes to $PADDOCK_RUN_DIR/bench/bench-<time>.md (default /var/lib/paddock-e2e).
 set -euo pipefail
@@ -37,7 +40,8 @@ fi
 
 step "peers: building (first time only) and starting kwok"
 bash e2e/cluster/build-binaries.sh tekton agent-sandbox kwok >/dev/null
-bash e2e/peers.sh start kwok
+# One fake node for scenarios 1-3; bench-peers' scenario 6 restarts kwok with its own count.
+PADDOCK_KWOK_NODES=1 bash e2e/peers.sh start kwok
 
 out_dir=${PADDOCK_RUN_DIR:-/var/lib/paddock-e2e}/bench
 mkdir -p "$out_dir"

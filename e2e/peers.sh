@@ -6,7 +6,7 @@
 # peer_kubeconfig); kwok runs with the admin kubeconfig. Binaries come from
 # e2e/cluster/build-binaries.sh (built on demand: `build-binaries.sh tekton agent-sandbox kwok`);
 # CRDs and config YAML from the pinned modules in the Go module cache (e2e/cluster/tools/<name>).
-#   bash e2e/peers.sh start kwok
+#   PADDOCK_KWOK_NODES=N bash e2e/peers.sh start kwok   # N fake nodes (default 1)
 #   bash e2e/peers.sh start tekton [--qps Q] [--burst B] [--threads T] [-- <more controller flags>]
 #   bash e2e/peers.sh start agent-sandbox [--qps Q] [--burst B] [-- <more controller flags>]
 #   bash e2e/peers.sh stop kwok|tekton|agent-sandbox|all
@@ -22,20 +22,28 @@
 # Readiness is awaited for up to $PADDOCK_PEERS_READY_TIMEOUT s (default 120); on failure the last
 # log lines are printed, the process is stopped and `start` exits 1.
 #
-# kwok (sigs.k8s.io/kwok v0.8.0): fakes the node paddock-kwok-0 and the pods bound to it.
-#  * Applies e2e/peers/kwok-node.yaml (label type=kwok, taint kwok.x-k8s.io/node=fake:NoSchedule,
-#    annotation kwok.x-k8s.io/node=fake, capacity 1000 CPU / 4Ti / 50000 pods), then runs
+# kwok (sigs.k8s.io/kwok v0.8.0): fakes the nodes paddock-kwok-0 .. paddock-kwok-<N-1>
+# (N = $PADDOCK_KWOK_NODES, default 1) and the pods bound to them, all in one kwok process.
+#  * Applies e2e/peers/kwok-node.yaml once per node, its name and kubernetes.io/hostname label
+#    changed to paddock-kwok-<i> (label type=kwok, taint kwok.x-k8s.io/node=fake:NoSchedule,
+#    annotation kwok.x-k8s.io/node=fake, capacity 1000 CPU / 4Ti / 50000 pods each); removes,
+#    with their pods, the paddock-kwok-<i> nodes of an earlier start beyond N; then runs
 #    `kwok --config $PADDOCK_RUN_DIR/peers/kwok/kwok.yaml --server-address 127.0.0.1:$PADDOCK_PEERS_KWOK_PORT`
 #    with TLS (kwok_config: the config is e2e/peers/kwok.yaml with its port and logs directory
 #    filled in; the serving cert is signed by the cluster's CA for 127.0.0.1, so the API server
 #    reaches kwok as the node's kubelet and `kubectl logs` of kwok pods is served from the files
-#    in $PADDOCK_RUN_DIR/peers/kwok/logs).
-#    kwok manages only nodes with that annotation. Pods there become Running/Ready at once; those
+#    in $PADDOCK_RUN_DIR/peers/kwok/logs). Every node gets the same kubelet endpoint: kwok's
+#    node-initialize stage sets each node's InternalIP to 127.0.0.1 and its daemonEndpoints port
+#    to that server's (options nodeIP/nodePort), the API server prefers InternalIP, and the
+#    ClusterLogs select no node, so logs are served for the pods of every node.
+#    kwok manages only nodes with that annotation. The node count is part of kwok's flags: a
+#    start with another N restarts kwok. Pods there become Running/Ready at once; those
 #    owned by a TaskRun, Job or paddock.dev AgentRun succeed 1 s later; others stay Running (see
 #    the header of e2e/peers/kwok.yaml). kwok's own client has no rate limit.
-#  * Ready when https://127.0.0.1:$PADDOCK_PEERS_KWOK_PORT/healthz answers and the node's Ready
+#  * Ready when https://127.0.0.1:$PADDOCK_PEERS_KWOK_PORT/healthz answers and every node's Ready
 #    condition is True. Metrics: https://127.0.0.1:$PADDOCK_PEERS_KWOK_PORT/metrics.
-#  * `stop kwok` force-deletes the pods bound to paddock-kwok-0, deletes the node, then stops kwok.
+#  * `stop kwok` force-deletes the pods bound to every paddock-kwok-<i> node (whatever N it was
+#    started with), deletes those nodes, then stops kwok.
 #
 # tekton (github.com/tektoncd/pipeline v1.15.1, cmd/controller: TaskRun, PipelineRun and
 # ResolutionRequest reconcilers).
@@ -88,6 +96,7 @@
 # service points at it, so the cluster stays usable.
 #
 # Env: KUBECONFIG (default /var/lib/paddock-cluster/admin.kubeconfig), KUBECTL,
+#      PADDOCK_KWOK_NODES (kwok's fake nodes, 1),
 #      PADDOCK_RUN_DIR (default /var/lib/paddock-e2e), PADDOCK_CACHE (default /var/cache/paddock),
 #      PADDOCK_PEERS_READY_TIMEOUT (seconds, 120),
 #      PADDOCK_PEERS_KWOK_PORT (19550), PADDOCK_PEERS_TEKTON_METRICS_PORT (19551),
@@ -110,7 +119,9 @@ TEKTON_PROBES_PORT=${PADDOCK_PEERS_TEKTON_PROBES_PORT:-19553}
 TEKTON_KNATIVE_PROBES_PORT=8080 # fixed: knative.dev/pkg injection.HealthCheckDefaultPort
 SANDBOX_METRICS_PORT=${PADDOCK_PEERS_SANDBOX_METRICS_PORT:-19554}
 SANDBOX_HEALTH_PORT=${PADDOCK_PEERS_SANDBOX_HEALTH_PORT:-19555}
-KWOK_NODE=paddock-kwok-0
+KWOK_NODES=${PADDOCK_KWOK_NODES:-1}
+KWOK_PREFIX=paddock-kwok-
+KWOK_NODE=${KWOK_PREFIX}0 # the first node: the name in kwok-node.yaml and the serving cert's CN
 TEKTON_NS=tekton-pipelines
 FIELD_MANAGER=paddock-e2e-peers
 PEERS=(kwok tekton agent-sandbox)
@@ -367,25 +378,69 @@ kwok_args() {
     "--tls-private-key-file=$BASE/kwok/tls.key"
 }
 
+# kwok_node_names: the nodes this start wants, paddock-kwok-0 .. paddock-kwok-<N-1>.
+kwok_node_names() {
+  local i
+  for ((i = 0; i < KWOK_NODES; i++)); do echo "$KWOK_PREFIX$i"; done
+}
+
+# kwok_nodes_present: the paddock-kwok-<i> nodes in the cluster, whatever N made them.
+kwok_nodes_present() {
+  k get nodes -l type=kwok -o name 2>/dev/null | sed -n "s#^node/\($KWOK_PREFIX[0-9][0-9]*\)\$#\1#p"
+}
+
+# kwok_nodes_yaml: kwok-node.yaml once per node, as one YAML stream.
+kwok_nodes_yaml() {
+  local n
+  while read -r n; do
+    echo ---
+    sed "s#\b$KWOK_NODE\b#$n#g" "$here/peers/kwok-node.yaml"
+  done < <(kwok_node_names)
+}
+
+# remove_kwok_nodes <node...>: force-delete the pods bound to the nodes, then the nodes.
+remove_kwok_nodes() {
+  local n pods
+  [ $# -gt 0 ] || return 0
+  for n in "$@"; do
+    pods=$(k get pods -A --field-selector "spec.nodeName=$n" -o name 2>/dev/null | wc -l)
+    if [ "$pods" -gt 0 ]; then
+      log "force-deleting $pods pod(s) bound to $n"
+      k delete pods -A --field-selector "spec.nodeName=$n" --force --grace-period=0 \
+        --wait=false >/dev/null 2>&1 || true
+    fi
+  done
+  log "deleting node(s) $*"
+  k delete node "$@" --ignore-not-found --wait=true --timeout=60s >/dev/null || true
+}
+
 kwok_ready() {
-  curl -fsSk --max-time 2 -o /dev/null "https://127.0.0.1:$KWOK_PORT/healthz" 2>/dev/null &&
-    [ "$(k get node "$KWOK_NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+  local ready names=()
+  curl -fsSk --max-time 2 -o /dev/null "https://127.0.0.1:$KWOK_PORT/healthz" 2>/dev/null || return 1
+  mapfile -t names < <(kwok_node_names)
+  ready=$(k get node "${names[@]}" \
+    -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null |
+    grep -c '^True$') || true
+  [ "${ready:-0}" -eq "$KWOK_NODES" ]
 }
 
 start_kwok() {
-  local args sig
-  [ $# -eq 0 ] || die "start kwok takes no flags"
+  local args sig extra=()
+  [ $# -eq 0 ] || die "start kwok takes no flags (the node count is PADDOCK_KWOK_NODES)"
+  [[ "$KWOK_NODES" =~ ^[1-9][0-9]*$ ]] || die "PADDOCK_KWOK_NODES must be a count >= 1, got '$KWOK_NODES'"
   kwok_config
   args=$(kwok_args)
-  # The config files are part of the identity: a changed stage restarts kwok.
-  sig=$(printf '%s\n' "$args"; sha256sum "$here/peers/kwok.yaml" "$here/peers/kwok-node.yaml" | cut -d' ' -f1)
+  # The config files and the node count are part of the identity: a changed stage or another
+  # count restarts kwok.
+  sig=$(printf '%s\n' "$args" "nodes=$KWOK_NODES"; sha256sum "$here/peers/kwok.yaml" "$here/peers/kwok-node.yaml" | cut -d' ' -f1)
   already kwok "$sig" kwok_ready && return 0
   stop_process kwok
   ensure_binary kwok
   need_ports "$KWOK_PORT"
-  log "applying node $KWOK_NODE (e2e/peers/kwok-node.yaml)"
-  k apply --server-side --force-conflicts --field-manager="$FIELD_MANAGER" \
-    -f "$here/peers/kwok-node.yaml" >/dev/null
+  mapfile -t extra < <(kwok_nodes_present | sort -u | comm -23 - <(kwok_node_names | sort -u))
+  remove_kwok_nodes "${extra[@]}"
+  log "applying $KWOK_NODES node(s) ${KWOK_PREFIX}0..$((KWOK_NODES - 1)) (e2e/peers/kwok-node.yaml)"
+  kwok_nodes_yaml | k apply --server-side --force-conflicts --field-manager="$FIELD_MANAGER" -f - >/dev/null
   printf '%s\n' "$sig" >"$(argsfile kwok)"
   mapfile -t argv <<<"$args"
   launch kwok "$(binary_of kwok)" "${argv[@]}"
@@ -393,17 +448,9 @@ start_kwok() {
 }
 
 stop_kwok() {
-  local pods
-  if k get node "$KWOK_NODE" >/dev/null 2>&1; then
-    pods=$(k get pods -A --field-selector "spec.nodeName=$KWOK_NODE" -o name 2>/dev/null | wc -l)
-    if [ "$pods" -gt 0 ]; then
-      log "force-deleting $pods pod(s) bound to $KWOK_NODE"
-      k delete pods -A --field-selector "spec.nodeName=$KWOK_NODE" --force --grace-period=0 \
-        --wait=false >/dev/null 2>&1 || true
-    fi
-    log "deleting node $KWOK_NODE"
-    k delete node "$KWOK_NODE" --ignore-not-found --wait=true --timeout=30s >/dev/null || true
-  fi
+  local nodes=()
+  mapfile -t nodes < <(kwok_nodes_present)
+  remove_kwok_nodes "${nodes[@]}"
   stop_process kwok
 }
 

@@ -3,24 +3,61 @@
 use crate::audit::{audit_offset, audit_writes, not_the_controller};
 use crate::cluster::{namespace, paddock_pool};
 use crate::system::System;
-use crate::watch::{create, wait_done, watch, Shared};
+use crate::watch::{create, wait_done, watch, Shared, Times};
 use anyhow::{bail, Result};
 use kube::Client;
 use paddock_e2e::percentile;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Create → pod latency of a batch of objects, as this process saw it (monotonic clock).
+pub struct Latency {
+    /// Median of create sent → the pod's first watch event, ms.
+    pub p50: f64,
+    /// 99th percentile of the same, ms.
+    pub p99: f64,
+    /// Maximum of the same, ms.
+    pub max: f64,
+    /// When the last pod was first seen, s after `t0`.
+    pub last_pod_s: f64,
+    /// When the last object was first seen finished, s after `t0`.
+    pub done_s: f64,
+    /// Pod creation rate, pods/s: (n − 1) over first pod → last pod.
+    pub pods_per_s: f64,
+}
+
+/// The [`Latency`] of the `n` objects of `times`, `t0` being just before the first create;
+/// fails when fewer than `n` got a pod.
+pub fn compute_latency(times: &Times, n: usize, t0: Instant, what: &str) -> Result<Latency> {
+    let t = times;
+    let mut lat: Vec<f64> = t
+        .sent
+        .iter()
+        .filter_map(|(name, s)| t.pod.get(name).map(|p| p.duration_since(*s).as_secs_f64() * 1000.0))
+        .collect();
+    if lat.len() < n {
+        bail!("{what}: {} of {n} objects got a pod", lat.len());
+    }
+    lat.sort_by(f64::total_cmp);
+    let first_pod = t.pod.values().min().copied().unwrap_or(t0);
+    let last_pod = t.pod.values().max().copied().unwrap_or(t0);
+    let last_done = t.done.values().max().copied().unwrap_or(t0);
+    Ok(Latency {
+        p50: percentile(&lat, 50.0),
+        p99: percentile(&lat, 99.0),
+        max: lat[lat.len() - 1],
+        last_pod_s: last_pod.duration_since(t0).as_secs_f64(),
+        done_s: last_done.duration_since(t0).as_secs_f64(),
+        pods_per_s: (n.saturating_sub(1)) as f64 / last_pod.duration_since(first_pod).as_secs_f64().max(1e-3),
+    })
+}
+
 /// One row of the scenario 1 table.
 pub struct Row {
     system: &'static str,
     n: usize,
     rate: f64,
-    p50: f64,
-    p99: f64,
-    max: f64,
-    last_pod_s: f64,
-    done_s: f64,
-    pods_per_s: f64,
+    lat: Latency,
     writes: f64,
     events: f64,
     conflicts: u64,
@@ -43,19 +80,7 @@ pub async fn apply_to_pod(client: &Client, sys: System, n: usize, rate: f64, aud
     // The audit log is written before the response; give the last writes a moment.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let by = audit_writes(audit, from, &ns)?;
-    let t = times.lock().unwrap();
-    let mut lat: Vec<f64> = t
-        .sent
-        .iter()
-        .filter_map(|(name, s)| t.pod.get(name).map(|p| p.duration_since(*s).as_secs_f64() * 1000.0))
-        .collect();
-    if lat.len() < n {
-        bail!("{}: {} of {n} objects got a pod", sys.name(), lat.len());
-    }
-    lat.sort_by(f64::total_cmp);
-    let first_pod = t.pod.values().min().copied().unwrap_or(t0);
-    let last_pod = t.pod.values().max().copied().unwrap_or(t0);
-    let last_done = t.done.values().max().copied().unwrap_or(t0);
+    let lat = compute_latency(&times.lock().unwrap(), n, t0, sys.name())?;
     eprintln!(
         "[bench] {}: audit writes in {ns} by user agent (writes, 409s): {by:?}",
         sys.name()
@@ -72,12 +97,7 @@ pub async fn apply_to_pod(client: &Client, sys: System, n: usize, rate: f64, aud
         system: sys.name(),
         n,
         rate,
-        p50: percentile(&lat, 50.0),
-        p99: percentile(&lat, 99.0),
-        max: lat[lat.len() - 1],
-        last_pod_s: last_pod.duration_since(t0).as_secs_f64(),
-        done_s: last_done.duration_since(t0).as_secs_f64(),
-        pods_per_s: (n.saturating_sub(1)) as f64 / last_pod.duration_since(first_pod).as_secs_f64().max(1e-3),
+        lat,
         writes: writes as f64 / n as f64,
         events: events as f64 / n as f64,
         conflicts,
@@ -98,12 +118,12 @@ pub fn print_table(rows: &[Row], n: usize, rate: f64) {
             r.system,
             r.n,
             r.rate,
-            r.p50,
-            r.p99,
-            r.max,
-            r.last_pod_s,
-            r.done_s,
-            r.pods_per_s,
+            r.lat.p50,
+            r.lat.p99,
+            r.lat.max,
+            r.lat.last_pod_s,
+            r.lat.done_s,
+            r.lat.pods_per_s,
             r.writes,
             r.events,
             r.conflicts

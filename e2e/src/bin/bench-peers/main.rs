@@ -1,4 +1,5 @@
-//! Controller benchmark against the peers, on kwok fake nodes (issue 8, scenarios 1, 3 and 4):
+//! Controller benchmark against the peers, on kwok fake nodes (issue 8, scenarios 1, 3 and 4;
+//! issue 23, scenario 6):
 //! Paddock's operator (AgentRun → runner Pod) next to Tekton Pipelines' controller (TaskRun →
 //! Pod; at its default client limits and tuned) and agent-sandbox's controller (Sandbox → Pod),
 //! all on the same local cluster, each measured alone in its own namespace.
@@ -29,9 +30,20 @@
 //!
 //! **Scenario 2, start on the real node**: see [`starts::paddock_starts`] and [`starts::sandbox_starts`].
 //!
-//! Usage: `bench-peers [--scenarios 1,2,3] [--objects N] [--rate R] [--bursts B]
+//! **Scenario 6, scale past one node** (Paddock only; run last, as it leaves kwok with its
+//! nodes): kwok restarted with `--scale-nodes` fake nodes (default 10, `PADDOCK_KWOK_NODES` of
+//! e2e/peers.sh), then `--scale-runs` AgentRuns (default 10,000; scenario 1's object) created at
+//! `--scale-rate` per second (default 10, the rate at which this API server kept scenario 1's
+//! p99 at 56 ms, docs/performance.md). Reported: scenario 1's latency and rates, the fewest and
+//! most pods on one node, the operator's CPU time (`utime` + `stime` of `/proc/<pid>/stat`) over
+//! the window from the first create until every run has finished, its VmRSS at the end, the
+//! largest sampled every 500 ms and its VmHWM; the CPU time of the cluster's components, kwok
+//! and this client over the same window, and how busy the machine was; the runs' phases.
+//!
+//! Usage: `bench-peers [--scenarios 1,2,3,6] [--objects N] [--rate R] [--bursts B]
 //! [--systems paddock,tekton,tekton-tuned,agent-sandbox] [--scale 1000,10000|none] [--qps Q]
-//! [--burst B] [--tekton-threads T]`, with `KUBECONFIG` and Paddock installed
+//! [--burst B] [--tekton-threads T] [--scale-nodes K] [--scale-runs N] [--scale-rate R]`, with
+//! `KUBECONFIG` and Paddock installed
 //! (e2e/bench.sh sets it up and starts the peers with e2e/peers.sh). Prints markdown tables.
 #![warn(missing_docs)]
 
@@ -39,6 +51,8 @@ mod apply;
 mod audit;
 mod cluster;
 mod memory;
+mod nodes;
+mod procfs;
 mod starts;
 mod system;
 mod watch;
@@ -104,7 +118,12 @@ async fn run() -> Result<()> {
             .map(|x| x.parse().context("--scale takes counts"))
             .collect::<Result<_>>()?,
     };
-    let scenarios = arg("--scenarios").unwrap_or_else(|| "1,2,3".into());
+    let scenarios = arg("--scenarios").unwrap_or_else(|| "1,2,3,6".into());
+    let scale_params = nodes::ScaleParams {
+        nodes: num("--scale-nodes", 10)?,
+        runs: num("--scale-runs", 10_000)?,
+        rate: num("--scale-rate", 10.0)?,
+    };
     let bursts: usize = num("--bursts", 5)?;
     if scenarios.contains('2') {
         let (per, arrivals) = (4, 45.0);
@@ -118,7 +137,7 @@ async fn run() -> Result<()> {
         }
         starts::print_table(starts, bursts, per, arrivals);
     }
-    let result = if systems.contains(&System::Paddock) && (scenarios.contains('1') || scenarios.contains('3')) {
+    let result = if systems.contains(&System::Paddock) && scenarios.contains(['1', '3', '6']) {
         eprintln!("[bench] one real run on the real node, for the logs and result kwok replays");
         cluster::capture_runner().await?
     } else {
@@ -139,6 +158,10 @@ async fn run() -> Result<()> {
             }
         }
         memory::print_table(&mem);
+    }
+    if systems.contains(&System::Paddock) && scenarios.contains('6') {
+        let row = nodes::scale(&client, scale_params, &result).await?;
+        nodes::print_table(&row);
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The systems compared, their controllers' processes (e2e/peers.sh) and client limits.
 
+use crate::procfs::pids_named;
 use anyhow::{bail, Context as _, Result};
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::GroupVersionKind;
@@ -87,9 +88,16 @@ impl System {
 
 /// Runs e2e/peers.sh with `args`.
 pub fn peers(args: &[&str]) -> Result<String> {
+    peers_with_env(args, &[])
+}
+
+/// Runs e2e/peers.sh with `args` and the environment variables `env` (e.g.
+/// `PADDOCK_KWOK_NODES`); returns what it printed on stdout.
+pub fn peers_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<String> {
     let out = std::process::Command::new("bash")
         .arg("e2e/peers.sh")
         .args(args)
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("e2e/peers.sh")?;
@@ -167,16 +175,7 @@ pub fn controller_pid(sys: System) -> Result<u32> {
         };
         return peers(&["pid", name])?.parse().context("e2e/peers.sh pid");
     }
-    let mut found = vec![];
-    for e in std::fs::read_dir("/proc")?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        // comm is cut at 15 bytes.
-        if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "paddock-operato") {
-            found.push(pid);
-        }
-    }
+    let found = pids_named("paddock-operator")?;
     match found.as_slice() {
         [pid] => Ok(*pid),
         _ => bail!("expected one paddock-operator process, found {found:?} (scale the chart to 1 replica)"),

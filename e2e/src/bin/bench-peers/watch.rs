@@ -22,6 +22,8 @@ pub struct Times {
     pub sent: HashMap<String, Instant>,
     pub pod: HashMap<String, Instant>,
     pub done: HashMap<String, Instant>,
+    /// The node each object's pod was bound to (first binding seen).
+    pub node: HashMap<String, String>,
     pub failed: Vec<String>,
 }
 
@@ -37,12 +39,19 @@ pub fn owner(pod: &Pod) -> Option<String> {
         .map(|o| o.name.clone())
 }
 
-/// Watches pods and the system's objects in `ns`, recording first sightings in `times`;
-/// returns once both watches have listed (so nothing created afterwards is missed).
+/// Watches pods and the system's objects in `ns`, recording first sightings and pods' nodes in
+/// `times`; returns once both watches have listed (so nothing created afterwards is missed).
 pub async fn watch(client: &Client, ns: &str, sys: System, times: &Shared) -> Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(2);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    spawn_sightings(pods, owner, |t| &mut t.pod, times, tx.clone());
+    let record = |pod: &Pod, t: &mut Times, now: Instant| {
+        let Some(name) = owner(pod) else { return };
+        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
+            t.node.entry(name.clone()).or_insert(node);
+        }
+        t.pod.entry(name).or_insert(now);
+    };
+    spawn_sightings(pods, record, times, tx.clone());
     watch_objects(client, ns, &sys.resource(), move |o| sys.finished(o), times, tx);
     for _ in 0..2 {
         tokio::time::timeout(Duration::from_secs(60), rx.recv())
@@ -63,17 +72,19 @@ pub fn watch_objects(
     listed: tokio::sync::mpsc::Sender<()>,
 ) {
     let objs: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
-    let name = move |o: &DynamicObject| reached(o).then(|| o.metadata.name.clone().unwrap_or_default());
-    spawn_sightings(objs, name, |t| &mut t.done, times, listed);
+    let record = move |o: &DynamicObject, t: &mut Times, now: Instant| {
+        if reached(o) {
+            t.done.entry(o.metadata.name.clone().unwrap_or_default()).or_insert(now);
+        }
+    };
+    spawn_sightings(objs, record, times, listed);
 }
 
-/// Spawns a watch on `api` that records in the map `field` of `times` when each name is first
-/// seen (`name` of an object: the name it counts for, or none yet); sends on `listed` once the
-/// watch has listed.
+/// Spawns a watch on `api` that hands every object seen to `record` with `times` and the moment
+/// its event arrived; sends on `listed` once the watch has listed.
 fn spawn_sightings<K>(
     api: Api<K>,
-    name: impl Fn(&K) -> Option<String> + Send + 'static,
-    field: fn(&mut Times) -> &mut HashMap<String, Instant>,
+    record: impl Fn(&K, &mut Times, Instant) + Send + 'static,
     times: &Shared,
     listed: tokio::sync::mpsc::Sender<()>,
 ) where
@@ -89,9 +100,7 @@ fn spawn_sightings<K>(
                     let _ = listed.send(()).await;
                 }
                 Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                    if let Some(n) = name(&o) {
-                        field(&mut t.lock().unwrap()).entry(n).or_insert(now);
-                    }
+                    record(&o, &mut t.lock().unwrap(), now);
                 }
                 _ => {}
             }
