@@ -11,9 +11,12 @@
 #                  operator's CPU and RSS). Scenarios 1-3 run on one kwok node, as before.
 #   bench-start    Paddock alone: created → agent started, one run at a time, cold vs warm
 #   bench-gateway  the gateway's added latency per streamed model call, and that it streams
+#   bench-cache    the operator's caches alone: heap bytes per object of each kind, whole and
+#                  as the operator slims them (no cluster; about 4 min under the heap profiler)
 # Variables: BENCH_PEERS_ARGS (e.g. "--objects 200 --scale 1000 --scale-runs 1000" for a quick
 # run; --scale-nodes K --scale-rate R for scenario 6),
-# BENCH_START_ARGS, BENCH_GATEWAY_ARGS; PADDOCK_BENCH_KEEP_PEERS=1 leaves the peers running.
+# BENCH_START_ARGS, BENCH_GATEWAY_ARGS, BENCH_CACHE_ARGS (e.g. "--objects 1000");
+# PADDOCK_BENCH_KEEP_PEERS=1 leaves the peers running.
 # Output also goes to $PADDOCK_RUN_DIR/bench/bench-<time>.md (default /var/lib/paddock-e2e).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,4 +63,7 @@ cargo run --release -q -p paddock-e2e --bin bench-start -- ${BENCH_START_ARGS:-}
 step "bench-gateway: gateway overhead"
 # shellcheck disable=SC2086
 cargo run --release -q -p paddock-e2e --bin bench-gateway -- ${BENCH_GATEWAY_ARGS:-} | tee -a "$out"
+step "bench-cache: the operator's caches, heap per object"
+# shellcheck disable=SC2086
+cargo run --release -q -p paddock-e2e --bin bench-cache -- ${BENCH_CACHE_ARGS:-} | tee -a "$out"
 step "tables saved in $out"
