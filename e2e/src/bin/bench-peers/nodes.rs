@@ -82,11 +82,15 @@ fn compute_used(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> u64 {
         .sum()
 }
 
-/// Fewest and most objects on one of `nodes`, from the node each object's pod was bound to; a
-/// node no pod went to counts 0.
-pub fn compute_spread(bound: &HashMap<String, String>, nodes: &[String]) -> (usize, usize) {
+/// Fewest and most of the objects `ours` on one of `nodes`, from the node each object's pod was
+/// bound to (`bound`, which may hold other owners' pods too); a node no pod went to counts 0.
+pub fn compute_spread(
+    bound: &HashMap<String, String>,
+    ours: &HashMap<String, Instant>,
+    nodes: &[String],
+) -> (usize, usize) {
     let mut per: BTreeMap<&str, usize> = nodes.iter().map(|n| (n.as_str(), 0)).collect();
-    for node in bound.values() {
+    for (_, node) in bound.iter().filter(|(o, _)| ours.contains_key(*o)) {
         if let Some(c) = per.get_mut(node.as_str()) {
             *c += 1;
         }
@@ -163,7 +167,7 @@ pub async fn scale(client: &Client, p: ScaleParams, result: &str) -> Result<Scal
     eprintln!("[bench] paddock: how the {} runs of {ns} stand: {tally}", p.runs);
     let row = outcome.and_then(|()| {
         let t = times.lock().unwrap();
-        let per_node = compute_spread(&t.node, &nodes);
+        let per_node = compute_spread(&t.node, &t.sent, &nodes);
         Ok((compute_latency(&t, p.runs, t0, "paddock scale")?, per_node))
     });
     delete_namespace(client, ns).await?;
@@ -261,19 +265,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spread_counts_nodes_without_pods_and_ignores_others() {
+    fn spread_counts_nodes_without_pods_and_ignores_other_nodes_and_owners() {
         let nodes: Vec<String> = (0..3).map(|i| format!("{NODE_PREFIX}{i}")).collect();
         let bound: HashMap<String, String> = [
             ("a", "paddock-kwok-0"),
             ("b", "paddock-kwok-0"),
             ("c", "paddock-kwok-1"),
             ("d", "paddock-node"),
+            ("pool", "paddock-kwok-2"),
         ]
         .iter()
         .map(|(o, n)| (o.to_string(), n.to_string()))
         .collect();
-        assert_eq!(compute_spread(&bound, &nodes), (0, 2));
-        assert_eq!(compute_spread(&HashMap::new(), &[]), (0, 0));
+        let ours: HashMap<String, Instant> = ["a", "b", "c", "d"].map(|o| (o.to_string(), Instant::now())).into();
+        assert_eq!(compute_spread(&bound, &ours, &nodes), (0, 2));
+        assert_eq!(compute_spread(&HashMap::new(), &ours, &[]), (0, 0));
     }
 
     #[test]
