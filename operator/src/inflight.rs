@@ -11,9 +11,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, MutexGuard, PoisonError};
 use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 
-/// Admission to a RunnerPool: one lock per pool, held from the queue's count until the run's
-/// pod exists (so `maxConcurrentRuns` is never exceeded and a pool's warm pods are claimed one
-/// run at a time), and the runs admitted that the controller's cache may not show yet.
+/// Admission to a RunnerPool: one lock per pool with a `maxConcurrentRuns`, held from the
+/// queue's count until the run's pod exists (so the limit is never exceeded), the runs admitted
+/// that the controller's cache may not show yet, and the warm pods claims of this process are
+/// trying right now ([`Admissions::reserve`]).
 #[derive(Default)]
 pub struct Admissions {
     /// Runs admitted (pod created) that the cache may not show yet, keyed `namespace/name`.
@@ -21,6 +22,23 @@ pub struct Admissions {
     /// One lock per pool, keyed `namespace/name`. Runs of different pools, and of pools with
     /// neither a limit nor warm pods, create their pods concurrently.
     locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Warm pods (by UID) a claim of this process is patching now.
+    claiming: Arc<std::sync::Mutex<HashSet<String>>>,
+}
+
+/// A warm pod reserved by [`Admissions::reserve`]; dropping it frees the pod for other claims.
+pub struct Reservation {
+    set: Arc<std::sync::Mutex<HashSet<String>>>,
+    uid: String,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.uid);
+    }
 }
 
 impl Admissions {
@@ -44,6 +62,18 @@ impl Admissions {
         admitted.clone()
     }
 
+    /// Reserves warm pod `uid` for one claim of this process; `None` when another claim holds
+    /// it. Not a lock: the claim's PATCH, guarded by the pod's `resourceVersion`, is what keeps
+    /// a pod to one run. Concurrent claims of a burst use it to try different pods first rather
+    /// than all patching the oldest (one wins, the others get 409 and try again).
+    pub fn reserve(&self, uid: &str) -> Option<Reservation> {
+        let mut set = self.claiming.lock().unwrap_or_else(PoisonError::into_inner);
+        set.insert(uid.to_string()).then(|| Reservation {
+            set: self.claiming.clone(),
+            uid: uid.to_string(),
+        })
+    }
+
     /// Counts run `key` (`namespace/name`) as admitted until the cache shows its pod.
     pub async fn admit(&self, key: String) {
         self.admitted.lock().await.insert(key);
@@ -64,8 +94,36 @@ pub struct Followers {
     done: std::sync::Mutex<HashSet<String>>,
     /// The log lines each follower has read so far, keyed `namespace/pod`: what is left of an
     /// attempt whose pod was deleted before its log could be fetched.
-    logs: std::sync::Mutex<HashMap<String, String>>,
+    logs: std::sync::Mutex<HashMap<String, FollowedLog>>,
 }
+
+/// What a log follower read of one pod's `agent` container.
+#[derive(Debug, Default, PartialEq)]
+pub struct FollowedLog {
+    /// The lines read, each ending in a newline.
+    pub text: String,
+    /// Whether lines were dropped past [`Followers::LOG_MAX_BYTES`].
+    pub truncated: bool,
+}
+
+impl FollowedLog {
+    /// Whether this is the container's whole log: nothing dropped, and its last line is the
+    /// runner's `result`, which the runner prints last. The run's end then takes it instead of
+    /// reading the log again. (An agent can print a `result` line of its own; all it can lose
+    /// so is the rest of its own, agent-reported, events.)
+    pub fn whole(&self) -> bool {
+        !self.truncated
+            && self
+                .text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .is_some_and(|l| l.contains(RESULT_TAG))
+    }
+}
+
+/// How a `result` line shows in the runner's compact JSON.
+const RESULT_TAG: &str = "\"type\":\"result\"";
 
 impl Followers {
     /// Most bytes of log text kept per followed pod.
@@ -92,14 +150,16 @@ impl Followers {
     pub fn append_log(&self, key: &str, line: &str) {
         let mut logs = self.logs.lock().unwrap_or_else(PoisonError::into_inner);
         let buf = logs.entry(key.to_string()).or_default();
-        if buf.len() + line.len() < Self::LOG_MAX_BYTES || line.contains("\"type\":\"result\"") {
-            buf.push_str(line);
-            buf.push('\n');
+        if buf.text.len() + line.len() < Self::LOG_MAX_BYTES || line.contains(RESULT_TAG) {
+            buf.text.push_str(line);
+            buf.text.push('\n');
+        } else {
+            buf.truncated = true;
         }
     }
 
     /// Takes (removes) the followed log of `key` (`namespace/pod`).
-    pub fn take_log(&self, key: &str) -> Option<String> {
+    pub fn take_log(&self, key: &str) -> Option<FollowedLog> {
         self.logs.lock().unwrap_or_else(PoisonError::into_inner).remove(key)
     }
 }
@@ -228,6 +288,17 @@ mod tests {
         assert_eq!(left, HashSet::from(["ns/r2".to_string()]));
     }
 
+    #[test]
+    fn a_reserved_warm_pod_is_free_again_once_its_claim_lets_go() {
+        let a = Admissions::default();
+        let first = a.reserve("pod-a").expect("free");
+        assert!(a.reserve("pod-a").is_none(), "held by the first claim");
+        let other = a.reserve("pod-b");
+        assert!(other.is_some());
+        drop(first);
+        assert!(a.reserve("pod-a").is_some(), "freed when the first claim dropped it");
+    }
+
     #[tokio::test]
     async fn one_pool_admits_one_run_at_a_time_and_others_go_on() {
         let a = Arc::new(Admissions::default());
@@ -252,9 +323,29 @@ mod tests {
         f.append_log("ns/p", "one more line that does not fit");
         f.append_log("ns/p", r#"{"type":"result"}"#);
         let log = f.take_log("ns/p").unwrap();
-        assert!(!log.contains("one more line"));
-        assert!(log.ends_with("{\"type\":\"result\"}\n"));
+        assert!(!log.text.contains("one more line"));
+        assert!(log.text.ends_with("{\"type\":\"result\"}\n"));
+        assert!(
+            log.truncated && !log.whole(),
+            "a line was dropped: the end reads the log"
+        );
         assert_eq!(f.take_log("ns/p"), None);
+    }
+
+    #[test]
+    fn a_followed_log_is_whole_only_up_to_the_result() {
+        let f = Followers::new(1);
+        f.append_log(
+            "ns/p",
+            r#"{"v":1,"seq":1,"type":"step","step":"agent","status":"started"}"#,
+        );
+        assert!(!f.take_log("ns/p").unwrap().whole(), "no result yet");
+        f.append_log(
+            "ns/p",
+            r#"{"v":1,"seq":1,"type":"step","step":"agent","status":"started"}"#,
+        );
+        f.append_log("ns/p", r#"{"v":1,"seq":2,"type":"result","outcome":"Succeeded"}"#);
+        assert!(f.take_log("ns/p").unwrap().whole());
     }
 
     #[test]

@@ -12,8 +12,10 @@
 //! write `/workspace/.paddock/base-commit`. A previous attempt's `source`, `work` and `.paddock`
 //! are removed first, so a restarted init container starts clean.
 //!
-//! Output: `step` events for `clone`; on failure a `result` (reason `CloneFailed` or
-//! `InvalidConfig`, failed step `clone`), also written to the termination log, and exit 1.
+//! Output: `step` events for `clone`, also written to the termination log on success (so the
+//! operator reads them from the pod's status, not with a log read); on failure a `result`
+//! (reason `CloneFailed` or `InvalidConfig`, failed step `clone`), also written to the
+//! termination log, and exit 1.
 
 use paddock_crds::runner::vars;
 use std::path::Path;
@@ -354,7 +356,7 @@ pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
     let mut em = Emitter::new(out, secrets);
-    em.emit(RunnerEvent::Step {
+    let started = em.emit(RunnerEvent::Step {
         step: Step::Clone,
         status: StepStatus::Started,
         message: String::new(),
@@ -397,11 +399,15 @@ pub fn run<W: std::io::Write>(env: &Env, out: W) -> i32 {
                 cloned.commit,
                 cfg.branch
             );
-            em.emit(RunnerEvent::Step {
+            let succeeded = em.emit(RunnerEvent::Step {
                 step: Step::Clone,
                 status: StepStatus::Succeeded,
                 message,
             });
+            // The operator reads these from the pod's status instead of this container's log.
+            if let Some(text) = crate::emit::events_message([started, succeeded].iter().flatten()) {
+                let _ = std::fs::write(&term_path, text);
+            }
             0
         }
         Err(e) => {

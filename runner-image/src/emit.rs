@@ -204,6 +204,21 @@ impl<W: Write> Emitter<W> {
     }
 }
 
+/// Renders `lines` as a termination message, one compact JSON line each as [`Emitter::emit`]
+/// writes them: the whole event stream of a short step (the `clone` container's), which the
+/// operator then takes from the pod's status instead of reading the container's log. `None`
+/// when they exceed [`MAX_TERMINATION_BYTES`] (the kubelet would cut them; the operator then
+/// reads the log).
+pub fn events_message<'a>(lines: impl IntoIterator<Item = &'a EventLine>) -> Option<String> {
+    let text = lines
+        .into_iter()
+        .map(serde_json::to_string)
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?
+        .join("\n");
+    (!text.is_empty() && text.len() <= MAX_TERMINATION_BYTES).then_some(text)
+}
+
 /// Renders the termination message for a `result` line: the same compact JSON, without
 /// `summary` when the line exceeds [`MAX_TERMINATION_BYTES`], and with `message` cut further
 /// if it still does. Readers may parse it as an [`EventLine`] or directly as a [`RunResult`].
@@ -340,6 +355,28 @@ mod tests {
             }
         );
         assert_eq!(ls.last().unwrap().seq, (MAX_LOG_EVENTS + 2) as u64);
+    }
+
+    #[test]
+    fn a_short_steps_events_are_its_termination_message_when_they_fit() {
+        let mut em = Emitter::new(Vec::new(), vec![]);
+        let step = |message: String| RunnerEvent::Step {
+            step: paddock_crds::events::Step::Clone,
+            status: paddock_crds::events::StepStatus::Succeeded,
+            message,
+        };
+        let lines: Vec<EventLine> = [em.emit(step("a".into())), em.emit(step("b".into()))]
+            .into_iter()
+            .flatten()
+            .collect();
+        let printed = String::from_utf8(em.into_inner()).unwrap();
+        // Exactly what was printed.
+        assert_eq!(events_message(&lines).as_deref(), Some(printed.trim_end()));
+        // Over the kubelet's 4096 bytes: none (the operator reads the log).
+        let mut em = Emitter::new(Vec::new(), vec![]);
+        let big: Vec<EventLine> = (0..3).filter_map(|_| em.emit(step("x".repeat(2000)))).collect();
+        assert_eq!(events_message(&big), None);
+        assert_eq!(events_message(&[]), None);
     }
 
     #[test]

@@ -550,8 +550,15 @@ async fn claimed_env(env: Env) -> Result<Env, i32> {
         Some(0) => Ok(env),
         code => {
             // The gateway's clone failed (its result line is the run's) or the pod is stopping.
-            let line = std::fs::read_to_string(crate::warm::clone_result_file(&ws)).unwrap_or_default();
-            let line = line.trim();
+            // Its last line, when that is a result: a clone that succeeded just before the
+            // pod was stopped left its step events there instead.
+            let text = std::fs::read_to_string(crate::warm::clone_result_file(&ws)).unwrap_or_default();
+            let line = text
+                .lines()
+                .last()
+                .map(str::trim)
+                .filter(|l| l.contains("\"type\":\"result\""))
+                .unwrap_or_default();
             if line.is_empty() {
                 let mut em = Emitter::new(std::io::stdout(), env.secrets());
                 let mut result = initial_result(env.get(vars::BRANCH).unwrap_or_default());

@@ -183,6 +183,12 @@ fn cloned(f: &Fixture, origin_url: &str) {
     );
     let lines = events(&out);
     assert!(has_step(&lines, Step::Clone, StepStatus::Succeeded));
+    // The same events, as the termination message the operator reads instead of the log.
+    assert_eq!(
+        std::fs::read_to_string(f.term_log()).unwrap().trim(),
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "the clone's termination message is its whole event stream"
+    );
 }
 
 #[test]

@@ -195,19 +195,63 @@ pub(super) fn configmap(run: &AgentRun, name: String, kind: &str) -> ConfigMap {
 pub async fn fetch_pod_log(pods: &Api<Pod>, pod: &str) -> String {
     let mut text = String::new();
     for container in ["clone", "agent"] {
-        let lp = LogParams {
-            container: Some(container.into()),
-            ..Default::default()
-        };
-        match pods.logs(pod, &lp).await {
-            Ok(l) => {
-                text.push_str(&l);
-                text.push('\n');
-            }
-            Err(e) => tracing::debug!(pod, container, error = %e, "no log"),
-        }
+        text.push_str(&fetch_container_log(pods, pod, container).await);
     }
     text
+}
+
+/// Reads the log of `container` of `pod`, newline-terminated; empty when it has none (it never
+/// started, the pod is gone). One `pods/log` read.
+pub async fn fetch_container_log(pods: &Api<Pod>, pod: &str, container: &str) -> String {
+    let lp = LogParams {
+        container: Some(container.into()),
+        ..Default::default()
+    };
+    match pods.logs(pod, &lp).await {
+        Ok(mut l) => {
+            l.push('\n');
+            l
+        }
+        Err(e) => {
+            tracing::debug!(pod, container, error = %e, "no log");
+            String::new()
+        }
+    }
+}
+
+/// Where the end of a run finds the events of its pod's `clone` init container.
+#[derive(Debug, PartialEq)]
+pub enum CloneEvents {
+    /// In its termination message, which the runner's clone step writes on success when they
+    /// fit (`paddock-runner clone`): taken from the pod's status, no log read.
+    Message(String),
+    /// The pod has no `clone` container: a warm pod, whose gateway clones.
+    NoContainer,
+    /// Only in its log: it failed, its events did not fit, or the pod's status says nothing.
+    Log,
+}
+
+/// [`CloneEvents`] of `pod`, from its status. A message is taken only when the container ended
+/// with exit code 0 and every line of it is a runner event. Pure.
+pub fn clone_events(pod: &Pod) -> CloneEvents {
+    let Some(statuses) = pod.status.as_ref().and_then(|s| s.init_container_statuses.as_ref()) else {
+        return CloneEvents::Log;
+    };
+    let Some(clone) = statuses.iter().find(|c| c.name == "clone") else {
+        return CloneEvents::NoContainer;
+    };
+    let message = clone
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .filter(|t| t.exit_code == 0)
+        .and_then(|t| t.message.as_deref())
+        .unwrap_or_default();
+    let lines: Vec<&str> = message.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() || !lines.iter().all(|l| parse_line(l).is_some()) {
+        return CloneEvents::Log;
+    }
+    CloneEvents::Message(format!("{}\n", lines.join("\n")))
 }
 
 /// Names of the ConfigMaps [`apply_artifacts`] writes.

@@ -86,7 +86,11 @@ pub async fn resolve(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, need
             stop_follower(run, ctx).await;
             // The attempt's pod is gone: its requests go with it.
             ctx.requests.forget(run.metadata.uid.as_deref().unwrap_or_default());
-            facts.followed_log = Some(ctx.followers.take_log(&format!("{ns}/{}", facts.pod_name)));
+            facts.followed_log = Some(
+                ctx.followers
+                    .take_log(&format!("{ns}/{}", facts.pod_name))
+                    .map(|l| l.text),
+            );
         }
         Need::Pool => {
             let pools: Api<RunnerPool> = Api::namespaced(ctx.client.clone(), ns);
@@ -139,8 +143,25 @@ pub async fn resolve(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, need
             // The attempt ended: its requests wait for nothing any more.
             ctx.requests.forget(run.metadata.uid.as_deref().unwrap_or_default());
             let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-            let log = artifacts::fetch_pod_log(&pods, &facts.pod_name).await;
             let followed = ctx.followers.take_log(&format!("{ns}/{}", facts.pod_name));
+            let own = match &facts.pod {
+                Some(PodLookup::Own(pod)) => Some(pod),
+                _ => None,
+            };
+            // As few log reads as the pod allows (docs/performance.md): the clone's events from
+            // its termination message, the agent's from the follower when it read them all.
+            let mut log = match own.map(|p| artifacts::clone_events(p)) {
+                Some(artifacts::CloneEvents::Message(text)) => text,
+                Some(artifacts::CloneEvents::NoContainer) => String::new(),
+                Some(artifacts::CloneEvents::Log) | None => {
+                    artifacts::fetch_container_log(&pods, &facts.pod_name, "clone").await
+                }
+            };
+            match followed.as_ref().filter(|f| f.whole()) {
+                Some(f) => log.push_str(&f.text),
+                None => log.push_str(&artifacts::fetch_container_log(&pods, &facts.pod_name, "agent").await),
+            }
+            let followed = followed.map(|f| f.text);
             // The gateway (trusted) states the branch's facts, the patch and what the model
             // endpoint answered; the agent's log gives the events (and its own report, which
             // is not trusted for those).

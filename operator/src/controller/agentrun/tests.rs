@@ -360,7 +360,7 @@ async fn a_freshly_created_pending_pod_writes_no_status() {
 }
 
 #[test]
-fn only_pools_with_a_limit_or_warm_pods_admit_one_run_at_a_time() {
+fn only_pools_with_a_limit_admit_one_run_at_a_time() {
     let pool = |extra: serde_json::Value| {
         let mut spec = serde_json::json!({"template": {"image": "localhost/paddock/runner:dev"}});
         spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
@@ -368,11 +368,12 @@ fn only_pools_with_a_limit_or_warm_pods_admit_one_run_at_a_time() {
     };
     assert!(!serializes_admission(&pool(serde_json::json!({}))));
     assert!(serializes_admission(&pool(serde_json::json!({"maxConcurrentRuns": 4}))));
-    assert!(serializes_admission(&pool(
+    // Warm claims are concurrent: the pod's resourceVersion guards each claim.
+    assert!(!serializes_admission(&pool(
         serde_json::json!({"warm": {"replicas": 2}})
     )));
-    assert!(!serializes_admission(&pool(
-        serde_json::json!({"warm": {"replicas": 0}})
+    assert!(serializes_admission(&pool(
+        serde_json::json!({"warm": {"replicas": 2}, "maxConcurrentRuns": 4})
     )));
 }
 

@@ -315,43 +315,79 @@ pub async fn claim(
     }) {
         return Ok(Claimed::Pod(p.metadata.name.clone().unwrap_or_default()));
     }
-    let now = k8s_openapi::jiff::Timestamp::now().as_second();
-    let params = PatchParams {
-        field_manager: Some(MANAGER_AGENTRUN.into()),
-        ..Default::default()
+    let claiming = Claiming {
+        ctx,
+        run,
+        pods: &pods,
+        claim: &claim,
+        attempt,
+        now: k8s_openapi::jiff::Timestamp::now().as_second(),
     };
+    // Oldest first, skipping the pods another claim of this process is patching right now;
+    // those are tried last (that claim may fail).
+    let mut busy = vec![];
     for pod in claimable(&list.items, pool, &ctx.verdict_key(), Some(uplink)) {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let signature = ctx.signer.sign(&paddock_crds::verdict::claim_message(
-            &claim,
-            pod.metadata.uid.as_deref().unwrap_or_default(),
-        ));
-        let patch = claim_patch(run, pod, attempt, &claim, &signature, now);
-        match pods.patch(&name, &params, &Patch::Merge(&patch)).await {
-            Ok(_) => {
-                // Committed: now deliver it without waiting for the kubelet (best effort; the
-                // annotation reaches the pod anyway).
-                if let (Some(_), Some(addr)) = (&ctx.claim_push, claim_address(pod)) {
-                    let body = claim_push_body(&claim, &signature);
-                    let pod_name = name.clone();
-                    tokio::spawn(async move {
-                        match push_claim(addr, body).await {
-                            Ok(204) => tracing::debug!(pod = pod_name, "claim pushed"),
-                            Ok(status) => tracing::warn!(pod = pod_name, status, "the warm pod refused its claim push"),
-                            Err(e) => {
-                                tracing::debug!(pod = pod_name, error = e, "claim push failed; the kubelet delivers it")
-                            }
-                        }
-                    });
-                }
-                return Ok(Claimed::Pod(name));
-            }
-            // Claimed by another run, or gone: try the next one.
-            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => continue,
-            Err(e) => return Err(e.into()),
+        let Some(_reserved) = ctx.admissions.reserve(pod.metadata.uid.as_deref().unwrap_or_default()) else {
+            busy.push(pod);
+            continue;
+        };
+        if let Some(name) = claiming.try_pod(pod).await? {
+            return Ok(Claimed::Pod(name));
+        }
+    }
+    for pod in busy {
+        if let Some(name) = claiming.try_pod(pod).await? {
+            return Ok(Claimed::Pod(name));
         }
     }
     Ok(Claimed::Cold(Some("no warm pod was ready".into())))
+}
+
+/// One run's claim of a warm pod, tried pod after pod ([`claim`]).
+struct Claiming<'a> {
+    ctx: &'a Arc<Context>,
+    run: &'a AgentRun,
+    pods: &'a Api<Pod>,
+    claim: &'a str,
+    attempt: u32,
+    /// Unix seconds.
+    now: i64,
+}
+
+impl Claiming<'_> {
+    /// Claims `pod` (a merge patch guarded by its resourceVersion) and pushes the claim to it;
+    /// `None` when another run claimed it first (409) or it is gone (404).
+    async fn try_pod(&self, pod: &Pod) -> Result<Option<String>> {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let signature = self.ctx.signer.sign(&paddock_crds::verdict::claim_message(
+            self.claim,
+            pod.metadata.uid.as_deref().unwrap_or_default(),
+        ));
+        let patch = claim_patch(self.run, pod, self.attempt, self.claim, &signature, self.now);
+        let params = PatchParams {
+            field_manager: Some(MANAGER_AGENTRUN.into()),
+            ..Default::default()
+        };
+        match self.pods.patch(&name, &params, &Patch::Merge(&patch)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        // Committed: now deliver it without waiting for the kubelet (best effort; the
+        // annotation reaches the pod anyway).
+        if let (Some(_), Some(addr)) = (&self.ctx.claim_push, claim_address(pod)) {
+            let body = claim_push_body(self.claim, &signature);
+            let pod_name = name.clone();
+            tokio::spawn(async move {
+                match push_claim(addr, body).await {
+                    Ok(204) => tracing::debug!(pod = pod_name, "claim pushed"),
+                    Ok(status) => tracing::warn!(pod = pod_name, status, "the warm pod refused its claim push"),
+                    Err(e) => tracing::debug!(pod = pod_name, error = e, "claim push failed; the kubelet delivers it"),
+                }
+            });
+        }
+        Ok(Some(name))
+    }
 }
 
 /// How long a claim push may take, connection included, before the operator gives up on it

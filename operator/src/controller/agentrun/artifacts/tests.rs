@@ -361,3 +361,46 @@ async fn the_runs_end_writes_the_log_and_the_patch_in_one_configmap_when_they_fi
     );
     assert_eq!((cms[0].2.len(), refs.patch.as_deref()), (0, Some("r-patch")));
 }
+
+/// A pod whose init containers have these `(name, exit code, termination message)`.
+fn pod_with_init(statuses: &[(&str, i32, &str)]) -> k8s_openapi::api::core::v1::Pod {
+    let list: Vec<_> = statuses
+        .iter()
+        .map(|(name, code, message)| {
+            serde_json::json!({"name": name, "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": code, "message": message}}})
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({"metadata": {"name": "r-1"}, "status": {"initContainerStatuses": list}}))
+        .unwrap()
+}
+
+#[test]
+fn the_clones_events_come_from_its_termination_message_when_it_holds_them() {
+    let started = r#"{"v":1,"seq":1,"ts":"2026-12-07T00:00:00.000Z","type":"step","step":"clone","status":"started","message":""}"#;
+    let done = r#"{"v":1,"seq":2,"ts":"2026-12-07T00:00:01.000Z","type":"step","step":"clone","status":"succeeded","message":"cloned"}"#;
+    let both = format!("{started}\n{done}");
+    let CloneEvents::Message(text) = clone_events(&pod_with_init(&[("clone", 0, &both), ("gateway", 0, "")])) else {
+        panic!("the message holds the clone's events");
+    };
+    // The same events as its log would give.
+    let parsed = parse_log(&text);
+    assert_eq!((parsed.events.len(), parsed.last_seq), (2, 2));
+    // A failed clone, a message that is not events (an older runner wrote none), or no status:
+    // the log is read.
+    assert_eq!(clone_events(&pod_with_init(&[("clone", 1, &both)])), CloneEvents::Log);
+    assert_eq!(clone_events(&pod_with_init(&[("clone", 0, "")])), CloneEvents::Log);
+    assert_eq!(
+        clone_events(&pod_with_init(&[("clone", 0, &format!("{started}\nnot an event"))])),
+        CloneEvents::Log
+    );
+    assert_eq!(
+        clone_events(&serde_json::from_value(serde_json::json!({"metadata": {"name": "r-1"}})).unwrap()),
+        CloneEvents::Log
+    );
+    // A warm pod has no clone container: nothing to read.
+    assert_eq!(
+        clone_events(&pod_with_init(&[("gateway", 0, "")])),
+        CloneEvents::NoContainer
+    );
+}

@@ -19,11 +19,13 @@ use std::sync::Mutex;
 /// (`PATCH`) merges the body into the stored object (created when missing), a `PATCH` of
 /// `<path>/status` merges the body's `status` into the object's, a `POST` is answered with its
 /// body, and every other request gets 404. Every request but a GET is recorded, as
-/// `METHOD path`, in order.
+/// `METHOD path`, in order; and every log read, as `pod/container`.
 #[derive(Default)]
 struct FakeApi {
     objects: Mutex<HashMap<String, Value>>,
     writes: Mutex<Vec<String>>,
+    /// The container logs read, as `pod/container`, in order.
+    log_reads: Mutex<Vec<String>>,
 }
 
 /// Merges `patch` into `base` as a JSON merge patch does, without deletions: objects key by
@@ -51,6 +53,12 @@ impl FakeApi {
     fn answer(&self, method: &http::Method, path: &str, container: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
         let mut objects = self.objects.lock().unwrap();
         if method == http::Method::GET {
+            if let Some(pod) = path.strip_suffix("/log").and_then(|p| p.rsplit('/').next()) {
+                self.log_reads
+                    .lock()
+                    .unwrap()
+                    .push(format!("{pod}/{}", container.unwrap_or_default()));
+            }
             let key = container.map(|c| format!("{path}#{c}"));
             return match key.and_then(|k| objects.get(&k)).or_else(|| objects.get(path)) {
                 Some(Value::String(text)) => (200, text.clone().into_bytes()),
@@ -151,6 +159,15 @@ fn now_rfc3339() -> Value {
     serde_json::to_value(Time(k8s_openapi::jiff::Timestamp::now())).unwrap()
 }
 
+/// What `paddock-runner clone` prints, and writes as its termination message.
+fn clone_events() -> String {
+    [
+        r#"{"v":1,"seq":1,"ts":"2026-12-07T00:00:00.000Z","type":"step","step":"clone","status":"started","message":""}"#,
+        r#"{"v":1,"seq":2,"ts":"2026-12-07T00:00:00.100Z","type":"step","step":"clone","status":"succeeded","message":"cloned"}"#,
+    ]
+    .join("\n")
+}
+
 /// What the runner prints in the agent container, and its result (the termination message).
 fn agent_log() -> (String, String) {
     let result = json!({"outcome": "Succeeded", "reason": "Succeeded", "message": "", "branch": "paddock/r",
@@ -235,7 +252,7 @@ async fn happy_path(ctx: &Arc<Context>, api: &FakeApi, name: &str) -> Vec<String
     let diff = "--- a/a.txt\n+++ b/a.txt\n@@ -0,0 +1 @@\n+hi\n";
     let pod_log = format!("{NS}/pods/{pod}/log");
     api.put(&format!("{pod_log}#agent"), Value::String(log));
-    api.put(&format!("{pod_log}#clone"), Value::String(String::new()));
+    api.put(&format!("{pod_log}#clone"), Value::String(clone_events()));
     api.put(&format!("{pod_log}#gateway"), Value::String(gateway_log(&gzip(diff))));
     // Started just now (a second ahead: the kubelet's times are whole seconds).
     let started = || {
@@ -279,11 +296,12 @@ async fn happy_path(ctx: &Arc<Context>, api: &FakeApi, name: &str) -> Vec<String
                "containerStatuses": [running("agent")]}),
     );
     pass(ctx, api, name).await;
-    // The agent ended, then the gateway: the run ends.
+    // The agent ended, then the gateway: the run ends. The clone's events are in its
+    // termination message (`paddock-runner clone` writes them there).
     kubelet(
         api,
         &pod,
-        json!({"phase": "Succeeded", "initContainerStatuses": [done("gateway", ""), done("clone", "")],
+        json!({"phase": "Succeeded", "initContainerStatuses": [done("gateway", ""), done("clone", &clone_events())],
                "containerStatuses": [done("agent", &result)]}),
     );
     pass(ctx, api, name).await;
@@ -325,6 +343,13 @@ async fn a_happy_path_run_makes_at_most_four_object_writes() {
         "all requests: {first:#?}"
     );
     assert!(writes.len() <= 4);
+    // Two log reads: the follower's (it read the agent's whole log, up to the result) and the
+    // gateway's at the end; the clone's events came from its termination message.
+    assert_eq!(
+        *api.log_reads.lock().unwrap(),
+        ["r-1/agent", "r-1/gateway"],
+        "log reads"
+    );
     let events = first.iter().filter(|r| r.contains("/apis/events.k8s.io/")).count();
     assert_eq!(events, 2, "PodCreated and Succeeded: {first:#?}");
 
