@@ -35,8 +35,11 @@ export KUBECTL=${KUBECTL:-$(command -v kubectl.1.33 || echo /usr/lib/google-clou
 
 # The write counts come from the API server's audit log: a cluster started before the audit
 # policy existed gets its API server restarted with it.
+# The same for one started with an older policy (without log reads).
 pid=$(pgrep -f "kube-apiserver .*--etcd-servers" | head -n 1 || true)
-if [ -n "$pid" ] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- --audit-policy-file; then
+policy=${PADDOCK_CLUSTER_DIR:-/var/lib/paddock-cluster}/config/audit-policy.yaml
+if [ -n "$pid" ] && { ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- --audit-policy-file \
+  || ! grep -q 'pods/log' "$policy" 2>/dev/null; }; then
   step "restarting kube-apiserver with the audit policy (e2e/cluster/cluster.sh)"
   bash e2e/cluster/cluster.sh restart kube-apiserver
 fi

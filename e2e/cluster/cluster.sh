@@ -759,9 +759,9 @@ start_etcd() {
 
 # write_audit_policy: the API server's audit policy: every write (create, update, patch, delete,
 # deletecollection) at level Metadata (who, which user agent, verb, object, response code, and
-# microsecond timestamps; no bodies), nothing else. Leases are left out (heartbeats, not a
-# controller's work on objects). Read by `make bench` to count each client's writes (Events
-# apart) and 409 conflicts; the log is $DIR/logs/audit.log (JSON lines, rotated at 500 MB, 3 kept).
+# microsecond timestamps; no bodies) and container log reads (`pods/log`), nothing else. Leases
+# are left out (heartbeats, not a controller's work on objects). Read by `make bench` to count
+# each client's writes (Events apart), 409 conflicts and log reads; the log is $DIR/logs/audit.log (JSON lines, rotated at 500 MB, 3 kept).
 write_audit_policy() {
   mkdir -p "$DIR/config"
   cat >"$DIR/config/audit-policy.yaml" <<'POLICY'
@@ -775,6 +775,11 @@ rules:
         resources: [leases]
   - level: Metadata
     verbs: [create, update, patch, delete, deletecollection]
+  - level: Metadata
+    verbs: [get]
+    resources:
+      - group: ""
+        resources: [pods/log]
   - level: None
 POLICY
 }

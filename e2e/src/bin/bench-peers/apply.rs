@@ -61,14 +61,22 @@ pub struct Row {
     writes: f64,
     events: f64,
     conflicts: u64,
+    log_reads: f64,
 }
 
 /// Scenario 1 and 4 for one system.
-pub async fn apply_to_pod(client: &Client, sys: System, n: usize, rate: f64, audit: &str, result: &str) -> Result<Row> {
+pub async fn apply_to_pod(
+    client: &Client,
+    sys: System,
+    n: usize,
+    rate: f64,
+    audit: &str,
+    replay: &crate::cluster::Replay,
+) -> Result<Row> {
     let ns = format!("bench-{}", sys.name());
     namespace(client, &ns).await?;
     if sys == System::Paddock {
-        paddock_pool(client, &ns, result).await?;
+        paddock_pool(client, &ns, replay).await?;
     }
     let times: Shared = Arc::default();
     watch(client, &ns, sys, &times).await?;
@@ -85,12 +93,13 @@ pub async fn apply_to_pod(client: &Client, sys: System, n: usize, rate: f64, aud
         "[bench] {}: audit writes in {ns} by user agent (writes, 409s): {by:?}",
         sys.name()
     );
-    let (mut writes, mut events, mut conflicts) = (0, 0, 0);
+    let (mut writes, mut events, mut conflicts, mut log_reads) = (0, 0, 0, 0);
     for (p, w) in &by {
         if !not_the_controller(p) {
             writes += w.objects;
             events += w.events;
             conflicts += w.conflicts;
+            log_reads += w.log_reads;
         }
     }
     Ok(Row {
@@ -101,6 +110,7 @@ pub async fn apply_to_pod(client: &Client, sys: System, n: usize, rate: f64, aud
         writes: writes as f64 / n as f64,
         events: events as f64 / n as f64,
         conflicts,
+        log_reads: log_reads as f64 / n as f64,
     })
 }
 
@@ -110,11 +120,11 @@ pub fn print_table(rows: &[Row], n: usize, rate: f64) {
         return;
     }
     println!("\nScenario 1 + 4: object created → its pod seen by a watch (ms), {n} objects at {rate}/s, pods on kwok");
-    println!("| system | objects | rate/s | p50 ms | p99 ms | max ms | last pod s | all finished s | pods/s | writes/object | Events/object | 409s |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| system | objects | rate/s | p50 ms | p99 ms | max ms | last pod s | all finished s | pods/s | writes/object | Events/object | 409s | log reads/object |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {:.2} |",
             r.system,
             r.n,
             r.rate,
@@ -126,7 +136,8 @@ pub fn print_table(rows: &[Row], n: usize, rate: f64) {
             r.lat.pods_per_s,
             r.writes,
             r.events,
-            r.conflicts
+            r.conflicts,
+            r.log_reads
         );
     }
 }

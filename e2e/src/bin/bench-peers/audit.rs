@@ -53,12 +53,15 @@ pub struct Writes {
     pub events: u64,
     /// 409 Conflict answers among all of them.
     pub conflicts: u64,
+    /// Container log reads (`get` of `pods/log`, a followed stream counted once), not writes.
+    pub log_reads: u64,
 }
 
-/// Writes in `ns` since `from` in the audit log, by user agent product (`kwok`,
+/// Writes (and log reads) in `ns` since `from` in the audit log, by user agent product (`kwok`,
 /// `kube-scheduler`, …; the text before the first `/`).
 pub fn audit_writes(path: &str, from: (u64, u64), ns: &str) -> Result<BTreeMap<String, Writes>> {
     let mut by: BTreeMap<String, Writes> = BTreeMap::new();
+    let mut log_reads = std::collections::HashSet::new();
     for line in audit_lines(path, from)? {
         let Ok(v) = serde_json::from_str::<Value>(&line) else {
             continue;
@@ -75,6 +78,13 @@ pub fn audit_writes(path: &str, from: (u64, u64), ns: &str) -> Result<BTreeMap<S
             _ => format!("user:{}", v["user"]["username"].as_str().unwrap_or("?")),
         };
         let e = by.entry(product).or_default();
+        if v["objectRef"]["subresource"] == "log" {
+            // A followed stream is logged at ResponseStarted and again at ResponseComplete.
+            if log_reads.insert(v["auditID"].as_str().unwrap_or_default().to_string()) {
+                e.log_reads += 1;
+            }
+            continue;
+        }
         if v["objectRef"]["resource"] == "events" {
             e.events += 1;
         } else {

@@ -64,14 +64,28 @@ pub async fn delete_namespace(client: &Client, name: &str) -> Result<()> {
 /// The pod annotation whose value kwok's completion stage (e2e/peers/kwok.yaml) makes the agent
 /// container's termination message.
 pub const RESULT_ANNOTATION: &str = "bench.paddock.dev/termination-message";
+/// The pod annotation whose value kwok's ready stage makes the `clone` init container's
+/// termination message.
+pub const CLONE_ANNOTATION: &str = "bench.paddock.dev/clone-termination-message";
+
+/// What kwok replays of the real run [`capture_runner`] made, besides its logs: the termination
+/// messages of its `agent` (the runner's result) and `clone` (its events) containers.
+#[derive(Clone, Debug, Default)]
+pub struct Replay {
+    /// The agent container's termination message.
+    pub result: String,
+    /// The clone container's termination message (empty when it wrote none).
+    pub clone: String,
+}
 
 /// Runs one real AgentRun (shell agent, one file written) on the real node and keeps what its
 /// pod left: the `clone`, `agent` and `gateway` containers' logs go to the files kwok serves as
 /// every kwok pod's logs (CRI log format, in `$PADDOCK_RUN_DIR/peers/kwok/logs`), and the agent
-/// container's termination message (the runner's result) is returned for [`RESULT_ANNOTATION`].
+/// and clone containers' termination messages are returned for [`RESULT_ANNOTATION`] and
+/// [`CLONE_ANNOTATION`].
 /// So on kwok Paddock's operator does what it does for a real run: follows and reads the logs,
 /// stores the event log and the diff, and ends the run `Succeeded`.
-pub async fn capture_runner() -> Result<String> {
+pub async fn capture_runner() -> Result<Replay> {
     let ns = TestNs::new("bench-capture").await?;
     let repo = GitRepo::create(&format!("{}-r", ns.name), &[("a.txt", "a\n")])?;
     ns.pool("real", None).await?;
@@ -109,21 +123,23 @@ pub async fn capture_runner() -> Result<String> {
         std::fs::write(dir.join(format!("{c}.log")), cri)?;
     }
     let pod = pods.get(&pod_name).await?;
-    let message = pod
-        .status
-        .and_then(|s| s.container_statuses)
-        .into_iter()
-        .flatten()
-        .find(|c| c.name == "agent")
-        .and_then(|c| c.state?.terminated?.message)
+    let status = pod.status.unwrap_or_default();
+    let message = |list: Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>, name: &str| {
+        list.into_iter()
+            .flatten()
+            .find(|c| c.name == name)
+            .and_then(|c| c.state?.terminated?.message)
+    };
+    let result = message(status.container_statuses, "agent")
         .context("capture run: the agent container has no termination message")?;
+    let clone = message(status.init_container_statuses, "clone").unwrap_or_default();
     ns.cleanup().await;
-    Ok(message)
+    Ok(Replay { result, clone })
 }
 
 /// Paddock's pool on the kwok node, without a concurrency limit; its pods carry the captured
 /// runner result for kwok (see [`capture_runner`]).
-pub async fn paddock_pool(client: &Client, ns: &str, result: &str) -> Result<()> {
+pub async fn paddock_pool(client: &Client, ns: &str, replay: &Replay) -> Result<()> {
     let pools: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         ns,
@@ -136,7 +152,7 @@ pub async fn paddock_pool(client: &Client, ns: &str, result: &str) -> Result<()>
             "nodeSelector": {"type": "kwok"},
             "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
-            "annotations": {RESULT_ANNOTATION: result},
+            "annotations": {RESULT_ANNOTATION: replay.result, CLONE_ANNOTATION: replay.clone},
         }},
     }))?;
     pools.create(&PostParams::default(), &pool).await?;

@@ -38,11 +38,14 @@
 //! most pods on one node, the operator's CPU time (`utime` + `stime` of `/proc/<pid>/stat`) over
 //! the window from the first create until every run has finished, its VmRSS at the end, the
 //! largest sampled every 500 ms and its VmHWM; the CPU time of the cluster's components, kwok
-//! and this client over the same window, and how busy the machine was; the runs' phases.
+//! and this client over the same window, and how busy the machine was; the runs' phases. Then
+//! the operator's settled memory with every run ended: the same process `--scale-settle-s`
+//! (default 370) after the last run ended, past the Event recorder's 6-minute window, and a
+//! restarted one (settled and peak), against a fresh operator's before the first run.
 //!
 //! Usage: `bench-peers [--scenarios 1,2,3,6] [--objects N] [--rate R] [--bursts B]
 //! [--systems paddock,tekton,tekton-tuned,agent-sandbox] [--scale 1000,10000|none] [--qps Q]
-//! [--burst B] [--tekton-threads T] [--scale-nodes K] [--scale-runs N] [--scale-rate R]`, with
+//! [--burst B] [--tekton-threads T] [--scale-nodes K] [--scale-runs N] [--scale-rate R] [--scale-settle-s S]`, with
 //! `KUBECONFIG` and Paddock installed
 //! (e2e/bench.sh sets it up and starts the peers with e2e/peers.sh). Prints markdown tables.
 #![warn(missing_docs)]
@@ -123,6 +126,7 @@ async fn run() -> Result<()> {
         nodes: num("--scale-nodes", 10)?,
         runs: num("--scale-runs", 10_000)?,
         rate: num("--scale-rate", 10.0)?,
+        settle_s: num("--scale-settle-s", 370)?,
     };
     let bursts: usize = num("--bursts", 5)?;
     if scenarios.contains('2') {
@@ -137,16 +141,16 @@ async fn run() -> Result<()> {
         }
         starts::print_table(starts, bursts, per, arrivals);
     }
-    let result = if systems.contains(&System::Paddock) && scenarios.contains(['1', '3', '6']) {
+    let replay = if systems.contains(&System::Paddock) && scenarios.contains(['1', '3', '6']) {
         eprintln!("[bench] one real run on the real node, for the logs and result kwok replays");
         cluster::capture_runner().await?
     } else {
-        String::new()
+        cluster::Replay::default()
     };
     let mut rows = vec![];
     for sys in systems.iter().filter(|_| scenarios.contains('1')) {
         prepare(*sys, &limits)?;
-        rows.push(apply::apply_to_pod(&client, *sys, n, rate, &audit, &result).await?);
+        rows.push(apply::apply_to_pod(&client, *sys, n, rate, &audit, &replay).await?);
         cluster::delete_namespace(&client, &format!("bench-{}", sys.name())).await?;
     }
     apply::print_table(&rows, n, rate);
@@ -154,13 +158,13 @@ async fn run() -> Result<()> {
         let mut mem = vec![];
         for sys in [System::Paddock, System::TektonTuned] {
             if systems.contains(&sys) || (sys == System::TektonTuned && systems.contains(&System::Tekton)) {
-                mem.push(memory::memory(&client, sys, &scale, &limits, &result).await?);
+                mem.push(memory::memory(&client, sys, &scale, &limits, &replay).await?);
             }
         }
         memory::print_table(&mem);
     }
     if systems.contains(&System::Paddock) && scenarios.contains('6') {
-        let row = nodes::scale(&client, scale_params, &result).await?;
+        let row = nodes::scale(&client, scale_params, &replay).await?;
         nodes::print_table(&row);
     }
     Ok(())

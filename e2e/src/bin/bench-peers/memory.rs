@@ -78,7 +78,13 @@ pub struct MemRow {
 
 /// Scenario 3 for one system: fills a namespace to each count of `scale` (every object with its
 /// pod on kwok), reading the controller's resident set at each.
-pub async fn memory(client: &Client, sys: System, scale: &[usize], l: &Limits, result: &str) -> Result<MemRow> {
+pub async fn memory(
+    client: &Client,
+    sys: System,
+    scale: &[usize],
+    l: &Limits,
+    replay: &crate::cluster::Replay,
+) -> Result<MemRow> {
     // Filled at 100/s; each count is read once every object has its pod (not once all have
     // finished: at 10k that takes the controllers here 15 min or more).
     let fill_rate = 100.0;
@@ -86,7 +92,7 @@ pub async fn memory(client: &Client, sys: System, scale: &[usize], l: &Limits, r
     prepare(sys, l)?;
     namespace(client, &ns).await?;
     if sys == System::Paddock {
-        paddock_pool(client, &ns, result).await?;
+        paddock_pool(client, &ns, replay).await?;
     }
     let times: Shared = Arc::default();
     watch(client, &ns, sys, &times).await?;

@@ -4,9 +4,9 @@
 
 use crate::apply::{compute_latency, Latency};
 use crate::cluster::{delete_namespace, namespace, paddock_pool};
-use crate::memory::{rss_kib, run_tally};
+use crate::memory::{restart, rss_kib, run_tally, settle};
 use crate::procfs::{clock_ticks, cpu_ticks, machine_ticks, pids_named};
-use crate::system::{controller_pid, peers_with_env, System};
+use crate::system::{peers_with_env, Limits, System};
 use crate::watch::{create, wait_done, watch, Shared};
 use anyhow::{bail, Result};
 use k8s_openapi::api::core::v1::Node;
@@ -39,6 +39,21 @@ pub struct ScaleParams {
     pub runs: usize,
     /// Creates per second (0: as fast as 32 concurrent requests go).
     pub rate: f64,
+    /// How long to wait after the last run ended before reading the settled memory, s: past
+    /// the operator's Event recorder's cache window (6 minutes) by default.
+    pub settle_s: u64,
+}
+
+/// The operator's memory around scenario 6, KiB: a fresh process before the first run, the
+/// same process [`ScaleParams::settle_s`] after the last run ended (no run in flight, the
+/// recorder's window passed), and a process restarted then with every run there (its settled
+/// VmRSS and its VmHWM, the peak of its initial list).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Settled {
+    fresh: u64,
+    after_window: u64,
+    restarted: u64,
+    restart_peak: u64,
 }
 
 /// The scenario 6 result: one table row, the CPU of every process read and the runs' tally.
@@ -62,6 +77,7 @@ pub struct ScaleRow {
     machine_busy_pct: f64,
     cpus: usize,
     tally: String,
+    memory: Settled,
 }
 
 /// CPU ticks of every process named `comm`, by PID.
@@ -125,7 +141,7 @@ async fn ready_kwok_nodes(client: &Client) -> Result<Vec<String>> {
 /// Scenario 6: starts kwok with `p.nodes` nodes (left running so), creates `p.runs` AgentRuns
 /// at `p.rate`/s in the namespace `bench-nodes` (pool as scenario 1's, pods spread by the
 /// scheduler), waits until every run has finished and reads the operator's CPU and memory.
-pub async fn scale(client: &Client, p: ScaleParams, result: &str) -> Result<ScaleRow> {
+pub async fn scale(client: &Client, p: ScaleParams, replay: &crate::cluster::Replay) -> Result<ScaleRow> {
     let count = p.nodes.to_string();
     peers_with_env(&["start", "kwok"], &[("PADDOCK_KWOK_NODES", &count)])?;
     let nodes = ready_kwok_nodes(client).await?;
@@ -134,10 +150,21 @@ pub async fn scale(client: &Client, p: ScaleParams, result: &str) -> Result<Scal
     }
     let ns = "bench-nodes";
     namespace(client, ns).await?;
-    paddock_pool(client, ns, result).await?;
+    paddock_pool(client, ns, replay).await?;
     let times: Shared = Arc::default();
     watch(client, ns, System::Paddock, &times).await?;
-    let pid = controller_pid(System::Paddock)?;
+    // A fresh operator: the baseline of the memory per run.
+    let limits = Limits {
+        qps: 0,
+        burst: 0,
+        threads: 0,
+    };
+    let pid = restart(System::Paddock, &limits).await?;
+    settle(pid).await?;
+    let mut memory = Settled {
+        fresh: rss_kib(pid)?.0,
+        ..Settled::default()
+    };
     let tck = clock_ticks();
     let others0: Vec<_> = OTHERS.iter().map(|(_, c)| ticks_of(c)).collect();
     let (op0, machine0) = (cpu_ticks(pid)?, machine_ticks()?);
@@ -165,6 +192,17 @@ pub async fn scale(client: &Client, p: ScaleParams, result: &str) -> Result<Scal
     let rss_peak = sampler.await?.max(rss_end);
     let tally = run_tally(client, ns).await?;
     eprintln!("[bench] paddock: how the {} runs of {ns} stand: {tally}", p.runs);
+    if outcome.is_ok() {
+        eprintln!(
+            "[bench] paddock: all runs ended; reading the operator's memory in {} s, then restarting it",
+            p.settle_s
+        );
+        tokio::time::sleep(Duration::from_secs(p.settle_s)).await;
+        memory.after_window = rss_kib(pid)?.0;
+        let new = restart(System::Paddock, &limits).await?;
+        settle(new).await?;
+        (memory.restarted, memory.restart_peak) = rss_kib(new)?;
+    }
     let row = outcome.and_then(|()| {
         let t = times.lock().unwrap();
         let per_node = compute_spread(&t.node, &t.sent, &nodes);
@@ -186,6 +224,7 @@ pub async fn scale(client: &Client, p: ScaleParams, result: &str) -> Result<Scal
         machine_busy_pct: busy * 100.0,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         tally,
+        memory,
     })
 }
 
@@ -258,6 +297,24 @@ pub fn print_table(r: &ScaleRow) {
         println!("| {label} | {s:.1} | {:.0} |", core_pct(*s));
     }
     println!("\nRuns at the end: {}", r.tally);
+    let m = r.memory;
+    let per_run = |k: u64| k.saturating_sub(m.fresh) as f64 / r.params.runs.max(1) as f64;
+    println!(
+        "\nThe operator's memory with the {} ended runs (and their pods) in its caches: VmRSS of a fresh operator before them, of the same process {} s after the last ended (no run in flight, past the Event recorder's 6-minute window), and of an operator restarted then (settled, and its peak VmHWM over the initial list); KiB per run = (settled − fresh) / runs",
+        r.params.runs, r.params.settle_s
+    );
+    println!("| fresh MiB | settled MiB | KiB/run settled | restarted: settled MiB | KiB/run restarted | restart peak MiB | peak / settled |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
+        mib(m.fresh),
+        mib(m.after_window),
+        per_run(m.after_window),
+        mib(m.restarted),
+        per_run(m.restarted),
+        mib(m.restart_peak),
+        m.restart_peak as f64 / m.restarted.max(1) as f64
+    );
 }
 
 #[cfg(test)]
