@@ -64,6 +64,33 @@ pub struct Row {
     log_reads: f64,
 }
 
+impl Row {
+    /// The system's name.
+    pub fn system(&self) -> &str {
+        self.system
+    }
+    /// Object writes per object.
+    pub fn writes(&self) -> f64 {
+        self.writes
+    }
+    /// Event writes per object.
+    pub fn events(&self) -> f64 {
+        self.events
+    }
+    /// Container log reads per object.
+    pub fn log_reads(&self) -> f64 {
+        self.log_reads
+    }
+    /// Pods created per second.
+    pub fn pods_per_s(&self) -> f64 {
+        self.lat.pods_per_s
+    }
+    /// When the last object was seen finished, s after the first create.
+    pub fn done_s(&self) -> f64 {
+        self.lat.done_s
+    }
+}
+
 /// Scenario 1 and 4 for one system.
 pub async fn apply_to_pod(
     client: &Client,

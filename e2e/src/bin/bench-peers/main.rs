@@ -53,6 +53,7 @@
 mod apply;
 mod audit;
 mod cluster;
+mod goals;
 mod memory;
 mod nodes;
 mod procfs;
@@ -129,9 +130,9 @@ async fn run() -> Result<()> {
         settle_s: num("--scale-settle-s", 370)?,
     };
     let bursts: usize = num("--bursts", 5)?;
+    let mut starts = vec![];
     if scenarios.contains('2') {
         let (per, arrivals) = (4, 45.0);
-        let mut starts = vec![];
         if systems.contains(&System::Paddock) {
             starts.extend(starts::paddock_starts(bursts, per, arrivals).await?);
         }
@@ -139,7 +140,7 @@ async fn run() -> Result<()> {
             prepare(System::Sandbox, &limits)?;
             starts.extend(starts::sandbox_starts(&client, bursts, per, arrivals).await?);
         }
-        starts::print_table(starts, bursts, per, arrivals);
+        starts::print_table(&starts, bursts, per, arrivals);
     }
     let replay = if systems.contains(&System::Paddock) && scenarios.contains(['1', '3', '6']) {
         eprintln!("[bench] one real run on the real node, for the logs and result kwok replays");
@@ -163,9 +164,16 @@ async fn run() -> Result<()> {
         }
         memory::print_table(&mem);
     }
+    let mut scale_row = None;
     if systems.contains(&System::Paddock) && scenarios.contains('6') {
         let row = nodes::scale(&client, scale_params, &replay).await?;
         nodes::print_table(&row);
+        scale_row = Some(row);
     }
+    goals::print_table(&goals::Measured {
+        apply: &rows,
+        starts: &starts,
+        scale: scale_row.as_ref(),
+    });
     Ok(())
 }

@@ -254,6 +254,18 @@ async fn sample_rss(pid: u32, times: Shared, n: usize, stop: Arc<AtomicBool>) ->
 
 /// Prints the scenario 6 tables: the row, then the CPU time of every process read over the
 /// same window, then how the runs stood at the end.
+impl ScaleRow {
+    /// The operator's KiB per run settled (the same process past the recorder's window) and its
+    /// restart peak over its settled VmRSS ([`Settled`]).
+    pub fn memory_per_run(&self) -> (f64, f64) {
+        let m = self.memory;
+        (
+            m.after_window.saturating_sub(m.fresh) as f64 / self.params.runs.max(1) as f64,
+            m.restart_peak as f64 / m.restarted.max(1) as f64,
+        )
+    }
+}
+
 pub fn print_table(r: &ScaleRow) {
     let mib = |k: u64| k as f64 / 1024.0;
     let core_pct = |s: f64| s / r.window_s.max(1e-3) * 100.0;

@@ -187,12 +187,34 @@ pub async fn sandbox_starts(client: &Client, bursts: usize, per: usize, rate: f6
     Ok(rows)
 }
 
+impl StartRow {
+    /// The system's name.
+    pub fn system(&self) -> &str {
+        self.system
+    }
+    /// `cold` or `warm`.
+    pub fn start(&self) -> &str {
+        self.start
+    }
+    /// What was measured.
+    pub fn measure(&self) -> &str {
+        self.measure
+    }
+    /// The `q`th percentile of the latencies, ms.
+    pub fn percentile(&self, q: f64) -> f64 {
+        let mut ms = self.ms.clone();
+        ms.sort_by(f64::total_cmp);
+        percentile(&ms, q)
+    }
+}
+
 /// Prints the scenario 2 table: one row per system, start kind and measure.
-pub fn print_table(starts: Vec<StartRow>, bursts: usize, per: usize, arrivals: f64) {
+pub fn print_table(starts: &[StartRow], bursts: usize, per: usize, arrivals: f64) {
     println!("\nScenario 2: created → started on the real node (ms), {bursts} bursts of {per} arriving at {arrivals}/s; warm pools of {per}, full before each burst");
     println!("| system | start | measure | n | p50 | p99 | max |");
     println!("|---|---|---|---|---|---|---|");
-    for mut r in starts {
+    for r in starts {
+        let mut r = StartRow { ms: r.ms.clone(), ..*r };
         r.ms.sort_by(f64::total_cmp);
         println!(
             "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} |",
