@@ -415,12 +415,12 @@ remove_kwok_nodes() {
 }
 
 kwok_ready() {
-  local ready names=()
+  local ready
   curl -fsSk --max-time 2 -o /dev/null "https://127.0.0.1:$KWOK_PORT/healthz" 2>/dev/null || return 1
-  mapfile -t names < <(kwok_node_names)
-  ready=$(k get node "${names[@]}" \
-    -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null |
-    grep -c '^True$') || true
+  # A label selector always lists (`get node <one name>` gives an object, with no .items).
+  ready=$(k get nodes -l type=kwok \
+    -o jsonpath='{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null |
+    grep -cxF -f <(kwok_node_names | sed 's/$/=True/')) || true
   [ "${ready:-0}" -eq "$KWOK_NODES" ]
 }
 
