@@ -163,6 +163,25 @@ pub async fn ensure_follower(ctx: &Arc<Context>, run: &AgentRun, pod: &str) {
     );
 }
 
+/// How long the end of an attempt waits for its follower to read the rest of the log
+/// ([`finish_follower`]).
+pub const FOLLOWER_GRACE: Duration = Duration::from_secs(1);
+
+/// Lets the follower of the run with `uid` finish reading, for at most `grace`, then stops it:
+/// the attempt ended, so its log is complete, and a follower that reads it to the `result` line
+/// spares the end a second read of it (docs/performance.md, log reads). A follower that is
+/// still reading after `grace` (a stream the API server is slow to serve) is stopped; the end
+/// then reads the log itself.
+pub async fn finish_follower(ctx: &Context, uid: &str, grace: Duration) {
+    let task = ctx.followers.tasks.lock().await.remove(uid);
+    if let Some(mut task) = task {
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+    ctx.followers.done().remove(uid);
+}
+
 /// Stops the follower of the run with `uid`, if any.
 pub async fn stop_follower(ctx: &Context, uid: &str) {
     if let Some(h) = ctx.followers.tasks.lock().await.remove(uid) {
@@ -285,6 +304,11 @@ async fn follow(ctx: Arc<Context>, run: AgentRun, pod: String) -> anyhow::Result
             last_write = Instant::now();
             (dirty, notable) = (false, false);
         }
+        if finished {
+            // The runner prints its result last: the log is read whole. The stream (which a
+            // node may hold open until the pod is gone) and the follower's slot are let go now.
+            break;
+        }
     }
     if last_write_needed(dirty, finished, notable, run.spec.verify.is_some()) {
         write_progress(&runs, &name, &progress).await;
@@ -388,6 +412,82 @@ mod tests {
         })
         .await
         .expect("the stopped follower's slot comes back");
+    }
+
+    /// A node (kwok's log server, say) can hold a log stream open after the container's last
+    /// line: the follower stops at the runner's result all the same, with the whole log kept.
+    #[tokio::test]
+    async fn a_follower_stops_at_the_result_even_when_the_stream_stays_open() {
+        let log = concat!(
+            r#"{"v":1,"seq":1,"ts":"2026-12-07T00:00:00.000Z","type":"step","step":"agent","status":"started","message":"shell"}"#,
+            "\n",
+            r#"{"v":1,"seq":2,"ts":"2026-12-07T00:00:01.000Z","type":"result","outcome":"Succeeded","reason":"Succeeded","message":"ok"}"#,
+            "\n"
+        );
+        use futures::StreamExt as _;
+        type Frames =
+            futures::stream::BoxStream<'static, Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>;
+        // Any other request is the follower's GET of the run at its end.
+        let stored: &'static [u8] = serde_json::to_vec(&run("r", false)).unwrap().leak();
+        let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| async move {
+            let frame = |b: &'static [u8]| -> Result<_, std::convert::Infallible> {
+                Ok(hyper::body::Frame::data(bytes::Bytes::from_static(b)))
+            };
+            let frames: Frames = if req.uri().path().ends_with("/log") {
+                // The lines, then a stream that never ends.
+                futures::stream::iter([frame(log.as_bytes())])
+                    .chain(futures::stream::pending())
+                    .boxed()
+            } else {
+                futures::stream::iter([frame(stored)]).boxed()
+            };
+            let body = http_body_util::StreamBody::new(frames);
+            Ok::<_, std::convert::Infallible>(http::Response::builder().status(200).body(body).unwrap())
+        });
+        let (store, _writer) = kube::runtime::reflector::store::<AgentRun>();
+        let ctx = Arc::new(crate::context::Context::new(
+            kube::Client::new(svc, "default"),
+            Arc::default(),
+            store,
+            "test".into(),
+        ));
+        let r = run("r", false);
+        tokio::time::timeout(Duration::from_secs(5), follow(ctx.clone(), r, "pod-r".into()))
+            .await
+            .expect("the follower ended at the result")
+            .unwrap();
+        let kept = ctx.followers.take_log("ns/pod-r").expect("the log it read");
+        assert!(kept.whole(), "{kept:?}");
+    }
+
+    #[tokio::test]
+    async fn the_end_lets_a_follower_finish_reading_but_not_forever() {
+        let ctx = crate::context::test_context();
+        // A follower about to read its last line: the end waits for it.
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        ctx.followers.tasks.lock().await.insert(
+            "reading".into(),
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = tx.send(());
+            }),
+        );
+        finish_follower(&ctx, "reading", Duration::from_secs(5)).await;
+        assert!(rx.await.is_ok(), "it finished reading, not aborted");
+        // A follower whose stream never ends is stopped after the grace.
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        ctx.followers.tasks.lock().await.insert(
+            "stuck".into(),
+            tokio::spawn(async move {
+                std::future::pending::<()>().await;
+                let _ = tx.send(());
+            }),
+        );
+        let t0 = std::time::Instant::now();
+        finish_follower(&ctx, "stuck", Duration::from_millis(50)).await;
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        assert!(rx.await.is_err(), "aborted: its task was dropped");
+        assert!(ctx.followers.tasks.lock().await.is_empty());
     }
 
     #[tokio::test]

@@ -139,7 +139,9 @@ pub async fn resolve(run: &AgentRun, ctx: &Arc<Context>, facts: &mut Facts, need
         Need::Flavors(flavors) => facts.flavors = Some(kueue::placement(ctx, &flavors).await?),
         Need::Queue => facts.queue = Some(queue_facts(run, ctx, facts).await),
         Need::Ending => {
-            stop_follower(run, ctx).await;
+            if let Some(uid) = &run.metadata.uid {
+                follow::finish_follower(ctx, uid, follow::FOLLOWER_GRACE).await;
+            }
             // The attempt ended: its requests wait for nothing any more.
             ctx.requests.forget(run.metadata.uid.as_deref().unwrap_or_default());
             let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
