@@ -252,8 +252,6 @@ async fn sample_rss(pid: u32, times: Shared, n: usize, stop: Arc<AtomicBool>) ->
     peak
 }
 
-/// Prints the scenario 6 tables: the row, then the CPU time of every process read over the
-/// same window, then how the runs stood at the end.
 impl ScaleRow {
     /// The operator's KiB per run settled (the same process past the recorder's window) and its
     /// restart peak over its settled VmRSS ([`Settled`]).
@@ -266,6 +264,8 @@ impl ScaleRow {
     }
 }
 
+/// Prints the scenario 6 tables: the row, then the CPU time of every process read over the
+/// same window, then how the runs stood at the end, then the operator's memory.
 pub fn print_table(r: &ScaleRow) {
     let mib = |k: u64| k as f64 / 1024.0;
     let core_pct = |s: f64| s / r.window_s.max(1e-3) * 100.0;
