@@ -6,14 +6,15 @@
 # markdown tables (docs/performance.md explains them and keeps the last figures):
 #   bench-peers    Paddock vs Tekton vs agent-sandbox: start latency on the real node (cold,
 #                  warm), apply → pod on kwok (1,000 objects at 50/s), API writes and 409s,
-#                  controller memory at 0 / 1k / 10k objects; then Paddock alone past one node
-#                  (scenario 6: kwok restarted with 10 nodes, 10,000 runs at 10/s, the
-#                  operator's CPU and RSS). Scenarios 1-3 run on one kwok node, as before.
+#                  controller memory at 0 / 1k objects (10k with --scale 1000,10000); then
+#                  Paddock alone past one node (scenario 6: kwok restarted with 10 nodes,
+#                  10,000 runs at 10/s, the operator's CPU and RSS, its memory settled).
+#                  Scenarios 1-3 run on one kwok node, as before.
 #   bench-start    Paddock alone: created → agent started, one run at a time, cold vs warm
 #   bench-gateway  the gateway's added latency per streamed model call, and that it streams
 #   bench-cache    the operator's caches alone: heap bytes per object of each kind, whole and
 #                  as the operator slims them (no cluster; about 4 min under the heap profiler)
-# Variables: BENCH_PEERS_ARGS (e.g. "--objects 200 --scale 1000 --scale-runs 1000" for a quick
+# Variables: BENCH_PEERS_ARGS (e.g. "--objects 200 --scale-runs 1000" for a quick
 # run; --scale-nodes K --scale-rate R for scenario 6),
 # BENCH_START_ARGS, BENCH_GATEWAY_ARGS, BENCH_CACHE_ARGS (e.g. "--objects 1000");
 # PADDOCK_BENCH_KEEP_PEERS=1 leaves the peers running.

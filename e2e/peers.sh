@@ -350,7 +350,8 @@ EOF
 # ---------------------------------------------------------------------------------------------
 # kwok
 
-# kwok_config: e2e/peers/kwok.yaml with its port and logs directory filled in, in
+# kwok_config: e2e/peers/kwok.yaml with its port, logs directory and pod-stage workers (4 per
+# node) filled in, in
 # $BASE/kwok/kwok.yaml; the (empty) log files it serves in $BASE/kwok/logs; a serving cert for
 # 127.0.0.1 signed by the cluster's CA (the API server verifies kubelets with it) in
 # $BASE/kwok/tls.{crt,key}.
@@ -358,7 +359,8 @@ kwok_config() {
   local d=$BASE/kwok pki=${PADDOCK_CLUSTER_DIR:-/var/lib/paddock-cluster}/pki f
   mkdir -p "$d/logs"
   for f in clone agent gateway; do [ -e "$d/logs/$f.log" ] || : >"$d/logs/$f.log"; done
-  sed -e "s#@KWOK_PORT@#$KWOK_PORT#g" -e "s#@LOGS@#$d/logs#g" "$here/peers/kwok.yaml" >"$d/kwok.yaml"
+  sed -e "s#@KWOK_PORT@#$KWOK_PORT#g" -e "s#@LOGS@#$d/logs#g" \
+    -e "s#@POD_PARALLELISM@#$((4 * KWOK_NODES))#g" "$here/peers/kwok.yaml" >"$d/kwok.yaml"
   if ! openssl x509 -in "$d/tls.crt" -noout -checkend 86400 >/dev/null 2>&1 ||
     ! openssl verify -CAfile "$pki/ca.crt" "$d/tls.crt" >/dev/null 2>&1; then
     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/tls.key" \

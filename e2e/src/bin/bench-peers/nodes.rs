@@ -21,12 +21,16 @@ use std::time::{Duration, Instant};
 const NODE_PREFIX: &str = "paddock-kwok-";
 
 /// The other processes whose CPU time is read over the window: table label and `comm`.
-const OTHERS: [(&str, &str); 7] = [
+const OTHERS: [(&str, &str); 8] = [
     ("kube-apiserver", "kube-apiserver"),
     ("etcd", "etcd"),
     ("kube-scheduler", "kube-scheduler"),
     ("kube-controller-manager", "kube-controller-manager"),
     ("kubelet (real node)", "kubelet"),
+    (
+        "kube-router (NetworkPolicy; with its iptables, ipset runs)",
+        "kube-router",
+    ),
     ("kwok", "kwok"),
     ("bench-peers (this client)", "bench-peers"),
 ];

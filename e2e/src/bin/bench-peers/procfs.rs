@@ -32,19 +32,24 @@ pub fn pids_named(name: &str) -> Result<Vec<u32>> {
 }
 
 /// CPU time process `pid` has used, in clock ticks ([`clock_ticks`] per second): user + system,
-/// all its threads (`utime` + `stime` of `/proc/<pid>/stat`).
+/// all its threads, plus that of the children it has waited for (`utime` + `stime` + `cutime` +
+/// `cstime` of `/proc/<pid>/stat`; proc(5)), so kube-router's short-lived `iptables` and `ipset`
+/// runs count as its own.
 pub fn cpu_ticks(pid: u32) -> Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("process {pid}"))?;
     parse_cpu_ticks(&stat).with_context(|| format!("/proc/{pid}/stat: no utime/stime"))
 }
 
-/// `utime` + `stime` (ticks) of one `/proc/<pid>/stat` line: fields 14 and 15, counted after
-/// the command name in parentheses (which may hold spaces and parentheses itself).
+/// `utime` + `stime` + `cutime` + `cstime` (ticks) of one `/proc/<pid>/stat` line: fields 14 to
+/// 17, counted after the command name in parentheses (which may hold spaces and parentheses
+/// itself). `cutime` and `cstime` are signed in proc(5); a negative one counts 0.
 pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state): utime is field 14, stime 15.
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    // rest starts at field 3 (state): utime is field 14, stime 15, cutime 16, cstime 17.
+    let own = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let children: i64 = f.get(13)?.parse::<i64>().ok()? + f.get(14)?.parse::<i64>().ok()?;
+    Some(own + children.max(0) as u64)
 }
 
 /// The machine's CPU time since boot, in clock ticks summed over all CPUs: `(busy, total)`,
@@ -76,8 +81,8 @@ mod tests {
     #[test]
     fn cpu_ticks_of_a_stat_line() {
         // A command name with a space and a parenthesis, as the kernel writes it.
-        let stat = "4242 (kube api) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 350 120 0 0 20 0 12 0 100 0 0";
-        assert_eq!(parse_cpu_ticks(stat), Some(470));
+        let stat = "4242 (kube api) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 350 120 30 7 20 0 12 0 100 0 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(507));
         assert_eq!(parse_cpu_ticks("4242 (short) S 1"), None);
     }
 
