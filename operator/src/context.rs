@@ -66,6 +66,12 @@ pub struct Context {
     /// Per pool (`namespace/name`): what this process applied of the pool's egress gateway
     /// ([`crate::controller::egress::reconcile_egress`]).
     pub egress: std::sync::Mutex<HashMap<String, EgressApplied>>,
+    /// Per pool (`namespace/name`): held while this process applies the pool's egress objects,
+    /// so that the many run reconciles that find them unapplied at once (a new pool, or one
+    /// whose gateway just changed) apply them once, not once each
+    /// ([`Context::egress_apply_lock`]). One small entry per pool seen, kept for the process's
+    /// life.
+    pub egress_applying: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Signing and archiving of ended runs' evidence bundles.
     pub evidence: crate::evidence::Evidence,
     /// Whether the runner's progress steps are published as Events too (`--step-events`; see
@@ -146,6 +152,7 @@ impl Context {
             kueue: false,
             signer: Arc::new(paddock_crds::verdict::Signer::generate().expect("the system's random source works")),
             egress: std::sync::Mutex::new(HashMap::new()),
+            egress_applying: std::sync::Mutex::new(HashMap::new()),
             evidence: Default::default(),
             step_events: false,
             console_url: None,
@@ -174,6 +181,17 @@ impl Context {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(key);
+    }
+
+    /// The lock of [`Context::egress_applying`] for pool `key` (`namespace/name`), created on
+    /// first use.
+    pub fn egress_apply_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.egress_applying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key.to_string())
+            .or_default()
+            .clone()
     }
 
     /// Records in [`Context::egress`] what was applied for pool `key`.

@@ -398,22 +398,13 @@ async fn apply_egress(pool: &RunnerPool, ctx: &Context) -> Result<Egress> {
     let gw = contract::gateway_name(&name);
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
     if let Some(applied) = ctx.egress_applied(&key).filter(|a| a.fingerprint == fp) {
-        if applied.ready {
-            return Ok(Egress::Ready(applied.uplink));
-        }
-        let ready = deployments.get_opt(&gw).await?.is_some_and(|d| available(&d));
-        ctx.set_egress_applied(
-            &key,
-            EgressApplied {
-                ready,
-                ..applied.clone()
-            },
-        );
-        return Ok(if ready {
-            Egress::Ready(applied.uplink)
-        } else {
-            Egress::NotReady
-        });
+        return recheck(ctx, &key, applied, &deployments, &gw).await;
+    }
+    // One apply at a time per pool: the reconciles that waited here find it applied.
+    let lock = ctx.egress_apply_lock(&key);
+    let _applying = lock.lock().await;
+    if let Some(applied) = ctx.egress_applied(&key).filter(|a| a.fingerprint == fp) {
+        return recheck(ctx, &key, applied, &deployments, &gw).await;
     }
     // Only objects the pool owns (or new ones) are applied: a server-side apply would take
     // over a same-named object of someone else's (docs/security.md).
@@ -460,6 +451,36 @@ async fn apply_egress(pool: &RunnerPool, ctx: &Context) -> Result<Egress> {
     Ok(if ready { Egress::Ready(uplink) } else { Egress::NotReady })
 }
 
+/// The egress of a pool whose objects this process applied as they are now (`applied`): ready
+/// as last read, or read again from the gateway Deployment `gw` while it was not.
+///
+/// # Errors
+/// Transient API errors.
+async fn recheck(
+    ctx: &Context,
+    key: &str,
+    applied: EgressApplied,
+    deployments: &Api<Deployment>,
+    gw: &str,
+) -> Result<Egress> {
+    if applied.ready {
+        return Ok(Egress::Ready(applied.uplink));
+    }
+    let ready = deployments.get_opt(gw).await?.is_some_and(|d| available(&d));
+    ctx.set_egress_applied(
+        key,
+        EgressApplied {
+            ready,
+            ..applied.clone()
+        },
+    );
+    Ok(if ready {
+        Egress::Ready(applied.uplink)
+    } else {
+        Egress::NotReady
+    })
+}
+
 /// Records `pool`'s egress gateway as applied by this process and ready with `uplink`, so a
 /// reconcile test's run finds its way out without the egress objects' API calls.
 #[cfg(test)]
@@ -491,6 +512,59 @@ mod tests {
             "spec": {"template": {"image": "paddock-runner:dev"}}
         }))
         .unwrap()
+    }
+
+    /// The run reconciles that find a pool's egress unapplied at once (a new pool: each of its
+    /// waiting runs wakes with it) apply its 4 objects once between them, not once each.
+    #[tokio::test]
+    async fn concurrent_reconciles_apply_a_new_pools_egress_once() {
+        let patches = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = patches.clone();
+        // A fake API server: a server-side apply is answered with its own body (a Service with a
+        // cluster IP, a Deployment with no available pod yet), anything else is NotFound.
+        let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let seen = seen.clone();
+            async move {
+                let (method, path) = (req.method().clone(), req.uri().path().to_string());
+                let body = req.into_body().collect_bytes().await.unwrap_or_default();
+                let (code, obj) = if method == http::Method::PATCH {
+                    seen.lock().unwrap().push(path.clone());
+                    let mut obj: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    if path.contains("/services/") {
+                        obj["spec"]["clusterIP"] = "10.96.0.10".into();
+                    }
+                    (200, obj)
+                } else {
+                    let status = serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                        "status": "Failure", "reason": "NotFound", "code": 404});
+                    (404, status)
+                };
+                let resp = http::Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(serde_json::to_vec(&obj).unwrap()))
+                    .unwrap();
+                Ok::<_, std::convert::Infallible>(resp)
+            }
+        });
+        let (store, _writer) = kube::runtime::reflector::store::<paddock_crds::AgentRun>();
+        let ctx = Context::new(
+            kube::Client::new(svc, "default"),
+            Default::default(),
+            store,
+            "test".into(),
+        );
+        let pool = pool();
+
+        let all = futures::future::join_all((0..8).map(|_| reconcile_egress_state(&pool, &ctx))).await;
+        for egress in all {
+            assert_eq!(egress.unwrap(), Egress::NotReady, "no available gateway pod yet");
+        }
+        let applied = patches.lock().unwrap().clone();
+        assert_eq!(applied.len(), 4, "one apply of each object: {applied:#?}");
+        // Applied, not ready: the next reconcile reads the Deployment, and writes nothing.
+        assert_eq!(reconcile_egress_state(&pool, &ctx).await.unwrap(), Egress::NotReady);
+        assert_eq!(patches.lock().unwrap().len(), 4);
     }
 
     #[test]
